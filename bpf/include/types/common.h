@@ -1,0 +1,67 @@
+/* Enumerations shared by the kernel datapath, the Wasm core and the host.
+ *
+ * This directory is the single source of truth for every layout that crosses a
+ * boundary. host/codegen reads it (a restricted C subset: enums with explicit or
+ * implicit values, structs of fixed-width fields and arrays, _Static_assert on
+ * sizes) and writes assembly/generated/layout.ts and host/generated/layout.ts.
+ * The comment after an enum member is its human-readable text. */
+#pragma once
+#include <linux/types.h>
+
+/* What the datapath decided for a packet. */
+enum verdict {
+	VERDICT_PASS = 0, /* forwarded, possibly rewritten */
+	VERDICT_DROP = 1, /* dropped; drop_reason says why */
+};
+
+/* Conntrack lookup outcome, as in Cilium. */
+enum ct_result {
+	CT_NEW = 0,         /* new flow, entry created */
+	CT_ESTABLISHED = 1, /* packet in the flow's original direction */
+	CT_REPLY = 2,       /* packet in the reply direction */
+	CT_RELATED = 3,     /* ICMP error about a tracked flow */
+	CT_NONE = 255,      /* not tracked (dropped before conntrack, or ARP/NDP) */
+};
+
+/* Direction of a packet relative to the endpoint, as in Cilium. DIR_AUTO asks the
+ * datapath to decide: a packet answering an entry created on egress is ingress,
+ * anything else is egress (for captures and middleboxes with no endpoint view). */
+enum ct_dir {
+	CT_EGRESS = 0,  /* egress */
+	CT_INGRESS = 1, /* ingress */
+	CT_SERVICE = 2, /* service */
+	DIR_AUTO = 255, /* auto */
+};
+
+/* Tuple flags byte: which direction created the entry; keeps entries of the two
+ * directions (and of services) apart when their 5-tuples coincide. */
+enum tuple_flags {
+	TUPLE_F_OUT = 0,     /* created by an egress packet */
+	TUPLE_F_IN = 1,      /* created by an ingress packet */
+	TUPLE_F_RELATED = 2, /* related */
+	TUPLE_F_SERVICE = 4, /* service */
+};
+
+/* How packets arrive: TUN devices give bare IP packets, veths and captures
+ * usually give Ethernet frames. */
+enum link_type {
+	LINK_RAW_IP = 0,   /* bare IPv4/IPv6 */
+	LINK_ETHERNET = 1, /* Ethernet II, optionally one 802.1Q tag */
+};
+
+/* Drop reasons. Values are Cilium's (its codes are the negatives of these) where
+ * Cilium has the same reason; membrane's own reasons start at 200. A reason fits
+ * in a byte because the metrics key stores it in one. */
+enum drop_reason {
+	DROP_NONE = 0,                /* not dropped */
+	DROP_INVALID = 134,           /* Invalid packet (malformed or truncated IP header) */
+	DROP_CT_INVALID_HDR = 135,    /* CT: invalid or truncated L4 header */
+	DROP_CT_UNKNOWN_PROTO = 137,  /* CT: unknown L4 protocol */
+	DROP_UNKNOWN_L3 = 139,        /* Unknown L3 protocol */
+	DROP_CT_CREATE_FAILED = 155,  /* CT: table full of live entries, flow not created */
+	DROP_INVALID_EXTHDR = 156,    /* Invalid or too many IPv6 extension headers */
+	DROP_FRAG_NOSUPPORT = 157,    /* Fragment of a datagram whose first fragment was not seen */
+	DROP_UNSUPPORTED_L2 = 166,    /* Unsupported L2 frame */
+	DROP_ICMP_NO_FLOW = 200,      /* ICMP error quoting a packet of no tracked flow */
+	DROP_FRAG_TABLE_FULL = 201,   /* Fragment table full of live datagrams */
+};

@@ -1,0 +1,29 @@
+/* Fragment tracking: the first fragment of a datagram records its ports so the
+ * later fragments (which carry no L4 header) join the same flow. */
+#pragma once
+#include "common.h"
+
+struct frag_key4 {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+_Static_assert(sizeof(struct frag_key4) == 12, "frag_key4 size");
+
+struct frag_key6 {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct frag_key6) == 40, "frag_key6 size");
+
+struct frag_entry {
+	__be16 sport;
+	__be16 dport;
+	__u32 lifetime; /* absolute expiry, seconds of the datapath clock */
+};
+_Static_assert(sizeof(struct frag_entry) == 8, "frag_entry size");
