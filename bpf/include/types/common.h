@@ -63,5 +63,4 @@ enum drop_reason {
 	DROP_FRAG_NOSUPPORT = 157,    /* Fragment of a datagram whose first fragment was not seen */
 	DROP_UNSUPPORTED_L2 = 166,    /* Unsupported L2 frame */
 	DROP_ICMP_NO_FLOW = 200,      /* ICMP error quoting a packet of no tracked flow */
-	DROP_FRAG_TABLE_FULL = 201,   /* Fragment table full of live datagrams */
 };

@@ -1,0 +1,41 @@
+// Internet checksum helpers. The packet path only ever updates checksums
+// incrementally (RFC 1624: HC' = ~(~HC + ~m + m')); full sums are for tests and
+// for headers the datapath builds itself.
+
+/** Folds a 32-bit ones' complement accumulator to 16 bits. */
+// @ts-ignore: decorator
+@inline export function csumFold(sum: u32): u32 {
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  return sum;
+}
+
+/** Ones' complement sum of [ptr, ptr+len), network byte order, as a 32-bit accumulator. */
+export function csumPartial(ptr: usize, len: i32, sum: u32): u32 {
+  let acc: u64 = sum;
+  let i = 0;
+  for (; i + 4 <= len; i += 4) acc += <u64>bswap<u32>(load<u32>(ptr + i));
+  for (; i + 2 <= len; i += 2) acc += <u64>bswap<u16>(load<u16>(ptr + i));
+  if (i < len) acc += <u64>load<u8>(ptr + i) << 8;
+  acc = (acc & 0xFFFFFFFF) + (acc >> 32);
+  acc = (acc & 0xFFFFFFFF) + (acc >> 32);
+  return <u32>acc;
+}
+
+/** The checksum value to store for [ptr, ptr+len) (host order result). */
+export function csumFull(ptr: usize, len: i32): u16 {
+  return <u16>(~csumFold(csumPartial(ptr, len, 0)) & 0xFFFF);
+}
+
+/** RFC 1624 eqn. 3 for a 16-bit field change; check, old and new are host-order values. */
+// @ts-ignore: decorator
+@inline export function csumReplace16(check: u32, oldValue: u32, newValue: u32): u32 {
+  return ~csumFold((~check & 0xFFFF) + (~oldValue & 0xFFFF) + newValue) & 0xFFFF;
+}
+
+/** RFC 1624 for a 32-bit field change (e.g. an IPv4 address), host-order values. */
+// @ts-ignore: decorator
+@inline export function csumReplace32(check: u32, oldValue: u32, newValue: u32): u32 {
+  const sum: u32 = (~check & 0xFFFF) + (~(oldValue >> 16) & 0xFFFF) + (~oldValue & 0xFFFF) + (newValue >> 16) + (newValue & 0xFFFF);
+  return ~csumFold(sum) & 0xFFFF;
+}
