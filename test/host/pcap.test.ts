@@ -436,7 +436,7 @@ describe("classic pcap errors", () => {
       code: "CAPTURE_TRUNCATED",
       offset: 50,
       record: 1,
-      message: "capture truncated: record 1 at byte 50 claims 4294967295 bytes but only 76 remain",
+      message: "capture truncated: record 1 at byte 50 claims 4294967295 bytes but only 66 remain",
     });
   });
 
@@ -458,7 +458,8 @@ describe("pcapng", () => {
   /**
    * Layout (offsets): SHB 0 (28) | IDB0 Ethernet, snaplen 64, default µs 28 (20) |
    * IDB1 Raw, ns 48 (32) | IDB2 IPv6, 2^-10 s + 100 s offset 80 (44) |
-   * unknown block 124 (20) | EPB if0 144 | EPB if1 | NRB (type 4) | EPB if2 | SPB | OPB if1
+   * unknown block 124 (20) | EPB if0 144 (48) | EPB if1 192 (52) | NRB (type 4) 244 (16) |
+   * EPB if2 260 (72) | SPB 332 (80) | OPB if1 412 (40)
    */
   function sampleFile(le: boolean): Uint8Array {
     return concat(
@@ -481,7 +482,7 @@ describe("pcapng", () => {
     { order: "big-endian", le: false },
   ])("reads two+ interfaces with different link types and resolutions ($order)", ({ le }) => {
     const bytes = sampleFile(le);
-    expect(bytes.length).toBe(28 + 20 + 32 + 44 + 20 + 44 + 52 + 16 + 72 + 80 + 40);
+    expect(bytes.length).toBe(28 + 20 + 32 + 44 + 20 + 48 + 52 + 16 + 72 + 80 + 40);
     const capture = readCapture(bytes);
     expect(capture.format).toBe("pcapng");
     expect(
@@ -496,12 +497,12 @@ describe("pcapng", () => {
       })),
     ).toEqual([
       { index: 0, interfaceId: 0, linkType: LinkType.Ethernet, timestampNs: 1_700_000_000_123_456_000n, originalLength: 60, captured: 14, at: 144 + 28 },
-      { index: 1, interfaceId: 1, linkType: LinkType.Raw, timestampNs: 1_700_000_000_123_456_789n, originalLength: 20, captured: 20, at: 188 + 28 },
-      { index: 2, interfaceId: 2, linkType: LinkType.Ipv6, timestampNs: 105_500_000_000n, originalLength: 40, captured: 40, at: 256 + 28 },
+      { index: 1, interfaceId: 1, linkType: LinkType.Raw, timestampNs: 1_700_000_000_123_456_789n, originalLength: 20, captured: 20, at: 192 + 28 },
+      { index: 2, interfaceId: 2, linkType: LinkType.Ipv6, timestampNs: 105_500_000_000n, originalLength: 40, captured: 40, at: 260 + 28 },
       // SPB: interface 0, no timestamp, captured length = min(100, snaplen 64).
-      { index: 3, interfaceId: 0, linkType: LinkType.Ethernet, timestampNs: 0n, originalLength: 100, captured: 64, at: 328 + 12 },
+      { index: 3, interfaceId: 0, linkType: LinkType.Ethernet, timestampNs: 0n, originalLength: 100, captured: 64, at: 332 + 12 },
       // OPB on the nanosecond interface.
-      { index: 4, interfaceId: 1, linkType: LinkType.Raw, timestampNs: 42n, originalLength: 7, captured: 7, at: 408 + 28 },
+      { index: 4, interfaceId: 1, linkType: LinkType.Raw, timestampNs: 42n, originalLength: 7, captured: 7, at: 412 + 28 },
     ]);
     expect(capture.packets.map((p) => Array.from(p.data))).toEqual(
       [payload(14, 1), payload(20, 2), payload(40, 3), payload(64, 4), payload(7, 5)].map((d) => Array.from(d)),
@@ -691,10 +692,10 @@ describe("pcapng errors", () => {
     const bytes = concat(shb(le), idb(le, 1), idb(le, 147), epb(le, 0, 0n, payload(1)), epb(le, 1, 0n, payload(1)));
     expectCaptureError(bytes, {
       code: "CAPTURE_UNSUPPORTED_LINKTYPE",
-      offset: 68 + 32,
+      offset: 68 + 36,
       record: 1,
       message:
-        /^unsupported link type 147 on record 1 \(enhanced packet block\) at byte 100: interface 1 \(described at byte 48\) uses it; supported: /,
+        /^unsupported link type 147 on record 1 \(enhanced packet block\) at byte 104: interface 1 \(described at byte 48\) uses it; supported: /,
     });
   });
 

@@ -1,0 +1,66 @@
+/**
+ * PacketBatch: packets staged in Wasm memory for one `process` call, after
+ * wireguard-go's tun.Device batches (buffers, sizes and headroom, so headers can
+ * be prepended in place). Reused across calls: clear(), push(), process, read.
+ */
+import { MembraneError } from "./errors.js";
+import { CtDir, LinkType, PKT_DESC, decodePktDesc } from "./generated/layout.js";
+import type { RawBatch, WasmCore } from "./wasm/core.js";
+import { describeVerdict, type PacketVerdict } from "./verdict.js";
+
+export type LinkKind = "ip" | "ethernet";
+export type Direction = "egress" | "ingress" | "auto";
+
+export const DIRECTION_CODE: Record<Direction, number> = {
+  egress: CtDir.CT_EGRESS,
+  ingress: CtDir.CT_INGRESS,
+  auto: CtDir.DIR_AUTO,
+};
+
+export interface PacketMeta {
+  /** "ip" for bare IP packets (TUN), "ethernet" for frames. Default "ip". */
+  link?: LinkKind;
+  /** Direction relative to the endpoint; "auto" (default) infers it from conntrack. */
+  direction?: Direction;
+}
+
+export class PacketBatch {
+  private count = 0;
+
+  constructor(private readonly core: WasmCore, readonly raw: RawBatch) {}
+
+  get capacity(): number { return this.raw.capacity; }
+  get length(): number { return this.count; }
+  /** Largest packet a buffer takes. */
+  get maxPacket(): number { return this.raw.bufferSize - this.raw.headroom; }
+
+  clear(): void {
+    this.count = 0;
+  }
+
+  /** Copies a packet into the next buffer; returns its index. */
+  push(packet: Uint8Array, meta: PacketMeta = {}): number {
+    if (this.count >= this.raw.capacity) throw new MembraneError("BATCH_FULL", `add packet: the batch holds ${this.raw.capacity} packets`);
+    if (packet.length > this.maxPacket) {
+      throw new MembraneError("PACKET_TOO_LARGE", `add packet: ${packet.length} bytes exceed the batch buffer (${this.maxPacket} bytes after headroom)`);
+    }
+    const i = this.count++;
+    const d = this.core.descriptorAddr(this.raw, i);
+    const mem = this.core.bytes();
+    const v = new DataView(mem.buffer, d, PKT_DESC.size);
+    const buf = v.getUint32(PKT_DESC.offsets.buf, true);
+    v.setUint32(PKT_DESC.offsets.off, this.raw.headroom, true);
+    v.setUint32(PKT_DESC.offsets.len, packet.length, true);
+    v.setUint8(PKT_DESC.offsets.link, meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP);
+    v.setUint8(PKT_DESC.offsets.dir, DIRECTION_CODE[meta.direction ?? "auto"]);
+    mem.set(packet, buf + this.raw.headroom);
+    return i;
+  }
+
+  /** The decision for packet i after process(), with a copy of its (possibly rewritten) bytes. */
+  result(i: number): PacketVerdict {
+    if (i < 0 || i >= this.count) throw new MembraneError("INVALID_INPUT", `read result ${i}: the batch has ${this.count} packets`);
+    const d = decodePktDesc(this.core.bytes(), this.core.descriptorAddr(this.raw, i));
+    return describeVerdict(d, this.core.view(d.buf + d.off, d.len).slice());
+  }
+}

@@ -1,0 +1,89 @@
+/** Conntrack records as people and programs read them, decoded from the shared layout. */
+import {
+  CT_TUPLE4, CT_TUPLE6, ctEntryFlagsName, decodeCtEntry, decodeCtTuple4, decodeCtTuple6, tupleFlagsName,
+  CtEntryFlags, type CtEntry,
+} from "../generated/layout.js";
+
+export type CtTableName = "tcp4" | "any4" | "tcp6" | "any6";
+export const CT_TABLES: readonly CtTableName[] = ["tcp4", "any4", "tcp6", "any6"];
+
+export interface CtTuple {
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  proto: number;
+  /** enum tuple_flags value. */
+  flags: number;
+}
+
+export interface CtRecord {
+  table: CtTableName;
+  tuple: CtTuple;
+  entry: CtEntry;
+  /** The raw key bytes, as stored in both datapaths. */
+  key: Uint8Array;
+}
+
+export function formatIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+export function formatIpv6(b: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
+  // RFC 5952: compress the longest run (length >= 2) of zero groups.
+  let bestStart = -1, bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(":");
+  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
+}
+
+export function decodeCtRecord(table: CtTableName, record: Uint8Array): CtRecord {
+  const v6 = table.endsWith("6");
+  const keySize = v6 ? CT_TUPLE6.size : CT_TUPLE4.size;
+  const key = record.slice(0, keySize);
+  const entry = decodeCtEntry(record, keySize);
+  if (v6) {
+    const t = decodeCtTuple6(record);
+    return { table, key, entry, tuple: { family: 6, src: formatIpv6(t.saddr), dst: formatIpv6(t.daddr), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
+  }
+  const t = decodeCtTuple4(record);
+  return { table, key, entry, tuple: { family: 4, src: formatIpv4(t.saddr), dst: formatIpv4(t.daddr), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
+}
+
+export const PROTO_NAMES: Readonly<Record<number, string>> = { 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6" };
+
+/** "10.0.0.1:1234 -> 10.0.0.2:80" (IPv6 addresses in brackets). */
+export function formatTuple(t: CtTuple): string {
+  const host = (a: string) => (t.family === 6 ? `[${a}]` : a);
+  return `${host(t.src)}:${t.sport} -> ${host(t.dst)}:${t.dport}`;
+}
+
+/** "OUT", "IN", ... for the tuple flags byte. */
+export function formatTupleFlags(flags: number): string {
+  return (tupleFlagsName[flags] ?? String(flags)).replace("TUPLE_F_", "");
+}
+
+/** "tx-closing,seen-non-syn" for ct_entry.flags. */
+export function formatEntryFlags(flags: number): string {
+  const names: string[] = [];
+  for (const bit of Object.values(CtEntryFlags)) {
+    if (flags & bit) names.push(ctEntryFlagsName[bit].replace("CT_F_", "").toLowerCase().replace(/_/g, "-"));
+  }
+  return names.join(",") || "-";
+}
+
+/** "SA", "FPA": the TCP flags seen, in tcpdump's letters. */
+export function formatTcpFlags(flags: number): string {
+  const letters: [number, string][] = [[0x02, "S"], [0x01, "F"], [0x04, "R"], [0x08, "P"], [0x10, "A"], [0x20, "U"], [0x40, "E"], [0x80, "C"]];
+  return letters.filter(([bit]) => flags & bit).map(([, l]) => l).join("") || "-";
+}

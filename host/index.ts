@@ -1,0 +1,9 @@
+/** membrane as a library: `import { Datapath } from "membrane"`. */
+export { Datapath, type BatchOptions, type DatapathCounters, type DropCount, type GcResult } from "./datapath.js";
+export { PacketBatch, type Direction, type LinkKind, type PacketMeta } from "./batch.js";
+export type { PacketVerdict, CtOutcome } from "./verdict.js";
+export { DEFAULTS, resolveOptions, type DatapathOptions, type ConntrackOptions, type FragmentOptions } from "./config.js";
+export { GcSchedule, type GcScheduleOptions } from "./conntrack/gc-schedule.js";
+export { formatTuple, type CtRecord, type CtTuple, type CtTableName } from "./conntrack/records.js";
+export { MembraneError, InvalidInputError, NotSupportedError } from "./errors.js";
+export type { TableName } from "./wasm/core.js";
