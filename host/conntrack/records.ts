@@ -3,6 +3,12 @@ import {
   CT_TUPLE4, CT_TUPLE6, ctEntryFlagsName, decodeCtEntry, decodeCtTuple4, decodeCtTuple6, tupleFlagsName,
   CtEntryFlags, type CtEntry,
 } from "../generated/layout.js";
+import { formatIp } from "../packet/address.js";
+
+function ipv4FromNumber(n: number): Uint8Array {
+  return Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+}
+
 
 export type CtTableName = "tcp4" | "any4" | "tcp6" | "any6";
 export const CT_TABLES: readonly CtTableName[] = ["tcp4", "any4", "tcp6", "any6"];
@@ -26,27 +32,6 @@ export interface CtRecord {
   key: Uint8Array;
 }
 
-export function formatIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
-
-export function formatIpv6(b: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
-  // RFC 5952: compress the longest run (length >= 2) of zero groups.
-  let bestStart = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
-}
-
 export function decodeCtRecord(table: CtTableName, record: Uint8Array): CtRecord {
   const v6 = table.endsWith("6");
   const keySize = v6 ? CT_TUPLE6.size : CT_TUPLE4.size;
@@ -54,10 +39,10 @@ export function decodeCtRecord(table: CtTableName, record: Uint8Array): CtRecord
   const entry = decodeCtEntry(record, keySize);
   if (v6) {
     const t = decodeCtTuple6(record);
-    return { table, key, entry, tuple: { family: 6, src: formatIpv6(t.saddr), dst: formatIpv6(t.daddr), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
+    return { table, key, entry, tuple: { family: 6, src: formatIp(t.saddr), dst: formatIp(t.daddr), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
   }
   const t = decodeCtTuple4(record);
-  return { table, key, entry, tuple: { family: 4, src: formatIpv4(t.saddr), dst: formatIpv4(t.daddr), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
+  return { table, key, entry, tuple: { family: 4, src: formatIp(ipv4FromNumber(t.saddr)), dst: formatIp(ipv4FromNumber(t.daddr)), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
 }
 
 export const PROTO_NAMES: Readonly<Record<number, string>> = { 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6" };

@@ -143,9 +143,11 @@ export interface Ipv6Spec {
 
 /** Pad1/PadN padding of `n` bytes, so options headers stay parseable (RFC 8200 4.2). */
 function optionPadding(n: number): Uint8Array {
-  const p = new Uint8Array(n);
-  if (n >= 2) p[1] = n - 2;
-  if (n >= 2) p[0] = 1;
+  const p = new Uint8Array(n); // n === 1: a single Pad1 (0x00)
+  if (n >= 2) {
+    p[0] = 1;
+    p[1] = n - 2;
+  }
   return p;
 }
 

@@ -162,13 +162,14 @@ function verifyInto(r: ChecksumReport, pkt: Uint8Array, l3: number): void {
     return;
   }
   const f = l4ChecksumField(layout.proto);
-  if (!f) {
-    r.skipped.push(`L4: no checksum known for protocol ${layout.proto}`);
-    return;
-  }
   const frag = layout.fragment;
   if (frag && (frag.more || frag.offset !== 0)) {
-    r.skipped.push(`${f.name}: fragment (offset ${frag.offset}, more=${frag.more}); the checksum covers the reassembled datagram`);
+    // A non-first fragment's "protocol" may even be a further extension header, so name it only if known.
+    r.skipped.push(`${f?.name ?? "L4"}: fragment (offset ${frag.offset}, more=${frag.more}); the checksum covers the reassembled datagram`);
+    return;
+  }
+  if (!f) {
+    r.skipped.push(`L4: no checksum known for protocol ${layout.proto}`);
     return;
   }
   if (layout.proto === IPPROTO.ICMPV6 && layout.family === 4) {

@@ -334,7 +334,7 @@ function decodeIp(s: PacketSummary, b: Uint8Array, l3: number, quoted: boolean, 
   }
   // The L4 header lives in the first fragment only.
   if (loc.fragment && loc.fragment.offset !== 0) return;
-  const l4 = { b, off: loc.l4Offset, end: loc.end, quoted };
+  const l4 = { b, off: loc.l4Offset, end: loc.end, quoted, firstFragment: loc.fragment?.more === true };
   switch (loc.proto) {
     case IPPROTO.TCP:
       return decodeTcp(s, l4);
@@ -352,6 +352,8 @@ interface L4View {
   off: number;
   end: number;
   quoted: boolean;
+  /** The L4 header is here but its length fields describe the reassembled datagram. */
+  firstFragment: boolean;
 }
 
 function short(s: PacketSummary, v: L4View, what: string, need: number): void {
@@ -383,6 +385,7 @@ function decodeTcp(s: PacketSummary, v: L4View): void {
   s.window = u16(b, off + 14);
   const hlen = (b[off + 12]! >> 4) * 4;
   if (hlen < 20) return fail(s, `bad TCP data offset ${hlen / 4} (< 5)`);
+  // A first fragment too short for the TCP header is the "tiny fragment" attack (RFC 1858): worth flagging.
   if (hlen > avail) return short(s, v, "TCP options", hlen);
   s.payloadLength = avail - hlen;
 }
@@ -396,6 +399,10 @@ function decodeUdp(s: PacketSummary, v: L4View): void {
   if (avail < 8) return short(s, v, "UDP header", 8);
   const len = u16(b, off + 4);
   if (v.quoted) return;
+  if (v.firstFragment) {
+    s.payloadLength = avail - 8;
+    return;
+  }
   if (len < 8) return fail(s, `bad UDP length ${len} (< 8)`);
   if (len > avail) return fail(s, `UDP length ${len} exceeds the ${avail} bytes of IP payload`);
   s.payloadLength = len - 8;

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+/** The `membrane` command. */
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { MembraneError } from "../errors.js";
+import { replay } from "./replay.js";
+import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
+
+const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
+
+Usage:
+  membrane replay <capture> [options]   run a pcap/pcapng capture through the datapath
+
+replay options:
+  --json                 JSON lines instead of tables
+  --out <file>           write the packets that pass, as rewritten, to a pcap file
+  --config <file>        state file (JSON): conntrack sizes, timeouts, full-table policy
+  --direction <d>        auto (default), egress or ingress: the packets' direction
+  --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
+  --summary              no per-packet lines, only the tables and counters
+  -h, --help             this text
+`;
+
+function parseDirection(v: string | undefined): "auto" | "egress" | "ingress" {
+  if (v === undefined) return "auto";
+  if (v === "auto" || v === "egress" || v === "ingress") return v;
+  throw new MembraneError("INVALID_INPUT", `--direction: expected auto, egress or ingress, got "${v}"`);
+}
+
+function parseGc(v: string | undefined): "adaptive" | "fixed" | "off" {
+  if (v === undefined) return "adaptive";
+  if (v === "adaptive" || v === "fixed" || v === "off") return v;
+  throw new MembraneError("INVALID_INPUT", `--gc: expected adaptive, fixed or off, got "${v}"`);
+}
+
+export async function run(argv: string[], io: Output = processOutput): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (!command || command === "-h" || command === "--help" || command === "help") {
+      io.out(USAGE);
+      return command ? EXIT_OK : EXIT_BAD_INPUT;
+    }
+    if (command === "replay") {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          json: { type: "boolean", default: false },
+          out: { type: "string" },
+          config: { type: "string" },
+          direction: { type: "string" },
+          gc: { type: "string" },
+          summary: { type: "boolean", default: false },
+          help: { type: "boolean", short: "h", default: false },
+        },
+      });
+      if (values.help) { io.out(USAGE); return EXIT_OK; }
+      if (positionals.length !== 1) throw new MembraneError("INVALID_INPUT", `replay: expected one capture file, got ${positionals.length}`);
+      await replay({
+        input: positionals[0], json: values.json, out: values.out, config: values.config,
+        direction: parseDirection(values.direction), gc: parseGc(values.gc), summaryOnly: values.summary,
+      }, io);
+      return EXIT_OK;
+    }
+    throw new MembraneError("INVALID_INPUT", `unknown command "${command}" (try: membrane --help)`);
+  } catch (err) {
+    const argError = (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    io.err(`membrane: ${(err as Error).message}`);
+    if (argError || (err instanceof MembraneError && err.code === "INVALID_INPUT")) return EXIT_BAD_INPUT;
+    if (!(err instanceof MembraneError)) io.err((err as Error).stack ?? "");
+    return EXIT_FAILURE;
+  }
+}
+
+function invokedDirectly(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  run(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}
