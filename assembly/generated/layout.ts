@@ -38,7 +38,6 @@ export const DROP_INVALID_EXTHDR: i32 = 156; // Invalid or too many IPv6 extensi
 export const DROP_FRAG_NOSUPPORT: i32 = 157; // Fragment of a datagram whose first fragment was not seen
 export const DROP_UNSUPPORTED_L2: i32 = 166; // Unsupported L2 frame
 export const DROP_ICMP_NO_FLOW: i32 = 200; // ICMP error quoting a packet of no tracked flow
-export const DROP_FRAG_TABLE_FULL: i32 = 201; // Fragment table full of live datagrams
 
 // enum ct_entry_flags (ct.h)
 export const CT_F_TX_CLOSING: i32 = 1; // FIN seen in the original direction (or RST either way)

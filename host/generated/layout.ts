@@ -109,7 +109,6 @@ export const DropReason = {
   DROP_FRAG_NOSUPPORT: 157,
   DROP_UNSUPPORTED_L2: 166,
   DROP_ICMP_NO_FLOW: 200,
-  DROP_FRAG_TABLE_FULL: 201,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export const dropReasonName: Readonly<Record<number, string>> = {
@@ -123,7 +122,6 @@ export const dropReasonName: Readonly<Record<number, string>> = {
   157: "DROP_FRAG_NOSUPPORT",
   166: "DROP_UNSUPPORTED_L2",
   200: "DROP_ICMP_NO_FLOW",
-  201: "DROP_FRAG_TABLE_FULL",
 };
 export const dropReasonText: Readonly<Record<number, string>> = {
   0: "not dropped",
@@ -136,7 +134,6 @@ export const dropReasonText: Readonly<Record<number, string>> = {
   157: "Fragment of a datagram whose first fragment was not seen",
   166: "Unsupported L2 frame",
   200: "ICMP error quoting a packet of no tracked flow",
-  201: "Fragment table full of live datagrams",
 };
 
 /** enum ct_entry_flags (ct.h) */
