@@ -47,8 +47,9 @@ export function decodeCtRecord(table: CtTableName, record: Uint8Array): CtRecord
 
 export const PROTO_NAMES: Readonly<Record<number, string>> = { 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6" };
 
-/** "10.0.0.1:1234 -> 10.0.0.2:80" (IPv6 addresses in brackets). */
+/** "10.0.0.1:1234 -> 10.0.0.2:80" (IPv6 addresses in brackets); ICMP flows by echo identifier. */
 export function formatTuple(t: CtTuple): string {
+  if (t.proto === 1 || t.proto === 58) return `${t.src} -> ${t.dst} id=${t.sport || t.dport}`;
   const host = (a: string) => (t.family === 6 ? `[${a}]` : a);
   return `${host(t.src)}:${t.sport} -> ${host(t.dst)}:${t.dport}`;
 }

@@ -1,0 +1,25 @@
+import { it } from "vitest";
+import fc from "fast-check";
+import { Datapath } from "../../host/datapath.js";
+it("probe", async () => {
+  const dp = await Datapath.create({ conntrack: { tcpEntries: 4096, otherEntries: 4096 }, fragments: { entries: 1024 } });
+  const p = new Uint8Array(1000); p[0]=0x45;
+  let t = performance.now();
+  for (let i = 0; i < 100000; i++) dp.decide(p, { now: 1, link: "ip", direction: "egress" });
+  console.log("decide us", (performance.now() - t) / 100);
+  t = performance.now();
+  for (let i = 0; i < 10000; i++) dp.flush();
+  console.log("flush us", (performance.now() - t) / 10);
+  t = performance.now();
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 1600, size: "max" }), (b) => { dp.decide(b, { now: 1 }); }), { numRuns: 20000 });
+  console.log("fc uint8 max us", (performance.now() - t) / 20);
+  t = performance.now();
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 1600 }), (b) => { dp.decide(b, { now: 1 }); }), { numRuns: 20000 });
+  console.log("fc uint8 default us", (performance.now() - t) / 20);
+  t = performance.now();
+  for (let i = 0; i < 1000; i++) [...dp.conntrack()];
+  console.log("conntrack us", (performance.now() - t) );
+  t = performance.now();
+  for (let i = 0; i < 1000; i++) dp.counters();
+  console.log("counters us", (performance.now() - t) );
+});
