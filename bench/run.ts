@@ -1,0 +1,53 @@
+/**
+ * `npm run bench`: runs every suite, prints a table per suite, and writes a
+ * JSON summary to bench/results/latest.json (ignored by git: results belong
+ * to the machine that produced them).
+ *
+ * The memory suite runs first, in a process whose heap is still small, so its
+ * RSS deltas are not blurred by the conntrack suite's datapath (256 MiB of
+ * Wasm memory that stays mapped until the garbage collector frees it).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { packageRoot } from "../host/package-root.js";
+import { machineFacts, printMachineFacts } from "./machine.js";
+import { runMemory } from "./memory.js";
+import { runConntrack } from "./conntrack.js";
+
+interface Suite {
+  name: string;
+  /** Prints its own table(s) and returns what goes into the summary (JSON-serializable). */
+  run(): Promise<unknown>;
+}
+
+const SUITES: Suite[] = [
+  { name: "memory", run: runMemory },
+  { name: "conntrack", run: runConntrack },
+];
+
+async function main(): Promise<void> {
+  const machine = machineFacts();
+  printMachineFacts(machine);
+
+  const started = performance.now();
+  const results: Record<string, unknown> = {};
+  for (const suite of SUITES) {
+    console.log(`\n== ${suite.name} ==`);
+    const t0 = performance.now();
+    results[suite.name] = await suite.run();
+    console.log(`  (${suite.name}: ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  const seconds = (performance.now() - started) / 1000;
+
+  const dir = join(packageRoot(), "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "latest.json");
+  const summary = { date: new Date().toISOString(), machine, seconds, suites: results };
+  writeFileSync(file, JSON.stringify(summary, null, 2) + "\n");
+  console.log(`\nAll suites done in ${seconds.toFixed(1)} s; summary written to ${file}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  process.exitCode = 1;
+});

@@ -1,0 +1,41 @@
+/* One packet through the datapath, as assembly/datapath.ts processOne: parse,
+ * fragments, conntrack, counters. The decision goes to skb->cb[0] (verdict,
+ * drop reason, ct result, direction) and cb[1] (ct table) so test runs can read
+ * it back, and the return value is the tc action. */
+#pragma once
+#include "parse.h"
+#include "frag.h"
+#include "conntrack.h"
+#include "metrics.h"
+
+static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reason, __u8 dir, __u8 result, __u8 table, __u32 len)
+{
+	skb->cb[0] = (__u32)verdict | ((__u32)reason << 8) | ((__u32)result << 16) | ((__u32)dir << 24);
+	skb->cb[1] = table;
+	metrics_count(reason, dir, len);
+	return verdict == VERDICT_PASS ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
+{
+	struct pkt p = {};
+	struct ct_out out = {};
+	struct dp_config *cfg = datapath_config();
+	__u8 fallback = dir_in == DIR_AUTO ? CT_EGRESS : dir_in;
+	__u32 now = datapath_now();
+	int reason;
+
+	if (!cfg)
+		return TC_ACT_SHOT;
+	reason = parse_frame(skb, &p);
+	if (reason == PARSE_UNTRACKED)
+		return finish(skb, VERDICT_PASS, DROP_NONE, fallback, CT_NONE, 0, skb->len);
+	if (reason == 0)
+		reason = frag_process(&p, now, cfg);
+	if (reason != 0)
+		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
+	reason = ct_process(&p, dir_in, now, cfg, &out);
+	if (reason != 0)
+		return finish(skb, VERDICT_DROP, reason, out.dir, out.result, out.table, skb->len);
+	return finish(skb, VERDICT_PASS, DROP_NONE, out.dir, out.result, out.table, skb->len);
+}
