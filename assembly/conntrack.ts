@@ -25,7 +25,7 @@ import {
   PROTO_TCP, TCP_FIN, TCP_RST, TCP_SYN, iDaddr, iDport, iProto, iSaddr, iSport, pDaddr, pDport, pFamily,
   pIcmpError, pL3Len, pProto, pSaddr, pSport, pTcpFlags,
 } from "./parse";
-import { Table, slotAddr, tableInsert, tableLookup, tableOldest, tableRemove, tableTouch } from "./table";
+import { Table, slotAddr, tableInsert, tableLookup, tableVictim, tableRemove, tableTouch } from "./table";
 import { statsOf, table } from "./tables";
 
 // Zero-padded scratch keys: forward and reverse tuple of the packet being decided.
@@ -150,7 +150,7 @@ function create(t: Table, tableId: i32, now: u32): i32 {
   } else {
     idx = tableInsert(t, keyFwd);
     if (idx == 0) {
-      const oldest = tableOldest(t);
+      const oldest = tableVictim(t);
       if (oldest == 0) { // a zero-capacity table
         bump(stats, CT_STATS_CREATE_FAILED);
         return DROP_CT_CREATE_FAILED;

@@ -12,7 +12,7 @@ import {
 import { cfgFragTimeout } from "./config";
 import { FRAG_LATER, FRAG_NONE, pDaddr, pDport, pFamily, pFrag, pFragId, pIcmpError, pProto, pSaddr, pSport } from "./parse";
 import * as parse from "./parse";
-import { slotAddr, tableInsert, tableLookup, tableOldest, tableRemove } from "./table";
+import { slotAddr, tableInsert, tableLookup, tableVictim, tableRemove } from "./table";
 import { TABLE_FRAG4, TABLE_FRAG6, statsOf, table } from "./tables";
 
 const fragKey = memory.data(48, 16);
@@ -54,7 +54,7 @@ export function fragProcess(now: u32): i32 {
   if (idx == 0) {
     idx = tableInsert(t, fragKey);
     if (idx == 0) {
-      const oldest = tableOldest(t);
+      const oldest = tableVictim(t);
       if (oldest == 0) return 0; // zero-capacity table: later fragments will be dropped
       if (load<u32>(slotAddr(t, oldest) + FRAG_ENTRY_LIFETIME) >= now) bump(statsOf(id), CT_STATS_EVICTED);
       tableRemove(t, oldest);

@@ -1,15 +1,21 @@
 // A fixed-capacity hash table in linear memory: the shape behind every datapath
 // table. Slots live in one array sized at init (capacity is exact, no load
-// factor to pay for), chained from a power-of-two bucket array, and threaded on
-// an intrusive doubly linked LRU list so the least recently used entry can be
-// found in O(1). Slot layout: [value][key padded to 8][chain][lru prev][lru next].
-// Slot indices are 1-based; 0 means none.
+// factor to pay for), chained from a power-of-two bucket array. When the table
+// is full, the entry to give up is chosen by CLOCK (second chance): a hit sets
+// the slot's reference bit, and the hand sweeps the slots, clearing set bits and
+// stopping at the first clear one. That approximates least-recently-used the way
+// the kernel's LRU maps do, without touching other slots on every hit (a linked
+// LRU list cost two or three extra cache misses per packet).
+// Slot layout: [value][key padded to 8][chain u32][meta u32]. Slot indices are
+// 1-based; 0 means none.
 import { hashWords } from "./hash";
 import { regionAlloc } from "./region";
 
-// lruNext of a slot that is not in use, so scans can tell used from free.
+// Bits of a slot's meta word.
 // @ts-ignore: decorator
-@inline const FREE: u32 = 0xFFFFFFFF;
+@inline const META_USED: u32 = 1;
+// @ts-ignore: decorator
+@inline const META_REF: u32 = 2;
 
 @unmanaged export class Table {
   base: usize = 0;        // address of slot 0 (never used), so slot i is at base + i * slotSize
@@ -24,8 +30,7 @@ import { regionAlloc } from "./region";
   linkOff: u32 = 0;
   freeHead: u32 = 0;
   nextFresh: u32 = 1;     // slots from here on were never used: no free list to build at init
-  lruHead: u32 = 0;       // most recently used
-  lruTail: u32 = 0;       // least recently used
+  hand: u32 = 1;          // the CLOCK hand: next slot considered for replacement
   seed: u64 = 0;
 }
 
@@ -41,7 +46,7 @@ export function tableCreate(capacity: u32, keySize: u32, valueSize: u32, seed: u
   if (changetype<usize>(t) == 0) return null;
   const keyWords = (keySize + 7) >> 3;
   const linkOff = valueSize + (keyWords << 3);
-  const slotSize = (linkOff + 12 + 7) & ~7;
+  const slotSize = (linkOff + 8 + 7) & ~7;
   const nb = nextPow2(capacity);
   const slots = regionAlloc(<u64>(capacity + 1) * slotSize);
   const buckets = regionAlloc(<u64>nb << 2);
@@ -58,8 +63,7 @@ export function tableCreate(capacity: u32, keySize: u32, valueSize: u32, seed: u
   t.linkOff = linkOff;
   t.freeHead = 0;
   t.nextFresh = 1;
-  t.lruHead = 0;
-  t.lruTail = 0;
+  t.hand = 1;
   t.seed = seed;
   return t;
 }
@@ -80,9 +84,7 @@ export function tableBytes(t: Table): u64 {
 // @ts-ignore: decorator
 @inline function chainOf(t: Table, idx: u32): usize { return slotAddr(t, idx) + t.linkOff; }
 // @ts-ignore: decorator
-@inline function prevOf(t: Table, idx: u32): usize { return slotAddr(t, idx) + t.linkOff + 4; }
-// @ts-ignore: decorator
-@inline function nextOf(t: Table, idx: u32): usize { return slotAddr(t, idx) + t.linkOff + 8; }
+@inline function metaOf(t: Table, idx: u32): usize { return slotAddr(t, idx) + t.linkOff + 4; }
 
 // @ts-ignore: decorator
 @inline function bucketOf(t: Table, key: usize): usize {
@@ -107,35 +109,40 @@ export function tableLookup(t: Table, key: usize): u32 {
   return 0;
 }
 
-function lruUnlink(t: Table, idx: u32): void {
-  const prev = load<u32>(prevOf(t, idx));
-  const next = load<u32>(nextOf(t, idx));
-  if (prev != 0) store<u32>(nextOf(t, prev), next); else t.lruHead = next;
-  if (next != 0) store<u32>(prevOf(t, next), prev); else t.lruTail = prev;
+/** Marks a slot as used since the hand last passed it. */
+// @ts-ignore: decorator
+@inline export function tableTouch(t: Table, idx: u32): void {
+  store<u32>(metaOf(t, idx), META_USED | META_REF);
 }
 
-function lruPushHead(t: Table, idx: u32): void {
-  store<u32>(prevOf(t, idx), 0);
-  store<u32>(nextOf(t, idx), t.lruHead);
-  if (t.lruHead != 0) store<u32>(prevOf(t, t.lruHead), idx); else t.lruTail = idx;
-  t.lruHead = idx;
-}
-
-/** Marks a slot most recently used. */
-export function tableTouch(t: Table, idx: u32): void {
-  if (t.lruHead == idx) return;
-  lruUnlink(t, idx);
-  lruPushHead(t, idx);
-}
-
-/** Least recently used slot, 0 when empty. */
-export function tableOldest(t: Table): u32 {
-  return t.lruTail;
+/**
+ * The slot CLOCK gives up next: sweeps from the hand, clearing reference bits,
+ * to the first used slot whose bit is clear. Only meaningful when the table is
+ * full (every slot used); 0 for an empty table. Bounded by two sweeps.
+ */
+export function tableVictim(t: Table): u32 {
+  const cap = t.capacity;
+  if (t.count == 0) return 0;
+  let hand = t.hand;
+  for (let steps: u32 = 0; steps <= cap << 1; steps++) {
+    if (hand > cap) hand = 1;
+    const meta = metaOf(t, hand);
+    const m = load<u32>(meta);
+    if ((m & META_USED) != 0) {
+      if ((m & META_REF) == 0) {
+        t.hand = hand + 1;
+        return hand;
+      }
+      store<u32>(meta, META_USED);
+    }
+    hand++;
+  }
+  return 0;
 }
 
 /**
  * Inserts `key` (which must be absent) with a zeroed value; returns the slot, or
- * 0 when every slot is in use. The new slot is the most recently used.
+ * 0 when every slot is in use. New entries start unreferenced.
  */
 export function tableInsert(t: Table, key: usize): u32 {
   let idx = t.freeHead;
@@ -152,7 +159,7 @@ export function tableInsert(t: Table, key: usize): u32 {
   const bucket = bucketOf(t, key);
   store<u32>(chainOf(t, idx), load<u32>(bucket));
   store<u32>(bucket, idx);
-  lruPushHead(t, idx);
+  store<u32>(metaOf(t, idx), META_USED);
   t.count++;
   return idx;
 }
@@ -167,16 +174,15 @@ export function tableRemove(t: Table, idx: u32): void {
   }
   if (cur == 0) return; // not linked: nothing to remove
   store<u32>(link, load<u32>(chainOf(t, idx)));
-  lruUnlink(t, idx);
   store<u32>(chainOf(t, idx), t.freeHead);
-  store<u32>(nextOf(t, idx), FREE);
+  store<u32>(metaOf(t, idx), 0);
   t.freeHead = idx;
   t.count--;
 }
 
 /** Whether slot `idx` (1..highWater) holds an entry. */
 export function tableSlotUsed(t: Table, idx: u32): bool {
-  return idx < t.nextFresh && load<u32>(nextOf(t, idx)) != FREE;
+  return idx < t.nextFresh && (load<u32>(metaOf(t, idx)) & META_USED) != 0;
 }
 
 /** One past the highest slot ever used: scans stop here. */
@@ -190,6 +196,5 @@ export function tableFlush(t: Table): void {
   t.count = 0;
   t.freeHead = 0;
   t.nextFresh = 1;
-  t.lruHead = 0;
-  t.lruTail = 0;
+  t.hand = 1;
 }

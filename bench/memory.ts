@@ -99,7 +99,7 @@ function print(r: MemoryResult): void {
       [`<= ${r.targetRatio}x`]: t.withinTarget ? "yes" : "NO",
     })),
     [
-      "bytes/entry = table bytes / capacity: slots (value, key padded to 8, chain + LRU links) plus a power-of-two bucket array.",
+      "bytes/entry = table bytes / capacity: slots (value, key padded to 8, chain link, CLOCK meta word) plus a power-of-two bucket array.",
     ],
   );
   const tcp4 = r.tables.find((t) => t.table === "tcp4")!;
