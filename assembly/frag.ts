@@ -5,12 +5,12 @@
 // DROP_FRAG_NOSUPPORT. The tables always evict their oldest datagram when full:
 // a stale datagram is worth less than a new one.
 import {
-  DROP_FRAG_NOSUPPORT, FRAG_ENTRY_DPORT, FRAG_ENTRY_LIFETIME, FRAG_ENTRY_SPORT, FRAG_KEY4_DADDR, FRAG_KEY4_ID,
+  DROP_FRAG_NOSUPPORT, FRAG_ENTRY_DPORT, FRAG_ENTRY_LIFETIME, FRAG_ENTRY_PROTO, FRAG_ENTRY_SPORT, FRAG_KEY4_DADDR, FRAG_KEY4_ID,
   FRAG_KEY4_PROTO, FRAG_KEY4_SADDR, FRAG_KEY6_DADDR, FRAG_KEY6_ID, FRAG_KEY6_PROTO, FRAG_KEY6_SADDR,
   CT_STATS_CREATED, CT_STATS_EVICTED,
 } from "./generated/layout";
 import { cfgFragTimeout } from "./config";
-import { FRAG_LATER, FRAG_NONE, pDaddr, pDport, pFamily, pFrag, pFragId, pIcmpError, pProto, pSaddr, pSport } from "./parse";
+import { FRAG_LATER, FRAG_NONE, pDaddr, pDport, pFamily, pFrag, pFragId, pFragProto, pIcmpError, pProto, pSaddr, pSport } from "./parse";
 import * as parse from "./parse";
 import { slotAddr, tableInsert, tableLookup, tableVictim, tableRemove } from "./table";
 import { TABLE_FRAG4, TABLE_FRAG6, statsOf, table } from "./tables";
@@ -23,12 +23,12 @@ function writeKey(): void {
     store<u32>(fragKey + FRAG_KEY4_SADDR, load<u32>(pSaddr));
     store<u32>(fragKey + FRAG_KEY4_DADDR, load<u32>(pDaddr));
     store<u16>(fragKey + FRAG_KEY4_ID, <u16>pFragId);
-    store<u8>(fragKey + FRAG_KEY4_PROTO, <u8>pProto);
+    store<u8>(fragKey + FRAG_KEY4_PROTO, <u8>pFragProto);
   } else {
     memory.copy(fragKey + FRAG_KEY6_SADDR, pSaddr, 16);
     memory.copy(fragKey + FRAG_KEY6_DADDR, pDaddr, 16);
     store<u32>(fragKey + FRAG_KEY6_ID, pFragId);
-    store<u8>(fragKey + FRAG_KEY6_PROTO, <u8>pProto);
+    store<u8>(fragKey + FRAG_KEY6_PROTO, <u8>pFragProto);
   }
 }
 
@@ -47,7 +47,7 @@ export function fragProcess(now: u32): i32 {
     if (idx == 0) return DROP_FRAG_NOSUPPORT;
     const e = slotAddr(t, idx);
     if (load<u32>(e + FRAG_ENTRY_LIFETIME) < now) return DROP_FRAG_NOSUPPORT;
-    parse.setPorts(load<u16>(e + FRAG_ENTRY_SPORT), load<u16>(e + FRAG_ENTRY_DPORT));
+    parse.setFlow(<i32>load<u8>(e + FRAG_ENTRY_PROTO), load<u16>(e + FRAG_ENTRY_SPORT), load<u16>(e + FRAG_ENTRY_DPORT));
     return 0;
   }
   // FRAG_FIRST: (re)record the datagram.
@@ -66,5 +66,6 @@ export function fragProcess(now: u32): i32 {
   store<u16>(e + FRAG_ENTRY_SPORT, pSport);
   store<u16>(e + FRAG_ENTRY_DPORT, pDport);
   store<u32>(e + FRAG_ENTRY_LIFETIME, now + cfgFragTimeout);
+  store<u8>(e + FRAG_ENTRY_PROTO, <u8>pProto);
   return 0;
 }

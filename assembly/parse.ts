@@ -42,6 +42,7 @@ export let pDport: u16 = 0;
 export let pTcpFlags: i32 = 0;
 export let pFrag: i32 = FRAG_NONE;
 export let pFragId: u32 = 0;     // IPv4: 16-bit id, IPv6: 32-bit id (raw loads)
+export let pFragProto: i32 = 0;  // keys the fragment table: IPv4 protocol, IPv6 fragment header's Next Header
 export let pIcmpError: bool = false;
 // the packet quoted by an ICMP error (same family as the outer packet)
 export let iSaddr: usize = 0;
@@ -50,8 +51,9 @@ export let iProto: i32 = 0;
 export let iSport: u16 = 0;
 export let iDport: u16 = 0;
 
-/** Ports for a later fragment, from the fragment table. */
-export function setPorts(sport: u16, dport: u16): void {
+/** Protocol and ports of a later fragment, from the fragment table. */
+export function setFlow(proto: i32, sport: u16, dport: u16): void {
+  pProto = proto;
   pSport = sport;
   pDport = dport;
 }
@@ -61,6 +63,7 @@ let wProto: i32 = 0;
 let wL4: usize = 0;
 let wFrag: i32 = FRAG_NONE;
 let wFragId: u32 = 0;
+let wFragNh: i32 = 0;
 
 /**
  * Walks the IPv6 extension headers after the fixed header at `l3`, within `end`.
@@ -85,7 +88,14 @@ function walkIpv6(l3: usize, end: usize): i32 {
       wFragId = load<u32>(cur, 4);
       wFrag = (offMore & 0xFFF8) != 0 ? FRAG_LATER : (offMore & 1) != 0 ? FRAG_FIRST : FRAG_NONE;
       nh = load<u8>(cur);
+      wFragNh = nh;
       cur += 8;
+      if (wFrag == FRAG_LATER) {
+        // What follows is a slice of the datagram, not headers: stop here.
+        wProto = nh;
+        wL4 = cur;
+        return 0;
+      }
     } else {
       wProto = nh;
       wL4 = cur;
@@ -169,11 +179,8 @@ function parseL4(): i32 {
   pDport = 0;
   pTcpFlags = 0;
   pIcmpError = false;
-  if (pFrag == FRAG_LATER) {
-    // No L4 header here; the fragment table supplies the ports.
-    if (pProto == PROTO_TCP || pProto == PROTO_UDP || pProto == PROTO_ICMP || pProto == PROTO_ICMPV6) return 0;
-    return DROP_CT_UNKNOWN_PROTO;
-  }
+  // No L4 header in a later fragment: the fragment table supplies protocol and ports.
+  if (pFrag == FRAG_LATER) return 0;
   const l4 = pL4;
   const avail = <i64>pEnd - <i64>l4;
   if (pProto == PROTO_TCP) {
@@ -227,6 +234,7 @@ function parseIpv4(l3: usize, end: usize): i32 {
   const frag = bswap<u16>(load<u16>(l3, 6));
   pFrag = (frag & 0x1FFF) != 0 ? FRAG_LATER : (frag & 0x2000) != 0 ? FRAG_FIRST : FRAG_NONE;
   pFragId = load<u16>(l3, 4);
+  pFragProto = pProto;
   return parseL4();
 }
 
@@ -249,6 +257,7 @@ function parseIpv6(l3: usize, end: usize): i32 {
   pL4 = wL4;
   pFrag = wFrag;
   pFragId = wFragId;
+  pFragProto = wFragNh;
   return parseL4();
 }
 

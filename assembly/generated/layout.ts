@@ -101,11 +101,12 @@ export const FRAG_KEY6_DADDR: i32 = 16;
 export const FRAG_KEY6_ID: i32 = 32;
 export const FRAG_KEY6_PROTO: i32 = 36;
 
-// struct frag_entry (frag.h): 8 bytes
-export const FRAG_ENTRY_SIZE: i32 = 8;
+// struct frag_entry (frag.h): 12 bytes
+export const FRAG_ENTRY_SIZE: i32 = 12;
 export const FRAG_ENTRY_SPORT: i32 = 0;
 export const FRAG_ENTRY_DPORT: i32 = 2;
 export const FRAG_ENTRY_LIFETIME: i32 = 4;
+export const FRAG_ENTRY_PROTO: i32 = 8;
 
 // struct dp_config (config.h): 40 bytes
 export const DP_CONFIG_SIZE: i32 = 40;

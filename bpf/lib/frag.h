@@ -23,14 +23,14 @@ static __always_inline int frag_process(struct pkt *p, __u32 now, struct dp_conf
 		key.k4.saddr = p->saddr.v4;
 		key.k4.daddr = p->daddr.v4;
 		__builtin_memcpy(&key.k4.id, &p->frag_id, 2);
-		key.k4.proto = p->proto;
+		key.k4.proto = p->frag_proto;
 		map = &frag4;
 		table = TABLE_FRAG4;
 	} else {
 		__builtin_memcpy(key.k6.saddr, p->saddr.v6, 16);
 		__builtin_memcpy(key.k6.daddr, p->daddr.v6, 16);
 		key.k6.id = p->frag_id;
-		key.k6.proto = p->proto;
+		key.k6.proto = p->frag_proto;
 		map = &frag6;
 		table = TABLE_FRAG6;
 	}
@@ -38,6 +38,7 @@ static __always_inline int frag_process(struct pkt *p, __u32 now, struct dp_conf
 	if (p->frag == FRAG_LATER) {
 		if (!e || e->lifetime < now)
 			return DROP_FRAG_NOSUPPORT;
+		p->proto = e->proto;
 		p->sport = e->sport;
 		p->dport = e->dport;
 		return 0;
@@ -45,12 +46,14 @@ static __always_inline int frag_process(struct pkt *p, __u32 now, struct dp_conf
 	if (e) {
 		e->sport = p->sport;
 		e->dport = p->dport;
+		e->proto = p->proto;
 		e->lifetime = now + cfg->frag_timeout;
 		return 0;
 	}
 	fresh.sport = p->sport;
 	fresh.dport = p->dport;
 	fresh.lifetime = now + cfg->frag_timeout;
+	fresh.proto = p->proto;
 	if (bpf_map_update_elem(map, &key, &fresh, BPF_NOEXIST) == 0)
 		stats_created(table);
 	return 0;

@@ -18,6 +18,7 @@ struct pkt {
 	__u32 l3_len;   /* IP datagram length (conntrack bytes) */
 	__u32 l4;       /* offset of the L4 header (unused for later fragments) */
 	__u32 frag_id;  /* raw: IPv4 16-bit id, IPv6 32-bit id */
+	__u8 frag_proto; /* keys the fragment table: IPv4 protocol, IPv6 fragment header's Next Header */
 	union addr saddr;
 	union addr daddr;
 	__be16 sport;
@@ -40,6 +41,7 @@ struct ext_walk {
 	__u32 frag_id;
 	__u8 proto;
 	__u8 frag;
+	__u8 frag_nh;
 };
 
 static __always_inline int is_ext_header(__u8 nh)
@@ -85,7 +87,14 @@ static __always_inline int walk_ipv6(struct __sk_buff *skb, __u32 l3, __u32 end,
 			__builtin_memcpy(&w->frag_id, &fh[4], 4);
 			w->frag = (off_more & 0xFFF8) ? FRAG_LATER : (off_more & 1) ? FRAG_FIRST : FRAG_NONE;
 			nh = fh[0];
+			w->frag_nh = nh;
 			cur += 8;
+			if (w->frag == FRAG_LATER) {
+				/* What follows is a slice of the datagram, not headers. */
+				w->proto = nh;
+				w->l4 = cur;
+				return 0;
+			}
 		} else {
 			w->proto = nh;
 			w->l4 = cur;
@@ -196,11 +205,9 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 	p->dport = 0;
 	p->tcp_flags = 0;
 	p->icmp_error = 0;
-	if (p->frag == FRAG_LATER) {
-		if (p->proto == IPPROTO_TCP_ || p->proto == IPPROTO_UDP_ || p->proto == IPPROTO_ICMP_ || p->proto == IPPROTO_ICMPV6_)
-			return 0;
-		return DROP_CT_UNKNOWN_PROTO;
-	}
+	/* No L4 header in a later fragment: the fragment table supplies protocol and ports. */
+	if (p->frag == FRAG_LATER)
+		return 0;
 	if (p->proto == IPPROTO_TCP_) {
 		__u8 h[14];
 		__s64 doff;
@@ -276,6 +283,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct pkt *p, __u3
 	p->frag = (frag & 0x1FFF) ? FRAG_LATER : (frag & 0x2000) ? FRAG_FIRST : FRAG_NONE;
 	p->frag_id = 0;
 	__builtin_memcpy(&p->frag_id, &h[4], 2);
+	p->frag_proto = p->proto;
 	return parse_l4(skb, p);
 }
 
@@ -311,6 +319,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p, __u3
 	p->l4 = w.l4;
 	p->frag = w.frag;
 	p->frag_id = w.frag_id;
+	p->frag_proto = w.frag_nh;
 	return parse_l4(skb, p);
 }
 

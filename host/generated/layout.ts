@@ -376,31 +376,34 @@ export function encodeFragKey6(value: FragKey6, bytes: Uint8Array, off = 0): voi
   v.setUint8(36, value.proto);
 }
 
-/** struct frag_entry (frag.h): 8 bytes. */
+/** struct frag_entry (frag.h): 12 bytes. */
 export interface FragEntry {
   sport: number;
   dport: number;
   lifetime: number; // absolute expiry, seconds of the datapath clock
+  proto: number; // the datagram's L4 protocol, for later fragments
 }
 export const FRAG_ENTRY = {
-  size: 8,
+  size: 12,
   align: 4,
-  offsets: { sport: 0, dport: 2, lifetime: 4 },
+  offsets: { sport: 0, dport: 2, lifetime: 4, proto: 8 },
 } as const;
 export function decodeFragEntry(bytes: Uint8Array, off = 0): FragEntry {
-  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
   return {
     sport: v.getUint16(0, false),
     dport: v.getUint16(2, false),
     lifetime: v.getUint32(4, true),
+    proto: v.getUint8(8),
   };
 }
 export function encodeFragEntry(value: FragEntry, bytes: Uint8Array, off = 0): void {
-  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
-  bytes.fill(0, off, off + 8);
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  bytes.fill(0, off, off + 12);
   v.setUint16(0, value.sport, false);
   v.setUint16(2, value.dport, false);
   v.setUint32(4, value.lifetime, true);
+  v.setUint8(8, value.proto);
 }
 
 /** struct dp_config (config.h): 40 bytes. */

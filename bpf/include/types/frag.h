@@ -12,6 +12,9 @@ struct frag_key4 {
 };
 _Static_assert(sizeof(struct frag_key4) == 12, "frag_key4 size");
 
+/* proto is the fragment header's Next Header: the one value every fragment of
+ * an IPv6 datagram shares (the first fragment may carry more extension headers
+ * before its L4 header; later fragments carry only data). */
 struct frag_key6 {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -25,5 +28,7 @@ struct frag_entry {
 	__be16 sport;
 	__be16 dport;
 	__u32 lifetime; /* absolute expiry, seconds of the datapath clock */
+	__u8 proto;     /* the datagram's L4 protocol, for later fragments */
+	__u8 pad[3];
 };
-_Static_assert(sizeof(struct frag_entry) == 8, "frag_entry size");
+_Static_assert(sizeof(struct frag_entry) == 12, "frag_entry size");
