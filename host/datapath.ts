@@ -14,6 +14,7 @@ import { decodeMetricsValue, dropReasonName, dropReasonText, METRICS_VALUE, type
 import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "./conntrack/records.js";
 import type { PacketVerdict } from "./verdict.js";
 import { MembraneError } from "./errors.js";
+import type { DatapathEngine, PacketInput } from "./engine.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -45,8 +46,10 @@ export interface GcResult {
 
 const DEFAULT_HEADROOM = 128;
 
-export class Datapath {
+export class Datapath implements DatapathEngine {
+  readonly engine = "wasm" as const;
   private single?: PacketBatch;
+  private many?: PacketBatch;
 
   private constructor(readonly options: ResolvedOptions, private readonly core: WasmCore) {}
 
@@ -83,6 +86,26 @@ export class Datapath {
     this.process(this.single, meta.now);
     return this.single.result(0);
   }
+
+  /** Decides packets in order at one clock value, through batches of 256. */
+  decideAll(packets: readonly PacketInput[], now: number): PacketVerdict[] {
+    const longest = packets.reduce((m, p) => Math.max(m, p.data.length), 0);
+    if (!this.many || this.many.maxPacket < longest) {
+      this.many = this.createBatch(256, { bufferSize: Math.max(2048, longest) + DEFAULT_HEADROOM });
+    }
+    const batch = this.many;
+    const out: PacketVerdict[] = [];
+    for (let i = 0; i < packets.length; i += batch.capacity) {
+      batch.clear();
+      for (const p of packets.slice(i, i + batch.capacity)) batch.push(p.data, p);
+      this.process(batch, now);
+      for (let k = 0; k < batch.length; k++) out.push(batch.result(k));
+    }
+    return out;
+  }
+
+  /** Nothing to release: the instance's memory goes with it. */
+  close(): void {}
 
   /** Parses a batch without deciding it (benchmarks); returns how many packets were trackable. */
   parseOnly(batch: PacketBatch): number {

@@ -22,7 +22,7 @@ export interface PacketVerdict {
   data: Uint8Array;
 }
 
-export function describeVerdict(d: PktDesc, data: Uint8Array): PacketVerdict {
+export function describeVerdict(d: Pick<PktDesc, "verdict" | "dropReason" | "ctResult" | "dir" | "ctTable">, data: Uint8Array): PacketVerdict {
   const dropped = d.verdict === Verdict.VERDICT_DROP;
   const ct = (ctResultName[d.ctResult] ?? "CT_NONE").replace("CT_", "").toLowerCase() as CtOutcome;
   return {

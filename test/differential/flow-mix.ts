@@ -41,7 +41,8 @@ const TCP_FLAGS: TcpFlags[] = [
   { ack: true }, { fin: true, ack: true }, { rst: true }, { rst: true, ack: true },
 ];
 
-export function flowMix(seed: number, count: number, poolSize = 48): MixEvent[] {
+export function flowMix(seed: number, count: number, opts: { poolSize?: number; startNow?: number } = {}): MixEvent[] {
+  const poolSize = opts.poolSize ?? 48;
   const rnd = prng(seed);
   const int = (n: number) => Math.floor(rnd() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
@@ -67,7 +68,7 @@ export function flowMix(seed: number, count: number, poolSize = 48): MixEvent[] 
   const frame = (p: Uint8Array) => ethernet(rnd() < 0.1 ? { vlan: 1 + int(100) } : {}, p);
 
   const events: MixEvent[] = [];
-  let now = 10_000;
+  let now = opts.startNow ?? 10_000;
   while (events.length < count) {
     const r = rnd();
     if (r < 0.02) now += 1 + int(100);          // idle gaps, some past the UDP/SYN timeouts

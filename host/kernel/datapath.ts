@@ -1,0 +1,223 @@
+/**
+ * KernelDatapath: the kernel program (bpf/bpf_test.c) as a datapath engine.
+ * Each packet goes through BPF_PROG_TEST_RUN with its direction in skb->cb[0];
+ * the program leaves its decision in cb[0]/cb[1]. The clock is the program's
+ * clock map, so lifetimes are computed from the same `now` as in Wasm. Maps are
+ * read back through the same layouts the Wasm tables use.
+ */
+import { readFileSync } from "node:fs";
+import { resolveOptions, encodeConfig, type DatapathOptions, type ResolvedOptions } from "../config.js";
+import { BpfObject } from "../bpf/object.js";
+import type { BpfMap } from "../bpf/map.js";
+import { SKB_TEST_RUN_LIMITS, type BpfProgram } from "../bpf/program.js";
+import { decodeSkbCtx, encodeSkbCtx } from "../bpf/skb-ctx.js";
+import { bpfObjectPath } from "../tools/build-bpf.js";
+import { DIRECTION_CODE, type PacketMeta } from "../batch.js";
+import { describeVerdict, type PacketVerdict } from "../verdict.js";
+import type { DatapathEngine, PacketInput } from "../engine.js";
+import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
+import type { DatapathCounters, DropCount, GcResult } from "../datapath.js";
+import type { TableName } from "../wasm/core.js";
+import { TABLE_NAMES } from "../wasm/core.js";
+import {
+  CT_ENTRY, CT_STATS, FRAG_ENTRY, decodeCtStats, decodeMetricsValue, dropReasonName, dropReasonText,
+  type CtStats,
+} from "../generated/layout.js";
+import { MembraneError, NotSupportedError, wrap } from "../errors.js";
+
+const ETH_HLEN = 14;
+const METRICS_SLOTS = 256 * 2;
+
+/** Kernel map of each datapath table. */
+const MAP_OF: Record<TableName, string> = {
+  tcp4: "ct_tcp4", any4: "ct_any4", tcp6: "ct_tcp6", any6: "ct_any6", frag4: "frag4", frag6: "frag6",
+};
+
+/** The frame the kernel runs: raw IP packets get an Ethernet header (and lose it on the way out). */
+function toFrame(packet: Uint8Array, link: PacketMeta["link"]): Uint8Array {
+  if (link === "ethernet") return packet;
+  const frame = new Uint8Array(ETH_HLEN + packet.length);
+  const version = packet.length > 0 ? packet[0] >> 4 : 0;
+  // An unknown version gets an unknown ethertype, so both datapaths say DROP_UNKNOWN_L3.
+  const etherType = version === 4 ? 0x0800 : version === 6 ? 0x86dd : 0x0000;
+  frame[12] = etherType >> 8;
+  frame[13] = etherType & 0xff;
+  frame.set(packet, ETH_HLEN);
+  return frame;
+}
+
+function sumPerCpu<T>(map: BpfMap, key: Uint8Array, decode: (b: Uint8Array) => T, add: (a: T, b: T) => T): T | undefined {
+  const value = map.lookup(key);
+  if (!value) return undefined;
+  return map.perCpuValues(value).map(decode).reduce(add);
+}
+
+/**
+ * Why BPF_PROG_TEST_RUN would refuse this frame, or undefined. The kernel wants
+ * at least an Ethernet header, the whole IPv4/IPv6 header for those ethertypes,
+ * and at most a page of data; a real tc hook never sees such frames either.
+ */
+export function testRunRefuses(frame: Uint8Array): string | undefined {
+  const L = SKB_TEST_RUN_LIMITS;
+  if (frame.length < ETH_HLEN) return `a ${frame.length}-byte frame is shorter than an Ethernet header`;
+  if (frame.length > L.maxData) return `a ${frame.length}-byte frame is over the kernel's test-run limit of ${L.maxData} bytes`;
+  const etherType = (frame[12] << 8) | frame[13];
+  if (etherType === 0x0800 && frame.length < L.minIpv4Frame) return `an IPv4 frame of ${frame.length} bytes has no room for an IPv4 header`;
+  if (etherType === 0x86dd && frame.length < L.minIpv6Frame) return `an IPv6 frame of ${frame.length} bytes has no room for an IPv6 header`;
+  return undefined;
+}
+
+export interface KernelDatapathOptions {
+  /** Compiled object (default build/bpf/bpf_test.o). */
+  objectPath?: string;
+}
+
+export class KernelDatapath implements DatapathEngine {
+  readonly engine = "bpf" as const;
+  private clockNow = -1;
+  private readonly program: BpfProgram;
+
+  private constructor(readonly options: ResolvedOptions, private readonly object: BpfObject) {
+    this.program = object.program("test_process");
+  }
+
+  static async create(options: DatapathOptions = {}, kernel: KernelDatapathOptions = {}): Promise<KernelDatapath> {
+    const resolved = resolveOptions(options);
+    const path = kernel.objectPath ?? bpfObjectPath("bpf_test");
+    let elf: Uint8Array;
+    try {
+      elf = readFileSync(path);
+    } catch (err) {
+      throw new NotSupportedError(`load the kernel datapath: ${path} is missing; install clang and libbpf-dev, then run \`npm run build\``, { cause: err });
+    }
+    const ct = resolved.conntrack;
+    const object = BpfObject.load(elf, {
+      name: "membrane",
+      mapSizes: {
+        ct_tcp4: ct.tcpEntries, ct_tcp6: ct.tcpEntries, ct_any4: ct.otherEntries, ct_any6: ct.otherEntries,
+        frag4: resolved.fragments.entries, frag6: resolved.fragments.entries,
+      },
+      mapTypes: ct.whenFull === "drop"
+        ? { ct_tcp4: "hash", ct_tcp6: "hash", ct_any4: "hash", ct_any6: "hash" }
+        : undefined,
+    });
+    try {
+      object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
+      return new KernelDatapath(resolved, object);
+    } catch (err) {
+      object.close();
+      throw wrap("configure the kernel datapath", err);
+    }
+  }
+
+  private setClock(now: number): void {
+    if (now === this.clockNow) return;
+    // 0 would mean "use the kernel clock": the datapath clock never reads 0 here.
+    if (!Number.isInteger(now) || now < 1 || now > 0xffffffff) {
+      throw new MembraneError("INVALID_INPUT", `kernel datapath clock must be 1..2^32-1 seconds, got ${now}`);
+    }
+    const value = new Uint8Array(4);
+    new DataView(value.buffer).setUint32(0, now, true);
+    this.object.map("clock").update(new Uint8Array(4), value);
+    this.clockNow = now;
+  }
+
+  decide(packet: Uint8Array, meta: PacketMeta & { now: number }): PacketVerdict {
+    this.setClock(meta.now);
+    const frame = toFrame(packet, meta.link);
+    const refused = testRunRefuses(frame);
+    if (refused) throw new NotSupportedError(`kernel test run: ${refused}; the kernel does not run such a frame`);
+    const run = this.program.testRun({ data: frame, ctx: encodeSkbCtx({ cb: [DIRECTION_CODE[meta.direction ?? "auto"]] }) });
+    const cb = decodeSkbCtx(run.ctx!).cb;
+    const desc = {
+      verdict: cb[0] & 0xff, dropReason: (cb[0] >>> 8) & 0xff, ctResult: (cb[0] >>> 16) & 0xff, dir: (cb[0] >>> 24) & 0xff,
+      ctTable: cb[1] & 0xff,
+    };
+    const expectedRet = desc.verdict === 0 ? 0 : 2; // TC_ACT_OK / TC_ACT_SHOT
+    if (run.retval !== expectedRet) {
+      throw new MembraneError("BPF_INCONSISTENT", `kernel test run returned ${run.retval} for verdict ${desc.verdict}`);
+    }
+    return describeVerdict(desc, meta.link === "ethernet" ? run.data : run.data.subarray(ETH_HLEN));
+  }
+
+  decideAll(packets: readonly PacketInput[], now: number): PacketVerdict[] {
+    return packets.map((p) => this.decide(p.data, { link: p.link, direction: p.direction, now }));
+  }
+
+  /** Conntrack entries in the kernel's iteration order (callers sort to compare). */
+  *conntrack(table?: CtTableName): Generator<CtRecord> {
+    for (const name of table ? [table] : CT_TABLES) {
+      for (const [key, value] of this.object.map(MAP_OF[name]).dump()) {
+        const record = new Uint8Array(key.length + value.length);
+        record.set(key);
+        record.set(value, key.length);
+        yield decodeCtRecord(name, record);
+      }
+    }
+  }
+
+  /** Raw records (key then value) of a table, as Datapath.dumpTable gives them. */
+  dumpTable(table: TableName): Uint8Array[] {
+    return this.object.map(MAP_OF[table]).dump().map(([k, v]) => {
+      const r = new Uint8Array(k.length + v.length);
+      r.set(k);
+      r.set(v, k.length);
+      return r;
+    });
+  }
+
+  /** Deletes expired entries (lifetime before `now`) from every table, as the Wasm GC does. */
+  gc(now: number): GcResult[] {
+    return TABLE_NAMES.map((table) => {
+      const map = this.object.map(MAP_OF[table]);
+      const lifetimeAt = table.startsWith("frag") ? FRAG_ENTRY.offsets.lifetime : CT_ENTRY.offsets.lifetime;
+      const entries = map.dump();
+      let deleted = 0;
+      for (const [key, value] of entries) {
+        const lifetime = new DataView(value.buffer, value.byteOffset).getUint32(lifetimeAt, true);
+        if (lifetime < now && map.delete(key)) deleted++;
+      }
+      return { table, deleted, scanned: entries.length };
+    });
+  }
+
+  flush(): void {
+    for (const table of TABLE_NAMES) this.object.map(MAP_OF[table]).clear();
+  }
+
+  counters(): DatapathCounters {
+    const metrics = this.object.map("metrics");
+    const forwarded = { egress: { packets: 0, bytes: 0 }, ingress: { packets: 0, bytes: 0 } };
+    const drops: DropCount[] = [];
+    const key = new Uint8Array(4);
+    const view = new DataView(key.buffer);
+    for (let slot = 0; slot < METRICS_SLOTS; slot++) {
+      view.setUint32(0, slot, true);
+      const v = sumPerCpu(metrics, key, (b) => decodeMetricsValue(b), (a, b) => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes }));
+      if (!v || v.packets === 0n) continue;
+      const reason = slot >> 1;
+      const direction = slot & 1 ? "ingress" : "egress";
+      const count = { packets: Number(v.packets), bytes: Number(v.bytes) };
+      if (reason === 0) forwarded[direction] = count;
+      else drops.push({ reason: dropReasonName[reason] ?? `DROP_${reason}`, code: reason, text: dropReasonText[reason] ?? "", direction, ...count });
+    }
+    const statsMap = this.object.map("ct_stats");
+    const tables = {} as Record<TableName, CtStats>;
+    TABLE_NAMES.forEach((table, id) => {
+      view.setUint32(0, id, true);
+      const s = sumPerCpu(statsMap, key, (b) => decodeCtStats(b), (a, b) => {
+        const out = { ...a };
+        for (const k of Object.keys(out) as (keyof CtStats)[]) out[k] = a[k] + b[k];
+        return out;
+      }) ?? decodeCtStats(new Uint8Array(CT_STATS.size));
+      s.entries = BigInt(this.object.map(MAP_OF[table]).dump().length);
+      tables[table] = s;
+    });
+    return { forwarded, drops, tables };
+  }
+
+  close(): void {
+    this.object.close();
+  }
+}
+
