@@ -114,6 +114,7 @@ export function runDifferential(pair: Pair, events: Iterable<DiffEvent>, checkpo
     if (fields.length) {
       return {
         packets,
+        refused,
         divergence: [
           `event ${index} (${e.note}, direction ${e.direction}, now ${e.now}): ${describePacket(e.frame, meta.link)}`,
           `  differs in ${fields.join(", ")}`,
