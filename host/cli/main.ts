@@ -5,12 +5,14 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { MembraneError } from "../errors.js";
 import { replay } from "./replay.js";
+import { bpfCtList } from "./bpf-ct.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
 
 Usage:
   membrane replay <capture> [options]   run a pcap/pcapng capture through the datapath
+  membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
 
 replay options:
   --json                 JSON lines instead of tables
@@ -19,6 +21,12 @@ replay options:
   --direction <d>        auto (default), egress or ingress: the packets' direction
   --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
   --summary              no per-packet lines, only the tables and counters
+  --engine <e>           wasm (default) or bpf: the kernel program via BPF_PROG_TEST_RUN (root)
+
+bpf ct list options:
+  --pin-dir <dir>        where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)
+  --table <t>            tcp4, any4, tcp6 or any6 (default: all)
+  --json                 JSON lines
   -h, --help             this text
 `;
 
@@ -26,6 +34,12 @@ function parseDirection(v: string | undefined): "auto" | "egress" | "ingress" {
   if (v === undefined) return "auto";
   if (v === "auto" || v === "egress" || v === "ingress") return v;
   throw new MembraneError("INVALID_INPUT", `--direction: expected auto, egress or ingress, got "${v}"`);
+}
+
+function parseEngine(v: string | undefined): "wasm" | "bpf" {
+  if (v === undefined) return "wasm";
+  if (v === "wasm" || v === "bpf") return v;
+  throw new MembraneError("INVALID_INPUT", `--engine: expected wasm or bpf, got "${v}"`);
 }
 
 function parseGc(v: string | undefined): "adaptive" | "fixed" | "off" {
@@ -52,15 +66,29 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
           direction: { type: "string" },
           gc: { type: "string" },
           summary: { type: "boolean", default: false },
+          engine: { type: "string" },
           help: { type: "boolean", short: "h", default: false },
         },
       });
       if (values.help) { io.out(USAGE); return EXIT_OK; }
       if (positionals.length !== 1) throw new MembraneError("INVALID_INPUT", `replay: expected one capture file, got ${positionals.length}`);
       await replay({
-        input: positionals[0], json: values.json, out: values.out, config: values.config,
+        input: positionals[0], engine: parseEngine(values.engine), json: values.json, out: values.out, config: values.config,
         direction: parseDirection(values.direction), gc: parseGc(values.gc), summaryOnly: values.summary,
       }, io);
+      return EXIT_OK;
+    }
+    if (command === "bpf") {
+      const [noun, verb, ...args] = rest;
+      if (noun !== "ct" || verb !== "list") {
+        throw new MembraneError("INVALID_INPUT", `bpf: expected "bpf ct list", got "bpf ${[noun, verb].filter(Boolean).join(" ")}"`);
+      }
+      const { values, positionals } = parseArgs({
+        args, allowPositionals: true,
+        options: { "pin-dir": { type: "string" }, table: { type: "string" }, json: { type: "boolean", default: false } },
+      });
+      if (positionals.length) throw new MembraneError("INVALID_INPUT", `bpf ct list: unexpected argument "${positionals[0]}"`);
+      bpfCtList({ pinDir: values["pin-dir"], table: values.table, json: values.json }, io);
       return EXIT_OK;
     }
     throw new MembraneError("INVALID_INPUT", `unknown command "${command}" (try: membrane --help)`);

@@ -13,14 +13,18 @@ import { describePacket } from "../packet/decode.js";
 import type { Direction, LinkKind } from "../batch.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
 import { loadStateFile } from "./state-file.js";
-import { renderTable, toJson } from "./table.js";
+import { toJson } from "./table.js";
 import type { Output } from "./output.js";
-import { formatEntryFlags, formatTcpFlags, formatTuple, formatTupleFlags, PROTO_NAMES, type CtRecord } from "../conntrack/records.js";
 import type { PacketVerdict } from "../verdict.js";
-import type { DatapathCounters } from "../datapath.js";
+import type { DatapathEngine, EngineName } from "../engine.js";
+import { KernelDatapath } from "../kernel/datapath.js";
+import { NotSupportedError } from "../errors.js";
+import { ctJson, ctTable, countersText } from "./ct-format.js";
 
 export interface ReplayOptions {
   input: string;
+  /** wasm (default) or bpf: the kernel program through BPF_PROG_TEST_RUN. */
+  engine: EngineName;
   json: boolean;
   out?: string;
   config?: string;
@@ -34,6 +38,8 @@ export interface ReplaySummary {
   packets: number;
   passed: number;
   dropped: number;
+  /** Frames the engine cannot run (the kernel refuses runts and over-page frames). */
+  skipped: number;
   written: number;
 }
 
@@ -73,14 +79,35 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     throw new InvalidInputError(`--out ${opts.out}: the capture mixes link types; a pcap file holds one`);
   }
 
-  const dp = await Datapath.create(options);
-  const maxLen = packets.reduce((m, p) => Math.max(m, p.data.length), 0);
-  const batch = dp.createBatch(BATCH, { bufferSize: Math.max(2048, maxLen) + 128 });
+  const dp: DatapathEngine = opts.engine === "bpf" ? await KernelDatapath.create(options) : await Datapath.create(options);
+  try {
+    return await replayThrough(dp, packets, options, opts, io);
+  } finally {
+    dp.close();
+  }
+}
+
+/** One verdict per packet, or why the engine could not run it. */
+function decideGroup(dp: DatapathEngine, group: CapturePacket[], now: number, direction: Direction): (PacketVerdict | string)[] {
+  const inputs = group.map((p) => ({ ...datapathInput(p), direction }));
+  if (dp.engine === "wasm") return dp.decideAll(inputs, now);
+  return inputs.map((input) => {
+    try {
+      return dp.decide(input.data, { link: input.link, direction, now });
+    } catch (err) {
+      if (err instanceof NotSupportedError) return err.message;
+      throw err;
+    }
+  });
+}
+
+async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], options: ResolvedOptions, opts: ReplayOptions, io: Output): Promise<ReplaySummary> {
+  const outLink = packets[0]?.linkType;
   const writer = opts.out && outLink !== undefined ? new PcapWriter(outLink) : undefined;
   const schedule = new GcSchedule({ mode: opts.gc === "fixed" ? "fixed" : "adaptive", lru: options.conntrack.whenFull === "evict-lru" });
   const start = packets[0]?.timestampNs ?? 0n;
   let nextGc = seconds(start) + schedule.interval;
-  const summary: ReplaySummary = { packets: packets.length, passed: 0, dropped: 0, written: 0 };
+  const summary: ReplaySummary = { packets: packets.length, passed: 0, dropped: 0, skipped: 0, written: 0 };
   const progress = process.stderr.isTTY && !opts.json && packets.length > 100_000;
   let lastNow = seconds(start);
 
@@ -97,18 +124,19 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
       if (opts.json) io.out(toJson({ type: "gc", now, deleted, scanned: results.reduce((s, r) => s + r.scanned, 0), nextInSeconds: interval }));
       else if (!opts.summaryOnly) io.out(`-- conntrack GC at ${now}: ${deleted} expired entries deleted; next in ${interval} s`);
     }
-    batch.clear();
     const first = i;
-    while (i < packets.length && batch.length < BATCH && seconds(packets[i].timestampNs) === now) {
-      const { link, data } = datapathInput(packets[i]);
-      batch.push(data, { link, direction: opts.direction });
-      i++;
-    }
-    dp.process(batch, now);
+    while (i < packets.length && i - first < BATCH && seconds(packets[i].timestampNs) === now) i++;
+    const group = packets.slice(first, i);
+    const verdicts = decideGroup(dp, group, now, opts.direction);
     lastNow = now;
-    for (let k = 0; k < batch.length; k++) {
-      const p = packets[first + k];
-      const v = batch.result(k);
+    for (let k = 0; k < group.length; k++) {
+      const p = group[k];
+      const v = verdicts[k];
+      if (typeof v === "string") {
+        summary.skipped++;
+        if (!opts.summaryOnly) io.out(skippedLine(p, v, start, opts.json));
+        continue;
+      }
       if (v.verdict === "pass") summary.passed++; else summary.dropped++;
       if (writer && v.verdict === "pass") {
         const headerLen = p.linkType === LinkType.LinuxSll ? Math.min(LINUX_SLL_HEADER, p.data.length) : 0;
@@ -122,7 +150,8 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
   if (progress) process.stderr.write("\n");
   if (writer && opts.out) writeFileSync(opts.out, writer.toBytes());
 
-  const records = [...dp.conntrack()];
+  // Kernel maps iterate in hash order: sort so both engines print comparably.
+  const records = [...dp.conntrack()].sort((a, b) => a.table.localeCompare(b.table) || Buffer.compare(a.key, b.key));
   const counters = dp.counters();
   if (opts.json) {
     for (const r of records) io.out(toJson({ type: "conntrack", ...ctJson(r, lastNow) }));
@@ -135,7 +164,8 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     io.out("");
     io.out(countersText(counters));
     io.out("");
-    io.out(`${summary.packets} packets: ${summary.passed} passed, ${summary.dropped} dropped${opts.out ? `; ${summary.written} written to ${opts.out}` : ""}`);
+    const skipped = summary.skipped ? `, ${summary.skipped} not run by the ${dp.engine} engine` : "";
+    io.out(`${summary.packets} packets: ${summary.passed} passed, ${summary.dropped} dropped${skipped}${opts.out ? `; ${summary.written} written to ${opts.out}` : ""}`);
   }
   return summary;
 }
@@ -151,6 +181,12 @@ const W = { index: 6, time: 11, packet: 58, dir: 7, ct: 11, verdict: 7 };
 
 function packetHeader(): string {
   return ["#".padStart(W.index), "TIME".padStart(W.time), "PACKET".padEnd(W.packet), "DIR".padEnd(W.dir), "CT".padEnd(W.ct), "VERDICT".padEnd(W.verdict), "REASON"].join("  ").trimEnd();
+}
+
+function skippedLine(p: CapturePacket, why: string, start: bigint, json: boolean): string {
+  const time = Number(p.timestampNs - start) / 1e9;
+  if (json) return toJson({ type: "packet", index: p.index + 1, time, packet: describePacket(datapathInput(p).data, datapathInput(p).link), verdict: "not-run", reason: why });
+  return `${String(p.index + 1).padStart(W.index)}  ${time.toFixed(6).padStart(W.time)}  not run: ${why}`;
 }
 
 function packetLine(p: CapturePacket, v: PacketVerdict, start: bigint, json: boolean): string {
@@ -169,56 +205,3 @@ function packetLine(p: CapturePacket, v: PacketVerdict, start: bigint, json: boo
   ].join("  ").trimEnd();
 }
 
-function ctJson(r: CtRecord, now: number) {
-  return {
-    table: r.table, family: r.tuple.family, src: r.tuple.src, dst: r.tuple.dst, sport: r.tuple.sport, dport: r.tuple.dport,
-    proto: r.tuple.proto, createdBy: formatTupleFlags(r.tuple.flags).toLowerCase(), ...r.entry,
-    expiresIn: r.entry.lifetime - now,
-  };
-}
-
-/** The conntrack table as people read it; shared by replay and `membrane ct list`. */
-export function ctTable(records: CtRecord[], now: number): string {
-  return renderTable<CtRecord>([
-    { header: "TABLE", value: (r) => r.table },
-    { header: "BY", value: (r) => formatTupleFlags(r.tuple.flags) },
-    { header: "PROTO", value: (r) => PROTO_NAMES[r.tuple.proto] ?? String(r.tuple.proto) },
-    { header: "FLOW", value: (r) => formatTuple(r.tuple) },
-    { header: "TX PKTS", value: (r) => r.entry.txPackets },
-    { header: "TX BYTES", value: (r) => r.entry.txBytes },
-    { header: "RX PKTS", value: (r) => r.entry.rxPackets },
-    { header: "RX BYTES", value: (r) => r.entry.rxBytes },
-    { header: "TCP TX/RX", value: (r) => (r.tuple.proto === 6 ? `${formatTcpFlags(r.entry.txFlagsSeen)}/${formatTcpFlags(r.entry.rxFlagsSeen)}` : "") },
-    { header: "STATE", value: (r) => formatEntryFlags(r.entry.flags) },
-    { header: "EXPIRES", value: (r) => `${r.entry.lifetime - now}s`, right: true },
-  ], records);
-}
-
-export function countersText(c: DatapathCounters): string {
-  const lines = [
-    `Forwarded: egress ${c.forwarded.egress.packets} packets / ${c.forwarded.egress.bytes} bytes, ingress ${c.forwarded.ingress.packets} packets / ${c.forwarded.ingress.bytes} bytes`,
-  ];
-  if (c.drops.length) {
-    lines.push("Drops:");
-    lines.push(renderTable([
-      { header: "REASON", value: (d: DatapathCounters["drops"][number]) => d.reason },
-      { header: "DIR", value: (d) => d.direction },
-      { header: "PACKETS", value: (d) => d.packets },
-      { header: "BYTES", value: (d) => d.bytes },
-      { header: "MEANING", value: (d) => d.text },
-    ], c.drops));
-  } else {
-    lines.push("Drops: none");
-  }
-  lines.push("Tables:");
-  lines.push(renderTable([
-    { header: "TABLE", value: (t: [string, DatapathCounters["tables"]["tcp4"]]) => t[0] },
-    { header: "ENTRIES", value: (t) => t[1].entries },
-    { header: "CREATED", value: (t) => t[1].created },
-    { header: "EVICTED", value: (t) => t[1].evicted },
-    { header: "FULL DROPS", value: (t) => t[1].createFailed },
-    { header: "GC DELETED", value: (t) => t[1].gcDeleted },
-    { header: "GC RUNS", value: (t) => t[1].gcRuns },
-  ], Object.entries(c.tables)));
-  return lines.join("\n");
-}

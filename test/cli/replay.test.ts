@@ -7,6 +7,7 @@ import { run } from "../../host/cli/main.js";
 import { readCapture } from "../../host/pcap/index.js";
 import { packageRoot } from "../../host/package-root.js";
 import { buildSampleCapture } from "../fixtures/sample-capture.js";
+import { KERNEL_SKIP } from "../differential/kernel-available.js";
 
 const SAMPLE = join(packageRoot(), "examples/sample.pcap");
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-"));
@@ -106,5 +107,34 @@ describe("membrane replay", () => {
     expect(r.out).toBe("");
     writeFileSync(cfg, "{ not json");
     expect((await cli("replay", SAMPLE, "--config", cfg)).err).toContain("parse state file");
+  });
+});
+
+describe.skipIf(KERNEL_SKIP)("membrane replay --engine bpf", () => {
+  test("prints the same as the Wasm engine on the sample capture", async () => {
+    const wasm = await cli("replay", SAMPLE, "--gc", "off");
+    const bpf = await cli("replay", SAMPLE, "--gc", "off", "--engine", "bpf");
+    expect(bpf.code).toBe(0);
+    expect(bpf.out).toBe(wasm.out);
+  });
+
+  test("names frames the kernel cannot run instead of inventing a verdict", async () => {
+    const { writeCapture, LinkType } = await import("../../host/pcap/index.js");
+    const file = join(dir, "runt.pcap");
+    writeFileSync(file, writeCapture(LinkType.Ethernet, [{ timestampNs: 1_000_000_000n, data: new Uint8Array(10) }]));
+    const r = await cli("replay", file, "--engine", "bpf");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("not run: kernel test run: a 10-byte frame is shorter than an Ethernet header");
+    expect(r.out).toContain("1 packets: 0 passed, 0 dropped, 1 not run by the bpf engine");
+  });
+});
+
+describe("membrane bpf ct list", () => {
+  test("an unknown table or a missing pin is a clear error", async () => {
+    expect((await cli("bpf", "ct", "list", "--table", "tcp5")).err).toContain("--table: expected one of tcp4, any4, tcp6, any6");
+    const r = await cli("bpf", "ct", "list", "--pin-dir", join(dir, "nothing"));
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("no pinned conntrack map there");
+    expect((await cli("bpf", "nat", "list")).err).toContain('expected "bpf ct list"');
   });
 });

@@ -1,0 +1,60 @@
+/**
+ * `membrane bpf ct list`: the kernel's conntrack maps, read from their pins,
+ * as a table or JSON. Lifetimes are on the kernel's monotonic clock, which is
+ * what Node's hrtime reads on Linux.
+ */
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { BpfMap } from "../bpf/map.js";
+import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
+import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
+import { InvalidInputError } from "../errors.js";
+import type { Output } from "./output.js";
+import { ctJson, ctTable } from "./ct-format.js";
+import { toJson } from "./table.js";
+
+export interface BpfCtListOptions {
+  pinDir?: string;
+  table?: string;
+  json: boolean;
+}
+
+export function monotonicSeconds(): number {
+  return Number(process.hrtime.bigint() / 1_000_000_000n);
+}
+
+export function readPinnedConntrack(dir: string, tables: readonly CtTableName[]): CtRecord[] {
+  const records: CtRecord[] = [];
+  for (const table of tables) {
+    const path = join(dir, `ct_${table}`);
+    if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned conntrack map there (is the kernel datapath attached with pinning to ${dir}?)`);
+    const map = BpfMap.openPinned(path);
+    try {
+      for (const [key, value] of map.dump()) {
+        const record = new Uint8Array(key.length + value.length);
+        record.set(key);
+        record.set(value, key.length);
+        records.push(decodeCtRecord(table, record));
+      }
+    } finally {
+      map.close();
+    }
+  }
+  return records;
+}
+
+export function bpfCtList(opts: BpfCtListOptions, io: Output): void {
+  if (opts.table !== undefined && !CT_TABLES.includes(opts.table as CtTableName)) {
+    throw new InvalidInputError(`--table: expected one of ${CT_TABLES.join(", ")}, got "${opts.table}"`);
+  }
+  const dir = opts.pinDir ?? defaultPinDir();
+  const tables = opts.table ? [opts.table as CtTableName] : CT_TABLES;
+  const records = readPinnedConntrack(dir, tables);
+  const now = monotonicSeconds();
+  if (opts.json) {
+    for (const r of records) io.out(toJson(ctJson(r, now)));
+    return;
+  }
+  io.out(`Kernel conntrack in ${dir} (${records.length} entries, monotonic clock ${now}):`);
+  io.out(records.length ? ctTable(records, now) : "(empty)");
+}
