@@ -16,6 +16,7 @@ import { BpfSyscallError } from "./errors.js";
 import { captureLibbpfLog } from "./libbpf-log.js";
 import { check, decodeStruct, describeErrno, libbpf, type Ptr } from "./libbpf.js";
 import { libc } from "./libc.js";
+import { mapTypeName } from "./elf/map-types.js";
 
 const ENOENT = 2;
 const E2BIG = 7;
@@ -96,9 +97,7 @@ export function mapInfoByFd(fd: number, action: string): BpfMapInfo {
 }
 
 /** The kernel's name for a map type ("hash", "percpu_array"), or "type N". */
-export function mapTypeName(type: number): string {
-  return libbpf().libbpf_bpf_map_type_str(type) ?? `type ${type}`;
-}
+export { mapTypeName };
 
 export class BpfMap {
   readonly name: string;

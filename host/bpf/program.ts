@@ -26,7 +26,7 @@ export const ProgType = {
 const SKB_CTX_TYPES = new Set<number>([ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.CGROUP_SKB]);
 
 /** Smallest packet the kernel accepts for skb test runs (an Ethernet header). */
-const ETH_HLEN = 14;
+export const ETH_HLEN = 14;
 
 /**
  * What the kernel refuses (EINVAL) in skb test runs besides bad ctx fields,

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { existsSync } from "node:fs";
 import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
-import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
+import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
 import { InvalidInputError } from "../errors.js";
 import type { Output } from "./output.js";
 import { ctJson, ctTable } from "./ct-format.js";
@@ -30,12 +30,7 @@ export function readPinnedConntrack(dir: string, tables: readonly CtTableName[])
     if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned conntrack map there (is the kernel datapath attached with pinning to ${dir}?)`);
     const map = BpfMap.openPinned(path);
     try {
-      for (const [key, value] of map.dump()) {
-        const record = new Uint8Array(key.length + value.length);
-        record.set(key);
-        record.set(value, key.length);
-        records.push(decodeCtRecord(table, record));
-      }
+      for (const [key, value] of map.dump()) records.push(decodeCtRecord(table, joinRecord(key, value)));
     } finally {
       map.close();
     }

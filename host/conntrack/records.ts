@@ -32,6 +32,14 @@ export interface CtRecord {
   key: Uint8Array;
 }
 
+/** A table record as both datapaths dump it: key bytes, then value bytes. */
+export function joinRecord(key: Uint8Array, value: Uint8Array): Uint8Array {
+  const record = new Uint8Array(key.length + value.length);
+  record.set(key);
+  record.set(value, key.length);
+  return record;
+}
+
 export function decodeCtRecord(table: CtTableName, record: Uint8Array): CtRecord {
   const v6 = table.endsWith("6");
   const keySize = v6 ? CT_TUPLE6.size : CT_TUPLE4.size;

@@ -12,6 +12,7 @@ import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { encodeConfig, resolveOptions, type DatapathOptions } from "../config.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";
 import { NotSupportedError, wrap } from "../errors.js";
+import { kernelMapSizes, kernelMapTypes } from "./maps.js";
 
 export type AttachPoint = "endpoint" | "netdev";
 
@@ -47,16 +48,12 @@ export class AttachedDatapath {
     }
     const ifindex = interfaceIndex(opts.ifname);
     const dir = opts.pinDir ?? defaultPinDir();
-    const ct = resolved.conntrack;
     const object = BpfObject.load(elf, {
       name: spec.object,
       pinDir: dir,
       reusePinned: opts.reusePinned,
-      mapSizes: {
-        ct_tcp4: ct.tcpEntries, ct_tcp6: ct.tcpEntries, ct_any4: ct.otherEntries, ct_any6: ct.otherEntries,
-        frag4: resolved.fragments.entries, frag6: resolved.fragments.entries,
-      },
-      mapTypes: ct.whenFull === "drop" ? { ct_tcp4: "hash", ct_tcp6: "hash", ct_any4: "hash", ct_any6: "hash" } : undefined,
+      mapSizes: kernelMapSizes(resolved),
+      mapTypes: kernelMapTypes(resolved),
     });
     const attachments: TcAttachment[] = [];
     try {

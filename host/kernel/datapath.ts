@@ -9,13 +9,13 @@ import { readFileSync } from "node:fs";
 import { resolveOptions, encodeConfig, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import { BpfObject } from "../bpf/object.js";
 import type { BpfMap } from "../bpf/map.js";
-import { SKB_TEST_RUN_LIMITS, type BpfProgram } from "../bpf/program.js";
+import { SKB_TEST_RUN_LIMITS, ETH_HLEN, type BpfProgram } from "../bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../bpf/skb-ctx.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";
 import { DIRECTION_CODE, type PacketMeta } from "../batch.js";
 import { describeVerdict, type PacketVerdict } from "../verdict.js";
 import type { DatapathEngine, PacketInput } from "../engine.js";
-import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
+import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
 import type { DatapathCounters, DropCount, GcResult } from "../datapath.js";
 import type { TableName } from "../wasm/core.js";
 import { TABLE_NAMES } from "../wasm/core.js";
@@ -24,14 +24,10 @@ import {
   type CtStats,
 } from "../generated/layout.js";
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
+import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
 
-const ETH_HLEN = 14;
 const METRICS_SLOTS = 256 * 2;
 
-/** Kernel map of each datapath table. */
-const MAP_OF: Record<TableName, string> = {
-  tcp4: "ct_tcp4", any4: "ct_any4", tcp6: "ct_tcp6", any6: "ct_any6", frag4: "frag4", frag6: "frag6",
-};
 
 /** The frame the kernel runs: raw IP packets get an Ethernet header (and lose it on the way out). */
 function toFrame(packet: Uint8Array, link: PacketMeta["link"]): Uint8Array {
@@ -90,17 +86,7 @@ export class KernelDatapath implements DatapathEngine {
     } catch (err) {
       throw new NotSupportedError(`load the kernel datapath: ${path} is missing; install clang and libbpf-dev, then run \`npm run build\``, { cause: err });
     }
-    const ct = resolved.conntrack;
-    const object = BpfObject.load(elf, {
-      name: "membrane",
-      mapSizes: {
-        ct_tcp4: ct.tcpEntries, ct_tcp6: ct.tcpEntries, ct_any4: ct.otherEntries, ct_any6: ct.otherEntries,
-        frag4: resolved.fragments.entries, frag6: resolved.fragments.entries,
-      },
-      mapTypes: ct.whenFull === "drop"
-        ? { ct_tcp4: "hash", ct_tcp6: "hash", ct_any4: "hash", ct_any6: "hash" }
-        : undefined,
-    });
+    const object = BpfObject.load(elf, { name: "membrane", mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
     try {
       object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
       return new KernelDatapath(resolved, object);
@@ -147,29 +133,19 @@ export class KernelDatapath implements DatapathEngine {
   /** Conntrack entries in the kernel's iteration order (callers sort to compare). */
   *conntrack(table?: CtTableName): Generator<CtRecord> {
     for (const name of table ? [table] : CT_TABLES) {
-      for (const [key, value] of this.object.map(MAP_OF[name]).dump()) {
-        const record = new Uint8Array(key.length + value.length);
-        record.set(key);
-        record.set(value, key.length);
-        yield decodeCtRecord(name, record);
-      }
+      for (const [key, value] of this.object.map(KERNEL_MAP_OF[name]).dump()) yield decodeCtRecord(name, joinRecord(key, value));
     }
   }
 
   /** Raw records (key then value) of a table, as Datapath.dumpTable gives them. */
   dumpTable(table: TableName): Uint8Array[] {
-    return this.object.map(MAP_OF[table]).dump().map(([k, v]) => {
-      const r = new Uint8Array(k.length + v.length);
-      r.set(k);
-      r.set(v, k.length);
-      return r;
-    });
+    return this.object.map(KERNEL_MAP_OF[table]).dump().map(([k, v]) => joinRecord(k, v));
   }
 
   /** Deletes expired entries (lifetime before `now`) from every table, as the Wasm GC does. */
   gc(now: number): GcResult[] {
     return TABLE_NAMES.map((table) => {
-      const map = this.object.map(MAP_OF[table]);
+      const map = this.object.map(KERNEL_MAP_OF[table]);
       const lifetimeAt = table.startsWith("frag") ? FRAG_ENTRY.offsets.lifetime : CT_ENTRY.offsets.lifetime;
       const entries = map.dump();
       let deleted = 0;
@@ -182,7 +158,7 @@ export class KernelDatapath implements DatapathEngine {
   }
 
   flush(): void {
-    for (const table of TABLE_NAMES) this.object.map(MAP_OF[table]).clear();
+    for (const table of TABLE_NAMES) this.object.map(KERNEL_MAP_OF[table]).clear();
   }
 
   counters(): DatapathCounters {
@@ -210,7 +186,7 @@ export class KernelDatapath implements DatapathEngine {
         for (const k of Object.keys(out) as (keyof CtStats)[]) out[k] = a[k] + b[k];
         return out;
       }) ?? decodeCtStats(new Uint8Array(CT_STATS.size));
-      s.entries = BigInt(this.object.map(MAP_OF[table]).dump().length);
+      s.entries = BigInt(this.object.map(KERNEL_MAP_OF[table]).dump().length);
       tables[table] = s;
     });
     return { forwarded, drops, tables };
