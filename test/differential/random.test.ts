@@ -13,7 +13,8 @@ describe.skipIf(KERNEL_SKIP)("differential: seeded random flow mixes (Wasm vs ke
   let pair: Pair | undefined;
   afterAll(() => pair?.close());
 
-  test(`${TOTAL} packets, seed ${SEED}`, async () => {
+  // About 60 µs per packet on a loaded 2-core machine: give long runs the time they need.
+  test(`${TOTAL} packets, seed ${SEED}`, { timeout: Math.max(120_000, TOTAL / 10) }, async () => {
     // Tables large enough that nothing is evicted: eviction order is excluded from the comparison.
     pair = await createPair({ conntrack: { tcpEntries: 65536, otherEntries: 65536 }, fragments: { entries: 4096 } });
     let done = 0;
