@@ -124,6 +124,11 @@ function icmpEchoPorts(l4: usize, isV6: bool): void {
   else { pSport = 0; pDport = 0; }
 }
 
+/** ICMPv6 neighbour discovery (133..137) and multicast listener discovery (130..132, 143). */
+function isLinkPlumbing(type: i32): bool {
+  return (type >= 130 && type <= 137) || type == 143;
+}
+
 function isIcmpError(type: i32, isV6: bool): bool {
   if (isV6) return type >= 1 && type <= 4; // unreachable, packet too big, time exceeded, parameter problem
   return type == 3 || type == 11 || type == 12; // unreachable, time exceeded, parameter problem
@@ -202,9 +207,9 @@ function parseL4(): i32 {
   if ((pProto == PROTO_ICMP && !isV6) || (pProto == PROTO_ICMPV6 && isV6)) {
     if (avail < 8) return DROP_CT_INVALID_HDR;
     const type = <i32>load<u8>(l4);
-    // Neighbour discovery (router/neighbour solicitation/advertisement, redirect) is link
-    // plumbing, not a flow: it passes untouched and untracked.
-    if (isV6 && type >= 133 && type <= 137) return PARSE_UNTRACKED;
+    // Neighbour discovery and multicast listener discovery are link plumbing, not flows:
+    // they pass untouched and untracked.
+    if (isV6 && isLinkPlumbing(type)) return PARSE_UNTRACKED;
     if (isIcmpError(type, isV6)) {
       if (pFrag != FRAG_NONE) return DROP_CT_INVALID_HDR; // a fragmented error quotes nothing usable
       pIcmpError = true;

@@ -67,7 +67,7 @@ export interface ConntrackResult {
   rows: ConntrackRow[];
 }
 
-interface Timing {
+export interface Timing {
   meanMs: number;
   p50Ms: number;
   rme: number;
@@ -75,7 +75,7 @@ interface Timing {
 }
 
 /** Runs one task in its own Bench, so table state can be read right before and after it. */
-async function measure(name: string, fn: () => void, hooks: FnOptions = {}): Promise<Timing> {
+export async function measure(name: string, fn: () => void, hooks: FnOptions = {}): Promise<Timing> {
   const bench = new Bench({ name, ...BENCH_OPTIONS });
   // async: false matters: otherwise add() calls fn once, outside any hook, to see whether it
   // returns a promise, and for the miss scenario that untracked call creates entries nobody deletes.
@@ -87,7 +87,7 @@ async function measure(name: string, fn: () => void, hooks: FnOptions = {}): Pro
 }
 
 /** Throws unless every packet of the processed batch passed with `outcome`. */
-function expectAll(batch: PacketBatch, outcome: CtOutcome, what: string): void {
+export function expectAll(batch: PacketBatch, outcome: CtOutcome, what: string): void {
   for (let i = 0; i < batch.length; i++) {
     const v = batch.result(i);
     if (v.verdict !== "pass" || v.ct !== outcome) {

@@ -6,6 +6,9 @@
  * The memory suite runs first, in a process whose heap is still small, so its
  * RSS deltas are not blurred by the conntrack suite's datapath (256 MiB of
  * Wasm memory that stays mapped until the garbage collector frees it).
+ *
+ * The kernel suite (Wasm vs the BPF program under BPF_PROG_TEST_RUN) runs
+ * last; it skips itself, saying why, without root or build/bpf/bpf_test.o.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +16,7 @@ import { packageRoot } from "../host/package-root.js";
 import { machineFacts, printMachineFacts } from "./machine.js";
 import { runMemory } from "./memory.js";
 import { runConntrack } from "./conntrack.js";
+import { runKernel } from "./kernel.js";
 
 interface Suite {
   name: string;
@@ -23,6 +27,7 @@ interface Suite {
 const SUITES: Suite[] = [
   { name: "memory", run: runMemory },
   { name: "conntrack", run: runConntrack },
+  { name: "kernel", run: runKernel },
 ];
 
 async function main(): Promise<void> {

@@ -130,6 +130,12 @@ static __always_inline int echo_ports(struct __sk_buff *skb, __u32 l4, int is_v6
 	return 0;
 }
 
+/* ICMPv6 neighbour discovery (133..137) and multicast listener discovery (130..132, 143). */
+static __always_inline int is_link_plumbing(__u8 type)
+{
+	return (type >= 130 && type <= 137) || type == 143;
+}
+
 static __always_inline int is_icmp_error(__u8 type, int is_v6)
 {
 	if (is_v6)
@@ -242,7 +248,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 			return DROP_CT_INVALID_HDR;
 		if (bpf_skb_load_bytes(skb, l4, &type, 1) < 0)
 			return DROP_CT_INVALID_HDR;
-		if (is_v6 && type >= 133 && type <= 137)
+		if (is_v6 && is_link_plumbing(type))
 			return PARSE_UNTRACKED;
 		if (is_icmp_error(type, is_v6)) {
 			if (p->frag != FRAG_NONE)

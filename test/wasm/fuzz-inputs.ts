@@ -56,8 +56,9 @@ const KNOWN_DROPS = new Set(Object.entries(dropReasonName).filter(([code]) => Nu
 
 /**
  * Whether the core may let this frame pass untracked: ARP (EtherType 0x0806,
- * optionally behind one 802.1Q tag) or IPv6 neighbour discovery (ICMPv6 type
- * 133..137 after any extension headers). Deliberately lenient (a necessary
+ * optionally behind one 802.1Q tag), IPv6 neighbour discovery (ICMPv6 type
+ * 133..137) or multicast listener discovery (130..132, 143), after any
+ * extension headers. Deliberately lenient (a necessary
  * condition, not the core's exact rule).
  */
 export function mayPassUntracked(b: Uint8Array, link: LinkKind): boolean {
@@ -85,7 +86,8 @@ export function mayPassUntracked(b: Uint8Array, link: LinkKind): boolean {
       off += len;
     } else break;
   }
-  return nh === 58 && off < b.length && b[off]! >= 133 && b[off]! <= 137;
+  const type = b[off]!;
+  return nh === 58 && off < b.length && ((type >= 130 && type <= 137) || type === 143);
 }
 
 /** Checks what must hold for every decided packet; throws with the packet in hex. */
