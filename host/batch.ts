@@ -57,6 +57,51 @@ export class PacketBatch {
     return i;
   }
 
+  /**
+   * Views of every buffer in Wasm memory, for devices that read straight into
+   * them (no copy). A packet goes at `raw.headroom`; then call fill(). The views
+   * stay valid while the instance's memory does not grow (it grows only when
+   * tables or batches are created).
+   */
+  bufferViews(): Uint8Array[] {
+    const mem = this.core.bytes();
+    return Array.from({ length: this.raw.capacity }, (_, i) => {
+      const buf = new DataView(mem.buffer, this.core.descriptorAddr(this.raw, i), PKT_DESC.size).getUint32(PKT_DESC.offsets.buf, true);
+      return mem.subarray(buf, buf + this.raw.bufferSize);
+    });
+  }
+
+  /** Declares packets 0..count-1 present in the buffers at the headroom with these sizes. */
+  fill(sizes: readonly number[], count: number, meta: PacketMeta = {}): void {
+    if (count > this.raw.capacity) throw new MembraneError("BATCH_FULL", `fill batch: ${count} packets, capacity ${this.raw.capacity}`);
+    const mem = this.core.bytes();
+    const link = meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP;
+    const dir = DIRECTION_CODE[meta.direction ?? "auto"];
+    for (let i = 0; i < count; i++) {
+      if (sizes[i] > this.maxPacket) throw new MembraneError("PACKET_TOO_LARGE", `fill batch: packet ${i} is ${sizes[i]} bytes, buffers hold ${this.maxPacket}`);
+      const v = new DataView(mem.buffer, this.core.descriptorAddr(this.raw, i), PKT_DESC.size);
+      v.setUint32(PKT_DESC.offsets.off, this.raw.headroom, true);
+      v.setUint32(PKT_DESC.offsets.len, sizes[i], true);
+      v.setUint8(PKT_DESC.offsets.link, link);
+      v.setUint8(PKT_DESC.offsets.dir, dir);
+    }
+    this.count = count;
+  }
+
+  /**
+   * Where packet i's bytes are after process() (the datapath may move the start
+   * to prepend headers) and whether it passed: what a forwarder writes out.
+   */
+  outcome(i: number): { pass: boolean; off: number; len: number; dropReason: number } {
+    const v = new DataView(this.core.bytes().buffer, this.core.descriptorAddr(this.raw, i), PKT_DESC.size);
+    return {
+      pass: v.getUint8(PKT_DESC.offsets.verdict) === 0,
+      off: v.getUint32(PKT_DESC.offsets.off, true),
+      len: v.getUint32(PKT_DESC.offsets.len, true),
+      dropReason: v.getUint8(PKT_DESC.offsets.dropReason),
+    };
+  }
+
   /** The decision for packet i after process(), with a copy of its (possibly rewritten) bytes. */
   result(i: number): PacketVerdict {
     if (i < 0 || i >= this.count) throw new MembraneError("INVALID_INPUT", `read result ${i}: the batch has ${this.count} packets`);

@@ -5,6 +5,7 @@
  * lines, and resolving interface names.
  */
 import { NotSupportedError } from "../errors.js";
+import type { LibraryHandle } from "koffi";
 import { koffi, type NativeFunction } from "./ffi.js";
 
 export interface Libc {
@@ -27,18 +28,25 @@ export const CLONE_NEWNET = 0x40000000;
 export const MNT_DETACH = 2;
 
 let cached: Libc | undefined;
+let library: LibraryHandle | undefined;
 
-export function libc(): Libc {
-  if (cached) return cached;
-  const k = koffi();
-  let lib;
+/** The one koffi handle on libc.so.6; the TUN layer binds its calls on it too. */
+export function libcLibrary(): LibraryHandle {
+  if (library) return library;
   try {
-    lib = k.load("libc.so.6");
+    library = koffi().load("libc.so.6");
   } catch (err) {
     throw new NotSupportedError(`libc.so.6 cannot be loaded (glibc is required): ${(err as Error).message}`, {
       cause: err,
     });
   }
+  return library;
+}
+
+export function libc(): Libc {
+  if (cached) return cached;
+  const k = koffi();
+  const lib = libcLibrary();
   const fn = (name: string, ret: string, args: string[]): NativeFunction => lib.func(name, ret, args);
   const mount = fn("mount", "int", ["const char *", "const char *", "const char *", "unsigned long", "const char *"]);
   const umount2 = fn("umount2", "int", ["const char *", "int"]);

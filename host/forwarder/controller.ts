@@ -1,0 +1,70 @@
+/**
+ * Starts and stops the forwarder worker from the main thread. The worker
+ * forwards on its own; this side only reads its reports.
+ */
+import { Worker } from "node:worker_threads";
+import { join } from "node:path";
+import { packageRoot } from "../package-root.js";
+import { MembraneError } from "../errors.js";
+import type { DatapathOptions } from "../config.js";
+import type { WorkerMessage, WorkerStart } from "./protocol.js";
+
+export interface ForwarderStartOptions {
+  options?: DatapathOptions;
+  device?: { name?: string; mtu?: number };
+  snapshotPath?: string;
+  batchSize?: number;
+  reportEveryMs?: number;
+  onReport?: (report: Extract<WorkerMessage, { type: "report" }>) => void;
+}
+
+export class ForwarderHandle {
+  private stopped?: Promise<Extract<WorkerMessage, { type: "stopped" }>>;
+  private constructor(
+    private readonly worker: Worker,
+    private readonly control: Int32Array,
+    readonly ready: Extract<WorkerMessage, { type: "ready" }>,
+    private readonly done: Promise<Extract<WorkerMessage, { type: "stopped" }>>,
+  ) {}
+
+  static start(opts: ForwarderStartOptions = {}): Promise<ForwarderHandle> {
+    const control = new SharedArrayBuffer(4);
+    const data: WorkerStart = {
+      options: opts.options ?? {}, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
+      batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs,
+    };
+    // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).
+    const file = join(packageRoot(), "dist/host/forwarder/worker.js");
+    const worker = new Worker(file, { workerData: data });
+    return new Promise((resolve, reject) => {
+      let resolveDone!: (m: Extract<WorkerMessage, { type: "stopped" }>) => void;
+      let rejectDone!: (e: Error) => void;
+      const done = new Promise<Extract<WorkerMessage, { type: "stopped" }>>((res, rej) => { resolveDone = res; rejectDone = rej; });
+      done.catch(() => {});
+      let started = false;
+      worker.on("message", (m: WorkerMessage) => {
+        if (m.type === "ready") { started = true; resolve(new ForwarderHandle(worker, new Int32Array(control), m, done)); }
+        else if (m.type === "report") opts.onReport?.(m);
+        else if (m.type === "stopped") resolveDone(m);
+        else if (m.type === "error") {
+          const err = new MembraneError(m.code ?? "FORWARDER", `forwarder: ${m.message}`);
+          if (started) rejectDone(err); else reject(err);
+        }
+      });
+      worker.on("error", (e) => (started ? rejectDone(e) : reject(e)));
+      worker.on("exit", (code) => {
+        const err = new MembraneError("FORWARDER", `forwarder worker exited (code ${code})`);
+        if (!started) reject(err); else rejectDone(err);
+      });
+    });
+  }
+
+  /** Asks the worker to stop; resolves once conntrack is saved and the device closed. */
+  stop(): Promise<Extract<WorkerMessage, { type: "stopped" }>> {
+    if (!this.stopped) {
+      Atomics.store(this.control, 0, 1);
+      this.stopped = this.done.finally(() => this.worker.terminate());
+    }
+    return this.stopped;
+  }
+}

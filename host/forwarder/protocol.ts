@@ -1,0 +1,33 @@
+/** Messages between the forwarder's worker thread and the thread that controls it. */
+import type { DatapathOptions } from "../config.js";
+import type { DatapathCounters } from "../datapath.js";
+import type { ForwarderStats } from "./forwarder.js";
+
+export interface WorkerStart {
+  options: DatapathOptions;
+  /** TUN device to create ("mbr%d" picks a free name). */
+  device: { name?: string; mtu?: number };
+  /** Conntrack snapshot: restored at start when present, written at stop. */
+  snapshotPath?: string;
+  batchSize?: number;
+  /** Int32Array over it: [0] = stop requested. */
+  control: SharedArrayBuffer;
+  /** How often the worker reports (ms). */
+  reportEveryMs?: number;
+}
+
+export interface FlowSummary {
+  table: string;
+  flow: string;
+  proto: string;
+  txPackets: number;
+  rxPackets: number;
+  state: string;
+  expiresIn: number;
+}
+
+export type WorkerMessage =
+  | { type: "ready"; device: string; mtu: number; restored: Record<string, number> }
+  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number }
+  | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number }
+  | { type: "error"; message: string; code?: string };

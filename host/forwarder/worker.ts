@@ -1,0 +1,75 @@
+/**
+ * The forwarder's worker thread: owns the TUN device and the Wasm datapath,
+ * forwards until told to stop, then saves conntrack and closes the device.
+ * Reports (stats, counters, the busiest flows) go to the controlling thread
+ * as messages, so forwarding never waits on it.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { Datapath } from "../datapath.js";
+import { openTun } from "../tun/linux-tun.js";
+import { Forwarder } from "./forwarder.js";
+import { restoreSnapshot, takeSnapshot } from "../conntrack/snapshot.js";
+import { formatEntryFlags, formatTuple, PROTO_NAMES } from "../conntrack/records.js";
+import { monotonicSeconds } from "./clock.js";
+import type { FlowSummary, WorkerMessage, WorkerStart } from "./protocol.js";
+import { MembraneError } from "../errors.js";
+
+const TOP_FLOWS = 12;
+
+function post(m: WorkerMessage): void {
+  parentPort!.postMessage(m);
+}
+
+function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number } {
+  const now = monotonicSeconds();
+  const all = [...dp.conntrack()];
+  const flows = all
+    .sort((a, b) => Number(b.entry.txPackets + b.entry.rxPackets - (a.entry.txPackets + a.entry.rxPackets)))
+    .slice(0, TOP_FLOWS)
+    .map((r) => ({
+      table: r.table, flow: formatTuple(r.tuple), proto: PROTO_NAMES[r.tuple.proto] ?? String(r.tuple.proto),
+      txPackets: Number(r.entry.txPackets), rxPackets: Number(r.entry.rxPackets),
+      state: formatEntryFlags(r.entry.flags), expiresIn: r.entry.lifetime - now,
+    }));
+  return { flows, entries: all.length };
+}
+
+async function main(): Promise<void> {
+  const start = workerData as WorkerStart;
+  const control = new Int32Array(start.control);
+  const dp = await Datapath.create(start.options);
+  let restored: Record<string, number> = {};
+  if (start.snapshotPath && existsSync(start.snapshotPath)) {
+    restored = restoreSnapshot(dp, readFileSync(start.snapshotPath), start.snapshotPath);
+  }
+  const device = openTun({ name: start.device.name, mtu: start.device.mtu });
+  try {
+    post({ type: "ready", device: device.name, mtu: device.mtu, restored });
+    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize });
+    const every = start.reportEveryMs ?? 1000;
+    let nextReport = Date.now() + every;
+    fwd.run(() => {
+      if (Date.now() >= nextReport) {
+        post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp) });
+        nextReport = Date.now() + every;
+      }
+      return Atomics.load(control, 0) === 1;
+    });
+    let snapshotEntries = 0;
+    if (start.snapshotPath) {
+      const snap = takeSnapshot(dp);
+      // Write then rename: a crash mid-write must not leave a half snapshot behind.
+      writeFileSync(`${start.snapshotPath}.tmp`, snap);
+      renameSync(`${start.snapshotPath}.tmp`, start.snapshotPath);
+      snapshotEntries = [...dp.conntrack()].length;
+    }
+    post({ type: "stopped", stats: { ...fwd.stats }, snapshotEntries });
+  } finally {
+    device.close();
+  }
+}
+
+main().catch((err) => {
+  post({ type: "error", message: (err as Error).message, code: err instanceof MembraneError ? err.code : undefined });
+});

@@ -1,0 +1,378 @@
+/**
+ * A Linux TUN device (/dev/net/tun) driven through koffi: L3 packets, no
+ * packet-info prefix, optionally a virtio_net_hdr per packet so the kernel can
+ * hand over unchecksummed (TUN_F_CSUM) and segmentation-offloaded (TSO/USO)
+ * super-packets instead of one MTU-sized packet at a time.
+ *
+ * The fd is non-blocking: a batch read is a loop of read(2) until EAGAIN or
+ * the batch is full, and wait() is poll(2). Packet bytes move between the
+ * kernel and the caller's Uint8Arrays with no copy in between (see
+ * libc-tun.ts).
+ *
+ * Namespaces: the device is created in the network namespace of the calling
+ * thread at open time, and the MTU/link-up ioctls go through a socket made in
+ * that same namespace during the same synchronous call. The fd stays bound to
+ * the device wherever the interface is later moved (ip link set ... netns).
+ * The device is not persistent: it disappears when the fd is closed.
+ */
+import { endianness } from "node:os";
+import { libc } from "../bpf/libc.js";
+import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.js";
+import { checkReadBatch, checkWriteBatch, MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, type TunDevice } from "./device.js";
+import { TunClosedError, TunIoError } from "./errors.js";
+import { libcTun } from "./libc-tun.js";
+import {
+  AF_INET,
+  IFF_NO_PI,
+  IFF_TUN,
+  IFF_UP,
+  IFF_VNET_HDR,
+  IFNAMSIZ,
+  IFREQ_FLAGS_OFFSET,
+  IFREQ_MTU_OFFSET,
+  IFREQ_SIZE,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  POLLERR,
+  POLLFD_SIZE,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  SIOCGIFFLAGS,
+  SIOCGIFMTU,
+  SIOCSIFFLAGS,
+  SIOCSIFMTU,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
+  TUN_F_USO4,
+  TUN_F_USO6,
+  TUNSETIFF,
+  TUNSETOFFLOAD,
+  TUNSETVNETHDRSZ,
+} from "./tun-abi.js";
+
+const EINTR = 4;
+const ENOENT = 2;
+const ENXIO = 6;
+const EAGAIN = 11;
+const EACCES = 13;
+const EBUSY = 16;
+const ENODEV = 19;
+const EINVAL = 22;
+const EPERM = 1;
+
+/** ifreq's short/int members are in host byte order. */
+const LITTLE_ENDIAN = endianness() === "LE";
+
+export interface TunOffloadOptions {
+  /** Let the kernel hand over packets whose L4 checksum is left for us (TUN_F_CSUM). Implied by tso/uso. */
+  csum?: boolean;
+  /** TCP segmentation offload, IPv4 and IPv6 (TUN_F_TSO4|TUN_F_TSO6): reads may be 64 KiB super-packets. */
+  tso?: boolean;
+  /** UDP segmentation offload (TUN_F_USO4|TUN_F_USO6, Linux >= 6.2); dropped with a note when the kernel lacks it. */
+  uso?: boolean;
+}
+
+export interface OpenTunOptions {
+  /** Interface name, at most 15 bytes; "%d" lets the kernel pick a number. Default "mbr%d". */
+  name?: string;
+  /** MTU to set; default: keep the kernel's (1500). */
+  mtu?: number;
+  /** Exchange a virtio_net_hdr with every packet (IFF_VNET_HDR); needed for any offload. */
+  vnetHdr?: boolean;
+  offloads?: TunOffloadOptions;
+  /** The TUN clone device; only tests and unusual systems change it. */
+  devicePath?: string;
+}
+
+/** What the kernel actually agreed to. */
+export interface TunOffloads {
+  readonly csum: boolean;
+  readonly tso: boolean;
+  readonly uso: boolean;
+}
+
+interface Opened {
+  fd: number;
+  name: string;
+  mtu: number;
+  vnetHdr: boolean;
+  offloads: TunOffloads;
+  notes: string[];
+}
+
+export class LinuxTun implements TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  readonly vnetHdr: boolean;
+  readonly readCapacity: number;
+  /** Offloads in effect (may be fewer than asked; see notes). */
+  readonly offloads: TunOffloads;
+  /** Degradations decided at open, for people: "kernel lacks USO ...". */
+  readonly notes: readonly string[];
+  #fd: number;
+  readonly #hdr: number;
+  /** One struct pollfd, reused by every wait(); koffi passes it in place, so revents lands here. */
+  readonly #pollfd = new Uint8Array(POLLFD_SIZE);
+  readonly #pollView = new DataView(this.#pollfd.buffer);
+
+  /** Use openTun(). */
+  constructor(opened: Opened) {
+    this.#fd = opened.fd;
+    this.name = opened.name;
+    this.mtu = opened.mtu;
+    this.vnetHdr = opened.vnetHdr;
+    this.offloads = Object.freeze({ ...opened.offloads });
+    this.notes = Object.freeze([...opened.notes]);
+    this.#hdr = opened.vnetHdr ? VIRTIO_NET_HDR_LEN : 0;
+    // Segmentation offload lets one read return far more than an MTU.
+    this.readCapacity = opened.offloads.tso || opened.offloads.uso ? MAX_GSO_PACKET : opened.mtu;
+  }
+
+  /** The TUN fd, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  read(bufs: Uint8Array[], sizes: number[], offset: number): number {
+    const fd = this.#open();
+    checkReadBatch(this, bufs, sizes, offset);
+    const c = libcTun();
+    const hdr = this.#hdr;
+    let i = 0;
+    while (i < bufs.length) {
+      // The view starts at the header (when there is one) and runs to the end
+      // of the buffer: one read(2) returns header + packet, written in place.
+      const view = bufs[i]!.subarray(offset - hdr);
+      const n = c.read(fd, view, view.length);
+      if (n < 0) {
+        const errno = c.errno();
+        if (errno === EINTR) continue;
+        if (errno === EAGAIN) break;
+        throw new TunIoError(`read packet ${i} of a batch from ${this.name}`, errno, i);
+      }
+      if (n < hdr) throw new TunIoError(`read packet ${i} from ${this.name}: ${n} bytes is shorter than the virtio_net_hdr`, EINVAL, i);
+      sizes[i] = n - hdr;
+      i++;
+    }
+    return i;
+  }
+
+  write(bufs: Uint8Array[], sizes: number[], offset: number): number {
+    const fd = this.#open();
+    checkWriteBatch(this, bufs, sizes, offset);
+    const c = libcTun();
+    const hdr = this.#hdr;
+    let i = 0;
+    while (i < bufs.length) {
+      const view = bufs[i]!.subarray(offset - hdr, offset + sizes[i]!);
+      const n = c.write(fd, view, view.length);
+      if (n < 0) {
+        const errno = c.errno();
+        if (errno === EINTR) continue;
+        // The device pushed back: report what went out, the caller retries the rest.
+        if (errno === EAGAIN) break;
+        throw new TunIoError(`write packet ${i} of a batch to ${this.name}`, errno, i);
+      }
+      i++;
+    }
+    return i;
+  }
+
+  wait(timeoutMs: number): boolean {
+    const fd = this.#open();
+    if (!Number.isFinite(timeoutMs)) throw new InvalidInputError(`wait timeout must be a finite number of milliseconds, got ${timeoutMs}`);
+    const c = libcTun();
+    const deadline = performance.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      this.#pollView.setInt32(0, fd, LITTLE_ENDIAN);
+      this.#pollView.setInt16(4, POLLIN, LITTLE_ENDIAN);
+      this.#pollView.setInt16(6, 0, LITTLE_ENDIAN);
+      const left = Math.max(0, Math.ceil(deadline - performance.now()));
+      const r = c.poll(this.#pollfd, 1, left);
+      if (r < 0) {
+        const errno = c.errno();
+        // A signal cut the sleep short: sleep the remainder, so a false return always means "timed out".
+        if (errno === EINTR) continue;
+        throw new TunIoError(`poll ${this.name}`, errno);
+      }
+      if (r === 0) return false;
+      const revents = this.#pollView.getInt16(6, LITTLE_ENDIAN);
+      if (revents & POLLNVAL) throw new TunIoError(`poll ${this.name}: fd ${fd} is not open`, 9);
+      // POLLERR/POLLHUP (the interface was deleted): report ready so the next read surfaces the error.
+      return (revents & (POLLIN | POLLERR | POLLHUP)) !== 0;
+    }
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    // Closing the last fd of a non-persistent TUN deletes the interface.
+    libc().close(fd);
+  }
+
+  #open(): number {
+    if (this.#fd < 0) throw new TunClosedError(this.name);
+    return this.#fd;
+  }
+}
+
+/**
+ * Creates a TUN interface in the calling thread's network namespace, sets
+ * its MTU and brings it up. Throws NotSupportedError when TUN is unavailable
+ * or privileges are missing, InvalidInputError for bad options.
+ */
+export function openTun(options: OpenTunOptions = {}): LinuxTun {
+  const plan = validate(options);
+  const c = libc();
+  const fd = c.open(plan.devicePath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw openError(plan.devicePath, c.errno());
+  try {
+    return new LinuxTun(configure(fd, plan));
+  } catch (err) {
+    // The interface exists only while the fd is open: closing undoes everything.
+    c.close(fd);
+    throw err;
+  }
+}
+
+interface Plan {
+  name: string;
+  mtu: number | undefined;
+  vnetHdr: boolean;
+  offloadBits: number;
+  devicePath: string;
+}
+
+function validate(options: OpenTunOptions): Plan {
+  const name = options.name ?? "mbr%d";
+  const nameBytes = Buffer.byteLength(name);
+  // The kernel's dev_valid_name(): non-empty, < IFNAMSIZ, not "." or "..", no '/', ':' or whitespace.
+  if (nameBytes === 0 || nameBytes >= IFNAMSIZ || name === "." || name === ".." || /[/:\s]/.test(name)) {
+    throw new InvalidInputError(`TUN name ${JSON.stringify(name)} is not a valid interface name (1-15 bytes, no '/', ':' or whitespace)`);
+  }
+  const mtu = options.mtu;
+  if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535)) {
+    throw new InvalidInputError(`TUN mtu must be an integer in 68..65535, got ${mtu}`);
+  }
+  const vnetHdr = options.vnetHdr ?? false;
+  const { tso = false, uso = false } = options.offloads ?? {};
+  const csum = options.offloads?.csum ?? (tso || uso);
+  if ((tso || uso) && !csum) {
+    // The kernel refuses segmentation without checksum offload: a segment's checksum is left to the reader.
+    throw new InvalidInputError("TUN offloads: tso and uso need csum (the kernel rejects segmentation without checksum offload)");
+  }
+  if (csum && !vnetHdr) {
+    throw new InvalidInputError("TUN offloads need vnetHdr: without the virtio_net_hdr a reader cannot tell which packets are unchecksummed or segmented");
+  }
+  let offloadBits = 0;
+  if (csum) offloadBits |= TUN_F_CSUM;
+  if (tso) offloadBits |= TUN_F_TSO4 | TUN_F_TSO6;
+  // The kernel accepts USO only as the pair.
+  if (uso) offloadBits |= TUN_F_USO4 | TUN_F_USO6;
+  return { name, mtu, vnetHdr, offloadBits, devicePath: options.devicePath ?? "/dev/net/tun" };
+}
+
+function openError(path: string, errno: number): MembraneError {
+  switch (errno) {
+    case ENOENT:
+      return new NotSupportedError(
+        `${path} does not exist: the kernel needs CONFIG_TUN (modprobe tun; mknod ${path} c 10 200); ` +
+          `in a container pass it in (docker run --device /dev/net/tun --cap-add NET_ADMIN)`,
+      );
+    case ENODEV:
+    case ENXIO:
+      return new NotSupportedError(`${path} has no driver behind it: load the tun module (modprobe tun)`);
+    case EACCES:
+    case EPERM:
+      return new NotSupportedError(`cannot open ${path} (permission denied): run as root or with CAP_NET_ADMIN`);
+    default:
+      return new TunIoError(`open ${path}`, errno);
+  }
+}
+
+function configure(fd: number, plan: Plan): Opened {
+  const c = libcTun();
+  const notes: string[] = [];
+
+  const ifr = new Uint8Array(IFREQ_SIZE);
+  const ifrView = new DataView(ifr.buffer);
+  ifr.set(Buffer.from(plan.name));
+  ifrView.setUint16(IFREQ_FLAGS_OFFSET, IFF_TUN | IFF_NO_PI | (plan.vnetHdr ? IFF_VNET_HDR : 0), LITTLE_ENDIAN);
+  if (c.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+    const errno = c.errno();
+    if (errno === EPERM || errno === EACCES) {
+      throw new NotSupportedError(`create TUN ${plan.name}: permission denied; run as root or with CAP_NET_ADMIN`);
+    }
+    if (errno === EBUSY) throw new TunIoError(`create TUN ${plan.name}: a TUN of that name is already attached`, errno);
+    if (errno === EINVAL) {
+      throw new TunIoError(`create TUN ${plan.name}: the name belongs to an interface that is not a TUN, or the flags were refused`, errno);
+    }
+    throw new TunIoError(`create TUN ${plan.name}`, errno);
+  }
+  // The kernel wrote the real name back ("mbr%d" -> "mbr0").
+  const end = ifr.indexOf(0);
+  const name = Buffer.from(ifr.subarray(0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end)).toString();
+
+  if (plan.vnetHdr) {
+    const size = new Uint8Array(4);
+    new DataView(size.buffer).setInt32(0, VIRTIO_NET_HDR_LEN, LITTLE_ENDIAN);
+    // 10 is the kernel default too; set it so a future default cannot shift our packet offsets.
+    if (c.ioctlPtr(fd, TUNSETVNETHDRSZ, size) < 0) throw new TunIoError(`set virtio_net_hdr size on ${name}`, c.errno());
+  }
+
+  let bits = plan.offloadBits;
+  if (bits !== 0 && c.ioctlInt(fd, TUNSETOFFLOAD, bits) < 0) {
+    let errno = c.errno();
+    const usoBits = TUN_F_USO4 | TUN_F_USO6;
+    // EINVAL means an unknown bit: the kernel is older than USO (6.2). Carry on without it.
+    if (errno === EINVAL && bits & usoBits) {
+      bits &= ~usoBits;
+      notes.push("kernel lacks TUN UDP segmentation offload (TUN_F_USO4/6, Linux >= 6.2): USO is off, UDP is read one datagram at a time");
+      errno = c.ioctlInt(fd, TUNSETOFFLOAD, bits) < 0 ? c.errno() : 0;
+    }
+    if (errno !== 0) throw new TunIoError(`set offloads 0x${bits.toString(16)} on ${name}`, errno);
+  }
+  const offloads: TunOffloads = {
+    csum: (bits & TUN_F_CSUM) !== 0,
+    tso: (bits & TUN_F_TSO4) !== 0,
+    uso: (bits & TUN_F_USO4) !== 0,
+  };
+
+  const mtu = configureLink(name, plan.mtu);
+  return { fd, name, mtu, vnetHdr: plan.vnetHdr, offloads, notes };
+}
+
+/**
+ * Sets the MTU (if asked), reads it back, and sets IFF_UP, through the classic
+ * interface ioctls on a throwaway AF_INET socket: simpler than netlink and
+ * the socket lands in the same namespace as the device.
+ */
+function configureLink(name: string, mtu: number | undefined): number {
+  const c = libcTun();
+  const sock = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) throw new TunIoError(`open a socket to configure ${name}`, c.errno());
+  try {
+    const ifr = new Uint8Array(IFREQ_SIZE);
+    const view = new DataView(ifr.buffer);
+    ifr.set(Buffer.from(name));
+    if (mtu !== undefined) {
+      view.setInt32(IFREQ_MTU_OFFSET, mtu, LITTLE_ENDIAN);
+      if (c.ioctlPtr(sock, SIOCSIFMTU, ifr) < 0) throw new TunIoError(`set MTU ${mtu} on ${name}`, c.errno());
+    }
+    if (c.ioctlPtr(sock, SIOCGIFMTU, ifr) < 0) throw new TunIoError(`read MTU of ${name}`, c.errno());
+    const actual = view.getInt32(IFREQ_MTU_OFFSET, LITTLE_ENDIAN);
+
+    if (c.ioctlPtr(sock, SIOCGIFFLAGS, ifr) < 0) throw new TunIoError(`read flags of ${name}`, c.errno());
+    view.setUint16(IFREQ_FLAGS_OFFSET, view.getUint16(IFREQ_FLAGS_OFFSET, LITTLE_ENDIAN) | IFF_UP, LITTLE_ENDIAN);
+    if (c.ioctlPtr(sock, SIOCSIFFLAGS, ifr) < 0) throw new TunIoError(`bring ${name} up`, c.errno());
+    return actual;
+  } finally {
+    libc().close(sock);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * struct virtio_net_hdr (linux/virtio_net.h), the 10 bytes a vnetHdr TUN
+ * exchanges with each packet: whether the L4 checksum is still to be done
+ * (and where), and whether the packet is a segmentation super-packet (and the
+ * segment size). Multi-byte fields are in host byte order: TUN uses the
+ * legacy virtio layout unless TUNSETVNETLE/BE is set, which we never do.
+ */
+import { endianness } from "node:os";
+import { VIRTIO_NET_HDR_LEN } from "./device.js";
+
+const LITTLE_ENDIAN = endianness() === "LE";
+
+/** flags */
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+
+/** gso_type */
+export const VIRTIO_NET_HDR_GSO_NONE = 0;
+export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+export const VIRTIO_NET_HDR_GSO_UDP = 3;
+export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+/** UDP segmentation (USO), Linux >= 6.2; missing from older installed headers. */
+export const VIRTIO_NET_HDR_GSO_UDP_L4 = 5;
+export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
+
+export interface VirtioNetHdr {
+  flags: number;
+  gsoType: number;
+  /** Bytes of headers (IP + L4) before the payload that gso_size splits. */
+  hdrLen: number;
+  gsoSize: number;
+  /** Where checksumming starts, from the start of the packet (the IP header on a TUN). */
+  csumStart: number;
+  /** Where the checksum goes, from csumStart. */
+  csumOffset: number;
+}
+
+/** Reads the header at buf[at .. at+10), e.g. at = offset - VIRTIO_NET_HDR_LEN. */
+export function decodeVirtioNetHdr(buf: Uint8Array, at: number): VirtioNetHdr {
+  if (at < 0 || at + VIRTIO_NET_HDR_LEN > buf.length) throw new RangeError(`virtio_net_hdr at ${at} overruns a ${buf.length}-byte buffer`);
+  const v = new DataView(buf.buffer, buf.byteOffset + at, VIRTIO_NET_HDR_LEN);
+  return {
+    flags: v.getUint8(0),
+    gsoType: v.getUint8(1),
+    hdrLen: v.getUint16(2, LITTLE_ENDIAN),
+    gsoSize: v.getUint16(4, LITTLE_ENDIAN),
+    csumStart: v.getUint16(6, LITTLE_ENDIAN),
+    csumOffset: v.getUint16(8, LITTLE_ENDIAN),
+  };
+}
+
+/** Writes the header at buf[at .. at+10); omitted fields are zero ("complete packet, nothing to do"). */
+export function encodeVirtioNetHdr(buf: Uint8Array, at: number, hdr: Partial<VirtioNetHdr> = {}): void {
+  if (at < 0 || at + VIRTIO_NET_HDR_LEN > buf.length) throw new RangeError(`virtio_net_hdr at ${at} overruns a ${buf.length}-byte buffer`);
+  const v = new DataView(buf.buffer, buf.byteOffset + at, VIRTIO_NET_HDR_LEN);
+  v.setUint8(0, hdr.flags ?? 0);
+  v.setUint8(1, hdr.gsoType ?? VIRTIO_NET_HDR_GSO_NONE);
+  v.setUint16(2, hdr.hdrLen ?? 0, LITTLE_ENDIAN);
+  v.setUint16(4, hdr.gsoSize ?? 0, LITTLE_ENDIAN);
+  v.setUint16(6, hdr.csumStart ?? 0, LITTLE_ENDIAN);
+  v.setUint16(8, hdr.csumOffset ?? 0, LITTLE_ENDIAN);
+}

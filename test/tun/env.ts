@@ -1,0 +1,50 @@
+// What the TUN tests need, and the project's skip-or-fail rule around it:
+// outside CI a missing piece skips the suite with a printed reason; with
+// CI=true the suite fails instead, because there a missing install step is a bug.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { describe, it } from "vitest";
+
+export function hasCommand(cmd: string, args = ["--version"]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: "ignore", timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why a real TUN in a scratch namespace cannot be made here, or undefined. */
+export function missingTun(): string | undefined {
+  if (process.platform !== "linux") return `TUN devices need Linux (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return "not running as root (creating TUN devices and network namespaces needs CAP_NET_ADMIN)";
+  if (!existsSync("/dev/net/tun")) return "/dev/net/tun is missing (modprobe tun; in a container: --device /dev/net/tun)";
+  if (!hasCommand("ip", ["-V"])) return "iproute2 is not installed (apt-get install iproute2)";
+  return undefined;
+}
+
+/** Why the header-comparison program cannot be built here, or undefined. */
+export function missingCc(): string | undefined {
+  if (!hasCommand("cc")) return "no host C compiler (cc)";
+  if (!existsSync("/usr/include/linux/if_tun.h")) return "kernel headers are not installed (linux-libc-dev: <linux/if_tun.h> missing)";
+  return undefined;
+}
+
+/**
+ * describe() that runs when `missing` is undefined; else skips with a printed
+ * reason, or in CI registers one failing test carrying the reason.
+ */
+export function describeIf(name: string, missing: string | undefined, body: () => void): void {
+  if (missing === undefined) {
+    describe(name, body);
+  } else if (process.env.CI === "true") {
+    describe(name, () => {
+      it("has what the suite needs", () => {
+        throw new Error(`${name} cannot run: ${missing}`);
+      });
+    });
+  } else {
+    console.warn(`skipping ${name}: ${missing}`);
+    describe.skip(name, body);
+  }
+}
