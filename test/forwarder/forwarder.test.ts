@@ -1,0 +1,77 @@
+// The forwarder loop on the in-memory TUN device: batches in, decisions, batches out.
+import { describe, expect, test } from "vitest";
+import { Datapath } from "../../host/datapath.js";
+import { FakeTun } from "../../host/tun/fake-tun.js";
+import { Forwarder } from "../../host/forwarder/forwarder.js";
+import { packet4, packet6 } from "../../host/packet/build.js";
+import { restoreSnapshot, takeSnapshot, parseSnapshot } from "../../host/conntrack/snapshot.js";
+
+const out = (sport: number, flags: object) => packet4({ src: "10.0.1.2", dst: "10.0.2.2" }).tcp({ sport, dport: 80, flags });
+const back = (sport: number, flags: object) => packet4({ src: "10.0.2.2", dst: "10.0.1.2" }).tcp({ sport: 80, dport: sport, flags });
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+async function setup(clock = () => 1000) {
+  const dp = await Datapath.create({ conntrack: { tcpEntries: 1024, otherEntries: 1024 } });
+  const tun = new FakeTun({ mtu: 1500 });
+  return { dp, tun, fwd: new Forwarder(dp, tun, { batchSize: 8, clock }) };
+}
+
+describe("forwarder", () => {
+  test("forwards what passes, byte for byte, in batches; drops what does not", async () => {
+    const { dp, tun, fwd } = await setup();
+    const packets = [out(1, { syn: true }), back(1, { syn: true, ack: true }), out(1, { ack: true }), packet6({ src: "fd00::1", dst: "fd00::2" }).udp({ sport: 5, dport: 6 })];
+    const runt = packets[0].slice(0, 10);
+    for (const p of [...packets, runt]) tun.inject(p);
+    expect(fwd.step()).toBe(5);
+    expect(tun.drainWritten().map((w) => hex(w.packet))).toEqual(packets.map(hex));
+    expect(fwd.stats).toMatchObject({ batches: 1, packetsIn: 5, packetsOut: 4, dropped: 1 });
+    expect(dp.counters().drops.map((d) => d.reason)).toEqual(["DROP_INVALID"]);
+    expect(fwd.step()).toBe(0);
+  });
+
+  test("a batch never holds more than its size; the rest waits for the next step", async () => {
+    const { tun, fwd } = await setup();
+    for (let i = 0; i < 20; i++) tun.inject(out(100 + i, { syn: true }));
+    expect([fwd.step(), fwd.step(), fwd.step(), fwd.step()]).toEqual([8, 8, 4, 0]);
+    expect(tun.drainWritten()).toHaveLength(20);
+  });
+
+  test("runs GC on its clock", async () => {
+    let now = 1000;
+    const { dp, tun, fwd } = await setup(() => now);
+    tun.inject(out(7, { syn: true }));
+    fwd.step();
+    expect(dp.tableInfo("tcp4").count).toBe(1);
+    now += 24 * 3600; // past the SYN timeout and any GC interval
+    tun.inject(out(8, { syn: true }));
+    fwd.step();
+    expect(fwd.stats.gcRuns).toBe(1);
+    expect([...dp.conntrack("tcp4")].map((r) => r.tuple.sport)).toEqual([8]);
+  });
+
+  test("a conntrack snapshot carries an established connection into a new datapath", async () => {
+    const a = await setup();
+    for (const p of [out(9, { syn: true }), back(9, { syn: true, ack: true }), out(9, { ack: true })]) a.tun.inject(p);
+    a.fwd.step();
+    const snap = takeSnapshot(a.dp);
+    expect(parseSnapshot(snap).tables.find((t) => t.table === "tcp4")?.records).toHaveLength(1);
+    const b = await setup();
+    expect(restoreSnapshot(b.dp, snap)).toMatchObject({ tcp4: 1 });
+    expect(b.dp.decide(back(9, { ack: true }), { now: 1001 }).ct).toBe("reply");
+    const [entry] = [...b.dp.conntrack("tcp4")];
+    expect(Number(entry.entry.txPackets)).toBe(2);
+  });
+
+  test("a bad snapshot changes nothing", async () => {
+    const { dp } = await setup();
+    const snap = takeSnapshot(dp);
+    expect(() => restoreSnapshot(dp, snap.subarray(0, 20))).toThrow(/truncated|do not fit/);
+    expect(() => restoreSnapshot(dp, Buffer.from("nonsense"))).toThrow("not a membrane conntrack snapshot");
+    const small = await Datapath.create({ conntrack: { tcpEntries: 1, otherEntries: 1 } });
+    const a = await setup();
+    a.dp.decide(out(1, { syn: true }), { now: 1000 });
+    a.dp.decide(out(2, { syn: true }), { now: 1000 });
+    expect(() => restoreSnapshot(small, takeSnapshot(a.dp))).toThrow("has room for 1 more entries, the snapshot holds 2");
+    expect(small.tableInfo("tcp4").count).toBe(0);
+  });
+});
