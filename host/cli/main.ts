@@ -6,6 +6,10 @@ import { parseArgs } from "node:util";
 import { MembraneError } from "../errors.js";
 import { replay } from "./replay.js";
 import { bpfCtList } from "./bpf-ct.js";
+import { runAgent } from "../agent/agent.js";
+import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
+import { loadStateFile } from "./state-file.js";
+import { status } from "./status.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
@@ -13,6 +17,8 @@ const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked aga
 Usage:
   membrane replay <capture> [options]   run a pcap/pcapng capture through the datapath
   membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
+  membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
+  membrane status [--json]              what the running agent reports
 
 replay options:
   --json                 JSON lines instead of tables
@@ -22,6 +28,14 @@ replay options:
   --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
   --summary              no per-packet lines, only the tables and counters
   --engine <e>           wasm (default) or bpf: the kernel program via BPF_PROG_TEST_RUN (root)
+
+agent options:
+  --datapath tun         the userspace forwarder (the only datapath the agent runs yet)
+  --config <file>        state file (JSON), as for replay
+  --device <name>        TUN device name (default mbr0)
+  --mtu <n>              device MTU (default 1500)
+  --route <cidr>         route this prefix into the device (repeatable)
+  --state-dir <dir>      status file and conntrack snapshot (default /run/membrane)
 
 bpf ct list options:
   --pin-dir <dir>        where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)
@@ -76,6 +90,31 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
         input: positionals[0], engine: parseEngine(values.engine), json: values.json, out: values.out, config: values.config,
         direction: parseDirection(values.direction), gc: parseGc(values.gc), summaryOnly: values.summary,
       }, io);
+      return EXIT_OK;
+    }
+    if (command === "agent") {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true,
+        options: {
+          datapath: { type: "string" }, config: { type: "string" }, device: { type: "string" }, mtu: { type: "string" },
+          route: { type: "string", multiple: true }, "state-dir": { type: "string" }, seconds: { type: "string" },
+        },
+      });
+      if (positionals.length) throw new MembraneError("INVALID_INPUT", `agent: unexpected argument "${positionals[0]}"`);
+      if (values.datapath !== "tun") throw new MembraneError("INVALID_INPUT", `agent: --datapath must be "tun" (got ${values.datapath === undefined ? "nothing" : `"${values.datapath}"`})`);
+      const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
+      if (mtu !== undefined && !(Number.isInteger(mtu) && mtu >= 576 && mtu <= 65535)) throw new MembraneError("INVALID_INPUT", `--mtu: expected 576..65535, got "${values.mtu}"`);
+      const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+      if (seconds !== undefined && !(seconds > 0)) throw new MembraneError("INVALID_INPUT", `--seconds: expected a positive number, got "${values.seconds}"`);
+      await runAgent({
+        options: values.config ? loadStateFile(values.config) : undefined, device: values.device ?? "mbr0", mtu,
+        routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
+      }, io);
+      return EXIT_OK;
+    }
+    if (command === "status") {
+      const { values } = parseArgs({ args: rest, options: { "state-dir": { type: "string" }, json: { type: "boolean", default: false } } });
+      status({ stateDir: values["state-dir"], json: values.json }, io);
       return EXIT_OK;
     }
     if (command === "bpf") {

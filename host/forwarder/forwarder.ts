@@ -30,7 +30,7 @@ export interface ForwarderOptions {
 export class Forwarder {
   readonly stats: ForwarderStats = { batches: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, gcRuns: 0 };
   private readonly batch: PacketBatch;
-  private readonly views: Uint8Array[];
+  private views: Uint8Array[];
   private readonly sizes: number[];
   private readonly out: Uint8Array[];
   private readonly outSizes: number[];
@@ -54,6 +54,8 @@ export class Forwarder {
   /** One batch: read what is ready, decide, write. Returns the packets read. */
   step(): number {
     const headroom = this.batch.raw.headroom;
+    // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
+    if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
     const n = this.device.read(this.views, this.sizes, headroom);
     if (n === 0) return 0;
     const now = this.clock();

@@ -75,3 +75,13 @@ describe("forwarder", () => {
     expect(small.tableInfo("tcp4").count).toBe(0);
   });
 });
+
+test("keeps forwarding after Wasm memory grows under it", async () => {
+  const { dp, tun, fwd } = await setup();
+  tun.inject(out(1, { syn: true }));
+  fwd.step();
+  dp.createBatch(64, { bufferSize: 65535 }); // grows linear memory: every view taken before is detached
+  tun.inject(out(2, { syn: true }));
+  expect(fwd.step()).toBe(1);
+  expect(tun.drainWritten()).toHaveLength(2);
+});

@@ -1,0 +1,32 @@
+/** `membrane status`: what the running agent reports about itself. */
+import { agentAlive, readStatus, DEFAULT_STATE_DIR } from "../agent/status-file.js";
+import { renderTable, toJson } from "./table.js";
+import type { Output } from "./output.js";
+import { MembraneError } from "../errors.js";
+
+export function status(opts: { stateDir?: string; json: boolean }, io: Output): void {
+  const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const s = readStatus(dir);
+  if (!s || !agentAlive(s)) {
+    throw new MembraneError("NOT_RUNNING", `no membrane agent is running (no live status in ${dir}); start one with \`membrane agent --datapath tun\``);
+  }
+  if (opts.json) {
+    io.out(toJson(s));
+    return;
+  }
+  const drops = s.counters.drops.reduce((n, d) => n + d.packets, 0);
+  io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
+  io.out(`routes: ${s.routes.join(", ") || "none"}; conntrack: ${s.entries} entries (${s.restoredEntries} restored at start)`);
+  io.out(`packets: ${s.stats.packetsIn} in, ${s.stats.packetsOut} out, ${drops} dropped in ${s.stats.batches} batches; GC runs ${s.stats.gcRuns}`);
+  if (s.flows.length) {
+    io.out(renderTable([
+      { header: "TABLE", value: (f: (typeof s.flows)[number]) => f.table },
+      { header: "PROTO", value: (f) => f.proto },
+      { header: "FLOW", value: (f) => f.flow },
+      { header: "TX", value: (f) => f.txPackets },
+      { header: "RX", value: (f) => f.rxPackets },
+      { header: "STATE", value: (f) => f.state },
+      { header: "EXPIRES", value: (f) => `${f.expiresIn}s`, right: true },
+    ], s.flows));
+  }
+}

@@ -1,0 +1,59 @@
+// `membrane agent` and `membrane status`: arguments, and the status of a real agent run.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, test } from "vitest";
+import { run } from "../../host/cli/main.js";
+import { writeStatus } from "../../host/agent/status-file.js";
+import { parseCidr } from "../../host/agent/agent.js";
+
+const dir = mkdtempSync(join(tmpdir(), "membrane-agent-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function cli(...argv: string[]) {
+  const out: string[] = [], err: string[] = [];
+  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+describe("membrane agent", () => {
+  test.each([
+    [["agent"], '--datapath must be "tun" (got nothing)'],
+    [["agent", "--datapath", "bpf"], '--datapath must be "tun" (got "bpf")'],
+    [["agent", "--datapath", "tun", "--mtu", "9"], "--mtu: expected 576..65535"],
+    [["agent", "--datapath", "tun", "--route", "10.0.0.0/33"], "prefix length 33 is too long for IPv4"],
+    [["agent", "--datapath", "tun", "--route", "banana"], "expected ADDRESS/PREFIX-LENGTH"],
+  ])("%j is refused before anything is set up", async (argv, message) => {
+    const r = await cli(...argv);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain(message);
+  });
+
+  test("routes of both families are accepted", () => {
+    expect(parseCidr("10.200.0.0/16")).toBe("10.200.0.0/16");
+    expect(parseCidr("fd00:200::/48")).toBe("fd00:200::/48");
+  });
+});
+
+describe("membrane status", () => {
+  test("says no agent runs when there is no status, or its process is gone", async () => {
+    expect((await cli("status", "--state-dir", join(dir, "none"))).err).toContain("no membrane agent is running");
+    writeStatus(dir, { pid: 2 ** 22 + 17, datapath: "tun", device: "mbr0", mtu: 1500, routes: [], startedAt: "", updatedAt: "", restoredEntries: 0, entries: 0, stats: { batches: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, gcRuns: 0 }, counters: { forwarded: { egress: { packets: 0, bytes: 0 }, ingress: { packets: 0, bytes: 0 } }, drops: [], tables: {} as never }, flows: [] });
+    expect((await cli("status", "--state-dir", dir)).err).toContain("no membrane agent is running");
+  });
+
+  test("prints a live agent's status, as text and JSON", async () => {
+    writeStatus(dir, {
+      pid: process.pid, datapath: "tun", device: "mbr9", mtu: 1400, routes: ["10.9.0.0/16"], startedAt: "t0", updatedAt: "t1",
+      restoredEntries: 2, entries: 3, stats: { batches: 4, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, gcRuns: 0 },
+      counters: { forwarded: { egress: { packets: 9, bytes: 900 }, ingress: { packets: 0, bytes: 0 } }, drops: [{ reason: "DROP_INVALID", code: 134, text: "", direction: "egress", packets: 1, bytes: 100 }], tables: {} as never },
+      flows: [{ table: "tcp4", flow: "10.9.0.1:1 -> 10.9.0.2:80", proto: "TCP", txPackets: 5, rxPackets: 4, state: "seen-non-syn", expiresIn: 21599 }],
+    });
+    const r = await cli("status", "--state-dir", dir);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("datapath tun on mbr9 (mtu 1400)");
+    expect(r.out).toContain("packets: 10 in, 9 out, 1 dropped in 4 batches");
+    expect(r.out).toMatch(/tcp4\s+TCP\s+10\.9\.0\.1:1 -> 10\.9\.0\.2:80\s+5\s+4\s+seen-non-syn\s+21599s/);
+    expect(JSON.parse((await cli("status", "--state-dir", dir, "--json")).out).device).toBe("mbr9");
+  });
+});
