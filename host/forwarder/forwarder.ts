@@ -9,9 +9,16 @@ import type { PacketBatch } from "../batch.js";
 import type { TunDevice } from "../tun/device.js";
 import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/virtio-net-hdr.js";
+import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
+import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../tun/offload/index.js";
 
 export interface ForwarderStats {
   batches: number;
+  /** Reads from the device (one may carry a TSO/USO super-packet of many packets). */
+  reads: number;
+  /** Writes to the device (coalesced packets count once). */
+  writes: number;
   packetsIn: number;
   bytesIn: number;
   packetsOut: number;
@@ -28,7 +35,7 @@ export interface ForwarderOptions {
 }
 
 export class Forwarder {
-  readonly stats: ForwarderStats = { batches: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, gcRuns: 0 };
+  readonly stats: ForwarderStats = { batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, gcRuns: 0 };
   private readonly batch: PacketBatch;
   private views: Uint8Array[];
   private readonly sizes: number[];
@@ -37,6 +44,10 @@ export class Forwarder {
   private readonly clock: () => number;
   private readonly gc: GcSchedule;
   private nextGc: number;
+  /** With offloads: super-packets land here first, then are split into the batch. */
+  private readonly staging: Uint8Array[];
+  private readonly stagingSizes: number[];
+  private readonly udpCoalescing: boolean;
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
@@ -49,15 +60,74 @@ export class Forwarder {
     this.clock = opts.clock ?? monotonicSeconds;
     this.gc = new GcSchedule({ mode: "adaptive", lru: dp.options.conntrack.whenFull === "evict-lru" });
     this.nextGc = this.clock() + this.gc.interval;
+    const stagingCount = device.vnetHdr ? Math.max(1, size >> 3) : 0;
+    this.staging = Array.from({ length: stagingCount }, () => new Uint8Array(VIRTIO_NET_HDR_LEN + device.readCapacity));
+    this.stagingSizes = new Array(stagingCount).fill(0);
+    this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
   }
 
   /** One batch: read what is ready, decide, write. Returns the packets read. */
   step(): number {
-    const headroom = this.batch.raw.headroom;
     // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
     if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
-    const n = this.device.read(this.views, this.sizes, headroom);
+    return this.device.vnetHdr ? this.stepOffloaded() : this.stepPlain();
+  }
+
+  /** Without offloads the device reads straight into the batch's buffers in Wasm memory. */
+  private stepPlain(): number {
+    const n = this.device.read(this.views, this.sizes, this.batch.raw.headroom);
     if (n === 0) return 0;
+    this.stats.reads += n;
+    this.decideAndWrite(n);
+    return n;
+  }
+
+  /**
+   * With offloads a read may be a super-packet (TSO/USO) or carry a partial
+   * checksum: split or complete it into the batch, decide the batch, and
+   * coalesce what passes into super-packets again on the way out.
+   */
+  private stepOffloaded(): number {
+    const n = this.device.read(this.staging, this.stagingSizes, VIRTIO_NET_HDR_LEN);
+    if (n === 0) return 0;
+    this.stats.reads += n;
+    const headroom = this.batch.raw.headroom;
+    let filled = 0;
+    for (let i = 0; i < n; i++) {
+      const hdr = readVirtioNetHdr(this.staging[i], 0);
+      const pkt = this.staging[i].subarray(VIRTIO_NET_HDR_LEN, VIRTIO_NET_HDR_LEN + this.stagingSizes[i]);
+      try {
+        if (hdr.gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
+          const segments = Math.ceil(pkt.length / Math.max(1, hdr.gsoSize));
+          if (filled + segments > this.views.length && filled > 0) {
+            this.decideAndWrite(filled);
+            filled = 0;
+          }
+          const sizes: number[] = [];
+          filled += split(pkt, hdr, this.views.slice(filled), sizes, headroom);
+          for (let k = 0; k < sizes.length; k++) this.sizes[filled - sizes.length + k] = sizes[k];
+          continue;
+        }
+        if (hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) completePartialChecksum(pkt, hdr.csumStart, hdr.csumOffset);
+      } catch {
+        // A super-packet the offload layer cannot take apart is dropped whole.
+        this.stats.dropped++;
+        continue;
+      }
+      if (filled === this.views.length) {
+        this.decideAndWrite(filled);
+        filled = 0;
+      }
+      this.views[filled].set(pkt, headroom);
+      this.sizes[filled++] = pkt.length;
+    }
+    if (filled) this.decideAndWrite(filled);
+    return n;
+  }
+
+  /** Decides packets 0..n-1 of the batch and writes the ones that pass. */
+  private decideAndWrite(n: number): void {
+    const headroom = this.batch.raw.headroom;
     const now = this.clock();
     this.batch.fill(this.sizes, n, { link: "ip", direction: "auto" });
     this.dp.process(this.batch, now);
@@ -75,12 +145,20 @@ export class Forwarder {
       this.outSizes.push(o.len);
       this.stats.bytesOut += o.len;
     }
-    if (this.out.length) this.device.write(this.out, this.outSizes, headroom);
     this.stats.batches++;
     this.stats.packetsIn += n;
     this.stats.packetsOut += this.out.length;
+    if (this.out.length) {
+      if (this.device.vnetHdr) {
+        const merged = coalesce(this.out, this.outSizes, headroom, { tcp: true, udp: this.udpCoalescing });
+        this.device.write(merged.map((m) => m.bytes), merged.map((m) => m.size), VIRTIO_NET_HDR_LEN);
+        this.stats.writes += merged.length;
+      } else {
+        this.device.write(this.out, this.outSizes, headroom);
+        this.stats.writes += this.out.length;
+      }
+    }
     if (now >= this.nextGc) this.collect(now);
-    return n;
   }
 
   private collect(now: number): void {
