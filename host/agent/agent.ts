@@ -19,6 +19,7 @@ export interface AgentOptions {
   options?: ResolvedOptions;
   device?: string;
   mtu?: number;
+  offloads?: boolean;
   routes: string[];
   stateDir: string;
   /** Stop after this many seconds (tests, demos); run until a signal otherwise. */
@@ -54,7 +55,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
   const fwd = await ForwarderHandle.start({
     options,
-    device: { name: opts.device, mtu: opts.mtu },
+    device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
       if (!latest) return;

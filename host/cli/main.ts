@@ -34,6 +34,7 @@ agent options:
   --config <file>        state file (JSON), as for replay
   --device <name>        TUN device name (default mbr0)
   --mtu <n>              device MTU (default 1500)
+  --offloads             TSO/USO and checksum offload on the device (virtio-net header)
   --route <cidr>         route this prefix into the device (repeatable)
   --state-dir <dir>      status file and conntrack snapshot (default /run/membrane)
 
@@ -98,6 +99,7 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
         options: {
           datapath: { type: "string" }, config: { type: "string" }, device: { type: "string" }, mtu: { type: "string" },
           route: { type: "string", multiple: true }, "state-dir": { type: "string" }, seconds: { type: "string" },
+          offloads: { type: "boolean", default: false },
         },
       });
       if (positionals.length) throw new MembraneError("INVALID_INPUT", `agent: unexpected argument "${positionals[0]}"`);
@@ -107,7 +109,7 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
       if (seconds !== undefined && !(seconds > 0)) throw new MembraneError("INVALID_INPUT", `--seconds: expected a positive number, got "${values.seconds}"`);
       await runAgent({
-        options: values.config ? loadStateFile(values.config) : undefined, device: values.device ?? "mbr0", mtu,
+        options: values.config ? loadStateFile(values.config) : undefined, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
         routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
       }, io);
       return EXIT_OK;

@@ -11,7 +11,8 @@ import type { WorkerMessage, WorkerStart } from "./protocol.js";
 
 export interface ForwarderStartOptions {
   options?: DatapathOptions;
-  device?: { name?: string; mtu?: number };
+  /** offloads: open the TUN with a virtio-net header and TSO/USO/checksum offloads. */
+  device?: { name?: string; mtu?: number; offloads?: boolean };
   snapshotPath?: string;
   batchSize?: number;
   reportEveryMs?: number;

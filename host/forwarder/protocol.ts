@@ -6,7 +6,7 @@ import type { ForwarderStats } from "./forwarder.js";
 export interface WorkerStart {
   options: DatapathOptions;
   /** TUN device to create ("mbr%d" picks a free name). */
-  device: { name?: string; mtu?: number };
+  device: { name?: string; mtu?: number; offloads?: boolean };
   /** Conntrack snapshot: restored at start when present, written at stop. */
   snapshotPath?: string;
   batchSize?: number;

@@ -43,7 +43,11 @@ async function main(): Promise<void> {
   if (start.snapshotPath && existsSync(start.snapshotPath)) {
     restored = restoreSnapshot(dp, readFileSync(start.snapshotPath), start.snapshotPath);
   }
-  const device = openTun({ name: start.device.name, mtu: start.device.mtu });
+  const offloads = start.device.offloads ?? false;
+  const device = openTun({
+    name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
+    offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
+  });
   try {
     post({ type: "ready", device: device.name, mtu: device.mtu, restored });
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize });
