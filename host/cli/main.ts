@@ -10,6 +10,9 @@ import { runAgent } from "../agent/agent.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { loadStateFile } from "./state-file.js";
 import { status } from "./status.js";
+import { join } from "node:path";
+import { packageRoot } from "../package-root.js";
+import { runDemo } from "../demo/demo.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
@@ -19,6 +22,7 @@ Usage:
   membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
   membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
   membrane status [--json]              what the running agent reports
+  membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
 
 replay options:
   --json                 JSON lines instead of tables
@@ -117,6 +121,23 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
     if (command === "status") {
       const { values } = parseArgs({ args: rest, options: { "state-dir": { type: "string" }, json: { type: "boolean", default: false } } });
       status({ stateDir: values["state-dir"], json: values.json }, io);
+      return EXIT_OK;
+    }
+    if (command === "demo") {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true,
+        options: { seconds: { type: "string" }, json: { type: "boolean", default: false }, offloads: { type: "boolean", default: false } },
+      });
+      if (positionals.length) throw new MembraneError("INVALID_INPUT", `demo: unexpected argument "${positionals[0]}"`);
+      const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+      if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new MembraneError("INVALID_INPUT", `--seconds: expected 1..3600, got "${values.seconds}"`);
+      const r = await runDemo(io, { seconds, json: values.json, offloads: values.offloads });
+      if (r.ran) return r.summary.interrupted || r.summary.traffic.every((t) => t.result === "ok") ? EXIT_OK : EXIT_FAILURE;
+      io.err(`membrane demo: ${r.reason}; replaying examples/sample.pcap instead`);
+      await replay({
+        input: join(packageRoot(), "examples/sample.pcap"), engine: "wasm", json: values.json,
+        direction: "auto", gc: "adaptive", summaryOnly: false,
+      }, io);
       return EXIT_OK;
     }
     if (command === "bpf") {

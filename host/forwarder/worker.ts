@@ -68,6 +68,9 @@ async function main(): Promise<void> {
       renameSync(`${start.snapshotPath}.tmp`, start.snapshotPath);
       snapshotEntries = [...dp.conntrack()].length;
     }
+    // Close before saying so: the controller terminates the thread on "stopped",
+    // and a device still open then would outlive the forwarder.
+    device.close();
     post({ type: "stopped", stats: { ...fwd.stats }, snapshotEntries });
   } finally {
     device.close();

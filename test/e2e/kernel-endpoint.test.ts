@@ -6,7 +6,7 @@
  * Topology (two namespaces, one veth; nothing is created in the test's own
  * namespace except the bpffs pin directory):
  *
- *     mbr-pod-<pid>                          mbr-peer-<pid>
+ *     mbr-e2e-<pid>-pod                      mbr-e2e-<pid>-peer
  *     eth0  10.250.0.2/24  <--- veth --->  lxc<pid>  10.250.0.1/24
  *           fd00:250::2/64                           fd00:250::1/64
  *                                          ^ bpf_lxc: from_container at tc ingress,
@@ -22,7 +22,7 @@
  * enters the peer namespace only to attach and detach (tc and if_nametoindex
  * work on the caller's namespace); traffic runs in child processes started
  * with `ip netns exec`. ICMP goes through ping sockets via koffi
- * (test/e2e/agent.mjs), so no ping binary is needed.
+ * (host/demo/agent.ts), so no ping binary is needed.
  *
  * Every flow runs in both directions: "pod -> peer" flows are created by the
  * pod's egress packets (from_container) and stored with TUPLE_F_OUT; "peer ->
