@@ -5,12 +5,12 @@
  * for `membrane status`. SIGINT/SIGTERM stop it cleanly: conntrack is saved
  * so established connections survive the restart.
  */
-import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { ForwarderHandle } from "../forwarder/controller.js";
 import { resolveOptions, type ResolvedOptions } from "../config.js";
-import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.js";
+import { InvalidInputError, NotSupportedError } from "../errors.js";
+import { ip } from "../netns/iproute2.js";
 import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
 import type { Output } from "../cli/output.js";
 import { parseIp } from "../packet/address.js";
@@ -38,15 +38,6 @@ export function parseCidr(cidr: string): string {
   return cidr;
 }
 
-function ip(args: string[]): void {
-  try {
-    execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
-  } catch (err) {
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new MembraneError("NETLINK", `ip ${args.join(" ")}: ${stderr || (err as Error).message}`, { cause: err });
-  }
-}
-
 export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent: creating a TUN device and routes needs root (CAP_NET_ADMIN)");
   const routes = opts.routes.map(parseCidr);
@@ -64,8 +55,8 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   });
   const restoredEntries = Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0);
   try {
-    ip(["link", "set", "dev", fwd.ready.device, "up"]);
-    for (const r of routes) ip(["route", "replace", r, "dev", fwd.ready.device]);
+    ip("link", "set", "dev", fwd.ready.device, "up");
+    for (const r of routes) ip("route", "replace", r, "dev", fwd.ready.device);
   } catch (err) {
     await fwd.stop();
     throw err;
