@@ -6,7 +6,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, it } from "vitest";
 import { probeBpf } from "../../host/bpf/features.js";
 import { libbpf } from "../../host/bpf/libbpf.js";
 
@@ -59,24 +58,6 @@ export function missingTc(): string | undefined {
   return undefined;
 }
 
-/**
- * describe() that runs when `missing` is undefined; else skips with a printed
- * reason, or in CI (CI=true) registers one failing test carrying the reason.
- */
-export function describeIf(name: string, missing: string | undefined, body: () => void): void {
-  if (missing === undefined) {
-    describe(name, body);
-  } else if (process.env.CI === "true") {
-    describe(name, () => {
-      it("has what the suite needs", () => {
-        throw new Error(`${name} cannot run: ${missing}`);
-      });
-    });
-  } else {
-    console.warn(`skipping ${name}: ${missing}`);
-    describe.skip(name, body);
-  }
-}
 
 /**
  * clang -O2 -g --target=bpf of a fixture under test/fixtures/bpf/loader into
@@ -105,3 +86,5 @@ export function runQuietly(cmd: string, args: string[]): void {
     // already gone
   }
 }
+
+export { describeIf } from "../support/describe-if.js";

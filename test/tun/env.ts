@@ -3,7 +3,6 @@
 // CI=true the suite fails instead, because there a missing install step is a bug.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { describe, it } from "vitest";
 
 export function hasCommand(cmd: string, args = ["--version"]): boolean {
   try {
@@ -30,21 +29,4 @@ export function missingCc(): string | undefined {
   return undefined;
 }
 
-/**
- * describe() that runs when `missing` is undefined; else skips with a printed
- * reason, or in CI registers one failing test carrying the reason.
- */
-export function describeIf(name: string, missing: string | undefined, body: () => void): void {
-  if (missing === undefined) {
-    describe(name, body);
-  } else if (process.env.CI === "true") {
-    describe(name, () => {
-      it("has what the suite needs", () => {
-        throw new Error(`${name} cannot run: ${missing}`);
-      });
-    });
-  } else {
-    console.warn(`skipping ${name}: ${missing}`);
-    describe.skip(name, body);
-  }
-}
+export { describeIf } from "../support/describe-if.js";
