@@ -9,6 +9,10 @@
  *
  * The kernel suite (Wasm vs the BPF program under BPF_PROG_TEST_RUN) runs
  * last; it skips itself, saying why, without root or build/bpf/bpf_test.o.
+ *
+ * `--forwarder` adds the forwarder suite (live traffic through the TUN
+ * forwarder between network namespaces, about a minute) after the others;
+ * `npm run bench:forwarder` (bench/forwarder-run.ts) runs it alone.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,6 +21,7 @@ import { machineFacts, printMachineFacts } from "./machine.js";
 import { runMemory } from "./memory.js";
 import { runConntrack } from "./conntrack.js";
 import { runKernel } from "./kernel.js";
+import { runForwarder } from "./forwarder.js";
 
 interface Suite {
   name: string;
@@ -29,6 +34,7 @@ const SUITES: Suite[] = [
   { name: "conntrack", run: runConntrack },
   { name: "kernel", run: runKernel },
 ];
+if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 
 async function main(): Promise<void> {
   const machine = machineFacts();

@@ -11,6 +11,7 @@ import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/virtio-net-hdr.js";
 import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
+import { TunIoError } from "../tun/errors.js";
 import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../tun/offload/index.js";
 
 export interface ForwarderStats {
@@ -24,6 +25,8 @@ export interface ForwarderStats {
   packetsOut: number;
   bytesOut: number;
   dropped: number;
+  /** Packets the device refused while it was down (EIO), e.g. while being moved between namespaces. */
+  writeErrors: number;
   gcRuns: number;
 }
 
@@ -35,7 +38,7 @@ export interface ForwarderOptions {
 }
 
 export class Forwarder {
-  readonly stats: ForwarderStats = { batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, gcRuns: 0 };
+  readonly stats: ForwarderStats = { batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, writeErrors: 0, gcRuns: 0 };
   private readonly batch: PacketBatch;
   private views: Uint8Array[];
   private readonly sizes: number[];
@@ -148,17 +151,28 @@ export class Forwarder {
     this.stats.batches++;
     this.stats.packetsIn += n;
     this.stats.packetsOut += this.out.length;
-    if (this.out.length) {
-      if (this.device.vnetHdr) {
-        const merged = coalesce(this.out, this.outSizes, headroom, { tcp: true, udp: this.udpCoalescing });
-        this.device.write(merged.map((m) => m.bytes), merged.map((m) => m.size), VIRTIO_NET_HDR_LEN);
-        this.stats.writes += merged.length;
-      } else {
-        this.device.write(this.out, this.outSizes, headroom);
-        this.stats.writes += this.out.length;
-      }
-    }
+    if (this.out.length) this.writeOut(headroom);
     if (now >= this.nextGc) this.collect(now);
+  }
+
+  private writeOut(headroom: number): void {
+    let bufs = this.out, sizes = this.outSizes, offset = headroom;
+    if (this.device.vnetHdr) {
+      const merged = coalesce(this.out, this.outSizes, headroom, { tcp: true, udp: this.udpCoalescing });
+      bufs = merged.map((m) => m.bytes);
+      sizes = merged.map((m) => m.size);
+      offset = VIRTIO_NET_HDR_LEN;
+    }
+    try {
+      this.device.write(bufs, sizes, offset);
+      this.stats.writes += bufs.length;
+    } catch (err) {
+      // A device that is down (EIO: just created, being moved to another namespace) loses
+      // this batch, as a NIC would; anything else is a real failure.
+      if (!(err instanceof TunIoError && err.errnoName === "EIO")) throw err;
+      this.stats.writes += err.done;
+      this.stats.writeErrors += bufs.length - err.done;
+    }
   }
 
   private collect(now: number): void {

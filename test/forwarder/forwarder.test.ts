@@ -135,3 +135,24 @@ describe("forwarder with offloads (virtio-net header)", () => {
     expect(verifyChecksums(w.packet, 0).ok).toBe(true);
   });
 });
+
+test("a device that is down (EIO) loses the batch and the forwarder goes on", async () => {
+  const { TunIoError } = await import("../../host/tun/errors.js");
+  const { dp, tun } = await setup();
+  let down = true;
+  const write = tun.write.bind(tun);
+  tun.write = (bufs, sizes, offset) => {
+    if (down) throw new TunIoError("write packet 0 of a batch to fake0", 5 /* EIO */);
+    return write(bufs, sizes, offset);
+  };
+  const fwd = new Forwarder(dp, tun, { clock: () => 1000 });
+  tun.inject(out(1, { syn: true }));
+  tun.inject(out(2, { syn: true }));
+  expect(fwd.step()).toBe(2);
+  expect(fwd.stats).toMatchObject({ writes: 0, writeErrors: 2 });
+  down = false;
+  tun.inject(out(3, { syn: true }));
+  fwd.step();
+  expect(fwd.stats).toMatchObject({ writes: 1, writeErrors: 2 });
+  expect(tun.drainWritten()).toHaveLength(1);
+});

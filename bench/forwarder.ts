@@ -1,0 +1,937 @@
+/**
+ * Forwarder suite: the userspace TUN forwarder on live traffic between
+ * network namespaces, next to what it is measured against, in one run.
+ *
+ * Topology: host/demo/topology.ts (pod1, pod2, ext around a node; policy
+ * routing in the node sends everything arriving from a veth into the TUN;
+ * what comes back out is routed to the destination's veth).
+ *
+ * 1. 64-byte UDP packets per second (IPv4; 64 bytes is the IP packet: 20 IP
+ *    + 8 UDP + 36 payload). A C sender in pod1 (sendmmsg, 64 datagrams per
+ *    call, FLOWS connected sockets, pinned to CPU 0) blasts at pod2; pod2 has
+ *    a socket bound to the port that is never read (datagrams are dropped at
+ *    the socket, no ICMP comes back, no receiver competes for the two CPUs).
+ *    What arrives is counted from pod2's eth0 rx counters (`ip -s -j link`),
+ *    what was offered from pod1's eth0 tx counters, what the packet mover
+ *    wrote back from the TUN's rx counter and what the kernel had to drop
+ *    because the mover's queue was full from the TUN's tx_dropped. The same
+ *    sender, sink, topology and counting drive:
+ *      - the forwarder (ForwarderHandle: Node worker thread, Wasm datapath,
+ *        batch 128, no offloads), its worker thread pinned to CPU 1;
+ *      - the plain C read/write loop (forwarder-tools.ts, cc -O2): read(2) a
+ *        packet from the TUN, write(2) it back; pinned to CPU 1;
+ *      - (context) kernel forwarding without a TUN, at the end, after the
+ *        policy-routing rules are removed.
+ *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
+ *    sampled again. The forwarder and the C loop run three times each,
+ *    alternating in pairs (F C | C F | F C), so drift on the machine (a
+ *    shared VM) weighs on both alike; their figures are over all their
+ *    windows (packets / seconds), and the ratio of each pair is shown too. CPU cost per packet = the mover
+ *    thread's on-CPU time over the window (/proc/<pid>/task/<tid>/schedstat,
+ *    ns) / packets it wrote back to the TUN over the window; for the
+ *    forwarder also the whole Node process's (process.cpuUsage(): user +
+ *    system of every thread, the idle main thread and the GC helpers
+ *    included). Hypervisor steal over each window comes from /proc/stat.
+ *
+ * 2. iperf3 TCP pod1 -> pod2 (one stream, -t IPERF_S -J, receiver's rate):
+ *    the forwarder with device offloads on (virtio-net header, TSO/USO/csum:
+ *    super-packets split into the batch and coalesced on the way out) and
+ *    off, twice each in ABBA order, then the node forwarding between the
+ *    veths itself (the policy-routing rules removed), once. Nothing pinned:
+ *    iperf3's client and server and the forwarder share the two CPUs as the
+ *    scheduler sees fit.
+ *
+ * Starting a forwarder can fail in a race outside this suite: its worker
+ * opens the TUN up in this namespace, the kernel sends IPv6 link-local
+ * packets (router solicitation, MLD) into it at once, and when attachTun
+ * moves the device into the node (which takes it down) the worker's write of
+ * those packets fails with EIO, the worker ends and its device goes
+ * (attachTun: "Cannot find device"). The suite then starts the forwarder once
+ * more and says so in its output (startRetries in the summary).
+ *
+ * Everything made (namespaces, processes, the TUN, the temporary directory
+ * with the C tool) is removed at the end, also when a step fails or on
+ * Ctrl-C; a run that was killed outright is swept by the next one (same
+ * prefix).
+ */
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ForwarderHandle } from "../host/forwarder/controller.js";
+import type { ForwarderStats } from "../host/forwarder/forwarder.js";
+import type { DatapathOptions } from "../host/config.js";
+import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology } from "../host/demo/topology.js";
+import { demoUnavailable } from "../host/demo/requirements.js";
+import { ip } from "../host/netns/iproute2.js";
+import { sweep } from "../host/netns/lab.js";
+import { NetnsProcess } from "../host/netns/process.js";
+import { TOOL_SOURCE } from "./forwarder-tools.js";
+import { num, printTable, type Row } from "./report.js";
+
+const PREFIX = "mbr-bfwd";
+/** At most 15 bytes. */
+const TUN = `${PREFIX}-tun`;
+const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 65536, otherEntries: 65536 } };
+const BATCH = 128;
+const IP_BYTES = 64;
+const FLOWS = 16;
+const UDP_PORT = 9000;
+const IPERF_PORT = 5201;
+const WARMUP_S = 2;
+const WINDOW_S = 5;
+const IPERF_S = 5;
+const UDP_GOAL = 0.8;
+const TCP_GOAL = 4;
+/** CPUs when pinning: the sender's and the packet mover's. */
+const SENDER_CPU = 0;
+const MOVER_CPU = 1;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
+const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+type UdpVariant = "forwarder" | "c-loop" | "kernel";
+type TcpVariant = "offloads-on" | "offloads-off" | "kernel";
+
+const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "c-loop", "forwarder", "forwarder", "c-loop"];
+const TCP_ORDER: TcpVariant[] = ["offloads-on", "offloads-off", "offloads-off", "offloads-on"];
+
+const UDP_LABEL: Record<UdpVariant, string> = {
+  forwarder: `forwarder (batch ${BATCH})`,
+  "c-loop": "plain C read/write loop",
+  kernel: "kernel forwarding, no TUN",
+};
+const TCP_LABEL: Record<TcpVariant, string> = {
+  "offloads-on": "forwarder, offloads on",
+  "offloads-off": "forwarder, offloads off",
+  kernel: "kernel forwarding, no TUN",
+};
+
+/** One UDP window. */
+export interface UdpRun {
+  variant: UdpVariant;
+  /** 1, 2, ... per variant. */
+  run: number;
+  /** Set when the run failed; the figures are then absent. */
+  error?: string;
+  windowSeconds?: number;
+  /** pod1 eth0 tx: what the sender got into the node. */
+  offeredPps?: number;
+  /** pod2 eth0 rx: what arrived. */
+  receivedPps?: number;
+  receivedPackets?: number;
+  lossPercent?: number;
+  /** Bytes per packet at pod2's eth0 (64-byte IP packet + 14-byte Ethernet header = 78). */
+  wireBytesPerPacket?: number;
+  /** Packets the mover wrote back into the TUN (the TUN's rx counter). */
+  forwardedPackets?: number;
+  forwardedPps?: number;
+  /** Packets the kernel dropped because the mover's TUN queue was full (the TUN's tx_dropped). */
+  tunQueueDropsPps?: number;
+  /** The mover thread's on-CPU time over the window: ns, and % of one CPU. */
+  threadCpuNs?: number;
+  moverCpuPercent?: number;
+  /** The mover thread's CPU time / packets it forwarded. */
+  threadNsPerPacket?: number;
+  /** Forwarder only: the whole process's CPU time (process.cpuUsage) over the window, and per packet forwarded. */
+  processCpuNs?: number;
+  processNsPerPacket?: number;
+  /** Hypervisor steal over the window: on the mover's CPU (when pinned) and over all CPUs, %. */
+  moverCpuStealPercent?: number;
+  stealPercent?: number;
+  /** Forwarder: its stats when stopped (whole run, warm-up included); C loop: its own counts. */
+  moverTotals?: Record<string, number>;
+  sender?: { sent: number; calls: number; errors: number; seconds: number };
+  pinned?: boolean;
+}
+
+/** A variant over all its UDP windows. */
+export interface UdpSummary {
+  variant: UdpVariant;
+  runs: number;
+  /** Packets received / seconds, over all windows. */
+  receivedPps: number;
+  minPps: number;
+  maxPps: number;
+  /** Thread (process) CPU over all windows / packets forwarded over all windows. */
+  threadNsPerPacket?: number;
+  processNsPerPacket?: number;
+}
+
+export interface TcpRun {
+  variant: TcpVariant;
+  run: number;
+  error?: string;
+  /** Receiver's rate (iperf3 end.sum_received), Gbit/s. */
+  gbitPerSecond?: number;
+  senderGbitPerSecond?: number;
+  retransmits?: number;
+  seconds?: number;
+  /** The forwarder's worker thread on-CPU time over the test, % of one CPU. */
+  forwarderCpuPercent?: number;
+  stealPercent?: number;
+  /** The forwarder's stats when stopped (iperf3's control connection included). */
+  stats?: ForwarderStats;
+}
+
+export interface TcpSummary {
+  variant: TcpVariant;
+  runs: number;
+  /** Mean of the runs' receiver rates (equal durations). */
+  gbitPerSecond: number;
+  min: number;
+  max: number;
+}
+
+export type ForwarderResult =
+  | { skipped: string }
+  | {
+      date: string;
+      seconds: number;
+      config: {
+        ipPacketBytes: number;
+        flows: number;
+        batchSize: number;
+        warmupSeconds: number;
+        windowSeconds: number;
+        iperfSeconds: number;
+        udpOrder: UdpVariant[];
+        tcpOrder: TcpVariant[];
+        pinning: string;
+        cpus: number;
+        loadAverage: { start: number; end: number };
+      };
+      udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[] };
+      tcp: { runs: TcpRun[]; summary: TcpSummary[]; pairRatios: number[] };
+      ratios: {
+        forwarderVsCLoop?: number;
+        forwarderVsKernelPps?: number;
+        offloadsOnVsOff?: number;
+        offloadsOnVsKernel?: number;
+        offloadsOffVsKernel?: number;
+      };
+      goals: {
+        udp: { target: number; ratio?: number; met: boolean | null };
+        tcp: { target: number; ratio?: number; met: boolean | null };
+      };
+      /** Forwarder starts that failed and were retried (see the module comment). */
+      startRetries: string[];
+      cleanup: string[];
+    };
+
+type Measured = Extract<ForwarderResult, { udp: unknown }>;
+
+/** Why the suite cannot run here, or undefined. */
+function unavailable(): string | undefined {
+  if (process.platform !== "linux") return `needs Linux (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return "not running as root (network namespaces, veths and TUN devices need CAP_NET_ADMIN)";
+  const demo = demoUnavailable();
+  if (demo) return demo;
+  if (spawnSync("iperf3", ["--version"], { stdio: "ignore", timeout: 5_000 }).status !== 0) return "iperf3 is not installed (apt-get install iperf3)";
+  if (spawnSync("cc", ["--version"], { stdio: "ignore", timeout: 5_000 }).status !== 0) return "no C compiler (cc) to build the C baseline and sender";
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Counters
+
+interface LinkCounters {
+  at: number;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txDropped: number;
+}
+
+function linkCounters(ns: string, dev: string): LinkCounters {
+  const t0 = performance.now();
+  const out = ip("-n", ns, "-s", "-j", "link", "show", "dev", dev);
+  const t1 = performance.now();
+  const s = (JSON.parse(out) as Array<{ stats64: { rx: Record<string, number>; tx: Record<string, number> } }>)[0]!.stats64;
+  return { at: (t0 + t1) / 2, rxPackets: s.rx.packets!, rxBytes: s.rx.bytes!, txPackets: s.tx.packets!, txDropped: s.tx.dropped! };
+}
+
+const CLK_TCK = 100;
+
+/** On-CPU time of one thread, ns (schedstat; else utime + stime in clock ticks). */
+function threadCpuNs(pid: number | "self", tid: number): number {
+  const base = `/proc/${pid}/task/${tid}`;
+  try {
+    return Number(readFileSync(`${base}/schedstat`, "utf8").split(" ")[0]);
+  } catch {
+    // comm may contain spaces: the fields after ") " are what we need.
+    const stat = readFileSync(`${base}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1e9) / CLK_TCK;
+  }
+}
+
+function tasks(): number[] {
+  return readdirSync("/proc/self/task").map(Number);
+}
+
+/** /proc/stat: per line ("cpu", "cpu0", ...) the total ticks and the steal ticks. */
+type CpuTimes = Map<string, { total: number; steal: number }>;
+
+function cpuTimes(): CpuTimes {
+  const out: CpuTimes = new Map();
+  for (const line of readFileSync("/proc/stat", "utf8").split("\n")) {
+    if (!line.startsWith("cpu")) continue;
+    const [name, ...f] = line.split(/\s+/);
+    // user nice system idle iowait irq softirq steal (guest time is already inside user/nice)
+    const v = f.slice(0, 8).map(Number);
+    out.set(name!, { total: v.reduce((a, b) => a + b, 0), steal: v[7] ?? 0 });
+  }
+  return out;
+}
+
+function stealPercent(a: CpuTimes, b: CpuTimes, cpu: string): number | undefined {
+  const x = a.get(cpu);
+  const y = b.get(cpu);
+  if (!x || !y || y.total === x.total) return undefined;
+  return (100 * (y.steal - x.steal)) / (y.total - x.total);
+}
+
+interface Sample {
+  pod1: LinkCounters;
+  pod2: LinkCounters;
+  tun?: LinkCounters;
+  threadNs?: number;
+  threadAt?: number;
+  processUs?: number;
+  cpu: CpuTimes;
+}
+
+// ---------------------------------------------------------------------------
+// The run
+
+class Run {
+  topo!: ForwarderTopology;
+  tool = "";
+  dir = "";
+  handle: ForwarderHandle | undefined;
+  readonly startRetries: string[] = [];
+  /** Pin the sender and the packet mover to CPUs of their own (needs two CPUs). */
+  readonly pin = cpus().length >= 2;
+  #cleaned?: Promise<string[]>;
+
+  async setup(): Promise<void> {
+    const stale = await sweep(PREFIX);
+    if (stale.length) console.log(`  removed leftovers of an earlier run: ${stale.join(", ")}`);
+    this.dir = mkdtempSync(join(tmpdir(), "membrane-fwd-bench-"));
+    const src = join(this.dir, "fwdbench.c");
+    this.tool = join(this.dir, "fwdbench");
+    writeFileSync(src, TOOL_SOURCE);
+    try {
+      execFileSync("cc", ["-O2", "-Wall", "-o", this.tool, src], { stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    } catch (err) {
+      throw new Error(`cc -O2 ${src}: ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`, { cause: err });
+    }
+    this.topo = await ForwarderTopology.create(PREFIX);
+    await this.topo.resolveNeighbours();
+  }
+
+  /** Stops what runs, removes the namespaces and the temporary directory; once. Returns what could not be removed. */
+  cleanup(): Promise<string[]> {
+    this.#cleaned ??= (async () => {
+      const problems: string[] = [];
+      if (this.handle) {
+        const h = this.handle;
+        this.handle = undefined;
+        try {
+          await Promise.race([h.stop(), timeout(5_000).then(() => { throw new Error("did not stop within 5 s"); })]);
+        } catch (err) {
+          problems.push(`stop forwarder: ${(err as Error).message}`);
+        }
+      }
+      if (this.topo) {
+        try {
+          await this.topo.releaseTun();
+        } catch (err) {
+          problems.push((err as Error).message);
+        }
+        problems.push(...(await this.topo.teardown()));
+        problems.push(...this.topo.leftovers());
+      }
+      if (this.dir) {
+        rmSync(this.dir, { recursive: true, force: true });
+        if (existsSync(this.dir)) problems.push(`directory ${this.dir}`);
+      }
+      return problems;
+    })();
+    return this.#cleaned;
+  }
+
+  /** Starts the C tool in `ns` (a lab process: killed at teardown). */
+  toolIn(ns: string, args: Array<string | number>, label: string): NetnsProcess {
+    return this.topo.lab.spawn(ns, [this.tool, ...args.map(String)], { label });
+  }
+
+  /** Starts the C tool in this process's namespace, registered with the lab so teardown kills it. */
+  toolHere(args: Array<string | number>, label: string): NetnsProcess {
+    const child = spawn(this.tool, args.map(String), { stdio: ["ignore", "pipe", "pipe"] });
+    const p = new NetnsProcess(child, label);
+    this.topo.lab.processes.add(p);
+    void p.exited.then(() => this.topo.lab.processes.delete(p));
+    return p;
+  }
+
+  pinThread(tid: number, cpu: number): void {
+    execFileSync(this.tool, ["pin", String(tid), String(cpu)], { stdio: ["ignore", "pipe", "pipe"], timeout: 5_000 });
+  }
+
+  /**
+   * Starts the forwarder and attaches its TUN, once more if attaching fails
+   * (the race in the module comment); returns the worker thread's candidates
+   * (new threads of this process).
+   */
+  async startForwarder(offloads: boolean): Promise<number[]> {
+    for (let attempt = 1; ; attempt++) {
+      const before = new Set(tasks());
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN, offloads }, batchSize: BATCH });
+      this.handle = handle;
+      try {
+        this.topo.attachTun(handle.ready.device);
+        return tasks().filter((t) => !before.has(t));
+      } catch (err) {
+        this.handle = undefined;
+        let worker = "";
+        try {
+          await Promise.race([handle.stop(), timeout(5_000).then(() => { throw new Error("did not stop within 5 s"); })]);
+        } catch (e) {
+          worker = (e as Error).message;
+        }
+        await this.topo.releaseTun();
+        this.startRetries.push(`attempt ${attempt} (offloads ${offloads ? "on" : "off"}): ${(err as Error).message}${worker ? `; the worker: ${worker}` : ""}`);
+        if (attempt >= 2) throw err;
+      }
+    }
+  }
+
+  async stopForwarder(): Promise<ForwarderStats> {
+    const h = this.handle!;
+    this.handle = undefined;
+    const stopped = await h.stop();
+    await this.topo.releaseTun();
+    return stopped.stats;
+  }
+
+  /** SIGTERM (repeated: one may land between the loop's check and its blocking read), then SIGKILL. */
+  async terminate(p: NetnsProcess, ms = 3_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (p.running && Date.now() < deadline) {
+      try {
+        process.kill(p.child.pid!, "SIGTERM");
+      } catch {
+        break;
+      }
+      await Promise.race([p.exited, timeout(200)]);
+    }
+    p.kill();
+    await p.exited;
+  }
+
+  sample(tun: boolean, thread?: { pid: number | "self"; tid: number }): Sample {
+    const { pod1, pod2 } = this.topo;
+    const s: Sample = { cpu: cpuTimes(), pod2: linkCounters(pod2.ns, pod2.ifname), pod1: linkCounters(pod1.ns, pod1.ifname) };
+    if (tun) s.tun = linkCounters(this.topo.node, TUN);
+    if (thread) {
+      s.threadAt = performance.now();
+      s.threadNs = threadCpuNs(thread.pid, thread.tid);
+      const u = process.cpuUsage();
+      s.processUs = u.user + u.system;
+    }
+    return s;
+  }
+
+  // -------------------------------------------------------------------------
+  // 1. UDP packets per second
+
+  async udp(variant: UdpVariant, run: number): Promise<UdpRun> {
+    const row: UdpRun = { variant, run, pinned: this.pin && variant !== "kernel" };
+    const moverCpu = this.pin ? MOVER_CPU : -1;
+    let loop: NetnsProcess | undefined;
+    let blaster: NetnsProcess | undefined;
+    let thread: { pid: number | "self"; tid: number } | undefined;
+    let candidates: number[] = [];
+    try {
+      if (variant === "forwarder") {
+        candidates = await this.startForwarder(false);
+        if (candidates.length === 1) {
+          thread = { pid: "self", tid: candidates[0]! };
+          if (this.pin) this.pinThread(thread.tid, moverCpu);
+        }
+      } else if (variant === "c-loop") {
+        loop = this.toolHere(["loop", TUN, moverCpu], "C read/write loop");
+        await loop.ready();
+        this.topo.attachTun(TUN);
+        thread = { pid: loop.child.pid!, tid: loop.child.pid! };
+      }
+      const { pod1, pod2 } = this.topo;
+      const seconds = WARMUP_S + WINDOW_S + 5; // ended by SIGTERM after the window; the limit is a safety net
+      blaster = this.toolIn(pod1.ns, ["blast", pod2.v4, UDP_PORT, FLOWS, IP_BYTES, seconds, this.pin ? SENDER_CPU : -1], "UDP sender");
+      await blaster.ready();
+
+      // Warm-up: the JIT, conntrack entries for every flow, the queues filled.
+      const cpu0 = candidates.map((t) => threadCpuNs("self", t));
+      await sleep(WARMUP_S * 1000);
+      if (variant === "forwarder" && !thread) {
+        // More than one new thread: the worker is the one that was busy.
+        const busy = candidates.map((t, i) => threadCpuNs("self", t) - cpu0[i]!);
+        thread = { pid: "self", tid: candidates[busy.indexOf(Math.max(...busy))]! };
+        if (this.pin) this.pinThread(thread.tid, moverCpu);
+        await sleep(200);
+      }
+
+      const tun = variant !== "kernel";
+      const s0 = this.sample(tun, thread);
+      await sleep(WINDOW_S * 1000);
+      const s1 = this.sample(tun, thread);
+      if (!blaster.running) throw new Error(`the sender stopped before the window ended: ${blaster.stderr.trim()}`);
+      await this.terminate(blaster);
+      row.sender = await blaster.result(2_000);
+
+      const rate = (a: LinkCounters, b: LinkCounters, k: keyof LinkCounters) => ((b[k] - a[k]) * 1000) / (b.at - a.at);
+      row.windowSeconds = (s1.pod2.at - s0.pod2.at) / 1000;
+      row.offeredPps = rate(s0.pod1, s1.pod1, "txPackets");
+      row.receivedPps = rate(s0.pod2, s1.pod2, "rxPackets");
+      row.receivedPackets = s1.pod2.rxPackets - s0.pod2.rxPackets;
+      row.lossPercent = (100 * Math.max(0, row.offeredPps - row.receivedPps)) / row.offeredPps;
+      row.wireBytesPerPacket = (s1.pod2.rxBytes - s0.pod2.rxBytes) / row.receivedPackets;
+      row.stealPercent = stealPercent(s0.cpu, s1.cpu, "cpu");
+      if (row.pinned) row.moverCpuStealPercent = stealPercent(s0.cpu, s1.cpu, `cpu${MOVER_CPU}`);
+      if (s0.tun && s1.tun) {
+        row.forwardedPackets = s1.tun.rxPackets - s0.tun.rxPackets;
+        row.forwardedPps = rate(s0.tun, s1.tun, "rxPackets");
+        row.tunQueueDropsPps = rate(s0.tun, s1.tun, "txDropped");
+        row.threadCpuNs = s1.threadNs! - s0.threadNs!;
+        row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
+        row.threadNsPerPacket = row.threadCpuNs / row.forwardedPackets;
+        if (variant === "forwarder") {
+          row.processCpuNs = (s1.processUs! - s0.processUs!) * 1000;
+          row.processNsPerPacket = row.processCpuNs / row.forwardedPackets;
+        }
+      }
+    } catch (err) {
+      row.error = (err as Error).message;
+    } finally {
+      if (blaster?.running) await this.terminate(blaster);
+      try {
+        if (this.handle) {
+          const st = await this.stopForwarder();
+          row.moverTotals = { reads: st.reads, writes: st.writes, packetsIn: st.packetsIn, packetsOut: st.packetsOut, dropped: st.dropped, batches: st.batches };
+        }
+        if (loop) {
+          await this.terminate(loop);
+          const last = loop.lines.filter((l) => typeof l === "object" && l !== null && "reads" in l).at(-1);
+          if (last) row.moverTotals = last as Record<string, number>;
+          await this.topo.releaseTun();
+        }
+      } catch (err) {
+        row.error = [row.error, `stopping the ${variant}: ${(err as Error).message}`].filter(Boolean).join("; ");
+      }
+    }
+    return row;
+  }
+
+  // -------------------------------------------------------------------------
+  // 2. iperf3 TCP
+
+  async tcp(variant: TcpVariant, run: number): Promise<TcpRun> {
+    const row: TcpRun = { variant, run };
+    const { pod1, pod2 } = this.topo;
+    let thread: number | undefined;
+    try {
+      if (variant !== "kernel") {
+        const candidates = await this.startForwarder(variant === "offloads-on");
+        if (candidates.length === 1) thread = candidates[0];
+      }
+      const server = this.topo.lab.spawn(pod2.ns, ["iperf3", "-s", "-1", "-B", pod2.v4, "-p", String(IPERF_PORT), "--forceflush"], { label: "iperf3 server" });
+      await server.waitLine("iperf3 server listening", (l) => typeof l === "string" && /Server listening/.test(l), 5_000);
+      const client = this.topo.lab.spawn(pod1.ns, ["iperf3", "-c", pod2.v4, "-p", String(IPERF_PORT), "-t", String(IPERF_S), "-J"], { label: "iperf3 client" });
+      let raw = "";
+      client.child.stdout!.on("data", (chunk: string) => (raw += chunk));
+      const cpu0 = thread !== undefined ? threadCpuNs("self", thread) : 0;
+      const times0 = cpuTimes();
+      const t0 = performance.now();
+      const code = await Promise.race([client.exited, timeout((IPERF_S + 15) * 1000).then(() => "timeout" as const)]);
+      const t1 = performance.now();
+      row.stealPercent = stealPercent(times0, cpuTimes(), "cpu");
+      if (thread !== undefined) row.forwarderCpuPercent = (100 * (threadCpuNs("self", thread) - cpu0)) / ((t1 - t0) * 1e6);
+      if (code === "timeout") {
+        client.kill();
+        throw new Error(`iperf3 client did not finish within ${IPERF_S + 15} s`);
+      }
+      let json: {
+        error?: string;
+        end?: {
+          sum_sent?: { bits_per_second: number; retransmits?: number; seconds: number };
+          sum_received?: { bits_per_second: number; seconds: number };
+        };
+      };
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        throw new Error(`iperf3 client exited with ${code}; output not JSON: ${(raw || client.stderr).trim().slice(0, 300)}`);
+      }
+      if (json.error) throw new Error(`iperf3: ${json.error}`);
+      const recv = json.end?.sum_received;
+      const sent = json.end?.sum_sent;
+      if (!recv || !sent) throw new Error("iperf3 JSON lacks end.sum_received / end.sum_sent");
+      row.gbitPerSecond = recv.bits_per_second / 1e9;
+      row.senderGbitPerSecond = sent.bits_per_second / 1e9;
+      row.retransmits = sent.retransmits;
+      row.seconds = recv.seconds;
+      await Promise.race([server.exited, timeout(2_000)]);
+      server.kill();
+    } catch (err) {
+      row.error = (err as Error).message;
+    } finally {
+      for (const p of [...this.topo.lab.processes]) if (p.label.startsWith("iperf3")) p.kill();
+      try {
+        if (this.handle) row.stats = await this.stopForwarder();
+      } catch (err) {
+        row.error = [row.error, `stopping the forwarder: ${(err as Error).message}`].filter(Boolean).join("; ");
+      }
+    }
+    return row;
+  }
+
+  /** Removes the policy-routing rules: the node then forwards between the veths itself, no TUN involved. */
+  kernelForwarding(): void {
+    for (const e of Object.values(this.topo.endpoints)) {
+      for (const family of [4, 6] as const) {
+        ip("-n", this.topo.node, `-${family}`, "rule", "del", "iif", e.nodeIf, "lookup", String(FORWARD_TABLE), "pref", String(FORWARD_RULE_PREF));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number }> {
+  const seen = new Map<V, number>();
+  return order.map((variant) => {
+    const run = (seen.get(variant) ?? 0) + 1;
+    seen.set(variant, run);
+    return { variant, run };
+  });
+}
+
+function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
+  const out: UdpSummary[] = [];
+  for (const variant of ["forwarder", "c-loop", "kernel"] as const) {
+    const ok = runs.filter((r) => r.variant === variant && !r.error);
+    if (!ok.length) continue;
+    const sum = (f: (r: UdpRun) => number | undefined) => ok.reduce((s, r) => s + (f(r) ?? 0), 0);
+    const forwarded = sum((r) => r.forwardedPackets);
+    const pps = ok.map((r) => r.receivedPps!);
+    out.push({
+      variant,
+      runs: ok.length,
+      receivedPps: sum((r) => r.receivedPackets) / sum((r) => r.windowSeconds),
+      minPps: Math.min(...pps),
+      maxPps: Math.max(...pps),
+      threadNsPerPacket: forwarded ? sum((r) => r.threadCpuNs) / forwarded : undefined,
+      processNsPerPacket: forwarded && variant === "forwarder" ? sum((r) => r.processCpuNs) / forwarded : undefined,
+    });
+  }
+  return out;
+}
+
+function summarizeTcp(runs: TcpRun[]): TcpSummary[] {
+  const out: TcpSummary[] = [];
+  for (const variant of ["offloads-on", "offloads-off", "kernel"] as const) {
+    const g = runs.filter((r) => r.variant === variant && !r.error).map((r) => r.gbitPerSecond!);
+    if (!g.length) continue;
+    out.push({ variant, runs: g.length, gbitPerSecond: g.reduce((a, b) => a + b, 0) / g.length, min: Math.min(...g), max: Math.max(...g) });
+  }
+  return out;
+}
+
+/** a/b for each run number both have (the ABBA pairs: adjacent in time). */
+function pairRatios<T extends { variant: string; run: number; error?: string }>(runs: T[], a: string, b: string, value: (r: T) => number): number[] {
+  const out: number[] = [];
+  for (const ra of runs.filter((r) => r.variant === a && !r.error)) {
+    const rb = runs.find((r) => r.variant === b && r.run === ra.run && !r.error);
+    if (rb) out.push(value(ra) / value(rb));
+  }
+  return out;
+}
+
+export async function runForwarder(): Promise<ForwarderResult> {
+  const why = unavailable();
+  if (why) {
+    console.log(`  skipped: ${why}`);
+    return { skipped: why };
+  }
+  const started = performance.now();
+  const load0 = loadavg()[0]!;
+  const run = new Run();
+  // Ctrl-C mid-run: remove what was made before going.
+  const onSignal = (sig: NodeJS.Signals) => {
+    console.error(`\n  ${sig}: stopping the forwarder suite and removing its namespaces...`);
+    void run.cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const udp: UdpRun[] = [];
+  const tcp: TcpRun[] = [];
+  let cleanup: string[] = [];
+  const progress = (what: string) => process.stdout.write(`  ${what}...`);
+  const done = (r: { error?: string }) => console.log(r.error ? " FAILED" : " done");
+  try {
+    await run.setup();
+    const pod2 = run.topo.pod2;
+    const sink = run.toolIn(pod2.ns, ["sink", pod2.v4, UDP_PORT], "UDP sink");
+    await sink.ready();
+
+    for (const { variant, run: n } of numbered(UDP_ORDER)) {
+      progress(`UDP ${UDP_LABEL[variant]}, run ${n}`);
+      const r = await run.udp(variant, n);
+      udp.push(r);
+      done(r);
+    }
+    for (const { variant, run: n } of numbered(TCP_ORDER)) {
+      progress(`TCP ${TCP_LABEL[variant]}, run ${n}`);
+      const r = await run.tcp(variant, n);
+      tcp.push(r);
+      done(r);
+    }
+    run.kernelForwarding();
+    progress(`UDP ${UDP_LABEL.kernel}`);
+    const ku = await run.udp("kernel", 1);
+    udp.push(ku);
+    done(ku);
+    progress(`TCP ${TCP_LABEL.kernel}`);
+    const kt = await run.tcp("kernel", 1);
+    tcp.push(kt);
+    done(kt);
+  } finally {
+    cleanup = await run.cleanup();
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+  }
+
+  const udpSummary = summarizeUdp(udp);
+  const tcpSummary = summarizeTcp(tcp);
+  const u = (v: UdpVariant) => udpSummary.find((r) => r.variant === v);
+  const t = (v: TcpVariant) => tcpSummary.find((r) => r.variant === v);
+  const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+  const ratios = {
+    forwarderVsCLoop: ratio(u("forwarder")?.receivedPps, u("c-loop")?.receivedPps),
+    forwarderVsKernelPps: ratio(u("forwarder")?.receivedPps, u("kernel")?.receivedPps),
+    offloadsOnVsOff: ratio(t("offloads-on")?.gbitPerSecond, t("offloads-off")?.gbitPerSecond),
+    offloadsOnVsKernel: ratio(t("offloads-on")?.gbitPerSecond, t("kernel")?.gbitPerSecond),
+    offloadsOffVsKernel: ratio(t("offloads-off")?.gbitPerSecond, t("kernel")?.gbitPerSecond),
+  };
+  const result: ForwarderResult = {
+    date: new Date().toISOString(),
+    seconds: (performance.now() - started) / 1000,
+    config: {
+      ipPacketBytes: IP_BYTES, flows: FLOWS, batchSize: BATCH, warmupSeconds: WARMUP_S, windowSeconds: WINDOW_S, iperfSeconds: IPERF_S,
+      udpOrder: UDP_ORDER, tcpOrder: TCP_ORDER,
+      pinning: run.pin
+        ? `UDP: sender on CPU ${SENDER_CPU}, packet mover (forwarder worker thread / C loop) on CPU ${MOVER_CPU}; TCP: none`
+        : "none (one CPU)",
+      cpus: cpus().length,
+      loadAverage: { start: load0, end: loadavg()[0]! },
+    },
+    udp: { runs: udp, summary: udpSummary, pairRatios: pairRatios(udp, "forwarder", "c-loop", (r) => r.receivedPps!) },
+    tcp: { runs: tcp, summary: tcpSummary, pairRatios: pairRatios(tcp, "offloads-on", "offloads-off", (r) => r.gbitPerSecond!) },
+    ratios,
+    startRetries: run.startRetries,
+    goals: {
+      udp: { target: UDP_GOAL, ratio: ratios.forwarderVsCLoop, met: ratios.forwarderVsCLoop === undefined ? null : ratios.forwarderVsCLoop >= UDP_GOAL },
+      tcp: { target: TCP_GOAL, ratio: ratios.offloadsOnVsOff, met: ratios.offloadsOnVsOff === undefined ? null : ratios.offloadsOnVsOff >= TCP_GOAL },
+    },
+    cleanup,
+  };
+  print(result);
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Printing
+
+const x = (r: number | undefined) => (r === undefined ? "-" : `${num(r, 2)}x`);
+const opt = (n: number | undefined, digits = 0) => (n === undefined ? "-" : num(n, digits));
+const pct = (n: number | undefined, digits = 0) => (n === undefined ? "-" : `${num(n, digits)}%`);
+
+/** A row for a run that failed: "FAILED" in the first figure's column, "-" in the rest (the reason goes into the notes). */
+function failedRow(head: Row, columns: string[]): Row {
+  return { ...head, ...Object.fromEntries(columns.map((c, i) => [c, i === 0 ? "FAILED" : "-"])) };
+}
+
+function print(r: Measured): void {
+  const udpColumns = ["offered pps", "received pps", "loss", "TUN queue drops/s", "mover CPU", "ns/pkt (thread)", "ns/pkt (process)", "steal"];
+  printTable(
+    `Forwarder: ${r.config.ipPacketBytes}-byte UDP (IPv4), pod1 -> pod2 through the node: each run, in the order run, ${r.config.windowSeconds} s windows`,
+    r.udp.runs.map((row): Row => {
+      const head = { path: UDP_LABEL[row.variant], run: row.variant === "kernel" ? "-" : String(row.run) };
+      return row.error ? failedRow(head, udpColumns) : {
+        ...head,
+        "offered pps": opt(row.offeredPps),
+        "received pps": opt(row.receivedPps),
+        loss: pct(row.lossPercent, 1),
+        "TUN queue drops/s": opt(row.tunQueueDropsPps),
+        "mover CPU": pct(row.moverCpuPercent),
+        "ns/pkt (thread)": opt(row.threadNsPerPacket),
+        "ns/pkt (process)": opt(row.processNsPerPacket),
+        steal: row.moverCpuStealPercent !== undefined ? `${pct(row.moverCpuStealPercent, 1)} (cpu${MOVER_CPU})` : pct(row.stealPercent, 1),
+      };
+    }),
+    udpRunNotes(r),
+  );
+
+  const c = r.udp.summary.find((s) => s.variant === "c-loop");
+  printTable(
+    `Forwarder: ${r.config.ipPacketBytes}-byte UDP packets per second, over all windows`,
+    r.udp.summary.map((s): Row => ({
+      path: UDP_LABEL[s.variant],
+      windows: s.runs,
+      "received pps": num(s.receivedPps),
+      "min..max": `${num(s.minPps)}..${num(s.maxPps)}`,
+      "ns/pkt (thread)": opt(s.threadNsPerPacket),
+      "ns/pkt (process)": opt(s.processNsPerPacket),
+      "vs C loop": c ? x(s.receivedPps / c.receivedPps) : "-",
+    })),
+    udpGoalNotes(r),
+  );
+
+  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "reads", "pkts/read", "writes", "pkts/write", "steal"];
+  printTable(
+    `Forwarder: iperf3 TCP pod1 -> pod2, one stream, ${r.config.iperfSeconds} s each, in the order run`,
+    r.tcp.runs.map((row): Row => {
+      const head = { path: TCP_LABEL[row.variant], run: row.variant === "kernel" ? "-" : String(row.run) };
+      return row.error ? failedRow(head, tcpColumns) : {
+        ...head,
+        "Gbit/s": num(row.gbitPerSecond!, 2),
+        retransmits: opt(row.retransmits),
+        "fwd CPU": pct(row.forwarderCpuPercent),
+        reads: opt(row.stats?.reads),
+        "pkts/read": row.stats && row.stats.reads ? num(row.stats.packetsIn / row.stats.reads, 1) : "-",
+        writes: opt(row.stats?.writes),
+        "pkts/write": row.stats && row.stats.writes ? num(row.stats.packetsOut / row.stats.writes, 1) : "-",
+        steal: pct(row.stealPercent, 1),
+      };
+    }),
+    tcpRunNotes(r),
+  );
+
+  const off = r.tcp.summary.find((s) => s.variant === "offloads-off");
+  const kernel = r.tcp.summary.find((s) => s.variant === "kernel");
+  printTable(
+    "Forwarder: iperf3 TCP throughput, mean of the runs",
+    r.tcp.summary.map((s): Row => ({
+      path: TCP_LABEL[s.variant],
+      runs: s.runs,
+      "Gbit/s": num(s.gbitPerSecond, 2),
+      "min..max": `${num(s.min, 2)}..${num(s.max, 2)}`,
+      "vs offloads off": off ? x(s.gbitPerSecond / off.gbitPerSecond) : "-",
+      "vs kernel": kernel ? x(s.gbitPerSecond / kernel.gbitPerSecond) : "-",
+    })),
+    tcpGoalNotes(r),
+  );
+  if (r.startRetries.length) {
+    console.log(`\n  The forwarder had to be started again ${r.startRetries.length} time(s) (its first attempt died while its TUN was moved into the node):`);
+    for (const s of r.startRetries) console.log(`    ${s}`);
+  }
+  if (r.cleanup.length) console.log(`\n  CLEANUP PROBLEMS: ${r.cleanup.join("; ")}`);
+}
+
+function udpRunNotes(r: Measured): string[] {
+  const notes = [
+    ...r.udp.runs.filter((row) => row.error).map((row) => `FAILED ${UDP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
+    `offered = pod1 eth0 tx, received = pod2 eth0 rx, per second over the window (after ${r.config.warmupSeconds} s of warm-up). Sender: C,`,
+    `  sendmmsg of 64 datagrams per call over ${r.config.flows} flows (source ports); pod2 has a bound socket that is never read.`,
+    `TUN queue drops/s = the TUN's tx_dropped: packets the kernel discarded because the mover had not read its queue yet (saturation).`,
+    `ns/pkt (thread) = the mover thread's on-CPU time (schedstat) / packets it wrote back to the TUN (the TUN's rx counter), same window;`,
+    `  it includes the kernel work done inside its write(2)s (the node routing each packet on to pod2's veth, and pod2's receive: softirq`,
+    `  work done in its context is charged to it unless the kernel has CONFIG_IRQ_TIME_ACCOUNTING). Both movers are measured alike.`,
+    `  ns/pkt (process) = the forwarder process's process.cpuUsage() (every thread: the idle main thread, GC helpers) over the same packets.`,
+    `steal = hypervisor steal time over the window (/proc/stat), on the mover's CPU when pinned, else over all CPUs.`,
+    `Pinning: ${r.config.pinning}. Kernel forwarding has no mover: the sender's CPU does all the work.`,
+  ];
+  const wire = r.udp.runs.find((row) => row.wireBytesPerPacket !== undefined)?.wireBytesPerPacket;
+  if (wire !== undefined) notes.push(`pod2 eth0 bytes/packet: ${num(wire, 1)} (the ${r.config.ipPacketBytes}-byte IP packet + 14 bytes of Ethernet header).`);
+  return notes;
+}
+
+function udpGoalNotes(r: Measured): string[] {
+  const f = r.udp.summary.find((s) => s.variant === "forwarder");
+  const c = r.udp.summary.find((s) => s.variant === "c-loop");
+  const k = r.udp.summary.find((s) => s.variant === "kernel");
+  const notes = [
+    `received pps = packets received in all of a path's windows / their seconds; ns/pkt likewise (CPU time summed / packets summed).`,
+  ];
+  const cRuns = r.udp.runs.filter((row) => row.variant === "c-loop" && !row.error);
+  if (cRuns.length) {
+    const minLoss = Math.min(...cRuns.map((row) => row.lossPercent!));
+    notes.push(
+      minLoss < 1
+        ? `CAVEAT: in a window the C loop passed all but ${num(minLoss, 2)}% of what was offered: there it was limited by the sender, not by`
+          + ` its own speed, so its capacity is higher and forwarder / C loop overstates the forwarder.`
+        : `The C loop was saturated in every window (it lost >= ${num(minLoss, 1)}% of the offered load, at its TUN queue): its figure is its capacity.`,
+    );
+  }
+  if (f && c) {
+    const ratio = f.receivedPps / c.receivedPps;
+    const pairs = r.udp.pairRatios;
+    const met = ratio >= UDP_GOAL;
+    const pairsMet = pairs.filter((p) => p >= UDP_GOAL).length;
+    notes.push(
+      `GOAL forwarder >= ${num(UDP_GOAL, 1)}x the plain C read/write loop: ${met ? "MET" : "NOT MET"} - ${num(f.receivedPps)} vs ${num(c.receivedPps)} pps`
+        + ` = ${num(ratio, 2)}x over all windows.`,
+      `  Pairs adjacent in time (${pairs.map((_, i) => `F${i + 1}/C${i + 1}`).join(", ")}): ${pairs.map((p) => `${num(p, 2)}x`).join(", ")}`
+        + (pairs.length && pairsMet !== (met ? pairs.length : 0) ? ` - NOT consistent: ${pairsMet} of ${pairs.length} pairs meet the goal; treat the verdict as marginal.` : "."),
+      `  CPU per packet: forwarder ${opt(f.threadNsPerPacket)} ns (worker thread), ${opt(f.processNsPerPacket)} ns (whole process); C loop ${opt(c.threadNsPerPacket)} ns`
+        + (f.threadNsPerPacket && c.threadNsPerPacket ? ` (the forwarder adds ${num(f.threadNsPerPacket - c.threadNsPerPacket)} ns to the same read/write syscalls).` : "."),
+    );
+  } else {
+    notes.push(`GOAL forwarder >= ${num(UDP_GOAL, 1)}x the plain C read/write loop: NOT MEASURED (runs failed; see above).`);
+  }
+  if (f && k) notes.push(`For context: the forwarder passes ${num(f.receivedPps / k.receivedPps, 2)}x of what kernel forwarding passes (with the sender's one CPU doing everything).`);
+  return notes;
+}
+
+function tcpRunNotes(r: Measured): string[] {
+  return [
+    ...r.tcp.runs.filter((row) => row.error).map((row) => `FAILED ${TCP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
+    "Gbit/s = the receiver's rate (iperf3 -J end.sum_received); retransmits = the sender's; steal = over all CPUs during the test.",
+    "fwd CPU = the forwarder's worker thread on-CPU time over the test, % of one CPU. reads/writes/pkts: the forwarder's stats for the",
+    "  whole run (iperf3's control connection included); pkts/read > 1 means TSO super-packets were read and split, pkts/write > 1",
+    "  that packets were coalesced before the write.",
+    "offloads on = the TUN opened with a virtio-net header and TSO/USO/checksum offloads; off = plain one-packet-per-read TUN.",
+    "kernel forwarding = the same namespaces with the node's policy-routing rules removed: it forwards between the veths itself.",
+  ];
+}
+
+function tcpGoalNotes(r: Measured): string[] {
+  const on = r.tcp.summary.find((s) => s.variant === "offloads-on");
+  const off = r.tcp.summary.find((s) => s.variant === "offloads-off");
+  const kernel = r.tcp.summary.find((s) => s.variant === "kernel");
+  const notes: string[] = [];
+  if (on && off) {
+    const ratio = on.gbitPerSecond / off.gbitPerSecond;
+    const pairs = r.tcp.pairRatios;
+    notes.push(
+      `GOAL offloads on >= ${num(TCP_GOAL, 0)}x offloads off: ${ratio >= TCP_GOAL ? "MET" : "NOT MET"} - ${num(on.gbitPerSecond, 2)} vs ${num(off.gbitPerSecond, 2)} Gbit/s`
+        + ` = ${num(ratio, 2)}x (pairs adjacent in time: ${pairs.map((p) => `${num(p, 2)}x`).join(", ")}).`,
+    );
+    const onRuns = r.tcp.runs.filter((row) => row.variant === "offloads-on" && !row.error && row.forwarderCpuPercent !== undefined);
+    const busy = onRuns.length ? onRuns.reduce((s, row) => s + row.forwarderCpuPercent!, 0) / onRuns.length : undefined;
+    if (busy !== undefined && busy > 90) {
+      notes.push(`  With offloads on the forwarder's thread was busy ${num(busy, 0)}% of the time: the forwarder, not the kernel, is the limit.`);
+    }
+  } else {
+    notes.push(`GOAL offloads on >= ${num(TCP_GOAL, 0)}x offloads off: NOT MEASURED (runs failed; see above).`);
+  }
+  if (kernel) {
+    const parts = [on && `offloads on ${num(on.gbitPerSecond / kernel.gbitPerSecond, 2)}x`, off && `offloads off ${num(off.gbitPerSecond / kernel.gbitPerSecond, 2)}x`].filter(Boolean);
+    notes.push(`Against kernel forwarding (${num(kernel.gbitPerSecond, 2)} Gbit/s, one run): ${parts.join(", ")}.`);
+  }
+  notes.push(`1-min load average ${num(r.config.loadAverage.start, 2)} when the suite started, ${num(r.config.loadAverage.end, 2)} when it ended, on ${r.config.cpus} CPUs.`);
+  return notes;
+}
