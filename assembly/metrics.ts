@@ -1,10 +1,9 @@
 // Datapath counters: packets and bytes per (drop reason, direction), reason 0
 // meaning forwarded, laid out as an array of struct metrics_value indexed by
 // reason * 2 + direction. The host reads and aggregates it at scrape time.
-import { CT_INGRESS, METRICS_VALUE_BYTES, METRICS_VALUE_PACKETS, METRICS_VALUE_SIZE } from "./generated/layout";
+import { CT_INGRESS, METRICS_SLOTS, METRICS_VALUE_BYTES, METRICS_VALUE_PACKETS, METRICS_VALUE_SIZE } from "./generated/layout";
 import { regionAlloc } from "./region";
 
-export const METRICS_SLOTS: i32 = 256 * 2;
 export let metricsBase: usize = 0;
 
 export function createMetrics(): bool {

@@ -5,7 +5,7 @@
 // trap. Results go to module globals (the packet path allocates nothing).
 import {
   DROP_CT_INVALID_HDR, DROP_CT_UNKNOWN_PROTO, DROP_INVALID, DROP_INVALID_EXTHDR, DROP_UNKNOWN_L3,
-  DROP_UNSUPPORTED_L2, LINK_ETHERNET, LINK_RAW_IP,
+  DROP_UNSUPPORTED_L2, IPV6_MAX_EXT_HEADERS, LINK_ETHERNET, LINK_RAW_IP,
 } from "./generated/layout";
 
 export const PROTO_ICMP: i32 = 1;
@@ -20,8 +20,6 @@ export const TCP_RST: i32 = 0x04;
 /** Returned by parsePacket for frames that pass without conntrack (ARP, IPv6 neighbour discovery). */
 export const PARSE_UNTRACKED: i32 = -1;
 
-/** Cilium's bound on IPv6 extension headers; the kernel program unrolls the same loop. */
-export const IPV6_MAX_EXT_HEADERS: i32 = 4;
 
 // Fragment position of the parsed datagram.
 export const FRAG_NONE: i32 = 0;

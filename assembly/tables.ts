@@ -3,13 +3,12 @@
 import { Table, tableCreate } from "./table";
 import { regionAlloc } from "./region";
 import {
-  CT_ENTRY_SIZE, CT_STATS_SIZE, CT_TUPLE4_SIZE, CT_TUPLE6_SIZE, FRAG_ENTRY_SIZE, FRAG_KEY4_SIZE, FRAG_KEY6_SIZE,
+  CT_ENTRY_SIZE, CT_STATS_SIZE, TABLE_FRAG4, TABLE_FRAG6, CT_TUPLE4_SIZE, CT_TUPLE6_SIZE, FRAG_ENTRY_SIZE, FRAG_KEY4_SIZE, FRAG_KEY6_SIZE,
 } from "./generated/layout";
 import { cfgCtMaxAny, cfgCtMaxTcp, cfgFragMax, cfgHashSeed } from "./config";
 
-export const TABLE_FRAG4: i32 = 4;
-export const TABLE_FRAG6: i32 = 5;
-export const TABLE_COUNT: i32 = 6;
+export const TABLE_COUNT: i32 = TABLE_FRAG6 + 1;
+export { TABLE_FRAG4, TABLE_FRAG6 };
 
 let tableList: usize = 0; // TABLE_COUNT pointers
 let statsBase: usize = 0; // TABLE_COUNT struct ct_stats

@@ -27,6 +27,10 @@ export const TUPLE_F_SERVICE: i32 = 4; // service
 export const LINK_RAW_IP: i32 = 0; // bare IPv4/IPv6
 export const LINK_ETHERNET: i32 = 1; // Ethernet II, optionally one 802.1Q tag
 
+// enum datapath_limits (common.h)
+export const IPV6_MAX_EXT_HEADERS: i32 = 4; // extension headers walked before a packet is dropped (Cilium's bound)
+export const METRICS_SLOTS: i32 = 512; // metrics entries: 256 drop reasons x 2 directions
+
 // enum drop_reason (common.h)
 export const DROP_NONE: i32 = 0; // not dropped
 export const DROP_INVALID: i32 = 134; // Invalid packet (malformed or truncated IP header)
@@ -49,6 +53,10 @@ export const CT_TABLE_TCP4: i32 = 0; // tcp4
 export const CT_TABLE_ANY4: i32 = 1; // any4
 export const CT_TABLE_TCP6: i32 = 2; // tcp6
 export const CT_TABLE_ANY6: i32 = 3; // any6
+
+// enum frag_table (ct.h)
+export const TABLE_FRAG4: i32 = 4; // frag4
+export const TABLE_FRAG6: i32 = 5; // frag6
 
 // enum ct_full_policy (ct.h)
 export const CT_FULL_EVICT_LRU: i32 = 0; // evict the least recently used entry (like an LRU map)

@@ -25,9 +25,6 @@
 #define TCP_SYN_ 0x02
 #define TCP_RST_ 0x04
 
-/* Cilium's bound on IPv6 extension headers; assembly/parse.ts uses the same. */
-#define IPV6_MAX_EXT_HEADERS 4
-
 enum frag_kind { FRAG_NONE = 0, FRAG_FIRST = 1, FRAG_LATER = 2 };
 
 /* Returned by parsing for frames that pass untracked (ARP, neighbour discovery). */

@@ -30,6 +30,3 @@ struct {
 	__type(value, struct frag_entry);
 	__uint(max_entries, 8192);
 } frag6 SEC(".maps");
-
-#define TABLE_FRAG4 4
-#define TABLE_FRAG6 5

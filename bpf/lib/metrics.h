@@ -3,8 +3,6 @@
 #pragma once
 #include "common.h"
 
-#define METRICS_SLOTS (256 * 2)
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

@@ -97,6 +97,21 @@ export const linkTypeText: Readonly<Record<number, string>> = {
   1: "Ethernet II, optionally one 802.1Q tag",
 };
 
+/** enum datapath_limits (common.h) */
+export const DatapathLimits = {
+  IPV6_MAX_EXT_HEADERS: 4,
+  METRICS_SLOTS: 512,
+} as const;
+export type DatapathLimits = (typeof DatapathLimits)[keyof typeof DatapathLimits];
+export const datapathLimitsName: Readonly<Record<number, string>> = {
+  4: "IPV6_MAX_EXT_HEADERS",
+  512: "METRICS_SLOTS",
+};
+export const datapathLimitsText: Readonly<Record<number, string>> = {
+  4: "extension headers walked before a packet is dropped (Cilium's bound)",
+  512: "metrics entries: 256 drop reasons x 2 directions",
+};
+
 /** enum drop_reason (common.h) */
 export const DropReason = {
   DROP_NONE: 0,
@@ -173,6 +188,21 @@ export const ctTableText: Readonly<Record<number, string>> = {
   1: "any4",
   2: "tcp6",
   3: "any6",
+};
+
+/** enum frag_table (ct.h) */
+export const FragTable = {
+  TABLE_FRAG4: 4,
+  TABLE_FRAG6: 5,
+} as const;
+export type FragTable = (typeof FragTable)[keyof typeof FragTable];
+export const fragTableName: Readonly<Record<number, string>> = {
+  4: "TABLE_FRAG4",
+  5: "TABLE_FRAG6",
+};
+export const fragTableText: Readonly<Record<number, string>> = {
+  4: "frag4",
+  5: "frag6",
 };
 
 /** enum ct_full_policy (ct.h) */

@@ -18,7 +18,7 @@ import type { DatapathEngine, PacketInput } from "../engine.js";
 import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
 import type { DatapathCounters, DropCount, GcResult } from "../datapath.js";
 import type { TableName } from "../wasm/core.js";
-import { TABLE_NAMES } from "../wasm/core.js";
+import { METRICS_SLOTS, TABLE_NAMES } from "../wasm/core.js";
 import {
   CT_ENTRY, CT_STATS, FRAG_ENTRY, decodeCtStats, decodeMetricsValue, dropReasonName, dropReasonText,
   type CtStats,
@@ -26,7 +26,6 @@ import {
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
 
-const METRICS_SLOTS = 256 * 2;
 
 
 /** The frame the kernel runs: raw IP packets get an Ethernet header (and lose it on the way out). */

@@ -4,7 +4,7 @@
  * (views detach when memory grows, so they are re-taken here on demand).
  */
 import { MembraneError } from "../errors.js";
-import { CT_STATS, decodeCtStats, type CtStats, PKT_DESC, METRICS_VALUE } from "../generated/layout.js";
+import { CT_STATS, DatapathLimits, decodeCtStats, type CtStats, PKT_DESC, METRICS_VALUE } from "../generated/layout.js";
 import type { ResolvedOptions } from "../config.js";
 import { encodeConfig } from "../config.js";
 import { instantiateCore, type CoreBuild, type CoreExports } from "./module.js";
@@ -14,8 +14,8 @@ export const TABLE_IDS = { tcp4: 0, any4: 1, tcp6: 2, any6: 3, frag4: 4, frag6: 
 export type TableName = keyof typeof TABLE_IDS;
 export const TABLE_NAMES = Object.keys(TABLE_IDS) as TableName[];
 
-/** Reason x direction slots of the metrics array (assembly/metrics.ts). */
-export const METRICS_SLOTS = 256 * 2;
+/** Reason x direction slots of the metrics array (enum datapath_limits). */
+export const METRICS_SLOTS = DatapathLimits.METRICS_SLOTS;
 
 const IO_AREA_BYTES = 1 << 20;
 

@@ -49,6 +49,12 @@ enum link_type {
 	LINK_ETHERNET = 1, /* Ethernet II, optionally one 802.1Q tag */
 };
 
+/* Limits both datapaths share. */
+enum datapath_limits {
+	IPV6_MAX_EXT_HEADERS = 4, /* extension headers walked before a packet is dropped (Cilium's bound) */
+	METRICS_SLOTS = 512,      /* metrics entries: 256 drop reasons x 2 directions */
+};
+
 /* Drop reasons. Values are Cilium's (its codes are the negatives of these) where
  * Cilium has the same reason; membrane's own reasons start at 200. A reason fits
  * in a byte because the metrics key stores it in one. */

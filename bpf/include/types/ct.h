@@ -62,6 +62,12 @@ enum ct_table {
 	CT_TABLE_ANY6 = 3, /* any6 */
 };
 
+/* Tables after the conntrack ones, numbered on for stats and dumps. */
+enum frag_table {
+	TABLE_FRAG4 = 4, /* frag4 */
+	TABLE_FRAG6 = 5, /* frag6 */
+};
+
 /* What a full table does on a new flow. */
 enum ct_full_policy {
 	CT_FULL_EVICT_LRU = 0, /* evict the least recently used entry (like an LRU map) */
