@@ -138,7 +138,7 @@ function bump(stats: usize, field: i32): void {
 
 /**
  * Creates the entry for `keyFwd` (flags already set). An expired entry under
- * the same key is reused; a full table evicts its least recently used entry or,
+ * the same key is reused; a full table evicts the entry CLOCK picks or,
  * under the drop policy, reclaims it only if it expired. Returns 0 or a drop reason.
  */
 function create(t: Table, tableId: i32, now: u32): i32 {

@@ -21,7 +21,7 @@ export interface ConntrackOptions {
     /** UDP, ICMP and the rest (60). */
     other?: number;
   };
-  /** What a full table does with a new flow: evict the least recently used entry, or drop the flow. */
+  /** What a full table does with a new flow: evict an entry (CLOCK, approximately least recently used), or drop the flow. */
   whenFull?: "evict-lru" | "drop";
 }
 

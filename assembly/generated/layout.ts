@@ -59,7 +59,7 @@ export const TABLE_FRAG4: i32 = 4; // frag4
 export const TABLE_FRAG6: i32 = 5; // frag6
 
 // enum ct_full_policy (ct.h)
-export const CT_FULL_EVICT_LRU: i32 = 0; // evict the least recently used entry (like an LRU map)
+export const CT_FULL_EVICT_LRU: i32 = 0; // evict an entry not used lately (CLOCK; like an LRU map)
 export const CT_FULL_DROP: i32 = 1; // drop the new flow with DROP_CT_CREATE_FAILED (like a hash map)
 
 // struct ct_tuple4 (ct.h): 14 bytes, packed

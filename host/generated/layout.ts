@@ -216,7 +216,7 @@ export const ctFullPolicyName: Readonly<Record<number, string>> = {
   1: "CT_FULL_DROP",
 };
 export const ctFullPolicyText: Readonly<Record<number, string>> = {
-  0: "evict the least recently used entry (like an LRU map)",
+  0: "evict an entry not used lately (CLOCK; like an LRU map)",
   1: "drop the new flow with DROP_CT_CREATE_FAILED (like a hash map)",
 };
 

@@ -70,6 +70,6 @@ enum frag_table {
 
 /* What a full table does on a new flow. */
 enum ct_full_policy {
-	CT_FULL_EVICT_LRU = 0, /* evict the least recently used entry (like an LRU map) */
+	CT_FULL_EVICT_LRU = 0, /* evict an entry not used lately (CLOCK; like an LRU map) */
 	CT_FULL_DROP = 1,      /* drop the new flow with DROP_CT_CREATE_FAILED (like a hash map) */
 };
