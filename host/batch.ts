@@ -26,6 +26,7 @@ export interface PacketMeta {
 
 export class PacketBatch {
   private count = 0;
+  private descs?: DataView;
 
   constructor(private readonly core: WasmCore, readonly raw: RawBatch) {}
 
@@ -38,6 +39,16 @@ export class PacketBatch {
     this.count = 0;
   }
 
+  /**
+   * One view over the whole descriptor array, taken once and again only when
+   * Wasm memory grew (which detaches it): no allocation per packet.
+   */
+  private descriptors(): DataView {
+    const buffer = this.core.bytes().buffer;
+    if (this.descs?.buffer !== buffer) this.descs = new DataView(buffer, this.raw.desc, this.raw.capacity * PKT_DESC.size);
+    return this.descs;
+  }
+
   /** Copies a packet into the next buffer; returns its index. */
   push(packet: Uint8Array, meta: PacketMeta = {}): number {
     if (this.count >= this.raw.capacity) throw new MembraneError("BATCH_FULL", `add packet: the batch holds ${this.raw.capacity} packets`);
@@ -45,14 +56,14 @@ export class PacketBatch {
       throw new MembraneError("PACKET_TOO_LARGE", `add packet: ${packet.length} bytes exceed the batch buffer (${this.maxPacket} bytes after headroom)`);
     }
     const i = this.count++;
-    const d = this.core.descriptorAddr(this.raw, i);
     const mem = this.core.bytes();
-    const v = new DataView(mem.buffer, d, PKT_DESC.size);
-    const buf = v.getUint32(PKT_DESC.offsets.buf, true);
-    v.setUint32(PKT_DESC.offsets.off, this.raw.headroom, true);
-    v.setUint32(PKT_DESC.offsets.len, packet.length, true);
-    v.setUint8(PKT_DESC.offsets.link, meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP);
-    v.setUint8(PKT_DESC.offsets.dir, DIRECTION_CODE[meta.direction ?? "auto"]);
+    const v = this.descriptors();
+    const at = i * PKT_DESC.size;
+    const buf = v.getUint32(at + PKT_DESC.offsets.buf, true);
+    v.setUint32(at + PKT_DESC.offsets.off, this.raw.headroom, true);
+    v.setUint32(at + PKT_DESC.offsets.len, packet.length, true);
+    v.setUint8(at + PKT_DESC.offsets.link, meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP);
+    v.setUint8(at + PKT_DESC.offsets.dir, DIRECTION_CODE[meta.direction ?? "auto"]);
     mem.set(packet, buf + this.raw.headroom);
     return i;
   }
@@ -74,16 +85,18 @@ export class PacketBatch {
   /** Declares packets 0..count-1 present in the buffers at the headroom with these sizes. */
   fill(sizes: readonly number[], count: number, meta: PacketMeta = {}): void {
     if (count > this.raw.capacity) throw new MembraneError("BATCH_FULL", `fill batch: ${count} packets, capacity ${this.raw.capacity}`);
-    const mem = this.core.bytes();
+    for (let i = 0; i < count; i++) {
+      if (sizes[i] > this.maxPacket) throw new MembraneError("PACKET_TOO_LARGE", `fill batch: packet ${i} is ${sizes[i]} bytes, buffers hold ${this.maxPacket}`);
+    }
+    const v = this.descriptors();
     const link = meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP;
     const dir = DIRECTION_CODE[meta.direction ?? "auto"];
     for (let i = 0; i < count; i++) {
-      if (sizes[i] > this.maxPacket) throw new MembraneError("PACKET_TOO_LARGE", `fill batch: packet ${i} is ${sizes[i]} bytes, buffers hold ${this.maxPacket}`);
-      const v = new DataView(mem.buffer, this.core.descriptorAddr(this.raw, i), PKT_DESC.size);
-      v.setUint32(PKT_DESC.offsets.off, this.raw.headroom, true);
-      v.setUint32(PKT_DESC.offsets.len, sizes[i], true);
-      v.setUint8(PKT_DESC.offsets.link, link);
-      v.setUint8(PKT_DESC.offsets.dir, dir);
+      const at = i * PKT_DESC.size;
+      v.setUint32(at + PKT_DESC.offsets.off, this.raw.headroom, true);
+      v.setUint32(at + PKT_DESC.offsets.len, sizes[i], true);
+      v.setUint8(at + PKT_DESC.offsets.link, link);
+      v.setUint8(at + PKT_DESC.offsets.dir, dir);
     }
     this.count = count;
   }
@@ -93,12 +106,13 @@ export class PacketBatch {
    * to prepend headers) and whether it passed: what a forwarder writes out.
    */
   outcome(i: number): { pass: boolean; off: number; len: number; dropReason: number } {
-    const v = new DataView(this.core.bytes().buffer, this.core.descriptorAddr(this.raw, i), PKT_DESC.size);
+    const v = this.descriptors();
+    const at = i * PKT_DESC.size;
     return {
-      pass: v.getUint8(PKT_DESC.offsets.verdict) === 0,
-      off: v.getUint32(PKT_DESC.offsets.off, true),
-      len: v.getUint32(PKT_DESC.offsets.len, true),
-      dropReason: v.getUint8(PKT_DESC.offsets.dropReason),
+      pass: v.getUint8(at + PKT_DESC.offsets.verdict) === 0,
+      off: v.getUint32(at + PKT_DESC.offsets.off, true),
+      len: v.getUint32(at + PKT_DESC.offsets.len, true),
+      dropReason: v.getUint8(at + PKT_DESC.offsets.dropReason),
     };
   }
 
