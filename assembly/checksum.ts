@@ -39,3 +39,45 @@ export function csumFull(ptr: usize, len: i32): u16 {
   const sum: u32 = (~check & 0xFFFF) + (~(oldValue >> 16) & 0xFFFF) + (~oldValue & 0xFFFF) + (newValue >> 16) + (newValue & 0xFFFF);
   return ~csumFold(sum) & 0xFFFF;
 }
+
+// ---- L4 checksum fields under rewrite ----
+// Whether the packet being decided carries a partial L4 checksum (pkt_flags
+// PKT_F_CSUM_PARTIAL). Set per packet by the batch loop before any stage runs.
+export let csumPartialMode: bool = false;
+
+export function setCsumPartialMode(partial: bool): void {
+  csumPartialMode = partial;
+}
+
+/**
+ * Updates the L4 checksum at `field` for a 32-bit change that the pseudo-header
+ * covers (an address). `old`/`new` are host-order values. A zero UDP checksum
+ * ("none", IPv4 only) stays zero; a computed zero is sent as 0xFFFF. Under a
+ * partial checksum the field holds the non-inverted pseudo-header sum, so it
+ * moves the other way round, as the kernel's inet_proto_csum_replace4 does.
+ */
+export function l4ReplaceAddr32(field: usize, oldValue: u32, newValue: u32, udp: bool): void {
+  const check = <u32>bswap<u16>(load<u16>(field));
+  if (csumPartialMode) {
+    store<u16>(field, bswap<u16>(<u16>(~csumReplace32(~check & 0xFFFF, oldValue, newValue) & 0xFFFF)));
+    return;
+  }
+  if (udp && check == 0) return;
+  let next = csumReplace32(check, oldValue, newValue);
+  if (udp && next == 0) next = 0xFFFF;
+  store<u16>(field, bswap<u16>(<u16>next));
+}
+
+/**
+ * Updates the L4 checksum at `field` for a 16-bit change of the L4 header
+ * itself (a port, an ICMP identifier). A partial checksum does not cover the
+ * L4 header yet, so it is left alone.
+ */
+export function l4ReplacePort(field: usize, oldValue: u32, newValue: u32, udp: bool): void {
+  if (csumPartialMode) return;
+  const check = <u32>bswap<u16>(load<u16>(field));
+  if (udp && check == 0) return;
+  let next = csumReplace16(check, oldValue, newValue);
+  if (udp && next == 0) next = 0xFFFF;
+  store<u16>(field, bswap<u16>(<u16>next));
+}

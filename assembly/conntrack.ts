@@ -32,7 +32,7 @@ import { statsOf, table } from "./tables";
 const keyFwd = memory.data(48, 16);
 const keyRev = memory.data(48, 16);
 
-// ---- outputs of ctProcess ----
+// ---- outputs of ctLookup / ctCreate ----
 export let ctResult: i32 = 0;
 export let ctDir: i32 = 0;
 export let ctTableId: i32 = 0;
@@ -137,12 +137,14 @@ function bump(stats: usize, field: i32): void {
 }
 
 /**
- * Creates the entry for `keyFwd` (flags already set). An expired entry under
+ * Creates the entry of a CT_NEW packet from `keyFwd` (flags set by ctLookup), so
+ * stages between lookup and creation (policy) can still refuse the flow. An expired entry under
  * the same key is reused; a full table evicts the entry CLOCK picks or,
  * under the drop policy, reclaims it only if it expired. Returns 0 or a drop reason.
  */
-function create(t: Table, tableId: i32, now: u32): i32 {
-  const stats = statsOf(tableId);
+export function ctCreate(now: u32): i32 {
+  const t = table(ctTableId);
+  const stats = statsOf(ctTableId);
   let idx = tableLookup(t, keyFwd);
   if (idx != 0) {
     memory.fill(slotAddr(t, idx), 0, t.valueSize);
@@ -204,10 +206,12 @@ function related(dirIn: i32, now: u32): i32 {
 }
 
 /**
- * Tracks the parsed packet. `dirIn` is CT_EGRESS, CT_INGRESS or DIR_AUTO.
- * Sets ctResult, ctDir, ctTableId, ctEntry; returns 0 or a drop reason.
+ * Looks the parsed packet up. `dirIn` is CT_EGRESS, CT_INGRESS or DIR_AUTO.
+ * Sets ctResult, ctDir, ctTableId, ctEntry; returns 0 or a drop reason. A reply
+ * or established packet updates its entry; a miss leaves ctResult = CT_NEW,
+ * ctEntry = 0 and creates nothing (see ctCreate).
  */
-export function ctProcess(dirIn: i32, now: u32): i32 {
+export function ctLookup(dirIn: i32, now: u32): i32 {
   ctEntry = 0;
   ctResult = CT_NONE;
   ctTableId = 0;
@@ -243,5 +247,5 @@ export function ctProcess(dirIn: i32, now: u32): i32 {
     return 0;
   }
   ctResult = CT_NEW;
-  return create(t, ctTableId, now);
+  return 0;
 }

@@ -1,13 +1,14 @@
 // The batch entry point: decides every packet of a batch in place.
 import {
-  CT_EGRESS, CT_NONE, DIR_AUTO, DROP_INVALID, DROP_NONE, PKT_DESC_BUF, PKT_DESC_BUF_SIZE, PKT_DESC_CT_RESULT,
-  PKT_DESC_CT_TABLE, PKT_DESC_DIR, PKT_DESC_DROP_REASON, PKT_DESC_LEN, PKT_DESC_LINK, PKT_DESC_OFF, PKT_DESC_SIZE,
+  CT_EGRESS, CT_NEW, CT_NONE, DIR_AUTO, DROP_INVALID, DROP_NONE, PKT_DESC_BUF, PKT_DESC_BUF_SIZE, PKT_DESC_CT_RESULT,
+  PKT_DESC_CT_TABLE, PKT_DESC_DIR, PKT_DESC_DROP_REASON, PKT_DESC_FLAGS, PKT_F_CSUM_PARTIAL, PKT_DESC_LEN, PKT_DESC_LINK, PKT_DESC_OFF, PKT_DESC_SIZE,
   PKT_DESC_VERDICT, VERDICT_DROP, VERDICT_PASS,
 } from "./generated/layout";
 import { PARSE_UNTRACKED, parsePacket } from "./parse";
 import { fragProcess } from "./frag";
-import { ctDir, ctProcess, ctResult, ctTableId } from "./conntrack";
+import { ctCreate, ctDir, ctLookup, ctResult, ctTableId } from "./conntrack";
 import { count } from "./metrics";
+import { setCsumPartialMode } from "./checksum";
 
 function finish(d: usize, verdict: i32, reason: i32, dir: i32, result: i32, tableId: i32, len: u32): void {
   store<u8>(d + PKT_DESC_VERDICT, <u8>verdict);
@@ -36,6 +37,7 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     return;
   }
   const start = <usize>load<u32>(d + PKT_DESC_BUF) + <usize>load<u32>(d + PKT_DESC_OFF);
+  setCsumPartialMode((load<u8>(d + PKT_DESC_FLAGS) & PKT_F_CSUM_PARTIAL) != 0);
   let reason = parsePacket(start, len, <i32>load<u8>(d + PKT_DESC_LINK));
   if (reason == PARSE_UNTRACKED) {
     finish(d, VERDICT_PASS, DROP_NONE, fallbackDir, CT_NONE, 0, len);
@@ -46,7 +48,9 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     finish(d, VERDICT_DROP, reason, fallbackDir, CT_NONE, 0, len);
     return;
   }
-  reason = ctProcess(dirIn, now);
+  reason = ctLookup(dirIn, now);
+  // A new flow is decided here, before its entry exists.
+  if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);
   if (reason != 0) {
     finish(d, VERDICT_DROP, reason, ctDir, ctResult, ctTableId, len);
     return;

@@ -4,7 +4,7 @@
  * be prepended in place). Reused across calls: clear(), push(), process, read.
  */
 import { MembraneError } from "./errors.js";
-import { CtDir, LinkType, PKT_DESC, decodePktDesc } from "./generated/layout.js";
+import { CtDir, LinkType, PKT_DESC, PktFlags, decodePktDesc } from "./generated/layout.js";
 import type { RawBatch, WasmCore } from "./wasm/core.js";
 import { describeVerdict, type PacketVerdict } from "./verdict.js";
 
@@ -22,6 +22,11 @@ export interface PacketMeta {
   link?: LinkKind;
   /** Direction relative to the endpoint; "auto" (default) infers it from conntrack. */
   direction?: Direction;
+  /**
+   * The L4 checksum is partial (virtio NEEDS_CSUM): its field holds the
+   * pseudo-header sum and the writer computes the rest. Rewrites keep it so.
+   */
+  checksumPartial?: boolean;
 }
 
 export class PacketBatch {
@@ -64,6 +69,7 @@ export class PacketBatch {
     v.setUint32(at + PKT_DESC.offsets.len, packet.length, true);
     v.setUint8(at + PKT_DESC.offsets.link, meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP);
     v.setUint8(at + PKT_DESC.offsets.dir, DIRECTION_CODE[meta.direction ?? "auto"]);
+    v.setUint8(at + PKT_DESC.offsets.flags, meta.checksumPartial ? PktFlags.PKT_F_CSUM_PARTIAL : 0);
     mem.set(packet, buf + this.raw.headroom);
     return i;
   }
@@ -91,12 +97,14 @@ export class PacketBatch {
     const v = this.descriptors();
     const link = meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP;
     const dir = DIRECTION_CODE[meta.direction ?? "auto"];
+    const flags = meta.checksumPartial ? PktFlags.PKT_F_CSUM_PARTIAL : 0;
     for (let i = 0; i < count; i++) {
       const at = i * PKT_DESC.size;
       v.setUint32(at + PKT_DESC.offsets.off, this.raw.headroom, true);
       v.setUint32(at + PKT_DESC.offsets.len, sizes[i], true);
       v.setUint8(at + PKT_DESC.offsets.link, link);
       v.setUint8(at + PKT_DESC.offsets.dir, dir);
+      v.setUint8(at + PKT_DESC.offsets.flags, flags);
     }
     this.count = count;
   }

@@ -62,6 +62,9 @@ export const TABLE_FRAG6: i32 = 5; // frag6
 export const CT_FULL_EVICT_LRU: i32 = 0; // evict an entry not used lately (CLOCK; like an LRU map)
 export const CT_FULL_DROP: i32 = 1; // drop the new flow with DROP_CT_CREATE_FAILED (like a hash map)
 
+// enum pkt_flags (batch.h)
+export const PKT_F_CSUM_PARTIAL: i32 = 1;
+
 // struct ct_tuple4 (ct.h): 14 bytes, packed
 export const CT_TUPLE4_SIZE: i32 = 14;
 export const CT_TUPLE4_SADDR: i32 = 0;
@@ -160,3 +163,4 @@ export const PKT_DESC_VERDICT: i32 = 18;
 export const PKT_DESC_CT_RESULT: i32 = 19;
 export const PKT_DESC_DROP_REASON: i32 = 20;
 export const PKT_DESC_CT_TABLE: i32 = 21;
+export const PKT_DESC_FLAGS: i32 = 22;

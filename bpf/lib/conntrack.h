@@ -8,16 +8,21 @@
 #include "maps.h"
 #include "metrics.h"
 
-struct ct_out {
-	__u8 result;  /* enum ct_result */
-	__u8 dir;     /* enum ct_dir */
-	__u8 table;   /* enum ct_table */
-};
-
 union ct_key {
 	struct ct_tuple4 t4;
 	struct ct_tuple6 t6;
 };
+
+/* What ct_lookup found, and what ct_create needs: the forward tuple of the
+ * packet with the flags of its direction already set. */
+struct ct_out {
+	__u8 result;            /* enum ct_result */
+	__u8 dir;               /* enum ct_dir */
+	__u8 table;             /* enum ct_table */
+	struct ct_entry *entry; /* the live entry (0 until created for CT_NEW) */
+	union ct_key fwd;
+};
+
 
 static __always_inline void *ct_map(__u8 table)
 {
@@ -134,20 +139,24 @@ static __always_inline void ct_update(struct ct_entry *e, struct pkt *p, int is_
 	refresh_lifetime(e, p, now, cfg);
 }
 
-static __always_inline int ct_create(void *map, union ct_key *fwd, struct pkt *p, __u8 table, __u32 now, struct dp_config *cfg)
+/* Creates the entry for a CT_NEW packet from out->fwd (set by ct_lookup), so
+ * stages between lookup and creation (policy) can still refuse the flow. */
+static __always_inline int ct_create(struct pkt *p, __u32 now, struct dp_config *cfg, struct ct_out *out)
 {
 	struct ct_entry e = {};
+	void *map = ct_map(out->table);
 
 	e.created = now;
 	account(&e, p, 0);
 	if (p->proto == IPPROTO_TCP_)
 		tcp_track(&e, p, 0);
 	refresh_lifetime(&e, p, now, cfg);
-	if (bpf_map_update_elem(map, fwd, &e, BPF_ANY) != 0) {
-		stats_create_failed(table);
+	if (bpf_map_update_elem(map, &out->fwd, &e, BPF_ANY) != 0) {
+		stats_create_failed(out->table);
 		return DROP_CT_CREATE_FAILED;
 	}
-	stats_created(table);
+	stats_created(out->table);
+	out->entry = bpf_map_lookup_elem(map, &out->fwd);
 	return 0;
 }
 
@@ -183,13 +192,16 @@ static __always_inline int ct_related(struct pkt *p, __u8 dir_in, __u32 now, str
 		return DROP_ICMP_NO_FLOW;
 	}
 	out->result = CT_RELATED;
+	out->entry = e;
 	return 0;
 }
 
-/* Tracks the parsed packet; dir_in is CT_EGRESS, CT_INGRESS or DIR_AUTO. */
-static __always_inline int ct_process(struct pkt *p, __u8 dir_in, __u32 now, struct dp_config *cfg, struct ct_out *out)
+/* Looks the parsed packet up; dir_in is CT_EGRESS, CT_INGRESS or DIR_AUTO.
+ * A reply or established packet updates its entry; a miss leaves
+ * out->result = CT_NEW and creates nothing (see ct_create). */
+static __always_inline int ct_lookup(struct pkt *p, __u8 dir_in, __u32 now, struct dp_config *cfg, struct ct_out *out)
 {
-	union ct_key fwd, rev;
+	union ct_key rev;
 	struct ct_entry *e;
 	__u8 family = p->family;
 	__u8 dir = dir_in;
@@ -197,6 +209,7 @@ static __always_inline int ct_process(struct pkt *p, __u8 dir_in, __u32 now, str
 
 	out->result = CT_NONE;
 	out->table = 0;
+	out->entry = 0;
 	if (dir_in != CT_EGRESS && dir_in != CT_INGRESS && dir_in != DIR_AUTO) {
 		out->dir = CT_EGRESS;
 		return DROP_CT_INVALID_HDR;
@@ -205,7 +218,7 @@ static __always_inline int ct_process(struct pkt *p, __u8 dir_in, __u32 now, str
 		return ct_related(p, dir_in, now, out);
 	out->table = ct_table_for(family, p->proto);
 	map = ct_map(out->table);
-	write_tuple(&fwd, family, &p->saddr, &p->daddr, p->sport, p->dport, p->proto);
+	write_tuple(&out->fwd, family, &p->saddr, &p->daddr, p->sport, p->dport, p->proto);
 	write_tuple(&rev, family, &p->daddr, &p->saddr, p->dport, p->sport, p->proto);
 	if (dir == DIR_AUTO) {
 		e = lookup_live(map, &rev, family, TUPLE_F_OUT, now);
@@ -218,15 +231,17 @@ static __always_inline int ct_process(struct pkt *p, __u8 dir_in, __u32 now, str
 	out->dir = dir;
 	if (e) {
 		out->result = CT_REPLY;
+		out->entry = e;
 		ct_update(e, p, 1, now, cfg);
 		return 0;
 	}
-	e = lookup_live(map, &fwd, family, flag_for(dir), now);
+	e = lookup_live(map, &out->fwd, family, flag_for(dir), now);
 	if (e) {
 		out->result = CT_ESTABLISHED;
+		out->entry = e;
 		ct_update(e, p, 0, now, cfg);
 		return 0;
 	}
 	out->result = CT_NEW;
-	return ct_create(map, &fwd, p, out->table, now, cfg);
+	return 0;
 }

@@ -1,5 +1,6 @@
 /* One packet through the datapath, as assembly/datapath.ts processOne: parse,
- * fragments, conntrack, counters. The decision goes to skb->cb[0] (verdict,
+ * fragments, conntrack lookup, new-flow decisions,
+ * conntrack creation, counters. The decision goes to skb->cb[0] (verdict,
  * drop reason, ct result, direction) and cb[1] (ct table) so test runs can read
  * it back, and the return value is the tc action. */
 #pragma once
@@ -34,7 +35,10 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 		reason = frag_process(&p, now, cfg);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
-	reason = ct_process(&p, dir_in, now, cfg, &out);
+	reason = ct_lookup(&p, dir_in, now, cfg, &out);
+	/* A new flow is decided here, before its entry exists. */
+	if (reason == 0 && out.result == CT_NEW)
+		reason = ct_create(&p, now, cfg, &out);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, out.dir, out.result, out.table, skb->len);
 	return finish(skb, VERDICT_PASS, DROP_NONE, out.dir, out.result, out.table, skb->len);

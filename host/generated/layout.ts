@@ -220,6 +220,18 @@ export const ctFullPolicyText: Readonly<Record<number, string>> = {
   1: "drop the new flow with DROP_CT_CREATE_FAILED (like a hash map)",
 };
 
+/** enum pkt_flags (batch.h) */
+export const PktFlags = {
+  PKT_F_CSUM_PARTIAL: 1,
+} as const;
+export type PktFlags = (typeof PktFlags)[keyof typeof PktFlags];
+export const pktFlagsName: Readonly<Record<number, string>> = {
+  1: "PKT_F_CSUM_PARTIAL",
+};
+export const pktFlagsText: Readonly<Record<number, string>> = {
+  1: "PKT_F_CSUM_PARTIAL",
+};
+
 /** struct ct_tuple4 (ct.h): 14 bytes, packed. */
 export interface CtTuple4 {
   saddr: number;
@@ -580,11 +592,12 @@ export interface PktDesc {
   ctResult: number; // out: enum ct_result
   dropReason: number; // out: enum drop_reason
   ctTable: number; // out: enum ct_table of the flow (when ct_result != CT_NONE)
+  flags: number; // in: enum pkt_flags
 }
 export const PKT_DESC = {
   size: 24,
   align: 4,
-  offsets: { buf: 0, bufSize: 4, off: 8, len: 12, link: 16, dir: 17, verdict: 18, ctResult: 19, dropReason: 20, ctTable: 21 },
+  offsets: { buf: 0, bufSize: 4, off: 8, len: 12, link: 16, dir: 17, verdict: 18, ctResult: 19, dropReason: 20, ctTable: 21, flags: 22 },
 } as const;
 export function decodePktDesc(bytes: Uint8Array, off = 0): PktDesc {
   const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
@@ -599,6 +612,7 @@ export function decodePktDesc(bytes: Uint8Array, off = 0): PktDesc {
     ctResult: v.getUint8(19),
     dropReason: v.getUint8(20),
     ctTable: v.getUint8(21),
+    flags: v.getUint8(22),
   };
 }
 export function encodePktDesc(value: PktDesc, bytes: Uint8Array, off = 0): void {
@@ -614,4 +628,5 @@ export function encodePktDesc(value: PktDesc, bytes: Uint8Array, off = 0): void 
   v.setUint8(19, value.ctResult);
   v.setUint8(20, value.dropReason);
   v.setUint8(21, value.ctTable);
+  v.setUint8(22, value.flags);
 }
