@@ -110,6 +110,37 @@ export class PacketBatch {
   }
 
   /**
+   * Marks packet i (already declared by fill()) as carrying a partial L4
+   * checksum (PacketMeta.checksumPartial), for batches where only some do.
+   */
+  markChecksumPartial(i: number): void {
+    if (i < 0 || i >= this.count) throw new MembraneError("INVALID_INPUT", `mark packet ${i}: the batch has ${this.count} packets`);
+    const v = this.descriptors();
+    const at = i * PKT_DESC.size + PKT_DESC.offsets.flags;
+    v.setUint8(at, v.getUint8(at) | PktFlags.PKT_F_CSUM_PARTIAL);
+  }
+
+  /**
+   * outcome() of packets 0..n-1 into caller-owned arrays (pass[i] 1 or 0),
+   * for loops that must not allocate per packet. Returns how many passed.
+   */
+  outcomesInto(n: number, pass: Uint8Array, off: Uint32Array, len: Uint32Array): number {
+    if (n > this.count || pass.length < n || off.length < n || len.length < n) {
+      throw new MembraneError("INVALID_INPUT", `read ${n} outcomes: the batch has ${this.count} packets, the arrays ${Math.min(pass.length, off.length, len.length)} slots`);
+    }
+    const v = this.descriptors();
+    let passed = 0;
+    for (let i = 0, at = 0; i < n; i++, at += PKT_DESC.size) {
+      const ok = v.getUint8(at + PKT_DESC.offsets.verdict) === 0 ? 1 : 0;
+      pass[i] = ok;
+      passed += ok;
+      off[i] = v.getUint32(at + PKT_DESC.offsets.off, true);
+      len[i] = v.getUint32(at + PKT_DESC.offsets.len, true);
+    }
+    return passed;
+  }
+
+  /**
    * Where packet i's bytes are after process() (the datapath may move the start
    * to prepend headers) and whether it passed: what a forwarder writes out.
    */

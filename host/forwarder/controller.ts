@@ -11,8 +11,11 @@ import type { WorkerMessage, WorkerStart } from "./protocol.js";
 
 export interface ForwarderStartOptions {
   options?: DatapathOptions;
-  /** offloads: open the TUN with a virtio-net header and TSO/USO/checksum offloads. */
-  device?: { name?: string; mtu?: number; offloads?: boolean };
+  /**
+   * offloads: open the TUN with a virtio-net header and TSO/USO/checksum
+   * offloads; offloadMode: what the forwarder does with them (OffloadMode).
+   */
+  device?: WorkerStart["device"];
   snapshotPath?: string;
   batchSize?: number;
   reportEveryMs?: number;

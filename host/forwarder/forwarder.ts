@@ -5,7 +5,9 @@
  * traffic into the device; what comes back out is routed onwards by the kernel.
  */
 import type { Datapath } from "../datapath.js";
-import type { PacketBatch } from "../batch.js";
+import type { PacketBatch, PacketMeta } from "../batch.js";
+import { endianness } from "node:os";
+import { InvalidInputError } from "../errors.js";
 import type { TunDevice } from "../tun/device.js";
 import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
@@ -20,60 +22,121 @@ export interface ForwarderStats {
   reads: number;
   /** Writes to the device (coalesced packets count once). */
   writes: number;
+  /** Packets the datapath decided (with offload passthrough a super-packet is one). */
   packetsIn: number;
   bytesIn: number;
+  /**
+   * Packets as they are on the wire: a super-packet counts as the segments
+   * the kernel makes of it (ceil(payload / gso_size)). The unit for CPU cost
+   * per packet that does not depend on the offload mode.
+   */
+  wirePacketsIn: number;
   packetsOut: number;
   bytesOut: number;
   dropped: number;
-  /** Packets the device refused while it was down (EIO), e.g. while being moved between namespaces. */
+  /**
+   * Offloaded packets (GSO or partial checksum) that the datapath moved or
+   * resized, which passthrough cannot hand back with their virtio_net_hdr;
+   * also counted in `dropped`. Use offloadMode "split" for such datapaths.
+   */
+  offloadUnwritable: number;
+  /** Packets the device refused (EIO while down, EINVAL for one packet) or pushed back (EAGAIN). */
   writeErrors: number;
   gcRuns: number;
 }
+
+/**
+ * What the forwarder does with a vnetHdr device's offloads:
+ * - "passthrough" (default): a TSO/USO super-packet is decided as ONE packet
+ *   (the datapath reads headers only; conntrack counts it once, as a tc BPF
+ *   program sees a GSO skb once), a partial checksum stays partial
+ *   (PKT_F_CSUM_PARTIAL: rewrites keep the pseudo-header sum valid), and it
+ *   goes back to the kernel with its virtio_net_hdr untouched, so the
+ *   kernel segments it, or passes it on as GSO, and finishes the checksum.
+ *   Packets are read straight into Wasm memory: no copy, no checksum in JS.
+ * - "split": super-packets are split into segments in JS with full
+ *   checksums, decided one by one, and coalesced again on the way out; for
+ *   datapaths that change a packet's length (passthrough drops those,
+ *   counting offloadUnwritable).
+ */
+export type OffloadMode = "passthrough" | "split";
 
 export interface ForwarderOptions {
   /** Packets per batch (default 128). */
   batchSize?: number;
   /** The datapath clock, seconds (default: the monotonic clock). */
   clock?: () => number;
+  /** Only with a vnetHdr device; default "passthrough". */
+  offloadMode?: OffloadMode;
 }
 
+const IP_AUTO: PacketMeta = { link: "ip", direction: "auto" };
+const HDR_FLAGS = 0;
+const HDR_GSO_TYPE = 1;
+const HDR_HDR_LEN = 2;
+const HDR_GSO_SIZE = 4;
+const HOST_LE = endianness() === "LE";
+
 export class Forwarder {
-  readonly stats: ForwarderStats = { batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, writeErrors: 0, gcRuns: 0 };
+  readonly stats: ForwarderStats = {
+    batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, wirePacketsIn: 0, packetsOut: 0, bytesOut: 0,
+    dropped: 0, offloadUnwritable: 0, writeErrors: 0, gcRuns: 0,
+  };
+  readonly offloadMode: OffloadMode;
   private readonly batch: PacketBatch;
   private views: Uint8Array[];
   private readonly sizes: number[];
   private readonly out: Uint8Array[];
   private readonly outSizes: number[];
+  /** Outcomes of the batch just decided; reused, so the loop allocates nothing per packet. */
+  private readonly pass: Uint8Array;
+  private readonly offs: Uint32Array;
+  private readonly lens: Uint32Array;
+  /** Passthrough: whether packet i carries offload metadata (NEEDS_CSUM or a GSO type) that must travel with it. */
+  private readonly offloaded: Uint8Array;
   private readonly clock: () => number;
   private readonly gc: GcSchedule;
   private nextGc: number;
-  /** With offloads: super-packets land here first, then are split into the batch. */
+  /** Split mode: super-packets land here first, then are split into the batch. */
   private readonly staging: Uint8Array[];
   private readonly stagingSizes: number[];
   private readonly udpCoalescing: boolean;
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
-    // Headroom for the virtio-net header in front of each packet, and room to prepend.
+    const mode = opts.offloadMode ?? "passthrough";
+    if (mode !== "passthrough" && mode !== "split") throw new InvalidInputError(`offloadMode must be "passthrough" or "split", got ${String(mode)}`);
+    this.offloadMode = mode;
+    // Headroom for the virtio-net header in front of each packet, and room to prepend;
+    // a buffer holds a whole super-packet, which passthrough reads straight into it.
     this.batch = dp.createBatch(size, { bufferSize: 65535 + 128, headroom: 128 });
     this.views = this.batch.bufferViews();
     this.sizes = new Array(size).fill(0);
     this.out = [];
     this.outSizes = [];
+    this.pass = new Uint8Array(size);
+    this.offs = new Uint32Array(size);
+    this.lens = new Uint32Array(size);
+    this.offloaded = new Uint8Array(size);
     this.clock = opts.clock ?? monotonicSeconds;
     this.gc = new GcSchedule({ mode: "adaptive", lru: dp.options.conntrack.whenFull === "evict-lru" });
     this.nextGc = this.clock() + this.gc.interval;
-    const stagingCount = device.vnetHdr ? Math.max(1, size >> 3) : 0;
+    const stagingCount = device.vnetHdr && mode === "split" ? Math.max(1, size >> 3) : 0;
     this.staging = Array.from({ length: stagingCount }, () => new Uint8Array(VIRTIO_NET_HDR_LEN + device.readCapacity));
     this.stagingSizes = new Array(stagingCount).fill(0);
     this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
+  }
+
+  private get passthrough(): boolean {
+    return this.device.vnetHdr && this.offloadMode === "passthrough";
   }
 
   /** One batch: read what is ready, decide, write. Returns the packets read. */
   step(): number {
     // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
     if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
-    return this.device.vnetHdr ? this.stepOffloaded() : this.stepPlain();
+    if (!this.device.vnetHdr) return this.stepPlain();
+    return this.offloadMode === "passthrough" ? this.stepPassthrough() : this.stepSplit();
   }
 
   /** Without offloads the device reads straight into the batch's buffers in Wasm memory. */
@@ -81,31 +144,73 @@ export class Forwarder {
     const n = this.device.read(this.views, this.sizes, this.batch.raw.headroom);
     if (n === 0) return 0;
     this.stats.reads += n;
+    this.stats.wirePacketsIn += n;
+    this.batch.fill(this.sizes, n, IP_AUTO);
     this.decideAndWrite(n);
     return n;
   }
 
   /**
-   * With offloads a read may be a super-packet (TSO/USO) or carry a partial
-   * checksum: split or complete it into the batch, decide the batch, and
-   * coalesce what passes into super-packets again on the way out.
+   * Offload passthrough (see OffloadMode): read straight into the batch, with
+   * each packet's virtio_net_hdr landing in its headroom, where it stays for
+   * the write.
    */
-  private stepOffloaded(): number {
+  private stepPassthrough(): number {
+    const headroom = this.batch.raw.headroom;
+    const n = this.device.read(this.views, this.sizes, headroom);
+    if (n === 0) return 0;
+    this.stats.reads += n;
+    this.batch.fill(this.sizes, n, IP_AUTO);
+    const at = headroom - VIRTIO_NET_HDR_LEN;
+    let wire = 0;
+    for (let i = 0; i < n; i++) {
+      const buf = this.views[i];
+      const needsCsum = buf[at + HDR_FLAGS] & VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      const gsoType = buf[at + HDR_GSO_TYPE];
+      this.offloaded[i] = needsCsum | gsoType;
+      if (needsCsum) this.batch.markChecksumPartial(i);
+      if (gsoType === VIRTIO_NET_HDR_GSO_NONE) {
+        wire++;
+        continue;
+      }
+      const hdrLen = this.hdr16(buf, at + HDR_HDR_LEN);
+      const gsoSize = this.hdr16(buf, at + HDR_GSO_SIZE);
+      wire += gsoSize > 0 && this.sizes[i] > hdrLen ? Math.ceil((this.sizes[i] - hdrLen) / gsoSize) : 1;
+    }
+    this.stats.wirePacketsIn += wire;
+    this.decideAndWrite(n);
+    return n;
+  }
+
+  /** A virtio_net_hdr u16 (host byte order: the legacy layout a TUN speaks). */
+  private hdr16(buf: Uint8Array, at: number): number {
+    return HOST_LE ? buf[at] | (buf[at + 1] << 8) : (buf[at] << 8) | buf[at + 1];
+  }
+
+  /**
+   * Offload split mode: a read may be a super-packet (TSO/USO) or carry a
+   * partial checksum: split or complete it into the batch, decide the batch,
+   * and coalesce what passes into super-packets again on the way out.
+   */
+  private stepSplit(): number {
     const n = this.device.read(this.staging, this.stagingSizes, VIRTIO_NET_HDR_LEN);
     if (n === 0) return 0;
     this.stats.reads += n;
     const headroom = this.batch.raw.headroom;
     let filled = 0;
+    const flush = () => {
+      this.stats.wirePacketsIn += filled;
+      this.batch.fill(this.sizes, filled, IP_AUTO);
+      this.decideAndWrite(filled);
+      filled = 0;
+    };
     for (let i = 0; i < n; i++) {
       const hdr = readVirtioNetHdr(this.staging[i], 0);
       const pkt = this.staging[i].subarray(VIRTIO_NET_HDR_LEN, VIRTIO_NET_HDR_LEN + this.stagingSizes[i]);
       try {
         if (hdr.gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
           const segments = Math.ceil(pkt.length / Math.max(1, hdr.gsoSize));
-          if (filled + segments > this.views.length && filled > 0) {
-            this.decideAndWrite(filled);
-            filled = 0;
-          }
+          if (filled + segments > this.views.length && filled > 0) flush();
           const sizes: number[] = [];
           filled += split(pkt, hdr, this.views.slice(filled), sizes, headroom);
           for (let k = 0; k < sizes.length; k++) this.sizes[filled - sizes.length + k] = sizes[k];
@@ -117,37 +222,44 @@ export class Forwarder {
         this.stats.dropped++;
         continue;
       }
-      if (filled === this.views.length) {
-        this.decideAndWrite(filled);
-        filled = 0;
-      }
+      if (filled === this.views.length) flush();
       this.views[filled].set(pkt, headroom);
       this.sizes[filled++] = pkt.length;
     }
-    if (filled) this.decideAndWrite(filled);
+    if (filled) flush();
     return n;
   }
 
-  /** Decides packets 0..n-1 of the batch and writes the ones that pass. */
+  /** Decides packets 0..n-1 of the batch (declared by fill()) and writes the ones that pass. */
   private decideAndWrite(n: number): void {
     const headroom = this.batch.raw.headroom;
     const now = this.clock();
-    this.batch.fill(this.sizes, n, { link: "ip", direction: "auto" });
     this.dp.process(this.batch, now);
+    this.batch.outcomesInto(n, this.pass, this.offs, this.lens);
+    const passthrough = this.passthrough;
     this.out.length = 0;
     this.outSizes.length = 0;
+    let bytesIn = 0;
+    let bytesOut = 0;
     for (let i = 0; i < n; i++) {
-      this.stats.bytesIn += this.sizes[i];
-      const o = this.batch.outcome(i);
-      if (!o.pass) {
+      bytesIn += this.sizes[i];
+      if (!this.pass[i]) {
         this.stats.dropped++;
         continue;
       }
-      // Rewrites may move the packet's start; hand the device a view that puts it at `headroom`.
-      this.out.push(this.views[i].subarray(o.off - headroom));
-      this.outSizes.push(o.len);
-      this.stats.bytesOut += o.len;
+      const off = this.offs[i];
+      const len = this.lens[i];
+      if (passthrough && (off !== headroom || len !== this.sizes[i]) && !this.rehome(i, off)) {
+        this.stats.dropped++;
+        this.stats.offloadUnwritable++;
+        continue;
+      }
+      this.out.push(off === headroom ? this.views[i] : this.shifted(i, off, len));
+      this.outSizes.push(len);
+      bytesOut += len;
     }
+    this.stats.bytesIn += bytesIn;
+    this.stats.bytesOut += bytesOut;
     this.stats.batches++;
     this.stats.packetsIn += n;
     this.stats.packetsOut += this.out.length;
@@ -155,23 +267,63 @@ export class Forwarder {
     if (now >= this.nextGc) this.collect(now);
   }
 
+  /**
+   * Rewrites moved packet i's start to `off`: a view of Wasm memory that puts
+   * it at `headroom`, as the device's batch contract wants. When the datapath
+   * prepended (off < headroom) the view begins before the buffer; only bytes
+   * from off - VIRTIO_NET_HDR_LEN on, inside the buffer, are ever read.
+   */
+  private shifted(i: number, off: number, len: number): Uint8Array {
+    const v = this.views[i];
+    const headroom = this.batch.raw.headroom;
+    return new Uint8Array(v.buffer, v.byteOffset + off - headroom, headroom + len);
+  }
+
+  /**
+   * Passthrough, packet i moved to `off` or resized by the datapath: its
+   * virtio_net_hdr must now sit in front of `off`. One that asks for nothing
+   * (a complete packet) is rewritten as zeros there; one carrying a GSO type
+   * or a partial checksum describes the packet as it was read (csum_start,
+   * hdr_len), so it cannot go out as it is: false.
+   */
+  private rehome(i: number, off: number): boolean {
+    if (this.offloaded[i] || off < VIRTIO_NET_HDR_LEN) return false;
+    this.views[i].fill(0, off - VIRTIO_NET_HDR_LEN, off);
+    return true;
+  }
+
   private writeOut(headroom: number): void {
     let bufs = this.out, sizes = this.outSizes, offset = headroom;
-    if (this.device.vnetHdr) {
+    if (this.device.vnetHdr && !this.passthrough) {
       const merged = coalesce(this.out, this.outSizes, headroom, { tcp: true, udp: this.udpCoalescing });
       bufs = merged.map((m) => m.bytes);
       sizes = merged.map((m) => m.size);
       offset = VIRTIO_NET_HDR_LEN;
     }
-    try {
-      this.device.write(bufs, sizes, offset);
-      this.stats.writes += bufs.length;
-    } catch (err) {
-      // A device that is down (EIO: just created, being moved to another namespace) loses
-      // this batch, as a NIC would; anything else is a real failure.
-      if (!(err instanceof TunIoError && err.errnoName === "EIO")) throw err;
-      this.stats.writes += err.done;
-      this.stats.writeErrors += bufs.length - err.done;
+    let from = 0;
+    while (from < bufs.length) {
+      const restBufs = from === 0 ? bufs : bufs.slice(from);
+      const restSizes = from === 0 ? sizes : sizes.slice(from);
+      try {
+        const done = this.device.write(restBufs, restSizes, offset);
+        this.stats.writes += done;
+        // The device pushed back (EAGAIN): what it did not take is lost, as on a full NIC queue.
+        this.stats.writeErrors += restBufs.length - done;
+        return;
+      } catch (err) {
+        if (!(err instanceof TunIoError)) throw err;
+        this.stats.writes += err.done;
+        if (err.errnoName === "EIO") {
+          // A device that is down (just created, being moved to another namespace) loses
+          // this batch, as a NIC would.
+          this.stats.writeErrors += restBufs.length - err.done;
+          return;
+        }
+        // The kernel refused one packet (EINVAL: a virtio_net_hdr it will not take): skip it, write the rest.
+        if (err.errnoName !== "EINVAL") throw err;
+        this.stats.writeErrors++;
+        from += err.done + 1;
+      }
     }
   }
 

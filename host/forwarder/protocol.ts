@@ -1,12 +1,12 @@
 /** Messages between the forwarder's worker thread and the thread that controls it. */
 import type { DatapathOptions } from "../config.js";
 import type { DatapathCounters } from "../datapath.js";
-import type { ForwarderStats } from "./forwarder.js";
+import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
   /** TUN device to create ("mbr%d" picks a free name). */
-  device: { name?: string; mtu?: number; offloads?: boolean };
+  device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
   /** Conntrack snapshot: restored at start when present, written at stop. */
   snapshotPath?: string;
   batchSize?: number;

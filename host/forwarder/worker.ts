@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   });
   try {
     post({ type: "ready", device: device.name, mtu: device.mtu, restored });
-    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize });
+    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode });
     const every = start.reportEveryMs ?? 1000;
     let nextReport = Date.now() + every;
     fwd.run(() => {

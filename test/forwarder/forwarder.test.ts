@@ -90,7 +90,7 @@ describe("forwarder with offloads (virtio-net header)", () => {
   const seg = (i: number) => packet4({ src: "10.0.1.2", dst: "10.0.2.2", id: 100 + i })
     .tcp({ sport: 4000, dport: 80, seq: 1 + i * 1000, ack: 1, flags: { ack: true }, payload: new Uint8Array(1000).fill(i) });
 
-  test("a TSO super-packet is split for the datapath, every segment tracked, and coalesced again on the way out", async () => {
+  test("split mode: a TSO super-packet is split for the datapath, every segment tracked, and coalesced again on the way out", async () => {
     const { coalesce, split, readVirtioNetHdr } = await import("../../host/tun/offload/index.js");
     const { verifyChecksums } = await import("../../host/packet/checksum.js");
     const segments = Array.from({ length: 8 }, (_, i) => seg(i));
@@ -99,7 +99,7 @@ describe("forwarder with offloads (virtio-net header)", () => {
     const [sup] = coalesce(bufs, segments.map((s) => s.length), 10);
     const dp = await Datapath.create({ conntrack: { tcpEntries: 1024, otherEntries: 1024 } });
     const tun = new FakeTun({ mtu: 1500, vnetHdr: true, gso: true });
-    const fwd = new Forwarder(dp, tun, { batchSize: 16, clock: () => 1000 });
+    const fwd = new Forwarder(dp, tun, { batchSize: 16, clock: () => 1000, offloadMode: "split" });
     tun.inject(sup.bytes.subarray(10), sup.bytes.subarray(0, 10));
     fwd.step();
     expect(fwd.stats).toMatchObject({ reads: 1, packetsIn: 8, packetsOut: 8, writes: 1 });
@@ -116,7 +116,7 @@ describe("forwarder with offloads (virtio-net header)", () => {
     });
   });
 
-  test("a packet with a partial checksum leaves with a complete one", async () => {
+  test("split mode: a packet with a partial checksum leaves with a complete one", async () => {
     const { pseudoHeaderSum4, verifyChecksums } = await import("../../host/packet/checksum.js");
     const pkt = packet4({ src: "10.0.1.2", dst: "10.0.2.2" }).udp({ sport: 1, dport: 2, payload: new Uint8Array(40).fill(7) });
     // As the kernel sends it with NEEDS_CSUM: the L4 checksum field holds only the pseudo-header sum.
@@ -127,7 +127,7 @@ describe("forwarder with offloads (virtio-net header)", () => {
     hdr[0] = 1; hdr[6] = 20; hdr[8] = 6; // NEEDS_CSUM, csum_start 20, csum_offset 6 (little-endian u16s)
     const dp = await Datapath.create({ conntrack: { tcpEntries: 64, otherEntries: 64 } });
     const tun = new FakeTun({ mtu: 1500, vnetHdr: true });
-    const fwd = new Forwarder(dp, tun, { clock: () => 1000 });
+    const fwd = new Forwarder(dp, tun, { clock: () => 1000, offloadMode: "split" });
     tun.inject(partial, hdr);
     fwd.step();
     const [w] = tun.drainWritten();
