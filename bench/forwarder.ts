@@ -59,7 +59,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ForwarderHandle } from "../host/forwarder/controller.js";
-import type { ForwarderStats } from "../host/forwarder/forwarder.js";
+import type { ForwarderStats, OffloadMode } from "../host/forwarder/forwarder.js";
 import type { DatapathOptions } from "../host/config.js";
 import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology } from "../host/demo/topology.js";
 import { demoUnavailable } from "../host/demo/requirements.js";
@@ -92,10 +92,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 type UdpVariant = "forwarder" | "c-loop" | "kernel";
-type TcpVariant = "offloads-on" | "offloads-off" | "kernel";
+type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "kernel";
 
 const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "c-loop", "forwarder", "forwarder", "c-loop"];
-const TCP_ORDER: TcpVariant[] = ["offloads-on", "offloads-off", "offloads-off", "offloads-on"];
+const TCP_ORDER: TcpVariant[] = ["offloads-on", "offloads-off", "offloads-off", "offloads-on", "offloads-split"];
 
 const UDP_LABEL: Record<UdpVariant, string> = {
   forwarder: `forwarder (batch ${BATCH})`,
@@ -104,6 +104,7 @@ const UDP_LABEL: Record<UdpVariant, string> = {
 };
 const TCP_LABEL: Record<TcpVariant, string> = {
   "offloads-on": "forwarder, offloads on",
+  "offloads-split": "forwarder, offloads on, split mode",
   "offloads-off": "forwarder, offloads off",
   kernel: "kernel forwarding, no TUN",
 };
@@ -170,6 +171,8 @@ export interface TcpRun {
   seconds?: number;
   /** The forwarder's worker thread on-CPU time over the test, % of one CPU. */
   forwarderCpuPercent?: number;
+  /** ... and in ns. */
+  forwarderCpuNs?: number;
   stealPercent?: number;
   /** The forwarder's stats when stopped (iperf3's control connection included). */
   stats?: ForwarderStats;
@@ -386,10 +389,10 @@ class Run {
    * (the race in the module comment); returns the worker thread's candidates
    * (new threads of this process).
    */
-  async startForwarder(offloads: boolean): Promise<number[]> {
+  async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough"): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
       const before = new Set(tasks());
-      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN, offloads }, batchSize: BATCH });
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN, offloads, offloadMode }, batchSize: BATCH });
       this.handle = handle;
       try {
         this.topo.attachTun(handle.ready.device);
@@ -544,7 +547,7 @@ class Run {
     let thread: number | undefined;
     try {
       if (variant !== "kernel") {
-        const candidates = await this.startForwarder(variant === "offloads-on");
+        const candidates = await this.startForwarder(variant !== "offloads-off", variant === "offloads-split" ? "split" : "passthrough");
         if (candidates.length === 1) thread = candidates[0];
       }
       const server = this.topo.lab.spawn(pod2.ns, ["iperf3", "-s", "-1", "-B", pod2.v4, "-p", String(IPERF_PORT), "--forceflush"], { label: "iperf3 server" });
@@ -558,7 +561,10 @@ class Run {
       const code = await Promise.race([client.exited, timeout((IPERF_S + 15) * 1000).then(() => "timeout" as const)]);
       const t1 = performance.now();
       row.stealPercent = stealPercent(times0, cpuTimes(), "cpu");
-      if (thread !== undefined) row.forwarderCpuPercent = (100 * (threadCpuNs("self", thread) - cpu0)) / ((t1 - t0) * 1e6);
+      if (thread !== undefined) {
+        row.forwarderCpuNs = threadCpuNs("self", thread) - cpu0;
+        row.forwarderCpuPercent = (100 * row.forwarderCpuNs) / ((t1 - t0) * 1e6);
+      }
       if (code === "timeout") {
         client.kill();
         throw new Error(`iperf3 client did not finish within ${IPERF_S + 15} s`);
@@ -642,7 +648,7 @@ function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
 
 function summarizeTcp(runs: TcpRun[]): TcpSummary[] {
   const out: TcpSummary[] = [];
-  for (const variant of ["offloads-on", "offloads-off", "kernel"] as const) {
+  for (const variant of ["offloads-on", "offloads-off", "offloads-split", "kernel"] as const) {
     const g = runs.filter((r) => r.variant === variant && !r.error).map((r) => r.gbitPerSecond!);
     if (!g.length) continue;
     out.push({ variant, runs: g.length, gbitPerSecond: g.reduce((a, b) => a + b, 0) / g.length, min: Math.min(...g), max: Math.max(...g) });
@@ -687,27 +693,33 @@ export async function runForwarder(): Promise<ForwarderResult> {
     const sink = run.toolIn(pod2.ns, ["sink", pod2.v4, UDP_PORT], "UDP sink");
     await sink.ready();
 
-    for (const { variant, run: n } of numbered(UDP_ORDER)) {
+    // FORWARDER_BENCH=udp or =tcp runs only that half (while working on one of them).
+    const only = process.env.FORWARDER_BENCH;
+    for (const { variant, run: n } of only === "tcp" ? [] : numbered(UDP_ORDER)) {
       progress(`UDP ${UDP_LABEL[variant]}, run ${n}`);
       const r = await run.udp(variant, n);
       udp.push(r);
       done(r);
     }
-    for (const { variant, run: n } of numbered(TCP_ORDER)) {
+    for (const { variant, run: n } of only === "udp" ? [] : numbered(TCP_ORDER)) {
       progress(`TCP ${TCP_LABEL[variant]}, run ${n}`);
       const r = await run.tcp(variant, n);
       tcp.push(r);
       done(r);
     }
     run.kernelForwarding();
-    progress(`UDP ${UDP_LABEL.kernel}`);
-    const ku = await run.udp("kernel", 1);
-    udp.push(ku);
-    done(ku);
-    progress(`TCP ${TCP_LABEL.kernel}`);
-    const kt = await run.tcp("kernel", 1);
-    tcp.push(kt);
-    done(kt);
+    if (only !== "tcp") {
+      progress(`UDP ${UDP_LABEL.kernel}`);
+      const ku = await run.udp("kernel", 1);
+      udp.push(ku);
+      done(ku);
+    }
+    if (only !== "udp") {
+      progress(`TCP ${TCP_LABEL.kernel}`);
+      const kt = await run.tcp("kernel", 1);
+      tcp.push(kt);
+      done(kt);
+    }
   } finally {
     cleanup = await run.cleanup();
     process.removeListener("SIGINT", onSignal);
@@ -800,7 +812,7 @@ function print(r: Measured): void {
     udpGoalNotes(r),
   );
 
-  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "reads", "pkts/read", "writes", "pkts/write", "steal"];
+  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "reads", "wire pkts/read", "writes", "pkts/write", "ns/wire pkt", "ns/read", "steal"];
   printTable(
     `Forwarder: iperf3 TCP pod1 -> pod2, one stream, ${r.config.iperfSeconds} s each, in the order run`,
     r.tcp.runs.map((row): Row => {
@@ -811,9 +823,11 @@ function print(r: Measured): void {
         retransmits: opt(row.retransmits),
         "fwd CPU": pct(row.forwarderCpuPercent),
         reads: opt(row.stats?.reads),
-        "pkts/read": row.stats && row.stats.reads ? num(row.stats.packetsIn / row.stats.reads, 1) : "-",
+        "wire pkts/read": row.stats && row.stats.reads ? num(row.stats.wirePacketsIn / row.stats.reads, 1) : "-",
         writes: opt(row.stats?.writes),
         "pkts/write": row.stats && row.stats.writes ? num(row.stats.packetsOut / row.stats.writes, 1) : "-",
+        "ns/wire pkt": row.stats && row.forwarderCpuNs !== undefined ? opt(row.forwarderCpuNs / row.stats.wirePacketsIn) : "-",
+        "ns/read": row.stats && row.forwarderCpuNs !== undefined ? opt(row.forwarderCpuNs / row.stats.reads) : "-",
         steal: pct(row.stealPercent, 1),
       };
     }),
@@ -901,9 +915,12 @@ function tcpRunNotes(r: Measured): string[] {
     ...r.tcp.runs.filter((row) => row.error).map((row) => `FAILED ${TCP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
     "Gbit/s = the receiver's rate (iperf3 -J end.sum_received); retransmits = the sender's; steal = over all CPUs during the test.",
     "fwd CPU = the forwarder's worker thread on-CPU time over the test, % of one CPU. reads/writes/pkts: the forwarder's stats for the",
-    "  whole run (iperf3's control connection included); pkts/read > 1 means TSO super-packets were read and split, pkts/write > 1",
-    "  that packets were coalesced before the write.",
-    "offloads on = the TUN opened with a virtio-net header and TSO/USO/checksum offloads; off = plain one-packet-per-read TUN.",
+    "  whole run (iperf3's control connection included); wire pkts/read > 1 means TSO super-packets were read (wire packets = the",
+    "  segments they stand for), pkts/write > 1 that packets were coalesced before the write (split mode).",
+    "ns/wire pkt, ns/read = the worker thread's on-CPU time during the test / wire packets, / reads: CPU cost per packet.",
+    "offloads on = the TUN opened with a virtio-net header and TSO/USO/checksum offloads, passthrough: a super-packet is decided once",
+    "  and written back with its virtio-net header for the kernel to segment; split mode = segmented in JS (full checksums), decided",
+    "  per segment, coalesced again on write (the previous design, for context); off = plain one-packet-per-read TUN.",
     "kernel forwarding = the same namespaces with the node's policy-routing rules removed: it forwards between the veths itself.",
   ];
 }

@@ -17,6 +17,10 @@
  *   tcp-stream <addr> <port> <count> <everyMs>    connect ({"connected":true,"localPort":n}), send line i every
  *                                                 everyMs, expect each echoed in order ({"echo":i}), then close;
  *                                                 any reset, early close or out-of-order echo fails
+ *   tcp-sink   <addr> <port>                      accept one connection, read to its end: {"received":n,"sha256":hex}
+ *   tcp-bulk   <addr> <port> <bytes>              connect, send <bytes> of a fixed pseudo-random stream in 256 KiB
+ *                                                 writes (the sender's stack makes TSO super-packets of them), close:
+ *                                                 {"sent":n,"sha256":hex,"localPort":n}
  *   udp-server <addr> <port> <count>              answer <count> datagrams
  *   udp-echo   <addr> <port>                      answer every datagram, until killed
  *   udp-client <addr> <port> <count> [everyMs]    send <count> requests, one at a time, everyMs apart
@@ -25,6 +29,7 @@
 import net from "node:net";
 import dgram from "node:dgram";
 import { writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { koffi } from "../bpf/ffi.js";
 import { libcLibrary } from "../bpf/libc.js";
 
@@ -148,6 +153,61 @@ function tcpStream(): void {
     done({ sent, echoed, localPort });
   });
   sock.on("error", (err) => fail(`tcp-stream: ${err.message} after ${echoed} of ${count} echoes`));
+}
+
+function tcpSink(): void {
+  const server = net.createServer((sock) => {
+    const hash = createHash("sha256");
+    let received = 0;
+    sock.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      hash.update(chunk);
+    });
+    sock.on("end", () => sock.end());
+    sock.on("close", (hadError) => (hadError ? fail("tcp-sink: connection reset") : done({ received, sha256: hash.digest("hex") })));
+    sock.on("error", (err) => fail(`tcp-sink socket: ${err.message}`));
+    server.close();
+  });
+  server.on("error", (err) => fail(`tcp-sink: ${err.message}`));
+  server.listen({ host: addr, port, exclusive: true }, ready);
+}
+
+/** The bytes tcp-bulk sends: an xorshift stream, so a segment put in the wrong place changes the hash. */
+function bulkChunk(chunk: Buffer, state: { x: number }): void {
+  let x = state.x;
+  for (let i = 0; i < chunk.length; i += 4) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    chunk.writeInt32LE(x | 0, i);
+  }
+  state.x = x;
+}
+
+function tcpBulk(): void {
+  const total = Number(extra);
+  const CHUNK = 256 * 1024;
+  if (!Number.isInteger(total) || total <= 0 || total % 4 !== 0) fail(`tcp-bulk: bytes must be a positive multiple of 4, got ${extra}`);
+  const hash = createHash("sha256");
+  const state = { x: 0x2545f491 };
+  const sock = net.connect({ host: addr, port });
+  let sent = 0;
+  let localPort = 0;
+  const pump = () => {
+    while (sent < total) {
+      const chunk = Buffer.alloc(Math.min(CHUNK, total - sent));
+      bulkChunk(chunk, state);
+      hash.update(chunk);
+      sent += chunk.length;
+      if (!sock.write(chunk)) return void sock.once("drain", pump);
+    }
+    sock.end();
+  };
+  sock.on("connect", () => {
+    localPort = sock.localPort ?? 0;
+    pump();
+  });
+  sock.resume();
+  sock.on("close", (hadError) => (hadError ? undefined : done({ sent, sha256: hash.digest("hex"), localPort })));
+  sock.on("error", (err) => fail(`tcp-bulk: ${err.message} after ${sent} bytes`));
 }
 
 function udpServer(forever: boolean): void {
@@ -283,6 +343,8 @@ const modes: Record<string, () => void> = {
   "tcp-client": tcpClient,
   "tcp-echo": tcpEcho,
   "tcp-stream": tcpStream,
+  "tcp-sink": tcpSink,
+  "tcp-bulk": tcpBulk,
   "udp-server": () => udpServer(false),
   "udp-echo": () => udpServer(true),
   "udp-client": udpClient,

@@ -119,6 +119,13 @@ export class LinuxTun implements TunDevice {
   /** One struct pollfd, reused by every wait(); koffi passes it in place, so revents lands here. */
   readonly #pollfd = new Uint8Array(POLLFD_SIZE);
   readonly #pollView = new DataView(this.#pollfd.buffer);
+  /**
+   * The view each read(2)/write(2) gets: a caller's buffer from `offset - hdr`
+   * to its end, made once per buffer and start rather than per packet (a
+   * subarray per syscall is garbage at a million packets a second). Weak:
+   * buffers detached by a growing Wasm memory are replaced by new ones.
+   */
+  readonly #views = new WeakMap<Uint8Array, { start: number; view: Uint8Array }>();
 
   /** Use openTun(). */
   constructor(opened: Opened) {
@@ -147,7 +154,7 @@ export class LinuxTun implements TunDevice {
     while (i < bufs.length) {
       // The view starts at the header (when there is one) and runs to the end
       // of the buffer: one read(2) returns header + packet, written in place.
-      const view = bufs[i]!.subarray(offset - hdr);
+      const view = this.#view(bufs[i]!, offset - hdr);
       const n = c.read(fd, view, view.length);
       if (n < 0) {
         const errno = c.errno();
@@ -169,8 +176,8 @@ export class LinuxTun implements TunDevice {
     const hdr = this.#hdr;
     let i = 0;
     while (i < bufs.length) {
-      const view = bufs[i]!.subarray(offset - hdr, offset + sizes[i]!);
-      const n = c.write(fd, view, view.length);
+      // The view runs to the end of the buffer; the count says where the packet ends.
+      const n = c.write(fd, this.#view(bufs[i]!, offset - hdr), hdr + sizes[i]!);
       if (n < 0) {
         const errno = c.errno();
         if (errno === EINTR) continue;
@@ -214,6 +221,14 @@ export class LinuxTun implements TunDevice {
     this.#fd = -1;
     // Closing the last fd of a non-persistent TUN deletes the interface.
     libc().close(fd);
+  }
+
+  #view(buf: Uint8Array, start: number): Uint8Array {
+    const cached = this.#views.get(buf);
+    if (cached !== undefined && cached.start === start) return cached.view;
+    const view = buf.subarray(start);
+    this.#views.set(buf, { start, view });
+    return view;
   }
 
   #open(): number {

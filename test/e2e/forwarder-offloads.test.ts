@@ -1,0 +1,136 @@
+/**
+ * End to end with TUN offloads: the forwarder's TUN carries a virtio-net
+ * header with TSO/USO/checksum offloads, so the kernel hands it TCP
+ * super-packets of up to 64 KiB with partial checksums. In passthrough mode
+ * (the default) each is decided once and written back with its header for
+ * the kernel to segment; in split mode it is segmented in JS and coalesced
+ * again. Bulk TCP over both families must arrive byte for byte (the sink's
+ * SHA-256 equals the sender's), and UDP and ping work alongside.
+ *
+ * Topology as in forwarder.test.ts (host/demo/topology.ts), namespaces mbro<pid>-*.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ForwarderHandle } from "../../host/forwarder/controller.js";
+import type { OffloadMode } from "../../host/forwarder/forwarder.js";
+import type { WorkerMessage } from "../../host/forwarder/protocol.js";
+import { formatTuple } from "../../host/conntrack/records.js";
+import { ForwarderTopology } from "../../host/demo/topology.js";
+import { demoUnavailable } from "../../host/demo/requirements.js";
+
+type Report = Extract<WorkerMessage, { type: "report" }>;
+
+const MISSING = demoUnavailable();
+if (MISSING && process.env.CI === "true") throw new Error(`forwarder offload tests cannot run in CI: ${MISSING}`);
+if (MISSING) console.warn(`skipping forwarder offload tests: ${MISSING}`);
+
+const PREFIX = `mbro${process.pid}`;
+const TUN = `${PREFIX}-tun`;
+const BULK_BYTES = 16 * 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe.skipIf(MISSING !== undefined)("the TUN forwarder with offloads", () => {
+  let topo: ForwarderTopology | undefined;
+  let fwd: ForwarderHandle | undefined;
+  let reports: Report[] = [];
+  let port = 7600;
+
+  async function start(offloadMode: OffloadMode): Promise<void> {
+    reports = [];
+    fwd = await ForwarderHandle.start({
+      options: { conntrack: { tcpEntries: 4096, otherEntries: 4096 } },
+      device: { name: TUN, offloads: true, offloadMode }, reportEveryMs: 100,
+      onReport: (r) => reports.push(r),
+    });
+    topo!.attachTun(fwd.ready.device);
+  }
+
+  async function stop(): Promise<Extract<WorkerMessage, { type: "stopped" }>> {
+    const h = fwd!;
+    fwd = undefined;
+    const stopped = await h.stop();
+    await topo!.releaseTun();
+    return stopped;
+  }
+
+  /** Bulk TCP pod1 -> pod2; returns the flow as the forwarder's report shows it once the connection closed. */
+  async function bulk(family: 4 | 6) {
+    const { pod1, pod2 } = topo!;
+    const dst = family === 4 ? pod2.v4 : pod2.v6;
+    const p = port++;
+    const sink = topo!.agent(pod2, ["tcp-sink", dst, p], { limitMs: 30_000 });
+    await sink.ready();
+    const sender = topo!.agent(pod1, ["tcp-bulk", dst, p, BULK_BYTES], { limitMs: 30_000 });
+    const [s, r] = await Promise.all([
+      sender.result<{ sent: number; sha256: string; localPort: number }>(30_000),
+      sink.result<{ received: number; sha256: string }>(30_000),
+    ]);
+    expect(r).toEqual({ received: BULK_BYTES, sha256: s.sha256 });
+    const flow = formatTuple({ family, src: family === 4 ? pod1.v4 : pod1.v6, dst, sport: s.localPort, dport: p, proto: 6, flags: 0 });
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const f = reports.at(-1)?.flows.find((x) => x.flow === flow);
+      if (f && f.state.includes("tx-closing") && f.state.includes("rx-closing")) return f;
+      if (Date.now() > deadline) throw new Error(`flow ${flow} not seen closed in the reports: ${JSON.stringify(reports.at(-1)?.flows)}`);
+      await sleep(25);
+    }
+  }
+
+  beforeAll(async () => {
+    try {
+      topo = await ForwarderTopology.create(PREFIX);
+      await topo.resolveNeighbours();
+      await start("passthrough");
+    } catch (err) {
+      if (fwd) await stop().catch(() => {});
+      await topo?.teardown();
+      throw err;
+    }
+  }, 30_000);
+
+  afterAll(async () => {
+    const problems: string[] = [];
+    if (fwd) await stop().catch((e: Error) => problems.push(e.message));
+    if (topo) problems.push(...(await topo.teardown()), ...topo.leftovers());
+    if (problems.length) throw new Error(`cleanup incomplete: ${problems.join("; ")}`);
+  }, 30_000);
+
+  it.each([4, 6] as const)("passthrough: 16 MiB of TCP over IPv%i arrive intact, as super-packets decided once each", async (family) => {
+    const before = reports.at(-1)?.stats;
+    const f = await bulk(family);
+    await sleep(150);
+    const st = reports.at(-1)!.stats;
+    const read = st.packetsIn - (before?.packetsIn ?? 0);
+    const wire = st.wirePacketsIn - (before?.wirePacketsIn ?? 0);
+    // 16 MiB is at least 11,000 MTU-sized segments; super-packets carried them in far fewer reads.
+    expect(wire).toBeGreaterThan(BULK_BYTES / 1500);
+    expect(read).toBeLessThan(wire / 2);
+    // Conntrack counted what it decided: one per super-packet, not per wire segment.
+    expect(f.txPackets).toBeLessThan(BULK_BYTES / 1500);
+    expect(st).toMatchObject({ dropped: 0, offloadUnwritable: 0, writeErrors: 0 });
+  }, 40_000);
+
+  it.each([4, 6] as const)("passthrough: UDP and ping over IPv%i with the checksum left partial", async (family) => {
+    const { pod1, ext } = topo!;
+    const dst = family === 4 ? ext.v4 : ext.v6;
+    const p = port++;
+    const server = topo!.agent(ext, ["udp-server", dst, p, 3]);
+    await server.ready();
+    const c = await topo!.agent(pod1, ["udp-client", dst, p, 3]).result<{ replies: number }>(8_000);
+    expect(c.replies).toBe(3);
+    const r = await topo!.agent(pod1, ["ping", dst, 7700 + family, 2]).result<{ replies: number }>(10_000);
+    expect(r.replies).toBe(2);
+  });
+
+  it("split mode: 16 MiB of TCP arrive intact, segmented in JS and coalesced on the way out", async () => {
+    await stop();
+    await start("split");
+    await bulk(4);
+    await sleep(150);
+    const st = reports.at(-1)!.stats;
+    expect(st.packetsIn).toBe(st.wirePacketsIn);
+    expect(st.packetsIn).toBeGreaterThan(BULK_BYTES / 1500);
+    // Coalescing: fewer writes than segments.
+    expect(st.writes).toBeLessThan(st.packetsOut / 2);
+    expect(st).toMatchObject({ dropped: 0, writeErrors: 0 });
+  }, 40_000);
+});
