@@ -107,9 +107,12 @@ export class Forwarder {
     const mode = opts.offloadMode ?? "passthrough";
     if (mode !== "passthrough" && mode !== "split") throw new InvalidInputError(`offloadMode must be "passthrough" or "split", got ${String(mode)}`);
     this.offloadMode = mode;
-    // Headroom for the virtio-net header in front of each packet, and room to prepend;
-    // a buffer holds a whole super-packet, which passthrough reads straight into it.
-    this.batch = dp.createBatch(size, { bufferSize: 65535 + 128, headroom: 128 });
+    // Headroom for the virtio-net header in front of each packet, and room to prepend.
+    // A buffer holds what one read may return: a whole super-packet with offloads, else
+    // an MTU (64 KiB buffers for 1500-byte packets would spread a batch over 8 MiB and
+    // cost cache and TLB misses on every packet).
+    const headroom = 128;
+    this.batch = dp.createBatch(size, { bufferSize: headroom + device.readCapacity, headroom });
     this.views = this.batch.bufferViews();
     this.sizes = new Array(size).fill(0);
     this.out = [];
