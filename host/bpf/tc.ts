@@ -13,6 +13,7 @@ import { captureLibbpfLog } from "./libbpf-log.js";
 import { decodeStruct, describeErrno, encodeStruct, libbpf } from "./libbpf.js";
 import { libc } from "./libc.js";
 import { ProgType, type BpfProgram } from "./program.js";
+import { currentNetnsId, openCurrentNetns, withNetnsFd } from "../netns/enter.js";
 
 const ENOENT = 2;
 const EEXIST = 17;
@@ -37,26 +38,41 @@ export interface TcAttachOptions {
   replace?: boolean;
 }
 
-/** Hooks per ifindex: whether we created the clsact, and how many of our attachments use it. */
-const hooks = new Map<number, { created: boolean; users: number }>();
+/**
+ * Hooks per interface: whether we created the clsact, and how many of our
+ * attachments use it. Keyed by network namespace and ifindex: the same
+ * ifindex names different devices in different namespaces.
+ */
+const hooks = new Map<string, { created: boolean; users: number }>();
+
+const hookKey = (netns: string, ifindex: number) => `${netns}/${ifindex}`;
 
 function hookStruct(ifindex: number, attachPoint: number): Buffer {
   return encodeStruct(libbpf().structs.bpf_tc_hook, { ifindex, attach_point: attachPoint });
 }
 
-/** One attached filter. detach() removes it (idempotent). */
+/**
+ * One attached filter. detach() removes it (idempotent), from the network
+ * namespace it was attached in, whichever namespace the caller is in then.
+ */
 export class TcAttachment {
   readonly ifindex: number;
+  /** currentNetnsId() of the namespace the interface is in. */
+  readonly netns: string;
   readonly direction: TcDirection;
   readonly handle: number;
   readonly priority: number;
   /** Kernel id of the attached program. */
   readonly progId: number;
   #attached = true;
+  /** An fd on that namespace, held until detach. */
+  #netnsFd: number;
 
   /** Internal: made by attachTc. */
-  constructor(ifindex: number, direction: TcDirection, handle: number, priority: number, progId: number) {
+  constructor(ifindex: number, netns: string, netnsFd: number, direction: TcDirection, handle: number, priority: number, progId: number) {
     this.ifindex = ifindex;
+    this.netns = netns;
+    this.#netnsFd = netnsFd;
     this.direction = direction;
     this.handle = handle;
     this.priority = priority;
@@ -73,6 +89,13 @@ export class TcAttachment {
    */
   detach(): void {
     if (!this.#attached) return;
+    if (currentNetnsId() === this.netns) this.#detachHere();
+    else withNetnsFd(this.#netnsFd, `of ifindex ${this.ifindex}`, () => this.#detachHere());
+    libc().close(this.#netnsFd);
+    this.#netnsFd = -1;
+  }
+
+  #detachHere(): void {
     const lib = libbpf();
     const action = `detach tc ${this.direction} filter from ifindex ${this.ifindex}`;
     captureLibbpfLog((log) => {
@@ -84,11 +107,12 @@ export class TcAttachment {
         throw new BpfSyscallError(`${action}: ${describeErrno(ret)}`, ret, log.text("warn"));
       }
       this.#attached = false;
-      const entry = hooks.get(this.ifindex);
+      const key = hookKey(this.netns, this.ifindex);
+      const entry = hooks.get(key);
       if (!entry) return;
       entry.users -= 1;
       if (entry.users > 0) return;
-      hooks.delete(this.ifindex);
+      hooks.delete(key);
       if (!entry.created) return;
       // INGRESS|EGRESS together means "delete the clsact qdisc" to libbpf.
       const r = lib.bpf_tc_hook_destroy(hookStruct(this.ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS));
@@ -116,10 +140,26 @@ export function attachTc(program: BpfProgram, opts: TcAttachOptions): TcAttachme
     throw new InvalidInputError(`tc attach: program ${program.name} is a ${program.typeName} program; tc needs sched_cls (SEC("tc"))`);
   }
 
-  const lib = libbpf();
   const action = `attach program ${program.name} to tc ${direction} of ifindex ${ifindex}`;
+  const netns = currentNetnsId();
+  const key = hookKey(netns, ifindex);
+  // Taken first: once the filter is attached nothing may fail before the attachment is returned.
+  const netnsFd = openCurrentNetns();
+  try {
+    return attachIn(program, opts, action, key, netns, netnsFd);
+  } catch (err) {
+    libc().close(netnsFd);
+    throw err;
+  }
+}
+
+function attachIn(program: BpfProgram, opts: TcAttachOptions, action: string, key: string, netns: string, netnsFd: number): TcAttachment {
+  const lib = libbpf();
+  const { ifindex, direction } = opts;
+  const priority = opts.priority ?? 0;
+  const handle = opts.handle ?? 0;
   return captureLibbpfLog((log) => {
-    let entry = hooks.get(ifindex);
+    let entry = hooks.get(key);
     let createdNow = false;
     if (!entry) {
       const ret = lib.bpf_tc_hook_create(hookStruct(ifindex, BPF_TC_INGRESS));
@@ -145,9 +185,9 @@ export function attachTc(program: BpfProgram, opts: TcAttachOptions): TcAttachme
       throw new BpfSyscallError(`${action}: ${describeErrno(ret)}${hint}`, ret, log.text("warn"));
     }
     entry.users += 1;
-    hooks.set(ifindex, entry);
+    hooks.set(key, entry);
     const out = decodeStruct(tcOpts, type);
-    return new TcAttachment(ifindex, direction, out.handle as number, out.priority as number, out.prog_id as number);
+    return new TcAttachment(ifindex, netns, netnsFd, direction, out.handle as number, out.priority as number, out.prog_id as number);
   });
 }
 

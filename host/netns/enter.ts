@@ -5,22 +5,47 @@
  * (tc filters, netlink requests, sockets, a TUN device) belongs to that
  * namespace, and /proc/sys/net opened meanwhile is that namespace's.
  */
-import { writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { CLONE_NEWNET, libc, O_CLOEXEC, O_RDONLY } from "../bpf/libc.js";
+
+const THREAD_NETNS = "/proc/thread-self/ns/net";
+
+/**
+ * The calling thread's network namespace as a string that tells namespaces
+ * apart (device and inode of its nsfs file), e.g. to key per-interface state
+ * by namespace and ifindex: ifindexes repeat across namespaces.
+ */
+export function currentNetnsId(): string {
+  const st = statSync(THREAD_NETNS);
+  return `${st.dev}:${st.ino}`;
+}
+
+/** An fd on the calling thread's network namespace (O_CLOEXEC), to come back to it with withNetnsFd. Close it when done. */
+export function openCurrentNetns(): number {
+  const c = libc();
+  const fd = c.open(THREAD_NETNS, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw new Error(`open ${THREAD_NETNS}: errno ${c.errno()}`);
+  return fd;
+}
 
 /** Runs `fn` with this thread in network namespace `name` (/run/netns/<name>), then returns to where it was. */
 export function withNetns<T>(name: string, fn: () => T): T {
   const c = libc();
-  const self = c.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) throw new Error(`open /proc/thread-self/ns/net: errno ${c.errno()}`);
+  const target = c.open(`/run/netns/${name}`, O_RDONLY | O_CLOEXEC);
+  if (target < 0) throw new Error(`open /run/netns/${name}: errno ${c.errno()}`);
   try {
-    const target = c.open(`/run/netns/${name}`, O_RDONLY | O_CLOEXEC);
-    if (target < 0) throw new Error(`open /run/netns/${name}: errno ${c.errno()}`);
-    try {
-      if (c.setns(target, CLONE_NEWNET) !== 0) throw new Error(`enter network namespace ${name}: errno ${c.errno()}`);
-    } finally {
-      c.close(target);
-    }
+    return withNetnsFd(target, name, fn);
+  } finally {
+    c.close(target);
+  }
+}
+
+/** Runs `fn` with this thread in the network namespace that fd `target` refers to (`name` is for messages), then returns. */
+export function withNetnsFd<T>(target: number, name: string, fn: () => T): T {
+  const c = libc();
+  const self = openCurrentNetns();
+  try {
+    if (c.setns(target, CLONE_NEWNET) !== 0) throw new Error(`enter network namespace ${name}: errno ${c.errno()}`);
     try {
       return fn();
     } finally {

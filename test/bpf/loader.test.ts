@@ -15,6 +15,7 @@ import { BpfObject } from "../../host/bpf/object.js";
 import { SKB_TEST_RUN_LIMITS } from "../../host/bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx, SKB_CTX_SIZE } from "../../host/bpf/skb-ctx.js";
 import { attachTc, interfaceIndex } from "../../host/bpf/tc.js";
+import { withNetns } from "../../host/netns/enter.js";
 import { compileFixture, describeIf, missingKernelBpf, missingTc, run, runQuietly } from "./kernel-env.js";
 
 const TC_ACT_OK = 0;
@@ -430,6 +431,28 @@ describeIf("tc attach on a veth pair", missingTc(), () => {
     attachment.detach();
     expect(run("tc", ["filter", "show", "dev", peerSide, "egress"])).not.toMatch(/classify/);
     expect(run("tc", ["qdisc", "show", "dev", peerSide])).toMatch(/clsact/);
+  });
+
+  it("tells apart devices with the same ifindex in two namespaces, and detaches from the right one wherever it is called", () => {
+    const ns = `mbr-tcns-${tag}`.slice(0, 30);
+    const ifindex = interfaceIndex(hostSide);
+    run("ip", ["netns", "add", ns]);
+    try {
+      // A device in the other namespace with the very same ifindex as hostSide here.
+      run("ip", ["-n", ns, "link", "add", "twin", "index", String(ifindex), "type", "veth", "peer", "name", "twin-peer"]);
+      const there = withNetns(ns, () => attachTc(obj.program("classify"), { ifindex, direction: "ingress" }));
+      const here = attachTc(obj.program("classify"), { ifindex, direction: "ingress" });
+      expect(there.netns).not.toBe(here.netns);
+      expect(run("ip", ["-n", ns, "-j", "link", "show", "twin"])).toContain(`"ifindex":${ifindex}`);
+      // Detached from this namespace: the filter and the clsact it made go from the twin, ours stays.
+      there.detach();
+      expect(run("tc", ["-n", ns, "qdisc", "show", "dev", "twin"])).not.toMatch(/clsact/);
+      expect(run("tc", ["filter", "show", "dev", hostSide, "ingress"])).toMatch(/classify/);
+      here.detach();
+      expect(run("tc", ["qdisc", "show", "dev", hostSide])).not.toMatch(/clsact/);
+    } finally {
+      runQuietly("ip", ["netns", "del", ns]);
+    }
   });
 
   it("names a missing interface", () => {

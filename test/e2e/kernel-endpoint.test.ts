@@ -141,8 +141,7 @@ describe.skipIf(E2E_SKIP)("bpf_lxc on a veth between network namespaces", () => 
       const d = dp;
       dp = undefined;
       try {
-        // Detach from inside the peer namespace: a TcAttachment knows its device only by ifindex,
-        // and in the test's own namespace that ifindex is some other device.
+        // A TcAttachment detaches in the namespace it was attached in by itself; entering it here is only explicit.
         if (netnsList().includes(topo.peer)) withNetns(topo.peer, () => d.detach());
         else d.object.close();
       } catch (err) {
