@@ -56,7 +56,8 @@ const policyKey = memory.data(16, 16);
 /** The endpoint_info of the local endpoint at `addr`, or 0. */
 function endpointAt(addr: usize): usize {
   const t = pFamily == 4 ? endpoints4 : endpoints6;
-  if (pFamily == 4) store<u32>(endpointKey, load<u32>(addr));
+  // The whole padded word: an IPv6 lookup before may have left bytes behind the IPv4 key.
+  if (pFamily == 4) store<u64>(endpointKey, <u64>load<u32>(addr));
   else memory.copy(endpointKey, addr, 16);
   const idx = tableLookup(t, endpointKey);
   return idx == 0 ? 0 : slotAddr(t, idx);

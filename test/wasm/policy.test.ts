@@ -7,6 +7,7 @@ import { Datapath } from "../../host/index.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { decodeIpcacheRow, decodePolicyRow } from "../../host/policy/records.js";
 import { parseIp } from "../../host/packet/address.js";
+import { packet6 } from "../../host/packet/build.js";
 import {
   CLUSTER, ENDPOINTS, EP_A, EP_B, HOST_IN_SUBNET, IPCACHE, POLICY_A, SUBNET, addr, policyDiff, policySteps,
 } from "../fixtures/policy-scenarios.js";
@@ -76,6 +77,21 @@ for (const family of [4, 6] as const) {
     });
   });
 }
+
+describe("families interleaved in one datapath", () => {
+  // Regression: an IPv6 endpoint lookup left address bytes in the scratch key
+  // that a following IPv4 lookup compared (found by the differential suite).
+  test("IPv4 steps after an IPv6 lookup of an address with bits in its second word", async () => {
+    const { dp } = await setup();
+    dp.decide(packet6({ src: "2001:db8:1:2::9", dst: "2001:db8::1" }).udp({ sport: 1, dport: 2 }), { direction: "egress", now: NOW });
+    for (const f of [4, 6] as const) {
+      for (const [i, step] of policySteps(f).entries()) {
+        const v = dp.decide(step.packet, { direction: step.direction, now: NOW });
+        expect(v.dropReason, `IPv${f} step ${i + 1}: ${step.note}`).toBe(step.expect.dropReason);
+      }
+    }
+  });
+});
 
 describe("policy drops are counted per direction", () => {
   test("DROP_POLICY packets by direction", async () => {
