@@ -6,7 +6,8 @@ import {
 } from "./generated/layout";
 import { PARSE_UNTRACKED, parsePacket } from "./parse";
 import { fragProcess } from "./frag";
-import { ctCreate, ctDir, ctLookup, ctResult, ctTableId } from "./conntrack";
+import { ctCreate, ctDir, ctEntry, ctLookup, ctResult, ctTableId } from "./conntrack";
+import { policyNewFlow, policyStoreIdentity } from "./policy";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
 
@@ -50,7 +51,9 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
   }
   reason = ctLookup(dirIn, now);
   // A new flow is decided here, before its entry exists.
+  if (reason == 0 && ctResult == CT_NEW) reason = policyNewFlow(ctDir);
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);
+  if (reason == 0 && ctResult == CT_NEW) policyStoreIdentity(ctEntry);
   if (reason != 0) {
     finish(d, VERDICT_DROP, reason, ctDir, ctResult, ctTableId, len);
     return;

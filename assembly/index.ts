@@ -7,13 +7,13 @@ import {
 } from "./generated/layout";
 import { loadConfig } from "./config";
 import { TABLE_COUNT, TABLE_FRAG4, createTables, statsOf, table } from "./tables";
-import {
-  Table, keyAddr, slotAddr, tableBytes, tableFlush, tableHighWater, tableInsert, tableLookup, tableRemove,
-  tableSlotUsed,
-} from "./table";
+import { slotAddr, tableBytes, tableFlush, tableHighWater, tableRemove, tableSlotUsed } from "./table";
+import { dumpCount, dumpNothing, tableDeleteKey, tableDumpRecords, tableUpsertRecord } from "./table-io";
 import { createMetrics, metricsBase } from "./metrics";
 import { regionAlloc, regionUsed } from "./region";
 export { processBatch as process, parseBatch as parse_batch } from "./datapath";
+import { createPolicyTables } from "./policy";
+import { policyTablesReady } from "./policy-exports";
 
 export const INIT_OK: i32 = 0;
 export const INIT_AGAIN: i32 = 1;
@@ -31,7 +31,8 @@ export function config_ptr(): usize {
 export function init(): i32 {
   if (initialized) return INIT_AGAIN;
   loadConfig(configArea);
-  if (!createMetrics() || !createTables()) return INIT_NO_MEMORY;
+  if (!createMetrics() || !createTables() || !createPolicyTables()) return INIT_NO_MEMORY;
+  policyTablesReady();
   initialized = true;
   return INIT_OK;
 }
@@ -95,43 +96,22 @@ function lifetimeOffset(id: i32): usize {
  * `out`, starting at slot `cursor` (1 to begin). Returns the cursor to continue
  * from, 0 when the scan is complete; dump_count() tells how many were written.
  */
-let lastDumpCount: u32 = 0;
-export function dump_count(): u32 { return lastDumpCount; }
+export function dump_count(): u32 { return dumpCount; }
 export function table_dump(id: i32, cursor: u32, out: usize, max: u32): u32 {
-  lastDumpCount = 0;
-  if (!validTable(id) || cursor == 0) return 0;
-  const t = table(id);
-  const rec = <usize>(t.keySize + t.valueSize);
-  const end = tableHighWater(t);
-  let idx = cursor;
-  for (; idx < end && lastDumpCount < max; idx++) {
-    if (!tableSlotUsed(t, idx)) continue;
-    const o = out + <usize>lastDumpCount * rec;
-    memory.copy(o, keyAddr(t, idx), t.keySize);
-    memory.copy(o + t.keySize, slotAddr(t, idx), t.valueSize);
-    lastDumpCount++;
-  }
-  return idx < end ? idx : 0;
+  return validTable(id) ? tableDumpRecords(table(id), cursor, out, max) : dumpNothing();
 }
 
 /**
  * Inserts `count` records (layout as table_dump) into table `id`, replacing
  * entries with the same key. Returns how many were stored (fewer when full).
  */
-const restoreKey = memory.data(48, 16);
 export function table_restore(id: i32, records: usize, count: u32): u32 {
   if (!validTable(id)) return 0;
   const t = table(id);
   const rec = <usize>(t.keySize + t.valueSize);
   let stored: u32 = 0;
   for (let i: u32 = 0; i < count; i++) {
-    const r = records + <usize>i * rec;
-    memory.fill(restoreKey, 0, 48);
-    memory.copy(restoreKey, r, t.keySize);
-    let idx = tableLookup(t, restoreKey);
-    if (idx == 0) idx = tableInsert(t, restoreKey);
-    if (idx == 0) break;
-    memory.copy(slotAddr(t, idx), r + t.keySize, t.valueSize);
+    if (!tableUpsertRecord(t, records + <usize>i * rec)) break;
     stored++;
   }
   return stored;
@@ -167,12 +147,10 @@ export function table_flush(id: i32): void {
 
 /** Deletes the entry whose record key is at `key`; returns whether it existed. */
 export function table_delete(id: i32, key: usize): bool {
-  if (!validTable(id)) return false;
-  const t = table(id);
-  memory.fill(restoreKey, 0, 48);
-  memory.copy(restoreKey, key, t.keySize);
-  const idx = tableLookup(t, restoreKey);
-  if (idx == 0) return false;
-  tableRemove(t, idx);
-  return true;
+  return validTable(id) && tableDeleteKey(table(id), key);
 }
+
+export {
+  policy_config_ptr, policy_table_capacity, policy_table_count, policy_table_key_size, policy_table_value_size,
+  policy_table_upsert, policy_table_delete, policy_table_dump, policy_table_flush, ipcache_identity,
+} from "./policy-exports";

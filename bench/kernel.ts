@@ -195,7 +195,7 @@ function ethFrame(packet: Uint8Array, family: Family): Uint8Array {
 }
 
 /** Compiles and loads `return 0;` as a tc program. */
-function loadNop(): BpfObject {
+export function loadNop(): BpfObject {
   const dir = mkdtempSync(join(tmpdir(), "membrane-bench-"));
   try {
     const src = join(dir, "nop.c");

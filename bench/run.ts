@@ -21,6 +21,7 @@ import { machineFacts, printMachineFacts } from "./machine.js";
 import { runMemory } from "./memory.js";
 import { runConntrack } from "./conntrack.js";
 import { runKernel } from "./kernel.js";
+import { runPolicy } from "./policy.js";
 import { runForwarder } from "./forwarder.js";
 
 interface Suite {
@@ -33,6 +34,7 @@ const SUITES: Suite[] = [
   { name: "memory", run: runMemory },
   { name: "conntrack", run: runConntrack },
   { name: "kernel", run: runKernel },
+  { name: "policy", run: runPolicy },
 ];
 if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 

@@ -15,6 +15,7 @@ import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "./co
 import type { PacketVerdict } from "./verdict.js";
 import { MembraneError } from "./errors.js";
 import type { DatapathEngine, PacketInput } from "./engine.js";
+import { WasmPolicyTables } from "./wasm/policy-tables.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -50,6 +51,7 @@ export class Datapath implements DatapathEngine {
   readonly engine = "wasm" as const;
   private single?: PacketBatch;
   private many?: PacketBatch;
+  private policy?: WasmPolicyTables;
 
   private constructor(readonly options: ResolvedOptions, private readonly core: WasmCore) {}
 
@@ -142,6 +144,11 @@ export class Datapath implements DatapathEngine {
   /** Empties the conntrack tables (and the fragment tables with them). */
   flush(): void {
     for (const table of TABLE_NAMES) this.core.flush(TABLE_IDS[table]);
+  }
+
+  /** Endpoints, ipcache and policy tables (written through host/policy/datapath-writer). */
+  policyTables(): WasmPolicyTables {
+    return (this.policy ??= new WasmPolicyTables(this.core));
   }
 
   tableInfo(table: TableName) {

@@ -7,3 +7,4 @@ export { GcSchedule, type GcScheduleOptions } from "./conntrack/gc-schedule.js";
 export { formatTuple, type CtRecord, type CtTuple, type CtTableName } from "./conntrack/records.js";
 export { MembraneError, InvalidInputError, NotSupportedError } from "./errors.js";
 export type { TableName } from "./wasm/core.js";
+export { PolicyDatapathWriter, type WriteSummary } from "./policy/datapath-writer.js";

@@ -33,6 +33,7 @@ export const METRICS_SLOTS: i32 = 512; // metrics entries: 256 drop reasons x 2 
 
 // enum drop_reason (common.h)
 export const DROP_NONE: i32 = 0; // not dropped
+export const DROP_POLICY: i32 = 133; // Policy denied
 export const DROP_INVALID: i32 = 134; // Invalid packet (malformed or truncated IP header)
 export const DROP_CT_INVALID_HDR: i32 = 135; // CT: invalid or truncated L4 header
 export const DROP_CT_UNKNOWN_PROTO: i32 = 137; // CT: unknown L4 protocol
@@ -64,6 +65,25 @@ export const CT_FULL_DROP: i32 = 1; // drop the new flow with DROP_CT_CREATE_FAI
 
 // enum pkt_flags (batch.h)
 export const PKT_F_CSUM_PARTIAL: i32 = 1;
+
+// enum endpoint_flags (policy.h)
+export const ENDPOINT_F_ENFORCE_INGRESS: i32 = 1; // ingress policy enforced
+export const ENDPOINT_F_ENFORCE_EGRESS: i32 = 2; // egress policy enforced
+
+// enum reserved_identity (policy.h)
+export const IDENTITY_UNKNOWN: i32 = 0; // unknown; in a policy key: any identity
+export const IDENTITY_HOST: i32 = 1; // the local node
+export const IDENTITY_WORLD: i32 = 2; // outside the cluster: any address the ipcache does not know
+export const IDENTITY_UNMANAGED: i32 = 3; // a local endpoint membrane does not manage
+export const IDENTITY_HEALTH: i32 = 4; // health checks
+export const IDENTITY_INIT: i32 = 5; // an endpoint whose identity is not resolved yet
+
+// enum policy_table (policy.h)
+export const POLICY_TABLE_ENDPOINT4: i32 = 0; // endpoints4
+export const POLICY_TABLE_ENDPOINT6: i32 = 1; // endpoints6
+export const POLICY_TABLE_IPCACHE4: i32 = 2; // ipcache4
+export const POLICY_TABLE_IPCACHE6: i32 = 3; // ipcache6
+export const POLICY_TABLE_POLICY: i32 = 4; // policy
 
 // struct ct_tuple4 (ct.h): 14 bytes, packed
 export const CT_TUPLE4_SIZE: i32 = 14;
@@ -164,3 +184,53 @@ export const PKT_DESC_CT_RESULT: i32 = 19;
 export const PKT_DESC_DROP_REASON: i32 = 20;
 export const PKT_DESC_CT_TABLE: i32 = 21;
 export const PKT_DESC_FLAGS: i32 = 22;
+
+// struct endpoint_key4 (policy.h): 4 bytes
+export const ENDPOINT_KEY4_SIZE: i32 = 4;
+export const ENDPOINT_KEY4_ADDR: i32 = 0;
+
+// struct endpoint_key6 (policy.h): 16 bytes
+export const ENDPOINT_KEY6_SIZE: i32 = 16;
+export const ENDPOINT_KEY6_ADDR: i32 = 0;
+
+// struct endpoint_info (policy.h): 20 bytes
+export const ENDPOINT_INFO_SIZE: i32 = 20;
+export const ENDPOINT_INFO_SEC_ID: i32 = 0;
+export const ENDPOINT_INFO_IFINDEX: i32 = 4;
+export const ENDPOINT_INFO_ID: i32 = 8;
+export const ENDPOINT_INFO_MAC: i32 = 10;
+export const ENDPOINT_INFO_FLAGS: i32 = 16;
+
+// struct ipcache_key4 (policy.h): 8 bytes
+export const IPCACHE_KEY4_SIZE: i32 = 8;
+export const IPCACHE_KEY4_PREFIXLEN: i32 = 0;
+export const IPCACHE_KEY4_ADDR: i32 = 4;
+
+// struct ipcache_key6 (policy.h): 20 bytes
+export const IPCACHE_KEY6_SIZE: i32 = 20;
+export const IPCACHE_KEY6_PREFIXLEN: i32 = 0;
+export const IPCACHE_KEY6_ADDR: i32 = 4;
+
+// struct ipcache_value (policy.h): 4 bytes
+export const IPCACHE_VALUE_SIZE: i32 = 4;
+export const IPCACHE_VALUE_SEC_ID: i32 = 0;
+
+// struct policy_key (policy.h): 12 bytes
+export const POLICY_KEY_SIZE: i32 = 12;
+export const POLICY_KEY_SEC_ID: i32 = 0;
+export const POLICY_KEY_ENDPOINT_ID: i32 = 4;
+export const POLICY_KEY_DPORT: i32 = 6;
+export const POLICY_KEY_PROTO: i32 = 8;
+export const POLICY_KEY_DIR: i32 = 9;
+
+// struct policy_entry (policy.h): 16 bytes
+export const POLICY_ENTRY_SIZE: i32 = 16;
+export const POLICY_ENTRY_HITS: i32 = 0;
+export const POLICY_ENTRY_PROXY_PORT: i32 = 8;
+export const POLICY_ENTRY_DENY: i32 = 10;
+
+// struct policy_config (policy.h): 16 bytes
+export const POLICY_CONFIG_SIZE: i32 = 16;
+export const POLICY_CONFIG_ENDPOINT_MAX: i32 = 0;
+export const POLICY_CONFIG_IPCACHE_MAX: i32 = 4;
+export const POLICY_CONFIG_POLICY_MAX: i32 = 8;

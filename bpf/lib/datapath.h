@@ -8,6 +8,7 @@
 #include "frag.h"
 #include "conntrack.h"
 #include "metrics.h"
+#include "policy.h"
 
 static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reason, __u8 dir, __u8 result, __u8 table, __u32 len)
 {
@@ -21,6 +22,7 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 {
 	struct pkt p = {};
 	struct ct_out out = {};
+	struct policy_out pol = {};
 	struct dp_config *cfg = datapath_config();
 	__u8 fallback = dir_in == DIR_AUTO ? CT_EGRESS : dir_in;
 	__u32 now = datapath_now();
@@ -38,7 +40,11 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 	reason = ct_lookup(&p, dir_in, now, cfg, &out);
 	/* A new flow is decided here, before its entry exists. */
 	if (reason == 0 && out.result == CT_NEW)
+		reason = policy_new_flow(&p, out.dir, &pol);
+	if (reason == 0 && out.result == CT_NEW)
 		reason = ct_create(&p, now, cfg, &out);
+	if (reason == 0 && out.result == CT_NEW)
+		policy_store_identity(&pol, out.entry);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, out.dir, out.result, out.table, skb->len);
 	return finish(skb, VERDICT_PASS, DROP_NONE, out.dir, out.result, out.table, skb->len);

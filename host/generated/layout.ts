@@ -115,6 +115,7 @@ export const datapathLimitsText: Readonly<Record<number, string>> = {
 /** enum drop_reason (common.h) */
 export const DropReason = {
   DROP_NONE: 0,
+  DROP_POLICY: 133,
   DROP_INVALID: 134,
   DROP_CT_INVALID_HDR: 135,
   DROP_CT_UNKNOWN_PROTO: 137,
@@ -128,6 +129,7 @@ export const DropReason = {
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export const dropReasonName: Readonly<Record<number, string>> = {
   0: "DROP_NONE",
+  133: "DROP_POLICY",
   134: "DROP_INVALID",
   135: "DROP_CT_INVALID_HDR",
   137: "DROP_CT_UNKNOWN_PROTO",
@@ -140,6 +142,7 @@ export const dropReasonName: Readonly<Record<number, string>> = {
 };
 export const dropReasonText: Readonly<Record<number, string>> = {
   0: "not dropped",
+  133: "Policy denied",
   134: "Invalid packet (malformed or truncated IP header)",
   135: "CT: invalid or truncated L4 header",
   137: "CT: unknown L4 protocol",
@@ -230,6 +233,72 @@ export const pktFlagsName: Readonly<Record<number, string>> = {
 };
 export const pktFlagsText: Readonly<Record<number, string>> = {
   1: "PKT_F_CSUM_PARTIAL",
+};
+
+/** enum endpoint_flags (policy.h) */
+export const EndpointFlags = {
+  ENDPOINT_F_ENFORCE_INGRESS: 1,
+  ENDPOINT_F_ENFORCE_EGRESS: 2,
+} as const;
+export type EndpointFlags = (typeof EndpointFlags)[keyof typeof EndpointFlags];
+export const endpointFlagsName: Readonly<Record<number, string>> = {
+  1: "ENDPOINT_F_ENFORCE_INGRESS",
+  2: "ENDPOINT_F_ENFORCE_EGRESS",
+};
+export const endpointFlagsText: Readonly<Record<number, string>> = {
+  1: "ingress policy enforced",
+  2: "egress policy enforced",
+};
+
+/** enum reserved_identity (policy.h) */
+export const ReservedIdentity = {
+  IDENTITY_UNKNOWN: 0,
+  IDENTITY_HOST: 1,
+  IDENTITY_WORLD: 2,
+  IDENTITY_UNMANAGED: 3,
+  IDENTITY_HEALTH: 4,
+  IDENTITY_INIT: 5,
+} as const;
+export type ReservedIdentity = (typeof ReservedIdentity)[keyof typeof ReservedIdentity];
+export const reservedIdentityName: Readonly<Record<number, string>> = {
+  0: "IDENTITY_UNKNOWN",
+  1: "IDENTITY_HOST",
+  2: "IDENTITY_WORLD",
+  3: "IDENTITY_UNMANAGED",
+  4: "IDENTITY_HEALTH",
+  5: "IDENTITY_INIT",
+};
+export const reservedIdentityText: Readonly<Record<number, string>> = {
+  0: "unknown; in a policy key: any identity",
+  1: "the local node",
+  2: "outside the cluster: any address the ipcache does not know",
+  3: "a local endpoint membrane does not manage",
+  4: "health checks",
+  5: "an endpoint whose identity is not resolved yet",
+};
+
+/** enum policy_table (policy.h) */
+export const PolicyTable = {
+  POLICY_TABLE_ENDPOINT4: 0,
+  POLICY_TABLE_ENDPOINT6: 1,
+  POLICY_TABLE_IPCACHE4: 2,
+  POLICY_TABLE_IPCACHE6: 3,
+  POLICY_TABLE_POLICY: 4,
+} as const;
+export type PolicyTable = (typeof PolicyTable)[keyof typeof PolicyTable];
+export const policyTableName: Readonly<Record<number, string>> = {
+  0: "POLICY_TABLE_ENDPOINT4",
+  1: "POLICY_TABLE_ENDPOINT6",
+  2: "POLICY_TABLE_IPCACHE4",
+  3: "POLICY_TABLE_IPCACHE6",
+  4: "POLICY_TABLE_POLICY",
+};
+export const policyTableText: Readonly<Record<number, string>> = {
+  0: "endpoints4",
+  1: "endpoints6",
+  2: "ipcache4",
+  3: "ipcache6",
+  4: "policy",
 };
 
 /** struct ct_tuple4 (ct.h): 14 bytes, packed. */
@@ -629,4 +698,235 @@ export function encodePktDesc(value: PktDesc, bytes: Uint8Array, off = 0): void 
   v.setUint8(20, value.dropReason);
   v.setUint8(21, value.ctTable);
   v.setUint8(22, value.flags);
+}
+
+/** struct endpoint_key4 (policy.h): 4 bytes. */
+export interface EndpointKey4 {
+  addr: number;
+}
+export const ENDPOINT_KEY4 = {
+  size: 4,
+  align: 4,
+  offsets: { addr: 0 },
+} as const;
+export function decodeEndpointKey4(bytes: Uint8Array, off = 0): EndpointKey4 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 4);
+  return {
+    addr: v.getUint32(0, false),
+  };
+}
+export function encodeEndpointKey4(value: EndpointKey4, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 4);
+  bytes.fill(0, off, off + 4);
+  v.setUint32(0, value.addr, false);
+}
+
+/** struct endpoint_key6 (policy.h): 16 bytes. */
+export interface EndpointKey6 {
+  addr: Uint8Array;
+}
+export const ENDPOINT_KEY6 = {
+  size: 16,
+  align: 1,
+  offsets: { addr: 0 },
+} as const;
+export function decodeEndpointKey6(bytes: Uint8Array, off = 0): EndpointKey6 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  return {
+    addr: bytes.slice(off + 0, off + 16),
+  };
+}
+export function encodeEndpointKey6(value: EndpointKey6, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  bytes.fill(0, off, off + 16);
+  bytes.set(value.addr.subarray(0, 16), off + 0);
+}
+
+/** struct endpoint_info (policy.h): 20 bytes. */
+export interface EndpointInfo {
+  secId: number; // the endpoint's security identity
+  ifindex: number; // its interface (the host side of its veth)
+  id: number; // endpoint id: selects its entries in the policy table
+  mac: Uint8Array;
+  flags: number; // enum endpoint_flags
+}
+export const ENDPOINT_INFO = {
+  size: 20,
+  align: 4,
+  offsets: { secId: 0, ifindex: 4, id: 8, mac: 10, flags: 16 },
+} as const;
+export function decodeEndpointInfo(bytes: Uint8Array, off = 0): EndpointInfo {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  return {
+    secId: v.getUint32(0, true),
+    ifindex: v.getUint32(4, true),
+    id: v.getUint16(8, true),
+    mac: bytes.slice(off + 10, off + 16),
+    flags: v.getUint8(16),
+  };
+}
+export function encodeEndpointInfo(value: EndpointInfo, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  bytes.fill(0, off, off + 20);
+  v.setUint32(0, value.secId, true);
+  v.setUint32(4, value.ifindex, true);
+  v.setUint16(8, value.id, true);
+  bytes.set(value.mac.subarray(0, 6), off + 10);
+  v.setUint8(16, value.flags);
+}
+
+/** struct ipcache_key4 (policy.h): 8 bytes. */
+export interface IpcacheKey4 {
+  prefixlen: number;
+  addr: number;
+}
+export const IPCACHE_KEY4 = {
+  size: 8,
+  align: 4,
+  offsets: { prefixlen: 0, addr: 4 },
+} as const;
+export function decodeIpcacheKey4(bytes: Uint8Array, off = 0): IpcacheKey4 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  return {
+    prefixlen: v.getUint32(0, true),
+    addr: v.getUint32(4, false),
+  };
+}
+export function encodeIpcacheKey4(value: IpcacheKey4, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  bytes.fill(0, off, off + 8);
+  v.setUint32(0, value.prefixlen, true);
+  v.setUint32(4, value.addr, false);
+}
+
+/** struct ipcache_key6 (policy.h): 20 bytes. */
+export interface IpcacheKey6 {
+  prefixlen: number;
+  addr: Uint8Array;
+}
+export const IPCACHE_KEY6 = {
+  size: 20,
+  align: 4,
+  offsets: { prefixlen: 0, addr: 4 },
+} as const;
+export function decodeIpcacheKey6(bytes: Uint8Array, off = 0): IpcacheKey6 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  return {
+    prefixlen: v.getUint32(0, true),
+    addr: bytes.slice(off + 4, off + 20),
+  };
+}
+export function encodeIpcacheKey6(value: IpcacheKey6, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  bytes.fill(0, off, off + 20);
+  v.setUint32(0, value.prefixlen, true);
+  bytes.set(value.addr.subarray(0, 16), off + 4);
+}
+
+/** struct ipcache_value (policy.h): 4 bytes. */
+export interface IpcacheValue {
+  secId: number; // security identity of the addresses in the prefix
+}
+export const IPCACHE_VALUE = {
+  size: 4,
+  align: 4,
+  offsets: { secId: 0 },
+} as const;
+export function decodeIpcacheValue(bytes: Uint8Array, off = 0): IpcacheValue {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 4);
+  return {
+    secId: v.getUint32(0, true),
+  };
+}
+export function encodeIpcacheValue(value: IpcacheValue, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 4);
+  bytes.fill(0, off, off + 4);
+  v.setUint32(0, value.secId, true);
+}
+
+/** struct policy_key (policy.h): 12 bytes. */
+export interface PolicyKey {
+  secId: number; // remote identity
+  endpointId: number;
+  dport: number; // destination port, network byte order
+  proto: number; // IANA protocol number
+  dir: number; // enum ct_dir: CT_EGRESS or CT_INGRESS
+}
+export const POLICY_KEY = {
+  size: 12,
+  align: 4,
+  offsets: { secId: 0, endpointId: 4, dport: 6, proto: 8, dir: 9 },
+} as const;
+export function decodePolicyKey(bytes: Uint8Array, off = 0): PolicyKey {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  return {
+    secId: v.getUint32(0, true),
+    endpointId: v.getUint16(4, true),
+    dport: v.getUint16(6, false),
+    proto: v.getUint8(8),
+    dir: v.getUint8(9),
+  };
+}
+export function encodePolicyKey(value: PolicyKey, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  bytes.fill(0, off, off + 12);
+  v.setUint32(0, value.secId, true);
+  v.setUint16(4, value.endpointId, true);
+  v.setUint16(6, value.dport, false);
+  v.setUint8(8, value.proto);
+  v.setUint8(9, value.dir);
+}
+
+/** struct policy_entry (policy.h): 16 bytes. */
+export interface PolicyEntry {
+  hits: bigint; // new flows this entry decided
+  proxyPort: number; // reserved for L7 redirection; 0
+  deny: number; // 1: deny, and deny wins over any matching allow
+}
+export const POLICY_ENTRY = {
+  size: 16,
+  align: 8,
+  offsets: { hits: 0, proxyPort: 8, deny: 10 },
+} as const;
+export function decodePolicyEntry(bytes: Uint8Array, off = 0): PolicyEntry {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  return {
+    hits: v.getBigUint64(0, true),
+    proxyPort: v.getUint16(8, false),
+    deny: v.getUint8(10),
+  };
+}
+export function encodePolicyEntry(value: PolicyEntry, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  bytes.fill(0, off, off + 16);
+  v.setBigUint64(0, value.hits, true);
+  v.setUint16(8, value.proxyPort, false);
+  v.setUint8(10, value.deny);
+}
+
+/** struct policy_config (policy.h): 16 bytes. */
+export interface PolicyConfig {
+  endpointMax: number; // endpoints per family
+  ipcacheMax: number; // prefixes per family
+  policyMax: number; // policy entries, all endpoints together
+}
+export const POLICY_CONFIG = {
+  size: 16,
+  align: 4,
+  offsets: { endpointMax: 0, ipcacheMax: 4, policyMax: 8 },
+} as const;
+export function decodePolicyConfig(bytes: Uint8Array, off = 0): PolicyConfig {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  return {
+    endpointMax: v.getUint32(0, true),
+    ipcacheMax: v.getUint32(4, true),
+    policyMax: v.getUint32(8, true),
+  };
+}
+export function encodePolicyConfig(value: PolicyConfig, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  bytes.fill(0, off, off + 16);
+  v.setUint32(0, value.endpointMax, true);
+  v.setUint32(4, value.ipcacheMax, true);
+  v.setUint32(8, value.policyMax, true);
 }

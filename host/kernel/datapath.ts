@@ -25,6 +25,7 @@ import {
 } from "../generated/layout.js";
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
+import { KernelPolicyTables } from "./policy-tables.js";
 
 
 
@@ -189,6 +190,11 @@ export class KernelDatapath implements DatapathEngine {
       tables[table] = s;
     });
     return { forwarded, drops, tables };
+  }
+
+  /** Endpoints, ipcache and policy maps (written through host/policy/datapath-writer). */
+  policyTables(): KernelPolicyTables {
+    return new KernelPolicyTables(this.object);
   }
 
   close(): void {

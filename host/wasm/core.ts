@@ -7,6 +7,7 @@ import { MembraneError } from "../errors.js";
 import { CT_STATS, DatapathLimits, decodeCtStats, type CtStats, PKT_DESC, METRICS_VALUE } from "../generated/layout.js";
 import type { ResolvedOptions } from "../config.js";
 import { encodeConfig } from "../config.js";
+import { encodePolicyOptions } from "../policy/options.js";
 import { instantiateCore, type CoreBuild, type CoreExports } from "./module.js";
 
 /** Table ids of the core: enum ct_table, then the two fragment tables. */
@@ -39,6 +40,7 @@ export class WasmCore {
     const core = new WasmCore(instantiateCore(build));
     const ex = core.exports;
     core.bytes().set(encodeConfig(options), ex.config_ptr());
+    core.bytes().set(encodePolicyOptions(options.policy), ex.policy_config_ptr());
     const rc = ex.init();
     if (rc === ex.INIT_NO_MEMORY.value) {
       throw new MembraneError("OUT_OF_MEMORY",

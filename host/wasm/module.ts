@@ -6,9 +6,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { MembraneError } from "../errors.js";
 import { packageRoot } from "../package-root.js";
+import type { PolicyCoreExports } from "./policy-tables.js";
 
 /** The functions assembly/index.ts exports. */
-export interface CoreExports {
+export interface CoreExports extends PolicyCoreExports {
   memory: WebAssembly.Memory;
   INIT_OK: WebAssembly.Global;
   INIT_AGAIN: WebAssembly.Global;

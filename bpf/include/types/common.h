@@ -60,6 +60,7 @@ enum datapath_limits {
  * in a byte because the metrics key stores it in one. */
 enum drop_reason {
 	DROP_NONE = 0,                /* not dropped */
+	DROP_POLICY = 133,            /* Policy denied */
 	DROP_INVALID = 134,           /* Invalid packet (malformed or truncated IP header) */
 	DROP_CT_INVALID_HDR = 135,    /* CT: invalid or truncated L4 header */
 	DROP_CT_UNKNOWN_PROTO = 137,  /* CT: unknown L4 protocol */

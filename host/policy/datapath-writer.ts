@@ -1,0 +1,132 @@
+/**
+ * Programs the policy tables of one or more datapaths (the Wasm core, the
+ * kernel maps) with identical records: what the policy engine produces
+ * (EndpointRecord[], IpcacheRecord[], PolicyDiff) is validated and encoded
+ * completely first, checked against every target's capacity, and only then
+ * written. Only records that change are written, so an entry the engine
+ * re-adds unchanged keeps its hit counter.
+ */
+import { InvalidInputError, MembraneError, wrap } from "../errors.js";
+import { POLICY_ENTRY } from "../generated/layout.js";
+import { endpointRecords, ipcacheRecord, policyKey, policyValue, type TableRecord } from "./records.js";
+import { POLICY_TABLE_NAMES, type PolicyTableName, type PolicyTableStore } from "./tables.js";
+import type { EndpointRecord, IpcacheRecord, PolicyDiff } from "./types.js";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const bytes = (h: string) => new Uint8Array(Buffer.from(h, "hex"));
+
+/** A value as the writer compares it: policy hit counters are the datapath's, not the writer's. */
+function comparable(table: PolicyTableName, value: Uint8Array): string {
+  if (table !== "policy") return hex(value);
+  const v = value.slice();
+  v.fill(0, POLICY_ENTRY.offsets.hits, POLICY_ENTRY.offsets.hits + 8);
+  return hex(v);
+}
+
+export interface WriteSummary {
+  /** Records stored (new or changed), per target. */
+  written: number;
+  /** Records removed, per target. */
+  deleted: number;
+}
+
+export class PolicyDatapathWriter {
+  /** What every target holds: table -> key hex -> comparable value hex. */
+  private readonly shadow = new Map<PolicyTableName, Map<string, string>>();
+
+  /** Takes the current contents of the first target as the starting point (pinned maps survive restarts). */
+  constructor(private readonly targets: readonly PolicyTableStore[]) {
+    if (targets.length === 0) throw new InvalidInputError("policy writer: needs at least one datapath");
+    for (const table of POLICY_TABLE_NAMES) {
+      this.shadow.set(table, new Map(targets[0].dump(table).map(([k, v]) => [hex(k), comparable(table, v)])));
+    }
+  }
+
+  /** Replaces the set of local endpoints. */
+  setEndpoints(endpoints: readonly EndpointRecord[]): WriteSummary {
+    if (!Array.isArray(endpoints)) throw new InvalidInputError("endpoints: expected an array");
+    const ids = new Set<number>();
+    const records: TableRecord[] = [];
+    endpoints.forEach((ep, i) => {
+      const recs = endpointRecords(ep, `endpoints[${i}] (id ${JSON.stringify(ep?.id)})`);
+      if (ids.has(ep.id)) throw new InvalidInputError(`endpoints[${i}]: id ${ep.id} appears twice`);
+      ids.add(ep.id);
+      records.push(...recs);
+    });
+    return this.replace(["endpoints4", "endpoints6"], records, "address");
+  }
+
+  /** Replaces the ipcache. */
+  setIpcache(prefixes: readonly IpcacheRecord[]): WriteSummary {
+    if (!Array.isArray(prefixes)) throw new InvalidInputError("ipcache: expected an array");
+    return this.replace(["ipcache4", "ipcache6"], prefixes.map((p, i) => ipcacheRecord(p, `ipcache[${i}] (${JSON.stringify(p?.cidr)})`)), "prefix");
+  }
+
+  /** Applies the engine's diff: per endpoint, removals first, then additions (a deny wins over an allow added under the same key). */
+  applyPolicy(diff: PolicyDiff): WriteSummary {
+    if (typeof diff !== "object" || diff === null || !(diff.changes instanceof Map)) {
+      throw new InvalidInputError("policy diff: expected { recomputed, changes: Map }");
+    }
+    const current = this.shadow.get("policy")!;
+    const next = new Map(current);
+    for (const [endpointId, change] of diff.changes) {
+      const what = `policy diff for endpoint ${endpointId}`;
+      if (!Array.isArray(change?.add) || !Array.isArray(change?.remove)) throw new InvalidInputError(`${what}: expected add and remove arrays`);
+      change.remove.forEach((e, i) => next.delete(hex(policyKey(endpointId, e, `${what}: remove[${i}]`))));
+      const added = new Map<string, string>();
+      change.add.forEach((e, i) => {
+        const key = hex(policyKey(endpointId, e, `${what}: add[${i}]`));
+        const value = hex(policyValue(e.deny, `${what}: add[${i}]`));
+        const prior = added.get(key);
+        if (prior === undefined || e.deny) added.set(key, value);
+      });
+      for (const [k, v] of added) next.set(k, v);
+    }
+    return this.sync("policy", next, "policy entries");
+  }
+
+  private replace(tables: PolicyTableName[], records: TableRecord[], noun: string): WriteSummary {
+    const wanted = new Map<PolicyTableName, Map<string, string>>(tables.map((t) => [t, new Map()]));
+    for (const r of records) {
+      const m = wanted.get(r.table)!;
+      const k = hex(r.key);
+      if (m.has(k)) throw new InvalidInputError(`${r.table}: the same ${noun} appears twice`);
+      m.set(k, hex(r.value));
+    }
+    for (const t of tables) this.checkCapacity(t, wanted.get(t)!.size, `${t} entries`);
+    const total = { written: 0, deleted: 0 };
+    for (const t of tables) {
+      const s = this.sync(t, wanted.get(t)!, `${t} entries`);
+      total.written += s.written;
+      total.deleted += s.deleted;
+    }
+    return total;
+  }
+
+  private checkCapacity(table: PolicyTableName, size: number, noun: string): void {
+    for (const target of this.targets) {
+      const cap = target.capacity(table);
+      if (size > cap) throw new InvalidInputError(`${noun}: ${size} do not fit the ${target.engine} datapath's ${table} table (${cap} entries; raise policy.${table.startsWith("ipcache") ? "ipcache" : table === "policy" ? "entries" : "endpoints"})`);
+    }
+  }
+
+  /** Makes every target's `table` hold exactly `wanted`, writing only differences. */
+  private sync(table: PolicyTableName, wanted: Map<string, string>, noun: string): WriteSummary {
+    this.checkCapacity(table, wanted.size, noun);
+    const current = this.shadow.get(table)!;
+    const gone = [...current.keys()].filter((k) => !wanted.has(k));
+    const changed = [...wanted].filter(([k, v]) => current.get(k) !== v);
+    for (const target of this.targets) {
+      try {
+        for (const k of gone) target.delete(table, bytes(k));
+        for (const [k, v] of changed) target.upsert(table, bytes(k), bytes(v));
+      } catch (err) {
+        // The shadow no longer matches this target: re-read it so the next write repairs the difference.
+        this.shadow.set(table, new Map(this.targets[0].dump(table).map(([k, v]) => [hex(k), comparable(table, v)])));
+        throw err instanceof MembraneError ? wrap(`write ${table}`, err) : err;
+      }
+    }
+    this.shadow.set(table, new Map(wanted));
+    return { written: changed.length, deleted: gone.length };
+  }
+}
