@@ -43,7 +43,7 @@ struct ct_entry {
 	__u64 tx_bytes;
 	__u32 lifetime;      /* absolute expiry, seconds of the datapath clock */
 	__u32 backend_id;    /* service backend chosen for this flow (0 = none) */
-	__u32 src_sec_id;    /* security identity of the source */
+	__u32 src_sec_id;    /* security identity of the remote end (policy; 0 = none) */
 	__u16 rev_nat_index; /* service to restore on replies (0 = none) */
 	__u8 tx_flags_seen;  /* OR of TCP flags seen in the original direction */
 	__u8 rx_flags_seen;  /* OR of TCP flags seen in the reply direction */
