@@ -9,6 +9,7 @@ import { fragProcess } from "./frag";
 import { ctCreate, ctDir, ctLookup, ctResult, ctTableId } from "./conntrack";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
+import { lbAfterCt, lbForward } from "./lb";
 
 function finish(d: usize, verdict: i32, reason: i32, dir: i32, result: i32, tableId: i32, len: u32): void {
   store<u8>(d + PKT_DESC_VERDICT, <u8>verdict);
@@ -48,9 +49,15 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     finish(d, VERDICT_DROP, reason, fallbackDir, CT_NONE, 0, len);
     return;
   }
+  reason = lbForward(now);
+  if (reason != 0) {
+    finish(d, VERDICT_DROP, reason, fallbackDir, CT_NONE, 0, len);
+    return;
+  }
   reason = ctLookup(dirIn, now);
   // A new flow is decided here, before its entry exists.
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);
+  if (reason == 0) reason = lbAfterCt();
   if (reason != 0) {
     finish(d, VERDICT_DROP, reason, ctDir, ctResult, ctTableId, len);
     return;

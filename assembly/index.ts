@@ -8,8 +8,8 @@ import {
 import { loadConfig } from "./config";
 import { TABLE_COUNT, TABLE_FRAG4, createTables, statsOf, table } from "./tables";
 import {
-  Table, keyAddr, slotAddr, tableBytes, tableFlush, tableHighWater, tableInsert, tableLookup, tableRemove,
-  tableSlotUsed,
+  Table, slotAddr, tableBytes, tableDumpCount, tableDumpRange, tableFlush, tableHighWater, tableInsert, tableLookup,
+  tableRemove, tableSlotUsed,
 } from "./table";
 import { createMetrics, metricsBase } from "./metrics";
 import { regionAlloc, regionUsed } from "./region";
@@ -100,18 +100,9 @@ export function dump_count(): u32 { return lastDumpCount; }
 export function table_dump(id: i32, cursor: u32, out: usize, max: u32): u32 {
   lastDumpCount = 0;
   if (!validTable(id) || cursor == 0) return 0;
-  const t = table(id);
-  const rec = <usize>(t.keySize + t.valueSize);
-  const end = tableHighWater(t);
-  let idx = cursor;
-  for (; idx < end && lastDumpCount < max; idx++) {
-    if (!tableSlotUsed(t, idx)) continue;
-    const o = out + <usize>lastDumpCount * rec;
-    memory.copy(o, keyAddr(t, idx), t.keySize);
-    memory.copy(o + t.keySize, slotAddr(t, idx), t.valueSize);
-    lastDumpCount++;
-  }
-  return idx < end ? idx : 0;
+  const next = tableDumpRange(table(id), cursor, out, max);
+  lastDumpCount = tableDumpCount;
+  return next;
 }
 
 /**
@@ -176,3 +167,7 @@ export function table_delete(id: i32, key: usize): bool {
   tableRemove(t, idx);
   return true;
 }
+
+export {
+  lb_config_ptr, lb_init, lb_update, lb_delete, lb_dump, lb_dump_count, lb_count, lb_capacity, lb_maglev_ptr,
+} from "./lb-exports";

@@ -198,3 +198,24 @@ export function tableFlush(t: Table): void {
   t.nextFresh = 1;
   t.hand = 1;
 }
+
+/**
+ * Copies up to `max` records (key bytes then value bytes) into `out`, from
+ * slot `cursor` on. Returns the slot to continue from (0 when done) and leaves
+ * the number written in tableDumpCount.
+ */
+export let tableDumpCount: u32 = 0;
+export function tableDumpRange(t: Table, cursor: u32, out: usize, max: u32): u32 {
+  tableDumpCount = 0;
+  const rec = <usize>(t.keySize + t.valueSize);
+  const end = tableHighWater(t);
+  let idx = cursor;
+  for (; idx < end && tableDumpCount < max; idx++) {
+    if (!tableSlotUsed(t, idx)) continue;
+    const o = out + <usize>tableDumpCount * rec;
+    memory.copy(o, keyAddr(t, idx), t.keySize);
+    memory.copy(o + t.keySize, slotAddr(t, idx), t.valueSize);
+    tableDumpCount++;
+  }
+  return idx < end ? idx : 0;
+}

@@ -5,6 +5,7 @@
  */
 import { InvalidInputError } from "./errors.js";
 import { CtFullPolicy, DP_CONFIG, encodeDpConfig } from "./generated/layout.js";
+import { resolveLbOptions, type LbOptions, type ResolvedLbOptions } from "./lb/options.js";
 
 export interface ConntrackOptions {
   /** Entries in each TCP table (IPv4 and IPv6 each). Cilium 1.5: 1,000,000. */
@@ -37,12 +38,15 @@ export interface DatapathOptions {
   fragments?: FragmentOptions;
   /** Seeds table hashing. Random by default: bucket placement is never compared across datapaths. */
   hashSeed?: number;
+  /** Service load-balancer table sizes and selection seed (docs/lb.md). */
+  lb?: LbOptions;
 }
 
 export interface ResolvedOptions {
   conntrack: Required<Omit<ConntrackOptions, "timeouts">> & { timeouts: Required<NonNullable<ConntrackOptions["timeouts"]>> };
   fragments: Required<FragmentOptions>;
   hashSeed: number;
+  lb: ResolvedLbOptions;
 }
 
 export const DEFAULTS: ResolvedOptions = {
@@ -54,6 +58,7 @@ export const DEFAULTS: ResolvedOptions = {
   },
   fragments: { entries: 8192, timeout: 30 },
   hashSeed: 0,
+  lb: resolveLbOptions(undefined),
 };
 
 /** Largest table: 16Mi entries, Cilium's upper bound for conntrack maps. */
@@ -88,6 +93,7 @@ const SHAPE: Shape = {
   },
   fragments: { entries: integer(1, 1 << 20), timeout: SECONDS },
   hashSeed: integer(0, 0xffffffff),
+  lb: (value, path) => void resolveLbOptions(value, path),
 };
 
 function check(value: unknown, shape: Shape, path: string): void {
@@ -117,6 +123,7 @@ export function resolveOptions(options: DatapathOptions = {}): ResolvedOptions {
     },
     fragments: { ...DEFAULTS.fragments, ...stripUndefined(options.fragments ?? {}) },
     hashSeed: options.hashSeed ?? (Math.random() * 0x100000000) >>> 0,
+    lb: resolveLbOptions(options.lb),
   };
 }
 

@@ -15,6 +15,8 @@ import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "./co
 import type { PacketVerdict } from "./verdict.js";
 import { MembraneError } from "./errors.js";
 import type { DatapathEngine, PacketInput } from "./engine.js";
+import { WasmLbTables } from "./lb/wasm-tables.js";
+import { ServiceManager } from "./lb/manager.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -50,6 +52,8 @@ export class Datapath implements DatapathEngine {
   readonly engine = "wasm" as const;
   private single?: PacketBatch;
   private many?: PacketBatch;
+  private lb?: WasmLbTables;
+  private serviceManager?: ServiceManager;
 
   private constructor(readonly options: ResolvedOptions, private readonly core: WasmCore) {}
 
@@ -102,6 +106,16 @@ export class Datapath implements DatapathEngine {
       for (let k = 0; k < batch.length; k++) out.push(batch.result(k));
     }
     return out;
+  }
+
+  /** The service load-balancer's tables (host/lb), for writers and dumps. */
+  lbTables(): WasmLbTables {
+    return (this.lb ??= new WasmLbTables(this.core, this.options.lb));
+  }
+
+  /** Services of this datapath: upsertService, deleteService, listServices (docs/lb.md). */
+  get services(): ServiceManager {
+    return (this.serviceManager ??= new ServiceManager([this.lbTables()], this.options.lb));
   }
 
   /** Nothing to release: the instance's memory goes with it. */

@@ -7,6 +7,7 @@
 #include "parse.h"
 #include "frag.h"
 #include "conntrack.h"
+#include "lb.h"
 #include "metrics.h"
 
 static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reason, __u8 dir, __u8 result, __u8 table, __u32 len)
@@ -21,6 +22,7 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 {
 	struct pkt p = {};
 	struct ct_out out = {};
+	struct lb_state lb = {};
 	struct dp_config *cfg = datapath_config();
 	__u8 fallback = dir_in == DIR_AUTO ? CT_EGRESS : dir_in;
 	__u32 now = datapath_now();
@@ -35,10 +37,15 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 		reason = frag_process(&p, now, cfg);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
+	reason = lb_forward(skb, &p, now, cfg, &lb);
+	if (reason != 0)
+		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
 	reason = ct_lookup(&p, dir_in, now, cfg, &out);
 	/* A new flow is decided here, before its entry exists. */
 	if (reason == 0 && out.result == CT_NEW)
 		reason = ct_create(&p, now, cfg, &out);
+	if (reason == 0)
+		reason = lb_after_ct(skb, &p, &out, &lb);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, out.dir, out.result, out.table, skb->len);
 	return finish(skb, VERDICT_PASS, DROP_NONE, out.dir, out.result, out.table, skb->len);

@@ -25,6 +25,7 @@ import {
 } from "../generated/layout.js";
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
+import { KernelLbTables, configureKernelLb } from "../lb/kernel-tables.js";
 
 
 
@@ -88,6 +89,7 @@ export class KernelDatapath implements DatapathEngine {
     const object = BpfObject.load(elf, { name: "membrane", mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
     try {
       object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
+      configureKernelLb(object, resolved.lb);
       return new KernelDatapath(resolved, object);
     } catch (err) {
       object.close();
@@ -189,6 +191,10 @@ export class KernelDatapath implements DatapathEngine {
       tables[table] = s;
     });
     return { forwarded, drops, tables };
+  }
+
+  lbTables(): KernelLbTables {
+    return new KernelLbTables(this.object, this.options.lb);
   }
 
   close(): void {
