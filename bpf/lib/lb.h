@@ -62,6 +62,33 @@ struct {
 	__uint(max_entries, 1);
 } lb_config SEC(".maps");
 
+/* Big locals of the LB stages live here, not on the stack: the stages are
+ * global functions, and a callee's stack adds to its caller's (512 bytes in all). */
+union lb_key {
+	struct lb4_key k4;
+	struct lb6_key k6;
+};
+
+struct lb_target {
+	union addr addr;
+	__be16 port;
+};
+
+struct lb_scratch {
+	union ct_key ct;        /* the SERVICE conntrack key */
+	struct ct_entry entry;  /* a new SERVICE entry */
+	union lb_key key;       /* services map key */
+	struct lb_target backend;
+	struct lb_target vip;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_scratch);
+	__uint(max_entries, 1);
+} lb_scratch SEC(".maps");
+
 /* What lb_forward leaves for lb_after_ct. */
 struct lb_state {
 	__u32 backend_id;
@@ -89,11 +116,9 @@ static __always_inline __u32 hash_word(__u32 h, __u32 k)
 static __always_inline __u32 lb_flow_hash(struct pkt *p, __u32 seed)
 {
 	__u32 h = seed, words = p->family == 4 ? 1 : 4;
-	__u32 s[4], d[4];
+	const __u32 *s = (const __u32 *)p->saddr.v6, *d = (const __u32 *)p->daddr.v6;
 	int i;
 
-	__builtin_memcpy(s, p->saddr.v6, 16);
-	__builtin_memcpy(d, p->daddr.v6, 16);
 	if (p->family == 4) {
 		h = hash_word(h, p->saddr.v4);
 		h = hash_word(h, p->daddr.v4);
@@ -118,35 +143,22 @@ static __always_inline __u32 lb_flow_hash(struct pkt *p, __u32 seed)
 
 /* ---- lookups ---- */
 
-union lb_key {
-	struct lb4_key k4;
-	struct lb6_key k6;
-};
-
-static __always_inline struct lb_service *lb_slot(struct pkt *p, __u16 slot)
+static __always_inline struct lb_service *lb_slot(struct pkt *p, union lb_key *key, __u16 slot)
 {
-	union lb_key key;
-
-	__builtin_memset(&key, 0, sizeof(key));
+	__builtin_memset(key, 0, sizeof(*key));
 	if (p->family == 4) {
-		key.k4.address = p->daddr.v4;
-		key.k4.dport = p->dport;
-		key.k4.slot = slot;
-		key.k4.proto = p->proto;
-		return bpf_map_lookup_elem(&lb4_services, &key.k4);
+		key->k4.address = p->daddr.v4;
+		key->k4.dport = p->dport;
+		key->k4.slot = slot;
+		key->k4.proto = p->proto;
+		return bpf_map_lookup_elem(&lb4_services, &key->k4);
 	}
-	__builtin_memcpy(key.k6.address, p->daddr.v6, 16);
-	key.k6.dport = p->dport;
-	key.k6.slot = slot;
-	key.k6.proto = p->proto;
-	return bpf_map_lookup_elem(&lb6_services, &key.k6);
+	__builtin_memcpy(key->k6.address, p->daddr.v6, 16);
+	key->k6.dport = p->dport;
+	key->k6.slot = slot;
+	key->k6.proto = p->proto;
+	return bpf_map_lookup_elem(&lb6_services, &key->k6);
 }
-
-/* A backend's address and port, the same for both families (IPv4 in addr.v4). */
-struct lb_target {
-	union addr addr;
-	__be16 port;
-};
 
 static __always_inline int lb_backend(__u8 family, __u32 id, struct lb_target *t)
 {
@@ -194,7 +206,7 @@ static __always_inline int lb_rev_nat(__u8 family, __u16 index, struct lb_target
 	return 1;
 }
 
-static __always_inline __u32 lb_select(struct pkt *p, struct lb_service *master, __u16 count, struct lb_config *cfg)
+static __always_inline __u32 lb_select(struct pkt *p, union lb_key *key, struct lb_service *master, __u16 count, struct lb_config *cfg)
 {
 	__u32 h = lb_flow_hash(p, cfg->hash_seed);
 	struct lb_service *slot;
@@ -208,7 +220,7 @@ static __always_inline __u32 lb_select(struct pkt *p, struct lb_service *master,
 		id = bpf_map_lookup_elem(&lb_maglev, &idx);
 		return id ? *id : 0;
 	}
-	slot = lb_slot(p, (__u16)(h % count + 1));
+	slot = lb_slot(p, key, (__u16)(h % count + 1));
 	return slot ? slot->backend_id : 0;
 }
 
@@ -224,11 +236,10 @@ static __always_inline void lb_rewrite_addr(struct __sk_buff *skb, struct pkt *p
 {
 	__u32 csum = l4_csum_off(p->proto, p->l4);
 	__u64 l4flags = BPF_F_PSEUDO_HDR | (p->proto == IPPROTO_UDP_ ? BPF_F_MARK_MANGLED_0 : 0) | 4;
-	__u32 o[4], n[4];
+	__u32 *o = (__u32 *)cur->v6;
+	const __u32 *n = (const __u32 *)next->v6;
 	int i, words = p->family == 4 ? 1 : 4;
 
-	__builtin_memcpy(o, cur->v6, 16);
-	__builtin_memcpy(n, next->v6, 16);
 #pragma unroll
 	for (i = 0; i < 4; i++) {
 		if (i >= words || o[i] == n[i])
@@ -238,8 +249,8 @@ static __always_inline void lb_rewrite_addr(struct __sk_buff *skb, struct pkt *p
 		if (p->frag != FRAG_LATER)
 			bpf_l4_csum_replace(skb, csum, o[i], n[i], l4flags);
 		bpf_skb_store_bytes(skb, off + i * 4, &n[i], 4, 0);
+		o[i] = n[i];
 	}
-	*cur = *next;
 }
 
 static __always_inline void lb_rewrite_port(struct __sk_buff *skb, struct pkt *p, __u32 off, __be16 old, __be16 port)
@@ -254,58 +265,70 @@ static __always_inline void lb_rewrite_port(struct __sk_buff *skb, struct pkt *p
 
 /* ---- the stages ---- */
 
-/* Before conntrack: 0 (translated, or not a service packet) or a drop reason. */
-static __always_inline int lb_forward(struct __sk_buff *skb, struct pkt *p, __u32 now, struct dp_config *cfg, struct lb_state *st)
+/* Before conntrack: 0 (translated, or not a service packet) or a drop reason.
+ * A global function: the verifier checks it once on its own instead of once
+ * per path through the caller, which kept the whole program within its limit. */
+__attribute__((noinline)) int lb_forward(struct __sk_buff *skb, struct pkt *p, __u32 now, struct dp_config *cfg, struct lb_state *st)
 {
 	__u32 zero = 0;
 	struct lb_config *lbc = bpf_map_lookup_elem(&lb_config, &zero);
+	struct lb_scratch *x = bpf_map_lookup_elem(&lb_scratch, &zero);
 	struct lb_service *master;
-	struct ct_out svc = {};
 	struct ct_entry *e;
-	struct lb_target b;
 	__u32 backend_id = 0;
 	__u16 count, rev_nat;
+	__u8 table;
 	void *map;
 	int found = 0;
 
-	st->translated = 0;
-	if (!lbc || p->icmp_error || (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_))
+	if (!p || !cfg || !st)
 		return 0;
-	master = lb_slot(p, 0);
+	st->translated = 0;
+	if (!lbc || !x || p->icmp_error || (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_))
+		return 0;
+	master = lb_slot(p, &x->key, 0);
 	if (!master)
 		return 0;
 	count = master->count;
 	rev_nat = master->rev_nat_index;
 
-	svc.table = ct_table_for(p->family, p->proto);
-	map = ct_map(svc.table);
-	write_tuple(&svc.fwd, p->family, &p->saddr, &p->daddr, p->sport, p->dport, p->proto);
-	e = lookup_live(map, &svc.fwd, p->family, TUPLE_F_SERVICE, now);
+	table = ct_table_for(p->family, p->proto);
+	map = ct_map(table);
+	write_tuple(&x->ct, p->family, &p->saddr, &p->daddr, p->sport, p->dport, p->proto);
+	e = lookup_live(map, &x->ct, p->family, TUPLE_F_SERVICE, now);
 	if (e) {
 		backend_id = e->backend_id;
-		found = lb_backend(p->family, backend_id, &b);
+		found = lb_backend(p->family, backend_id, &x->backend);
 	}
 	if (!found) {
 		/* A new flow, or its backend is gone: select (again). No backend to select is a named drop. */
 		if (count == 0)
 			return DROP_NO_SERVICE;
-		backend_id = lb_select(p, master, count, lbc);
-		if (!lb_backend(p->family, backend_id, &b))
+		backend_id = lb_select(p, &x->key, master, count, lbc);
+		if (!lb_backend(p->family, backend_id, &x->backend))
 			return DROP_NO_SERVICE;
 	}
-	if (!e) {
-		if (ct_create(p, now, cfg, &svc) != 0 || !svc.entry)
-			return DROP_CT_CREATE_FAILED;
-		e = svc.entry;
-	} else {
+	if (e) {
 		ct_update(e, p, 0, now, cfg);
+		e->backend_id = backend_id;
+		e->rev_nat_index = rev_nat;
+	} else {
+		/* ct_create's steps, with the entry built in scratch memory. */
+		__builtin_memset(&x->entry, 0, sizeof(x->entry));
+		x->entry.created = now;
+		ct_update(&x->entry, p, 0, now, cfg);
+		x->entry.backend_id = backend_id;
+		x->entry.rev_nat_index = rev_nat;
+		if (bpf_map_update_elem(map, &x->ct, &x->entry, BPF_ANY) != 0) {
+			stats_create_failed(table);
+			return DROP_CT_CREATE_FAILED;
+		}
+		stats_created(table);
 	}
-	e->backend_id = backend_id;
-	e->rev_nat_index = rev_nat;
 
-	lb_rewrite_addr(skb, p, p->l3 + (p->family == 4 ? 16 : 24), &p->daddr, &b.addr);
-	lb_rewrite_port(skb, p, p->l4 + 2, p->dport, b.port);
-	p->dport = b.port;
+	lb_rewrite_addr(skb, p, p->l3 + (p->family == 4 ? 16 : 24), &p->daddr, &x->backend.addr);
+	lb_rewrite_port(skb, p, p->l4 + 2, p->dport, x->backend.port);
+	p->dport = x->backend.port;
 	st->translated = 1;
 	st->backend_id = backend_id;
 	st->rev_nat_index = rev_nat;
@@ -370,21 +393,19 @@ static __always_inline void quoted_l4_csum(struct __sk_buff *skb, struct pkt *p,
 	icmp_put16(skb, p, off, res);
 }
 
-static __always_inline void lb_rev_nat_icmp_error(struct __sk_buff *skb, struct pkt *p, struct ct_entry *e, struct lb_target *vip)
+static __always_inline void lb_rev_nat_icmp_error(struct __sk_buff *skb, struct pkt *p, struct ct_entry *e, struct lb_target *vip, struct lb_target *b)
 {
-	struct lb_target b;
-	__u32 q = p->l4 + 8, idaddr_off, l4csum, l4field, o[4], n[4], s[4], bw[4];
+	__u32 q = p->l4 + 8, idaddr_off, l4csum, l4field;
+	const __u32 *o = (const __u32 *)p->idaddr.v6, *n = (const __u32 *)vip->addr.v6;
+	const __u32 *s = (const __u32 *)p->saddr.v6, *bw;
 	int i, words = p->family == 4 ? 1 : 4, from_backend = 1;
 
 	if (p->iproto != IPPROTO_TCP_ && p->iproto != IPPROTO_UDP_)
 		return;
-	if (!lb_backend(p->family, e->backend_id, &b))
+	if (!lb_backend(p->family, e->backend_id, b))
 		return;
-	__builtin_memcpy(o, p->idaddr.v6, 16);
-	__builtin_memcpy(n, vip->addr.v6, 16);
-	__builtin_memcpy(s, p->saddr.v6, 16);
-	__builtin_memcpy(bw, b.addr.v6, 16);
-	if (p->idport != b.port)
+	bw = (const __u32 *)b->addr.v6;
+	if (p->idport != b->port)
 		return;
 #pragma unroll
 	for (i = 0; i < 4; i++) {
@@ -426,30 +447,32 @@ static __always_inline void lb_rev_nat_icmp_error(struct __sk_buff *skb, struct 
 	}
 }
 
-/* After conntrack: records the service in a translated flow's entry; reverse-NATs replies and related ICMP errors. */
-static __always_inline int lb_after_ct(struct __sk_buff *skb, struct pkt *p, struct ct_out *out, struct lb_state *st)
+/* After conntrack: records the service in a translated flow's entry `e`
+ * (conntrack's result `result`); reverse-NATs replies and related ICMP errors.
+ * A global function, as lb_forward. */
+__attribute__((noinline)) int lb_after_ct(struct __sk_buff *skb, struct pkt *p, struct ct_entry *e, __u32 result, struct lb_state *st)
 {
-	struct ct_entry *e = out->entry;
-	struct lb_target vip;
+	__u32 zero = 0;
+	struct lb_scratch *x = bpf_map_lookup_elem(&lb_scratch, &zero);
 
-	if (!e)
+	if (!p || !e || !st || !x)
 		return 0;
 	if (st->translated) {
-		if (out->result == CT_NEW || out->result == CT_ESTABLISHED) {
+		if (result == CT_NEW || result == CT_ESTABLISHED) {
 			e->backend_id = st->backend_id;
 			e->rev_nat_index = st->rev_nat_index;
 		}
 		return 0;
 	}
 	/* No reverse-NAT entry (the service is gone): the packet passes as it is, as in Cilium. */
-	if (!lb_rev_nat(p->family, e->rev_nat_index, &vip))
+	if (!lb_rev_nat(p->family, e->rev_nat_index, &x->vip))
 		return 0;
-	if (out->result == CT_REPLY) {
-		lb_rewrite_addr(skb, p, p->l3 + (p->family == 4 ? 12 : 8), &p->saddr, &vip.addr);
-		lb_rewrite_port(skb, p, p->l4, p->sport, vip.port);
-		p->sport = vip.port;
-	} else if (out->result == CT_RELATED) {
-		lb_rev_nat_icmp_error(skb, p, e, &vip);
+	if (result == CT_REPLY) {
+		lb_rewrite_addr(skb, p, p->l3 + (p->family == 4 ? 12 : 8), &p->saddr, &x->vip.addr);
+		lb_rewrite_port(skb, p, p->l4, p->sport, x->vip.port);
+		p->sport = x->vip.port;
+	} else if (result == CT_RELATED) {
+		lb_rev_nat_icmp_error(skb, p, e, &x->vip, &x->backend);
 	}
 	return 0;
 }
