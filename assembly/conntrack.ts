@@ -38,7 +38,7 @@ export let ctDir: i32 = 0;
 export let ctTableId: i32 = 0;
 export let ctEntry: usize = 0; // the entry, for later stages (LB, NAT, policy)
 
-function writeTuple(key: usize, saddr: usize, daddr: usize, sport: u16, dport: u16, proto: i32): void {
+export function writeTuple(key: usize, saddr: usize, daddr: usize, sport: u16, dport: u16, proto: i32): void {
   if (pFamily == 4) {
     store<u32>(key + CT_TUPLE4_SADDR, load<u32>(saddr));
     store<u32>(key + CT_TUPLE4_DADDR, load<u32>(daddr));
@@ -63,7 +63,7 @@ function writeTuple(key: usize, saddr: usize, daddr: usize, sport: u16, dport: u
   store<u8>(key + (pFamily == 4 ? CT_TUPLE4_FLAGS : CT_TUPLE6_FLAGS), <u8>flags);
 }
 
-function tableIdFor(proto: i32): i32 {
+export function tableIdFor(proto: i32): i32 {
   if (pFamily == 4) return proto == PROTO_TCP ? CT_TABLE_TCP4 : CT_TABLE_ANY4;
   return proto == PROTO_TCP ? CT_TABLE_TCP6 : CT_TABLE_ANY6;
 }
@@ -74,7 +74,7 @@ function tableIdFor(proto: i32): i32 {
 }
 
 /** The live entry under `key` with `flags`, or 0. Expired entries count as absent. */
-function lookupLive(t: Table, key: usize, flags: i32, now: u32): u32 {
+export function lookupLive(t: Table, key: usize, flags: i32, now: u32): u32 {
   setFlags(key, flags);
   const idx = tableLookup(t, key);
   if (idx == 0) return 0;
@@ -143,38 +143,54 @@ function bump(stats: usize, field: i32): void {
  * under the drop policy, reclaims it only if it expired. Returns 0 or a drop reason.
  */
 export function ctCreate(now: u32): i32 {
-  const t = table(ctTableId);
-  const stats = statsOf(ctTableId);
-  let idx = tableLookup(t, keyFwd);
+  const e = ctCreateKey(ctTableId, keyFwd, now);
+  if (e == 0) return DROP_CT_CREATE_FAILED;
+  ctEntry = e;
+  return 0;
+}
+
+/**
+ * Creates (or reinitialises) the entry under `key` (flags set) in table `id`
+ * for the packet being decided, as ctCreate does; returns it, or 0 when the
+ * table refused it (counted). The service stage creates its SERVICE entries so.
+ */
+export function ctCreateKey(id: i32, key: usize, now: u32): usize {
+  const t = table(id);
+  const stats = statsOf(id);
+  let idx = tableLookup(t, key);
   if (idx != 0) {
     memory.fill(slotAddr(t, idx), 0, t.valueSize);
     tableTouch(t, idx);
   } else {
-    idx = tableInsert(t, keyFwd);
+    idx = tableInsert(t, key);
     if (idx == 0) {
       const oldest = tableVictim(t);
       if (oldest == 0) { // a zero-capacity table
         bump(stats, CT_STATS_CREATE_FAILED);
-        return DROP_CT_CREATE_FAILED;
+        return 0;
       }
       const expired = load<u32>(slotAddr(t, oldest) + CT_ENTRY_LIFETIME) < now;
       if (!expired && cfgFullPolicy == CT_FULL_DROP) {
         bump(stats, CT_STATS_CREATE_FAILED);
-        return DROP_CT_CREATE_FAILED;
+        return 0;
       }
       if (!expired) bump(stats, CT_STATS_EVICTED);
       tableRemove(t, oldest);
-      idx = tableInsert(t, keyFwd);
+      idx = tableInsert(t, key);
     }
   }
   bump(stats, CT_STATS_CREATED);
   const e = slotAddr(t, idx);
   store<u32>(e + CT_ENTRY_CREATED, now);
+  ctApplyForward(e, now);
+  return e;
+}
+
+/** Applies the packet being decided to entry `e` as a packet of the flow's original direction. */
+export function ctApplyForward(e: usize, now: u32): void {
   account(e, false);
   if (pProto == PROTO_TCP) tcpTrack(e, false);
   refreshLifetime(e, now);
-  ctEntry = e;
-  return 0;
 }
 
 /** Finds the flow an ICMP error quotes. Returns 0 or a drop reason. */

@@ -10,6 +10,7 @@ import { ctCreate, ctDir, ctEntry, ctLookup, ctResult, ctTableId } from "./connt
 import { policyNewFlow, policyStoreIdentity } from "./policy";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
+import { lbAfterCt, lbForward } from "./lb";
 
 function finish(d: usize, verdict: i32, reason: i32, dir: i32, result: i32, tableId: i32, len: u32): void {
   store<u8>(d + PKT_DESC_VERDICT, <u8>verdict);
@@ -49,11 +50,17 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     finish(d, VERDICT_DROP, reason, fallbackDir, CT_NONE, 0, len);
     return;
   }
+  reason = lbForward(now);
+  if (reason != 0) {
+    finish(d, VERDICT_DROP, reason, fallbackDir, CT_NONE, 0, len);
+    return;
+  }
   reason = ctLookup(dirIn, now);
   // A new flow is decided here, before its entry exists.
   if (reason == 0 && ctResult == CT_NEW) reason = policyNewFlow(ctDir);
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);
   if (reason == 0 && ctResult == CT_NEW) policyStoreIdentity(ctEntry);
+  if (reason == 0) reason = lbAfterCt();
   if (reason != 0) {
     finish(d, VERDICT_DROP, reason, ctDir, ctResult, ctTableId, len);
     return;

@@ -154,3 +154,6 @@ export {
   policy_config_ptr, policy_table_capacity, policy_table_count, policy_table_key_size, policy_table_value_size,
   policy_table_upsert, policy_table_delete, policy_table_dump, policy_table_flush, ipcache_identity,
 } from "./policy-exports";
+export {
+  lb_config_ptr, lb_init, lb_update, lb_delete, lb_dump, lb_dump_count, lb_count, lb_capacity, lb_maglev_ptr,
+} from "./lb-exports";

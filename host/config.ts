@@ -6,6 +6,7 @@
 import { InvalidInputError } from "./errors.js";
 import { CtFullPolicy, DP_CONFIG, encodeDpConfig } from "./generated/layout.js";
 import { POLICY_DEFAULTS, POLICY_LIMITS, type PolicyOptions, type ResolvedPolicyOptions } from "./policy/options.js";
+import { resolveLbOptions, type LbOptions, type ResolvedLbOptions } from "./lb/options.js";
 
 export interface ConntrackOptions {
   /** Entries in each TCP table (IPv4 and IPv6 each). Cilium 1.5: 1,000,000. */
@@ -39,6 +40,8 @@ export interface DatapathOptions {
   /** Seeds table hashing. Random by default: bucket placement is never compared across datapaths. */
   hashSeed?: number;
   policy?: PolicyOptions;
+  /** Service load-balancer table sizes and selection seed (docs/lb.md). */
+  lb?: LbOptions;
 }
 
 export interface ResolvedOptions {
@@ -46,6 +49,7 @@ export interface ResolvedOptions {
   fragments: Required<FragmentOptions>;
   hashSeed: number;
   policy: ResolvedPolicyOptions;
+  lb: ResolvedLbOptions;
 }
 
 export const DEFAULTS: ResolvedOptions = {
@@ -58,6 +62,7 @@ export const DEFAULTS: ResolvedOptions = {
   fragments: { entries: 8192, timeout: 30 },
   hashSeed: 0,
   policy: POLICY_DEFAULTS,
+  lb: resolveLbOptions(undefined),
 };
 
 /** Largest table: 16Mi entries, Cilium's upper bound for conntrack maps. */
@@ -93,6 +98,7 @@ const SHAPE: Shape = {
   fragments: { entries: integer(1, 1 << 20), timeout: SECONDS },
   hashSeed: integer(0, 0xffffffff),
   policy: { endpoints: integer(1, POLICY_LIMITS.endpoints), ipcache: integer(1, POLICY_LIMITS.ipcache), entries: integer(1, POLICY_LIMITS.entries) },
+  lb: (value, path) => void resolveLbOptions(value, path),
 };
 
 function check(value: unknown, shape: Shape, path: string): void {
@@ -123,6 +129,7 @@ export function resolveOptions(options: DatapathOptions = {}): ResolvedOptions {
     fragments: { ...DEFAULTS.fragments, ...stripUndefined(options.fragments ?? {}) },
     hashSeed: options.hashSeed ?? (Math.random() * 0x100000000) >>> 0,
     policy: { ...DEFAULTS.policy, ...stripUndefined(options.policy ?? {}) },
+    lb: resolveLbOptions(options.lb),
   };
 }
 

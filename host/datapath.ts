@@ -16,6 +16,8 @@ import type { PacketVerdict } from "./verdict.js";
 import { MembraneError } from "./errors.js";
 import type { DatapathEngine, PacketInput } from "./engine.js";
 import { WasmPolicyTables } from "./wasm/policy-tables.js";
+import { WasmLbTables } from "./lb/wasm-tables.js";
+import { ServiceManager } from "./lb/manager.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -52,6 +54,8 @@ export class Datapath implements DatapathEngine {
   private single?: PacketBatch;
   private many?: PacketBatch;
   private policy?: WasmPolicyTables;
+  private lb?: WasmLbTables;
+  private serviceManager?: ServiceManager;
 
   private constructor(readonly options: ResolvedOptions, private readonly core: WasmCore) {}
 
@@ -104,6 +108,16 @@ export class Datapath implements DatapathEngine {
       for (let k = 0; k < batch.length; k++) out.push(batch.result(k));
     }
     return out;
+  }
+
+  /** The service load-balancer's tables (host/lb), for writers and dumps. */
+  lbTables(): WasmLbTables {
+    return (this.lb ??= new WasmLbTables(this.core, this.options.lb));
+  }
+
+  /** Services of this datapath: upsertService, deleteService, listServices (docs/lb.md). */
+  get services(): ServiceManager {
+    return (this.serviceManager ??= new ServiceManager([this.lbTables()], this.options.lb));
   }
 
   /** Nothing to release: the instance's memory goes with it. */

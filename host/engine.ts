@@ -7,6 +7,7 @@ import type { Direction, LinkKind, PacketMeta } from "./batch.js";
 import type { CtRecord, CtTableName } from "./conntrack/records.js";
 import type { DatapathCounters, GcResult } from "./datapath.js";
 import type { PacketVerdict } from "./verdict.js";
+import type { LbTableWriter } from "./lb/tables.js";
 
 export type EngineName = "wasm" | "bpf";
 
@@ -27,4 +28,6 @@ export interface DatapathEngine {
   gc(now: number): GcResult[];
   flush(): void;
   close(): void;
+  /** The service load-balancer's tables. */
+  lbTables(): LbTableWriter;
 }

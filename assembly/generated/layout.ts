@@ -41,6 +41,7 @@ export const DROP_UNKNOWN_L3: i32 = 139; // Unknown L3 protocol
 export const DROP_CT_CREATE_FAILED: i32 = 155; // CT: table full of live entries, flow not created
 export const DROP_INVALID_EXTHDR: i32 = 156; // Invalid or too many IPv6 extension headers
 export const DROP_FRAG_NOSUPPORT: i32 = 157; // Fragment of a datagram whose first fragment was not seen
+export const DROP_NO_SERVICE: i32 = 158; // Service has no backend
 export const DROP_UNSUPPORTED_L2: i32 = 166; // Unsupported L2 frame
 export const DROP_ICMP_NO_FLOW: i32 = 200; // ICMP error quoting a packet of no tracked flow
 
@@ -84,6 +85,19 @@ export const POLICY_TABLE_ENDPOINT6: i32 = 1; // endpoints6
 export const POLICY_TABLE_IPCACHE4: i32 = 2; // ipcache4
 export const POLICY_TABLE_IPCACHE6: i32 = 3; // ipcache6
 export const POLICY_TABLE_POLICY: i32 = 4; // policy
+
+// enum lb_algorithm (lb.h)
+export const LB_ALG_RANDOM: i32 = 0; // seeded hash of the flow over dense slots 1..count (services v2)
+export const LB_ALG_LEGACY: i32 = 1; // the same over slots that may hold duplicates (pre-v2 slot filling)
+export const LB_ALG_MAGLEV: i32 = 2; // Maglev lookup table: consistent hashing
+
+// enum lb_table (lb.h)
+export const LB_TABLE_SERVICES4: i32 = 0; // lb4_services
+export const LB_TABLE_SERVICES6: i32 = 1; // lb6_services
+export const LB_TABLE_BACKENDS4: i32 = 2; // lb4_backends
+export const LB_TABLE_BACKENDS6: i32 = 3; // lb6_backends
+export const LB_TABLE_REVNAT4: i32 = 4; // lb4_reverse_nat
+export const LB_TABLE_REVNAT6: i32 = 5; // lb6_reverse_nat
 
 // struct ct_tuple4 (ct.h): 14 bytes, packed
 export const CT_TUPLE4_SIZE: i32 = 14;
@@ -234,3 +248,56 @@ export const POLICY_CONFIG_SIZE: i32 = 16;
 export const POLICY_CONFIG_ENDPOINT_MAX: i32 = 0;
 export const POLICY_CONFIG_IPCACHE_MAX: i32 = 4;
 export const POLICY_CONFIG_POLICY_MAX: i32 = 8;
+
+// struct lb4_key (lb.h): 12 bytes
+export const LB4_KEY_SIZE: i32 = 12;
+export const LB4_KEY_ADDRESS: i32 = 0;
+export const LB4_KEY_DPORT: i32 = 4;
+export const LB4_KEY_SLOT: i32 = 6;
+export const LB4_KEY_PROTO: i32 = 8;
+
+// struct lb6_key (lb.h): 24 bytes
+export const LB6_KEY_SIZE: i32 = 24;
+export const LB6_KEY_ADDRESS: i32 = 0;
+export const LB6_KEY_DPORT: i32 = 16;
+export const LB6_KEY_SLOT: i32 = 18;
+export const LB6_KEY_PROTO: i32 = 20;
+
+// struct lb_service (lb.h): 16 bytes
+export const LB_SERVICE_SIZE: i32 = 16;
+export const LB_SERVICE_BACKEND_ID: i32 = 0;
+export const LB_SERVICE_COUNT: i32 = 4;
+export const LB_SERVICE_REV_NAT_INDEX: i32 = 6;
+export const LB_SERVICE_ALGORITHM: i32 = 8;
+export const LB_SERVICE_MAGLEV_INDEX: i32 = 12;
+
+// struct lb4_backend (lb.h): 8 bytes
+export const LB4_BACKEND_SIZE: i32 = 8;
+export const LB4_BACKEND_ADDRESS: i32 = 0;
+export const LB4_BACKEND_PORT: i32 = 4;
+export const LB4_BACKEND_PROTO: i32 = 6;
+
+// struct lb6_backend (lb.h): 20 bytes
+export const LB6_BACKEND_SIZE: i32 = 20;
+export const LB6_BACKEND_ADDRESS: i32 = 0;
+export const LB6_BACKEND_PORT: i32 = 16;
+export const LB6_BACKEND_PROTO: i32 = 18;
+
+// struct lb4_reverse_nat (lb.h): 8 bytes
+export const LB4_REVERSE_NAT_SIZE: i32 = 8;
+export const LB4_REVERSE_NAT_ADDRESS: i32 = 0;
+export const LB4_REVERSE_NAT_PORT: i32 = 4;
+
+// struct lb6_reverse_nat (lb.h): 20 bytes
+export const LB6_REVERSE_NAT_SIZE: i32 = 20;
+export const LB6_REVERSE_NAT_ADDRESS: i32 = 0;
+export const LB6_REVERSE_NAT_PORT: i32 = 16;
+
+// struct lb_config (lb.h): 24 bytes
+export const LB_CONFIG_SIZE: i32 = 24;
+export const LB_CONFIG_MAX_SERVICES: i32 = 0;
+export const LB_CONFIG_MAX_BACKENDS: i32 = 4;
+export const LB_CONFIG_MAX_REV_NAT: i32 = 8;
+export const LB_CONFIG_MAGLEV_M: i32 = 12;
+export const LB_CONFIG_MAGLEV_ROWS: i32 = 16;
+export const LB_CONFIG_HASH_SEED: i32 = 20;

@@ -7,6 +7,7 @@
 #include "parse.h"
 #include "frag.h"
 #include "conntrack.h"
+#include "lb.h"
 #include "metrics.h"
 #include "policy.h"
 
@@ -18,33 +19,50 @@ static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reas
 	return verdict == VERDICT_PASS ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
+/* The parsed packet lives here rather than on the stack: the stages that are
+ * global functions (lb.h) add their stack to this function's, 512 bytes in all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pkt);
+	__uint(max_entries, 1);
+} pkt_scratch SEC(".maps");
+
 static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 {
-	struct pkt p = {};
+	__u32 zero = 0;
+	struct pkt *p = bpf_map_lookup_elem(&pkt_scratch, &zero);
 	struct ct_out out = {};
 	struct policy_out pol = {};
+	struct lb_state lb = {};
 	struct dp_config *cfg = datapath_config();
 	__u8 fallback = dir_in == DIR_AUTO ? CT_EGRESS : dir_in;
 	__u32 now = datapath_now();
 	int reason;
 
-	if (!cfg)
+	if (!cfg || !p)
 		return TC_ACT_SHOT;
-	reason = parse_frame(skb, &p);
+	__builtin_memset(p, 0, sizeof(*p));
+	reason = parse_frame(skb, p);
 	if (reason == PARSE_UNTRACKED)
 		return finish(skb, VERDICT_PASS, DROP_NONE, fallback, CT_NONE, 0, skb->len);
 	if (reason == 0)
-		reason = frag_process(&p, now, cfg);
+		reason = frag_process(p, now, cfg);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
-	reason = ct_lookup(&p, dir_in, now, cfg, &out);
+	reason = lb_forward(skb, p, now, cfg, &lb);
+	if (reason != 0)
+		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
+	reason = ct_lookup(p, dir_in, now, cfg, &out);
 	/* A new flow is decided here, before its entry exists. */
 	if (reason == 0 && out.result == CT_NEW)
-		reason = policy_new_flow(&p, out.dir, &pol);
+		reason = policy_new_flow(p, out.dir, &pol);
 	if (reason == 0 && out.result == CT_NEW)
-		reason = ct_create(&p, now, cfg, &out);
+		reason = ct_create(p, now, cfg, &out);
 	if (reason == 0 && out.result == CT_NEW)
 		policy_store_identity(&pol, out.entry);
+	if (reason == 0 && out.entry)
+		reason = lb_after_ct(skb, p, out.entry, out.result, &lb);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, out.dir, out.result, out.table, skb->len);
 	return finish(skb, VERDICT_PASS, DROP_NONE, out.dir, out.result, out.table, skb->len);

@@ -32,6 +32,7 @@ struct pkt {
 	__u8 iproto;
 	__be16 isport;
 	__be16 idport;
+	__u32 il4;      /* offset of the quoted L4 header (its first 8 bytes are inside the packet) */
 	union addr isaddr;
 	union addr idaddr;
 };
@@ -187,6 +188,7 @@ static __always_inline int parse_quoted(struct __sk_buff *skb, struct pkt *p, __
 	if (l4 + 8 > end)
 		return DROP_CT_INVALID_HDR;
 	p->iproto = proto;
+	p->il4 = l4;
 	if (proto == IPPROTO_TCP_ || proto == IPPROTO_UDP_) {
 		__be16 ports[2];
 

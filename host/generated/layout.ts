@@ -123,6 +123,7 @@ export const DropReason = {
   DROP_CT_CREATE_FAILED: 155,
   DROP_INVALID_EXTHDR: 156,
   DROP_FRAG_NOSUPPORT: 157,
+  DROP_NO_SERVICE: 158,
   DROP_UNSUPPORTED_L2: 166,
   DROP_ICMP_NO_FLOW: 200,
 } as const;
@@ -137,6 +138,7 @@ export const dropReasonName: Readonly<Record<number, string>> = {
   155: "DROP_CT_CREATE_FAILED",
   156: "DROP_INVALID_EXTHDR",
   157: "DROP_FRAG_NOSUPPORT",
+  158: "DROP_NO_SERVICE",
   166: "DROP_UNSUPPORTED_L2",
   200: "DROP_ICMP_NO_FLOW",
 };
@@ -150,6 +152,7 @@ export const dropReasonText: Readonly<Record<number, string>> = {
   155: "CT: table full of live entries, flow not created",
   156: "Invalid or too many IPv6 extension headers",
   157: "Fragment of a datagram whose first fragment was not seen",
+  158: "Service has no backend",
   166: "Unsupported L2 frame",
   200: "ICMP error quoting a packet of no tracked flow",
 };
@@ -301,6 +304,51 @@ export const policyTableText: Readonly<Record<number, string>> = {
   4: "policy",
 };
 
+/** enum lb_algorithm (lb.h) */
+export const LbAlgorithm = {
+  LB_ALG_RANDOM: 0,
+  LB_ALG_LEGACY: 1,
+  LB_ALG_MAGLEV: 2,
+} as const;
+export type LbAlgorithm = (typeof LbAlgorithm)[keyof typeof LbAlgorithm];
+export const lbAlgorithmName: Readonly<Record<number, string>> = {
+  0: "LB_ALG_RANDOM",
+  1: "LB_ALG_LEGACY",
+  2: "LB_ALG_MAGLEV",
+};
+export const lbAlgorithmText: Readonly<Record<number, string>> = {
+  0: "seeded hash of the flow over dense slots 1..count (services v2)",
+  1: "the same over slots that may hold duplicates (pre-v2 slot filling)",
+  2: "Maglev lookup table: consistent hashing",
+};
+
+/** enum lb_table (lb.h) */
+export const LbTable = {
+  LB_TABLE_SERVICES4: 0,
+  LB_TABLE_SERVICES6: 1,
+  LB_TABLE_BACKENDS4: 2,
+  LB_TABLE_BACKENDS6: 3,
+  LB_TABLE_REVNAT4: 4,
+  LB_TABLE_REVNAT6: 5,
+} as const;
+export type LbTable = (typeof LbTable)[keyof typeof LbTable];
+export const lbTableName: Readonly<Record<number, string>> = {
+  0: "LB_TABLE_SERVICES4",
+  1: "LB_TABLE_SERVICES6",
+  2: "LB_TABLE_BACKENDS4",
+  3: "LB_TABLE_BACKENDS6",
+  4: "LB_TABLE_REVNAT4",
+  5: "LB_TABLE_REVNAT6",
+};
+export const lbTableText: Readonly<Record<number, string>> = {
+  0: "lb4_services",
+  1: "lb6_services",
+  2: "lb4_backends",
+  3: "lb6_backends",
+  4: "lb4_reverse_nat",
+  5: "lb6_reverse_nat",
+};
+
 /** struct ct_tuple4 (ct.h): 14 bytes, packed. */
 export interface CtTuple4 {
   saddr: number;
@@ -381,7 +429,7 @@ export interface CtEntry {
   txBytes: bigint;
   lifetime: number; // absolute expiry, seconds of the datapath clock
   backendId: number; // service backend chosen for this flow (0 = none)
-  srcSecId: number; // security identity of the source
+  srcSecId: number; // security identity of the remote end (policy; 0 = none)
   revNatIndex: number; // service to restore on replies (0 = none)
   txFlagsSeen: number; // OR of TCP flags seen in the original direction
   rxFlagsSeen: number; // OR of TCP flags seen in the reply direction
@@ -929,4 +977,235 @@ export function encodePolicyConfig(value: PolicyConfig, bytes: Uint8Array, off =
   v.setUint32(0, value.endpointMax, true);
   v.setUint32(4, value.ipcacheMax, true);
   v.setUint32(8, value.policyMax, true);
+}
+
+/** struct lb4_key (lb.h): 12 bytes. */
+export interface Lb4Key {
+  address: number; // VIP
+  dport: number; // service port
+  slot: number; // 0: master entry; 1..count: backend slots
+  proto: number; // IPPROTO_TCP or IPPROTO_UDP
+}
+export const LB4_KEY = {
+  size: 12,
+  align: 4,
+  offsets: { address: 0, dport: 4, slot: 6, proto: 8 },
+} as const;
+export function decodeLb4Key(bytes: Uint8Array, off = 0): Lb4Key {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  return {
+    address: v.getUint32(0, false),
+    dport: v.getUint16(4, false),
+    slot: v.getUint16(6, true),
+    proto: v.getUint8(8),
+  };
+}
+export function encodeLb4Key(value: Lb4Key, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  bytes.fill(0, off, off + 12);
+  v.setUint32(0, value.address, false);
+  v.setUint16(4, value.dport, false);
+  v.setUint16(6, value.slot, true);
+  v.setUint8(8, value.proto);
+}
+
+/** struct lb6_key (lb.h): 24 bytes. */
+export interface Lb6Key {
+  address: Uint8Array; // VIP
+  dport: number; // service port
+  slot: number; // 0: master entry; 1..count: backend slots
+  proto: number; // IPPROTO_TCP or IPPROTO_UDP
+}
+export const LB6_KEY = {
+  size: 24,
+  align: 2,
+  offsets: { address: 0, dport: 16, slot: 18, proto: 20 },
+} as const;
+export function decodeLb6Key(bytes: Uint8Array, off = 0): Lb6Key {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
+  return {
+    address: bytes.slice(off + 0, off + 16),
+    dport: v.getUint16(16, false),
+    slot: v.getUint16(18, true),
+    proto: v.getUint8(20),
+  };
+}
+export function encodeLb6Key(value: Lb6Key, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
+  bytes.fill(0, off, off + 24);
+  bytes.set(value.address.subarray(0, 16), off + 0);
+  v.setUint16(16, value.dport, false);
+  v.setUint16(18, value.slot, true);
+  v.setUint8(20, value.proto);
+}
+
+/** struct lb_service (lb.h): 16 bytes. */
+export interface LbService {
+  backendId: number; // slots 1..count: the backend; master: 0
+  count: number; // master: backends (slots 1..count)
+  revNatIndex: number; // master: reverse-NAT entry of the service
+  algorithm: number; // master: enum lb_algorithm
+  maglevIndex: number; // master, maglev: the service's row of the Maglev table
+}
+export const LB_SERVICE = {
+  size: 16,
+  align: 4,
+  offsets: { backendId: 0, count: 4, revNatIndex: 6, algorithm: 8, maglevIndex: 12 },
+} as const;
+export function decodeLbService(bytes: Uint8Array, off = 0): LbService {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  return {
+    backendId: v.getUint32(0, true),
+    count: v.getUint16(4, true),
+    revNatIndex: v.getUint16(6, true),
+    algorithm: v.getUint8(8),
+    maglevIndex: v.getUint32(12, true),
+  };
+}
+export function encodeLbService(value: LbService, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  bytes.fill(0, off, off + 16);
+  v.setUint32(0, value.backendId, true);
+  v.setUint16(4, value.count, true);
+  v.setUint16(6, value.revNatIndex, true);
+  v.setUint8(8, value.algorithm);
+  v.setUint32(12, value.maglevIndex, true);
+}
+
+/** struct lb4_backend (lb.h): 8 bytes. */
+export interface Lb4Backend {
+  address: number;
+  port: number;
+  proto: number;
+}
+export const LB4_BACKEND = {
+  size: 8,
+  align: 4,
+  offsets: { address: 0, port: 4, proto: 6 },
+} as const;
+export function decodeLb4Backend(bytes: Uint8Array, off = 0): Lb4Backend {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  return {
+    address: v.getUint32(0, false),
+    port: v.getUint16(4, false),
+    proto: v.getUint8(6),
+  };
+}
+export function encodeLb4Backend(value: Lb4Backend, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  bytes.fill(0, off, off + 8);
+  v.setUint32(0, value.address, false);
+  v.setUint16(4, value.port, false);
+  v.setUint8(6, value.proto);
+}
+
+/** struct lb6_backend (lb.h): 20 bytes. */
+export interface Lb6Backend {
+  address: Uint8Array;
+  port: number;
+  proto: number;
+}
+export const LB6_BACKEND = {
+  size: 20,
+  align: 2,
+  offsets: { address: 0, port: 16, proto: 18 },
+} as const;
+export function decodeLb6Backend(bytes: Uint8Array, off = 0): Lb6Backend {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  return {
+    address: bytes.slice(off + 0, off + 16),
+    port: v.getUint16(16, false),
+    proto: v.getUint8(18),
+  };
+}
+export function encodeLb6Backend(value: Lb6Backend, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  bytes.fill(0, off, off + 20);
+  bytes.set(value.address.subarray(0, 16), off + 0);
+  v.setUint16(16, value.port, false);
+  v.setUint8(18, value.proto);
+}
+
+/** struct lb4_reverse_nat (lb.h): 8 bytes. */
+export interface Lb4ReverseNat {
+  address: number; // VIP
+  port: number; // service port
+}
+export const LB4_REVERSE_NAT = {
+  size: 8,
+  align: 4,
+  offsets: { address: 0, port: 4 },
+} as const;
+export function decodeLb4ReverseNat(bytes: Uint8Array, off = 0): Lb4ReverseNat {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  return {
+    address: v.getUint32(0, false),
+    port: v.getUint16(4, false),
+  };
+}
+export function encodeLb4ReverseNat(value: Lb4ReverseNat, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  bytes.fill(0, off, off + 8);
+  v.setUint32(0, value.address, false);
+  v.setUint16(4, value.port, false);
+}
+
+/** struct lb6_reverse_nat (lb.h): 20 bytes. */
+export interface Lb6ReverseNat {
+  address: Uint8Array; // VIP
+  port: number; // service port
+}
+export const LB6_REVERSE_NAT = {
+  size: 20,
+  align: 2,
+  offsets: { address: 0, port: 16 },
+} as const;
+export function decodeLb6ReverseNat(bytes: Uint8Array, off = 0): Lb6ReverseNat {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  return {
+    address: bytes.slice(off + 0, off + 16),
+    port: v.getUint16(16, false),
+  };
+}
+export function encodeLb6ReverseNat(value: Lb6ReverseNat, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 20);
+  bytes.fill(0, off, off + 20);
+  bytes.set(value.address.subarray(0, 16), off + 0);
+  v.setUint16(16, value.port, false);
+}
+
+/** struct lb_config (lb.h): 24 bytes. */
+export interface LbConfig {
+  maxServices: number; // entries per services table (per family), slots included
+  maxBackends: number; // entries per backends table (per family)
+  maxRevNat: number; // entries per reverse-NAT table (per family)
+  maglevM: number; // Maglev table size per service (a prime)
+  maglevRows: number; // Maglev rows: how many services may use maglev
+  hashSeed: number; // seeds backend selection; the same in both datapaths and on every node
+}
+export const LB_CONFIG = {
+  size: 24,
+  align: 4,
+  offsets: { maxServices: 0, maxBackends: 4, maxRevNat: 8, maglevM: 12, maglevRows: 16, hashSeed: 20 },
+} as const;
+export function decodeLbConfig(bytes: Uint8Array, off = 0): LbConfig {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
+  return {
+    maxServices: v.getUint32(0, true),
+    maxBackends: v.getUint32(4, true),
+    maxRevNat: v.getUint32(8, true),
+    maglevM: v.getUint32(12, true),
+    maglevRows: v.getUint32(16, true),
+    hashSeed: v.getUint32(20, true),
+  };
+}
+export function encodeLbConfig(value: LbConfig, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
+  bytes.fill(0, off, off + 24);
+  v.setUint32(0, value.maxServices, true);
+  v.setUint32(4, value.maxBackends, true);
+  v.setUint32(8, value.maxRevNat, true);
+  v.setUint32(12, value.maglevM, true);
+  v.setUint32(16, value.maglevRows, true);
+  v.setUint32(20, value.hashSeed, true);
 }

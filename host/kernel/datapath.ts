@@ -26,6 +26,7 @@ import {
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
 import { KernelPolicyTables } from "./policy-tables.js";
+import { KernelLbTables, configureKernelLb } from "../lb/kernel-tables.js";
 
 
 
@@ -89,6 +90,7 @@ export class KernelDatapath implements DatapathEngine {
     const object = BpfObject.load(elf, { name: "membrane", mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
     try {
       object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
+      configureKernelLb(object, resolved.lb);
       return new KernelDatapath(resolved, object);
     } catch (err) {
       object.close();
@@ -195,6 +197,10 @@ export class KernelDatapath implements DatapathEngine {
   /** Endpoints, ipcache and policy maps (written through host/policy/datapath-writer). */
   policyTables(): KernelPolicyTables {
     return new KernelPolicyTables(this.object);
+  }
+
+  lbTables(): KernelLbTables {
+    return new KernelLbTables(this.object, this.options.lb);
   }
 
   close(): void {

@@ -2,6 +2,7 @@
 import type { ResolvedOptions } from "../config.js";
 import type { TableName } from "../wasm/core.js";
 import { policyMapSizes } from "../policy/options.js";
+import { lbMapSizes } from "../lb/options.js";
 
 /** Kernel map of each datapath table (bpf/lib/maps.h). */
 export const KERNEL_MAP_OF: Readonly<Record<TableName, string>> = {
@@ -13,7 +14,9 @@ export function kernelMapSizes(o: ResolvedOptions): Record<string, number> {
   const ct = o.conntrack;
   return {
     ct_tcp4: ct.tcpEntries, ct_tcp6: ct.tcpEntries, ct_any4: ct.otherEntries, ct_any6: ct.otherEntries,
-    frag4: o.fragments.entries, frag6: o.fragments.entries, ...policyMapSizes(o.policy),
+    frag4: o.fragments.entries, frag6: o.fragments.entries,
+    ...policyMapSizes(o.policy),
+    ...lbMapSizes(o.lb),
   };
 }
 

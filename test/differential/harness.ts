@@ -89,6 +89,26 @@ export interface DiffResult {
   divergence?: string;
 }
 
+/** One packet through both datapaths: the Wasm verdict, and how the kernel's differs (if it does). */
+export function decideBoth(pair: Pair, e: Extract<DiffEvent, { kind: "packet" }>, index: number): { wasm: PacketVerdict; divergence?: string } {
+  const meta = { link: e.link ?? "ethernet", direction: e.direction, now: e.now };
+  const wasm = pair.wasm.decide(e.frame, meta);
+  const w = verdictSummary(wasm);
+  const k = verdictSummary(pair.kernel.decide(e.frame, meta));
+  const fields = (Object.keys(w) as (keyof typeof w)[]).filter((f) => w[f] !== k[f]);
+  if (!fields.length) return { wasm };
+  return {
+    wasm,
+    divergence: [
+      `event ${index} (${e.note}, direction ${e.direction}, now ${e.now}): ${describePacket(e.frame, meta.link)}`,
+      `  differs in ${fields.join(", ")}`,
+      `  wasm:   ${JSON.stringify(w)}`,
+      `  kernel: ${JSON.stringify(k)}`,
+      `  frame:  ${hex(e.frame)}`,
+    ].join("\n"),
+  };
+}
+
 /** Runs `events` through both datapaths; stops at the first divergence. */
 export function runDifferential(pair: Pair, events: Iterable<DiffEvent>, checkpointEvery = 500): DiffResult {
   let packets = 0;
@@ -107,23 +127,8 @@ export function runDifferential(pair: Pair, events: Iterable<DiffEvent>, checkpo
       continue;
     }
     packets++;
-    const meta = { link: e.link ?? "ethernet", direction: e.direction, now: e.now };
-    const w = verdictSummary(pair.wasm.decide(e.frame, meta));
-    const k = verdictSummary(pair.kernel.decide(e.frame, meta));
-    const fields = (Object.keys(w) as (keyof typeof w)[]).filter((f) => w[f] !== k[f]);
-    if (fields.length) {
-      return {
-        packets,
-        refused,
-        divergence: [
-          `event ${index} (${e.note}, direction ${e.direction}, now ${e.now}): ${describePacket(e.frame, meta.link)}`,
-          `  differs in ${fields.join(", ")}`,
-          `  wasm:   ${JSON.stringify(w)}`,
-          `  kernel: ${JSON.stringify(k)}`,
-          `  frame:  ${hex(e.frame)}`,
-        ].join("\n"),
-      };
-    }
+    const divergence = decideBoth(pair, e, index).divergence;
+    if (divergence) return { packets, refused, divergence };
     if (packets % checkpointEvery === 0) {
       const t = compareTables(pair);
       if (t) return { packets, refused, divergence: `after event ${index} (${e.note}): ${t}` };

@@ -68,6 +68,7 @@ enum drop_reason {
 	DROP_CT_CREATE_FAILED = 155,  /* CT: table full of live entries, flow not created */
 	DROP_INVALID_EXTHDR = 156,    /* Invalid or too many IPv6 extension headers */
 	DROP_FRAG_NOSUPPORT = 157,    /* Fragment of a datagram whose first fragment was not seen */
+	DROP_NO_SERVICE = 158,        /* Service has no backend */
 	DROP_UNSUPPORTED_L2 = 166,    /* Unsupported L2 frame */
 	DROP_ICMP_NO_FLOW = 200,      /* ICMP error quoting a packet of no tracked flow */
 };
