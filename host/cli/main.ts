@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
 import { runDemo } from "../demo/demo.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
+import { endpointCommand, identityCommand, policyCommand } from "./policy.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
 
@@ -23,6 +24,7 @@ Usage:
   membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
   membrane status [--json]              what the running agent reports
   membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
+  membrane policy|identity|endpoint ... policy engine on a state file (membrane policy --help)
 
 replay options:
   --json                 JSON lines instead of tables
@@ -140,6 +142,9 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       }, io);
       return EXIT_OK;
     }
+    if (command === "policy") return await policyCommand(rest, io);
+    if (command === "identity") return await identityCommand(rest, io);
+    if (command === "endpoint") return await endpointCommand(rest, io);
     if (command === "bpf") {
       const [noun, verb, ...args] = rest;
       if (noun !== "ct" || verb !== "list") {

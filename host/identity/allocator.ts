@@ -117,7 +117,11 @@ export class LocalIdentityAllocator implements IdentityAllocator {
   private readonly endpointPool = new NumberPool(MIN_ENDPOINT_IDENTITY, MAX_ENDPOINT_IDENTITY, "endpoint");
   private readonly cidrPool = new NumberPool(LOCAL_IDENTITY_SCOPE, MAX_LOCAL_IDENTITY, "CIDR");
 
-  constructor() {
+  /**
+   * `preferred`: numbers label sets had before (by LabelSet.id), taken again
+   * when free, so a state file reloaded keeps its identities' numbers.
+   */
+  constructor(private readonly preferred: ReadonlyMap<string, number> = new Map()) {
     for (const [id, name] of Object.entries(RESERVED_NAMES)) this.insert({ id: Number(id), labels: reservedLabels(name), kind: "reserved" });
   }
 
@@ -130,12 +134,12 @@ export class LocalIdentityAllocator implements IdentityAllocator {
     if (labels.hasSource("reserved") || labels.hasSource("cidr")) {
       throw new InvalidInputError(`labels ${labels.id}: reserved: and cidr: labels are given by membrane, not by endpoints`);
     }
-    return this.reference(labels, () => ({ id: this.endpointPool.take(preferred), labels, kind: "endpoint" }));
+    return this.reference(labels, () => ({ id: this.endpointPool.take(preferred ?? this.preferred.get(labels.id)), labels, kind: "endpoint" }));
   }
 
   allocateCidr(prefix: Prefix, preferred?: number): Allocation {
     const labels = cidrLabels(prefix);
-    return this.reference(labels, () => ({ id: this.cidrPool.take(preferred), labels, kind: "cidr", prefix }));
+    return this.reference(labels, () => ({ id: this.cidrPool.take(preferred ?? this.preferred.get(labels.id)), labels, kind: "cidr", prefix }));
   }
 
   private reference(labels: LabelSet, make: () => Identity): Allocation {
