@@ -159,7 +159,11 @@ export class PolicyEngine {
     return this.deletePolicies([...this.policies.keys()]);
   }
 
-  private changeRules(added: Rule[], removed: Rule[]): EngineChange {
+  private changeRules(addedRules: Rule[], removedRules: Rule[]): EngineChange {
+    // A document imported again as the same object keeps its rules: neither removed nor added.
+    const kept = new Set(addedRules.filter((r) => removedRules.includes(r)));
+    const added = addedRules.filter((r) => !kept.has(r));
+    const removed = removedRules.filter((r) => !kept.has(r));
     const affected = new Set<number>();
     const created: Identity[] = [];
     const released: Identity[] = [];

@@ -124,6 +124,15 @@ describe("exactly the selected endpoints are recomputed", () => {
     expect(engine.removeEndpoint(41).policy.recomputed).toEqual([]);
   });
 
+  test("importing the same document object again changes nothing and it can still be deleted", () => {
+    const engine = node();
+    const doc = cnp("again", { endpointSelector: { matchLabels: { app: "a6" } }, ingress: [{}] });
+    expect(engine.importPolicies([doc]).policy.recomputed).toEqual([6, 16, 26, 36]);
+    expect(engine.importPolicies([doc]).policy.recomputed).toEqual([]);
+    expect(engine.deletePolicies(["again"]).policy.changes.size).toBe(0);
+    expect(engine.endpoint(6)!.record.enforceIngress).toBe(false);
+  });
+
   test("parsing a List once and importing it is one change", () => {
     const engine = node();
     const docs: PolicyDocument[] = parseDocuments({ kind: "List", items: [
