@@ -130,6 +130,11 @@ export class PolicyEngine {
 
   /** Adds the documents, replacing policies of the same name. */
   importPolicies(docs: PolicyDocument[]): EngineChange {
+    const names = new Set<string>();
+    for (const d of docs) {
+      if (names.has(d.name)) throw new InvalidInputError(`policy ${d.name} appears twice in one import`);
+      names.add(d.name);
+    }
     const removed: Rule[] = [];
     const added: Rule[] = [];
     for (const d of docs) {

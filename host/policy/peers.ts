@@ -18,9 +18,13 @@ export function inNamespace(namespace: string): Requirement {
   return { source: "k8s", key: NAMESPACE_KEY, operator: "In", values: [namespace] };
 }
 
-/** A selector of a namespaced policy applies in its namespace unless it names a namespace itself. */
+/**
+ * A selector of a namespaced policy applies in its namespace unless it names
+ * a namespace itself, or a reserved identity (which has no namespace).
+ */
 export function namespaced(selector: Selector, namespace: string | undefined): Selector {
-  return namespace === undefined || selector.mentionsKey(NAMESPACE_KEY) ? selector : selector.and(inNamespace(namespace));
+  if (namespace === undefined || selector.mentionsKey(NAMESPACE_KEY) || selector.mentionsSource("reserved")) return selector;
+  return selector.and(inNamespace(namespace));
 }
 
 export function endpointPeer(selector: Selector, namespace: string | undefined, text: string): Peer {

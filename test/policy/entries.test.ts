@@ -134,6 +134,12 @@ describe("entities and CIDRs", () => {
     ]);
   });
 
+  test("fromEndpoints naming a reserved label selects that reserved identity, namespace or not", () => {
+    const { engine, web } = setup();
+    engine.importPolicies([cnp("p", { endpointSelector: { matchLabels: { app: "db" } }, ingress: [{ fromEndpoints: [{ matchLabels: { "reserved:host": "" } }, { matchLabels: { app: "web" } }] }] })]);
+    expect(engine.policyEntries(2).map((e) => e.identity)).toEqual([1, web]);
+  });
+
   test("a CIDR with an exception: both prefixes in the ipcache, addresses in the hole denied (IPv4 and IPv6)", () => {
     const { engine } = setup();
     const change = engine.importPolicies([cnp("p", { endpointSelector: { matchLabels: { app: "db" } }, egress: [{ toCIDRSet: [{ cidr: "10.0.0.0/8", except: ["10.1.0.0/16"] }, { cidr: "fd00::/8", except: ["fd00:1::/32"] }] }] })]);

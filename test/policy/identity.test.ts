@@ -100,3 +100,25 @@ describe("identities through the engine", () => {
     expect(engine.listEndpoints().map((e) => e.input.id)).toEqual([1]);
   });
 });
+
+describe("identities in the state file", () => {
+  test("numbers survive a reload even where lowest-free allocation would pick others", async () => {
+    const { engineFromState, policyState } = await import("../../host/policy/state.js");
+    const engine = new PolicyEngine();
+    engine.upsertEndpoint(ep(1, { app: "a" }));
+    engine.upsertEndpoint(ep(2, { app: "b" }));
+    engine.importPolicies([cnp("p", { endpointSelector: {}, egress: [{ toCIDR: ["192.0.2.0/24", "198.51.100.0/24"] }] })]);
+    engine.removeEndpoint(1);
+    engine.importPolicies([cnp("p", { endpointSelector: {}, egress: [{ toCIDR: ["198.51.100.0/24"] }] })]);
+    const saved = JSON.parse(JSON.stringify(policyState(engine)));
+    expect(saved.identities.map((i: { id: number }) => i.id)).toEqual([257, LOCAL_IDENTITY_SCOPE + 1]);
+    const reloaded = engineFromState(saved);
+    expect(policyState(reloaded)).toEqual(saved);
+  });
+
+  test("an import naming one policy twice is refused before anything changes", () => {
+    const engine = new PolicyEngine();
+    expect(() => engine.importPolicies([cnp("p", { endpointSelector: {} }), cnp("p", { endpointSelector: {}, ingress: [] })])).toThrow("policy default/p appears twice");
+    expect(engine.listPolicies()).toEqual([]);
+  });
+});
