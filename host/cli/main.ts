@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { MembraneError } from "../errors.js";
 import { replay } from "./replay.js";
 import { bpfCtList } from "./bpf-ct.js";
-import { bpfPolicyCommand, endpointCommand } from "./policy-tables.js";
+import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
 import { runAgent } from "../agent/agent.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { loadStateFile } from "./state-file.js";
@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
 import { runDemo } from "../demo/demo.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
+import { endpointCommand, identityCommand, policyCommand } from "./policy.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
 
@@ -22,10 +23,11 @@ Usage:
   membrane replay <capture> [options]   run a pcap/pcapng capture through the datapath
   membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
   membrane bpf policy get <endpoint>    an endpoint's policy entries in the kernel map (pinned; --pin-dir, --json)
-  membrane endpoint list                local endpoints in the kernel maps (pinned; --pin-dir, --json)
+  membrane bpf endpoint list            local endpoints in the kernel maps (pinned; --pin-dir, --json)
   membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
   membrane status [--json]              what the running agent reports
   membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
+  membrane policy|identity|endpoint ... policy engine on a state file (membrane policy --help)
 
 replay options:
   --json                 JSON lines instead of tables
@@ -143,8 +145,11 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       }, io);
       return EXIT_OK;
     }
-    if (command === "endpoint") return endpointCommand(rest, io);
+    if (command === "bpf" && rest[0] === "endpoint") return bpfEndpointCommand(rest.slice(1), io);
     if (command === "bpf" && rest[0] === "policy") return bpfPolicyCommand(rest.slice(1), io);
+    if (command === "policy") return await policyCommand(rest, io);
+    if (command === "identity") return await identityCommand(rest, io);
+    if (command === "endpoint") return await endpointCommand(rest, io);
     if (command === "bpf") {
       const [noun, verb, ...args] = rest;
       if (noun !== "ct" || verb !== "list") {

@@ -1,5 +1,5 @@
 /**
- * `membrane endpoint list` and `membrane bpf policy get <endpoint>`: the
+ * `membrane bpf endpoint list` and `membrane bpf policy get <endpoint>`: the
  * kernel datapath's endpoint and policy maps, read from their pins, as aligned
  * tables or JSON lines. The rows come from any PolicyTableStore, so the same
  * listing works for a Wasm datapath (library use).
@@ -101,12 +101,12 @@ export function formatPolicy(rows: PolicyRow[]): string {
   ], rows);
 }
 
-/** `membrane endpoint list [--pin-dir D] [--json]` */
-export function endpointCommand(args: string[], io: Output): number {
+/** `membrane bpf endpoint list [--pin-dir D] [--json]` */
+export function bpfEndpointCommand(args: string[], io: Output): number {
   const [verb, ...rest] = args;
-  if (verb !== "list") throw new InvalidInputError(`endpoint: expected "endpoint list", got "endpoint ${verb ?? ""}"`.trimEnd());
+  if (verb !== "list") throw new InvalidInputError(`bpf endpoint: expected "bpf endpoint list", got "bpf endpoint ${verb ?? ""}"`.trimEnd());
   const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { "pin-dir": { type: "string" }, json: { type: "boolean", default: false } } });
-  if (positionals.length) throw new InvalidInputError(`endpoint list: unexpected argument "${positionals[0]}"`);
+  if (positionals.length) throw new InvalidInputError(`bpf endpoint list: unexpected argument "${positionals[0]}"`);
   const rows = listEndpoints(new PinnedPolicyTables(values["pin-dir"] ?? defaultPinDir()));
   if (values.json) rows.forEach((r) => io.out(toJson(r)));
   else io.out(rows.length ? formatEndpoints(rows) : "(no endpoints)");

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
+import { withoutPolicyState } from "../policy/state.js";
 
 export function loadStateFile(path: string): ResolvedOptions {
   let text: string;
@@ -20,7 +21,7 @@ export function loadStateFile(path: string): ResolvedOptions {
     throw new InvalidInputError(`parse state file ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    return resolveOptions(parsed as DatapathOptions);
+    return resolveOptions(withoutPolicyState(parsed) as DatapathOptions);
   } catch (err) {
     throw new InvalidInputError(`state file ${path}: ${(err as Error).message}`, { cause: err });
   }

@@ -1,4 +1,4 @@
-// `membrane endpoint list` and `membrane bpf policy get`: argument errors, and
+// `membrane bpf endpoint list` and `membrane bpf policy get`: argument errors, and
 // the listings of maps the writer programmed, read back from their pins.
 import { readFileSync, rmSync } from "node:fs";
 import { afterAll, describe, expect, test } from "vitest";
@@ -18,13 +18,13 @@ async function cli(...argv: string[]) {
 
 describe("policy listings: bad arguments", () => {
   test.each([
-    [["endpoint"], /expected "endpoint list"/],
-    [["endpoint", "show"], /expected "endpoint list", got "endpoint show"/],
+    [["bpf", "endpoint"], /expected "bpf endpoint list"/],
+    [["bpf", "endpoint", "show"], /expected "bpf endpoint list", got "bpf endpoint show"/],
     [["bpf", "policy", "get"], /expected one endpoint id, got 0 arguments/],
     [["bpf", "policy", "get", "0"], /endpoint id must be 1..65535, got "0"/],
     [["bpf", "policy", "get", "12x"], /endpoint id must be 1..65535, got "12x"/],
     [["bpf", "policy", "list", "1"], /expected "bpf policy get <endpoint>"/],
-    [["endpoint", "list", "--pin-dir", "/nonexistent/membrane"], /no pinned endpoints4 map there/],
+    [["bpf", "endpoint", "list", "--pin-dir", "/nonexistent/membrane"], /no pinned endpoints4 map there/],
   ])("%j", async (argv, message) => {
     const r = await cli(...argv);
     expect(r.code).toBe(2);
@@ -40,20 +40,20 @@ describe.skipIf(KERNEL_SKIP)("policy listings of pinned kernel maps", () => {
     rmSync(pinDir, { recursive: true, force: true });
   });
 
-  test("endpoint list and bpf policy get show what the writer wrote", async () => {
+  test("bpf endpoint list and bpf policy get show what the writer wrote", async () => {
     object = BpfObject.load(readFileSync(bpfObjectPath("bpf_test")), { name: "mbr-policy-cli", pinDir });
     const writer = new PolicyDatapathWriter([new KernelPolicyTables(object)]);
     writer.setEndpoints(ENDPOINTS);
     writer.setIpcache(IPCACHE);
     writer.applyPolicy(policyDiff(POLICY_A));
 
-    const eps = await cli("endpoint", "list", "--pin-dir", pinDir);
+    const eps = await cli("bpf", "endpoint", "list", "--pin-dir", pinDir);
     expect(eps.code).toBe(0);
     expect(eps.lines[0]).toMatch(/^ENDPOINT\s+IDENTITY\s+IPV4\s+IPV6\s+IFINDEX\s+MAC\s+POLICY$/);
     expect(eps.lines[1]).toMatch(/^\s*101\s+1001\s+10\.0\.1\.10\s+fd00::1:10\s+11\s+02:00:00:00:01:0a\s+ingress,egress$/);
     expect(eps.lines[2]).toMatch(/^\s*102\s+1002\s+10\.0\.1\.20\s+fd00::1:20\s+12\s+02:00:00:00:01:14\s+disabled$/);
 
-    const json = await cli("endpoint", "list", "--pin-dir", pinDir, "--json");
+    const json = await cli("bpf", "endpoint", "list", "--pin-dir", pinDir, "--json");
     expect(json.lines.map((l) => JSON.parse(l))).toEqual(ENDPOINTS.map(({ ipv4, ipv6, ...e }) => ({ ...e, ipv4, ipv6 })));
 
     const pol = await cli("bpf", "policy", "get", "101", "--pin-dir", pinDir);

@@ -1,0 +1,120 @@
+/**
+ * The policy part of the replay state file (`--config`). Inputs: `endpoints`
+ * (id, labels, addresses, ifindex, MAC), `policies` (the documents as
+ * imported) and `identities` (numbers to keep). Written beside them for the
+ * datapath writers and for people: each endpoint's `identity` and enforcement
+ * flags, `ipcache` and `policy` (entries by endpoint id). On load the written
+ * part is recomputed from the inputs, never trusted.
+ */
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { InvalidInputError } from "../errors.js";
+import { LocalIdentityAllocator } from "../identity/allocator.js";
+import { LabelSet } from "../identity/labels.js";
+import { parseDocuments } from "./document.js";
+import { PolicyEngine } from "./engine.js";
+import { parseEndpoint } from "./endpoint.js";
+import type { IpcacheRecord, PolicyEntry } from "./types.js";
+import { array, describe, fail, fields } from "./validate.js";
+
+export const POLICY_STATE_KEYS = ["endpoints", "policies", "identities", "ipcache", "policy"] as const;
+
+/** The state file without the policy keys: what the datapath configuration validator reads. */
+export function withoutPolicyState(parsed: unknown): unknown {
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return parsed;
+  const rest: Record<string, unknown> = { ...(parsed as Record<string, unknown>) };
+  for (const k of POLICY_STATE_KEYS) delete rest[k];
+  return rest;
+}
+
+/** An engine rebuilt from the state file's inputs (validated completely). */
+export function engineFromState(parsed: unknown): PolicyEngine {
+  const o = typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : fail("state file", `expected an object, got ${describe(parsed)}`);
+  const preferred = new Map<string, number>();
+  (o.identities === undefined ? [] : array(o.identities, "identities")).forEach((v, i) => {
+    const r = fields(v, `identities[${i}]`, ["id", "labels"]);
+    if (typeof r.id !== "number" || !Number.isInteger(r.id) || r.id < 1) fail(`identities[${i}].id`, `expected a positive integer, got ${describe(r.id)}`);
+    preferred.set(identityLabels(r.labels, `identities[${i}].labels`).id, r.id);
+  });
+  const endpoints = (o.endpoints === undefined ? [] : array(o.endpoints, "endpoints")).map((v, i) => parseEndpoint(v, `endpoints[${i}]`));
+  const docs = o.policies === undefined ? [] : parseDocuments(array(o.policies, "policies"));
+  const engine = new PolicyEngine({ allocator: new LocalIdentityAllocator(preferred) });
+  const ids = new Set<number>();
+  for (const e of endpoints) {
+    if (ids.has(e.id)) throw new InvalidInputError(`endpoints: endpoint id ${e.id} given twice`);
+    ids.add(e.id);
+    engine.upsertEndpoint(e);
+  }
+  engine.importPolicies(docs);
+  return engine;
+}
+
+/** Stored identity labels keep their sources (reserved:, cidr:), which endpoint labels may not use. */
+function identityLabels(v: unknown, path: string): LabelSet {
+  const list = array(v, path);
+  return LabelSet.of(list.map((s, i) => {
+    if (typeof s !== "string") fail(`${path}[${i}]`, `expected a string, got ${describe(s)}`);
+    const colon = s.indexOf(":");
+    const eq = s.indexOf("=", colon + 1);
+    const source = colon > 0 ? s.slice(0, colon) : "k8s";
+    // cidr keys hold ":" (IPv6) and never "=": everything after the source is the key
+    if (source === "cidr") return { source, key: s.slice(colon + 1), value: "" };
+    return { source, key: eq < 0 ? s.slice(colon + 1) : s.slice(colon + 1, eq), value: eq < 0 ? "" : s.slice(eq + 1) };
+  }));
+}
+
+export interface PolicyState {
+  endpoints: unknown[];
+  policies: unknown[];
+  identities: { id: number; labels: string[] }[];
+  ipcache: IpcacheRecord[];
+  policy: Record<string, PolicyEntry[]>;
+}
+
+export function policyState(engine: PolicyEngine): PolicyState {
+  const policy: Record<string, PolicyEntry[]> = {};
+  for (const { record } of engine.listEndpoints()) policy[String(record.id)] = engine.policyEntries(record.id);
+  return {
+    endpoints: engine.listEndpoints().map(({ input, record }) => ({ ...record, labels: input.labels.toStrings() })),
+    policies: engine.listPolicies().map((p) => p.source),
+    identities: engine.allocator.list().filter((i) => i.kind !== "reserved").map((i) => ({ id: i.id, labels: i.labels.toStrings() })),
+    ipcache: engine.ipcache(),
+    policy,
+  };
+}
+
+/** The whole state file as JSON ({} when it does not exist yet). */
+export function readStateObject(path: string, mayBeMissing: boolean): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if (mayBeMissing && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw new InvalidInputError(`read state file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidInputError(`parse state file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new InvalidInputError(`state file ${path}: expected a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+export function loadEngine(path: string, mayBeMissing = false): { raw: Record<string, unknown>; engine: PolicyEngine } {
+  const raw = readStateObject(path, mayBeMissing);
+  try {
+    return { raw, engine: engineFromState(raw) };
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw new InvalidInputError(`state file ${path}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** Writes the engine's state into the file, keeping its other keys; atomically (rename), so a failure leaves the old file. */
+export function saveEngine(path: string, raw: Record<string, unknown>, engine: PolicyEngine): void {
+  const next = { ...raw, ...policyState(engine) };
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
+  renameSync(tmp, path);
+}
