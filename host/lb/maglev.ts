@@ -9,7 +9,7 @@
  *   its own permutation of the slots (offset = h1 % M, skip = h2 % (M-1) + 1)
  *   and the backends take turns claiming their next free slot.
  * - "hrw-auction" (the default, what maglevTable returns and the datapath
- *   uses): every (slot, backend) pair has a rendezvous score; the table is the
+ *   uses, up to RENDEZVOUS_BUDGET; see maglevDefaultVariant): every (slot, backend) pair has a rendezvous score; the table is the
  *   assignment maximizing the total score with each backend holding
  *   floor(M/N) or ceil(M/N) entries, found by an auction. Same balance as plain
  *   Maglev, but removing a backend moves fewer entries: the winners shift only
@@ -27,6 +27,19 @@ export const MAGLEV_DEFAULT_M = 16381;
 export type MaglevVariant = "plain" | "hrw-greedy" | "hrw-auction";
 export const MAGLEV_VARIANTS: readonly MaglevVariant[] = ["plain", "hrw-greedy", "hrw-auction"];
 export const MAGLEV_DEFAULT_VARIANT: MaglevVariant = "hrw-auction";
+
+/**
+ * Largest backends x entries the rendezvous builders accept: they score every
+ * (slot, backend) pair, about 0.5 s at this size on the bench machine (65521
+ * entries x 1000 backends is inside). Beyond it a table of 131071 entries and
+ * thousands of backends would take minutes, so the default falls back to plain.
+ */
+export const RENDEZVOUS_BUDGET = 2 ** 26;
+
+/** The variant maglevTable uses when none is given: hrw-auction within RENDEZVOUS_BUDGET, else plain. */
+export function maglevDefaultVariant(backendCount: number, m: number): MaglevVariant {
+  return backendCount * m <= RENDEZVOUS_BUDGET ? MAGLEV_DEFAULT_VARIANT : "plain";
+}
 
 export interface MaglevBackend {
   /** Backend id as stored in the backends table. */
@@ -61,12 +74,13 @@ export function maglevSizeAdvice(backendCount: number, m: number): string | unde
  * Throws InvalidInputError for an m outside MAGLEV_PRIMES, an empty set (a
  * service without backends has no table; the datapath drops its flows with
  * "no backends"), more backends than entries, a duplicate key or id, or an id
- * that is not an unsigned 32-bit integer.
+ * that is not an unsigned 32-bit integer, or a rendezvous variant asked for
+ * beyond RENDEZVOUS_BUDGET.
  */
 export function maglevTable(
   backends: readonly MaglevBackend[],
   m: number,
-  variant: MaglevVariant = MAGLEV_DEFAULT_VARIANT,
+  variant: MaglevVariant = maglevDefaultVariant(backends.length, m),
 ): Uint32Array {
   const sorted = validate(backends, m, variant);
   const keys = sorted.map((b) => b.key);
@@ -96,6 +110,11 @@ function validate(backends: readonly MaglevBackend[], m: number, variant: Maglev
   }
   if (backends.length > m) {
     throw new InvalidInputError(`${what}: ${backends.length} backends do not fit in ${m} entries; use a larger size`);
+  }
+  if (variant !== "plain" && backends.length * m > RENDEZVOUS_BUDGET) {
+    throw new InvalidInputError(
+      `${what}: ${variant} with ${backends.length} backends and ${m} entries exceeds ${RENDEZVOUS_BUDGET} scored pairs; use plain or a smaller size`,
+    );
   }
   const keys = new Set<string>();
   const ids = new Set<number>();
