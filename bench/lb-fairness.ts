@@ -218,6 +218,8 @@ function svg(shareRows: ShareRow[], disruptionRows: DisruptionRow[]): string {
     out.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
     text(left - 8, y(v) + 4, v.toFixed(1), 'text-anchor="end"');
   }
+  out.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(1.01)}" y2="${y(1.01)}" stroke="#c00" stroke-dasharray="4 3"/>`);
+  text(left + plotWidth, y(1.01) - 4, "1.01: maglev target (table entries)", 'text-anchor="end" fill="#c00" font-size="10"');
   BACKEND_COUNTS.forEach((n, g) => {
     const x0 = left + g * groupWidth + groupWidth * 0.1;
     algorithms.forEach((a, i) => {

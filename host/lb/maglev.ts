@@ -187,10 +187,11 @@ function candidates(keys: readonly string[], m: number): Candidates {
     const hs = slotHash(s);
     const base = s * k;
     let kept = 0;
+    let worstKept = -1; // the k-th best score once k are kept: most pairs fail this one comparison
     for (let b = 0; b < n; b++) {
       const a = fmix32(hs ^ backendHash[b]!);
-      if (kept === k && a <= score[base + k - 1]!) continue;
-      // Insertion into the sorted candidate list; strict > keeps the lower index first on ties.
+      if (a <= worstKept) continue;
+      // Insertion into the sorted candidate list; strict < keeps the lower index first on ties.
       let j = base + (kept < k ? kept++ : k - 1);
       while (j > base && score[j - 1]! < a) {
         score[j] = score[j - 1]!;
@@ -199,6 +200,7 @@ function candidates(keys: readonly string[], m: number): Candidates {
       }
       score[j] = a;
       backend[j] = b;
+      if (kept === k) worstKept = score[base + k - 1]!;
     }
   }
   const capacity = new Int32Array(n).fill(Math.floor(m / n));
