@@ -4,18 +4,22 @@
  * and M, so every node computes the same one and a flow reaches the same
  * backend without any conntrack state (after a CT flush, or on another node).
  *
- * Two builders, compared in docs/maglev.md and bench/lb-fairness.ts:
+ * Builders, compared in docs/maglev.md and bench/lb-fairness.ts:
  * - "plain": the Maglev paper (Eisenbud et al., NSDI 2016). Each backend walks
  *   its own permutation of the slots (offset = h1 % M, skip = h2 % (M-1) + 1)
  *   and the backends take turns claiming their next free slot.
- * - "hrw-auction" (the default, what maglevTable returns and the datapath
- *   uses, up to RENDEZVOUS_BUDGET; see maglevDefaultVariant): every (slot, backend) pair has a rendezvous score; the table is the
- *   assignment maximizing the total score with each backend holding
- *   floor(M/N) or ceil(M/N) entries, found by an auction. Same balance as plain
- *   Maglev, but removing a backend moves fewer entries: the winners shift only
- *   where prices move, instead of every later claim of the round-robin.
- * - "hrw-greedy": the same scores and capacities, assigned greedily in
- *   descending score order; kept because the report compares it.
+ * - "perm-auction" (the default: what maglevTable returns, what the datapath
+ *   uses): the same permutations, but a slot's candidates are the backends
+ *   that list it among their first 8*M/N positions, scored by that position,
+ *   and the table is the assignment maximizing the total score with each
+ *   backend holding floor(M/N) or ceil(M/N) entries, found by an auction.
+ *   Same balance as plain Maglev; removing a backend moves fewer entries,
+ *   because the others shift only where prices move instead of at every later
+ *   turn of the round-robin.
+ * - "hrw-auction", "hrw-greedy": rendezvous scores (every slot x backend pair
+ *   hashed, a slot keeps its best 8) with the auction, or taken greedily in
+ *   descending score order. Kept for the report: hrw-auction moves as few
+ *   entries as perm-auction but costs O(M*N) to score.
  */
 import { InvalidInputError } from "../errors.js";
 import { fmix32, murmur3String } from "./murmur3.js";
@@ -24,22 +28,17 @@ import { fmix32, murmur3String } from "./murmur3.js";
 export const MAGLEV_PRIMES: readonly number[] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071];
 export const MAGLEV_DEFAULT_M = 16381;
 
-export type MaglevVariant = "plain" | "hrw-greedy" | "hrw-auction";
-export const MAGLEV_VARIANTS: readonly MaglevVariant[] = ["plain", "hrw-greedy", "hrw-auction"];
-export const MAGLEV_DEFAULT_VARIANT: MaglevVariant = "hrw-auction";
+export type MaglevVariant = "plain" | "perm-auction" | "hrw-auction" | "hrw-greedy";
+export const MAGLEV_VARIANTS: readonly MaglevVariant[] = ["plain", "perm-auction", "hrw-auction", "hrw-greedy"];
+export const MAGLEV_DEFAULT_VARIANT: MaglevVariant = "perm-auction";
 
 /**
- * Largest backends x entries the rendezvous builders accept: they score every
+ * Largest backends x entries the hrw-* builders accept: they score every
  * (slot, backend) pair, about 0.5 s at this size on the bench machine (65521
- * entries x 1000 backends is inside). Beyond it a table of 131071 entries and
- * thousands of backends would take minutes, so the default falls back to plain.
+ * entries x 1000 backends is inside); 131071 entries and thousands of
+ * backends would take minutes.
  */
 export const RENDEZVOUS_BUDGET = 2 ** 26;
-
-/** The variant maglevTable uses when none is given: hrw-auction within RENDEZVOUS_BUDGET, else plain. */
-export function maglevDefaultVariant(backendCount: number, m: number): MaglevVariant {
-  return backendCount * m <= RENDEZVOUS_BUDGET ? MAGLEV_DEFAULT_VARIANT : "plain";
-}
 
 export interface MaglevBackend {
   /** Backend id as stored in the backends table. */
@@ -54,12 +53,20 @@ const SEED_SKIP = 0x65763031; // "ev01"
 const SEED_BACKEND = 0x68727762; // "hrwb"
 const SEED_SLOT = 0x68727773; // "hrws"
 
-/** Candidates kept per slot by the rendezvous builders; prices never push a slot past its 8th choice in practice. */
+/**
+ * Candidates per slot: kept by hrw-*, on average for perm-auction. Fewer
+ * candidates move more entries (4 for perm-auction: 1.70x the ideal at N=100
+ * instead of 1.58x); the auction rarely looks past a slot's 3rd.
+ */
 const CANDIDATES = 8;
-/** Auction bid granularity as a fraction of the mean gap between a slot's best and second score (2^32 / N). */
+/** Auction bid granularity: this fraction of the typical gap between a slot's two best scores. */
 const AUCTION_EPSILON_DIVISOR = 4096;
-/** Bids per slot after which the auction gives up and fills what is left greedily (never reached in the bench). */
-const AUCTION_BIDS_PER_SLOT = 256;
+/**
+ * Bids per slot after which the auction stops and the slots still waiting
+ * are filled directly. Tables with M > N*16 need under 4; only near N = M
+ * (cap 1 per backend) do price wars run this long.
+ */
+const AUCTION_BIDS_PER_SLOT = 16;
 
 /** A warning when M is too small for N backends to keep each share within 1% (M > 100*N), else undefined. */
 export function maglevSizeAdvice(backendCount: number, m: number): string | undefined {
@@ -74,24 +81,17 @@ export function maglevSizeAdvice(backendCount: number, m: number): string | unde
  * Throws InvalidInputError for an m outside MAGLEV_PRIMES, an empty set (a
  * service without backends has no table; the datapath drops its flows with
  * "no backends"), more backends than entries, a duplicate key or id, or an id
- * that is not an unsigned 32-bit integer, or a rendezvous variant asked for
+ * that is not an unsigned 32-bit integer, or an hrw-* variant asked for
  * beyond RENDEZVOUS_BUDGET.
  */
 export function maglevTable(
   backends: readonly MaglevBackend[],
   m: number,
-  variant: MaglevVariant = maglevDefaultVariant(backends.length, m),
+  variant: MaglevVariant = MAGLEV_DEFAULT_VARIANT,
 ): Uint32Array {
   const sorted = validate(backends, m, variant);
   const keys = sorted.map((b) => b.key);
-  const owner =
-    sorted.length === 1
-      ? new Int32Array(m) // one backend owns everything; the rendezvous builders need a second choice
-      : variant === "plain"
-        ? buildPlain(keys, m)
-        : variant === "hrw-greedy"
-          ? buildGreedy(keys, m)
-          : buildAuction(keys, m);
+  const owner = sorted.length === 1 ? new Int32Array(m) : build(keys, m, variant);
   const table = new Uint32Array(m);
   for (let s = 0; s < m; s++) table[s] = sorted[owner[s]!]!.id;
   return table;
@@ -111,7 +111,7 @@ function validate(backends: readonly MaglevBackend[], m: number, variant: Maglev
   if (backends.length > m) {
     throw new InvalidInputError(`${what}: ${backends.length} backends do not fit in ${m} entries; use a larger size`);
   }
-  if (variant !== "plain" && backends.length * m > RENDEZVOUS_BUDGET) {
+  if (variant.startsWith("hrw-") && backends.length * m > RENDEZVOUS_BUDGET) {
     throw new InvalidInputError(
       `${what}: ${variant} with ${backends.length} backends and ${m} entries exceeds ${RENDEZVOUS_BUDGET} scored pairs; use plain or a smaller size`,
     );
@@ -131,15 +131,35 @@ function validate(backends: readonly MaglevBackend[], m: number, variant: Maglev
   return [...backends].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
+function build(keys: readonly string[], m: number, variant: MaglevVariant): Int32Array {
+  switch (variant) {
+    case "plain":
+      return buildPlain(keys, m);
+    case "perm-auction":
+      return auction(permutationCandidates(keys, m));
+    case "hrw-auction":
+      return auction(rendezvousCandidates(keys, m));
+    case "hrw-greedy":
+      return greedy(rendezvousCandidates(keys, m));
+  }
+}
+
+/** offset and skip of each backend's permutation j -> (offset + j*skip) % m. */
+function permutations(keys: readonly string[], m: number): { offset: Uint32Array; skip: Uint32Array } {
+  const n = keys.length;
+  const offset = new Uint32Array(n);
+  const skip = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    offset[i] = murmur3String(keys[i]!, SEED_OFFSET) % m;
+    skip[i] = (murmur3String(keys[i]!, SEED_SKIP) % (m - 1)) + 1;
+  }
+  return { offset, skip };
+}
+
 /** The paper's builder; returns the index (into keys) owning each slot. */
 function buildPlain(keys: readonly string[], m: number): Int32Array {
   const n = keys.length;
-  const next = new Uint32Array(n);
-  const skip = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    next[i] = murmur3String(keys[i]!, SEED_OFFSET) % m;
-    skip[i] = (murmur3String(keys[i]!, SEED_SKIP) % (m - 1)) + 1;
-  }
+  const { offset: next, skip } = permutations(keys, m);
   const owner = new Int32Array(m).fill(-1);
   // Each permutation visits every slot (m prime, 0 < skip < m), so every turn finds a free slot.
   for (let filled = 0; ; ) {
@@ -159,28 +179,83 @@ function buildPlain(keys: readonly string[], m: number): Int32Array {
 }
 
 /**
- * Rendezvous scores: score(slot, backend) = fmix32(slotHash ^ backendHash).
- * Keeps each slot's best CANDIDATES backends, best first, as flat arrays
- * (slot s at s*k .. s*k+k-1).
+ * An assignment problem: slot s may go to backend[j] for j in
+ * start[s] .. start[s+1]-1, worth score[j] (integers, exact in doubles);
+ * backend b takes at most capacity[b] slots, and the capacities sum to m.
  */
 interface Candidates {
-  k: number;
+  m: number;
+  start: Int32Array;
   backend: Int32Array;
   score: Float64Array;
-  backendHash: Uint32Array;
-  /** Entries per backend: floor(m/n), plus one for the first m%n backends by hash (ties by key order). */
+  /** Stands in for the second-best value of a slot with a single candidate. */
+  scoreSpan: number;
+  /** About the gap between a slot's two best scores: the scale of epsilon. */
+  typicalGap: number;
+  /** floor(m/n), plus one for the first m%n backends in order of tieBreak (then index). */
   capacity: Int32Array;
+}
+
+function capacities(m: number, backendHash: Uint32Array): Int32Array {
+  const n = backendHash.length;
+  const capacity = new Int32Array(n).fill(Math.floor(m / n));
+  const byHash = Array.from({ length: n }, (_, i) => i).sort((x, y) => backendHash[x]! - backendHash[y]! || x - y);
+  for (let r = 0; r < m % n; r++) capacity[byHash[r]!]!++;
+  return capacity;
+}
+
+function backendHashes(keys: readonly string[]): Uint32Array {
+  return Uint32Array.from(keys, (k) => murmur3String(k, SEED_BACKEND));
 }
 
 function slotHash(s: number): number {
   return fmix32(s ^ SEED_SLOT);
 }
 
-function candidates(keys: readonly string[], m: number): Candidates {
+/**
+ * perm-auction's candidates: backend i lists the first ceil(8m/n) slots of
+ * its permutation (all m when that is more), so a slot has 8 candidates on
+ * average. Score = positions left in the list (earlier is better) times 4096,
+ * plus 12 bits of a pair hash so equal positions do not tie. O(8m), whatever n.
+ */
+function permutationCandidates(keys: readonly string[], m: number): Candidates {
+  const n = keys.length;
+  const listed = Math.min(m, Math.ceil((CANDIDATES * m) / n));
+  const { offset, skip } = permutations(keys, m);
+  const backendHash = backendHashes(keys);
+  const start = new Int32Array(m + 1);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0, c = offset[i]!; j < listed; j++) {
+      start[c + 1]!++;
+      c += skip[i]!;
+      if (c >= m) c -= m;
+    }
+  }
+  for (let s = 0; s < m; s++) start[s + 1]! += start[s]!;
+  const fill = start.slice(0, m);
+  const backend = new Int32Array(n * listed);
+  const score = new Float64Array(n * listed);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0, c = offset[i]!; j < listed; j++) {
+      const at = fill[c]!++;
+      backend[at] = i;
+      score[at] = (listed - j) * 4096 + (fmix32(slotHash(c) ^ backendHash[i]!) >>> 20);
+      c += skip[i]!;
+      if (c >= m) c -= m;
+    }
+  }
+  const span = (listed + 1) * 4096;
+  return { m, start, backend, score, scoreSpan: span, typicalGap: span / CANDIDATES, capacity: capacities(m, backendHash) };
+}
+
+/**
+ * hrw-*'s candidates: score(slot, backend) = fmix32(slotHash ^ backendHash);
+ * a slot keeps its best 8, best first. O(m*n).
+ */
+function rendezvousCandidates(keys: readonly string[], m: number): Candidates {
   const n = keys.length;
   const k = Math.min(CANDIDATES, n);
-  const backendHash = new Uint32Array(n);
-  for (let i = 0; i < n; i++) backendHash[i] = murmur3String(keys[i]!, SEED_BACKEND);
+  const backendHash = backendHashes(keys);
   const backend = new Int32Array(m * k);
   const score = new Float64Array(m * k);
   for (let s = 0; s < m; s++) {
@@ -203,46 +278,50 @@ function candidates(keys: readonly string[], m: number): Candidates {
       if (kept === k) worstKept = score[base + k - 1]!;
     }
   }
-  const capacity = new Int32Array(n).fill(Math.floor(m / n));
-  const byHash = Array.from({ length: n }, (_, i) => i).sort((x, y) => backendHash[x]! - backendHash[y]! || x - y);
-  for (let r = 0; r < m % n; r++) capacity[byHash[r]!]!++;
-  return { k, backend, score, backendHash, capacity };
+  const start = Int32Array.from({ length: m + 1 }, (_, s) => s * k);
+  return { m, start, backend, score, scoreSpan: 2 ** 32, typicalGap: 2 ** 32 / n, capacity: capacities(m, backendHash) };
 }
 
-/** Gives every unassigned slot its best-scoring backend that still has room (full scan: rare or tiny). */
+/**
+ * Completes a partial assignment: each slot still without a backend takes its
+ * best candidate with room, else the next backend with room by index. Linear,
+ * and deterministic like everything else here.
+ */
 function fillRemaining(owner: Int32Array, count: Int32Array, c: Candidates): void {
-  const n = count.length;
-  for (let s = 0; s < owner.length; s++) {
+  let next = 0;
+  for (let s = 0; s < c.m; s++) {
     if (owner[s]! >= 0) continue;
-    const hs = slotHash(s);
     let best = -1;
-    let bestScore = -1;
-    for (let b = 0; b < n; b++) {
-      if (count[b]! >= c.capacity[b]!) continue;
-      const a = fmix32(hs ^ c.backendHash[b]!);
-      if (a > bestScore) {
-        bestScore = a;
-        best = b;
-      }
+    for (let j = c.start[s]!; j < c.start[s + 1]!; j++) {
+      const b = c.backend[j]!;
+      if (count[b]! < c.capacity[b]! && (best < 0 || c.score[j]! > c.score[best]!)) best = j;
     }
-    owner[s] = best;
-    count[best]!++;
+    let b: number;
+    if (best >= 0) {
+      b = c.backend[best]!;
+    } else {
+      while (count[next]! >= c.capacity[next]!) next++; // capacities sum to m: one has room
+      b = next;
+    }
+    owner[s] = b;
+    count[b]!++;
   }
 }
 
-/** Pairs in descending score order; a pair is taken while its slot is free and its backend has room. */
-function buildGreedy(keys: readonly string[], m: number): Int32Array {
-  const c = candidates(keys, m);
-  const pairs = m * c.k;
-  // score * 2^21 + pair index is below 2^53 (pairs <= 131071 * 8 < 2^21): exact in a double, sorts by score then index.
+/** Candidate pairs in descending score order; a pair is taken while its slot is free and its backend has room. */
+function greedy(c: Candidates): Int32Array {
+  const pairs = c.start[c.m]!;
+  const slotOf = new Int32Array(pairs);
+  for (let s = 0; s < c.m; s++) slotOf.fill(s, c.start[s]!, c.start[s + 1]!);
+  // score * 2^21 + pair index stays below 2^53 (scores < 2^32, pairs < 2^21): exact, sorts by score then index.
   const order = new Float64Array(pairs);
   for (let p = 0; p < pairs; p++) order[p] = c.score[p]! * 2 ** 21 + p;
   order.sort();
-  const owner = new Int32Array(m).fill(-1);
-  const count = new Int32Array(keys.length);
+  const owner = new Int32Array(c.m).fill(-1);
+  const count = new Int32Array(c.capacity.length);
   for (let j = pairs - 1; j >= 0; j--) {
     const p = order[j]! % 2 ** 21;
-    const s = Math.floor(p / c.k);
+    const s = slotOf[p]!;
     const b = c.backend[p]!;
     if (owner[s]! < 0 && count[b]! < c.capacity[b]!) {
       owner[s] = b;
@@ -255,28 +334,27 @@ function buildGreedy(keys: readonly string[], m: number): Int32Array {
 
 /**
  * Auction (Bertsekas) for the capacitated assignment maximizing the total
- * score. A backend with capacity c is c copies; each copy has a price and a
- * full backend's price is its cheapest copy's (a min-heap per backend). An
- * unassigned slot bids for the backend with the best score minus price,
- * raising that price by its margin over the second best plus epsilon, and
+ * score. A backend with capacity k is k copies; each copy has a price and a
+ * full backend's price is its cheapest copy's (a min-heap per backend). A
+ * waiting slot bids for the candidate with the best score minus price,
+ * raising that price by its margin over its second best plus epsilon, and
  * evicts the holder of the cheapest copy if the backend is full. Slots bid in
- * a FIFO order starting 0..m-1, so the result is a pure function of the
- * backend set. Prices are integers in doubles: exact, identical everywhere.
+ * FIFO order starting 0..m-1, so the result is a pure function of the backend
+ * set. Prices are integers in doubles: exact, identical on every machine.
  */
-function buildAuction(keys: readonly string[], m: number): Int32Array {
-  const c = candidates(keys, m);
-  const n = keys.length;
-  const k = c.k;
+function auction(c: Candidates): Int32Array {
+  const { m, start, backend, score, capacity } = c;
+  const n = capacity.length;
   const stride = Math.ceil(m / n);
   const heapPrice = new Float64Array(n * stride);
   const heapSlot = new Int32Array(n * stride);
   const count = new Int32Array(n);
   const owner = new Int32Array(m).fill(-1);
-  const epsilon = Math.max(1, Math.floor(2 ** 32 / n / AUCTION_EPSILON_DIVISOR));
-  const queue = new Int32Array(m); // at most m slots are ever unassigned at once
-  for (let s = 0; s < m; s++) queue[s] = s;
+  const epsilon = Math.max(1, Math.floor(c.typicalGap / AUCTION_EPSILON_DIVISOR));
+  const queue = new Int32Array(m); // at most m slots wait at once
   let head = 0;
-  let waiting = m;
+  let waiting = 0;
+  for (let s = 0; s < m; s++) if (start[s + 1]! > start[s]!) queue[waiting++] = s; // a slot nobody lists waits for fillRemaining
   const bidLimit = m * AUCTION_BIDS_PER_SLOT;
   for (let bids = 0; waiting > 0 && bids < bidLimit; bids++) {
     const s = queue[head]!;
@@ -285,9 +363,9 @@ function buildAuction(keys: readonly string[], m: number): Int32Array {
     let best = -1;
     let bestValue = -Infinity;
     let secondValue = -Infinity;
-    for (let j = s * k, end = j + k; j < end; j++) {
-      const b = c.backend[j]!;
-      const value = c.score[j]! - (count[b]! < c.capacity[b]! ? 0 : heapPrice[b * stride]!);
+    for (let j = start[s]!, end = start[s + 1]!; j < end; j++) {
+      const b = backend[j]!;
+      const value = score[j]! - (count[b]! < capacity[b]! ? 0 : heapPrice[b * stride]!);
       if (value > bestValue) {
         secondValue = bestValue;
         bestValue = value;
@@ -296,7 +374,8 @@ function buildAuction(keys: readonly string[], m: number): Int32Array {
         secondValue = value;
       }
     }
-    const cap = c.capacity[best]!;
+    if (secondValue === -Infinity) secondValue = bestValue - c.scoreSpan;
+    const cap = capacity[best]!;
     const base = best * stride;
     const full = count[best]! === cap;
     const price = (full ? heapPrice[base]! : 0) + (bestValue - secondValue) + epsilon;
@@ -330,6 +409,6 @@ function buildAuction(keys: readonly string[], m: number): Int32Array {
     heapSlot[base + at] = s;
     owner[s] = best;
   }
-  if (waiting > 0) fillRemaining(owner, count, c);
+  fillRemaining(owner, count, c);
   return owner;
 }

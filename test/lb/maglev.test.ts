@@ -5,7 +5,7 @@ import {
   MAGLEV_PRIMES,
   MAGLEV_VARIANTS,
   RENDEZVOUS_BUDGET,
-  maglevDefaultVariant,
+  MAGLEV_DEFAULT_VARIANT,
   maglevSizeAdvice,
   maglevTable,
   type MaglevBackend,
@@ -112,7 +112,7 @@ describe("maglevTable", () => {
     });
   }
 
-  it("hrw-auction moves no more entries than plain when one backend is removed", () => {
+  it("the auction variants move no more entries than plain when one backend is removed", () => {
     const m = MAGLEV_DEFAULT_M;
     for (const n of [10, 100, 163]) {
       const set = backends(n);
@@ -123,19 +123,20 @@ describe("maglevTable", () => {
         return total;
       };
       const plain = moved("plain");
-      const auction = moved("hrw-auction");
-      // At least the removed backends' own entries move (about m/n each).
-      expect(auction, `N=${n}`).toBeGreaterThanOrEqual(5 * Math.floor(m / n));
-      expect(auction, `N=${n}`).toBeLessThanOrEqual(plain);
+      for (const variant of ["perm-auction", "hrw-auction"] as const) {
+        const auction = moved(variant);
+        // At least the removed backends' own entries move (about m/n each).
+        expect(auction, `${variant} N=${n}`).toBeGreaterThanOrEqual(5 * Math.floor(m / n));
+        expect(auction, `${variant} N=${n}`).toBeLessThanOrEqual(plain);
+      }
     }
   });
 
-  it("uses hrw-auction by default within the budget and plain beyond it", () => {
-    expect(maglevDefaultVariant(100, 16381)).toBe("hrw-auction");
-    expect(maglevDefaultVariant(1000, 65521)).toBe("hrw-auction");
-    expect(maglevDefaultVariant(1000, 131071)).toBe("plain");
+  it("uses perm-auction when no variant is given", () => {
+    expect(MAGLEV_DEFAULT_VARIANT).toBe("perm-auction");
     const set = backends(50);
-    expect(maglevTable(set, 8191)).toEqual(maglevTable(set, 8191, "hrw-auction"));
+    expect(maglevTable(set, 8191)).toEqual(maglevTable(set, 8191, "perm-auction"));
+    expect(maglevTable(set, 8191)).not.toEqual(maglevTable(set, 8191, "plain"));
   });
 
   it("depends on keys, not on ids: renumbering keeps every entry's backend", () => {
@@ -184,6 +185,7 @@ describe("maglevTable input errors", () => {
     fails(() => maglevTable(backends(3), 251, "ring" as MaglevVariant), /unknown variant "ring"/);
     const n = Math.floor(RENDEZVOUS_BUDGET / 131071) + 1;
     fails(() => maglevTable(backends(n), 131071, "hrw-auction"), /exceeds .* use plain/);
+    expect(maglevTable(backends(n), 131071).length).toBe(131071); // the default has no such limit
   });
 });
 
