@@ -56,15 +56,15 @@ const SEED_SLOT = 0x68727773; // "hrws"
 /**
  * Candidates per slot: kept by hrw-*, on average for perm-auction. Fewer
  * candidates move more entries (4 for perm-auction: 1.70x the ideal at N=100
- * instead of 1.58x); the auction rarely looks past a slot's 3rd.
+ * instead of 1.58x); more would cost build time in proportion.
  */
 const CANDIDATES = 8;
 /** Auction bid granularity: this fraction of the typical gap between a slot's two best scores. */
 const AUCTION_EPSILON_DIVISOR = 4096;
 /**
  * Bids per slot after which the auction stops and the slots still waiting
- * are filled directly. Tables with M > N*16 need under 4; only near N = M
- * (cap 1 per backend) do price wars run this long.
+ * are filled directly. The bench's sizes (M/N >= 16) need 1 to 4; only near
+ * N = M (one entry per backend) do price wars run this long.
  */
 const AUCTION_BIDS_PER_SLOT = 16;
 
@@ -192,7 +192,7 @@ interface Candidates {
   scoreSpan: number;
   /** About the gap between a slot's two best scores: the scale of epsilon. */
   typicalGap: number;
-  /** floor(m/n), plus one for the first m%n backends in order of tieBreak (then index). */
+  /** floor(m/n), plus one for the first m%n backends in order of their hash (then key order). */
   capacity: Int32Array;
 }
 
