@@ -188,7 +188,7 @@ interface Candidates {
   start: Int32Array;
   backend: Int32Array;
   score: Float64Array;
-  /** Stands in for the second-best value of a slot with a single candidate. */
+  /** A slot with a single candidate bids as if its second best were this much worse. */
   scoreSpan: number;
   /** About the gap between a slot's two best scores: the scale of epsilon. */
   typicalGap: number;
