@@ -150,7 +150,10 @@ export class ServiceManager {
     }
     const active = [...state.backends.values()].filter((b) => b.weight > 0);
     if (state.algorithm === "maglev") {
-      const ids = maglevTable(active.map((b) => ({ id: b.id, key: maglevBackendKey(b.addrText, b.port, state.proto) })), this.options.maglevM);
+      // No active backend: the datapath drops on count 0 before reading the row, so it is zeroed.
+      const ids = active.length === 0
+        ? new Uint32Array(this.options.maglevM)
+        : maglevTable(active.map((b) => ({ id: b.id, key: maglevBackendKey(b.addrText, b.port, state.proto) })), this.options.maglevM);
       ops.push({ kind: "maglev", row: state.maglevRow!, ids });
     }
     const servicesTable: LbTableName = fam === 4 ? "services4" : "services6";

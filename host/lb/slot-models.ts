@@ -11,6 +11,7 @@
  * - maglev: entry hash % M of the Maglev table (host/lb/maglev.ts).
  */
 import { InvalidInputError } from "../errors.js";
+import { legacySlots } from "./slots.js";
 
 /** The services-v2 slot (1-based, slot 0 is the master entry) for a flow among `count` dense slots. */
 export function randomSlot(flowHash: number, count: number): number {
@@ -24,14 +25,14 @@ export function maglevIndex(flowHash: number, tableSize: number): number {
 }
 
 /**
- * Pre-v2 slots of one service. Slot i (0-based here, slot i+1 in the map)
- * holds a backend id. Removing a backend rewrites each of its slots with a
- * duplicate: the distinct remaining backends, in order of their first slot,
- * taken round-robin by the freed slot's index. Adding a backend appends one
- * slot; duplicates stay, which is the skew v2 removed.
+ * Pre-v2 slots of one service under churn, driven through the same slot
+ * filling the service manager writes to the datapaths (host/lb/slots.ts
+ * legacySlots): a removed backend's slots get duplicates of the remaining
+ * ones, an added backend gets one new slot, and the duplicates stay, which is
+ * the skew v2 removed.
  */
 export class LegacySlots {
-  private readonly list: number[];
+  private list: number[];
 
   constructor(ids: readonly number[]) {
     if (new Set(ids).size !== ids.length) throw new InvalidInputError(`legacy slots: backend ids repeat in ${ids.join(", ")}`);
@@ -51,18 +52,12 @@ export class LegacySlots {
   remove(id: number): void {
     if (!this.list.includes(id)) throw new InvalidInputError(`legacy slots: backend ${id} is not in the service`);
     const remaining = this.backends().filter((b) => b !== id);
-    if (remaining.length === 0) {
-      this.list.length = 0;
-      return;
-    }
-    for (let i = 0; i < this.list.length; i++) {
-      if (this.list[i] === id) this.list[i] = remaining[i % remaining.length]!;
-    }
+    this.list = remaining.length === 0 ? [] : legacySlots(this.list, remaining.map((b) => ({ id: b, weight: 1 })));
   }
 
   add(id: number): void {
     if (this.list.includes(id)) throw new InvalidInputError(`legacy slots: backend ${id} is already in the service`);
-    this.list.push(id);
+    this.list = legacySlots(this.list, [...this.backends(), id].map((b) => ({ id: b, weight: 1 })));
   }
 
   /** The backend for a flow, or undefined when the service has no backends. */

@@ -28,8 +28,9 @@ export function legacySlots(previous: readonly number[], backends: readonly Slot
   const activeIds = new Set(active.map((b) => b.id));
   const survivors = [...new Set(previous.filter((id) => activeIds.has(id)))];
   if (survivors.length === 0) return denseSlots(active);
-  let next = 0;
-  const slots = previous.map((id) => (activeIds.has(id) ? id : survivors[next++ % survivors.length]));
+  // A freed slot takes a survivor by its own index, so one removal's
+  // duplicates spread over the survivors instead of piling on the first.
+  const slots = previous.map((id, i) => (activeIds.has(id) ? id : survivors[i % survivors.length]));
   const present = new Set(previous);
   for (const b of active) {
     if (!present.has(b.id)) for (let i = 0; i < b.weight; i++) slots.push(b.id);

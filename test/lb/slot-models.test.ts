@@ -29,8 +29,8 @@ describe("LegacySlots (pre-v2)", () => {
     expect(legacy.slots).toHaveLength(4);
     expect(legacy.slots).not.toContain(2);
     expect(legacy.backends()).toEqual([1, 3, 4]);
-    // Slot index 1 takes the remaining backends round-robin: [1, 3, 4][1 % 3].
-    expect(legacy.slots[1]).toBe(3);
+    // A freed slot takes a survivor by its index (host/lb/slots.ts): slot index 1 -> [1, 3, 4][1 % 3].
+    expect(legacy.slots).toEqual([1, 3, 3, 4]);
   });
 
   it("appends added backends, so churn leaves duplicates and skew", () => {
