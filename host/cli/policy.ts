@@ -18,7 +18,7 @@ import { renderTable, toJson } from "./table.js";
 
 export const POLICY_USAGE = `membrane policy / identity / endpoint: the policy engine on a state file (JSON, as replay --config)
 
-  membrane policy import <file> --config <state>     add or replace the policies in <file> (JSON: one document, a list, or a List)
+  membrane policy import <file> --config <state>     add or replace the policies in <file> (YAML or JSON: documents, a list, or a List)
   membrane policy get [--json] --config <state>      the policies and what they select
   membrane policy delete <name>... | --all --config <state>
   membrane policy trace --src <labels|ip> --dst <labels|ip> --dport N/proto [--json] --config <state>

@@ -1,9 +1,12 @@
 /**
- * Policy documents (JSON): a NetworkPolicy, CiliumNetworkPolicy or
- * CiliumClusterwideNetworkPolicy object, a JSON list of them, or a Kubernetes
- * `List` with `items`. Every document is validated completely before any is
- * returned, so an import either yields all its rules or fails naming the field.
+ * Policy documents (JSON or YAML): a NetworkPolicy, CiliumNetworkPolicy or
+ * CiliumClusterwideNetworkPolicy object, a list of them, or a Kubernetes
+ * `List` with `items`; in YAML also several of these as `---` separated
+ * documents, as `kubectl apply -f` takes them. Every document is validated
+ * completely before any is returned, so an import either yields all its rules
+ * or fails naming the document and the field.
  */
+import { parseAllDocuments } from "yaml";
 import { InvalidInputError } from "../errors.js";
 import { parseCiliumRule } from "./cilium-network-policy.js";
 import { parseNetworkPolicy } from "./network-policy.js";
@@ -61,14 +64,17 @@ export function parseDocument(v: unknown, where = ""): PolicyDocument {
   }
 }
 
-/** Every document of a parsed file; duplicate names are an error. */
-export function parseDocuments(v: unknown): PolicyDocument[] {
-  let items: { value: unknown; where: string }[];
-  if (Array.isArray(v)) items = v.map((value, i) => ({ value, where: `[${i}]` }));
-  else if (typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "List") {
-    items = array((v as { items?: unknown }).items, "items").map((value, i) => ({ value, where: `items[${i}]` }));
-  } else items = [{ value: v, where: "" }];
-  const docs = items.map(({ value, where }) => parseDocument(value, where));
+/** The policy objects one parsed value holds, with where each sits in it. */
+function policyItems(v: unknown): { value: unknown; where: string }[] {
+  if (Array.isArray(v)) return v.map((value, i) => ({ value, where: `[${i}]` }));
+  if (typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "List") {
+    return array((v as { items?: unknown }).items, "items").map((value, i) => ({ value, where: `items[${i}]` }));
+  }
+  return [{ value: v, where: "" }];
+}
+
+/** Duplicate names in one import are an error: which of the two would win is not obvious. */
+function checkUnique(docs: PolicyDocument[]): PolicyDocument[] {
   const seen = new Set<string>();
   for (const d of docs) {
     if (seen.has(d.name)) throw new InvalidInputError(`policy ${d.name} appears twice in one import`);
@@ -77,14 +83,57 @@ export function parseDocuments(v: unknown): PolicyDocument[] {
   return docs;
 }
 
-/** File text -> documents. JSON only: no YAML library is installed (see docs/policy-engine.md). */
+/** Every document of a parsed file; duplicate names are an error. */
+export function parseDocuments(v: unknown): PolicyDocument[] {
+  return checkUnique(policyItems(v).map(({ value, where }) => parseDocument(value, where)));
+}
+
+/**
+ * File text -> documents. Text starting with `{` or `[` is JSON (JSON.parse's
+ * messages are the clearer ones for it); anything else is YAML 1.2 (core
+ * schema: `yes`, `on` and `0777` stay what YAML 1.2 says, not YAML 1.1's
+ * booleans and octals). A YAML error, a warning (an unknown tag), or a field
+ * error in any document fails the whole file.
+ */
 export function parsePolicyText(text: string, file: string): PolicyDocument[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    const yamlish = /^\s*(apiVersion|kind)\s*:/m.test(text);
-    throw new InvalidInputError(`parse ${file}: ${(err as Error).message}${yamlish ? " (the file looks like YAML; membrane reads JSON policy files only)" : ""}`, { cause: err });
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new InvalidInputError(`parse ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    return parseDocuments(parsed);
   }
-  return parseDocuments(parsed);
+  return parseYaml(text, file);
+}
+
+function parseYaml(text: string, file: string): PolicyDocument[] {
+  const yamlDocs = parseAllDocuments(text, { schema: "core", uniqueKeys: true, prettyErrors: true });
+  const values: { value: unknown; label: string }[] = [];
+  yamlDocs.forEach((doc, i) => {
+    const label = yamlDocs.length > 1 ? `${file} document ${i + 1}` : file;
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem) throw new InvalidInputError(`parse ${label}: ${problem.message.trimEnd()}`, { cause: problem });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      throw new InvalidInputError(`parse ${label}: ${(err as Error).message}`, { cause: err });
+    }
+    // An empty document (a trailing `---`, a file of comments) holds no policy, as for kubectl.
+    if (value !== null) values.push({ value, label });
+  });
+  if (values.length === 0) throw new InvalidInputError(`parse ${file}: no policy documents`);
+  const docs: PolicyDocument[] = [];
+  for (const { value, label } of values) {
+    try {
+      docs.push(...policyItems(value).map(({ value: v, where }) => parseDocument(v, where)));
+    } catch (err) {
+      if (err instanceof InvalidInputError && values.length > 1) throw new InvalidInputError(`${label}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+  return checkUnique(docs);
 }

@@ -72,8 +72,4 @@ describe("imports are all or nothing", () => {
     expect(engine.listPolicies().map((p) => p.name)).toEqual(["default/a"]);
     expect(engine.endpoint(1)!.record.enforceIngress).toBe(true);
   });
-
-  test("YAML is recognised and refused with a reason", () => {
-    expect(() => parsePolicyText("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n", "p.yaml")).toThrow("membrane reads JSON policy files only");
-  });
 });
