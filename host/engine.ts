@@ -3,6 +3,7 @@
  * run through BPF_PROG_TEST_RUN (KernelDatapath). Replay, the differential
  * suite and the CLI speak to this, so the same traffic goes through either.
  */
+import type { PolicyTableStore } from "./policy/tables.js";
 import type { Direction, LinkKind, PacketMeta } from "./batch.js";
 import type { CtRecord, CtTableName } from "./conntrack/records.js";
 import type { DatapathCounters, GcResult } from "./datapath.js";
@@ -30,4 +31,6 @@ export interface DatapathEngine {
   close(): void;
   /** The service load-balancer's tables. */
   lbTables(): LbTableWriter;
+  /** Endpoints, ipcache and policy tables (written through host/policy/datapath-writer). */
+  policyTables(): PolicyTableStore;
 }

@@ -20,6 +20,14 @@ import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
 import { ctJson, ctTable, countersText } from "./ct-format.js";
+import { hasPolicyState, loadEngine, programPolicyTables } from "../policy/state.js";
+import type { PolicyEngine } from "../policy/engine.js";
+
+/** The state file's endpoints and policies, validated before the datapath is built; none: undefined. */
+function loadPolicyEngine(path: string): PolicyEngine | undefined {
+  const { raw, engine } = loadEngine(path);
+  return hasPolicyState(raw) ? engine : undefined;
+}
 
 export interface ReplayOptions {
   input: string;
@@ -74,6 +82,7 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     throw err;
   }
   const options: ResolvedOptions = opts.config ? loadStateFile(opts.config) : resolveOptions({});
+  const policy = opts.config ? loadPolicyEngine(opts.config) : undefined;
   const outLink = packets[0]?.linkType;
   if (opts.out && packets.some((p) => p.linkType !== outLink)) {
     throw new InvalidInputError(`--out ${opts.out}: the capture mixes link types; a pcap file holds one`);
@@ -81,6 +90,7 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
 
   const dp: DatapathEngine = opts.engine === "bpf" ? await KernelDatapath.create(options) : await Datapath.create(options);
   try {
+    if (policy) programPolicyTables(policy, [dp.policyTables()]);
     return await replayThrough(dp, packets, options, opts, io);
   } finally {
     dp.close();

@@ -7,7 +7,8 @@
  * re-adds unchanged keeps its hit counter.
  */
 import { InvalidInputError, MembraneError, wrap } from "../errors.js";
-import { POLICY_ENTRY } from "../generated/layout.js";
+import { POLICY_ENTRY, decodeEndpointInfo, decodePolicyKey } from "../generated/layout.js";
+import type { EngineChange } from "./engine.js";
 import { endpointRecords, ipcacheRecord, policyKey, policyValue, type TableRecord } from "./records.js";
 import { POLICY_TABLE_NAMES, type PolicyTableName, type PolicyTableStore } from "./tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyDiff } from "./types.js";
@@ -64,11 +65,82 @@ export class PolicyDatapathWriter {
 
   /** Applies the engine's diff: per endpoint, removals first, then additions (a deny wins over an allow added under the same key). */
   applyPolicy(diff: PolicyDiff): WriteSummary {
+    return this.sync("policy", this.planPolicy(diff, this.shadow.get("policy")!), "policy entries");
+  }
+
+  /**
+   * Applies one EngineChange (or `engine.snapshot()` for a fresh datapath):
+   * endpoint records, ipcache and policy entries together. Everything is
+   * validated and checked against every target's capacity before the first
+   * write. Writes go policy entries, then ipcache, then endpoint records, so a
+   * new endpoint starts enforcing only when its table is complete and a new
+   * address never resolves to an identity the tables do not know yet; an
+   * endpoint removed loses its table (every entry under its id) with it.
+   * Endpoints without an address have no datapath record (nothing can match
+   * them) and are skipped.
+   */
+  applyChange(change: EngineChange): WriteSummary {
+    if (typeof change !== "object" || change === null || typeof change.endpoints !== "object" || typeof change.ipcache !== "object") {
+      throw new InvalidInputError("engine change: expected { policy, endpoints, ipcache }");
+    }
+    const { upsert: endpoints, remove: removedIds } = change.endpoints;
+    const { upsert: prefixes, remove: removedPrefixes } = change.ipcache;
+    if (![endpoints, removedIds, prefixes, removedPrefixes].every(Array.isArray)) {
+      throw new InvalidInputError("engine change: endpoints and ipcache need upsert and remove arrays");
+    }
+    removedIds.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 1 || id > 0xffff) throw new InvalidInputError(`endpoints.remove[${i}]: expected an endpoint id 1..65535, got ${JSON.stringify(id)}`);
+    });
+    const removed = new Set(removedIds);
+    const policyBase = new Map([...this.shadow.get("policy")!].filter(([k]) => !removed.has(decodePolicyKey(bytes(k)).endpointId)));
+    const next = new Map<PolicyTableName, Map<string, string>>([["policy", this.planPolicy(change.policy, policyBase)]]);
+
+    for (const t of ["ipcache4", "ipcache6"] as const) next.set(t, new Map(this.shadow.get(t)!));
+    removedPrefixes.forEach((cidr, i) => {
+      const r = ipcacheRecord({ cidr, identity: 1 }, `ipcache.remove[${i}] (${JSON.stringify(cidr)})`);
+      next.get(r.table)!.delete(hex(r.key));
+    });
+    prefixes.forEach((p, i) => {
+      const r = ipcacheRecord(p, `ipcache.upsert[${i}] (${JSON.stringify(p?.cidr)})`);
+      next.get(r.table)!.set(hex(r.key), hex(r.value));
+    });
+
+    // An upserted endpoint's old records go first: its address may have changed.
+    const replaced = new Set<number>(removed);
+    const records: TableRecord[] = [];
+    endpoints.forEach((ep, i) => {
+      const what = `endpoints.upsert[${i}] (id ${JSON.stringify(ep?.id)})`;
+      if (replaced.has(ep?.id)) throw new InvalidInputError(`${what}: id ${ep.id} is also ${removed.has(ep.id) ? "removed" : "upserted"} by this change`);
+      if (typeof ep === "object" && ep !== null && ep.ipv4 === undefined && ep.ipv6 === undefined) { replaced.add(ep.id); return; }
+      records.push(...endpointRecords(ep, what));
+      replaced.add(ep.id);
+    });
+    for (const t of ["endpoints4", "endpoints6"] as const) {
+      next.set(t, new Map([...this.shadow.get(t)!].filter(([, v]) => !replaced.has(decodeEndpointInfo(bytes(v)).id))));
+    }
+    for (const r of records) {
+      const m = next.get(r.table)!;
+      const k = hex(r.key);
+      if (m.has(k)) throw new InvalidInputError(`${r.table}: an address of endpoint ${decodeEndpointInfo(r.value).id} belongs to endpoint ${decodeEndpointInfo(bytes(m.get(k)!)).id} too`);
+      m.set(k, hex(r.value));
+    }
+
+    for (const [t, m] of next) this.checkCapacity(t, m.size, t === "policy" ? "policy entries" : `${t} entries`);
+    const total = { written: 0, deleted: 0 };
+    for (const t of ["policy", "ipcache4", "ipcache6", "endpoints4", "endpoints6"] as const) {
+      const s = this.sync(t, next.get(t)!, t === "policy" ? "policy entries" : `${t} entries`);
+      total.written += s.written;
+      total.deleted += s.deleted;
+    }
+    return total;
+  }
+
+  /** The policy table after `diff`, validated completely; nothing written. */
+  private planPolicy(diff: PolicyDiff, base: Map<string, string>): Map<string, string> {
     if (typeof diff !== "object" || diff === null || !(diff.changes instanceof Map)) {
       throw new InvalidInputError("policy diff: expected { recomputed, changes: Map }");
     }
-    const current = this.shadow.get("policy")!;
-    const next = new Map(current);
+    const next = new Map(base);
     for (const [endpointId, change] of diff.changes) {
       const what = `policy diff for endpoint ${endpointId}`;
       if (!Array.isArray(change?.add) || !Array.isArray(change?.remove)) throw new InvalidInputError(`${what}: expected add and remove arrays`);
@@ -82,7 +154,7 @@ export class PolicyDatapathWriter {
       });
       for (const [k, v] of added) next.set(k, v);
     }
-    return this.sync("policy", next, "policy entries");
+    return next;
   }
 
   private replace(tables: PolicyTableName[], records: TableRecord[], noun: string): WriteSummary {

@@ -126,6 +126,21 @@ export class PolicyEngine {
     return ep ? { identity: ep.identity, prefix: best.prefix.text, endpoint: ep.endpoint } : { identity: best.identity, prefix: best.prefix.text };
   }
 
+  /**
+   * Everything the datapaths hold, as one change from empty tables: what a
+   * fresh datapath (a replay, a restarted agent on new maps) is given.
+   */
+  snapshot(): EngineChange {
+    const changes: PolicyDiff["changes"] = new Map();
+    const records: EndpointRecord[] = [];
+    for (const { record } of this.listEndpoints()) {
+      records.push(record);
+      const add = this.policyEntries(record.id);
+      if (add.length) changes.set(record.id, { add, remove: [] });
+    }
+    return { policy: { recomputed: [], changes }, endpoints: { upsert: records, remove: [] }, ipcache: { upsert: this.ipcache(), remove: [] }, entriesComputed: 0 };
+  }
+
   // ---- policies ----
 
   /** Adds the documents, replacing policies of the same name. */

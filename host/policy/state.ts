@@ -3,7 +3,7 @@
  * (id, labels, addresses, ifindex, MAC), `policies` (the documents as
  * imported) and `identities` (numbers to keep). Written beside them for the
  * datapath writers and for people: each endpoint's `identity` and enforcement
- * flags, `ipcache` and `policy` (entries by endpoint id). On load the written
+ * flags, `ipcache` and `policyEntries` (by endpoint id). On load the written
  * part is recomputed from the inputs, never trusted.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -14,16 +14,42 @@ import { parseDocuments } from "./document.js";
 import { PolicyEngine } from "./engine.js";
 import { parseEndpoint } from "./endpoint.js";
 import type { IpcacheRecord, PolicyEntry } from "./types.js";
+import { PolicyDatapathWriter, type WriteSummary } from "./datapath-writer.js";
+import type { PolicyTableStore } from "./tables.js";
 import { array, describe, fail, fields } from "./validate.js";
 
-export const POLICY_STATE_KEYS = ["endpoints", "policies", "identities", "ipcache", "policy"] as const;
+export const POLICY_STATE_KEYS = ["endpoints", "policies", "identities", "ipcache", "policyEntries"] as const;
 
-/** The state file without the policy keys: what the datapath configuration validator reads. */
+/**
+ * The state file without the policy engine's keys: what the datapath
+ * configuration validator reads. `policy` is the datapath's (table sizes,
+ * DatapathOptions.policy); files from before `policyEntries` held the entries
+ * there, keyed by endpoint id: that form is recomputed output and is dropped.
+ */
 export function withoutPolicyState(parsed: unknown): unknown {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return parsed;
   const rest: Record<string, unknown> = { ...(parsed as Record<string, unknown>) };
   for (const k of POLICY_STATE_KEYS) delete rest[k];
+  if (isOldEntries(rest.policy)) delete rest.policy;
   return rest;
+}
+
+function isOldEntries(v: unknown): boolean {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).some(Array.isArray);
+}
+
+/** Whether the state file holds anything for the policy tables. */
+export function hasPolicyState(parsed: Record<string, unknown>): boolean {
+  return parsed.endpoints !== undefined || parsed.policies !== undefined;
+}
+
+/**
+ * Programs fresh datapaths' policy tables with what the state file's engine
+ * holds (endpoints with their own addresses in the ipcache, CIDR prefixes,
+ * every endpoint's entries), through one writer so they hold the same bytes.
+ */
+export function programPolicyTables(engine: PolicyEngine, targets: readonly PolicyTableStore[]): WriteSummary {
+  return new PolicyDatapathWriter(targets).applyChange(engine.snapshot());
 }
 
 /** An engine rebuilt from the state file's inputs (validated completely). */
@@ -67,7 +93,7 @@ export interface PolicyState {
   policies: unknown[];
   identities: { id: number; labels: string[] }[];
   ipcache: IpcacheRecord[];
-  policy: Record<string, PolicyEntry[]>;
+  policyEntries: Record<string, PolicyEntry[]>;
 }
 
 export function policyState(engine: PolicyEngine): PolicyState {
@@ -78,7 +104,7 @@ export function policyState(engine: PolicyEngine): PolicyState {
     policies: engine.listPolicies().map((p) => p.source),
     identities: engine.allocator.list().filter((i) => i.kind !== "reserved").map((i) => ({ id: i.id, labels: i.labels.toStrings() })),
     ipcache: engine.ipcache(),
-    policy,
+    policyEntries: policy,
   };
 }
 
@@ -113,7 +139,8 @@ export function loadEngine(path: string, mayBeMissing = false): { raw: Record<st
 
 /** Writes the engine's state into the file, keeping its other keys; atomically (rename), so a failure leaves the old file. */
 export function saveEngine(path: string, raw: Record<string, unknown>, engine: PolicyEngine): void {
-  const next = { ...raw, ...policyState(engine) };
+  const next: Record<string, unknown> = { ...raw, ...policyState(engine) };
+  if (isOldEntries(next.policy)) delete next.policy;
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
   renameSync(tmp, path);

@@ -47,7 +47,7 @@ describe("membrane policy on a state file", () => {
     expect(saved.conntrack).toEqual({ tcpEntries: 1024 });
     expect(saved.endpoints.map((e: { id: number; identity: number; enforceIngress: boolean }) => [e.id, e.identity, e.enforceIngress])).toEqual([[1, 256, false], [2, 257, true]]);
     expect(saved.ipcache.map((r: { cidr: string }) => r.cidr)).toEqual(["10.0.0.1/32", "10.0.0.2/32", "192.0.2.0/24", "198.51.100.0/24", "fd00::2/128"]);
-    expect(saved.policy["2"]).toContainEqual({ identity: 256, port: 5432, proto: 6, direction: "ingress", deny: false });
+    expect(saved.policyEntries["2"]).toContainEqual({ identity: 256, port: 5432, proto: 6, direction: "ingress", deny: false });
     // the replay still reads its configuration from the same file
     expect(loadStateFile(state).conntrack.tcpEntries).toBe(1024);
 
