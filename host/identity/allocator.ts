@@ -114,14 +114,19 @@ export class LocalIdentityAllocator implements IdentityAllocator {
   private readonly byId = new Map<number, Identity>();
   private readonly byKey = new Map<string, Identity>();
   private readonly refs = new Map<number, number>();
-  private readonly endpointPool = new NumberPool(MIN_ENDPOINT_IDENTITY, MAX_ENDPOINT_IDENTITY, "endpoint");
-  private readonly cidrPool = new NumberPool(LOCAL_IDENTITY_SCOPE, MAX_LOCAL_IDENTITY, "CIDR");
+  private readonly endpointPool: NumberPool;
+  private readonly cidrPool: NumberPool;
 
   /**
    * `preferred`: numbers label sets had before (by LabelSet.id), taken again
    * when free, so a state file reloaded keeps its identities' numbers.
+   * `limits`: how many endpoint / CIDR identities the spaces hold (all of
+   * 256..65535 and of the local scope by default; smaller to test exhaustion).
    */
-  constructor(private readonly preferred: ReadonlyMap<string, number> = new Map()) {
+  constructor(private readonly preferred: ReadonlyMap<string, number> = new Map(), limits: { endpoint?: number; cidr?: number } = {}) {
+    const top = (min: number, max: number, n: number | undefined) => (n === undefined ? max : Math.min(max, min + n - 1));
+    this.endpointPool = new NumberPool(MIN_ENDPOINT_IDENTITY, top(MIN_ENDPOINT_IDENTITY, MAX_ENDPOINT_IDENTITY, limits.endpoint), "endpoint");
+    this.cidrPool = new NumberPool(LOCAL_IDENTITY_SCOPE, top(LOCAL_IDENTITY_SCOPE, MAX_LOCAL_IDENTITY, limits.cidr), "CIDR");
     for (const [id, name] of Object.entries(RESERVED_NAMES)) this.insert({ id: Number(id), labels: reservedLabels(name), kind: "reserved" });
   }
 

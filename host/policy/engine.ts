@@ -188,11 +188,7 @@ export class PolicyEngine {
     const created: Identity[] = [];
     const released: Identity[] = [];
     // New CIDR identities first, so a prefix both dropped and re-added never reaches zero references.
-    const addedCidr = added.map((r) => rulePrefixes(r).map((p) => {
-      const a = this.allocator.allocateCidr(p);
-      if (a.created) created.push(a.identity);
-      return a.identity.id;
-    }));
+    const addedCidr = this.allocateAll(added.map((r) => rulePrefixes(r)), created);
     this.identitiesChanged(created, [], affected);
     added.forEach((r, i) => this.addRule(r, addedCidr[i]!, affected));
     for (const r of removed) {
@@ -209,6 +205,29 @@ export class PolicyEngine {
     for (const i of created) this.cidrIpcache.set(i.prefix!.text, { prefix: i.prefix!, identity: i.id });
     for (const i of released) this.cidrIpcache.delete(i.prefix!.text);
     return this.regenerate(affected, { before, touched: ipTouched }, [], []);
+  }
+
+  /**
+   * References to the CIDR identities of every rule's prefixes; the only step
+   * of a rule change that can fail (an identity space exhausted, or a cluster
+   * allocator's error). It runs before anything else changes, and on failure
+   * releases what it took, so a refused change leaves the engine and the
+   * allocator as they were.
+   */
+  private allocateAll(prefixesPerRule: Prefix[][], created: Identity[]): number[][] {
+    const taken: number[] = [];
+    try {
+      return prefixesPerRule.map((prefixes) => prefixes.map((p) => {
+        const a = this.allocator.allocateCidr(p);
+        taken.push(a.identity.id);
+        if (a.created) created.push(a.identity);
+        return a.identity.id;
+      }));
+    } catch (err) {
+      for (const id of taken.reverse()) this.allocator.release(id);
+      created.length = 0;
+      throw err;
+    }
   }
 
   private addRule(rule: Rule, cidrIdentities: number[], affected: Set<number>): void {
