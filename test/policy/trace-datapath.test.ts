@@ -76,6 +76,7 @@ describe("policy trace agrees with the Wasm datapath", () => {
             const port = f.proto === "icmp" ? 0 : f.port;
             const t = trace(engine, src, dst, `${port}/${proto}`);
             const packet = firstPacket(src, dst, f.proto, f.sport, port);
+            const passes: boolean[] = [];
             for (const direction of ["egress", "ingress"] as const) {
               const side = t[direction];
               // the endpoint's table and the rules agree (trace's own check)
@@ -85,10 +86,13 @@ describe("policy trace agrees with the Wasm datapath", () => {
               const want = side?.verdict ?? "allow";
               expect({ verdict: v.verdict, reason: v.dropReason }, `${src} -> ${dst} ${port}/${proto} ${direction}; rules ${JSON.stringify(specs)}`)
                 .toEqual(want === "allow" ? { verdict: "pass", reason: undefined } : { verdict: "drop", reason: "DROP_POLICY" });
+              passes.push(v.verdict === "pass");
               checked++;
               if (side) policed++;
               if (want === "deny") denied++;
             }
+            // the flow as a whole: the source's egress and the destination's ingress must both let it through
+            expect(t.verdict, `${src} -> ${dst} ${port}/${proto} overall`).toBe(passes.every(Boolean) ? "allow" : "deny");
           }
         } finally {
           dp.close();
