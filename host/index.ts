@@ -8,3 +8,5 @@ export { formatTuple, type CtRecord, type CtTuple, type CtTableName } from "./co
 export { MembraneError, InvalidInputError, NotSupportedError } from "./errors.js";
 export type { TableName } from "./wasm/core.js";
 export { PolicyDatapathWriter, type WriteSummary } from "./policy/datapath-writer.js";
+export { PolicyEngine, type EngineChange } from "./policy/engine.js";
+export { parsePolicyText, type PolicyDocument } from "./policy/document.js";
