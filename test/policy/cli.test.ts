@@ -111,4 +111,19 @@ describe("membrane policy on a state file", () => {
     expect((await cli("policy", "import", policyFile("db.json", DB_POLICY), "--config", state)).code).toBe(0);
     expect((await cli("policy", "delete", "--all", "--config", state)).out).toContain("-3");
   });
+
+  test("state keys: policy holds the table sizes, policyEntries the engine's entries; the older form is dropped", async () => {
+    const old = join(dir, "old.json");
+    writeFileSync(old, JSON.stringify({ endpoints: [{ id: 1, labels: ["app=web"], ipv4: "10.0.0.1" }], policy: { "1": [] } }));
+    expect(loadStateFile(old).policy).toEqual({ endpoints: 1024, ipcache: 16384, entries: 16384 });
+    expect((await cli("endpoint", "add", "2", "--labels", "app=db", "--ipv4", "10.0.0.2", "--config", old)).code).toBe(0);
+    const saved = JSON.parse(readFileSync(old, "utf8"));
+    expect(saved.policy).toBeUndefined();
+    expect(saved.policyEntries).toEqual({ "1": [], "2": [] });
+    const sized = join(dir, "sized.json");
+    writeFileSync(sized, JSON.stringify({ policy: { entries: 99 } }));
+    expect((await cli("endpoint", "add", "1", "--labels", "app=web", "--ipv4", "10.0.0.1", "--config", sized)).code).toBe(0);
+    expect(JSON.parse(readFileSync(sized, "utf8")).policy).toEqual({ entries: 99 });
+    expect(loadStateFile(sized).policy.entries).toBe(99);
+  });
 });
