@@ -68,5 +68,6 @@ enum drop_reason {
 	DROP_INVALID_EXTHDR = 156,    /* Invalid or too many IPv6 extension headers */
 	DROP_FRAG_NOSUPPORT = 157,    /* Fragment of a datagram whose first fragment was not seen */
 	DROP_UNSUPPORTED_L2 = 166,    /* Unsupported L2 frame */
+	DROP_NAT_NO_MAPPING = 167,    /* No mapping for NAT masquerade */
 	DROP_ICMP_NO_FLOW = 200,      /* ICMP error quoting a packet of no tracked flow */
 };
