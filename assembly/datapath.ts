@@ -9,6 +9,7 @@ import { fragProcess } from "./frag";
 import { ctCreate, ctDir, ctLookup, ctResult, ctTableId } from "./conntrack";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
+import { natStage } from "./nat";
 
 function finish(d: usize, verdict: i32, reason: i32, dir: i32, result: i32, tableId: i32, len: u32): void {
   store<u8>(d + PKT_DESC_VERDICT, <u8>verdict);
@@ -49,6 +50,7 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     return;
   }
   reason = ctLookup(dirIn, now);
+  reason = natStage(reason, dirIn, now);
   // A new flow is decided here, before its entry exists.
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);
   if (reason != 0) {

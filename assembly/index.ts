@@ -8,8 +8,8 @@ import {
 import { loadConfig } from "./config";
 import { TABLE_COUNT, TABLE_FRAG4, createTables, statsOf, table } from "./tables";
 import {
-  Table, keyAddr, slotAddr, tableBytes, tableFlush, tableHighWater, tableInsert, tableLookup, tableRemove,
-  tableSlotUsed,
+  Table, keyAddr, slotAddr, tableBytes, tableDump, tableDumpCount, tableFlush, tableHighWater, tableInsert, tableLookup,
+  tableRemove, tableSlotUsed,
 } from "./table";
 import { createMetrics, metricsBase } from "./metrics";
 import { regionAlloc, regionUsed } from "./region";
@@ -95,23 +95,10 @@ function lifetimeOffset(id: i32): usize {
  * `out`, starting at slot `cursor` (1 to begin). Returns the cursor to continue
  * from, 0 when the scan is complete; dump_count() tells how many were written.
  */
-let lastDumpCount: u32 = 0;
-export function dump_count(): u32 { return lastDumpCount; }
+export function dump_count(): u32 { return tableDumpCount; }
 export function table_dump(id: i32, cursor: u32, out: usize, max: u32): u32 {
-  lastDumpCount = 0;
-  if (!validTable(id) || cursor == 0) return 0;
-  const t = table(id);
-  const rec = <usize>(t.keySize + t.valueSize);
-  const end = tableHighWater(t);
-  let idx = cursor;
-  for (; idx < end && lastDumpCount < max; idx++) {
-    if (!tableSlotUsed(t, idx)) continue;
-    const o = out + <usize>lastDumpCount * rec;
-    memory.copy(o, keyAddr(t, idx), t.keySize);
-    memory.copy(o + t.keySize, slotAddr(t, idx), t.valueSize);
-    lastDumpCount++;
-  }
-  return idx < end ? idx : 0;
+  if (!validTable(id)) return tableDump(table(0), 0, out, max);
+  return tableDump(table(id), cursor, out, max);
 }
 
 /**
@@ -176,3 +163,9 @@ export function table_delete(id: i32, key: usize): bool {
   tableRemove(t, idx);
   return true;
 }
+
+// ---- SNAT (assembly/nat*.ts) ----
+export {
+  nat_config_ptr, nat_init, nat_stats_ptr, nat_count, nat_capacity, nat_key_size, nat_value_size, nat_dump, nat_flush,
+  nat_gc, nat_forget, nat_bytes,
+} from "./nat-exports";

@@ -190,6 +190,29 @@ export function tableHighWater(t: Table): u32 {
   return t.nextFresh;
 }
 
+/** Records written by the last tableDump. */
+export let tableDumpCount: u32 = 0;
+
+/**
+ * Copies up to `max` records (key bytes then value bytes) into `out`, starting at
+ * slot `cursor` (1 to begin). Returns the cursor to continue from, 0 when done.
+ */
+export function tableDump(t: Table, cursor: u32, out: usize, max: u32): u32 {
+  tableDumpCount = 0;
+  if (cursor == 0) return 0;
+  const rec = <usize>(t.keySize + t.valueSize);
+  const end = tableHighWater(t);
+  let idx = cursor;
+  for (; idx < end && tableDumpCount < max; idx++) {
+    if (!tableSlotUsed(t, idx)) continue;
+    const o = out + <usize>tableDumpCount * rec;
+    memory.copy(o, keyAddr(t, idx), t.keySize);
+    memory.copy(o + t.keySize, slotAddr(t, idx), t.valueSize);
+    tableDumpCount++;
+  }
+  return idx < end ? idx : 0;
+}
+
 /** Empties the table. */
 export function tableFlush(t: Table): void {
   memory.fill(t.buckets, 0, (<usize>t.bucketMask + 1) << 2);

@@ -5,6 +5,7 @@
  */
 import { InvalidInputError } from "./errors.js";
 import { CtFullPolicy, DP_CONFIG, encodeDpConfig } from "./generated/layout.js";
+import { resolveNat, type NatOptions, type ResolvedNat } from "./nat/config.js";
 
 export interface ConntrackOptions {
   /** Entries in each TCP table (IPv4 and IPv6 each). Cilium 1.5: 1,000,000. */
@@ -37,12 +38,15 @@ export interface DatapathOptions {
   fragments?: FragmentOptions;
   /** Seeds table hashing. Random by default: bucket placement is never compared across datapaths. */
   hashSeed?: number;
+  /** SNAT / masquerading (host/nat/config.ts); off without it. */
+  nat?: NatOptions;
 }
 
 export interface ResolvedOptions {
   conntrack: Required<Omit<ConntrackOptions, "timeouts">> & { timeouts: Required<NonNullable<ConntrackOptions["timeouts"]>> };
   fragments: Required<FragmentOptions>;
   hashSeed: number;
+  nat?: ResolvedNat;
 }
 
 export const DEFAULTS: ResolvedOptions = {
@@ -88,6 +92,7 @@ const SHAPE: Shape = {
   },
   fragments: { entries: integer(1, 1 << 20), timeout: SECONDS },
   hashSeed: integer(0, 0xffffffff),
+  nat: (value, path) => void resolveNat(value, path),
 };
 
 function check(value: unknown, shape: Shape, path: string): void {
@@ -117,6 +122,7 @@ export function resolveOptions(options: DatapathOptions = {}): ResolvedOptions {
     },
     fragments: { ...DEFAULTS.fragments, ...stripUndefined(options.fragments ?? {}) },
     hashSeed: options.hashSeed ?? (Math.random() * 0x100000000) >>> 0,
+    nat: resolveNat(options.nat),
   };
 }
 

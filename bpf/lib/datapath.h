@@ -8,6 +8,7 @@
 #include "frag.h"
 #include "conntrack.h"
 #include "metrics.h"
+#include "nat.h"
 
 static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reason, __u8 dir, __u8 result, __u8 table, __u32 len)
 {
@@ -36,6 +37,7 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
 	reason = ct_lookup(&p, dir_in, now, cfg, &out);
+	reason = nat_stage(skb, &p, reason, dir_in, now, cfg, &out);
 	/* A new flow is decided here, before its entry exists. */
 	if (reason == 0 && out.result == CT_NEW)
 		reason = ct_create(&p, now, cfg, &out);

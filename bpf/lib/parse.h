@@ -34,6 +34,7 @@ struct pkt {
 	__be16 idport;
 	union addr isaddr;
 	union addr idaddr;
+	__u32 il4;      /* offset of the quoted L4 header */
 };
 
 struct ext_walk {
@@ -186,6 +187,7 @@ static __always_inline int parse_quoted(struct __sk_buff *skb, struct pkt *p, __
 	}
 	if (l4 + 8 > end)
 		return DROP_CT_INVALID_HDR;
+	p->il4 = l4;
 	p->iproto = proto;
 	if (proto == IPPROTO_TCP_ || proto == IPPROTO_UDP_) {
 		__be16 ports[2];

@@ -13,6 +13,7 @@ import { encodeConfig, resolveOptions, type DatapathOptions } from "../config.js
 import { bpfObjectPath } from "../tools/build-bpf.js";
 import { NotSupportedError, wrap } from "../errors.js";
 import { kernelMapSizes, kernelMapTypes } from "./maps.js";
+import { configureKernelNat } from "../nat/tables.js";
 
 export type AttachPoint = "endpoint" | "netdev";
 
@@ -58,6 +59,7 @@ export class AttachedDatapath {
     const attachments: TcAttachment[] = [];
     try {
       object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
+      configureKernelNat(object, resolved);
       attachments.push(attachTc(object.program(spec.ingress), { ifindex, direction: "ingress" }));
       attachments.push(attachTc(object.program(spec.egress), { ifindex, direction: "egress" }));
       return new AttachedDatapath(object, attachments, dir);

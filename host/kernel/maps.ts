@@ -1,6 +1,7 @@
 /** The kernel datapath's maps: which table lives in which map, sized and typed from the options. */
 import type { ResolvedOptions } from "../config.js";
 import type { TableName } from "../wasm/core.js";
+import { kernelNatMapSizes } from "../nat/tables.js";
 
 /** Kernel map of each datapath table (bpf/lib/maps.h). */
 export const KERNEL_MAP_OF: Readonly<Record<TableName, string>> = {
@@ -13,6 +14,7 @@ export function kernelMapSizes(o: ResolvedOptions): Record<string, number> {
   return {
     ct_tcp4: ct.tcpEntries, ct_tcp6: ct.tcpEntries, ct_any4: ct.otherEntries, ct_any6: ct.otherEntries,
     frag4: o.fragments.entries, frag6: o.fragments.entries,
+    ...kernelNatMapSizes(o),
   };
 }
 

@@ -8,6 +8,7 @@ import { CT_STATS, DatapathLimits, decodeCtStats, type CtStats, PKT_DESC, METRIC
 import type { ResolvedOptions } from "../config.js";
 import { encodeConfig } from "../config.js";
 import { instantiateCore, type CoreBuild, type CoreExports } from "./module.js";
+import { initWasmNat } from "../nat/tables.js";
 
 /** Table ids of the core: enum ct_table, then the two fragment tables. */
 export const TABLE_IDS = { tcp4: 0, any4: 1, tcp6: 2, any6: 3, frag4: 4, frag6: 5 } as const;
@@ -45,6 +46,7 @@ export class WasmCore {
         `create datapath: the tables do not fit in Wasm linear memory (4 GiB at most); lower conntrack.tcpEntries (${options.conntrack.tcpEntries}) or conntrack.otherEntries (${options.conntrack.otherEntries})`);
     }
     if (rc !== ex.INIT_OK.value) throw new MembraneError("INTERNAL", `create datapath: init returned ${rc}`);
+    initWasmNat(core, options);
     return core;
   }
 
