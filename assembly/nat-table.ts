@@ -143,8 +143,9 @@ function isPartner(f: i32, t: Table, idx: u32, key: usize, entry: usize): bool {
   const other = slotAddr(t, idx);
   if (load<u32>(other + eCreated(f)) != load<u32>(entry + eCreated(f))) return false;
   const otherKey = keyAddr(t, idx);
-  if (load<u8>(key + kDir(f)) == NAT_DIR_EGRESS) reverseOf(ctKey, f, otherKey, other);
-  else forwardOf(ctKey, f, otherKey, other);
+  // The partner's own derivation must lead back to `key`.
+  if (load<u8>(key + kDir(f)) == NAT_DIR_EGRESS) forwardOf(ctKey, f, otherKey, other);
+  else reverseOf(ctKey, f, otherKey, other);
   const words = f == 4 ? 2 : 5;
   for (let i = 0; i < words; i++) if (load<u64>(ctKey + (<usize>i << 3)) != load<u64>(key + (<usize>i << 3))) return false;
   return true;
