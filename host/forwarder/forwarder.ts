@@ -9,6 +9,7 @@ import type { PacketBatch } from "../batch.js";
 import type { TunDevice } from "../tun/device.js";
 import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
+import { NatGcSignal } from "../nat/gc-signal.js";
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/virtio-net-hdr.js";
 import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
 import { TunIoError } from "../tun/errors.js";
@@ -47,6 +48,7 @@ export class Forwarder {
   private readonly clock: () => number;
   private readonly gc: GcSchedule;
   private nextGc: number;
+  private readonly natGc: NatGcSignal;
   /** With offloads: super-packets land here first, then are split into the batch. */
   private readonly staging: Uint8Array[];
   private readonly stagingSizes: number[];
@@ -63,6 +65,7 @@ export class Forwarder {
     this.clock = opts.clock ?? monotonicSeconds;
     this.gc = new GcSchedule({ mode: "adaptive", lru: dp.options.conntrack.whenFull === "evict-lru" });
     this.nextGc = this.clock() + this.gc.interval;
+    this.natGc = new NatGcSignal(() => dp.nat.gcRequests());
     const stagingCount = device.vnetHdr ? Math.max(1, size >> 3) : 0;
     this.staging = Array.from({ length: stagingCount }, () => new Uint8Array(VIRTIO_NET_HDR_LEN + device.readCapacity));
     this.stagingSizes = new Array(stagingCount).fill(0);
@@ -152,7 +155,7 @@ export class Forwarder {
     this.stats.packetsIn += n;
     this.stats.packetsOut += this.out.length;
     if (this.out.length) this.writeOut(headroom);
-    if (now >= this.nextGc) this.collect(now);
+    if (now >= this.nextGc || this.natGc.due(now)) this.collect(now);
   }
 
   private writeOut(headroom: number): void {
