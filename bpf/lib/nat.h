@@ -44,6 +44,12 @@ struct {
 /* Internal result: the packet was translated back; conntrack must look it up again. */
 #define NAT_RERUN_CT 0x10000
 
+/* Only the kernel runs packets in parallel: two CPUs may race for one port
+ * (EEXIST on the reverse insert: try the next candidate) or for one flow
+ * (EEXIST on the forward insert: the other CPU's mapping is used). */
+#define EEXIST_ 17
+#define NAT_ALLOC_RACED 3
+
 union nat_key {
 	struct nat_key4 k4;
 	struct nat_key6 k6;
@@ -614,6 +620,7 @@ static __always_inline long try_candidate(__u64 attempt, __u8 family)
 	void *map;
 	__u32 port;
 	__be16 pbe;
+	long err;
 
 	if (!w)
 		return 1;
@@ -636,11 +643,21 @@ static __always_inline long try_candidate(__u64 attempt, __u8 family)
 	}
 	/* The reverse entry restores the pod's address: the forward key's source. */
 	entry_set(&w->ce, family, &a->fwd, a->orig_port, a->created);
-	if (bpf_map_update_elem(map, &w->rev, &w->ce, BPF_NOEXIST) != 0)
+	err = bpf_map_update_elem(map, &w->rev, &w->ce, BPF_NOEXIST);
+	if (err == -EEXIST_) {
+		/* Another CPU took this port between the lookup and now: a collision like any other. */
+		nat_bump(family, NS_COLLISIONS);
+		return 0;
+	}
+	if (err)
 		return 1; /* table full: no other port would fit either */
 	entry_set(&w->ce, family, &a->masq, pbe, a->created);
-	if (bpf_map_update_elem(map, &a->fwd, &w->ce, BPF_NOEXIST) != 0) {
+	err = bpf_map_update_elem(map, &a->fwd, &w->ce, BPF_NOEXIST);
+	if (err) {
 		bpf_map_delete_elem(map, &w->rev);
+		/* Another CPU mapped this very flow meanwhile: use its mapping. */
+		if (err == -EEXIST_)
+			a->done = NAT_ALLOC_RACED;
 		return 1;
 	}
 	nat_bump(family, NS_CREATED);
@@ -678,6 +695,8 @@ static __always_inline int nat_allocate(struct nat_config *c, struct pkt *p, str
 		bpf_loop(retries + 1, nat_try_candidate6, 0, 0);
 	if (a->done == 1)
 		return 0;
+	if (a->done == NAT_ALLOC_RACED)
+		return NAT_ALLOC_RACED;
 	nat_bump(family, NS_ALLOC_FAILED);
 	return DROP_NAT_NO_MAPPING;
 }
@@ -736,6 +755,8 @@ static __always_inline int nat_egress_map(struct __sk_buff *skb, struct pkt *p, 
 	a->created = created;
 	a->now = now;
 	r = nat_allocate(c, p, a, family);
+	if (r == NAT_ALLOC_RACED)
+		return nat_get(family, &a->fwd, &w->e) ? NAT_MAPPED : DROP_NAT_NO_MAPPING;
 	if (r)
 		return r;
 	entry_set(&w->e, family, &a->masq, a->port, created);

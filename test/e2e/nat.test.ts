@@ -162,7 +162,7 @@ describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
 
   describeIf("reference: Linux netfilter MASQUERADE (nft)", nftMissing(), () => {
     it("the same traffic through nft masquerade on the same device", async () => {
-      expect(dp).toBeUndefined();
+      detach(); // when the membrane test failed halfway
       const nft = (rules: string) => {
         const r = spawnSync("ip", ["netns", "exec", ns.node, "nft", "-f", "-"], { input: rules });
         if (r.status !== 0) throw new Error(`nft: ${r.stderr}`);
