@@ -128,6 +128,7 @@ struct nat_work {
 	__be16 old16;           /* 16-bit rewrites */
 	__be16 new16;
 	struct nat_quoted q;    /* ICMP error rewrites */
+	__u32 stat_idx;         /* key of nat_stats */
 };
 
 struct {
@@ -139,10 +140,13 @@ struct {
 
 enum nat_stat_field { NS_CREATED, NS_RETAINED, NS_COLLISIONS, NS_ALLOC_FAILED, NS_STALE_REMOVED };
 
-static __always_inline void nat_bump(__u8 family, int field)
+/* The key lives in the work area: a stack slot for it would not fit the frame. */
+static __always_inline void nat_bump(struct nat_work *w, __u8 family, int field)
 {
-	__u32 idx = family == 4 ? 0 : 1;
-	struct nat_stats *s = bpf_map_lookup_elem(&nat_stats, &idx);
+	struct nat_stats *s;
+
+	w->stat_idx = family == 4 ? 0 : 1;
+	s = bpf_map_lookup_elem(&nat_stats, &w->stat_idx);
 
 	if (!s)
 		return;
@@ -635,18 +639,18 @@ static __always_inline long try_candidate(__u64 attempt, __u8 family)
 		nat_write_key(&w->rev, family, &a->remote, &a->masq, a->remote_port, pbe, proto, NAT_DIR_INGRESS);
 	if (nat_get(family, &w->rev, &w->ce)) {
 		if (slot_live(w, &w->rev, &w->ce, family, proto, NAT_DIR_INGRESS, a->now)) {
-			nat_bump(family, NS_COLLISIONS);
+			nat_bump(w, family, NS_COLLISIONS);
 			return 0;
 		}
 		remove_pair(w, &w->rev, &w->ce, family, proto, NAT_DIR_INGRESS);
-		nat_bump(family, NS_STALE_REMOVED);
+		nat_bump(w, family, NS_STALE_REMOVED);
 	}
 	/* The reverse entry restores the pod's address: the forward key's source. */
 	entry_set(&w->ce, family, &a->fwd, a->orig_port, a->created);
 	err = bpf_map_update_elem(map, &w->rev, &w->ce, BPF_NOEXIST);
 	if (err == -EEXIST_) {
 		/* Another CPU took this port between the lookup and now: a collision like any other. */
-		nat_bump(family, NS_COLLISIONS);
+		nat_bump(w, family, NS_COLLISIONS);
 		return 0;
 	}
 	if (err)
@@ -660,9 +664,9 @@ static __always_inline long try_candidate(__u64 attempt, __u8 family)
 			a->done = NAT_ALLOC_RACED;
 		return 1;
 	}
-	nat_bump(family, NS_CREATED);
+	nat_bump(w, family, NS_CREATED);
 	if (port == bpf_ntohs(a->orig_port))
-		nat_bump(family, NS_RETAINED);
+		nat_bump(w, family, NS_RETAINED);
 	a->port = pbe;
 	a->done = 1;
 	return 1;
@@ -678,11 +682,12 @@ static long nat_try_candidate6(__u64 attempt, void *ctx)
 	return try_candidate(attempt, 6);
 }
 
-static __always_inline int nat_allocate(struct nat_config *c, struct pkt *p, struct nat_alloc *a, __u8 family)
+static __always_inline int nat_allocate(struct nat_config *c, struct pkt *p, struct nat_work *w, __u8 family)
 {
 	__u32 min = c->port_min, max = c->port_max;
 	__u32 range = max >= min ? max - min + 1 : 1;
 	__u32 retries = c->retries < NAT_MAX_RETRIES ? c->retries : NAT_MAX_RETRIES;
+	struct nat_alloc *a = &w->a;
 	__u32 orig = bpf_ntohs(a->orig_port);
 
 	a->min = min;
@@ -697,7 +702,7 @@ static __always_inline int nat_allocate(struct nat_config *c, struct pkt *p, str
 		return 0;
 	if (a->done == NAT_ALLOC_RACED)
 		return NAT_ALLOC_RACED;
-	nat_bump(family, NS_ALLOC_FAILED);
+	nat_bump(w, family, NS_ALLOC_FAILED);
 	return DROP_NAT_NO_MAPPING;
 }
 
@@ -717,28 +722,28 @@ static __always_inline __u32 daddr_off(struct pkt *p, __u8 family) { return p->l
 /* Internal result of the mapping step: the mapping to apply is in w->e. */
 #define NAT_MAPPED 0x20000
 
-static __always_inline int nat_egress_map(struct __sk_buff *skb, struct pkt *p, __u8 result, __u32 created, struct nat_config *c,
-					  struct nat_work *w, __u32 now, __u8 family)
+/* Reads its arguments from w->args rather than registers: values kept across
+ * the helper calls would be spilled, and this frame has no room to spare. */
+static __always_inline int nat_egress_map(struct __sk_buff *skb, struct pkt *p, struct nat_config *c, struct nat_work *w, __u8 family)
 {
-	int icmp = is_icmp_proto(p->proto);
 	struct nat_alloc *a = &w->a;
 	int found, r;
 
-	if (p->frag != FRAG_LATER && icmp) {
+	if (p->frag != FRAG_LATER && is_icmp_proto(p->proto)) {
 		if (bpf_skb_load_bytes(skb, p->l4, &w->old16, 1) < 0)
 			return DROP_INVALID;
 		if (*(__u8 *)&w->old16 != (family == 4 ? 8 : 128))
 			return 0; /* only echo requests open ICMP flows */
 	}
 	/* The owner: the entry found, or the one ct_create makes right after this stage. */
-	if (result != CT_ESTABLISHED)
-		created = now;
+	if (w->args.result != CT_ESTABLISHED)
+		w->args.created = w->args.now;
 	__builtin_memset(a, 0, sizeof(*a));
 	nat_write_key(&a->fwd, family, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, NAT_DIR_EGRESS);
 	found = nat_get(family, &a->fwd, &w->e);
-	if (found && (result != CT_ESTABLISHED || entry_created(&w->e, family) != created)) {
+	if (found && (w->args.result != CT_ESTABLISHED || entry_created(&w->e, family) != w->args.created)) {
 		remove_pair(w, &a->fwd, &w->e, family, p->proto, NAT_DIR_EGRESS);
-		nat_bump(family, NS_STALE_REMOVED);
+		nat_bump(w, family, NS_STALE_REMOVED);
 		found = 0;
 	}
 	if (found)
@@ -751,15 +756,15 @@ static __always_inline int nat_egress_map(struct __sk_buff *skb, struct pkt *p, 
 	a->remote = p->daddr;
 	masq_addr(c, family, &a->masq);
 	a->remote_port = p->dport;
-	a->orig_port = icmp ? p->dport : p->sport;
-	a->created = created;
-	a->now = now;
-	r = nat_allocate(c, p, a, family);
+	a->orig_port = is_icmp_proto(p->proto) ? p->dport : p->sport;
+	a->created = w->args.created;
+	a->now = w->args.now;
+	r = nat_allocate(c, p, w, family);
 	if (r == NAT_ALLOC_RACED)
 		return nat_get(family, &a->fwd, &w->e) ? NAT_MAPPED : DROP_NAT_NO_MAPPING;
 	if (r)
 		return r;
-	entry_set(&w->e, family, &a->masq, a->port, created);
+	entry_set(&w->e, family, &a->masq, a->port, a->created);
 	return NAT_MAPPED;
 }
 
@@ -789,7 +794,7 @@ static __always_inline int nat_ingress_map(struct pkt *p, __u32 now, struct nat_
 	found = nat_get(family, &w->k, e);
 	if (found && !slot_live(w, &w->k, e, family, p->proto, NAT_DIR_INGRESS, now)) {
 		remove_pair(w, &w->k, e, family, p->proto, NAT_DIR_INGRESS);
-		nat_bump(family, NS_STALE_REMOVED);
+		nat_bump(w, family, NS_STALE_REMOVED);
 		found = 0;
 	}
 	if (found)
@@ -875,16 +880,17 @@ static __always_inline int nat_decide(struct pkt *p, struct nat_args *args, __u8
 	return NAT_ACT_NONE;
 }
 
-static __always_inline int nat_map_flow(struct __sk_buff *skb, struct pkt *p, struct nat_args *args, __u8 family, int act)
+static __always_inline int nat_map_flow(struct __sk_buff *skb, struct pkt *p, struct nat_work *w, __u8 family, int act)
 {
-	__u32 zero = 0;
-	struct nat_config *c = bpf_map_lookup_elem(&nat_config, &zero);
-	struct nat_work *w = nat_work_area();
+	struct nat_args *args = &w->args;
+	struct nat_config *c;
 
-	if (!c || !w)
+	w->stat_idx = 0;
+	c = bpf_map_lookup_elem(&nat_config, &w->stat_idx);
+	if (!c)
 		return DROP_INVALID;
 	if (act == NAT_ACT_EGRESS)
-		return nat_egress_map(skb, p, args->result, args->created, c, w, args->now, family);
+		return nat_egress_map(skb, p, c, w, family);
 	if (act == NAT_ACT_INGRESS)
 		return nat_ingress_map(p, args->now, w, family);
 	return nat_icmp_map(p, args->now, c, w, family);
@@ -909,11 +915,11 @@ static __always_inline int nat_map_flow(struct __sk_buff *skb, struct pkt *p, st
 			return NAT_ACT_NONE;                                                               \
 		return nat_decide(p, args, fam);                                                           \
 	}                                                                                                  \
-	__attribute__((noinline)) int nat_map##fam(struct __sk_buff *skb, struct pkt *p, struct nat_args *args, int act) \
+	__attribute__((noinline)) int nat_map##fam(struct __sk_buff *skb, struct pkt *p, struct nat_work *w, int act) \
 	{                                                                                                  \
-		if (!skb || !p || !args)                                                                   \
+		if (!skb || !p || !w)                                                                      \
 			return DROP_INVALID;                                                               \
-		return nat_map_flow(skb, p, args, fam, act);                                               \
+		return nat_map_flow(skb, p, w, fam, act);                                                  \
 	}                                                                                                  \
 	NAT_REWRITE(fam, egress)                                                                           \
 	NAT_REWRITE(fam, ingress)                                                                          \
@@ -944,7 +950,7 @@ static __always_inline int nat_stage(struct __sk_buff *skb, struct pkt *p, int r
 	act = v4 ? nat_decide4(p, args) : nat_decide6(p, args);
 	if (act == NAT_ACT_NONE)
 		return reason;
-	r = v4 ? nat_map4(skb, p, args, act) : nat_map6(skb, p, args, act);
+	r = v4 ? nat_map4(skb, p, w, act) : nat_map6(skb, p, w, act);
 	if (r != NAT_MAPPED)
 		return r;
 	if (act == NAT_ACT_EGRESS)
