@@ -21,6 +21,7 @@ import { machineFacts, printMachineFacts } from "./machine.js";
 import { runMemory } from "./memory.js";
 import { runConntrack } from "./conntrack.js";
 import { runKernel } from "./kernel.js";
+import { runNat } from "./nat.js";
 import { runForwarder } from "./forwarder.js";
 
 interface Suite {
@@ -33,6 +34,7 @@ const SUITES: Suite[] = [
   { name: "memory", run: runMemory },
   { name: "conntrack", run: runConntrack },
   { name: "kernel", run: runKernel },
+  { name: "nat", run: runNat },
 ];
 if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 
