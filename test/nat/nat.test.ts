@@ -226,6 +226,21 @@ for (const engine of ENGINES) {
       expect(d.nat.list()).toHaveLength(0);
     });
 
+    test("a closed TCP connection gives its port back after the close timeout", async () => {
+      const d = await make(options({ ports: { min: 6000, max: 6000 }, retries: 0 }));
+      const a = packet4({ src: POD_A, dst: REMOTE }), r = packet4({ src: REMOTE, dst: MASQ4 });
+      egress(d, a.tcp({ sport: 6000, dport: 80, flags: { syn: true } }));
+      ingress(d, r.tcp({ sport: 80, dport: 6000, flags: { syn: true, ack: true } }));
+      egress(d, a.tcp({ sport: 6000, dport: 80, flags: { ack: true } }));
+      egress(d, a.tcp({ sport: 6000, dport: 80, flags: { fin: true, ack: true } }), T + 1);
+      ingress(d, r.tcp({ sport: 80, dport: 6000, flags: { fin: true, ack: true } }), T + 1);
+      const other = packet4({ src: POD_B, dst: REMOTE }).tcp({ sport: 6000, dport: 80, flags: { syn: true } });
+      expect(egress(d, other, T + 5).dropReason).toBe("DROP_NAT_NO_MAPPING"); // still closing (10 s)
+      const later = egress(d, other, T + 12);
+      expect(later.verdict).toBe("pass");
+      expect(fields(later.data)).toMatchObject({ src: MASQ4, sport: 6000 });
+    });
+
     test("a later fragment follows its first fragment's mapping", async () => {
       const d = await make();
       const { fragment4 } = await import("../../host/packet/build.js");
