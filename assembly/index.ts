@@ -8,7 +8,7 @@ import {
 import { loadConfig } from "./config";
 import { TABLE_COUNT, TABLE_FRAG4, createTables, statsOf, table } from "./tables";
 import {
-  Table, keyAddr, slotAddr, tableBytes, tableDump, tableDumpCount, tableFlush, tableHighWater, tableInsert, tableLookup,
+  Table, keyAddr, slotAddr, tableBytes, tableDump, tableDumpCount, tableFlush, tableRestore, tableHighWater, tableInsert, tableLookup,
   tableRemove, tableSlotUsed,
 } from "./table";
 import { createMetrics, metricsBase } from "./metrics";
@@ -107,21 +107,7 @@ export function table_dump(id: i32, cursor: u32, out: usize, max: u32): u32 {
  */
 const restoreKey = memory.data(48, 16);
 export function table_restore(id: i32, records: usize, count: u32): u32 {
-  if (!validTable(id)) return 0;
-  const t = table(id);
-  const rec = <usize>(t.keySize + t.valueSize);
-  let stored: u32 = 0;
-  for (let i: u32 = 0; i < count; i++) {
-    const r = records + <usize>i * rec;
-    memory.fill(restoreKey, 0, 48);
-    memory.copy(restoreKey, r, t.keySize);
-    let idx = tableLookup(t, restoreKey);
-    if (idx == 0) idx = tableInsert(t, restoreKey);
-    if (idx == 0) break;
-    memory.copy(slotAddr(t, idx), r + t.keySize, t.valueSize);
-    stored++;
-  }
-  return stored;
+  return validTable(id) ? tableRestore(table(id), records, count) : 0;
 }
 
 /** Deletes the entries of table `id` whose lifetime ended before `now`; returns how many. */
@@ -167,5 +153,5 @@ export function table_delete(id: i32, key: usize): bool {
 // ---- SNAT (assembly/nat*.ts) ----
 export {
   nat_config_ptr, nat_init, nat_stats_ptr, nat_count, nat_capacity, nat_key_size, nat_value_size, nat_dump, nat_flush,
-  nat_gc, nat_forget, nat_bytes,
+  nat_gc, nat_forget, nat_bytes, nat_restore,
 } from "./nat-exports";

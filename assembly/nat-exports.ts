@@ -2,7 +2,7 @@
 import { CT_TUPLE4_SIZE, CT_TUPLE6_SIZE } from "./generated/layout";
 import { natConfigArea, natLoadConfig } from "./nat-config";
 import { natCreateTables, natForgetFlow, natGcFamily, natReady, natStats, natTable } from "./nat-table";
-import { Table, tableBytes, tableDump, tableFlush } from "./table";
+import { Table, tableBytes, tableDump, tableFlush, tableRestore } from "./table";
 
 const INIT_OK: i32 = 0;
 const INIT_AGAIN: i32 = 1;
@@ -39,6 +39,11 @@ export function nat_bytes(f: i32): f64 { return validFamily(f) ? <f64>tableBytes
 export function nat_dump(f: i32, cursor: u32, out: usize, max: u32): u32 {
   if (!validFamily(f)) return tableDump(changetype<Table>(0), 0, out, max);
   return tableDump(natTable(f), cursor, out, max);
+}
+
+/** As table_restore: stores records (key then value) into a family's table; returns how many fit. */
+export function nat_restore(f: i32, records: usize, count: u32): u32 {
+  return validFamily(f) ? tableRestore(natTable(f), records, count) : 0;
 }
 
 export function nat_flush(): void {

@@ -213,6 +213,28 @@ export function tableDump(t: Table, cursor: u32, out: usize, max: u32): u32 {
   return idx < end ? idx : 0;
 }
 
+const restoreKey = memory.data(48, 16);
+
+/**
+ * Inserts `count` records (layout as tableDump) from `records`, replacing
+ * entries with the same key. Returns how many were stored (fewer when full).
+ */
+export function tableRestore(t: Table, records: usize, count: u32): u32 {
+  const rec = <usize>(t.keySize + t.valueSize);
+  let stored: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const r = records + <usize>i * rec;
+    memory.fill(restoreKey, 0, 48);
+    memory.copy(restoreKey, r, t.keySize);
+    let idx = tableLookup(t, restoreKey);
+    if (idx == 0) idx = tableInsert(t, restoreKey);
+    if (idx == 0) break;
+    memory.copy(slotAddr(t, idx), r + t.keySize, t.valueSize);
+    stored++;
+  }
+  return stored;
+}
+
 /** Empties the table. */
 export function tableFlush(t: Table): void {
   memory.fill(t.buckets, 0, (<usize>t.bucketMask + 1) << 2);

@@ -43,6 +43,7 @@ interface NatExports {
   nat_flush(): void;
   nat_gc(now: number): number;
   nat_forget(f: number, key: number): number;
+  nat_restore(f: number, records: number, count: number): number;
   alloc(size: number): number;
 }
 
@@ -95,6 +96,34 @@ export class WasmNat implements NatTables {
 
   list(table?: NatTableName): NatRecord[] {
     return (table ? [table] : NAT_TABLE_NAMES).flatMap((t) => this.dump(t).map((r) => decodeNatRecord(t, r)));
+  }
+
+  info(table: NatTableName): { capacity: number; count: number; recordSize: number } {
+    const f = NAT_TABLES[table];
+    return { capacity: this.ex.nat_capacity(f), count: this.ex.nat_count(f), recordSize: this.ex.nat_key_size(f) + this.ex.nat_value_size(f) };
+  }
+
+  /** Stores records as dump() gives them (a snapshot's); returns how many fit. */
+  restore(table: NatTableName, records: Uint8Array[]): number {
+    const f = NAT_TABLES[table];
+    const { recordSize } = this.info(table);
+    if (recordSize === 0 || records.length === 0) return 0;
+    if (this.io === 0) this.io = this.ex.alloc(IO_BYTES);
+    if (this.io === 0) throw new MembraneError("OUT_OF_MEMORY", "restore the NAT table: Wasm linear memory is full");
+    const max = Math.floor(IO_BYTES / recordSize);
+    let stored = 0;
+    for (let start = 0; start < records.length; start += max) {
+      const part = records.slice(start, start + max);
+      const mem = this.core.bytes();
+      part.forEach((r, i) => {
+        if (r.length !== recordSize) throw new MembraneError("INVALID_INPUT", `restore ${table}: record ${start + i} is ${r.length} bytes, expected ${recordSize}`);
+        mem.set(r, this.io + i * recordSize);
+      });
+      const n = this.ex.nat_restore(f, this.io, part.length);
+      stored += n;
+      if (n < part.length) break;
+    }
+    return stored;
   }
 
   flush(): void {

@@ -108,3 +108,22 @@ describe("early GC signal", () => {
     expect(s.due(50)).toBe(true);
   });
 });
+
+describe("snapshots", () => {
+  test("a conntrack snapshot carries the NAT mappings along: replies still translate after a restart", async () => {
+    const { takeSnapshot, restoreSnapshot } = await import("../../host/conntrack/snapshot.js");
+    const a = await Datapath.create(options());
+    const out = a.decide(packet4({ src: "10.0.1.10", dst: "198.51.100.7" }).udp({ sport: 5000, dport: 53 }), { now: 100, direction: "egress" });
+    expect(out.verdict).toBe("pass");
+    const snap = takeSnapshot(a);
+    const b = await Datapath.create(options());
+    expect(restoreSnapshot(b, snap)).toEqual({ tcp4: 0, any4: 1, tcp6: 0, any6: 0, frag4: 0, frag6: 0 });
+    expect(b.nat.list().map((r) => r.key)).toEqual(a.nat.list().map((r) => r.key));
+    const back = b.decide(packet4({ src: "198.51.100.7", dst: MASQ4 }).udp({ sport: 53, dport: 5000 }), { now: 101, direction: "ingress" });
+    expect([back.verdict, back.ct]).toEqual(["pass", "reply"]);
+    // Without NAT configured, the mappings are left out and the connections still restore.
+    const plain = await Datapath.create({ conntrack: { tcpEntries: 64, otherEntries: 64 } });
+    expect(restoreSnapshot(plain, snap).any4).toBe(1);
+    expect(plain.nat.list()).toEqual([]);
+  });
+});
