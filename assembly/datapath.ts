@@ -11,6 +11,7 @@ import { policyNewFlow, policyStoreIdentity } from "./policy";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
 import { lbAfterCt, lbForward } from "./lb";
+import { natStage } from "./nat";
 
 function finish(d: usize, verdict: i32, reason: i32, dir: i32, result: i32, tableId: i32, len: u32): void {
   store<u8>(d + PKT_DESC_VERDICT, <u8>verdict);
@@ -56,8 +57,11 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     return;
   }
   reason = ctLookup(dirIn, now);
-  // A new flow is decided here, before its entry exists.
+  // A new flow is decided here, before its entry exists. Policy comes first: it
+  // judges the packet as the endpoint sent it, and a refused flow takes no NAT port.
   if (reason == 0 && ctResult == CT_NEW) reason = policyNewFlow(ctDir);
+  // SNAT may translate a reply back and look it up again (then no longer CT_NEW).
+  reason = natStage(reason, dirIn, now);
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);
   if (reason == 0 && ctResult == CT_NEW) policyStoreIdentity(ctEntry);
   if (reason == 0) reason = lbAfterCt();

@@ -8,7 +8,7 @@ import {
 import { loadConfig } from "./config";
 import { TABLE_COUNT, TABLE_FRAG4, createTables, statsOf, table } from "./tables";
 import { slotAddr, tableBytes, tableFlush, tableHighWater, tableRemove, tableSlotUsed } from "./table";
-import { dumpCount, dumpNothing, tableDeleteKey, tableDumpRecords, tableUpsertRecord } from "./table-io";
+import { dumpCount, dumpNothing, tableDeleteKey, tableDumpRecords, tableRestoreRecords } from "./table-io";
 import { createMetrics, metricsBase } from "./metrics";
 import { regionAlloc, regionUsed } from "./region";
 export { processBatch as process, parseBatch as parse_batch } from "./datapath";
@@ -106,15 +106,7 @@ export function table_dump(id: i32, cursor: u32, out: usize, max: u32): u32 {
  * entries with the same key. Returns how many were stored (fewer when full).
  */
 export function table_restore(id: i32, records: usize, count: u32): u32 {
-  if (!validTable(id)) return 0;
-  const t = table(id);
-  const rec = <usize>(t.keySize + t.valueSize);
-  let stored: u32 = 0;
-  for (let i: u32 = 0; i < count; i++) {
-    if (!tableUpsertRecord(t, records + <usize>i * rec)) break;
-    stored++;
-  }
-  return stored;
+  return validTable(id) ? tableRestoreRecords(table(id), records, count) : 0;
 }
 
 /** Deletes the entries of table `id` whose lifetime ended before `now`; returns how many. */
@@ -157,3 +149,7 @@ export {
 export {
   lb_config_ptr, lb_init, lb_update, lb_delete, lb_dump, lb_dump_count, lb_count, lb_capacity, lb_maglev_ptr,
 } from "./lb-exports";
+export {
+  nat_config_ptr, nat_init, nat_stats_ptr, nat_count, nat_capacity, nat_key_size, nat_value_size, nat_dump, nat_flush,
+  nat_gc, nat_forget, nat_bytes, nat_restore,
+} from "./nat-exports";

@@ -30,6 +30,7 @@ import { table } from "./tables";
 import { slotAddr, tableLookup, tableTouch } from "./table";
 import { lbHashSeed, lbMaglevBase, lbMaglevM, lbMaglevRows, lbReady, lbTable } from "./lb-tables";
 import { csumReplace16, csumReplace32, l4ReplaceAddr32, l4ReplacePort } from "./checksum";
+import { murmur3Mix } from "./murmur3";
 
 // Zero-padded scratch keys (the tables compare whole 64-bit words).
 const svcKey = memory.data(32, 16);
@@ -43,27 +44,15 @@ let pendingRevNat: u32 = 0;
 
 // ---- flow hash: murmur3_32 over 32-bit words, bit for bit as lb_flow_hash in bpf/lib/lb.h ----
 
-let hashState: u32 = 0;
-
-// @ts-ignore: decorator
-@inline function hashWord(k: u32): void {
-  k *= 0xCC9E2D51;
-  k = rotl<u32>(k, 15);
-  k *= 0x1B873593;
-  let h = hashState ^ k;
-  h = rotl<u32>(h, 13);
-  hashState = h * 5 + 0xE6546B64;
-}
-
 /** The seeded hash of the flow (client address and port, VIP and port, protocol) that picks its backend. */
 function flowHash(): u32 {
-  hashState = lbHashSeed;
+  let h = lbHashSeed;
   const words: i32 = pFamily == 4 ? 1 : 4;
-  for (let i = 0; i < words; i++) hashWord(load<u32>(pSaddr + (<usize>i << 2)));
-  for (let i = 0; i < words; i++) hashWord(load<u32>(pDaddr + (<usize>i << 2)));
-  hashWord(<u32>pSport | (<u32>pDport << 16));
-  hashWord(<u32>pProto);
-  let h = hashState ^ <u32>((words * 2 + 2) << 2);
+  for (let i = 0; i < words; i++) h = murmur3Mix(h, load<u32>(pSaddr + (<usize>i << 2)));
+  for (let i = 0; i < words; i++) h = murmur3Mix(h, load<u32>(pDaddr + (<usize>i << 2)));
+  h = murmur3Mix(h, <u32>pSport | (<u32>pDport << 16));
+  h = murmur3Mix(h, <u32>pProto);
+  h ^= <u32>((words * 2 + 2) << 2);
   h ^= h >> 16;
   h *= 0x85EBCA6B;
   h ^= h >> 13;

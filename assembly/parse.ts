@@ -48,13 +48,19 @@ export let iDaddr: usize = 0;
 export let iProto: i32 = 0;
 export let iSport: u16 = 0;
 export let iDport: u16 = 0;
-export let iL4: usize = 0; // the quoted L4 header (its first 8 bytes are inside the packet)
+export let iL4: usize = 0;       // the quoted L4 header (at least 8 bytes inside the datagram)
 
 /** Protocol and ports of a later fragment, from the fragment table. */
 export function setFlow(proto: i32, sport: u16, dport: u16): void {
   pProto = proto;
   pSport = sport;
   pDport = dport;
+}
+
+/** Ports of the quoted packet after a stage rewrote them (NAT of ICMP errors). */
+export function setQuotedPorts(sport: u16, dport: u16): void {
+  iSport = sport;
+  iDport = dport;
 }
 
 // ---- results of walkIpv6 ----
@@ -160,8 +166,8 @@ function parseQuoted(q: usize, end: usize): i32 {
   }
   // Routers quote at least 8 bytes of the L4 header: enough for ports and ICMP ids.
   if (l4 + 8 > end) return DROP_CT_INVALID_HDR;
-  iProto = proto;
   iL4 = l4;
+  iProto = proto;
   if (proto == PROTO_TCP || proto == PROTO_UDP) {
     iSport = load<u16>(l4);
     iDport = load<u16>(l4, 2);

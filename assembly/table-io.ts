@@ -52,6 +52,20 @@ export function tableUpsertRecord(t: Table, record: usize): bool {
   return true;
 }
 
+/**
+ * Stores `count` records (layout as tableDumpRecords) from `records`, replacing
+ * entries with the same key. Returns how many were stored (fewer when full).
+ */
+export function tableRestoreRecords(t: Table, records: usize, count: u32): u32 {
+  const rec = <usize>(t.keySize + t.valueSize);
+  let stored: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    if (!tableUpsertRecord(t, records + <usize>i * rec)) break;
+    stored++;
+  }
+  return stored;
+}
+
 /** Deletes the entry whose key is at `key`; whether it existed. */
 export function tableDeleteKey(t: Table, key: usize): bool {
   const idx = tableLookup(t, padKey(t, key));

@@ -190,6 +190,8 @@ export function tableHighWater(t: Table): u32 {
   return t.nextFresh;
 }
 
+/** Records written by the last tableDump. */
+
 /** Empties the table. */
 export function tableFlush(t: Table): void {
   memory.fill(t.buckets, 0, (<usize>t.bucketMask + 1) << 2);

@@ -7,6 +7,7 @@ import { InvalidInputError } from "./errors.js";
 import { CtFullPolicy, DP_CONFIG, encodeDpConfig } from "./generated/layout.js";
 import { POLICY_DEFAULTS, POLICY_LIMITS, type PolicyOptions, type ResolvedPolicyOptions } from "./policy/options.js";
 import { resolveLbOptions, type LbOptions, type ResolvedLbOptions } from "./lb/options.js";
+import { resolveNat, type NatOptions, type ResolvedNat } from "./nat/config.js";
 
 export interface ConntrackOptions {
   /** Entries in each TCP table (IPv4 and IPv6 each). Cilium 1.5: 1,000,000. */
@@ -42,6 +43,8 @@ export interface DatapathOptions {
   policy?: PolicyOptions;
   /** Service load-balancer table sizes and selection seed (docs/lb.md). */
   lb?: LbOptions;
+  /** SNAT / masquerading (host/nat/config.ts); off without it. */
+  nat?: NatOptions;
 }
 
 export interface ResolvedOptions {
@@ -50,6 +53,7 @@ export interface ResolvedOptions {
   hashSeed: number;
   policy: ResolvedPolicyOptions;
   lb: ResolvedLbOptions;
+  nat?: ResolvedNat;
 }
 
 export const DEFAULTS: ResolvedOptions = {
@@ -99,6 +103,7 @@ const SHAPE: Shape = {
   hashSeed: integer(0, 0xffffffff),
   policy: { endpoints: integer(1, POLICY_LIMITS.endpoints), ipcache: integer(1, POLICY_LIMITS.ipcache), entries: integer(1, POLICY_LIMITS.entries) },
   lb: (value, path) => void resolveLbOptions(value, path),
+  nat: (value, path) => void resolveNat(value, path),
 };
 
 function check(value: unknown, shape: Shape, path: string): void {
@@ -130,6 +135,7 @@ export function resolveOptions(options: DatapathOptions = {}): ResolvedOptions {
     hashSeed: options.hashSeed ?? (Math.random() * 0x100000000) >>> 0,
     policy: { ...DEFAULTS.policy, ...stripUndefined(options.policy ?? {}) },
     lb: resolveLbOptions(options.lb),
+    nat: resolveNat(options.nat),
   };
 }
 

@@ -18,6 +18,7 @@ import type { DatapathEngine, PacketInput } from "./engine.js";
 import { WasmPolicyTables } from "./wasm/policy-tables.js";
 import { WasmLbTables } from "./lb/wasm-tables.js";
 import { ServiceManager } from "./lb/manager.js";
+import { WasmNat } from "./nat/tables.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -56,8 +57,12 @@ export class Datapath implements DatapathEngine {
   private policy?: WasmPolicyTables;
   private lb?: WasmLbTables;
   private serviceManager?: ServiceManager;
+  /** SNAT tables: list, flush, stats (host/nat/tables.ts). */
+  readonly nat: WasmNat;
 
-  private constructor(readonly options: ResolvedOptions, private readonly core: WasmCore) {}
+  private constructor(readonly options: ResolvedOptions, private readonly core: WasmCore) {
+    this.nat = new WasmNat(core);
+  }
 
   /** Validates the options (throwing InvalidInputError naming the key) and builds the tables. */
   static async create(options: DatapathOptions = {}, build: CoreBuild = "release"): Promise<Datapath> {
@@ -147,17 +152,22 @@ export class Datapath implements DatapathEngine {
 
   /** Deletes one conntrack entry by its raw key (as CtRecord.key). */
   deleteEntry(table: TableName, key: Uint8Array): boolean {
-    return this.core.deleteKey(TABLE_IDS[table], key);
+    const deleted = this.core.deleteKey(TABLE_IDS[table], key);
+    if (deleted) this.nat.forget(table, key);
+    return deleted;
   }
 
   /** Removes expired entries from every table. */
   gc(now: number): GcResult[] {
-    return TABLE_NAMES.map((table) => ({ table, ...this.core.gc(TABLE_IDS[table], now) }));
+    const results = TABLE_NAMES.map((table) => ({ table, ...this.core.gc(TABLE_IDS[table], now) }));
+    this.nat.gc(now); // NAT pairs go with their conntrack entries
+    return results;
   }
 
   /** Empties the conntrack tables (and the fragment tables with them). */
   flush(): void {
     for (const table of TABLE_NAMES) this.core.flush(TABLE_IDS[table]);
+    this.nat.flush();
   }
 
   /** Endpoints, ipcache and policy tables (written through host/policy/datapath-writer). */

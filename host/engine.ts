@@ -9,6 +9,7 @@ import type { CtRecord, CtTableName } from "./conntrack/records.js";
 import type { DatapathCounters, GcResult } from "./datapath.js";
 import type { PacketVerdict } from "./verdict.js";
 import type { LbTableWriter } from "./lb/tables.js";
+import type { NatTables } from "./nat/tables.js";
 
 export type EngineName = "wasm" | "bpf";
 
@@ -20,6 +21,8 @@ export interface PacketInput {
 
 export interface DatapathEngine {
   readonly engine: EngineName;
+  /** SNAT tables (empty unless the options enable NAT). */
+  readonly nat: NatTables;
   /** Decides one packet with the clock at `now` seconds. */
   decide(packet: Uint8Array, meta: PacketMeta & { now: number }): PacketVerdict;
   /** Decides packets in order, all at clock `now`. */

@@ -43,6 +43,7 @@ export const DROP_INVALID_EXTHDR: i32 = 156; // Invalid or too many IPv6 extensi
 export const DROP_FRAG_NOSUPPORT: i32 = 157; // Fragment of a datagram whose first fragment was not seen
 export const DROP_NO_SERVICE: i32 = 158; // Service has no backend
 export const DROP_UNSUPPORTED_L2: i32 = 166; // Unsupported L2 frame
+export const DROP_NAT_NO_MAPPING: i32 = 167; // No mapping for NAT masquerade
 export const DROP_ICMP_NO_FLOW: i32 = 200; // ICMP error quoting a packet of no tracked flow
 
 // enum ct_entry_flags (ct.h)
@@ -98,6 +99,18 @@ export const LB_TABLE_BACKENDS4: i32 = 2; // lb4_backends
 export const LB_TABLE_BACKENDS6: i32 = 3; // lb6_backends
 export const LB_TABLE_REVNAT4: i32 = 4; // lb4_reverse_nat
 export const LB_TABLE_REVNAT6: i32 = 5; // lb6_reverse_nat
+
+// enum nat_limits (nat.h)
+export const NAT_MAX_CIDRS: i32 = 8; // entries per CIDR list and family
+export const NAT_MAX_RETRIES: i32 = 128; // bound of nat_config.retries (later Cilium's bound)
+
+// enum nat_dir (nat.h)
+export const NAT_DIR_EGRESS: i32 = 0; // forward: pod -> remote
+export const NAT_DIR_INGRESS: i32 = 1; // reverse: remote -> masquerade address
+
+// enum nat_config_flags (nat.h)
+export const NAT_F_ENABLE4: i32 = 1; // masquerade IPv4
+export const NAT_F_ENABLE6: i32 = 2; // masquerade IPv6
 
 // struct ct_tuple4 (ct.h): 14 bytes, packed
 export const CT_TUPLE4_SIZE: i32 = 14;
@@ -301,3 +314,73 @@ export const LB_CONFIG_MAX_REV_NAT: i32 = 8;
 export const LB_CONFIG_MAGLEV_M: i32 = 12;
 export const LB_CONFIG_MAGLEV_ROWS: i32 = 16;
 export const LB_CONFIG_HASH_SEED: i32 = 20;
+
+// struct nat_cidr4 (nat.h): 8 bytes
+export const NAT_CIDR4_SIZE: i32 = 8;
+export const NAT_CIDR4_ADDR: i32 = 0;
+export const NAT_CIDR4_MASK: i32 = 4;
+
+// struct nat_cidr6 (nat.h): 32 bytes
+export const NAT_CIDR6_SIZE: i32 = 32;
+export const NAT_CIDR6_ADDR: i32 = 0;
+export const NAT_CIDR6_MASK: i32 = 16;
+
+// struct nat_config (nat.h): 700 bytes
+export const NAT_CONFIG_SIZE: i32 = 700;
+export const NAT_CONFIG_FLAGS: i32 = 0;
+export const NAT_CONFIG_ADDR4: i32 = 4;
+export const NAT_CONFIG_ADDR6: i32 = 8;
+export const NAT_CONFIG_PORT_MIN: i32 = 24;
+export const NAT_CONFIG_PORT_MAX: i32 = 26;
+export const NAT_CONFIG_RETRIES: i32 = 28;
+export const NAT_CONFIG_MAX_ENTRIES4: i32 = 32;
+export const NAT_CONFIG_MAX_ENTRIES6: i32 = 36;
+export const NAT_CONFIG_SEED: i32 = 40;
+export const NAT_CONFIG_CLUSTER4_COUNT: i32 = 44;
+export const NAT_CONFIG_EXCLUDED4_COUNT: i32 = 48;
+export const NAT_CONFIG_CLUSTER6_COUNT: i32 = 52;
+export const NAT_CONFIG_EXCLUDED6_COUNT: i32 = 56;
+export const NAT_CONFIG_CLUSTER4: i32 = 60;
+export const NAT_CONFIG_EXCLUDED4: i32 = 124;
+export const NAT_CONFIG_CLUSTER6: i32 = 188;
+export const NAT_CONFIG_EXCLUDED6: i32 = 444;
+
+// struct nat_key4 (nat.h): 16 bytes
+export const NAT_KEY4_SIZE: i32 = 16;
+export const NAT_KEY4_SADDR: i32 = 0;
+export const NAT_KEY4_DADDR: i32 = 4;
+export const NAT_KEY4_SPORT: i32 = 8;
+export const NAT_KEY4_DPORT: i32 = 10;
+export const NAT_KEY4_NEXTHDR: i32 = 12;
+export const NAT_KEY4_DIR: i32 = 13;
+
+// struct nat_key6 (nat.h): 40 bytes
+export const NAT_KEY6_SIZE: i32 = 40;
+export const NAT_KEY6_SADDR: i32 = 0;
+export const NAT_KEY6_DADDR: i32 = 16;
+export const NAT_KEY6_SPORT: i32 = 32;
+export const NAT_KEY6_DPORT: i32 = 34;
+export const NAT_KEY6_NEXTHDR: i32 = 36;
+export const NAT_KEY6_DIR: i32 = 37;
+
+// struct nat_entry4 (nat.h): 12 bytes
+export const NAT_ENTRY4_SIZE: i32 = 12;
+export const NAT_ENTRY4_ADDR: i32 = 0;
+export const NAT_ENTRY4_PORT: i32 = 4;
+export const NAT_ENTRY4_CREATED: i32 = 8;
+
+// struct nat_entry6 (nat.h): 24 bytes
+export const NAT_ENTRY6_SIZE: i32 = 24;
+export const NAT_ENTRY6_ADDR: i32 = 0;
+export const NAT_ENTRY6_PORT: i32 = 16;
+export const NAT_ENTRY6_CREATED: i32 = 20;
+
+// struct nat_stats (nat.h): 56 bytes
+export const NAT_STATS_SIZE: i32 = 56;
+export const NAT_STATS_CREATED: i32 = 0;
+export const NAT_STATS_RETAINED: i32 = 8;
+export const NAT_STATS_COLLISIONS: i32 = 16;
+export const NAT_STATS_ALLOC_FAILED: i32 = 24;
+export const NAT_STATS_STALE_REMOVED: i32 = 32;
+export const NAT_STATS_GC_DELETED: i32 = 40;
+export const NAT_STATS_GC_REQUESTS: i32 = 48;

@@ -10,6 +10,7 @@
 #include "lb.h"
 #include "metrics.h"
 #include "policy.h"
+#include "nat.h"
 
 static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reason, __u8 dir, __u8 result, __u8 table, __u32 len)
 {
@@ -54,9 +55,13 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
 	reason = ct_lookup(p, dir_in, now, cfg, &out);
-	/* A new flow is decided here, before its entry exists. */
+	/* A new flow is decided here, before its entry exists. Policy comes first:
+	 * it judges the packet as the endpoint sent it, and a refused flow takes
+	 * no NAT port. */
 	if (reason == 0 && out.result == CT_NEW)
 		reason = policy_new_flow(p, out.dir, &pol);
+	/* SNAT may translate a reply back and look it up again (then no longer CT_NEW). */
+	reason = nat_stage(skb, p, reason, dir_in, now, cfg, &out);
 	if (reason == 0 && out.result == CT_NEW)
 		reason = ct_create(p, now, cfg, &out);
 	if (reason == 0 && out.result == CT_NEW)

@@ -6,6 +6,8 @@
 #pragma once
 #include "parse.h"
 #include "conntrack.h"
+#include "csum.h"
+#include "murmur3.h"
 #include "../include/types/lb.h"
 
 #define LB_SERVICES_MAP(name, key_t)                   \
@@ -98,21 +100,6 @@ struct lb_state {
 
 /* ---- flow hash: murmur3_32 over 32-bit words, as flowHash in assembly/lb.ts ---- */
 
-static __always_inline __u32 rotl32(__u32 x, int r)
-{
-	return (x << r) | (x >> (32 - r));
-}
-
-static __always_inline __u32 hash_word(__u32 h, __u32 k)
-{
-	k *= 0xCC9E2D51;
-	k = rotl32(k, 15);
-	k *= 0x1B873593;
-	h ^= k;
-	h = rotl32(h, 13);
-	return h * 5 + 0xE6546B64;
-}
-
 static __always_inline __u32 lb_flow_hash(struct pkt *p, __u32 seed)
 {
 	__u32 h = seed, words = p->family == 4 ? 1 : 4;
@@ -120,18 +107,18 @@ static __always_inline __u32 lb_flow_hash(struct pkt *p, __u32 seed)
 	int i;
 
 	if (p->family == 4) {
-		h = hash_word(h, p->saddr.v4);
-		h = hash_word(h, p->daddr.v4);
+		h = murmur3_mix(h, p->saddr.v4);
+		h = murmur3_mix(h, p->daddr.v4);
 	} else {
 #pragma unroll
 		for (i = 0; i < 4; i++)
-			h = hash_word(h, s[i]);
+			h = murmur3_mix(h, s[i]);
 #pragma unroll
 		for (i = 0; i < 4; i++)
-			h = hash_word(h, d[i]);
+			h = murmur3_mix(h, d[i]);
 	}
-	h = hash_word(h, (__u32)p->sport | ((__u32)p->dport << 16));
-	h = hash_word(h, p->proto);
+	h = murmur3_mix(h, (__u32)p->sport | ((__u32)p->dport << 16));
+	h = murmur3_mix(h, p->proto);
 	h ^= (words * 2 + 2) << 2;
 	h ^= h >> 16;
 	h *= 0x85EBCA6B;
@@ -343,26 +330,6 @@ static __always_inline __u16 load16(struct __sk_buff *skb, __u32 off)
 
 	bpf_skb_load_bytes(skb, off, &v, 2);
 	return v;
-}
-
-/* RFC 1624, host-order values, as csumReplace16/32 in assembly/checksum.ts. */
-static __always_inline __u32 csum_fold32(__u32 s)
-{
-	s = (s & 0xFFFF) + (s >> 16);
-	s = (s & 0xFFFF) + (s >> 16);
-	return s;
-}
-
-static __always_inline __u32 csum_replace16(__u32 check, __u32 old, __u32 next)
-{
-	return ~csum_fold32((~check & 0xFFFF) + (~old & 0xFFFF) + next) & 0xFFFF;
-}
-
-static __always_inline __u32 csum_replace32(__u32 check, __u32 old, __u32 next)
-{
-	__u32 s = (~check & 0xFFFF) + (~(old >> 16) & 0xFFFF) + (~old & 0xFFFF) + (next >> 16) + (next & 0xFFFF);
-
-	return ~csum_fold32(s) & 0xFFFF;
 }
 
 /* Sets the 16-bit word at `off` inside the ICMP message to `value` (host order), keeping the ICMP checksum. */

@@ -187,8 +187,8 @@ static __always_inline int parse_quoted(struct __sk_buff *skb, struct pkt *p, __
 	}
 	if (l4 + 8 > end)
 		return DROP_CT_INVALID_HDR;
-	p->iproto = proto;
 	p->il4 = l4;
+	p->iproto = proto;
 	if (proto == IPPROTO_TCP_ || proto == IPPROTO_UDP_) {
 		__be16 ports[2];
 

@@ -7,6 +7,7 @@ import { MembraneError } from "../errors.js";
 import { replay } from "./replay.js";
 import { bpfCtList } from "./bpf-ct.js";
 import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
+import { runBpfNat } from "./bpf-nat.js";
 import { runAgent } from "../agent/agent.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { loadStateFile } from "./state-file.js";
@@ -24,6 +25,7 @@ Usage:
   membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
   membrane bpf policy get <endpoint>    an endpoint's policy entries in the kernel map (pinned; --pin-dir, --json)
   membrane bpf endpoint list            local endpoints in the kernel maps (pinned; --pin-dir, --json)
+  membrane bpf nat list|flush [options] the kernel datapath's NAT maps (pinned): --pin-dir, --table nat4|nat6, --json (list)
   membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
   membrane status [--json]              what the running agent reports
   membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
@@ -152,6 +154,7 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
     if (command === "endpoint") return await endpointCommand(rest, io);
     if (command === "bpf") {
       const [noun, verb, ...args] = rest;
+      if (noun === "nat") { runBpfNat(verb, args, io); return EXIT_OK; }
       if (noun !== "ct" || verb !== "list") {
         throw new MembraneError("INVALID_INPUT", `bpf: expected "bpf ct list", got "bpf ${[noun, verb].filter(Boolean).join(" ")}"`);
       }

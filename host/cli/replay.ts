@@ -4,6 +4,7 @@
  * packet, then the conntrack table and the counters; `--out` writes the packets
  * that pass, as rewritten.
  */
+import { printNat } from "./bpf-nat.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
 import { InvalidInputError } from "../errors.js";
@@ -165,12 +166,14 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
   const counters = dp.counters();
   if (opts.json) {
     for (const r of records) io.out(toJson({ type: "conntrack", ...ctJson(r, lastNow) }));
+    if (options.nat) printNat(dp.nat, true, io);
     io.out(toJson({ type: "counters", ...counters }));
     io.out(toJson({ type: "summary", ...summary }));
   } else {
     io.out("");
     io.out(`Conntrack (${records.length} entries, clock ${lastNow}):`);
     io.out(records.length ? ctTable(records, lastNow) : "(empty)");
+    if (options.nat) { io.out(""); printNat(dp.nat, false, io); }
     io.out("");
     io.out(countersText(counters));
     io.out("");

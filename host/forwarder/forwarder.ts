@@ -11,6 +11,7 @@ import { InvalidInputError } from "../errors.js";
 import type { TunDevice } from "../tun/device.js";
 import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
+import { NatGcSignal } from "../nat/gc-signal.js";
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/virtio-net-hdr.js";
 import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
 import { TunIoError } from "../tun/errors.js";
@@ -97,6 +98,7 @@ export class Forwarder {
   private readonly clock: () => number;
   private readonly gc: GcSchedule;
   private nextGc: number;
+  private readonly natGc: NatGcSignal;
   /** Split mode: super-packets land here first, then are split into the batch. */
   private readonly staging: Uint8Array[];
   private readonly stagingSizes: number[];
@@ -124,6 +126,7 @@ export class Forwarder {
     this.clock = opts.clock ?? monotonicSeconds;
     this.gc = new GcSchedule({ mode: "adaptive", lru: dp.options.conntrack.whenFull === "evict-lru" });
     this.nextGc = this.clock() + this.gc.interval;
+    this.natGc = new NatGcSignal(() => dp.nat.gcRequests());
     const stagingCount = device.vnetHdr && mode === "split" ? Math.max(1, size >> 3) : 0;
     this.staging = Array.from({ length: stagingCount }, () => new Uint8Array(VIRTIO_NET_HDR_LEN + device.readCapacity));
     this.stagingSizes = new Array(stagingCount).fill(0);
@@ -267,7 +270,7 @@ export class Forwarder {
     this.stats.packetsIn += n;
     this.stats.packetsOut += this.out.length;
     if (this.out.length) this.writeOut(headroom);
-    if (now >= this.nextGc) this.collect(now);
+    if (now >= this.nextGc || this.natGc.due(now)) this.collect(now);
   }
 
   /**

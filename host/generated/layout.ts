@@ -125,6 +125,7 @@ export const DropReason = {
   DROP_FRAG_NOSUPPORT: 157,
   DROP_NO_SERVICE: 158,
   DROP_UNSUPPORTED_L2: 166,
+  DROP_NAT_NO_MAPPING: 167,
   DROP_ICMP_NO_FLOW: 200,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -140,6 +141,7 @@ export const dropReasonName: Readonly<Record<number, string>> = {
   157: "DROP_FRAG_NOSUPPORT",
   158: "DROP_NO_SERVICE",
   166: "DROP_UNSUPPORTED_L2",
+  167: "DROP_NAT_NO_MAPPING",
   200: "DROP_ICMP_NO_FLOW",
 };
 export const dropReasonText: Readonly<Record<number, string>> = {
@@ -154,6 +156,7 @@ export const dropReasonText: Readonly<Record<number, string>> = {
   157: "Fragment of a datagram whose first fragment was not seen",
   158: "Service has no backend",
   166: "Unsupported L2 frame",
+  167: "No mapping for NAT masquerade",
   200: "ICMP error quoting a packet of no tracked flow",
 };
 
@@ -347,6 +350,51 @@ export const lbTableText: Readonly<Record<number, string>> = {
   3: "lb6_backends",
   4: "lb4_reverse_nat",
   5: "lb6_reverse_nat",
+};
+
+/** enum nat_limits (nat.h) */
+export const NatLimits = {
+  NAT_MAX_CIDRS: 8,
+  NAT_MAX_RETRIES: 128,
+} as const;
+export type NatLimits = (typeof NatLimits)[keyof typeof NatLimits];
+export const natLimitsName: Readonly<Record<number, string>> = {
+  8: "NAT_MAX_CIDRS",
+  128: "NAT_MAX_RETRIES",
+};
+export const natLimitsText: Readonly<Record<number, string>> = {
+  8: "entries per CIDR list and family",
+  128: "bound of nat_config.retries (later Cilium's bound)",
+};
+
+/** enum nat_dir (nat.h) */
+export const NatDir = {
+  NAT_DIR_EGRESS: 0,
+  NAT_DIR_INGRESS: 1,
+} as const;
+export type NatDir = (typeof NatDir)[keyof typeof NatDir];
+export const natDirName: Readonly<Record<number, string>> = {
+  0: "NAT_DIR_EGRESS",
+  1: "NAT_DIR_INGRESS",
+};
+export const natDirText: Readonly<Record<number, string>> = {
+  0: "forward: pod -> remote",
+  1: "reverse: remote -> masquerade address",
+};
+
+/** enum nat_config_flags (nat.h) */
+export const NatConfigFlags = {
+  NAT_F_ENABLE4: 1,
+  NAT_F_ENABLE6: 2,
+} as const;
+export type NatConfigFlags = (typeof NatConfigFlags)[keyof typeof NatConfigFlags];
+export const natConfigFlagsName: Readonly<Record<number, string>> = {
+  1: "NAT_F_ENABLE4",
+  2: "NAT_F_ENABLE6",
+};
+export const natConfigFlagsText: Readonly<Record<number, string>> = {
+  1: "masquerade IPv4",
+  2: "masquerade IPv6",
 };
 
 /** struct ct_tuple4 (ct.h): 14 bytes, packed. */
@@ -1208,4 +1256,286 @@ export function encodeLbConfig(value: LbConfig, bytes: Uint8Array, off = 0): voi
   v.setUint32(12, value.maglevM, true);
   v.setUint32(16, value.maglevRows, true);
   v.setUint32(20, value.hashSeed, true);
+}
+
+/** struct nat_cidr4 (nat.h): 8 bytes. */
+export interface NatCidr4 {
+  addr: number; // already masked
+  mask: number;
+}
+export const NAT_CIDR4 = {
+  size: 8,
+  align: 4,
+  offsets: { addr: 0, mask: 4 },
+} as const;
+export function decodeNatCidr4(bytes: Uint8Array, off = 0): NatCidr4 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  return {
+    addr: v.getUint32(0, false),
+    mask: v.getUint32(4, false),
+  };
+}
+export function encodeNatCidr4(value: NatCidr4, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 8);
+  bytes.fill(0, off, off + 8);
+  v.setUint32(0, value.addr, false);
+  v.setUint32(4, value.mask, false);
+}
+
+/** struct nat_cidr6 (nat.h): 32 bytes. */
+export interface NatCidr6 {
+  addr: Uint8Array; // already masked
+  mask: Uint8Array;
+}
+export const NAT_CIDR6 = {
+  size: 32,
+  align: 1,
+  offsets: { addr: 0, mask: 16 },
+} as const;
+export function decodeNatCidr6(bytes: Uint8Array, off = 0): NatCidr6 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 32);
+  return {
+    addr: bytes.slice(off + 0, off + 16),
+    mask: bytes.slice(off + 16, off + 32),
+  };
+}
+export function encodeNatCidr6(value: NatCidr6, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 32);
+  bytes.fill(0, off, off + 32);
+  bytes.set(value.addr.subarray(0, 16), off + 0);
+  bytes.set(value.mask.subarray(0, 16), off + 16);
+}
+
+/** struct nat_config (nat.h): 700 bytes. */
+export interface NatConfig {
+  flags: number; // enum nat_config_flags
+  addr4: number; // IPv4 masquerade address
+  addr6: Uint8Array; // IPv6 masquerade address
+  portMin: number; // first port (and ICMP identifier) handed out (1024)
+  portMax: number; // last one (65535)
+  retries: number; // candidates tried after the original port (16, as Cilium 1.5)
+  maxEntries4: number; // entries of the IPv4 table (two per mapping)
+  maxEntries6: number; // entries of the IPv6 table
+  seed: number; // seeds the port candidates: both datapaths pick the same ports
+  cluster4Count: number;
+  excluded4Count: number;
+  cluster6Count: number;
+  excluded6Count: number;
+  cluster4: NatCidr4[];
+  excluded4: NatCidr4[];
+  cluster6: NatCidr6[];
+  excluded6: NatCidr6[];
+}
+export const NAT_CONFIG = {
+  size: 700,
+  align: 4,
+  offsets: { flags: 0, addr4: 4, addr6: 8, portMin: 24, portMax: 26, retries: 28, maxEntries4: 32, maxEntries6: 36, seed: 40, cluster4Count: 44, excluded4Count: 48, cluster6Count: 52, excluded6Count: 56, cluster4: 60, excluded4: 124, cluster6: 188, excluded6: 444 },
+} as const;
+export function decodeNatConfig(bytes: Uint8Array, off = 0): NatConfig {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 700);
+  return {
+    flags: v.getUint32(0, true),
+    addr4: v.getUint32(4, false),
+    addr6: bytes.slice(off + 8, off + 24),
+    portMin: v.getUint16(24, true),
+    portMax: v.getUint16(26, true),
+    retries: v.getUint32(28, true),
+    maxEntries4: v.getUint32(32, true),
+    maxEntries6: v.getUint32(36, true),
+    seed: v.getUint32(40, true),
+    cluster4Count: v.getUint32(44, true),
+    excluded4Count: v.getUint32(48, true),
+    cluster6Count: v.getUint32(52, true),
+    excluded6Count: v.getUint32(56, true),
+    cluster4: Array.from({ length: 8 }, (_, i) => decodeNatCidr4(bytes, off + 60 + i * 8)),
+    excluded4: Array.from({ length: 8 }, (_, i) => decodeNatCidr4(bytes, off + 124 + i * 8)),
+    cluster6: Array.from({ length: 8 }, (_, i) => decodeNatCidr6(bytes, off + 188 + i * 32)),
+    excluded6: Array.from({ length: 8 }, (_, i) => decodeNatCidr6(bytes, off + 444 + i * 32)),
+  };
+}
+export function encodeNatConfig(value: NatConfig, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 700);
+  bytes.fill(0, off, off + 700);
+  v.setUint32(0, value.flags, true);
+  v.setUint32(4, value.addr4, false);
+  bytes.set(value.addr6.subarray(0, 16), off + 8);
+  v.setUint16(24, value.portMin, true);
+  v.setUint16(26, value.portMax, true);
+  v.setUint32(28, value.retries, true);
+  v.setUint32(32, value.maxEntries4, true);
+  v.setUint32(36, value.maxEntries6, true);
+  v.setUint32(40, value.seed, true);
+  v.setUint32(44, value.cluster4Count, true);
+  v.setUint32(48, value.excluded4Count, true);
+  v.setUint32(52, value.cluster6Count, true);
+  v.setUint32(56, value.excluded6Count, true);
+  for (let i = 0; i < 8; i++) encodeNatCidr4(value.cluster4[i], bytes, off + 60 + i * 8);
+  for (let i = 0; i < 8; i++) encodeNatCidr4(value.excluded4[i], bytes, off + 124 + i * 8);
+  for (let i = 0; i < 8; i++) encodeNatCidr6(value.cluster6[i], bytes, off + 188 + i * 32);
+  for (let i = 0; i < 8; i++) encodeNatCidr6(value.excluded6[i], bytes, off + 444 + i * 32);
+}
+
+/** struct nat_key4 (nat.h): 16 bytes. */
+export interface NatKey4 {
+  saddr: number;
+  daddr: number;
+  sport: number;
+  dport: number;
+  nexthdr: number;
+  dir: number; // enum nat_dir
+}
+export const NAT_KEY4 = {
+  size: 16,
+  align: 4,
+  offsets: { saddr: 0, daddr: 4, sport: 8, dport: 10, nexthdr: 12, dir: 13 },
+} as const;
+export function decodeNatKey4(bytes: Uint8Array, off = 0): NatKey4 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  return {
+    saddr: v.getUint32(0, false),
+    daddr: v.getUint32(4, false),
+    sport: v.getUint16(8, false),
+    dport: v.getUint16(10, false),
+    nexthdr: v.getUint8(12),
+    dir: v.getUint8(13),
+  };
+}
+export function encodeNatKey4(value: NatKey4, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 16);
+  bytes.fill(0, off, off + 16);
+  v.setUint32(0, value.saddr, false);
+  v.setUint32(4, value.daddr, false);
+  v.setUint16(8, value.sport, false);
+  v.setUint16(10, value.dport, false);
+  v.setUint8(12, value.nexthdr);
+  v.setUint8(13, value.dir);
+}
+
+/** struct nat_key6 (nat.h): 40 bytes. */
+export interface NatKey6 {
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  sport: number;
+  dport: number;
+  nexthdr: number;
+  dir: number; // enum nat_dir
+}
+export const NAT_KEY6 = {
+  size: 40,
+  align: 2,
+  offsets: { saddr: 0, daddr: 16, sport: 32, dport: 34, nexthdr: 36, dir: 37 },
+} as const;
+export function decodeNatKey6(bytes: Uint8Array, off = 0): NatKey6 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 40);
+  return {
+    saddr: bytes.slice(off + 0, off + 16),
+    daddr: bytes.slice(off + 16, off + 32),
+    sport: v.getUint16(32, false),
+    dport: v.getUint16(34, false),
+    nexthdr: v.getUint8(36),
+    dir: v.getUint8(37),
+  };
+}
+export function encodeNatKey6(value: NatKey6, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 40);
+  bytes.fill(0, off, off + 40);
+  bytes.set(value.saddr.subarray(0, 16), off + 0);
+  bytes.set(value.daddr.subarray(0, 16), off + 16);
+  v.setUint16(32, value.sport, false);
+  v.setUint16(34, value.dport, false);
+  v.setUint8(36, value.nexthdr);
+  v.setUint8(37, value.dir);
+}
+
+/** struct nat_entry4 (nat.h): 12 bytes. */
+export interface NatEntry4 {
+  addr: number; // forward: new source; reverse: original source, restored as destination
+  port: number; // the same for the port or ICMP identifier
+  created: number; // creation time of the owning conntrack entry
+}
+export const NAT_ENTRY4 = {
+  size: 12,
+  align: 4,
+  offsets: { addr: 0, port: 4, created: 8 },
+} as const;
+export function decodeNatEntry4(bytes: Uint8Array, off = 0): NatEntry4 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  return {
+    addr: v.getUint32(0, false),
+    port: v.getUint16(4, false),
+    created: v.getUint32(8, true),
+  };
+}
+export function encodeNatEntry4(value: NatEntry4, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 12);
+  bytes.fill(0, off, off + 12);
+  v.setUint32(0, value.addr, false);
+  v.setUint16(4, value.port, false);
+  v.setUint32(8, value.created, true);
+}
+
+/** struct nat_entry6 (nat.h): 24 bytes. */
+export interface NatEntry6 {
+  addr: Uint8Array; // forward: new source; reverse: original source, restored as destination
+  port: number; // the same for the port or ICMP identifier
+  created: number; // creation time of the owning conntrack entry
+}
+export const NAT_ENTRY6 = {
+  size: 24,
+  align: 4,
+  offsets: { addr: 0, port: 16, created: 20 },
+} as const;
+export function decodeNatEntry6(bytes: Uint8Array, off = 0): NatEntry6 {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
+  return {
+    addr: bytes.slice(off + 0, off + 16),
+    port: v.getUint16(16, false),
+    created: v.getUint32(20, true),
+  };
+}
+export function encodeNatEntry6(value: NatEntry6, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 24);
+  bytes.fill(0, off, off + 24);
+  bytes.set(value.addr.subarray(0, 16), off + 0);
+  v.setUint16(16, value.port, false);
+  v.setUint32(20, value.created, true);
+}
+
+/** struct nat_stats (nat.h): 56 bytes. */
+export interface NatStats {
+  created: bigint; // mappings (pairs) made
+  retained: bigint; // of which kept the original port
+  collisions: bigint; // candidates found taken by a live mapping
+  allocFailed: bigint; // new flows dropped: no free port, or the table full
+  staleRemoved: bigint; // pairs of dead conntrack entries removed on the packet path
+  gcDeleted: bigint; // entries removed by GC
+  gcRequests: bigint; // exhaustion signals: the host runs conntrack GC early when this moves
+}
+export const NAT_STATS = {
+  size: 56,
+  align: 8,
+  offsets: { created: 0, retained: 8, collisions: 16, allocFailed: 24, staleRemoved: 32, gcDeleted: 40, gcRequests: 48 },
+} as const;
+export function decodeNatStats(bytes: Uint8Array, off = 0): NatStats {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 56);
+  return {
+    created: v.getBigUint64(0, true),
+    retained: v.getBigUint64(8, true),
+    collisions: v.getBigUint64(16, true),
+    allocFailed: v.getBigUint64(24, true),
+    staleRemoved: v.getBigUint64(32, true),
+    gcDeleted: v.getBigUint64(40, true),
+    gcRequests: v.getBigUint64(48, true),
+  };
+}
+export function encodeNatStats(value: NatStats, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 56);
+  bytes.fill(0, off, off + 56);
+  v.setBigUint64(0, value.created, true);
+  v.setBigUint64(8, value.retained, true);
+  v.setBigUint64(16, value.collisions, true);
+  v.setBigUint64(24, value.allocFailed, true);
+  v.setBigUint64(32, value.staleRemoved, true);
+  v.setBigUint64(40, value.gcDeleted, true);
+  v.setBigUint64(48, value.gcRequests, true);
 }

@@ -14,6 +14,7 @@ import { bpfObjectPath } from "../tools/build-bpf.js";
 import { NotSupportedError, wrap } from "../errors.js";
 import { kernelMapSizes, kernelMapTypes } from "./maps.js";
 import { configureKernelLb } from "../lb/kernel-tables.js";
+import { configureKernelNat } from "../nat/tables.js";
 
 export type AttachPoint = "endpoint" | "netdev";
 
@@ -60,6 +61,7 @@ export class AttachedDatapath {
     try {
       object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
       configureKernelLb(object, resolved.lb);
+      configureKernelNat(object, resolved);
       attachments.push(attachTc(object.program(spec.ingress), { ifindex, direction: "ingress" }));
       attachments.push(attachTc(object.program(spec.egress), { ifindex, direction: "egress" }));
       return new AttachedDatapath(object, attachments, dir);

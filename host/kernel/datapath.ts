@@ -27,6 +27,7 @@ import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
 import { KernelPolicyTables } from "./policy-tables.js";
 import { KernelLbTables, configureKernelLb } from "../lb/kernel-tables.js";
+import { KernelNat, configureKernelNat } from "../nat/tables.js";
 
 
 
@@ -73,9 +74,12 @@ export class KernelDatapath implements DatapathEngine {
   readonly engine = "bpf" as const;
   private clockNow = -1;
   private readonly program: BpfProgram;
+  /** SNAT maps: list, flush, stats, GC (host/nat/tables.ts). */
+  readonly nat: KernelNat;
 
   private constructor(readonly options: ResolvedOptions, private readonly object: BpfObject) {
     this.program = object.program("test_process");
+    this.nat = new KernelNat(object);
   }
 
   static async create(options: DatapathOptions = {}, kernel: KernelDatapathOptions = {}): Promise<KernelDatapath> {
@@ -91,6 +95,7 @@ export class KernelDatapath implements DatapathEngine {
     try {
       object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
       configureKernelLb(object, resolved.lb);
+      configureKernelNat(object, resolved);
       return new KernelDatapath(resolved, object);
     } catch (err) {
       object.close();
@@ -146,6 +151,12 @@ export class KernelDatapath implements DatapathEngine {
 
   /** Deletes expired entries (lifetime before `now`) from every table, as the Wasm GC does. */
   gc(now: number): GcResult[] {
+    const results = this.gcConntrack(now);
+    this.nat.gc(now); // NAT pairs go with their conntrack entries
+    return results;
+  }
+
+  private gcConntrack(now: number): GcResult[] {
     return TABLE_NAMES.map((table) => {
       const map = this.object.map(KERNEL_MAP_OF[table]);
       const lifetimeAt = table.startsWith("frag") ? FRAG_ENTRY.offsets.lifetime : CT_ENTRY.offsets.lifetime;
@@ -161,6 +172,7 @@ export class KernelDatapath implements DatapathEngine {
 
   flush(): void {
     for (const table of TABLE_NAMES) this.object.map(KERNEL_MAP_OF[table]).clear();
+    this.nat.flush();
   }
 
   counters(): DatapathCounters {

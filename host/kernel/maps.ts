@@ -3,6 +3,7 @@ import type { ResolvedOptions } from "../config.js";
 import type { TableName } from "../wasm/core.js";
 import { policyMapSizes } from "../policy/options.js";
 import { lbMapSizes } from "../lb/options.js";
+import { kernelNatMapSizes } from "../nat/tables.js";
 
 /** Kernel map of each datapath table (bpf/lib/maps.h). */
 export const KERNEL_MAP_OF: Readonly<Record<TableName, string>> = {
@@ -17,6 +18,7 @@ export function kernelMapSizes(o: ResolvedOptions): Record<string, number> {
     frag4: o.fragments.entries, frag6: o.fragments.entries,
     ...policyMapSizes(o.policy),
     ...lbMapSizes(o.lb),
+    ...kernelNatMapSizes(o),
   };
 }
 

@@ -10,6 +10,7 @@ import { encodeConfig } from "../config.js";
 import { encodePolicyOptions } from "../policy/options.js";
 import { instantiateCore, type CoreBuild, type CoreExports } from "./module.js";
 import { initWasmLb } from "../lb/wasm-tables.js";
+import { initWasmNat } from "../nat/tables.js";
 
 /** Table ids of the core: enum ct_table, then the two fragment tables. */
 export const TABLE_IDS = { tcp4: 0, any4: 1, tcp6: 2, any6: 3, frag4: 4, frag6: 5 } as const;
@@ -49,6 +50,7 @@ export class WasmCore {
     }
     if (rc !== ex.INIT_OK.value) throw new MembraneError("INTERNAL", `create datapath: init returned ${rc}`);
     initWasmLb(core, options.lb);
+    initWasmNat(core, options);
     return core;
   }
 

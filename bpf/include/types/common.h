@@ -70,5 +70,6 @@ enum drop_reason {
 	DROP_FRAG_NOSUPPORT = 157,    /* Fragment of a datagram whose first fragment was not seen */
 	DROP_NO_SERVICE = 158,        /* Service has no backend */
 	DROP_UNSUPPORTED_L2 = 166,    /* Unsupported L2 frame */
+	DROP_NAT_NO_MAPPING = 167,    /* No mapping for NAT masquerade */
 	DROP_ICMP_NO_FLOW = 200,      /* ICMP error quoting a packet of no tracked flow */
 };
