@@ -16,6 +16,7 @@ import { packageRoot } from "../package-root.js";
 import { runDemo } from "../demo/demo.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
 import { endpointCommand, identityCommand, policyCommand } from "./policy.js";
+import { bpfLbCommand, serviceCommand } from "./lb.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
 
@@ -24,6 +25,8 @@ Usage:
   membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
   membrane bpf policy get <endpoint>    an endpoint's policy entries in the kernel map (pinned; --pin-dir, --json)
   membrane bpf endpoint list            local endpoints in the kernel maps (pinned; --pin-dir, --json)
+  membrane bpf lb list                  the kernel's LB maps: services, slots, backends, rev-NAT, Maglev rows (pinned; --pin-dir, --json)
+  membrane service list --config <file> the state file's services: frontends, algorithm, backend ids and weights, rev-NAT index (--json)
   membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
   membrane status [--json]              what the running agent reports
   membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
@@ -32,7 +35,7 @@ Usage:
 replay options:
   --json                 JSON lines instead of tables
   --out <file>           write the packets that pass, as rewritten, to a pcap file
-  --config <file>        state file (JSON): conntrack sizes, timeouts, full-table policy
+  --config <file>        state file (JSON): conntrack sizes, timeouts, full-table policy, services
   --direction <d>        auto (default), egress or ingress: the packets' direction
   --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
   --summary              no per-packet lines, only the tables and counters
@@ -147,6 +150,8 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
     }
     if (command === "bpf" && rest[0] === "endpoint") return bpfEndpointCommand(rest.slice(1), io);
     if (command === "bpf" && rest[0] === "policy") return bpfPolicyCommand(rest.slice(1), io);
+    if (command === "bpf" && rest[0] === "lb") return bpfLbCommand(rest.slice(1), io);
+    if (command === "service") return serviceCommand(rest, io);
     if (command === "policy") return await policyCommand(rest, io);
     if (command === "identity") return await identityCommand(rest, io);
     if (command === "endpoint") return await endpointCommand(rest, io);

@@ -12,7 +12,7 @@ import { CaptureError, LinkType, PcapWriter, readCapture, type CapturePacket } f
 import { describePacket } from "../packet/decode.js";
 import type { Direction, LinkKind } from "../batch.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
-import { loadStateFile } from "./state-file.js";
+import { loadState } from "./state-file.js";
 import { toJson } from "./table.js";
 import type { Output } from "./output.js";
 import type { PacketVerdict } from "../verdict.js";
@@ -20,6 +20,10 @@ import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
 import { ctJson, ctTable, countersText } from "./ct-format.js";
+import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
+import { applyServices } from "../lb/state.js";
+import { readLbListing } from "../lb/listing.js";
+import { formatLbListing, lbListingJson } from "./lb.js";
 
 export interface ReplayOptions {
   input: string;
@@ -73,7 +77,7 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     if (err instanceof CaptureError) throw new InvalidInputError(`read capture ${opts.input}: ${err.message}`, { cause: err });
     throw err;
   }
-  const options: ResolvedOptions = opts.config ? loadStateFile(opts.config) : resolveOptions({});
+  const { options, services }: { options: ResolvedOptions; services: ServiceSpec[] } = opts.config ? loadState(opts.config) : { options: resolveOptions({}), services: [] };
   const outLink = packets[0]?.linkType;
   if (opts.out && packets.some((p) => p.linkType !== outLink)) {
     throw new InvalidInputError(`--out ${opts.out}: the capture mixes link types; a pcap file holds one`);
@@ -81,7 +85,8 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
 
   const dp: DatapathEngine = opts.engine === "bpf" ? await KernelDatapath.create(options) : await Datapath.create(options);
   try {
-    return await replayThrough(dp, packets, options, opts, io);
+    for (const w of applyServices(new ServiceManager([dp.lbTables()], options.lb), services)) io.err(`membrane replay: ${w}`);
+    return await replayThrough(dp, packets, options, { ...opts, listLb: services.length > 0 }, io);
   } finally {
     dp.close();
   }
@@ -101,7 +106,7 @@ function decideGroup(dp: DatapathEngine, group: CapturePacket[], now: number, di
   });
 }
 
-async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], options: ResolvedOptions, opts: ReplayOptions, io: Output): Promise<ReplaySummary> {
+async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], options: ResolvedOptions, opts: ReplayOptions & { listLb: boolean }, io: Output): Promise<ReplaySummary> {
   const outLink = packets[0]?.linkType;
   const writer = opts.out && outLink !== undefined ? new PcapWriter(outLink) : undefined;
   const schedule = new GcSchedule({ mode: opts.gc === "fixed" ? "fixed" : "adaptive", lru: options.conntrack.whenFull === "evict-lru" });
@@ -155,6 +160,7 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
   const counters = dp.counters();
   if (opts.json) {
     for (const r of records) io.out(toJson({ type: "conntrack", ...ctJson(r, lastNow) }));
+    if (opts.listLb) lbListingJson(readLbListing(dp.lbTables())).forEach((l) => io.out(l));
     io.out(toJson({ type: "counters", ...counters }));
     io.out(toJson({ type: "summary", ...summary }));
   } else {
@@ -162,6 +168,7 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
     io.out(`Conntrack (${records.length} entries, clock ${lastNow}):`);
     io.out(records.length ? ctTable(records, lastNow) : "(empty)");
     io.out("");
+    if (opts.listLb) io.out(formatLbListing(readLbListing(dp.lbTables()), dp.engine === "wasm" ? "Wasm" : "Kernel") + "\n");
     io.out(countersText(counters));
     io.out("");
     const skipped = summary.skipped ? `, ${summary.skipped} not run by the ${dp.engine} engine` : "";
