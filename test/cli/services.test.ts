@@ -9,6 +9,15 @@ import { LinkType, readCapture, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
 import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { BpfObject } from "../../host/bpf/object.js";
+import { bpfObjectPath } from "../../host/tools/build-bpf.js";
+import { resolveOptions } from "../../host/config.js";
+import { kernelMapSizes, kernelMapTypes } from "../../host/kernel/maps.js";
+import { KernelLbTables, configureKernelLb } from "../../host/lb/kernel-tables.js";
+import { ServiceManager } from "../../host/lb/manager.js";
+import { applyServices } from "../../host/lb/state.js";
+import { readLbListing } from "../../host/lb/listing.js";
+import { Datapath } from "../../host/datapath.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-services-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -169,5 +178,42 @@ describe("state file services", () => {
     const r = await cli("bpf", "lb", "list", "--pin-dir", dir);
     expect(r.code).toBe(2);
     expect(r.err).toContain(`no pinned lb4_services map there`);
+  });
+});
+
+describe.skipIf(KERNEL_SKIP)("bpf lb list on pinned kernel maps", () => {
+  const pinDir = `/sys/fs/bpf/mbr-lbcli-${process.pid}`;
+  let object: BpfObject | undefined;
+  afterAll(() => {
+    object?.close();
+    rmSync(pinDir, { recursive: true, force: true });
+  });
+
+  test("lists what the service manager wrote, as the Wasm tables hold it", async () => {
+    const options = resolveOptions({ lb: { maglevM: 251, maglevRows: 4, services: 256, backends: 256, revNat: 64 } });
+    object = BpfObject.load(readFileSync(bpfObjectPath("bpf_test")), { name: "mbr-lbcli", pinDir, mapSizes: kernelMapSizes(options), mapTypes: kernelMapTypes(options) });
+    configureKernelLb(object, options.lb);
+    const dp = await Datapath.create(options);
+    const services = [
+      { vip: VIP4, port: 80, proto: "tcp" as const, backends: [{ addr: BACKEND4, port: 8080 }, { addr: "10.0.2.21", port: 8080, weight: 2 }] },
+      { vip: VIP6, port: 53, proto: "udp" as const, algorithm: "maglev" as const, backends: [{ addr: BACKEND6, port: 5353 }, { addr: "fd00:2::21", port: 5353 }] },
+    ];
+    applyServices(new ServiceManager([new KernelLbTables(object, options.lb), dp.lbTables()], options.lb), services);
+
+    const json = (await cli("bpf", "lb", "list", "--pin-dir", pinDir, "--json")).lines.map((l) => JSON.parse(l));
+    const wasm = readLbListing(dp.lbTables());
+    dp.close();
+    expect(json.filter((o) => o.type === "lb-service").map(({ type: _t, ...rest }) => rest)).toEqual(wasm.services);
+    expect(json.filter((o) => o.type === "lb-backend").map(({ type: _t, ...rest }) => rest)).toEqual(wasm.backends);
+    expect(json.filter((o) => o.type === "lb-revnat").map(({ type: _t, ...rest }) => rest)).toEqual(wasm.revNat);
+    expect(json.filter((o) => o.type === "lb-maglev").map(({ type: _t, ...rest }) => rest)).toEqual(wasm.maglev);
+    expect(wasm.services.map((s) => s.slots)).toEqual([[1, 2, 2], [3, 4]]);
+    expect(wasm.maglev[0].backends.map((b) => b.entries).sort()).toEqual([125, 126]);
+
+    const text = await cli("bpf", "lb", "list", "--pin-dir", pinDir);
+    expect(text.code).toBe(0);
+    expect(text.out).toContain(`Kernel (${pinDir}) services (2):`);
+    expect(text.out).toMatch(/10\.96\.0\.10:80\/tcp\s+random\s+1\s+-\s+3\s+1,2,2/);
+    expect(text.out).toMatch(/Maglev rows \(1\):\nROW.*\n\s+0\s+\[fd00:96::10\]:53\/udp\s+251\s+2\s+125\.\.126\s+1\.004\s+0/);
   });
 });
