@@ -14,6 +14,7 @@ import { decodeLbConfig } from "../generated/layout.js";
 import { frontendText, readLbListing, type LbListing, type LbTableReader } from "../lb/listing.js";
 import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
 import { applyServices } from "../lb/state.js";
+import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
 import { EXIT_OK, type Output } from "./output.js";
 import { loadState } from "./state-file.js";
@@ -163,4 +164,15 @@ export function serviceCommand(args: string[], io: Output): number {
   if (values.json) list.forEach((s) => io.out(toJson(s)));
   else io.out(list.length ? formatServices(list) : `(no services in ${values.config})`);
   return EXIT_OK;
+}
+
+/** Flows per service backend (from conntrack): which backend answered, for the live view and `membrane status`. */
+export function formatServiceFlows(rows: ServiceFlowSummary[]): string {
+  return renderTable<ServiceFlowSummary>([
+    { header: "SERVICE", value: (r) => r.frontend },
+    { header: "BACKEND", value: (r) => `${r.backendId} => ${r.backend}` },
+    { header: "FLOWS", value: (r) => r.flows },
+    { header: "PKTS TO", value: (r) => r.txPackets },
+    { header: "ANSWERS", value: (r) => r.rxPackets },
+  ], rows);
 }

@@ -9,7 +9,7 @@ import { bpfCtList } from "./bpf-ct.js";
 import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
 import { runAgent } from "../agent/agent.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
-import { loadStateFile } from "./state-file.js";
+import { loadState } from "./state-file.js";
 import { status } from "./status.js";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
@@ -120,8 +120,9 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       if (mtu !== undefined && !(Number.isInteger(mtu) && mtu >= 576 && mtu <= 65535)) throw new MembraneError("INVALID_INPUT", `--mtu: expected 576..65535, got "${values.mtu}"`);
       const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
       if (seconds !== undefined && !(seconds > 0)) throw new MembraneError("INVALID_INPUT", `--seconds: expected a positive number, got "${values.seconds}"`);
+      const state = values.config ? loadState(values.config) : undefined;
       await runAgent({
-        options: values.config ? loadStateFile(values.config) : undefined, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
+        options: state?.options, services: state?.services, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
         routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
       }, io);
       return EXIT_OK;
