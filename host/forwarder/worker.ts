@@ -18,7 +18,8 @@ import { MembraneError } from "../errors.js";
 import { applyServices } from "../lb/state.js";
 import { serviceFlows } from "../lb/service-flows.js";
 
-const TOP_FLOWS = 12;
+// Room for the demo's long-running flows (pods, ext, the service VIPs, both families) beside short ones.
+const TOP_FLOWS = 24;
 
 function post(m: WorkerMessage): void {
   parentPort!.postMessage(m);
