@@ -298,14 +298,15 @@ async function startTraffic(topo: ForwarderTopology, seconds: number): Promise<T
   for (const family of [4, 6] as const) {
     const v = (e: Endpoint) => (family === 4 ? e.v4 : e.v6);
     const vip = family === 4 ? SERVICE_VIP4 : SERVICE_VIP6;
+    const vipText = family === 4 ? vip : `[${vip}]`;
     traffic.push(
       agentTraffic(`TCP stream IPv${family} pod1 -> pod2`, topo.agent(pod1, ["tcp-stream", v(pod2), TCP_PORT, lines, 100], { limitMs }),
         (r) => `${String(r.echoed)} lines echoed in order, closed cleanly`),
       agentTraffic(`UDP IPv${family} pod1 -> ext`, topo.agent(pod1, ["udp-client", v(ext), UDP_PORT, requests, 250], { limitMs }),
         (r) => `${String(r.replies)} replies to ${String(r.sent)} requests`),
-      agentTraffic(`TCP stream IPv${family} pod1 -> service ${vip}:${SERVICE_TCP_PORT}`, topo.agent(pod1, ["tcp-stream", vip, SERVICE_TCP_PORT, lines, 100], { limitMs }),
+      agentTraffic(`TCP stream IPv${family} pod1 -> service ${vipText}:${SERVICE_TCP_PORT}`, topo.agent(pod1, ["tcp-stream", vip, SERVICE_TCP_PORT, lines, 100], { limitMs }),
         (r) => `${String(r.echoed)} lines echoed in order by a backend, closed cleanly`),
-      agentTraffic(`UDP IPv${family} pod1 -> service ${vip}:${SERVICE_UDP_PORT}`, topo.agent(pod1, ["udp-client", vip, SERVICE_UDP_PORT, requests, 250], { limitMs }),
+      agentTraffic(`UDP IPv${family} pod1 -> service ${vipText}:${SERVICE_UDP_PORT}`, topo.agent(pod1, ["udp-client", vip, SERVICE_UDP_PORT, requests, 250], { limitMs }),
         (r) => `${String(r.replies)} replies from the VIP to ${String(r.sent)} requests`),
       agentTraffic(`ping IPv${family} pod2 -> ext`, topo.agent(pod2, ["ping", v(ext), 4400 + family, pings, 1000], { limitMs }),
         (r) => `${String(r.replies)} echo requests, all answered`),

@@ -172,6 +172,13 @@ describe("state file services", () => {
     expect((await cli("service", "list", "--config", cfg)).code).toBe(2);
   });
 
+  test("agent --config refuses bad services before anything is set up", async () => {
+    const { cfg } = files({ services: [{ vip: VIP4, port: 80, proto: "tcp", backends: [{ addr: "10.0.2.300", port: 8080 }] }] });
+    const r = await cli("agent", "--datapath", "tun", "--config", cfg);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("services[0].backends[0].addr: ");
+  });
+
   test("service list needs --config; bpf lb list refuses a pin dir without maps", async () => {
     expect((await cli("service", "list")).err).toContain("--config <state file> is required");
     expect((await cli("service", "show")).code).toBe(2);

@@ -372,7 +372,7 @@ describe.skipIf(MISSING !== undefined)("membrane demo (runDemo)", () => {
     expect(summary.traffic.filter((t) => t.result !== "ok")).toEqual([]);
     expect(summary.traffic).toHaveLength(11);
     expect(summary.traffic.map((t) => t.what)).toEqual(expect.arrayContaining([
-      `TCP stream IPv4 pod1 -> service ${SERVICE_VIP4}:${SERVICE_TCP_PORT}`, `UDP IPv6 pod1 -> service ${SERVICE_VIP6}:${SERVICE_UDP_PORT}`,
+      `TCP stream IPv4 pod1 -> service ${SERVICE_VIP4}:${SERVICE_TCP_PORT}`, `UDP IPv6 pod1 -> service [${SERVICE_VIP6}]:${SERVICE_UDP_PORT}`,
     ]));
     // Which backend answered: every service has a backend with flows and answers counted.
     for (const frontend of [`${SERVICE_VIP4}:${SERVICE_TCP_PORT}/tcp`, `${SERVICE_VIP4}:${SERVICE_UDP_PORT}/udp`, `[${SERVICE_VIP6}]:${SERVICE_TCP_PORT}/tcp`, `[${SERVICE_VIP6}]:${SERVICE_UDP_PORT}/udp`]) {
