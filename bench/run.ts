@@ -22,6 +22,7 @@ import { runMemory } from "./memory.js";
 import { runConntrack } from "./conntrack.js";
 import { runKernel } from "./kernel.js";
 import { runPolicy } from "./policy.js";
+import { runLb } from "./lb.js";
 import { runForwarder } from "./forwarder.js";
 
 interface Suite {
@@ -35,6 +36,7 @@ const SUITES: Suite[] = [
   { name: "conntrack", run: runConntrack },
   { name: "kernel", run: runKernel },
   { name: "policy", run: runPolicy },
+  { name: "lb", run: runLb },
 ];
 if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 
