@@ -23,6 +23,7 @@ import { runConntrack } from "./conntrack.js";
 import { runKernel } from "./kernel.js";
 import { runPolicy } from "./policy.js";
 import { runNat } from "./nat.js";
+import { runLb } from "./lb.js";
 import { runForwarder } from "./forwarder.js";
 
 interface Suite {
@@ -37,6 +38,7 @@ const SUITES: Suite[] = [
   { name: "kernel", run: runKernel },
   { name: "policy", run: runPolicy },
   { name: "nat", run: runNat },
+  { name: "lb", run: runLb },
 ];
 if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 

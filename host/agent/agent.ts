@@ -14,9 +14,12 @@ import { ip } from "../netns/iproute2.js";
 import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
 import type { Output } from "../cli/output.js";
 import { parseIp } from "../packet/address.js";
+import type { ServiceSpec } from "../lb/manager.js";
 
 export interface AgentOptions {
   options?: ResolvedOptions;
+  /** Services from the state file (validated: host/lb/state.ts), programmed before forwarding starts. */
+  services?: ServiceSpec[];
   device?: string;
   mtu?: number;
   offloads?: boolean;
@@ -46,11 +49,12 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
   const fwd = await ForwarderHandle.start({
     options,
+    services: opts.services,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
       if (!latest) return;
-      writeStatus(opts.stateDir, { ...latest, updatedAt: new Date().toISOString(), entries: r.entries, stats: r.stats, counters: r.counters, flows: r.flows });
+      writeStatus(opts.stateDir, { ...latest, updatedAt: new Date().toISOString(), entries: r.entries, stats: r.stats, counters: r.counters, flows: r.flows, services: r.services });
     },
   });
   const restoredEntries = Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0);
@@ -62,7 +66,8 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
     throw err;
   }
   latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes, startedAt: started, restoredEntries };
-  io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), routes ${routes.join(", ") || "none"}, ${restoredEntries} conntrack entries restored; status in ${statusPath(opts.stateDir)}`);
+  const services = opts.services?.length ? `, ${opts.services.length} services` : "";
+  io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), routes ${routes.join(", ") || "none"}${services}, ${restoredEntries} conntrack entries restored; status in ${statusPath(opts.stateDir)}`);
 
   await new Promise<void>((resolve) => {
     const finish = () => resolve();

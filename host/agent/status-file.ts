@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { ForwarderStats } from "../forwarder/forwarder.js";
 import type { DatapathCounters } from "../datapath.js";
 import type { FlowSummary } from "../forwarder/protocol.js";
+import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { InvalidInputError } from "../errors.js";
 
 export const DEFAULT_STATE_DIR = "/run/membrane";
@@ -24,6 +25,8 @@ export interface AgentStatus {
   stats: ForwarderStats;
   counters: DatapathCounters;
   flows: FlowSummary[];
+  /** Flows per service backend (absent: no services). */
+  services?: ServiceFlowSummary[];
 }
 
 export function statusPath(stateDir: string): string {

@@ -10,13 +10,14 @@ import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
 import { runBpfNat } from "./bpf-nat.js";
 import { runAgent } from "../agent/agent.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
-import { loadStateFile } from "./state-file.js";
+import { loadState } from "./state-file.js";
 import { status } from "./status.js";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
 import { runDemo } from "../demo/demo.js";
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
 import { endpointCommand, identityCommand, policyCommand } from "./policy.js";
+import { bpfLbCommand, serviceCommand } from "./lb.js";
 
 const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
 
@@ -26,6 +27,8 @@ Usage:
   membrane bpf policy get <endpoint>    an endpoint's policy entries in the kernel map (pinned; --pin-dir, --json)
   membrane bpf endpoint list            local endpoints in the kernel maps (pinned; --pin-dir, --json)
   membrane bpf nat list|flush [options] the kernel datapath's NAT maps (pinned): --pin-dir, --table nat4|nat6, --json (list)
+  membrane bpf lb list                  the kernel's LB maps: services, slots, backends, rev-NAT, Maglev rows (pinned; --pin-dir, --json)
+  membrane service list --config <file> the state file's services: frontends, algorithm, backend ids and weights, rev-NAT index (--json)
   membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
   membrane status [--json]              what the running agent reports
   membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
@@ -34,7 +37,7 @@ Usage:
 replay options:
   --json                 JSON lines instead of tables
   --out <file>           write the packets that pass, as rewritten, to a pcap file
-  --config <file>        state file (JSON): conntrack sizes, timeouts, full-table policy
+  --config <file>        state file (JSON): conntrack sizes, timeouts, full-table policy, services
   --direction <d>        auto (default), egress or ingress: the packets' direction
   --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
   --summary              no per-packet lines, only the tables and counters
@@ -119,8 +122,9 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       if (mtu !== undefined && !(Number.isInteger(mtu) && mtu >= 576 && mtu <= 65535)) throw new MembraneError("INVALID_INPUT", `--mtu: expected 576..65535, got "${values.mtu}"`);
       const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
       if (seconds !== undefined && !(seconds > 0)) throw new MembraneError("INVALID_INPUT", `--seconds: expected a positive number, got "${values.seconds}"`);
+      const state = values.config ? loadState(values.config) : undefined;
       await runAgent({
-        options: values.config ? loadStateFile(values.config) : undefined, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
+        options: state?.options, services: state?.services, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
         routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
       }, io);
       return EXIT_OK;
@@ -149,6 +153,8 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
     }
     if (command === "bpf" && rest[0] === "endpoint") return bpfEndpointCommand(rest.slice(1), io);
     if (command === "bpf" && rest[0] === "policy") return bpfPolicyCommand(rest.slice(1), io);
+    if (command === "bpf" && rest[0] === "lb") return bpfLbCommand(rest.slice(1), io);
+    if (command === "service") return serviceCommand(rest, io);
     if (command === "policy") return await policyCommand(rest, io);
     if (command === "identity") return await identityCommand(rest, io);
     if (command === "endpoint") return await endpointCommand(rest, io);

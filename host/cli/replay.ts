@@ -13,7 +13,7 @@ import { CaptureError, LinkType, PcapWriter, readCapture, type CapturePacket } f
 import { describePacket } from "../packet/decode.js";
 import type { Direction, LinkKind } from "../batch.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
-import { loadStateFile } from "./state-file.js";
+import { loadState } from "./state-file.js";
 import { toJson } from "./table.js";
 import type { Output } from "./output.js";
 import type { PacketVerdict } from "../verdict.js";
@@ -29,6 +29,10 @@ function loadPolicyEngine(path: string): PolicyEngine | undefined {
   const { raw, engine } = loadEngine(path);
   return hasPolicyState(raw) ? engine : undefined;
 }
+import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
+import { applyServices } from "../lb/state.js";
+import { readLbListing } from "../lb/listing.js";
+import { formatLbListing, lbListingJson } from "./lb.js";
 
 export interface ReplayOptions {
   input: string;
@@ -82,7 +86,7 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     if (err instanceof CaptureError) throw new InvalidInputError(`read capture ${opts.input}: ${err.message}`, { cause: err });
     throw err;
   }
-  const options: ResolvedOptions = opts.config ? loadStateFile(opts.config) : resolveOptions({});
+  const { options, services }: { options: ResolvedOptions; services: ServiceSpec[] } = opts.config ? loadState(opts.config) : { options: resolveOptions({}), services: [] };
   const policy = opts.config ? loadPolicyEngine(opts.config) : undefined;
   const outLink = packets[0]?.linkType;
   if (opts.out && packets.some((p) => p.linkType !== outLink)) {
@@ -92,7 +96,8 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
   const dp: DatapathEngine = opts.engine === "bpf" ? await KernelDatapath.create(options) : await Datapath.create(options);
   try {
     if (policy) programPolicyTables(policy, [dp.policyTables()]);
-    return await replayThrough(dp, packets, options, opts, io);
+    for (const w of applyServices(new ServiceManager([dp.lbTables()], options.lb), services)) io.err(`membrane replay: ${w}`);
+    return await replayThrough(dp, packets, options, { ...opts, listLb: services.length > 0 }, io);
   } finally {
     dp.close();
   }
@@ -112,7 +117,7 @@ function decideGroup(dp: DatapathEngine, group: CapturePacket[], now: number, di
   });
 }
 
-async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], options: ResolvedOptions, opts: ReplayOptions, io: Output): Promise<ReplaySummary> {
+async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], options: ResolvedOptions, opts: ReplayOptions & { listLb: boolean }, io: Output): Promise<ReplaySummary> {
   const outLink = packets[0]?.linkType;
   const writer = opts.out && outLink !== undefined ? new PcapWriter(outLink) : undefined;
   const schedule = new GcSchedule({ mode: opts.gc === "fixed" ? "fixed" : "adaptive", lru: options.conntrack.whenFull === "evict-lru" });
@@ -167,6 +172,7 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
   if (opts.json) {
     for (const r of records) io.out(toJson({ type: "conntrack", ...ctJson(r, lastNow) }));
     if (options.nat) printNat(dp.nat, true, io);
+    if (opts.listLb) lbListingJson(readLbListing(dp.lbTables())).forEach((l) => io.out(l));
     io.out(toJson({ type: "counters", ...counters }));
     io.out(toJson({ type: "summary", ...summary }));
   } else {
@@ -175,6 +181,7 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
     io.out(records.length ? ctTable(records, lastNow) : "(empty)");
     if (options.nat) { io.out(""); printNat(dp.nat, false, io); }
     io.out("");
+    if (opts.listLb) io.out(formatLbListing(readLbListing(dp.lbTables()), dp.engine === "wasm" ? "Wasm" : "Kernel") + "\n");
     io.out(countersText(counters));
     io.out("");
     const skipped = summary.skipped ? `, ${summary.skipped} not run by the ${dp.engine} engine` : "";

@@ -6,8 +6,15 @@ import { readFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import { withoutPolicyState } from "../policy/state.js";
+import { servicesFromState, withoutServiceState } from "../lb/state.js";
+import type { ServiceSpec } from "../lb/manager.js";
 
 export function loadStateFile(path: string): ResolvedOptions {
+  return loadState(path).options;
+}
+
+/** The datapath options and the services (host/lb/state.ts), both validated completely. */
+export function loadState(path: string): { options: ResolvedOptions; services: ServiceSpec[] } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -21,7 +28,8 @@ export function loadStateFile(path: string): ResolvedOptions {
     throw new InvalidInputError(`parse state file ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    return resolveOptions(withoutPolicyState(parsed) as DatapathOptions);
+    const options = resolveOptions(withoutServiceState(withoutPolicyState(parsed)) as DatapathOptions);
+    return { options, services: servicesFromState(parsed, options.lb) };
   } catch (err) {
     throw new InvalidInputError(`state file ${path}: ${(err as Error).message}`, { cause: err });
   }

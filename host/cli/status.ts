@@ -3,6 +3,7 @@ import { agentAlive, readStatus, DEFAULT_STATE_DIR } from "../agent/status-file.
 import { renderTable, toJson } from "./table.js";
 import type { Output } from "./output.js";
 import { MembraneError } from "../errors.js";
+import { formatServiceFlows } from "./lb.js";
 
 export function status(opts: { stateDir?: string; json: boolean }, io: Output): void {
   const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
@@ -29,4 +30,5 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
       { header: "EXPIRES", value: (f) => `${f.expiresIn}s`, right: true },
     ], s.flows));
   }
+  if (s.services?.length) io.out(formatServiceFlows(s.services));
 }

@@ -23,7 +23,8 @@
  *                                                 {"sent":n,"sha256":hex,"localPort":n}
  *   udp-server <addr> <port> <count>              answer <count> datagrams
  *   udp-echo   <addr> <port>                      answer every datagram, until killed
- *   udp-client <addr> <port> <count> [everyMs]    send <count> requests, one at a time, everyMs apart
+ *   udp-client <addr> <port> <count> [everyMs]    send <count> requests, one at a time, everyMs apart:
+ *                                                 {"replies":n,"sent":n,"localPort":n,"from":addr of the answers}
  *   ping       <addr> <id> <count> [everyMs]      ICMP/ICMPv6 echo through a ping socket
  */
 import net from "node:net";
@@ -234,6 +235,7 @@ function udpClient(): void {
   const sock = dgram.createSocket(net.isIPv6(addr) ? "udp6" : "udp4");
   let replies = 0;
   let sent = 0;
+  let from = "";
   let timer: NodeJS.Timeout | undefined;
   // UDP has no retransmission of its own: a request still unanswered after a second is sent again.
   const send = () => {
@@ -242,16 +244,18 @@ function udpClient(): void {
     clearTimeout(timer);
     timer = setTimeout(send, 1000);
   };
-  sock.on("message", (msg) => {
+  sock.on("message", (msg, rinfo) => {
     const text = msg.toString();
     const n = /^echo:request-(\d+)$/.exec(text)?.[1];
     if (n === undefined) fail(`udp-client: unexpected reply ${JSON.stringify(text)}`);
     if (Number(n) !== replies) return; // the answer to a resent request we already have
     replies += 1;
+    // Where the answers come from: a service's VIP, not its backend, when reverse NAT works.
+    from = rinfo.address;
     clearTimeout(timer);
     if (replies >= count) {
       const localPort = sock.address().port;
-      sock.close(() => done({ replies, sent, localPort }));
+      sock.close(() => done({ replies, sent, localPort, from }));
     } else if (every > 0) {
       timer = setTimeout(send, every);
     } else {

@@ -1,10 +1,11 @@
 /**
  * `membrane demo`: the userspace forwarder on live traffic, on this machine.
  * As root it builds the namespace topology of topology.ts (prefix
- * "mbr-demo"), starts the forwarder, attaches its TUN to the node, drives
- * TCP, UDP and ping over IPv4 and IPv6 between the namespaces, prints what
- * the forwarder reports once a second (its counters, the datapath's, the
- * busiest flows), then stops the forwarder and removes everything: at the
+ * "mbr-demo"), starts the forwarder with the services of services.ts (a VIP
+ * per family in front of pod2), attaches its TUN to the node, drives TCP,
+ * UDP and ping over IPv4 and IPv6 between the namespaces and to the VIPs,
+ * prints what the forwarder reports once a second (its counters, the
+ * datapath's, the busiest flows, flows per service backend), then stops the forwarder and removes everything: at the
  * end, on Ctrl-C (SIGINT/SIGTERM) and on errors alike. Without root it
  * changes nothing and says why; the caller shows the capture replay instead.
  */
@@ -18,6 +19,9 @@ import { sweep } from "../netns/lab.js";
 import type { NetnsProcess } from "../netns/process.js";
 import { ForwarderTopology, type Endpoint } from "./topology.js";
 import { demoUnavailable } from "./requirements.js";
+import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "./services.js";
+import type { ServiceFlowSummary } from "../lb/service-flows.js";
+import { formatServiceFlows } from "../cli/lb.js";
 
 export const DEMO_PREFIX = "mbr-demo";
 export const DEMO_SECONDS = 10;
@@ -47,6 +51,8 @@ export interface DemoSummary {
   /** The forwarder's counters when it stopped (undefined: it never started). */
   stats?: ForwarderStats;
   traffic: TrafficOutcome[];
+  /** Flows per service backend in the forwarder's last report: which backend answered. */
+  services: ServiceFlowSummary[];
   /** What could not be removed (normally empty). */
   cleanup: string[];
 }
@@ -110,6 +116,7 @@ function frame(r: Report, prev: ForwarderStats | undefined, t: number, seconds: 
     `datapath: egress ${c.forwarded.egress.packets} packets (${bytes(c.forwarded.egress.bytes)}), ingress ${c.forwarded.ingress.packets} ` +
       `(${bytes(c.forwarded.ingress.bytes)}); drops: ${drops}; conntrack ${r.entries} entries`,
     r.flows.length ? flowsTable(r.flows) : "(no flows yet)",
+    ...(r.services.length ? ["", formatServiceFlows(r.services)] : []),
     "",
   ].join("\n");
 }
@@ -120,7 +127,9 @@ const TOPOLOGY_TEXT = (t: ForwarderTopology, tun: string) => {
     `membrane demo: the userspace forwarder (Wasm datapath in a worker thread) between network namespaces`,
     row(t.pod1), row(t.pod2), row(t.ext),
     `  ${t.node}: every packet from a veth is routed into ${tun} (ip rule iif lxc-* lookup 100); what the forwarder writes back is routed on`,
-    `traffic: TCP streams pod1 -> pod2 (IPv4, IPv6), UDP pod1 -> ext, ping pod2 -> ext, short TCP connections ext -> pod2; Ctrl-C stops early`,
+    `  services: ${SERVICE_VIP4} and [${SERVICE_VIP6}] port ${SERVICE_TCP_PORT}/tcp -> pod2 ports ${BACKEND_TCP_PORTS.join(" and ")}, port ${SERVICE_UDP_PORT}/udp -> pod2 port ${BACKEND_UDP_PORT}`,
+    `traffic: TCP streams pod1 -> pod2 and pod1 -> the VIPs, UDP pod1 -> ext and pod1 -> the VIPs, ping pod2 -> ext (all IPv4 and IPv6),`,
+    `  short TCP connections ext -> pod2 and ext -> the VIPs; Ctrl-C stops early`,
     "",
   ].join("\n");
 };
@@ -163,6 +172,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
   let topo: ForwarderTopology | undefined;
   let fwd: ForwarderHandle | undefined;
   let stats: ForwarderStats | undefined;
+  let serviceRows: ServiceFlowSummary[] = [];
   const traffic: Traffic[] = [];
   const cleanup: string[] = [];
   let failure: unknown;
@@ -175,12 +185,13 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
     let prev: ForwarderStats | undefined;
     const where = () => `${fwd?.ready.device ?? "?"} in ${topo!.node}`;
     fwd = await ForwarderHandle.start({
-      options: OPTIONS, device: { name: `${prefix}-tun`, offloads: opts.offloads ?? false }, reportEveryMs: 1000,
+      options: OPTIONS, services: demoServices(topo.pod2), device: { name: `${prefix}-tun`, offloads: opts.offloads ?? false }, reportEveryMs: 1000,
       onReport: (r) => {
         stats = r.stats;
+        serviceRows = r.services;
         if (!live) return;
         const t = Math.min(seconds, Math.round((Date.now() - started) / 1000));
-        say(frame(r, prev, t, seconds, where()), { type: "report", t, stats: r.stats, counters: r.counters, entries: r.entries, flows: r.flows });
+        say(frame(r, prev, t, seconds, where()), { type: "report", t, stats: r.stats, counters: r.counters, entries: r.entries, flows: r.flows, services: r.services });
         prev = r.stats;
       },
     });
@@ -191,15 +202,16 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
     });
 
     traffic.push(...(await startTraffic(topo, seconds)));
-    // Short TCP connections, one a second, alternating families: new flows keep appearing.
+    // Short TCP connections, one a second, to pod2 and to the VIPs in both families: new flows keep
+    // appearing, and those to a VIP spread over its backends.
     const limit = seconds * 1000 + 5_000;
     let shortOk = 0;
     let shortFailed = 0;
     const shorts: Promise<void>[] = [];
     const deadline = started + seconds * 1000;
     for (let i = 0; !interrupted && Date.now() < deadline; i++) {
-      const dst = i % 2 === 0 ? topo.pod2.v4 : topo.pod2.v6;
-      const a = topo.agent(topo.ext, ["tcp-stream", dst, TCP_PORT, 3, 50], { limitMs: limit });
+      const [dst, port] = ([[topo.pod2.v4, TCP_PORT], [SERVICE_VIP4, SERVICE_TCP_PORT], [topo.pod2.v6, TCP_PORT], [SERVICE_VIP6, SERVICE_TCP_PORT]] as const)[i % 4];
+      const a = topo.agent(topo.ext, ["tcp-stream", dst, port, 3, 50], { limitMs: limit });
       shorts.push(a.result(limit).then(() => void shortOk++, () => void shortFailed++));
       await pause(Math.min(1000, deadline - Date.now()));
     }
@@ -209,7 +221,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
         const started = shorts.length;
         const ok = shortOk === started && started > 0;
         const detail = `${shortOk} of ${started} completed${shortFailed ? `, ${shortFailed} failed` : ""}`;
-        return { what: "short TCP connections ext -> pod2 (IPv4, IPv6)", result: ok ? "ok" : stopped ? "interrupted" : "failed", detail };
+        return { what: "short TCP connections ext -> pod2 and the VIPs (IPv4, IPv6)", result: ok ? "ok" : stopped ? "interrupted" : "failed", detail };
       },
     });
     // The long-running agents were sized to finish by the deadline: give them a moment, unless interrupted.
@@ -246,7 +258,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
   const outcomes = traffic.map((t) => t.outcome(interrupted));
   const summary: DemoSummary = {
     seconds, interrupted,
-    stats, traffic: outcomes, cleanup,
+    stats, traffic: outcomes, services: serviceRows, cleanup,
   };
   if (json) {
     io.out(toJson({ type: "summary", ...summary }));
@@ -258,6 +270,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
       { header: "RESULT", value: (o) => (o.result === "failed" ? "FAILED" : o.result) },
       { header: "", value: (o) => o.detail },
     ], outcomes));
+    if (serviceRows.length) io.out(`which backend answered (flows per service backend, from conntrack):\n${formatServiceFlows(serviceRows)}`);
     if (cleanup.length) io.err(`membrane demo: cleanup incomplete: ${cleanup.join("; ")}`);
     else io.out(`removed the namespaces ${prefix}-{node,pod1,pod2,ext}, their veths and the TUN device`);
   }
@@ -273,6 +286,9 @@ async function startTraffic(topo: ForwarderTopology, seconds: number): Promise<T
     topo.agent(pod2, ["tcp-echo", pod2.v6, TCP_PORT], { limitMs }),
     topo.agent(ext, ["udp-echo", ext.v4, UDP_PORT], { limitMs }),
     topo.agent(ext, ["udp-echo", ext.v6, UDP_PORT], { limitMs }),
+    // The services' backends (TCP_PORT, the first, already echoes above).
+    ...BACKEND_TCP_PORTS.filter((p) => p !== TCP_PORT).flatMap((p) => [pod2.v4, pod2.v6].map((a) => topo.agent(pod2, ["tcp-echo", a, p], { limitMs }))),
+    ...[pod2.v4, pod2.v6].map((a) => topo.agent(pod2, ["udp-echo", a, BACKEND_UDP_PORT], { limitMs })),
   ];
   await Promise.all(servers.map((s) => s.ready()));
   const lines = Math.max(1, seconds * 10 - 5);
@@ -281,11 +297,17 @@ async function startTraffic(topo: ForwarderTopology, seconds: number): Promise<T
   const traffic: Traffic[] = [];
   for (const family of [4, 6] as const) {
     const v = (e: Endpoint) => (family === 4 ? e.v4 : e.v6);
+    const vip = family === 4 ? SERVICE_VIP4 : SERVICE_VIP6;
+    const vipText = family === 4 ? vip : `[${vip}]`;
     traffic.push(
       agentTraffic(`TCP stream IPv${family} pod1 -> pod2`, topo.agent(pod1, ["tcp-stream", v(pod2), TCP_PORT, lines, 100], { limitMs }),
         (r) => `${String(r.echoed)} lines echoed in order, closed cleanly`),
       agentTraffic(`UDP IPv${family} pod1 -> ext`, topo.agent(pod1, ["udp-client", v(ext), UDP_PORT, requests, 250], { limitMs }),
         (r) => `${String(r.replies)} replies to ${String(r.sent)} requests`),
+      agentTraffic(`TCP stream IPv${family} pod1 -> service ${vipText}:${SERVICE_TCP_PORT}`, topo.agent(pod1, ["tcp-stream", vip, SERVICE_TCP_PORT, lines, 100], { limitMs }),
+        (r) => `${String(r.echoed)} lines echoed in order by a backend, closed cleanly`),
+      agentTraffic(`UDP IPv${family} pod1 -> service ${vipText}:${SERVICE_UDP_PORT}`, topo.agent(pod1, ["udp-client", vip, SERVICE_UDP_PORT, requests, 250], { limitMs }),
+        (r) => `${String(r.replies)} replies from the VIP to ${String(r.sent)} requests`),
       agentTraffic(`ping IPv${family} pod2 -> ext`, topo.agent(pod2, ["ping", v(ext), 4400 + family, pings, 1000], { limitMs }),
         (r) => `${String(r.replies)} echo requests, all answered`),
     );

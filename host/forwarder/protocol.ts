@@ -2,9 +2,13 @@
 import type { DatapathOptions } from "../config.js";
 import type { DatapathCounters } from "../datapath.js";
 import type { ForwarderStats, OffloadMode } from "./forwarder.js";
+import type { ServiceSpec } from "../lb/manager.js";
+import type { ServiceFlowSummary } from "../lb/service-flows.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
+  /** Services to program before forwarding (validated by the caller: host/lb/state.ts). */
+  services?: ServiceSpec[];
   /** TUN device to create ("mbr%d" picks a free name). */
   device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
   /** Conntrack snapshot: restored at start when present, written at stop. */
@@ -28,6 +32,6 @@ export interface FlowSummary {
 
 export type WorkerMessage =
   | { type: "ready"; device: string; mtu: number; restored: Record<string, number> }
-  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number }
+  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[] }
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number }
   | { type: "error"; message: string; code?: string };

@@ -13,17 +13,22 @@ import { restoreSnapshot, takeSnapshot } from "../conntrack/snapshot.js";
 import { formatEntryFlags, formatTuple, PROTO_NAMES } from "../conntrack/records.js";
 import { monotonicSeconds } from "./clock.js";
 import type { FlowSummary, WorkerMessage, WorkerStart } from "./protocol.js";
+import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { MembraneError } from "../errors.js";
+import { applyServices } from "../lb/state.js";
+import { serviceFlows } from "../lb/service-flows.js";
 
-const TOP_FLOWS = 12;
+// Room for the demo's long-running flows (pods, ext, the service VIPs, both families) beside short ones.
+const TOP_FLOWS = 24;
 
 function post(m: WorkerMessage): void {
   parentPort!.postMessage(m);
 }
 
-function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number } {
+function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[] } {
   const now = monotonicSeconds();
   const all = [...dp.conntrack()];
+  const services = serviceFlows(dp.services.listServices(), all);
   const flows = all
     .sort((a, b) => Number(b.entry.txPackets + b.entry.rxPackets - (a.entry.txPackets + a.entry.rxPackets)))
     .slice(0, TOP_FLOWS)
@@ -32,13 +37,14 @@ function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number } {
       txPackets: Number(r.entry.txPackets), rxPackets: Number(r.entry.rxPackets),
       state: formatEntryFlags(r.entry.flags), expiresIn: r.entry.lifetime - now,
     }));
-  return { flows, entries: all.length };
+  return { flows, entries: all.length, services };
 }
 
 async function main(): Promise<void> {
   const start = workerData as WorkerStart;
   const control = new Int32Array(start.control);
   const dp = await Datapath.create(start.options);
+  applyServices(dp.services, start.services ?? []);
   let restored: Record<string, number> = {};
   if (start.snapshotPath && existsSync(start.snapshotPath)) {
     restored = restoreSnapshot(dp, readFileSync(start.snapshotPath), start.snapshotPath);

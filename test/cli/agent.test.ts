@@ -38,14 +38,14 @@ describe("membrane agent", () => {
 describe("membrane status", () => {
   test("says no agent runs when there is no status, or its process is gone", async () => {
     expect((await cli("status", "--state-dir", join(dir, "none"))).err).toContain("no membrane agent is running");
-    writeStatus(dir, { pid: 2 ** 22 + 17, datapath: "tun", device: "mbr0", mtu: 1500, routes: [], startedAt: "", updatedAt: "", restoredEntries: 0, entries: 0, stats: { batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, writeErrors: 0, gcRuns: 0 }, counters: { forwarded: { egress: { packets: 0, bytes: 0 }, ingress: { packets: 0, bytes: 0 } }, drops: [], tables: {} as never }, flows: [] });
+    writeStatus(dir, { pid: 2 ** 22 + 17, datapath: "tun", device: "mbr0", mtu: 1500, routes: [], startedAt: "", updatedAt: "", restoredEntries: 0, entries: 0, stats: { batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, writeErrors: 0, gcRuns: 0, wirePacketsIn: 0, offloadUnwritable: 0 }, counters: { forwarded: { egress: { packets: 0, bytes: 0 }, ingress: { packets: 0, bytes: 0 } }, drops: [], tables: {} as never }, flows: [] });
     expect((await cli("status", "--state-dir", dir)).err).toContain("no membrane agent is running");
   });
 
   test("prints a live agent's status, as text and JSON", async () => {
     writeStatus(dir, {
       pid: process.pid, datapath: "tun", device: "mbr9", mtu: 1400, routes: ["10.9.0.0/16"], startedAt: "t0", updatedAt: "t1",
-      restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0 },
+      restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0, wirePacketsIn: 10, offloadUnwritable: 0 },
       counters: { forwarded: { egress: { packets: 9, bytes: 900 }, ingress: { packets: 0, bytes: 0 } }, drops: [{ reason: "DROP_INVALID", code: 134, text: "", direction: "egress", packets: 1, bytes: 100 }], tables: {} as never },
       flows: [{ table: "tcp4", flow: "10.9.0.1:1 -> 10.9.0.2:80", proto: "TCP", txPackets: 5, rxPackets: 4, state: "seen-non-syn", expiresIn: 21599 }],
     });

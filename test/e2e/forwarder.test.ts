@@ -17,6 +17,11 @@
  * in the worker's reports with packets both ways. Stopping the forwarder
  * (its TUN disappears) leaves only the unreachable route: pings fail.
  *
+ * Services (host/demo/services.ts): a VIP per family in front of pod2; TCP
+ * and UDP to the VIP reach a pod2 backend (DNAT), the answers come from the
+ * VIP (reverse NAT), and the forwarder's report counts the flow on the
+ * backend that answered.
+ *
  * The restart: a TCP connection pod1 -> pod2 sends a line every 200 ms and
  * the server echoes it. The forwarder is stopped (conntrack snapshot
  * written), a new one restores the snapshot and its TUN is attached; the
@@ -38,6 +43,7 @@ import { demoUnavailable } from "../../host/demo/requirements.js";
 import { runDemo, type DemoSummary } from "../../host/demo/demo.js";
 import { linkNames, netnsList } from "../../host/netns/iproute2.js";
 import { sweep } from "../../host/netns/lab.js";
+import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "../../host/demo/services.js";
 
 type Report = Extract<WorkerMessage, { type: "report" }>;
 
@@ -77,7 +83,7 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
   async function startForwarder(): Promise<ForwarderHandle> {
     reports = [];
     const handle = await ForwarderHandle.start({
-      options: OPTIONS, device: { name: TUN }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
+      options: OPTIONS, services: demoServices(topo!.pod2), device: { name: TUN }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
       onReport: (r) => reports.push(r),
     });
     fwd = handle;
@@ -199,6 +205,48 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
     expect(f).toMatchObject({ table: `any${family}`, proto: family === 4 ? "ICMP" : "ICMPv6" });
   });
 
+  it.each([4, 6] as const)("TCP and UDP to the service VIP over IPv%i: DNAT to a pod2 backend, answers from the VIP, counted on that backend", async (family) => {
+    const { pod1, pod2 } = topo!;
+    const [src, backend, vip] = family === 4 ? [pod1.v4, pod2.v4, SERVICE_VIP4] : [pod1.v6, pod2.v6, SERVICE_VIP6];
+    const servers = BACKEND_TCP_PORTS.map((port) => topo!.agent(pod2, ["tcp-echo", backend, port]));
+    const udpServer = topo!.agent(pod2, ["udp-server", backend, BACKEND_UDP_PORT, ROUNDS]);
+    await Promise.all([...servers, udpServer].map((a) => a.ready()));
+
+    const c = await topo!.agent(pod1, ["tcp-stream", vip, SERVICE_TCP_PORT, ROUNDS, 50]).result<{ sent: number; echoed: number; localPort: number }>(8_000);
+    expect(c).toMatchObject({ sent: ROUNDS, echoed: ROUNDS });
+    // Exactly one backend served the connection, and saw the client's own address and port (no SNAT).
+    const served = await waitFor("the backend's connection line", 5_000, () => {
+      const seen = servers.map((srv, i) => ({ port: BACKEND_TCP_PORTS[i], line: srv.lines.find((l) => (l as { connection?: { remotePort: number } }).connection?.remotePort === c.localPort) }));
+      const hit = seen.filter((x) => x.line);
+      return hit.length ? hit : undefined;
+    });
+    expect(served).toHaveLength(1);
+    expect((served[0].line as { connection: { remoteAddress: string; hadError: boolean } }).connection).toMatchObject({ remoteAddress: src, hadError: false });
+    const backendPort = served[0].port;
+    // Tracked client -> backend, both ways, closed.
+    const flow = formatTuple({ family, src, dst: backend, sport: c.localPort, dport: backendPort, proto: 6, flags: 0 });
+    await waitForFlow(flow, (f) => f.txPackets >= 4 && f.rxPackets >= 3 && f.state.includes("tx-closing") && f.state.includes("rx-closing"));
+
+    const u = await topo!.agent(pod1, ["udp-client", vip, SERVICE_UDP_PORT, ROUNDS]).result<{ replies: number; localPort: number; from: string }>(8_000);
+    expect(u).toMatchObject({ replies: ROUNDS, from: vip });
+    const us = await udpServer.result<{ answered: number; remotePort: number }>(8_000);
+    expect(us.remotePort).toBe(u.localPort);
+    await waitForFlow(formatTuple({ family, src, dst: backend, sport: u.localPort, dport: BACKEND_UDP_PORT, proto: 17, flags: 0 }), (f) => f.txPackets >= ROUNDS && f.rxPackets >= ROUNDS);
+
+    // The report's per-backend view names the backend that answered.
+    const bracket = (a: string) => (family === 6 ? `[${a}]` : a);
+    const row = await waitFor("the service rows", 5_000, () => {
+      const rows = latest()?.services.filter((r) => r.frontend.startsWith(`${bracket(vip)}:`));
+      const tcp = rows?.find((r) => r.backend === `${bracket(backend)}:${backendPort}` && r.flows >= 1 && r.rxPackets >= 3);
+      const udp = rows?.find((r) => r.backend === `${bracket(backend)}:${BACKEND_UDP_PORT}` && r.flows >= 1 && r.rxPackets >= ROUNDS);
+      return tcp && udp ? rows : undefined;
+    }, () => JSON.stringify(latest()?.services));
+    expect(row.map((r) => r.frontend).sort()).toEqual([
+      `${bracket(vip)}:${SERVICE_UDP_PORT}/udp`, `${bracket(vip)}:${SERVICE_TCP_PORT}/tcp`, `${bracket(vip)}:${SERVICE_TCP_PORT}/tcp`,
+    ]);
+    for (const srv of servers) srv.kill();
+  });
+
   it("counted every packet it read, passed them all, and dropped nothing", async () => {
     // Read once the last flow's packets are in: a report after everything above.
     await sleep(250);
@@ -303,7 +351,7 @@ describe.skipIf(MISSING !== undefined)("membrane demo (runDemo)", () => {
     if (left.length) throw new Error(`the demo left: ${left.join(", ")}`);
   }, 30_000);
 
-  it("builds the topology, forwards TCP, UDP and ping over both families, reports, and removes everything", async () => {
+  it("builds the topology, forwards TCP, UDP and ping over both families and to the service VIPs, reports, and removes everything", async () => {
     const out: string[] = [];
     const err: string[] = [];
     const result = await runDemo({ out: (l) => out.push(l), err: (l) => err.push(l) }, { seconds: 3, json: true, prefix });
@@ -322,7 +370,14 @@ describe.skipIf(MISSING !== undefined)("membrane demo (runDemo)", () => {
     expect(summary.type).toBe("summary");
     expect(summary.interrupted).toBe(false);
     expect(summary.traffic.filter((t) => t.result !== "ok")).toEqual([]);
-    expect(summary.traffic).toHaveLength(7);
+    expect(summary.traffic).toHaveLength(11);
+    expect(summary.traffic.map((t) => t.what)).toEqual(expect.arrayContaining([
+      `TCP stream IPv4 pod1 -> service ${SERVICE_VIP4}:${SERVICE_TCP_PORT}`, `UDP IPv6 pod1 -> service [${SERVICE_VIP6}]:${SERVICE_UDP_PORT}`,
+    ]));
+    // Which backend answered: every service has a backend with flows and answers counted.
+    for (const frontend of [`${SERVICE_VIP4}:${SERVICE_TCP_PORT}/tcp`, `${SERVICE_VIP4}:${SERVICE_UDP_PORT}/udp`, `[${SERVICE_VIP6}]:${SERVICE_TCP_PORT}/tcp`, `[${SERVICE_VIP6}]:${SERVICE_UDP_PORT}/udp`]) {
+      expect(summary.services.some((r) => r.frontend === frontend && r.flows > 0 && r.rxPackets > 0), frontend).toBe(true);
+    }
     expect(summary.stats!.packetsIn).toBeGreaterThan(0);
     expect(summary.stats!.dropped).toBe(0);
     expect(summary.cleanup).toEqual([]);

@@ -1,0 +1,178 @@
+/**
+ * `membrane service list` (the services of a state file, as the service
+ * manager programs them) and `membrane bpf lb list` (the kernel's pinned LB
+ * maps, record by record). The table listing also serves replay, which prints
+ * the Wasm (or kernel) tables it ran with.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { BpfMap } from "../bpf/map.js";
+import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
+import { InvalidInputError } from "../errors.js";
+import { decodeLbConfig } from "../generated/layout.js";
+import { frontendText, readLbListing, type LbListing, type LbTableReader } from "../lb/listing.js";
+import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
+import { applyServices } from "../lb/state.js";
+import type { ServiceFlowSummary } from "../lb/service-flows.js";
+import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
+import { EXIT_OK, type Output } from "./output.js";
+import { loadState } from "./state-file.js";
+import { renderTable, toJson } from "./table.js";
+
+/** The LB maps pinned under `dir`, read-only. */
+export class PinnedLbTables implements LbTableReader {
+  readonly engine = "bpf" as const;
+  constructor(private readonly dir: string) {}
+
+  private open<T>(name: string, use: (m: BpfMap) => T): T {
+    const path = join(this.dir, name);
+    if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned ${name} map there (is the kernel datapath loaded with pinning to ${this.dir}?)`);
+    const map = BpfMap.openPinned(path);
+    try {
+      return use(map);
+    } finally {
+      map.close();
+    }
+  }
+
+  dump(table: LbTableName): Uint8Array[] {
+    return this.open(LB_KERNEL_MAP[table], (m) => m.dump().map(([k, v]) => joinKeyValue(k, v)));
+  }
+
+  readMaglevRow(row: number): Uint32Array {
+    const config = this.open("lb_config", (m) => m.lookup(new Uint8Array(4)));
+    if (!config) throw new InvalidInputError(`read ${join(this.dir, "lb_config")}: no LB configuration in it`);
+    const { maglevM: m, maglevRows } = decodeLbConfig(config);
+    if (row >= maglevRows) throw new InvalidInputError(`Maglev row ${row} is outside 0..${maglevRows - 1} (lb_config)`);
+    return this.open("lb_maglev", (map) => {
+      const key = new Uint8Array(4);
+      const kv = new DataView(key.buffer);
+      return Uint32Array.from({ length: m }, (_, i) => {
+        kv.setUint32(0, row * m + i, true);
+        const v = map.lookup(key);
+        return v ? new DataView(v.buffer, v.byteOffset).getUint32(0, true) : 0;
+      });
+    });
+  }
+}
+
+/** "1,2,3" for short slot lists; long ones (Maglev with hundreds of backends) are cut. */
+function slotText(slots: number[]): string {
+  const shown = slots.slice(0, 16).join(",");
+  return slots.length > 16 ? `${shown},... (${slots.length})` : shown || "-";
+}
+
+/** The LB tables as aligned text: services with their slots, backends, reverse NAT, Maglev rows. */
+export function formatLbListing(l: LbListing, title: string): string {
+  const out: string[] = [];
+  out.push(`${title} services (${l.services.length}):`);
+  out.push(l.services.length ? renderTable<LbListing["services"][number]>([
+    { header: "FRONTEND", value: (s) => frontendText(s) },
+    { header: "ALGORITHM", value: (s) => s.algorithm },
+    { header: "REV-NAT", value: (s) => s.revNatIndex, right: true },
+    { header: "MAGLEV ROW", value: (s) => (s.maglevRow === undefined ? "-" : String(s.maglevRow)), right: true },
+    { header: "SLOTS", value: (s) => s.slots.length, right: true },
+    { header: "BACKEND ID PER SLOT", value: (s) => slotText(s.slots) + (s.extraSlots ? ` (+${s.extraSlots} stale slots)` : "") },
+  ], l.services) : "(none)");
+  out.push("", `${title} backends (${l.backends.length}):`);
+  out.push(l.backends.length ? renderTable<LbListing["backends"][number]>([
+    { header: "ID", value: (b) => b.id },
+    { header: "ADDRESS", value: (b) => b.addr },
+    { header: "PORT", value: (b) => b.port },
+    { header: "PROTO", value: (b) => b.proto },
+  ], l.backends) : "(none)");
+  out.push("", `${title} reverse NAT (${l.revNat.length}):`);
+  out.push(l.revNat.length ? renderTable<LbListing["revNat"][number]>([
+    { header: "INDEX", value: (n) => n.index },
+    { header: "ADDRESS", value: (n) => n.addr },
+    { header: "PORT", value: (n) => n.port },
+  ], l.revNat) : "(none)");
+  if (l.maglev.length) {
+    out.push("", `${title} Maglev rows (${l.maglev.length}):`);
+    out.push(renderTable<LbListing["maglev"][number]>([
+      { header: "ROW", value: (r) => r.row },
+      { header: "SERVICE", value: (r) => r.service },
+      { header: "ENTRIES", value: (r) => r.entries },
+      { header: "BACKENDS", value: (r) => r.backends.length },
+      { header: "MIN..MAX PER BACKEND", value: (r) => (r.backends.length ? `${Math.min(...r.backends.map((b) => b.entries))}..${Math.max(...r.backends.map((b) => b.entries))}` : "-"), right: true },
+      { header: "MAX/MEAN", value: (r) => r.maxOverMean.toFixed(3) },
+      { header: "EMPTY", value: (r) => r.empty },
+    ], l.maglev));
+  }
+  return out.join("\n");
+}
+
+/** The listing as JSON lines, one record each ("lb-service", "lb-backend", "lb-revnat", "lb-maglev"). */
+export function lbListingJson(l: LbListing): string[] {
+  return [
+    ...l.services.map((s) => toJson({ type: "lb-service", ...s })),
+    ...l.backends.map((b) => toJson({ type: "lb-backend", ...b })),
+    ...l.revNat.map((n) => toJson({ type: "lb-revnat", ...n })),
+    ...l.maglev.map((m) => toJson({ type: "lb-maglev", ...m })),
+  ];
+}
+
+/** `membrane bpf lb list [--pin-dir D] [--json]` */
+export function bpfLbCommand(args: string[], io: Output): number {
+  const [verb, ...rest] = args;
+  if (verb !== "list") throw new InvalidInputError(`bpf lb: expected "bpf lb list", got "bpf lb ${verb ?? ""}"`.trimEnd());
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { "pin-dir": { type: "string" }, json: { type: "boolean", default: false } } });
+  if (positionals.length) throw new InvalidInputError(`bpf lb list: unexpected argument "${positionals[0]}"`);
+  const dir = values["pin-dir"] ?? defaultPinDir();
+  const listing = readLbListing(new PinnedLbTables(dir));
+  if (values.json) lbListingJson(listing).forEach((l) => io.out(l));
+  else io.out(formatLbListing(listing, `Kernel (${dir})`));
+  return EXIT_OK;
+}
+
+interface ServiceLine { owner: ServiceInfo; first: boolean; backend?: ServiceInfo["backends"][number] }
+
+/** Services as a table: one line per backend, the service's columns on its first. */
+export function formatServices(services: ServiceInfo[]): string {
+  const lines = services.flatMap((s): ServiceLine[] =>
+    s.backends.length ? s.backends.map((b, i) => ({ owner: s, first: i === 0, backend: b })) : [{ owner: s, first: true }]);
+  const onFirst = (l: ServiceLine, text: () => string) => (l.first ? text() : "");
+  return renderTable<ServiceLine>([
+    { header: "ID", value: (l) => onFirst(l, () => String(l.owner.revNatIndex)), right: true },
+    { header: "FRONTEND", value: (l) => onFirst(l, () => frontendText({ family: l.owner.vip.includes(":") ? 6 : 4, ...l.owner })) },
+    { header: "ALGORITHM", value: (l) => onFirst(l, () => l.owner.algorithm + (l.owner.maglevRow !== undefined ? ` (row ${l.owner.maglevRow})` : "")) },
+    {
+      header: "BACKENDS", value: (l) => {
+        const b = l.backend;
+        if (!b) return "(none: new flows are dropped, DROP_NO_SERVICE)";
+        const addr = b.addr.includes(":") ? `[${b.addr}]` : b.addr;
+        const slots = l.owner.slots.filter((x) => x === b.id).length;
+        return `${b.id} => ${addr}:${b.port} (weight ${b.weight}${b.weight === 0 ? ", draining" : ""}, ${slots} slot${slots === 1 ? "" : "s"})`;
+      },
+    },
+  ], lines);
+}
+
+/** `membrane service list --config <state file> [--json]` */
+export function serviceCommand(args: string[], io: Output): number {
+  const [verb, ...rest] = args;
+  if (verb !== "list") throw new InvalidInputError(`service: expected "service list", got "service ${verb ?? ""}"`.trimEnd());
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string" }, json: { type: "boolean", default: false } } });
+  if (positionals.length) throw new InvalidInputError(`service list: unexpected argument "${positionals[0]}"`);
+  if (values.config === undefined) throw new InvalidInputError("service list: --config <state file> is required (the services it lists; `membrane bpf lb list` reads the kernel's maps)");
+  const { options, services } = loadState(values.config);
+  // No datapath: the manager computes ids, rev-NAT indexes and slots exactly as it would program them.
+  const manager = new ServiceManager([], options.lb);
+  applyServices(manager, services);
+  const list = manager.listServices();
+  if (values.json) list.forEach((s) => io.out(toJson(s)));
+  else io.out(list.length ? formatServices(list) : `(no services in ${values.config})`);
+  return EXIT_OK;
+}
+
+/** Flows per service backend (from conntrack): which backend answered, for the live view and `membrane status`. */
+export function formatServiceFlows(rows: ServiceFlowSummary[]): string {
+  return renderTable<ServiceFlowSummary>([
+    { header: "SERVICE", value: (r) => r.frontend },
+    { header: "BACKEND", value: (r) => `${r.backendId} => ${r.backend}` },
+    { header: "FLOWS", value: (r) => r.flows },
+    { header: "PKTS TO", value: (r) => r.txPackets },
+    { header: "ANSWERS", value: (r) => r.rxPackets },
+  ], rows);
+}
