@@ -162,7 +162,7 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       const [noun, verb, ...args] = rest;
       if (noun === "nat") { runBpfNat(verb, args, io); return EXIT_OK; }
       if (noun !== "ct" || verb !== "list") {
-        throw new MembraneError("INVALID_INPUT", `bpf: expected "bpf ct list", got "bpf ${[noun, verb].filter(Boolean).join(" ")}"`);
+        throw new MembraneError("INVALID_INPUT", `bpf: expected "bpf ct list", "bpf nat list|flush", "bpf lb list", "bpf policy get" or "bpf endpoint list", got "bpf ${[noun, verb].filter(Boolean).join(" ")}"`);
       }
       const { values, positionals } = parseArgs({
         args, allowPositionals: true,

@@ -135,6 +135,6 @@ describe("membrane bpf ct list", () => {
     const r = await cli("bpf", "ct", "list", "--pin-dir", join(dir, "nothing"));
     expect(r.code).toBe(2);
     expect(r.err).toContain("no pinned conntrack map there");
-    expect((await cli("bpf", "lb", "list")).err).toContain('expected "bpf ct list"');
+    expect((await cli("bpf", "frob", "list")).err).toContain('expected "bpf ct list"');
   });
 });
