@@ -53,21 +53,22 @@
  * existed (deleted). The kernel table is counted at the end: still 500,000.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Datapath } from "../host/datapath.js";
 import type { PacketBatch } from "../host/batch.js";
-import { encodeConfig, resolveOptions, type DatapathOptions } from "../host/config.js";
+import { resolveOptions, type DatapathOptions } from "../host/config.js";
 import { BpfObject } from "../host/bpf/object.js";
 import type { BpfMap } from "../host/bpf/map.js";
 import type { BpfProgram } from "../host/bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../host/bpf/skb-ctx.js";
-import { bpfObjectPath, clangArgs } from "../host/tools/build-bpf.js";
+import { clangArgs } from "../host/tools/build-bpf.js";
 import { CtDir, CtResult, CtTable, Verdict, decodeCtEntry } from "../host/generated/layout.js";
 import { expectAll, measure, type Timing } from "./conntrack.js";
 import { FlowSet, MAX_FLOWS, scattered, type Family, type Segment } from "./flows.js";
 import { num, printTable } from "./report.js";
+import { ethFrame, kernelUnavailable, loadBenchKernel } from "./kernel-setup.js";
 
 const BATCH = 256;
 const TABLE_ENTRIES = 1_000_000;
@@ -84,7 +85,6 @@ const COLD_PACKETS = 24_576;
 const MISS_PACKETS = 16_384;
 /** Where the cold walk starts (past the hot flows' positions in the same walk). */
 const COLD_START = BATCH;
-const ETH_HLEN = 14;
 const TC_ACT_OK = 0;
 
 const NOP_SOURCE = `#include <linux/bpf.h>
@@ -166,9 +166,8 @@ export type KernelResult =
     };
 
 function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return "not running as root (loading BPF programs needs root)";
-  const obj = bpfObjectPath("bpf_test");
-  if (!existsSync(obj)) return `${obj} is missing (install clang and libbpf-dev, then npm run build)`;
+  const why = kernelUnavailable();
+  if (why) return why;
   if (spawnSync("clang", ["--version"], { stdio: "ignore" }).status !== 0) {
     return "clang not found (needed to compile the trivial program that measures the test-run overhead)";
   }
@@ -185,15 +184,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** The raw IP packet behind an Ethernet header, as the kernel program wants it (a copy). */
-function ethFrame(packet: Uint8Array, family: Family): Uint8Array {
-  const frame = new Uint8Array(ETH_HLEN + packet.length);
-  frame[12] = family === 4 ? 0x08 : 0x86;
-  frame[13] = family === 4 ? 0x00 : 0xdd;
-  frame.set(packet, ETH_HLEN);
-  return frame;
-}
-
 /** Compiles and loads `return 0;` as a tc program. */
 export function loadNop(): BpfObject {
   const dir = mkdtempSync(join(tmpdir(), "membrane-bench-"));
@@ -205,29 +195,6 @@ export function loadNop(): BpfObject {
     return BpfObject.load(readFileSync(out), { name: "bench_nop" });
   } finally {
     rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Loads build/bpf/bpf_test.o as KernelDatapath.create does (evict-lru: the maps stay LRU hashes), plus config and clock. */
-function loadKernel(): BpfObject {
-  const resolved = resolveOptions(OPTIONS);
-  const ct = resolved.conntrack;
-  const object = BpfObject.load(readFileSync(bpfObjectPath("bpf_test")), {
-    name: "membrane",
-    mapSizes: {
-      ct_tcp4: ct.tcpEntries, ct_tcp6: ct.tcpEntries, ct_any4: ct.otherEntries, ct_any6: ct.otherEntries,
-      frag4: resolved.fragments.entries, frag6: resolved.fragments.entries,
-    },
-  });
-  try {
-    object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
-    const clock = new Uint8Array(4);
-    new DataView(clock.buffer).setUint32(0, NOW, true);
-    object.map("clock").update(new Uint8Array(4), clock);
-    return object;
-  } catch (err) {
-    object.close();
-    throw err;
   }
 }
 
@@ -465,7 +432,7 @@ export async function runKernel(): Promise<KernelResult> {
 
   const loadStart = loadavg()[0]!;
   const nopObject = loadNop();
-  const object = loadKernel();
+  const object = loadBenchKernel("membrane", resolveOptions(OPTIONS), NOW);
   const rows: KernelRow[] = [];
   const checks: MethodCheck[] = [];
   try {

@@ -25,23 +25,20 @@
  * conntrack cleared after each new flow (untimed); the trivial program's
  * duration on the same frame is subtracted ("net"); 4 rounds of the 256 frames.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { Datapath } from "../host/datapath.js";
-import { kernelMapSizes, kernelMapTypes } from "../host/kernel/maps.js";
-import { encodeConfig, resolveOptions, type DatapathOptions } from "../host/config.js";
-import { BpfObject } from "../host/bpf/object.js";
+import { resolveOptions, type DatapathOptions } from "../host/config.js";
 import type { BpfProgram } from "../host/bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../host/bpf/skb-ctx.js";
-import { bpfObjectPath } from "../host/tools/build-bpf.js";
 import { packet4, packet6 } from "../host/packet/build.js";
 import { decodePacket } from "../host/packet/decode.js";
 import { CtDir, CtResult } from "../host/generated/layout.js";
-import { KernelLbTables, configureKernelLb } from "../host/lb/kernel-tables.js";
+import { KernelLbTables } from "../host/lb/kernel-tables.js";
 import { ServiceManager, type ServiceSpec } from "../host/lb/manager.js";
 import type { PacketBatch } from "../host/batch.js";
 import { measure } from "./conntrack.js";
 import { loadNop } from "./kernel.js";
 import { num, printTable } from "./report.js";
+import { ethFrame, kernelUnavailable, loadBenchKernel } from "./kernel-setup.js";
 
 const BATCH = 256;
 const NOW = 1000;
@@ -65,12 +62,6 @@ export interface LbRow {
   kernelNetNs: number;
   kernelRawNs: number;
   ratio: number;
-}
-
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return "not running as root (loading BPF programs needs root)";
-  if (!existsSync(bpfObjectPath("bpf_test"))) return `${bpfObjectPath("bpf_test")} is missing (npm run build with clang)`;
-  return undefined;
 }
 
 const vip = (family: Family, s: number, maglev: boolean) =>
@@ -105,30 +96,6 @@ function packets(family: Family, scenario: Scenario): Uint8Array[] {
 /** The SYNs that set up the established scenario's flows. */
 function setupPackets(family: Family): Uint8Array[] {
   return packets(family, "new flow (random)");
-}
-
-function loadKernel(): BpfObject {
-  const resolved = resolveOptions(OPTIONS);
-  const object = BpfObject.load(readFileSync(bpfObjectPath("bpf_test")), { name: "lb_bench", mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
-  try {
-    object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
-    configureKernelLb(object, resolved.lb);
-    const clock = new Uint8Array(4);
-    new DataView(clock.buffer).setUint32(0, NOW, true);
-    object.map("clock").update(new Uint8Array(4), clock);
-    return object;
-  } catch (err) {
-    object.close();
-    throw err;
-  }
-}
-
-function ethFrame(packet: Uint8Array, family: Family): Uint8Array {
-  const frame = new Uint8Array(14 + packet.length);
-  frame[12] = family === 4 ? 0x08 : 0x86;
-  frame[13] = family === 4 ? 0x00 : 0xdd;
-  frame.set(packet, 14);
-  return frame;
 }
 
 /** Throws unless the packets were decided as the scenario expects (DNATed off the VIP for services). */
@@ -197,14 +164,14 @@ function kernelNs(flush: () => void, prog: BpfProgram, nop: BpfProgram, family: 
 }
 
 export async function runLb(): Promise<{ skipped: string } | { rows: LbRow[] }> {
-  const why = missing();
+  const why = kernelUnavailable();
   if (why) {
     console.log(`  skipped: ${why}`);
     return { skipped: why };
   }
   const dp = await Datapath.create(OPTIONS);
   const resolved = resolveOptions(OPTIONS);
-  const object = loadKernel();
+  const object = loadBenchKernel("lb_bench", resolved, NOW);
   const nopObject = loadNop();
   try {
     const manager = new ServiceManager([dp.lbTables(), new KernelLbTables(object, resolved.lb)], resolved.lb);

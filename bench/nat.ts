@@ -26,17 +26,14 @@
  * to D destinations, 1200 x D attempts; how many mappings are live when the
  * first flow is refused, and at the end.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { Bench } from "tinybench";
 import { Datapath } from "../host/datapath.js";
-import { encodeConfig, resolveOptions, type DatapathOptions } from "../host/config.js";
+import { resolveOptions, type DatapathOptions } from "../host/config.js";
 import { BpfObject } from "../host/bpf/object.js";
 import { encodeSkbCtx, decodeSkbCtx } from "../host/bpf/skb-ctx.js";
-import { bpfObjectPath } from "../host/tools/build-bpf.js";
-import { kernelMapSizes, kernelMapTypes } from "../host/kernel/maps.js";
-import { configureKernelNat } from "../host/nat/tables.js";
 import { ethernet, packet4, packet6 } from "../host/packet/build.js";
 import { num, printTable } from "./report.js";
+import { kernelUnavailable, loadBenchKernel } from "./kernel-setup.js";
 
 const NOW = 1000;
 const FLOWS = 256;
@@ -96,13 +93,7 @@ class Kernel {
   readonly object: BpfObject;
 
   constructor(opts: DatapathOptions) {
-    const resolved = resolveOptions(opts);
-    this.object = BpfObject.load(readFileSync(bpfObjectPath("bpf_test")), { name: "membrane-nat-bench", mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
-    this.object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
-    configureKernelNat(this.object, resolved);
-    const clock = new Uint8Array(4);
-    new DataView(clock.buffer).setUint32(0, NOW, true);
-    this.object.map("clock").update(new Uint8Array(4), clock);
+    this.object = loadBenchKernel("membrane-nat-bench", resolveOptions(opts), NOW);
   }
 
   /** Mean durationNs over the packets, ROUNDS times each; checks every run's decision. */
@@ -127,12 +118,6 @@ class Kernel {
   close(): void {
     this.object.close();
   }
-}
-
-function kernelUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return "needs root";
-  if (!existsSync(bpfObjectPath("bpf_test"))) return `${bpfObjectPath("bpf_test")} is missing`;
-  return undefined;
 }
 
 export interface NatRow { scenario: string; family: string; wasmNs: number; kernelNs?: number; ratio?: number }

@@ -24,15 +24,11 @@
  * the same frame is subtracted ("net"). Each kernel scenario runs 4 rounds of
  * the 256 frames; the table shows the mean.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { Datapath } from "../host/datapath.js";
 import { KernelPolicyTables } from "../host/kernel/policy-tables.js";
-import { kernelMapSizes } from "../host/kernel/maps.js";
-import { encodeConfig, resolveOptions } from "../host/config.js";
-import { BpfObject } from "../host/bpf/object.js";
+import { resolveOptions } from "../host/config.js";
 import type { BpfProgram } from "../host/bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../host/bpf/skb-ctx.js";
-import { bpfObjectPath } from "../host/tools/build-bpf.js";
 import { packet4, packet6 } from "../host/packet/build.js";
 import { CtDir, DropReason } from "../host/generated/layout.js";
 import { PolicyDatapathWriter } from "../host/policy/datapath-writer.js";
@@ -41,6 +37,7 @@ import type { DatapathOptions } from "../host/config.js";
 import { measure } from "./conntrack.js";
 import { loadNop } from "./kernel.js";
 import { num, printTable } from "./report.js";
+import { ethFrame, kernelUnavailable, loadBenchKernel } from "./kernel-setup.js";
 
 const BATCH = 256;
 const NOW = 1000;
@@ -63,12 +60,6 @@ export interface PolicyRow {
   kernelNetNs: number;
   kernelRawNs: number;
   ratio: number;
-}
-
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return "not running as root (loading BPF programs needs root)";
-  if (!existsSync(bpfObjectPath("bpf_test"))) return `${bpfObjectPath("bpf_test")} is missing (npm run build with clang)`;
-  return undefined;
 }
 
 const v4 = (a: number, b: number, c: number, d: number) => `${a}.${b}.${c}.${d}`;
@@ -114,30 +105,6 @@ function packets(family: Family, scenario: Scenario): Uint8Array[] {
   });
 }
 
-/** bpf_test.o sized, configured and clocked as KernelDatapath.create does it for OPTIONS. */
-function loadKernel(): BpfObject {
-  const resolved = resolveOptions(OPTIONS);
-  const object = BpfObject.load(readFileSync(bpfObjectPath("bpf_test")), { name: "policy_bench", mapSizes: kernelMapSizes(resolved) });
-  try {
-    object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
-    const clock = new Uint8Array(4);
-    new DataView(clock.buffer).setUint32(0, NOW, true);
-    object.map("clock").update(new Uint8Array(4), clock);
-    return object;
-  } catch (err) {
-    object.close();
-    throw err;
-  }
-}
-
-function ethFrame(packet: Uint8Array, family: Family): Uint8Array {
-  const frame = new Uint8Array(14 + packet.length);
-  frame[12] = family === 4 ? 0x08 : 0x86;
-  frame[13] = family === 4 ? 0x00 : 0xdd;
-  frame.set(packet, 14);
-  return frame;
-}
-
 async function wasmNs(dp: Datapath, family: Family, scenario: Scenario): Promise<number> {
   const batch = dp.createBatch(BATCH, { bufferSize: 256 });
   for (const p of packets(family, scenario)) batch.push(p, { direction: "egress" });
@@ -173,14 +140,14 @@ function kernelNs(flush: () => void, prog: BpfProgram, nop: BpfProgram, family: 
 }
 
 export async function runPolicy(): Promise<{ skipped: string } | { rows: PolicyRow[] }> {
-  const why = missing();
+  const why = kernelUnavailable();
   const w = world();
   const dp = await Datapath.create(OPTIONS);
   if (why) {
     console.log(`  kernel side skipped: ${why}`);
     return { skipped: why };
   }
-  const object = loadKernel();
+  const object = loadBenchKernel("policy_bench", resolveOptions(OPTIONS), NOW);
   const nopObject = loadNop();
   try {
     const writer = new PolicyDatapathWriter([dp.policyTables(), new KernelPolicyTables(object)]);

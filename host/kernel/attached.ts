@@ -9,12 +9,10 @@ import { readFileSync } from "node:fs";
 import { BpfObject } from "../bpf/object.js";
 import { attachTc, interfaceIndex, type TcAttachment } from "../bpf/tc.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
-import { encodeConfig, resolveOptions, type DatapathOptions } from "../config.js";
+import { resolveOptions, type DatapathOptions } from "../config.js";
+import { loadConfiguredObject } from "./load.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";
 import { NotSupportedError, wrap } from "../errors.js";
-import { kernelMapSizes, kernelMapTypes } from "./maps.js";
-import { configureKernelLb } from "../lb/kernel-tables.js";
-import { configureKernelNat } from "../nat/tables.js";
 
 export type AttachPoint = "endpoint" | "netdev";
 
@@ -50,18 +48,14 @@ export class AttachedDatapath {
     }
     const ifindex = interfaceIndex(opts.ifname);
     const dir = opts.pinDir ?? defaultPinDir();
-    const object = BpfObject.load(elf, {
-      name: spec.object,
-      pinDir: dir,
-      reusePinned: opts.reusePinned,
-      mapSizes: kernelMapSizes(resolved),
-      mapTypes: kernelMapTypes(resolved),
-    });
+    let object: BpfObject;
+    try {
+      object = loadConfiguredObject(elf, resolved, { name: spec.object, pinDir: dir, reusePinned: opts.reusePinned });
+    } catch (err) {
+      throw wrap(`attach ${spec.object} to ${opts.ifname}`, err);
+    }
     const attachments: TcAttachment[] = [];
     try {
-      object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
-      configureKernelLb(object, resolved.lb);
-      configureKernelNat(object, resolved);
       attachments.push(attachTc(object.program(spec.ingress), { ifindex, direction: "ingress" }));
       attachments.push(attachTc(object.program(spec.egress), { ifindex, direction: "egress" }));
       return new AttachedDatapath(object, attachments, dir);

@@ -6,7 +6,7 @@
  * read back through the same layouts the Wasm tables use.
  */
 import { readFileSync } from "node:fs";
-import { resolveOptions, encodeConfig, type DatapathOptions, type ResolvedOptions } from "../config.js";
+import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import { BpfObject } from "../bpf/object.js";
 import type { BpfMap } from "../bpf/map.js";
 import { SKB_TEST_RUN_LIMITS, ETH_HLEN, type BpfProgram } from "../bpf/program.js";
@@ -24,10 +24,11 @@ import {
   type CtStats,
 } from "../generated/layout.js";
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
-import { KERNEL_MAP_OF, kernelMapSizes, kernelMapTypes } from "./maps.js";
+import { KERNEL_MAP_OF } from "./maps.js";
+import { loadConfiguredObject, setKernelClock } from "./load.js";
 import { KernelPolicyTables } from "./policy-tables.js";
-import { KernelLbTables, configureKernelLb } from "../lb/kernel-tables.js";
-import { KernelNat, configureKernelNat } from "../nat/tables.js";
+import { KernelLbTables } from "../lb/kernel-tables.js";
+import { KernelNat } from "../nat/tables.js";
 
 
 
@@ -91,16 +92,13 @@ export class KernelDatapath implements DatapathEngine {
     } catch (err) {
       throw new NotSupportedError(`load the kernel datapath: ${path} is missing; install clang and libbpf-dev, then run \`npm run build\``, { cause: err });
     }
-    const object = BpfObject.load(elf, { name: "membrane", mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
+    let object: BpfObject;
     try {
-      object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
-      configureKernelLb(object, resolved.lb);
-      configureKernelNat(object, resolved);
-      return new KernelDatapath(resolved, object);
+      object = loadConfiguredObject(elf, resolved, { name: "membrane" });
     } catch (err) {
-      object.close();
-      throw wrap("configure the kernel datapath", err);
+      throw wrap("load the kernel datapath", err);
     }
+    return new KernelDatapath(resolved, object);
   }
 
   private setClock(now: number): void {
@@ -109,9 +107,7 @@ export class KernelDatapath implements DatapathEngine {
     if (!Number.isInteger(now) || now < 1 || now > 0xffffffff) {
       throw new MembraneError("INVALID_INPUT", `kernel datapath clock must be 1..2^32-1 seconds, got ${now}`);
     }
-    const value = new Uint8Array(4);
-    new DataView(value.buffer).setUint32(0, now, true);
-    this.object.map("clock").update(new Uint8Array(4), value);
+    setKernelClock(this.object, now);
     this.clockNow = now;
   }
 
