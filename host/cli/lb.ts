@@ -16,6 +16,7 @@ import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
 import { applyServices } from "../lb/state.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
+import { readMaglevRowFrom } from "../lb/kernel-tables.js";
 import { EXIT_OK, type Output } from "./output.js";
 import { loadState } from "./state-file.js";
 import { renderTable, toJson } from "./table.js";
@@ -45,15 +46,7 @@ export class PinnedLbTables implements LbTableReader {
     if (!config) throw new InvalidInputError(`read ${join(this.dir, "lb_config")}: no LB configuration in it`);
     const { maglevM: m, maglevRows } = decodeLbConfig(config);
     if (row >= maglevRows) throw new InvalidInputError(`Maglev row ${row} is outside 0..${maglevRows - 1} (lb_config)`);
-    return this.open("lb_maglev", (map) => {
-      const key = new Uint8Array(4);
-      const kv = new DataView(key.buffer);
-      return Uint32Array.from({ length: m }, (_, i) => {
-        kv.setUint32(0, row * m + i, true);
-        const v = map.lookup(key);
-        return v ? new DataView(v.buffer, v.byteOffset).getUint32(0, true) : 0;
-      });
-    });
+    return this.open("lb_maglev", (map) => readMaglevRowFrom(map, row, m));
   }
 }
 

@@ -15,6 +15,7 @@ import type { PolicyTableName, PolicyTableStore } from "../policy/tables.js";
 import { ReservedIdentity } from "../policy/types.js";
 import { EXIT_OK, type Output } from "./output.js";
 import { renderTable, toJson } from "./table.js";
+import type { EndpointRecord } from "../policy/types.js";
 
 /** The pinned policy maps under `dir` as a read-only store. */
 export class PinnedPolicyTables implements PolicyTableStore {
@@ -38,16 +39,8 @@ export class PinnedPolicyTables implements PolicyTableStore {
   delete(table: PolicyTableName): boolean { throw new InvalidInputError(`${table}: the pinned view is read-only`); }
 }
 
-export interface EndpointListing {
-  id: number;
-  identity: number;
-  ipv4?: string;
-  ipv6?: string;
-  ifindex: number;
-  mac: string;
-  enforceIngress: boolean;
-  enforceEgress: boolean;
-}
+/** A local endpoint as the kernel maps hold it (the engine's record shape). */
+export type EndpointListing = EndpointRecord;
 
 /** Endpoints by id, both families' addresses merged. */
 export function listEndpoints(store: PolicyTableStore): EndpointListing[] {

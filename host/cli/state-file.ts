@@ -2,8 +2,8 @@
  * The state file (`--config`): the datapath configuration as JSON. Later
  * capabilities (services, NAT, policy) add their own top-level keys here.
  */
-import { readFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
+import { readStateObject } from "../state-object.js";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import { withoutPolicyState } from "../policy/state.js";
 import { servicesFromState, withoutServiceState } from "../lb/state.js";
@@ -15,18 +15,7 @@ export function loadStateFile(path: string): ResolvedOptions {
 
 /** The datapath options and the services (host/lb/state.ts), both validated completely. */
 export function loadState(path: string): { options: ResolvedOptions; services: ServiceSpec[] } {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new InvalidInputError(`read state file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidInputError(`parse state file ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  const parsed = readStateObject(path);
   try {
     const options = resolveOptions(withoutServiceState(withoutPolicyState(parsed)) as DatapathOptions);
     return { options, services: servicesFromState(parsed, options.lb) };

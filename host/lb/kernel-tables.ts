@@ -1,5 +1,6 @@
 /** The LB tables as kernel maps of a loaded BPF object (bpf/lib/lb.h). */
 import type { BpfObject } from "../bpf/object.js";
+import type { BpfMap } from "../bpf/map.js";
 import { MembraneError, wrap } from "../errors.js";
 import { encodeLbOptions, type ResolvedLbOptions } from "./options.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName, type LbTableWriter } from "./tables.js";
@@ -7,6 +8,17 @@ import { LB_KERNEL_MAP, joinKeyValue, type LbTableName, type LbTableWriter } fro
 /** Writes struct lb_config into the object's lb_config map. */
 export function configureKernelLb(object: BpfObject, options: ResolvedLbOptions): void {
   object.map("lb_config").update(new Uint8Array(4), encodeLbOptions(options));
+}
+
+/** Row `row` (m backend ids) of the lb_maglev array map; entries never written read as 0. */
+export function readMaglevRowFrom(map: BpfMap, row: number, m: number): Uint32Array {
+  const key = new Uint8Array(4);
+  const kv = new DataView(key.buffer);
+  return Uint32Array.from({ length: m }, (_, i) => {
+    kv.setUint32(0, row * m + i, true);
+    const v = map.lookup(key);
+    return v ? new DataView(v.buffer, v.byteOffset).getUint32(0, true) : 0;
+  });
 }
 
 export class KernelLbTables implements LbTableWriter {
@@ -52,14 +64,6 @@ export class KernelLbTables implements LbTableWriter {
 
   readMaglevRow(row: number): Uint32Array {
     this.checkRow(row);
-    const m = this.options.maglevM;
-    const map = this.object.map("lb_maglev");
-    const key = new Uint8Array(4);
-    const kv = new DataView(key.buffer);
-    return Uint32Array.from({ length: m }, (_, i) => {
-      kv.setUint32(0, row * m + i, true);
-      const v = map.lookup(key);
-      return v ? new DataView(v.buffer, v.byteOffset).getUint32(0, true) : 0;
-    });
+    return readMaglevRowFrom(this.object.map("lb_maglev"), row, this.options.maglevM);
   }
 }

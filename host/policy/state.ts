@@ -6,7 +6,7 @@
  * flags, `ipcache` and `policyEntries` (by endpoint id). On load the written
  * part is recomputed from the inputs, never trusted.
  */
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
 import { LocalIdentityAllocator } from "../identity/allocator.js";
 import { LabelSet } from "../identity/labels.js";
@@ -17,6 +17,7 @@ import type { IpcacheRecord, PolicyEntry } from "./types.js";
 import { PolicyDatapathWriter, type WriteSummary } from "./datapath-writer.js";
 import type { PolicyTableStore } from "./tables.js";
 import { array, describe, fail, fields } from "./validate.js";
+import { readStateObject } from "../state-object.js";
 
 export const POLICY_STATE_KEYS = ["endpoints", "policies", "identities", "ipcache", "policyEntries"] as const;
 
@@ -106,25 +107,6 @@ export function policyState(engine: PolicyEngine): PolicyState {
     ipcache: engine.ipcache(),
     policyEntries: policy,
   };
-}
-
-/** The whole state file as JSON ({} when it does not exist yet). */
-export function readStateObject(path: string, mayBeMissing: boolean): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    if (mayBeMissing && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new InvalidInputError(`read state file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidInputError(`parse state file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new InvalidInputError(`state file ${path}: expected a JSON object`);
-  return parsed as Record<string, unknown>;
 }
 
 export function loadEngine(path: string, mayBeMissing = false): { raw: Record<string, unknown>; engine: PolicyEngine } {
