@@ -7,7 +7,7 @@ import { beforeAll, describe, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
 import type { LinkKind } from "../../host/batch.js";
-import { DIRECTIONS, LINKS, TailProbe, arbitraryFrame, checkVerdict, fcParams, hex, runs } from "./fuzz-inputs.js";
+import { DIRECTIONS, LINKS, TailProbe, arbitraryFrame, checkVerdict, decideOrExplain, fcParams, runs } from "./fuzz-inputs.js";
 
 let dp: Datapath;
 let probe: TailProbe;
@@ -23,12 +23,7 @@ describe("Wasm core on arbitrary bytes", () => {
       fc.assert(
         fc.property(arbitraryFrame(link), fc.constantFrom(...DIRECTIONS), fc.integer({ min: 0, max: 0xffffffff }), (bytes, direction, now) => {
           dp.flush();
-          let v;
-          try {
-            v = dp.decide(bytes, { link: link as LinkKind, direction, now });
-          } catch (e) {
-            throw new Error(`decide threw (${e instanceof WebAssembly.RuntimeError ? "Wasm trap" : "host error"}) on ${link} ${direction} ${hex(bytes)}: ${e}`);
-          }
+          const v = decideOrExplain(dp, bytes, { link: link as LinkKind, direction, now }, () => "");
           checkVerdict(v, bytes, link);
           probe.check([{ bytes, link, direction }], now, v);
         }),

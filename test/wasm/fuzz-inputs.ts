@@ -90,6 +90,18 @@ export function mayPassUntracked(b: Uint8Array, link: LinkKind): boolean {
   return nh === 58 && off < b.length && ((type >= 130 && type <= 137) || type === 143);
 }
 
+/**
+ * dp.decide, with a trap or host error turned into a failure that names the
+ * packet (hex) and `context` (what led up to it).
+ */
+export function decideOrExplain(dp: Datapath, bytes: Uint8Array, meta: { link: LinkKind; direction: Direction; now: number }, context: () => string): PacketVerdict {
+  try {
+    return dp.decide(bytes, meta);
+  } catch (e) {
+    throw new Error(`decide threw (${e instanceof WebAssembly.RuntimeError ? "Wasm trap" : "host error"}) on ${meta.link} ${meta.direction} ${hex(bytes)}: ${e} ${context()}`);
+  }
+}
+
 /** Checks what must hold for every decided packet; throws with the packet in hex. */
 export function checkVerdict(v: PacketVerdict, input: Uint8Array, link: LinkKind): void {
   const where = () => `${link} packet ${hex(input)} -> ${JSON.stringify({ ...v, data: undefined })}`;

@@ -12,6 +12,7 @@ import type { PacketVerdict } from "../../host/verdict.js";
 import {
   DIRECTIONS, TailProbe, checkVerdict, expectOutcome, fcParams, hex, mutate, mutationArb, runs, validSample,
   type Sample, type Step,
+  decideOrExplain,
 } from "./fuzz-inputs.js";
 
 let dp: Datapath;
@@ -23,11 +24,7 @@ beforeAll(async () => {
 });
 
 function decide(s: Step, now: number): PacketVerdict {
-  try {
-    return dp.decide(s.bytes, { link: s.link, direction: s.direction, now });
-  } catch (e) {
-    throw new Error(`decide threw (${e instanceof WebAssembly.RuntimeError ? "Wasm trap" : "host error"}) on ${s.link} ${s.direction} ${hex(s.bytes)}: ${e}`);
-  }
+  return decideOrExplain(dp, s.bytes, { link: s.link, direction: s.direction, now }, () => "");
 }
 
 const NOW = 1000;

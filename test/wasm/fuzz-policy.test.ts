@@ -17,6 +17,7 @@ import type { TableName } from "../../host/wasm/core.js";
 import {
   DIRECTIONS, LINKS, TailProbe, arbitraryFrame, buildStep, checkTables, checkVerdict, countedTotals, fcParams, flowArb, hex,
   runs, seqStepArb,
+  decideOrExplain,
 } from "./fuzz-inputs.js";
 
 let dp: Datapath;
@@ -82,12 +83,7 @@ describe("Wasm core with policy tables populated", () => {
       fc.assert(
         fc.property(arbitraryFrame(link), fc.constantFrom(...DIRECTIONS), fc.integer({ min: 0, max: 0xffffffff }), (bytes, direction, now) => {
           dp.flush();
-          let v;
-          try {
-            v = dp.decide(bytes, { link: link as LinkKind, direction, now });
-          } catch (e) {
-            throw new Error(`decide threw (${e instanceof WebAssembly.RuntimeError ? "Wasm trap" : "host error"}) on ${link} ${direction} ${hex(bytes)}: ${e}`);
-          }
+          const v = decideOrExplain(dp, bytes, { link: link as LinkKind, direction, now }, () => "");
           decided++;
           decidedBytes += bytes.length;
           checkVerdict(v, bytes, link);
@@ -119,12 +115,7 @@ describe("Wasm core with policy tables populated", () => {
             const b = buildStep(flows, s);
             trace.push(`${now} ${s.kind} ${s.direction} ${b.link} ${hex(b.bytes)}`);
             const where = () => `after\n  ${trace.join("\n  ")}`;
-            let v;
-            try {
-              v = dp.decide(b.bytes, { link: b.link, direction: s.direction, now });
-            } catch (e) {
-              throw new Error(`decide threw (${e instanceof WebAssembly.RuntimeError ? "Wasm trap" : "host error"}): ${e} ${where()}`);
-            }
+            const v = decideOrExplain(dp, b.bytes, { link: b.link, direction: s.direction, now }, where);
             decided++;
             decidedBytes += b.bytes.length;
             checkVerdict(v, b.bytes, b.link);

@@ -12,6 +12,7 @@ import type { TableName } from "../../host/wasm/core.js";
 import {
   CtModel, TailProbe, buildStep, checkTables, checkVerdict, compareWithModel, countedTotals, fcParams, flowArb, hex, runs,
   seqStepArb, snapshot, type ModelConfig,
+  decideOrExplain,
 } from "./fuzz-inputs.js";
 
 const CONFIG: ModelConfig = {
@@ -58,12 +59,7 @@ describe("Wasm core on packet sequences", () => {
             const b = buildStep(flows, s);
             trace.push(`${now} ${s.kind} ${s.direction} ${b.link} ${hex(b.bytes)}`);
             const where = () => `after\n  ${trace.join("\n  ")}`;
-            let v;
-            try {
-              v = dp.decide(b.bytes, { link: b.link, direction: s.direction, now });
-            } catch (e) {
-              throw new Error(`decide threw (${e instanceof WebAssembly.RuntimeError ? "Wasm trap" : "host error"}): ${e} ${where()}`);
-            }
+            const v = decideOrExplain(dp, b.bytes, { link: b.link, direction: s.direction, now }, where);
             decided++;
             decidedBytes += b.bytes.length;
             checkVerdict(v, b.bytes, b.link);
