@@ -10,3 +10,8 @@ export type { TableName } from "./wasm/core.js";
 export { PolicyDatapathWriter, type WriteSummary } from "./policy/datapath-writer.js";
 export { PolicyEngine, type EngineChange } from "./policy/engine.js";
 export { parsePolicyText, type PolicyDocument } from "./policy/document.js";
+export { KernelDatapath, type KernelDatapathOptions } from "./kernel/datapath.js";
+export {
+  ServiceManager, type ServiceSpec, type BackendSpec, type ServiceAlgorithm, type ServiceProto, type ServiceInfo,
+} from "./lb/manager.js";
+export { maglevTable, maglevSizeAdvice, MAGLEV_PRIMES, MAGLEV_DEFAULT_M, type MaglevBackend, type MaglevVariant } from "./lb/maglev.js";

@@ -37,7 +37,7 @@ Usage:
 replay options:
   --json                 JSON lines instead of tables
   --out <file>           write the packets that pass, as rewritten, to a pcap file
-  --config <file>        state file (JSON): conntrack sizes, timeouts, full-table policy, services
+  --config <file>        state file (JSON): datapath options (conntrack, nat, lb, policy sizes), services, endpoints and policies
   --direction <d>        auto (default), egress or ingress: the packets' direction
   --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
   --summary              no per-packet lines, only the tables and counters
