@@ -4,11 +4,18 @@ import type { DatapathCounters } from "../datapath.js";
 import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
+import type { EngineChange } from "../policy/engine.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
   /** Services to program before forwarding (validated by the caller: host/lb/state.ts). */
   services?: ServiceSpec[];
+  /**
+   * The policy tables to program before forwarding: endpoints, ipcache and
+   * policy entries as a policy engine holds them (PolicyEngine.snapshot() of
+   * the state file's engine, validated by the caller; host/policy/state.ts).
+   */
+  policy?: EngineChange;
   /** TUN device to create ("mbr%d" picks a free name). */
   device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
   /** Conntrack snapshot: restored at start when present, written at stop. */

@@ -5,17 +5,17 @@
  * as messages, so forwarding never waits on it.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
 import { openTun } from "../tun/linux-tun.js";
 import { Forwarder } from "./forwarder.js";
-import { restoreSnapshot, takeSnapshot } from "../conntrack/snapshot.js";
+import { takeSnapshot } from "../conntrack/snapshot.js";
+import { prepareDatapath } from "./setup.js";
 import { formatEntryFlags, formatTuple, PROTO_NAMES } from "../conntrack/records.js";
 import { monotonicSeconds } from "./clock.js";
 import type { FlowSummary, WorkerMessage, WorkerStart } from "./protocol.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { MembraneError } from "../errors.js";
-import { applyServices } from "../lb/state.js";
 import { serviceFlows } from "../lb/service-flows.js";
 
 // Room for the demo's long-running flows (pods, ext, the service VIPs, both families) beside short ones.
@@ -43,12 +43,7 @@ function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number; servic
 async function main(): Promise<void> {
   const start = workerData as WorkerStart;
   const control = new Int32Array(start.control);
-  const dp = await Datapath.create(start.options);
-  applyServices(dp.services, start.services ?? []);
-  let restored: Record<string, number> = {};
-  if (start.snapshotPath && existsSync(start.snapshotPath)) {
-    restored = restoreSnapshot(dp, readFileSync(start.snapshotPath), start.snapshotPath);
-  }
+  const { dp, restored } = await prepareDatapath(start);
   const offloads = start.device.offloads ?? false;
   const device = openTun({
     name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
