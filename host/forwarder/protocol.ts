@@ -37,8 +37,16 @@ export interface FlowSummary {
   expiresIn: number;
 }
 
+/** One masquerade mapping, its forward half: the flow as the pod sent it and the source it leaves with. */
+export interface NatSummary {
+  table: string;
+  proto: string;
+  flow: string;
+  source: string;
+}
+
 export type WorkerMessage =
   | { type: "ready"; device: string; mtu: number; restored: Record<string, number> }
-  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[] }
+  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[]; nat: NatSummary[]; natMappings: number }
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number }
   | { type: "error"; message: string; code?: string };
