@@ -15,11 +15,16 @@ import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
 import type { Output } from "../cli/output.js";
 import { parseIp } from "../packet/address.js";
 import type { ServiceSpec } from "../lb/manager.js";
+import type { EngineChange } from "../policy/engine.js";
+import { loadState } from "../cli/state-file.js";
+import { statePolicyEngine } from "../policy/state.js";
 
 export interface AgentOptions {
   options?: ResolvedOptions;
   /** Services from the state file (validated: host/lb/state.ts), programmed before forwarding starts. */
   services?: ServiceSpec[];
+  /** Endpoints, ipcache and policy entries from the state file, programmed before conntrack is restored. */
+  policy?: EngineChange;
   device?: string;
   mtu?: number;
   offloads?: boolean;
@@ -41,6 +46,16 @@ export function parseCidr(cidr: string): string {
   return cidr;
 }
 
+/**
+ * What the agent takes from its state file (`--config`), all validated before
+ * anything is set up: the datapath options (NAT included), the services, and
+ * the policy engine's tables (endpoints, ipcache, policy entries).
+ */
+export function loadAgentConfig(path: string): Pick<AgentOptions, "options" | "services" | "policy"> {
+  const { options, services } = loadState(path);
+  return { options, services, policy: statePolicyEngine(path)?.snapshot() };
+}
+
 export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent: creating a TUN device and routes needs root (CAP_NET_ADMIN)");
   const routes = opts.routes.map(parseCidr);
@@ -50,6 +65,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   const fwd = await ForwarderHandle.start({
     options,
     services: opts.services,
+    policy: opts.policy,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
@@ -67,7 +83,9 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   }
   latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes, startedAt: started, restoredEntries };
   const services = opts.services?.length ? `, ${opts.services.length} services` : "";
-  io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), routes ${routes.join(", ") || "none"}${services}, ${restoredEntries} conntrack entries restored; status in ${statusPath(opts.stateDir)}`);
+  const endpoints = opts.policy?.endpoints.upsert.length;
+  const policy = endpoints ? `, policy for ${endpoints} endpoints` : "";
+  io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), routes ${routes.join(", ") || "none"}${services}${policy}, ${restoredEntries} conntrack entries restored; status in ${statusPath(opts.stateDir)}`);
 
   await new Promise<void>((resolve) => {
     const finish = () => resolve();

@@ -8,9 +8,8 @@ import { replay } from "./replay.js";
 import { bpfCtList } from "./bpf-ct.js";
 import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
 import { runBpfNat } from "./bpf-nat.js";
-import { runAgent } from "../agent/agent.js";
+import { loadAgentConfig, runAgent } from "../agent/agent.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
-import { loadState } from "./state-file.js";
 import { status } from "./status.js";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
@@ -122,9 +121,9 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       if (mtu !== undefined && !(Number.isInteger(mtu) && mtu >= 576 && mtu <= 65535)) throw new MembraneError("INVALID_INPUT", `--mtu: expected 576..65535, got "${values.mtu}"`);
       const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
       if (seconds !== undefined && !(seconds > 0)) throw new MembraneError("INVALID_INPUT", `--seconds: expected a positive number, got "${values.seconds}"`);
-      const state = values.config ? loadState(values.config) : undefined;
+      const state = values.config ? loadAgentConfig(values.config) : undefined;
       await runAgent({
-        options: state?.options, services: state?.services, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
+        ...state, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
         routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
       }, io);
       return EXIT_OK;

@@ -21,14 +21,7 @@ import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
 import { ctJson, ctTable, countersText } from "./ct-format.js";
-import { hasPolicyState, loadEngine, programPolicyTables } from "../policy/state.js";
-import type { PolicyEngine } from "../policy/engine.js";
-
-/** The state file's endpoints and policies, validated before the datapath is built; none: undefined. */
-function loadPolicyEngine(path: string): PolicyEngine | undefined {
-  const { raw, engine } = loadEngine(path);
-  return hasPolicyState(raw) ? engine : undefined;
-}
+import { programPolicyTables, statePolicyEngine } from "../policy/state.js";
 import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
 import { applyServices } from "../lb/state.js";
 import { readLbListing } from "../lb/listing.js";
@@ -87,7 +80,7 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     throw err;
   }
   const { options, services }: { options: ResolvedOptions; services: ServiceSpec[] } = opts.config ? loadState(opts.config) : { options: resolveOptions({}), services: [] };
-  const policy = opts.config ? loadPolicyEngine(opts.config) : undefined;
+  const policy = opts.config ? statePolicyEngine(opts.config) : undefined;
   const outLink = packets[0]?.linkType;
   if (opts.out && packets.some((p) => p.linkType !== outLink)) {
     throw new InvalidInputError(`--out ${opts.out}: the capture mixes link types; a pcap file holds one`);

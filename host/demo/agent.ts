@@ -13,7 +13,8 @@
  *
  *   tcp-server <addr> <port>                      accept one connection, echo with an "echo:" prefix, close after the client
  *   tcp-client <addr> <port> <message>            connect, send, read the echo, close
- *   tcp-echo   <addr> <port>                      echo server, any number of connections, bytes echoed as they are
+ *   tcp-echo   <addr> <port>                      echo server, any number of connections, bytes echoed as they are;
+ *                                                 {"peer":{...}} on accept, {"connection":{...}} on close
  *   tcp-stream <addr> <port> <count> <everyMs>    connect ({"connected":true,"localPort":n}), send line i every
  *                                                 everyMs, expect each echoed in order ({"echo":i}), then close;
  *                                                 any reset, early close or out-of-order echo fails
@@ -22,10 +23,15 @@
  *                                                 writes (the sender's stack makes TSO super-packets of them), close:
  *                                                 {"sent":n,"sha256":hex,"localPort":n}
  *   udp-server <addr> <port> <count>              answer <count> datagrams
- *   udp-echo   <addr> <port>                      answer every datagram, until killed
+ *   udp-echo   <addr> <port>                      answer every datagram, until killed; {"peer":{...}} for each new sender
  *   udp-client <addr> <port> <count> [everyMs]    send <count> requests, one at a time, everyMs apart:
  *                                                 {"replies":n,"sent":n,"localPort":n,"from":addr of the answers}
  *   ping       <addr> <id> <count> [everyMs]      ICMP/ICMPv6 echo through a ping socket
+ *   icmp-watch <addr> 0                           {"peer":{...}} for each new (source, identifier) of the echo requests
+ *                                                 to <addr> (a raw socket: the kernel still answers them), until killed
+ *
+ * The servers' "peer" lines say who they saw: {"peer":{"proto":"tcp"|"udp"|"icmp","address":a,"port":n}}
+ * (for icmp, port is the echo identifier): behind a masquerading node, the node's address.
  */
 import net from "node:net";
 import dgram from "node:dgram";
@@ -56,6 +62,15 @@ function fail(message: string): never {
 }
 
 const ready = () => print({ ready: true });
+
+/** Prints a "peer" line the first time a (proto, address, port) is seen. */
+const peersSeen = new Set<string>();
+function peer(proto: "tcp" | "udp" | "icmp", address: string | undefined, port: number | undefined): void {
+  const key = `${proto} ${address} ${port}`;
+  if (peersSeen.has(key)) return;
+  peersSeen.add(key);
+  print({ peer: { proto, address, port } });
+}
 
 function tcpServer(): void {
   const server = net.createServer((sock) => {
@@ -99,6 +114,7 @@ function tcpClient(): void {
 function tcpEcho(): void {
   const server = net.createServer((sock) => {
     const { remoteAddress, remotePort } = sock;
+    peer("tcp", remoteAddress, remotePort);
     let bytes = 0;
     sock.on("data", (chunk: Buffer) => {
       bytes += chunk.length;
@@ -216,13 +232,16 @@ function udpServer(forever: boolean): void {
   const sock = dgram.createSocket(net.isIPv6(addr) ? "udp6" : "udp4");
   let answered = 0;
   let remotePort = 0;
+  let remoteAddress = "";
   sock.on("message", (msg, rinfo) => {
     remotePort = rinfo.port;
+    remoteAddress = rinfo.address;
+    if (forever) peer("udp", rinfo.address, rinfo.port);
     sock.send(Buffer.concat([Buffer.from("echo:"), msg]), rinfo.port, rinfo.address, (err) => {
       if (err) fail(`udp-server send: ${err.message}`);
       answered += 1;
       // Every datagram is answered (a resent request too); the last request ends the exchange.
-      if (!forever && msg.toString() === `request-${count - 1}`) sock.close(() => done({ answered, remotePort }));
+      if (!forever && msg.toString() === `request-${count - 1}`) sock.close(() => done({ answered, remotePort, remoteAddress }));
     });
   });
   sock.on("error", (err) => fail(`udp-server: ${err.message}`));
@@ -331,6 +350,59 @@ function ping(): void {
   done({ replies, id });
 }
 
+/**
+ * Watches the echo requests to `addr` through a raw socket bound to it (a
+ * copy of each: the kernel answers them as usual), polled without blocking
+ * so the run-time limit still applies.
+ */
+function icmpWatch(): void {
+  const v6 = net.isIPv6(addr);
+  const k = koffi();
+  const lib = libcLibrary();
+  const socket = lib.func("socket", "int", ["int", "int", "int"]);
+  const bind = lib.func("bind", "int", ["int", "void *", "uint32_t"]);
+  const recvfrom = lib.func("recvfrom", "long", ["int", "void *", "size_t", "int", "void *", "void *"]);
+  const AF_INET = 2, AF_INET6 = 10, SOCK_RAW = 3, IPPROTO_ICMP = 1, IPPROTO_ICMPV6 = 58, MSG_DONTWAIT = 0x40;
+  const fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP) as number;
+  if (fd < 0) fail(`icmp-watch: socket: errno ${k.errno()}`);
+  const local = Buffer.alloc(v6 ? 28 : 16);
+  local.writeUInt16LE(v6 ? AF_INET6 : AF_INET, 0);
+  (v6 ? ipv6Bytes(addr) : Buffer.from(addr.split(".").map(Number))).copy(local, v6 ? 8 : 4);
+  if (bind(fd, local, local.length) !== 0) fail(`icmp-watch: bind ${addr}: errno ${k.errno()}`);
+  const buf = Buffer.alloc(2048);
+  const from = Buffer.alloc(28);
+  const fromLen = Buffer.alloc(4); // socklen_t, in and out
+  const requestType = v6 ? 128 : 8;
+  setInterval(() => {
+    for (;;) {
+      fromLen.writeUInt32LE(from.length, 0);
+      const n = recvfrom(fd, buf, buf.length, MSG_DONTWAIT, from, fromLen) as number;
+      if (n < 0) return;
+      // IPv4 raw sockets get the IP header too; IPv6 ones the ICMPv6 message alone.
+      const at = v6 ? 0 : (buf[0] & 0x0f) * 4;
+      if (n < at + 8 || buf[at] !== requestType) continue;
+      const source = v6 ? formatIpv6(from.subarray(8, 24)) : [...from.subarray(4, 8)].join(".");
+      peer("icmp", source, buf.readUInt16BE(at + 4));
+    }
+  }, 10);
+  ready();
+}
+
+/** RFC 5952 text of 16 address bytes (as Node prints addresses: longest zero run compressed). */
+function formatIpv6(b: Uint8Array): string {
+  const words = Array.from({ length: 8 }, (_, i) => (b[2 * i] << 8) | b[2 * i + 1]);
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (words[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
+  return best < 0 ? hex(words) : `${hex(words.slice(0, best))}::${hex(words.slice(best + bestLen))}`;
+}
+
 function ipv6Bytes(a: string): Buffer {
   const [head, tail] = a.split("::");
   const words = (s: string | undefined) => (s ? s.split(":").map((w) => parseInt(w, 16)) : []);
@@ -353,6 +425,7 @@ const modes: Record<string, () => void> = {
   "udp-echo": () => udpServer(true),
   "udp-client": udpClient,
   ping,
+  "icmp-watch": icmpWatch,
 };
 const run = modes[mode];
 if (!run) fail(`unknown mode ${mode}`);

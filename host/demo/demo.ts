@@ -1,16 +1,19 @@
 /**
  * `membrane demo`: the userspace forwarder on live traffic, on this machine.
  * As root it builds the namespace topology of topology.ts (prefix
- * "mbr-demo"), starts the forwarder with the services of services.ts (a VIP
- * per family in front of pod2), attaches its TUN to the node, drives TCP,
- * UDP and ping over IPv4 and IPv6 between the namespaces and to the VIPs,
- * prints what the forwarder reports once a second (its counters, the
- * datapath's, the busiest flows, flows per service backend), then stops the forwarder and removes everything: at the
+ * "mbr-demo", ext outside the cluster), starts the forwarder with the
+ * services of services.ts (a VIP per family in front of pod2) and the
+ * masquerading of nat.ts (pod traffic to ext leaves from the node's address),
+ * attaches its TUN to the node, drives TCP, UDP and ping over IPv4 and IPv6
+ * between the pods, to the VIPs and to ext, prints what the forwarder reports
+ * once a second (its counters, the datapath's, the busiest flows, flows per
+ * service backend, NAT mappings) and, at the end, the addresses ext saw
+ * (the node's, never a pod's), then stops the forwarder and removes everything: at the
  * end, on Ctrl-C (SIGINT/SIGTERM) and on errors alike. Without root it
  * changes nothing and says why; the caller shows the capture replay instead.
  */
 import { ForwarderHandle } from "../forwarder/controller.js";
-import type { FlowSummary, WorkerMessage } from "../forwarder/protocol.js";
+import type { FlowSummary, NatSummary, WorkerMessage } from "../forwarder/protocol.js";
 import type { ForwarderStats } from "../forwarder/forwarder.js";
 import type { DatapathOptions } from "../config.js";
 import { renderTable, toJson } from "../cli/table.js";
@@ -22,6 +25,7 @@ import { demoUnavailable } from "./requirements.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "./services.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { formatServiceFlows } from "../cli/lb.js";
+import { demoNat } from "./nat.js";
 
 export const DEMO_PREFIX = "mbr-demo";
 export const DEMO_SECONDS = 10;
@@ -45,6 +49,24 @@ export interface TrafficOutcome {
   detail: string;
 }
 
+/** A peer one of ext's servers reported (agent.ts "peer" lines): who ext saw. */
+export interface ExtPeer {
+  proto: "tcp" | "udp" | "icmp";
+  address: string;
+  /** TCP/UDP source port, or the ICMP echo identifier. */
+  port: number;
+}
+
+export interface MasqueradeSummary {
+  /** The node's masquerade addresses (its addresses on the ext link). */
+  addresses: string[];
+  /** Every distinct peer ext's servers saw: with masquerading, only the node's addresses. */
+  seenByExt: ExtPeer[];
+  /** NAT mappings in the forwarder's last report (newest first) and how many there were. */
+  nat: NatSummary[];
+  natMappings: number;
+}
+
 export interface DemoSummary {
   seconds: number;
   interrupted: boolean;
@@ -53,6 +75,7 @@ export interface DemoSummary {
   traffic: TrafficOutcome[];
   /** Flows per service backend in the forwarder's last report: which backend answered. */
   services: ServiceFlowSummary[];
+  masquerade: MasqueradeSummary;
   /** What could not be removed (normally empty). */
   cleanup: string[];
 }
@@ -60,6 +83,8 @@ export interface DemoSummary {
 export type DemoResult = { ran: true; summary: DemoSummary } | { ran: false; reason: string };
 
 const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 65536, otherEntries: 65536 } };
+/** NAT rows in each live frame (the summary lists the whole last report). */
+const NAT_FRAME_ROWS = 6;
 const TCP_PORT = 8080;
 const UDP_PORT = 5353;
 
@@ -91,6 +116,31 @@ function bytes(n: number): string {
   return `${(n / 1_000_000).toFixed(1)} MB`;
 }
 
+function natTable(rows: NatSummary[]): string {
+  return renderTable<NatSummary>([
+    { header: "TABLE", value: (r) => r.table },
+    { header: "PROTO", value: (r) => r.proto },
+    { header: "FLOW (AS THE POD SENT IT)", value: (r) => r.flow },
+    { header: "LEAVES FROM", value: (r) => r.source },
+  ], rows);
+}
+
+function natLines(r: { nat: NatSummary[]; natMappings: number }, rows: number): string[] {
+  if (!r.natMappings) return [];
+  return ["", `masquerading: ${r.natMappings} NAT mappings${r.natMappings > rows ? `, the newest ${rows}` : ""}`, natTable(r.nat.slice(0, rows))];
+}
+
+/** Who ext saw, per protocol: the peer addresses its servers reported. */
+function extPeersText(peers: ExtPeer[]): string {
+  const protos = (["tcp", "udp", "icmp"] as const).map((proto) => {
+    const mine = peers.filter((p) => p.proto === proto);
+    const addrs = [...new Set(mine.map((p) => p.address))];
+    const what = (n: number) => `${n} ${proto === "icmp" ? "echo identifier" : "port"}${n === 1 ? "" : "s"}`;
+    return `${proto === "icmp" ? "ping" : proto.toUpperCase()} from ${addrs.length ? addrs.map((a) => `${a} (${what(mine.filter((p) => p.address === a).length)})`).join(", ") : "nobody"}`;
+  });
+  return `what ext saw (the peers its servers reported): ${protos.join("; ")}`;
+}
+
 function flowsTable(flows: FlowSummary[]): string {
   return renderTable<FlowSummary>([
     { header: "TABLE", value: (f) => f.table },
@@ -117,6 +167,7 @@ function frame(r: Report, prev: ForwarderStats | undefined, t: number, seconds: 
       `(${bytes(c.forwarded.ingress.bytes)}); drops: ${drops}; conntrack ${r.entries} entries`,
     r.flows.length ? flowsTable(r.flows) : "(no flows yet)",
     ...(r.services.length ? ["", formatServiceFlows(r.services)] : []),
+    ...natLines(r, NAT_FRAME_ROWS),
     "",
   ].join("\n");
 }
@@ -128,8 +179,10 @@ const TOPOLOGY_TEXT = (t: ForwarderTopology, tun: string) => {
     row(t.pod1), row(t.pod2), row(t.ext),
     `  ${t.node}: every packet from a veth is routed into ${tun} (ip rule iif lxc-* lookup 100); what the forwarder writes back is routed on`,
     `  services: ${SERVICE_VIP4} and [${SERVICE_VIP6}] port ${SERVICE_TCP_PORT}/tcp -> pod2 ports ${BACKEND_TCP_PORTS.join(" and ")}, port ${SERVICE_UDP_PORT}/udp -> pod2 port ${BACKEND_UDP_PORT}`,
-    `traffic: TCP streams pod1 -> pod2 and pod1 -> the VIPs, UDP pod1 -> ext and pod1 -> the VIPs, ping pod2 -> ext (all IPv4 and IPv6),`,
-    `  short TCP connections ext -> pod2 and ext -> the VIPs; Ctrl-C stops early`,
+    `  masquerading: ext is outside the cluster (${t.pod1.cidr4}, ${t.pod2.cidr4}, ${t.pod1.cidr6}, ${t.pod2.cidr6}) and routes only its own subnet;`,
+    `  pod traffic to it leaves from the node's ${t.ext.gw4} and ${t.ext.gw6}, whose replies ip rules (pref 10) send into ${tun} to be translated back`,
+    `traffic: TCP streams pod1 -> pod2, pod1 -> the VIPs and pod1 -> ext, UDP pod1 -> ext and pod1 -> the VIPs, ping pod2 -> ext (all IPv4 and IPv6),`,
+    `  short TCP connections pod1 -> pod2 and pod1 -> the VIPs; Ctrl-C stops early`,
     "",
   ].join("\n");
 };
@@ -173,25 +226,29 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
   let fwd: ForwarderHandle | undefined;
   let stats: ForwarderStats | undefined;
   let serviceRows: ServiceFlowSummary[] = [];
+  let natRows: { nat: NatSummary[]; natMappings: number } = { nat: [], natMappings: 0 };
+  let extServers: NetnsProcess[] = [];
   const traffic: Traffic[] = [];
   const cleanup: string[] = [];
   let failure: unknown;
   let live = true;
+  let seenByExt: ExtPeer[] = [];
   try {
-    topo = await ForwarderTopology.create(prefix);
+    topo = await ForwarderTopology.create(prefix, { masquerade: true });
     await topo.resolveNeighbours();
     if (interrupted) throw new Error("interrupted while setting up");
     const started = Date.now();
     let prev: ForwarderStats | undefined;
     const where = () => `${fwd?.ready.device ?? "?"} in ${topo!.node}`;
     fwd = await ForwarderHandle.start({
-      options: OPTIONS, services: demoServices(topo.pod2), device: { name: `${prefix}-tun`, offloads: opts.offloads ?? false }, reportEveryMs: 1000,
+      options: { ...OPTIONS, nat: demoNat(topo) }, services: demoServices(topo.pod2), device: { name: `${prefix}-tun`, offloads: opts.offloads ?? false }, reportEveryMs: 1000,
       onReport: (r) => {
         stats = r.stats;
         serviceRows = r.services;
+        natRows = { nat: r.nat, natMappings: r.natMappings };
         if (!live) return;
         const t = Math.min(seconds, Math.round((Date.now() - started) / 1000));
-        say(frame(r, prev, t, seconds, where()), { type: "report", t, stats: r.stats, counters: r.counters, entries: r.entries, flows: r.flows, services: r.services });
+        say(frame(r, prev, t, seconds, where()), { type: "report", t, stats: r.stats, counters: r.counters, entries: r.entries, flows: r.flows, services: r.services, nat: r.nat, natMappings: r.natMappings });
         prev = r.stats;
       },
     });
@@ -201,7 +258,9 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
       endpoints: Object.values(topo.endpoints).map((e) => ({ name: e.name, ns: e.ns, v4: e.v4, v6: e.v6, nodeIf: e.nodeIf })),
     });
 
-    traffic.push(...(await startTraffic(topo, seconds)));
+    const longRunning = await startTraffic(topo, seconds);
+    traffic.push(...longRunning.traffic);
+    extServers = longRunning.extServers;
     // Short TCP connections, one a second, to pod2 and to the VIPs in both families: new flows keep
     // appearing, and those to a VIP spread over its backends.
     const limit = seconds * 1000 + 5_000;
@@ -211,7 +270,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
     const deadline = started + seconds * 1000;
     for (let i = 0; !interrupted && Date.now() < deadline; i++) {
       const [dst, port] = ([[topo.pod2.v4, TCP_PORT], [SERVICE_VIP4, SERVICE_TCP_PORT], [topo.pod2.v6, TCP_PORT], [SERVICE_VIP6, SERVICE_TCP_PORT]] as const)[i % 4];
-      const a = topo.agent(topo.ext, ["tcp-stream", dst, port, 3, 50], { limitMs: limit });
+      const a = topo.agent(topo.pod1, ["tcp-stream", dst, port, 3, 50], { limitMs: limit });
       shorts.push(a.result(limit).then(() => void shortOk++, () => void shortFailed++));
       await pause(Math.min(1000, deadline - Date.now()));
     }
@@ -221,7 +280,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
         const started = shorts.length;
         const ok = shortOk === started && started > 0;
         const detail = `${shortOk} of ${started} completed${shortFailed ? `, ${shortFailed} failed` : ""}`;
-        return { what: "short TCP connections ext -> pod2 and the VIPs (IPv4, IPv6)", result: ok ? "ok" : stopped ? "interrupted" : "failed", detail };
+        return { what: "short TCP connections pod1 -> pod2 and the VIPs (IPv4, IPv6)", result: ok ? "ok" : stopped ? "interrupted" : "failed", detail };
       },
     });
     // The long-running agents were sized to finish by the deadline: give them a moment, unless interrupted.
@@ -241,6 +300,8 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
         cleanup.push(`stop the forwarder: ${(err as Error).message}`);
       }
     }
+    // Read before the teardown kills the agents (their lines stay with them).
+    seenByExt = extPeers(extServers);
     if (topo) {
       cleanup.push(...(await topo.teardown()));
       cleanup.push(...topo.leftovers());
@@ -258,7 +319,9 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
   const outcomes = traffic.map((t) => t.outcome(interrupted));
   const summary: DemoSummary = {
     seconds, interrupted,
-    stats, traffic: outcomes, services: serviceRows, cleanup,
+    stats, traffic: outcomes, services: serviceRows,
+    masquerade: { addresses: topo ? [topo.ext.gw4, topo.ext.gw6] : [], seenByExt, ...natRows },
+    cleanup,
   };
   if (json) {
     io.out(toJson({ type: "summary", ...summary }));
@@ -271,21 +334,45 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
       { header: "", value: (o) => o.detail },
     ], outcomes));
     if (serviceRows.length) io.out(`which backend answered (flows per service backend, from conntrack):\n${formatServiceFlows(serviceRows)}`);
+    if (s) {
+      io.out(extPeersText(seenByExt));
+      const m = summary.masquerade;
+      io.out(natLines(m, m.nat.length).slice(1).join("\n") || "masquerading: no NAT mappings in the last report");
+    }
     if (cleanup.length) io.err(`membrane demo: cleanup incomplete: ${cleanup.join("; ")}`);
     else io.out(`removed the namespaces ${prefix}-{node,pod1,pod2,ext}, their veths and the TUN device`);
   }
   return { ran: true, summary };
 }
 
-/** The long-running traffic: servers, then clients sized to finish within `seconds`. */
-async function startTraffic(topo: ForwarderTopology, seconds: number): Promise<Traffic[]> {
+/** The distinct peers in the "peer" lines of ext's servers. */
+function extPeers(servers: NetnsProcess[]): ExtPeer[] {
+  const seen = new Map<string, ExtPeer>();
+  for (const line of servers.flatMap((s) => s.lines)) {
+    const p = (line as { peer?: ExtPeer } | null)?.peer;
+    if (p && typeof p.address === "string") seen.set(`${p.proto} ${p.address} ${p.port}`, { proto: p.proto, address: p.address, port: p.port });
+  }
+  return [...seen.values()];
+}
+
+/**
+ * The long-running traffic: servers, then clients sized to finish within
+ * `seconds`. extServers: ext's servers, whose "peer" lines say whom ext saw.
+ */
+async function startTraffic(topo: ForwarderTopology, seconds: number): Promise<{ traffic: Traffic[]; extServers: NetnsProcess[] }> {
   const { pod1, pod2, ext } = topo;
   const limitMs = seconds * 1000 + 5_000;
+  const extServers = [
+    ...[ext.v4, ext.v6].flatMap((a) => [
+      topo.agent(ext, ["udp-echo", a, UDP_PORT], { limitMs }),
+      topo.agent(ext, ["tcp-echo", a, TCP_PORT], { limitMs }),
+      topo.agent(ext, ["icmp-watch", a, 0], { limitMs }),
+    ]),
+  ];
   const servers = [
+    ...extServers,
     topo.agent(pod2, ["tcp-echo", pod2.v4, TCP_PORT], { limitMs }),
     topo.agent(pod2, ["tcp-echo", pod2.v6, TCP_PORT], { limitMs }),
-    topo.agent(ext, ["udp-echo", ext.v4, UDP_PORT], { limitMs }),
-    topo.agent(ext, ["udp-echo", ext.v6, UDP_PORT], { limitMs }),
     // The services' backends (TCP_PORT, the first, already echoes above).
     ...BACKEND_TCP_PORTS.filter((p) => p !== TCP_PORT).flatMap((p) => [pod2.v4, pod2.v6].map((a) => topo.agent(pod2, ["tcp-echo", a, p], { limitMs }))),
     ...[pod2.v4, pod2.v6].map((a) => topo.agent(pod2, ["udp-echo", a, BACKEND_UDP_PORT], { limitMs })),
@@ -302,15 +389,17 @@ async function startTraffic(topo: ForwarderTopology, seconds: number): Promise<T
     traffic.push(
       agentTraffic(`TCP stream IPv${family} pod1 -> pod2`, topo.agent(pod1, ["tcp-stream", v(pod2), TCP_PORT, lines, 100], { limitMs }),
         (r) => `${String(r.echoed)} lines echoed in order, closed cleanly`),
-      agentTraffic(`UDP IPv${family} pod1 -> ext`, topo.agent(pod1, ["udp-client", v(ext), UDP_PORT, requests, 250], { limitMs }),
+      agentTraffic(`TCP stream IPv${family} pod1 -> ext (masqueraded)`, topo.agent(pod1, ["tcp-stream", v(ext), TCP_PORT, lines, 100], { limitMs }),
+        (r) => `${String(r.echoed)} lines echoed in order, closed cleanly`),
+      agentTraffic(`UDP IPv${family} pod1 -> ext (masqueraded)`, topo.agent(pod1, ["udp-client", v(ext), UDP_PORT, requests, 250], { limitMs }),
         (r) => `${String(r.replies)} replies to ${String(r.sent)} requests`),
       agentTraffic(`TCP stream IPv${family} pod1 -> service ${vipText}:${SERVICE_TCP_PORT}`, topo.agent(pod1, ["tcp-stream", vip, SERVICE_TCP_PORT, lines, 100], { limitMs }),
         (r) => `${String(r.echoed)} lines echoed in order by a backend, closed cleanly`),
       agentTraffic(`UDP IPv${family} pod1 -> service ${vipText}:${SERVICE_UDP_PORT}`, topo.agent(pod1, ["udp-client", vip, SERVICE_UDP_PORT, requests, 250], { limitMs }),
         (r) => `${String(r.replies)} replies from the VIP to ${String(r.sent)} requests`),
-      agentTraffic(`ping IPv${family} pod2 -> ext`, topo.agent(pod2, ["ping", v(ext), 4400 + family, pings, 1000], { limitMs }),
+      agentTraffic(`ping IPv${family} pod2 -> ext (masqueraded)`, topo.agent(pod2, ["ping", v(ext), 4400 + family, pings, 1000], { limitMs }),
         (r) => `${String(r.replies)} echo requests, all answered`),
     );
   }
-  return traffic;
+  return { traffic, extServers };
 }

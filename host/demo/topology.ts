@@ -21,6 +21,38 @@
  * restarting) the packets hit the unreachable route: connectivity is gone,
  * visibly, instead of bypassing the datapath.
  *
+ * With `masquerade` (the demo, the forwarder's end-to-end test), ext is an
+ * outside host and the forwarder's datapath masquerades pod traffic to it
+ * (demo/nat.ts: cluster prefixes = the pods' subnets, masquerade address =
+ * the node's address on lxc-ext, gw4/gw6 of ext):
+ *
+ *   - ext has no default route, only its own subnet: it can answer nothing but
+ *     the node's address, so a pod gets a reply only if its packets were
+ *     translated (and the reply translated back);
+ *   - the translated packets come out of the TUN with a source that is the
+ *     node's own address; IPv4 calls that a martian source unless the TUN
+ *     accepts local sources (accept_local=1, set by attachTun);
+ *   - the replies arrive on lxc-ext addressed to the node itself, which the
+ *     local table (rule pref 0) would deliver to the node's own stack. So the
+ *     local rule moves to pref 50 and, before it, pref 10 rules send what
+ *     can be a reply to a translated flow into table 101 (default dev <tun>,
+ *     added by attachTun; empty without a forwarder, so such packets then
+ *     fall through to the local table):
+ *
+ *       ip rule add iif lxc-ext to <gw> ipproto tcp dport 1024-65534 lookup 101 pref 10    (and udp)
+ *       ip rule add iif lxc-ext to <gw> ipproto icmp|ipv6-icmp lookup 101 pref 10
+ *
+ *     The port range is the NAT's (NAT_PORTS): only translated flows use it.
+ *     ICMP goes whole (a rule cannot tell an echo reply from a request):
+ *     echo requests to the node, which the NAT passes, come back out of the
+ *     TUN and reach the local table then (iif <tun>: no pref 10 rule);
+ *   - ARP matches no ipproto rule, but IPv6 neighbour discovery is ICMPv6:
+ *     an advertisement to the node's address would detour through the TUN
+ *     and arrive with its hop limit decremented by the forwarding, and ND
+ *     ignores anything below 255. Both ends of the ext link therefore pin
+ *     each other's link-layer address (permanent neighbour entries: no
+ *     solicitation, no advertisement, no reachability probes).
+ *
  * The TUN is created by the forwarder's worker in the caller's namespace
  * (open(2) of /dev/net/tun happens there); attachTun moves it into the node
  * (the worker's fd stays bound to it) and adds its routes. When the
@@ -35,6 +67,22 @@ import type { NetnsProcess } from "../netns/process.js";
 
 export const FORWARD_TABLE = 100;
 export const FORWARD_RULE_PREF = 100;
+/** With masquerade: replies from ext to the node's address go through table 101 into the TUN. */
+export const MASQUERADE_TABLE = 101;
+export const MASQUERADE_RULE_PREF = 10;
+/** Where the local table's rule moves to (from 0), so MASQUERADE_RULE_PREF comes before it. */
+export const LOCAL_RULE_PREF = 50;
+/**
+ * The ports (and echo identifiers) the demo's NAT hands out, and the replies
+ * steered into the TUN. Not up to 65535: the kernel refuses a rule's port
+ * range that ends there (fib_rule_port_range_valid wants end < 0xffff).
+ */
+export const NAT_PORTS = { min: 1024, max: 65534 } as const;
+
+export interface TopologyOptions {
+  /** ext is outside the cluster and sees pods only through the node's masquerade address (see above). */
+  masquerade?: boolean;
+}
 
 export type EndpointName = "pod1" | "pod2" | "ext";
 
@@ -47,6 +95,9 @@ export interface Endpoint {
   nodeIf: string;
   v4: string;
   v6: string;
+  /** Its subnets (the link's prefixes). */
+  cidr4: string;
+  cidr6: string;
   /** The node's addresses on that veth: the endpoint's default gateways. */
   gw4: string;
   gw6: string;
@@ -60,14 +111,14 @@ export class ForwarderTopology {
   readonly endpoints: Record<EndpointName, Endpoint>;
   #tun: string | undefined;
 
-  private constructor(readonly prefix: string) {
+  private constructor(readonly prefix: string, readonly masquerade: boolean) {
     this.lab = new NetnsLab(prefix);
     this.node = `${prefix}-node`;
     const ep = (name: EndpointName): Endpoint => {
       const n = SUBNETS[name];
       return {
         name, ns: `${prefix}-${name}`, ifname: "eth0", nodeIf: `lxc-${name}`,
-        v4: `10.200.${n}.2`, v6: `fd00:200:${n}::2`, gw4: `10.200.${n}.1`, gw6: `fd00:200:${n}::1`,
+        v4: `10.200.${n}.2`, v6: `fd00:200:${n}::2`, cidr4: `10.200.${n}.0/24`, cidr6: `fd00:200:${n}::/64`, gw4: `10.200.${n}.1`, gw6: `fd00:200:${n}::1`,
       };
     };
     this.endpoints = { pod1: ep("pod1"), pod2: ep("pod2"), ext: ep("ext") };
@@ -86,8 +137,8 @@ export class ForwarderTopology {
    * Builds the namespaces, veths, addresses, routes and rules (everything
    * recorded in `lab`); when a step fails, removes what was made and throws.
    */
-  static async create(prefix: string): Promise<ForwarderTopology> {
-    const t = new ForwarderTopology(prefix);
+  static async create(prefix: string, opts: TopologyOptions = {}): Promise<ForwarderTopology> {
+    const t = new ForwarderTopology(prefix, opts.masquerade ?? false);
     try {
       await t.#build();
     } catch (err) {
@@ -122,16 +173,37 @@ export class ForwarderTopology {
       lab.addAddress(e.ns, e.ifname, `${e.v6}/64`, { nodad: true });
       lab.linkUp(node, e.nodeIf);
       lab.linkUp(e.ns, e.ifname);
-      lab.addRoute(e.ns, 4, ["default", "via", e.gw4]);
-      lab.addRoute(e.ns, 6, ["default", "via", e.gw6]);
+      if (!(this.masquerade && e.name === "ext")) {
+        lab.addRoute(e.ns, 4, ["default", "via", e.gw4]);
+        lab.addRoute(e.ns, 6, ["default", "via", e.gw6]);
+      }
       for (const family of [4, 6] as const) {
         lab.addRule(node, family, ["iif", e.nodeIf, "lookup", String(FORWARD_TABLE), "pref", String(FORWARD_RULE_PREF)]);
       }
     }
+    if (this.masquerade) this.#steerReplies();
     for (const e of Object.values(this.endpoints)) {
       await lab.waitUp(node, e.nodeIf);
       await lab.waitUp(e.ns, e.ifname);
     }
+  }
+
+  /** Masquerade: replies from ext to the node's address into the TUN, ND on the ext link pinned (see the file comment). */
+  #steerReplies(): void {
+    const { lab, node, ext } = this;
+    for (const family of [4, 6] as const) {
+      // Add the new local rule before removing the old one: the node never goes without local delivery.
+      lab.addRule(node, family, ["pref", String(LOCAL_RULE_PREF), "lookup", "local"]);
+      ip("-n", node, `-${family}`, "rule", "del", "pref", "0", "lookup", "local");
+      const to = family === 4 ? ext.gw4 : ext.gw6;
+      const rule = ["iif", ext.nodeIf, "to", to];
+      const steer = ["lookup", String(MASQUERADE_TABLE), "pref", String(MASQUERADE_RULE_PREF)];
+      for (const proto of ["tcp", "udp"]) lab.addRule(node, family, [...rule, "ipproto", proto, "dport", `${NAT_PORTS.min}-${NAT_PORTS.max}`, ...steer]);
+      lab.addRule(node, family, [...rule, "ipproto", family === 4 ? "icmp" : "ipv6-icmp", ...steer]);
+    }
+    const mac = (ns: string, dev: string) => /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", ns, "link", "show", "dev", dev))![1];
+    ip("-n", node, "-6", "neigh", "replace", ext.v6, "lladdr", mac(ext.ns, ext.ifname), "dev", ext.nodeIf, "nud", "permanent");
+    ip("-n", ext.ns, "-6", "neigh", "replace", ext.gw6, "lladdr", mac(node, ext.nodeIf), "dev", ext.ifname, "nud", "permanent");
   }
 
   /**
@@ -146,9 +218,12 @@ export class ForwarderTopology {
     this.#tun = name;
     // A device moved into a namespace starts from that namespace's defaults, down.
     this.lab.sysctl(node, `net/ipv4/conf/${name}/rp_filter`, 0);
+    // Masqueraded packets come out of the TUN from the node's own address (see the file comment).
+    if (this.masquerade) this.lab.sysctl(node, `net/ipv4/conf/${name}/accept_local`, 1);
     ip("-n", node, "link", "set", "dev", name, "up");
     for (const family of [4, 6] as const) {
       ip("-n", node, `-${family}`, "route", "add", "default", "dev", name, "metric", "10", "table", String(FORWARD_TABLE));
+      if (this.masquerade) ip("-n", node, `-${family}`, "route", "add", "default", "dev", name, "table", String(MASQUERADE_TABLE));
     }
   }
 

@@ -12,6 +12,7 @@ import type { WorkerMessage, WorkerStart } from "./protocol.js";
 export interface ForwarderStartOptions {
   options?: DatapathOptions;
   services?: WorkerStart["services"];
+  policy?: WorkerStart["policy"];
   /**
    * offloads: open the TUN with a virtio-net header and TSO/USO/checksum
    * offloads; offloadMode: what the forwarder does with them (OffloadMode).
@@ -35,7 +36,7 @@ export class ForwarderHandle {
   static start(opts: ForwarderStartOptions = {}): Promise<ForwarderHandle> {
     const control = new SharedArrayBuffer(4);
     const data: WorkerStart = {
-      options: opts.options ?? {}, services: opts.services, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
+      options: opts.options ?? {}, services: opts.services, policy: opts.policy, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
       batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs,
     };
     // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).

@@ -4,11 +4,18 @@ import type { DatapathCounters } from "../datapath.js";
 import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
+import type { EngineChange } from "../policy/engine.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
   /** Services to program before forwarding (validated by the caller: host/lb/state.ts). */
   services?: ServiceSpec[];
+  /**
+   * The policy tables to program before forwarding: endpoints, ipcache and
+   * policy entries as a policy engine holds them (PolicyEngine.snapshot() of
+   * the state file's engine, validated by the caller; host/policy/state.ts).
+   */
+  policy?: EngineChange;
   /** TUN device to create ("mbr%d" picks a free name). */
   device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
   /** Conntrack snapshot: restored at start when present, written at stop. */
@@ -30,8 +37,16 @@ export interface FlowSummary {
   expiresIn: number;
 }
 
+/** One masquerade mapping, its forward half: the flow as the pod sent it and the source it leaves with. */
+export interface NatSummary {
+  table: string;
+  proto: string;
+  flow: string;
+  source: string;
+}
+
 export type WorkerMessage =
   | { type: "ready"; device: string; mtu: number; restored: Record<string, number> }
-  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[] }
+  | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[]; nat: NatSummary[]; natMappings: number }
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number }
   | { type: "error"; message: string; code?: string };

@@ -5,24 +5,43 @@
  * as messages, so forwarding never waits on it.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
 import { openTun } from "../tun/linux-tun.js";
 import { Forwarder } from "./forwarder.js";
-import { restoreSnapshot, takeSnapshot } from "../conntrack/snapshot.js";
+import { takeSnapshot } from "../conntrack/snapshot.js";
+import { prepareDatapath } from "./setup.js";
 import { formatEntryFlags, formatTuple, PROTO_NAMES } from "../conntrack/records.js";
 import { monotonicSeconds } from "./clock.js";
-import type { FlowSummary, WorkerMessage, WorkerStart } from "./protocol.js";
+import type { FlowSummary, NatSummary, WorkerMessage, WorkerStart } from "./protocol.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { MembraneError } from "../errors.js";
-import { applyServices } from "../lb/state.js";
 import { serviceFlows } from "../lb/service-flows.js";
 
 // Room for the demo's long-running flows (pods, ext, the service VIPs, both families) beside short ones.
 const TOP_FLOWS = 24;
+// The newest masquerade mappings: enough to show each protocol and family of the demo's traffic to ext.
+const TOP_NAT = 12;
 
 function post(m: WorkerMessage): void {
   parentPort!.postMessage(m);
+}
+
+const hostPort = (addr: string, port: number) => (addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`);
+
+/** The forward halves of the NAT pairs, newest first (the reverse half mirrors each). */
+function natMappings(dp: Datapath): { nat: NatSummary[]; natMappings: number } {
+  const forward = dp.nat.list().filter((r) => r.dir === "egress").sort((a, b) => b.created - a.created);
+  const nat = forward.slice(0, TOP_NAT).map((r) => {
+    // Echo flows: the identifier is the "port" (the destination's in the key, as conntrack keeps it).
+    const echo = r.proto === 1 || r.proto === 58;
+    return {
+      table: r.table, proto: PROTO_NAMES[r.proto] ?? String(r.proto),
+      flow: echo ? `${r.src} -> ${r.dst} id=${r.dport}` : `${hostPort(r.src, r.sport)} -> ${hostPort(r.dst, r.dport)}`,
+      source: echo ? `${r.toAddr} id=${r.toPort}` : hostPort(r.toAddr, r.toPort),
+    };
+  });
+  return { nat, natMappings: forward.length };
 }
 
 function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[] } {
@@ -43,12 +62,7 @@ function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number; servic
 async function main(): Promise<void> {
   const start = workerData as WorkerStart;
   const control = new Int32Array(start.control);
-  const dp = await Datapath.create(start.options);
-  applyServices(dp.services, start.services ?? []);
-  let restored: Record<string, number> = {};
-  if (start.snapshotPath && existsSync(start.snapshotPath)) {
-    restored = restoreSnapshot(dp, readFileSync(start.snapshotPath), start.snapshotPath);
-  }
+  const { dp, restored } = await prepareDatapath(start);
   const offloads = start.device.offloads ?? false;
   const device = openTun({
     name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
@@ -61,7 +75,7 @@ async function main(): Promise<void> {
     let nextReport = Date.now() + every;
     fwd.run(() => {
       if (Date.now() >= nextReport) {
-        post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp) });
+        post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
         nextReport = Date.now() + every;
       }
       return Atomics.load(control, 0) === 1;

@@ -119,6 +119,12 @@ export function loadEngine(path: string, mayBeMissing = false): { raw: Record<st
   }
 }
 
+/** The state file's endpoints and policies, validated completely; undefined when it holds none. */
+export function statePolicyEngine(path: string): PolicyEngine | undefined {
+  const { raw, engine } = loadEngine(path);
+  return hasPolicyState(raw) ? engine : undefined;
+}
+
 /** Writes the engine's state into the file, keeping its other keys; atomically (rename), so a failure leaves the old file. */
 export function saveEngine(path: string, raw: Record<string, unknown>, engine: PolicyEngine): void {
   const next: Record<string, unknown> = { ...raw, ...policyState(engine) };

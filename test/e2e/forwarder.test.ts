@@ -17,6 +17,13 @@
  * in the worker's reports with packets both ways. Stopping the forwarder
  * (its TUN disappears) leaves only the unreachable route: pings fail.
  *
+ * Masquerading (host/demo/nat.ts, topology.ts "masquerade"): ext is outside
+ * the cluster and has a route to its own subnet only; the datapath SNATs the
+ * pods' traffic to it to the node's ext-link address, and the node steers the
+ * replies to that address into the TUN. ext's servers report the peer they
+ * saw: the node, for TCP, UDP and ping, in both families, and the pods get
+ * their replies, which they could not without the translation back.
+ *
  * Services (host/demo/services.ts): a VIP per family in front of pod2; TCP
  * and UDP to the VIP reach a pod2 backend (DNAT), the answers come from the
  * VIP (reverse NAT), and the forwarder's report counts the flow on the
@@ -43,6 +50,7 @@ import { demoUnavailable } from "../../host/demo/requirements.js";
 import { runDemo, type DemoSummary } from "../../host/demo/demo.js";
 import { linkNames, netnsList } from "../../host/netns/iproute2.js";
 import { sweep } from "../../host/netns/lab.js";
+import { demoNat } from "../../host/demo/nat.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "../../host/demo/services.js";
 
 type Report = Extract<WorkerMessage, { type: "report" }>;
@@ -83,7 +91,7 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
   async function startForwarder(): Promise<ForwarderHandle> {
     reports = [];
     const handle = await ForwarderHandle.start({
-      options: OPTIONS, services: demoServices(topo!.pod2), device: { name: TUN }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
+      options: { ...OPTIONS, nat: demoNat(topo!) }, services: demoServices(topo!.pod2), device: { name: TUN }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
       onReport: (r) => reports.push(r),
     });
     fwd = handle;
@@ -133,7 +141,7 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
   beforeAll(async () => {
     try {
       rmSync(SNAPSHOT, { force: true });
-      topo = await ForwarderTopology.create(PREFIX);
+      topo = await ForwarderTopology.create(PREFIX, { masquerade: true });
       await topo.resolveNeighbours();
       await startForwarder();
     } catch (err) {
@@ -203,6 +211,63 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
     const flow = formatTuple({ family, src, dst, sport: 0, dport: id, proto, flags: 0 });
     const f = await waitForFlow(flow, (f) => f.txPackets >= ROUNDS && f.rxPackets >= ROUNDS);
     expect(f).toMatchObject({ table: `any${family}`, proto: family === 4 ? "ICMP" : "ICMPv6" });
+  });
+
+  it.each([4, 6] as const)("masquerading over IPv%i: TCP, UDP and ping from the pods reach ext from the node's address; the pods get the replies", async (family) => {
+    const { pod1, pod2, ext } = topo!;
+    const v = (e: typeof pod1) => (family === 4 ? e.v4 : e.v6);
+    const node = family === 4 ? ext.gw4 : ext.gw6;
+    const port = 7500 + family;
+    const tcpServer = topo!.agent(ext, ["tcp-server", v(ext), port]);
+    const udpServer = topo!.agent(ext, ["udp-server", v(ext), port, ROUNDS]);
+    const watch = topo!.agent(ext, ["icmp-watch", v(ext), 0]);
+    await Promise.all([tcpServer, udpServer, watch].map((a) => a.ready()));
+
+    const message = `hello ext over IPv${family}, from behind the node`;
+    const [tc, ts] = await Promise.all([
+      topo!.agent(pod1, ["tcp-client", v(ext), port, message]).result<{ reply: string; localPort: number }>(8_000),
+      tcpServer.result<{ received: string; remoteAddress: string; remotePort: number }>(8_000),
+    ]);
+    expect(tc.reply).toBe(`echo:${message}`);
+    expect(ts.received).toBe(message);
+    // The node's address; the pod's port kept (it lies in the NAT range and was free).
+    expect([ts.remoteAddress, ts.remotePort]).toEqual([node, tc.localPort]);
+
+    const [uc, us] = await Promise.all([
+      topo!.agent(pod1, ["udp-client", v(ext), port, ROUNDS]).result<{ replies: number; localPort: number; from: string }>(8_000),
+      udpServer.result<{ answered: number; remoteAddress: string; remotePort: number }>(8_000),
+    ]);
+    expect(uc).toMatchObject({ replies: ROUNDS, from: v(ext) });
+    expect([us.remoteAddress, us.remotePort]).toEqual([node, uc.localPort]);
+
+    const id = 7600 + family;
+    const pinged = await topo!.agent(pod2, ["ping", v(ext), id, ROUNDS]).result<{ replies: number }>(10_000);
+    expect(pinged.replies).toBe(ROUNDS);
+    const seen = await watch.waitLine<{ peer: { proto: string; address: string; port: number } }>("the echo requests' source",
+      (l) => (l as { peer?: { port: number } }).peer?.port === id);
+    expect(seen.peer).toEqual({ proto: "icmp", address: node, port: id });
+    // Nobody but the node: no pod address reached ext.
+    expect(watch.lines.flatMap((l) => ((l as { peer?: { address: string } }).peer ? [(l as { peer: { address: string } }).peer.address] : []))).toEqual([node]);
+    watch.kill();
+
+    // The forwarder's report lists the three mappings, the flows as the pods sent them.
+    const bracket = (a: string, p: number) => (family === 6 ? `[${a}]:${p}` : `${a}:${p}`);
+    const expected = [
+      { proto: "TCP", flow: `${bracket(v(pod1), tc.localPort)} -> ${bracket(v(ext), port)}`, source: bracket(node, tc.localPort) },
+      { proto: "UDP", flow: `${bracket(v(pod1), uc.localPort)} -> ${bracket(v(ext), port)}`, source: bracket(node, uc.localPort) },
+      { proto: family === 4 ? "ICMP" : "ICMPv6", flow: `${v(pod2)} -> ${v(ext)} id=${id}`, source: `${node} id=${id}` },
+    ].map((m) => ({ table: `nat${family}`, ...m }));
+    const rows = await waitFor("the NAT mappings in the report", 5_000, () => {
+      const nat = latest()?.nat ?? [];
+      return expected.every((m) => nat.some((r) => JSON.stringify(r) === JSON.stringify(m))) ? nat : undefined;
+    }, () => JSON.stringify(latest()?.nat));
+    expect(rows.filter((r) => r.table === `nat${family}` && !r.source.includes(node))).toEqual([]);
+  });
+
+  it.each([4, 6] as const)("ext has no route back to the pods (IPv%i): only translated traffic can reach them", async (family) => {
+    const { pod1, ext } = topo!;
+    const r = topo!.agent(ext, ["ping", family === 4 ? pod1.v4 : pod1.v6, 7700 + family, 1]).result(8_000);
+    await expect(r).rejects.toThrow(/sendto: errno 101/);
   });
 
   it.each([4, 6] as const)("TCP and UDP to the service VIP over IPv%i: DNAT to a pod2 backend, answers from the VIP, counted on that backend", async (family) => {
@@ -370,7 +435,7 @@ describe.skipIf(MISSING !== undefined)("membrane demo (runDemo)", () => {
     expect(summary.type).toBe("summary");
     expect(summary.interrupted).toBe(false);
     expect(summary.traffic.filter((t) => t.result !== "ok")).toEqual([]);
-    expect(summary.traffic).toHaveLength(11);
+    expect(summary.traffic).toHaveLength(13);
     expect(summary.traffic.map((t) => t.what)).toEqual(expect.arrayContaining([
       `TCP stream IPv4 pod1 -> service ${SERVICE_VIP4}:${SERVICE_TCP_PORT}`, `UDP IPv6 pod1 -> service [${SERVICE_VIP6}]:${SERVICE_UDP_PORT}`,
     ]));
@@ -378,6 +443,17 @@ describe.skipIf(MISSING !== undefined)("membrane demo (runDemo)", () => {
     for (const frontend of [`${SERVICE_VIP4}:${SERVICE_TCP_PORT}/tcp`, `${SERVICE_VIP4}:${SERVICE_UDP_PORT}/udp`, `[${SERVICE_VIP6}]:${SERVICE_TCP_PORT}/tcp`, `[${SERVICE_VIP6}]:${SERVICE_UDP_PORT}/udp`]) {
       expect(summary.services.some((r) => r.frontend === frontend && r.flows > 0 && r.rxPackets > 0), frontend).toBe(true);
     }
+    // Masquerading: ext saw the node's addresses for TCP, UDP and ping in both families, and no one else.
+    const node = [summary.masquerade.addresses[0], summary.masquerade.addresses[1]];
+    expect(node).toEqual(["10.200.9.1", "fd00:200:9::1"]);
+    for (const proto of ["tcp", "udp", "icmp"]) {
+      expect(summary.masquerade.seenByExt.filter((p) => p.proto === proto).map((p) => p.address).sort(), proto).toEqual(expect.arrayContaining(node));
+    }
+    expect(summary.masquerade.seenByExt.filter((p) => !node.includes(p.address))).toEqual([]);
+    for (const [table, proto] of [["nat4", "TCP"], ["nat4", "UDP"], ["nat4", "ICMP"], ["nat6", "TCP"], ["nat6", "UDP"], ["nat6", "ICMPv6"]]) {
+      expect(summary.masquerade.nat.some((m) => m.table === table && m.proto === proto), `${table} ${proto}`).toBe(true);
+    }
+    expect(summary.masquerade.natMappings).toBeGreaterThanOrEqual(6);
     expect(summary.stats!.packetsIn).toBeGreaterThan(0);
     expect(summary.stats!.dropped).toBe(0);
     expect(summary.cleanup).toEqual([]);
