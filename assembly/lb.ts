@@ -13,7 +13,7 @@
 //   the backend sent it) translated back.
 // ICMP echo to a VIP is not a service flow: it passes untouched.
 import {
-  CT_ENTRY_BACKEND_ID, CT_ENTRY_REV_NAT_INDEX, CT_ESTABLISHED, CT_NEW, CT_RELATED, CT_REPLY, DROP_CT_CREATE_FAILED,
+  CT_ENTRY_BACKEND_ID, CT_ENTRY_LIFETIME, CT_ENTRY_REV_NAT_INDEX, CT_ESTABLISHED, CT_NEW, CT_RELATED, CT_REPLY, DROP_CT_CREATE_FAILED,
   DROP_NO_SERVICE, LB4_BACKEND_ADDRESS, LB4_BACKEND_PORT, LB4_KEY_ADDRESS, LB4_KEY_DPORT, LB4_KEY_PROTO, LB4_KEY_SLOT,
   LB4_REVERSE_NAT_ADDRESS, LB4_REVERSE_NAT_PORT, LB6_BACKEND_ADDRESS, LB6_BACKEND_PORT, LB6_KEY_ADDRESS,
   LB6_KEY_DPORT, LB6_KEY_PROTO, LB6_KEY_SLOT, LB6_REVERSE_NAT_ADDRESS, LB6_REVERSE_NAT_PORT, LB_ALG_MAGLEV,
@@ -211,6 +211,11 @@ export function lbAfterCt(): i32 {
     if (ctResult == CT_NEW || ctResult == CT_ESTABLISHED) {
       store<u32>(ctEntry + CT_ENTRY_BACKEND_ID, pendingBackend);
       store<u16>(ctEntry + CT_ENTRY_REV_NAT_INDEX, <u16>pendingRevNat);
+      // The SERVICE entry sees only the client's packets, so it cannot tell when the
+      // connection closes: it lives as long as the flow's own entry, which sees both sides.
+      const ct = table(tableIdFor(pProto));
+      const svc = tableLookup(ct, svcCtKey);
+      if (svc != 0) store<u32>(slotAddr(ct, svc) + CT_ENTRY_LIFETIME, load<u32>(ctEntry + CT_ENTRY_LIFETIME));
     }
     return 0;
   }

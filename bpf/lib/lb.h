@@ -421,6 +421,7 @@ __attribute__((noinline)) int lb_after_ct(struct __sk_buff *skb, struct pkt *p, 
 {
 	__u32 zero = 0;
 	struct lb_scratch *x = bpf_map_lookup_elem(&lb_scratch, &zero);
+	struct ct_entry *svc;
 
 	if (!p || !e || !st || !x)
 		return 0;
@@ -428,6 +429,12 @@ __attribute__((noinline)) int lb_after_ct(struct __sk_buff *skb, struct pkt *p, 
 		if (result == CT_NEW || result == CT_ESTABLISHED) {
 			e->backend_id = st->backend_id;
 			e->rev_nat_index = st->rev_nat_index;
+			/* The SERVICE entry sees only the client's packets, so it cannot tell when the
+			 * connection closes: it lives as long as the flow's own entry, which sees both
+			 * sides. x->ct still holds its key from lb_forward (same CPU, same run). */
+			svc = bpf_map_lookup_elem(ct_map(ct_table_for(p->family, p->proto)), &x->ct);
+			if (svc)
+				svc->lifetime = e->lifetime;
 		}
 		return 0;
 	}

@@ -59,6 +59,26 @@ for (const f of [V4, V6]) {
       });
     }
 
+    test("the SERVICE entry lives as long as its flow's entry: a closed connection frees both within the close timeout", async () => {
+      const dp = await withService(f, "tcp", [1, 2]);
+      const lifetimes = () => {
+        const entries = [...dp.conntrack()];
+        return { svc: entries.find((e) => e.tuple.flags === 4)!.entry.lifetime, flow: entries.find((e) => e.tuple.flags === 0)!.entry.lifetime };
+      };
+      const c = f.build(f.client, f.vip);
+      const dst = summary(send(dp, c.tcp({ sport: 41000, dport: 80, flags: { syn: true } }), NOW)).dst!;
+      expect(lifetimes()).toEqual({ svc: NOW + 60, flow: NOW + 60 }); // SYN timeout
+      const s = f.build(dst, f.client);
+      send(dp, s.tcp({ sport: 8080, dport: 41000, flags: { syn: true, ack: true } }), NOW + 1);
+      send(dp, c.tcp({ sport: 41000, dport: 80, flags: { ack: true } }), NOW + 2);
+      expect(lifetimes()).toEqual({ svc: NOW + 2 + 21600, flow: NOW + 2 + 21600 }); // established
+      send(dp, c.tcp({ sport: 41000, dport: 80, flags: { fin: true, ack: true } }), NOW + 3);
+      send(dp, s.tcp({ sport: 8080, dport: 41000, flags: { fin: true, ack: true } }), NOW + 4);
+      // Only the client's last ACK passes the SERVICE entry: it takes the flow's close timeout.
+      send(dp, c.tcp({ sport: 41000, dport: 80, flags: { ack: true } }), NOW + 5);
+      expect(lifetimes()).toEqual({ svc: NOW + 5 + 10, flow: NOW + 5 + 10 });
+    });
+
     test("established flows keep their backend when other backends are removed and slots renumber", async () => {
       const dp = await withService(f, "tcp", [1, 2, 3, 4, 5]);
       const chosen = new Map(CLIENT_PORTS.map((p) => [p, summary(open(dp, f, "tcp", p)).dst!]));
