@@ -70,7 +70,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
       if (!latest) return;
-      writeStatus(opts.stateDir, { ...latest, updatedAt: new Date().toISOString(), entries: r.entries, stats: r.stats, counters: r.counters, flows: r.flows, services: r.services });
+      writeStatus(opts.stateDir, { ...latest, updatedAt: new Date().toISOString(), entries: r.entries, stats: r.stats, counters: r.counters, flows: r.flows, services: r.services, nat: r.nat, natMappings: r.natMappings });
     },
   });
   const restoredEntries = Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0);

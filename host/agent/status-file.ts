@@ -6,7 +6,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync, mkdirSync } from "
 import { join } from "node:path";
 import type { ForwarderStats } from "../forwarder/forwarder.js";
 import type { DatapathCounters } from "../datapath.js";
-import type { FlowSummary } from "../forwarder/protocol.js";
+import type { FlowSummary, NatSummary } from "../forwarder/protocol.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { InvalidInputError } from "../errors.js";
 
@@ -27,6 +27,9 @@ export interface AgentStatus {
   flows: FlowSummary[];
   /** Flows per service backend (absent: no services). */
   services?: ServiceFlowSummary[];
+  /** The newest masquerade mappings and how many there are (absent: an agent from before NAT). */
+  nat?: NatSummary[];
+  natMappings?: number;
 }
 
 export function statusPath(stateDir: string): string {

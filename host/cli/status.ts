@@ -4,6 +4,10 @@ import { renderTable, toJson } from "./table.js";
 import type { Output } from "./output.js";
 import { MembraneError } from "../errors.js";
 import { formatServiceFlows } from "./lb.js";
+import { natLines } from "./nat-summary.js";
+
+/** Mappings shown; the report carries the newest 12. */
+const STATUS_NAT_ROWS = 12;
 
 export function status(opts: { stateDir?: string; json: boolean }, io: Output): void {
   const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
@@ -31,4 +35,5 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
     ], s.flows));
   }
   if (s.services?.length) io.out(formatServiceFlows(s.services));
+  for (const line of natLines({ nat: s.nat ?? [], natMappings: s.natMappings ?? 0 }, STATUS_NAT_ROWS)) io.out(line);
 }

@@ -25,6 +25,7 @@ import { demoUnavailable } from "./requirements.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "./services.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { formatServiceFlows } from "../cli/lb.js";
+import { natLines } from "../cli/nat-summary.js";
 import { demoNat } from "./nat.js";
 
 export const DEMO_PREFIX = "mbr-demo";
@@ -114,20 +115,6 @@ function bytes(n: number): string {
   if (n < 10_000) return `${n} B`;
   if (n < 10_000_000) return `${(n / 1000).toFixed(1)} kB`;
   return `${(n / 1_000_000).toFixed(1)} MB`;
-}
-
-function natTable(rows: NatSummary[]): string {
-  return renderTable<NatSummary>([
-    { header: "TABLE", value: (r) => r.table },
-    { header: "PROTO", value: (r) => r.proto },
-    { header: "FLOW (AS THE POD SENT IT)", value: (r) => r.flow },
-    { header: "LEAVES FROM", value: (r) => r.source },
-  ], rows);
-}
-
-function natLines(r: { nat: NatSummary[]; natMappings: number }, rows: number): string[] {
-  if (!r.natMappings) return [];
-  return ["", `masquerading: ${r.natMappings} NAT mappings${r.natMappings > rows ? `, the newest ${rows}` : ""}`, natTable(r.nat.slice(0, rows))];
 }
 
 /** Who ext saw, per protocol: the peer addresses its servers reported. */

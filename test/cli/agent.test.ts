@@ -48,8 +48,12 @@ describe("membrane status", () => {
       restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0, wirePacketsIn: 10, offloadUnwritable: 0 },
       counters: { forwarded: { egress: { packets: 9, bytes: 900 }, ingress: { packets: 0, bytes: 0 } }, drops: [{ reason: "DROP_INVALID", code: 134, text: "", direction: "egress", packets: 1, bytes: 100 }], tables: {} as never },
       flows: [{ table: "tcp4", flow: "10.9.0.1:1 -> 10.9.0.2:80", proto: "TCP", txPackets: 5, rxPackets: 4, state: "seen-non-syn", expiresIn: 21599 }],
+      nat: [{ table: "nat4", proto: "UDP", flow: "10.9.0.1:5000 -> 192.0.2.7:53", source: "198.51.100.1:5000" }],
+      natMappings: 1,
     });
     const r = await cli("status", "--state-dir", dir);
+    expect(r.out).toContain("masquerading: 1 NAT mapping");
+    expect(r.out).toMatch(/nat4\s+UDP\s+10\.9\.0\.1:5000 -> 192\.0\.2\.7:53\s+198\.51\.100\.1:5000/);
     expect(r.code).toBe(0);
     expect(r.out).toContain("datapath tun on mbr9 (mtu 1400)");
     expect(r.out).toContain("packets: 10 in, 9 out, 1 dropped in 4 batches");
