@@ -14,10 +14,7 @@ import { Table, keyAddr, slotAddr, tableCreate, tableLookup, tableRemove, tableH
 import { table } from "./tables";
 import { regionAlloc } from "./region";
 import { natMax4, natMax6, natSeed } from "./nat-config";
-
-const PROTO_TCP: i32 = 6;
-const PROTO_ICMP: i32 = 1;
-const PROTO_ICMPV6: i32 = 58;
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP } from "./parse";
 
 let nat4: usize = 0;
 let nat6: usize = 0;

@@ -18,6 +18,7 @@ import type { ResolvedLbOptions } from "./options.js";
 import { backendValue, idKey, revNatValue, serviceKey, serviceValue } from "./records.js";
 import { denseSlots, legacySlots } from "./slots.js";
 import type { LbTableName, LbTableWriter } from "./tables.js";
+import { IPPROTO } from "../packet/decode.js";
 
 export type ServiceAlgorithm = "random" | "legacy" | "maglev";
 export type ServiceProto = "tcp" | "udp";
@@ -69,7 +70,7 @@ export interface UpsertResult {
   warnings: string[];
 }
 
-const PROTO_NUMBER: Record<ServiceProto, number> = { tcp: 6, udp: 17 };
+const PROTO_NUMBER: Record<ServiceProto, number> = { tcp: IPPROTO.TCP, udp: IPPROTO.UDP };
 const ALGORITHM_CODE: Record<ServiceAlgorithm, number> = {
   random: LbAlgorithm.LB_ALG_RANDOM, legacy: LbAlgorithm.LB_ALG_LEGACY, maglev: LbAlgorithm.LB_ALG_MAGLEV,
 };

@@ -5,16 +5,14 @@ import {
   encodeLb4Backend, encodeLb4Key, encodeLb4ReverseNat, encodeLb6Backend, encodeLb6Key, encodeLb6ReverseNat,
   encodeLbService, type LbService,
 } from "../generated/layout.js";
-import { formatIp } from "../packet/address.js";
-import type { IpFamily } from "../packet/address.js";
+import { formatIp, ipv4Word, type IpFamily } from "../packet/address.js";
 
-const u32be = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, 4).getUint32(0, false);
 const bytes4 = (v: number) => Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
 
 export function serviceKey(family: IpFamily, vip: Uint8Array, port: number, proto: number, slot: number): Uint8Array {
   if (family === 4) {
     const k = new Uint8Array(LB4_KEY.size);
-    encodeLb4Key({ address: u32be(vip), dport: port, slot, proto }, k);
+    encodeLb4Key({ address: ipv4Word(vip), dport: port, slot, proto }, k);
     return k;
   }
   const k = new Uint8Array(LB6_KEY.size);
@@ -39,7 +37,7 @@ export function idKey(id: number, size: 2 | 4): Uint8Array {
 export function backendValue(family: IpFamily, addr: Uint8Array, port: number, proto: number): Uint8Array {
   if (family === 4) {
     const b = new Uint8Array(LB4_BACKEND.size);
-    encodeLb4Backend({ address: u32be(addr), port, proto }, b);
+    encodeLb4Backend({ address: ipv4Word(addr), port, proto }, b);
     return b;
   }
   const b = new Uint8Array(LB6_BACKEND.size);
@@ -50,7 +48,7 @@ export function backendValue(family: IpFamily, addr: Uint8Array, port: number, p
 export function revNatValue(family: IpFamily, addr: Uint8Array, port: number): Uint8Array {
   if (family === 4) {
     const b = new Uint8Array(LB4_REVERSE_NAT.size);
-    encodeLb4ReverseNat({ address: u32be(addr), port }, b);
+    encodeLb4ReverseNat({ address: ipv4Word(addr), port }, b);
     return b;
   }
   const b = new Uint8Array(LB6_REVERSE_NAT.size);

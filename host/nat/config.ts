@@ -4,7 +4,7 @@
  * nat_config. A family is masqueraded when its section is present.
  */
 import { InvalidInputError } from "../errors.js";
-import { parseIp, type IpFamily } from "../packet/address.js";
+import { ipv4Word, parseIp, type IpFamily } from "../packet/address.js";
 import { NAT_CONFIG, NatConfigFlags, NatLimits, encodeNatConfig, type NatCidr4, type NatCidr6 } from "../generated/layout.js";
 
 export interface NatFamilyOptions {
@@ -151,19 +151,18 @@ export function natEntries(nat: ResolvedNat | undefined, fam: IpFamily): number 
   return nat && (fam === 4 ? nat.ipv4 : nat.ipv6) ? nat.entries : 0;
 }
 
-const u32be = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, 4).getUint32(0, false);
 
 /** struct nat_config bytes (all zero, NAT off, without options). */
 export function encodeNat(nat: ResolvedNat | undefined): Uint8Array {
   const bytes = new Uint8Array(NAT_CONFIG.size);
   if (!nat) return bytes;
-  const c4 = (list: string[] = []): NatCidr4[] => pad(list.map((t) => parseCidr(t, 4, "nat")).map((c) => ({ addr: u32be(c.bytes), mask: u32be(maskBytes(c.prefix, 4)) })), { addr: 0, mask: 0 });
+  const c4 = (list: string[] = []): NatCidr4[] => pad(list.map((t) => parseCidr(t, 4, "nat")).map((c) => ({ addr: ipv4Word(c.bytes), mask: ipv4Word(maskBytes(c.prefix, 4)) })), { addr: 0, mask: 0 });
   const c6 = (list: string[] = []): NatCidr6[] => pad(list.map((t) => parseCidr(t, 6, "nat")).map((c) => ({ addr: c.bytes, mask: maskBytes(c.prefix, 16) })), { addr: new Uint8Array(16), mask: new Uint8Array(16) });
   const a4 = nat.ipv4 ? address(nat.ipv4.address, 4, "nat.ipv4.address") : undefined;
   const a6 = nat.ipv6 ? address(nat.ipv6.address, 6, "nat.ipv6.address") : undefined;
   encodeNatConfig({
     flags: (nat.ipv4 ? NatConfigFlags.NAT_F_ENABLE4 : 0) | (nat.ipv6 ? NatConfigFlags.NAT_F_ENABLE6 : 0),
-    addr4: a4 ? u32be(a4) : 0,
+    addr4: a4 ? ipv4Word(a4) : 0,
     addr6: a6 ?? new Uint8Array(16),
     portMin: nat.ports.min,
     portMax: nat.ports.max,

@@ -91,6 +91,15 @@ export function parseIpv6(s: string): Uint8Array {
 }
 
 /** RFC 5952 canonical text for IPv6; dotted quad for IPv4. */
+/**
+ * An IPv4 address's 4 bytes as the u32 the generated encoders take for a
+ * `__be32` field: read big-endian, so the encoder's little-endian store puts
+ * the bytes back in network order.
+ */
+export function ipv4Word(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, false);
+}
+
 export function formatIp(bytes: Uint8Array): string {
   if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
   if (bytes.length !== 16) throw new Error(`Cannot format IP address: expected 4 or 16 bytes, got ${bytes.length}`);

@@ -4,7 +4,7 @@
  * field, so a writer can check everything before it writes anything.
  */
 import { InvalidInputError } from "../errors.js";
-import { formatIp, formatMac, parseIp, parseMac } from "../packet/address.js";
+import { formatIp, formatMac, ipv4Word, parseIp, parseMac } from "../packet/address.js";
 import {
   CtDir, EndpointFlags, ENDPOINT_INFO, ENDPOINT_KEY4, ENDPOINT_KEY6, IPCACHE_KEY4, IPCACHE_KEY6, IPCACHE_VALUE,
   POLICY_ENTRY, POLICY_KEY, decodeEndpointInfo, decodeIpcacheKey4, decodeIpcacheKey6, decodeIpcacheValue,
@@ -67,7 +67,7 @@ export function endpointRecords(ep: EndpointRecord, what = `endpoint ${JSON.stri
   if (ep.ipv4 !== undefined) {
     const a = address(ep.ipv4, `${what}: ipv4`);
     if (a.family !== 4) throw new InvalidInputError(`${what}: ipv4: "${ep.ipv4}" is not an IPv4 address`);
-    const key = encode(ENDPOINT_KEY4.size, encodeEndpointKey4, { addr: new DataView(a.bytes.buffer).getUint32(0) });
+    const key = encode(ENDPOINT_KEY4.size, encodeEndpointKey4, { addr: ipv4Word(a.bytes) });
     out.push({ table: "endpoints4", key, value });
   }
   if (ep.ipv6 !== undefined) {
@@ -106,7 +106,7 @@ export function ipcacheRecord(rec: IpcacheRecord, what = `ipcache ${JSON.stringi
   const secId = integerIn(rec.identity, 1, 0xffffffff, `${what}: identity`);
   const value = encode(IPCACHE_VALUE.size, encodeIpcacheValue, { secId });
   if (c.family === 4) {
-    const key = encode(IPCACHE_KEY4.size, encodeIpcacheKey4, { prefixlen: c.prefixlen, addr: new DataView(c.bytes.buffer).getUint32(0) });
+    const key = encode(IPCACHE_KEY4.size, encodeIpcacheKey4, { prefixlen: c.prefixlen, addr: ipv4Word(c.bytes) });
     return { table: "ipcache4", key, value };
   }
   return { table: "ipcache6", key: encode(IPCACHE_KEY6.size, encodeIpcacheKey6, { prefixlen: c.prefixlen, addr: c.bytes }), value };

@@ -13,6 +13,7 @@ import { endpointLabels } from "./endpoint.js";
 import type { PolicyEngine } from "./engine.js";
 import { peerMatches, type Rule, type RuleSection } from "./rule.js";
 import type { PolicyDirection } from "./types.js";
+import { IPPROTO } from "../packet/decode.js";
 
 export interface TraceParty {
   given: string;
@@ -48,7 +49,7 @@ export interface Trace {
   verdict: "allow" | "deny";
 }
 
-const PROTOS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
+const PROTOS: Record<string, number> = { tcp: IPPROTO.TCP, udp: IPPROTO.UDP, icmp: IPPROTO.ICMP, icmpv6: IPPROTO.ICMPV6 };
 
 /** "80/tcp", "53/UDP", "0/icmp", "80" (tcp). */
 export function parsePortProto(s: string): { port: number; proto: number } {
