@@ -63,9 +63,9 @@ import type { ForwarderStats, OffloadMode } from "../host/forwarder/forwarder.js
 import type { DatapathOptions } from "../host/config.js";
 import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology } from "../host/demo/topology.js";
 import { demoUnavailable } from "../host/demo/requirements.js";
-import { ip } from "../host/netns/iproute2.js";
-import { sweep } from "../host/netns/lab.js";
-import { NetnsProcess } from "../host/netns/process.js";
+import { ip } from "../host/sys/netns/iproute2.js";
+import { sweep } from "../host/sys/netns/lab.js";
+import { NetnsProcess } from "../host/sys/netns/process.js";
 import { TOOL_SOURCE } from "./forwarder-tools.js";
 import { num, printTable, type Row } from "./report.js";
 

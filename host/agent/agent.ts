@@ -10,7 +10,7 @@ import { rmSync } from "node:fs";
 import { ForwarderHandle } from "../forwarder/controller.js";
 import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { InvalidInputError, NotSupportedError } from "../errors.js";
-import { ip } from "../netns/iproute2.js";
+import { ip } from "../sys/netns/iproute2.js";
 import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
 import type { Output } from "../cli/output.js";
 import { parseIp } from "../packet/address.js";

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { InvalidInputError, MembraneError } from "../errors.js";
 import { describeErrno } from "./libbpf.js";
-import { libc } from "./libc.js";
+import { libc } from "../sys/libc.js";
 
 export const BPFFS_ROOT = "/sys/fs/bpf";
 export const DEFAULT_PIN_DIR = `${BPFFS_ROOT}/membrane`;

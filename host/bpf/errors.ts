@@ -4,7 +4,7 @@
  * libbpf printed one, rides along for people who need the details.
  */
 import { MembraneError } from "../errors.js";
-import { errnoName } from "./errno.js";
+import { errnoName } from "../sys/errno.js";
 
 /** A bpf(2), libbpf or netlink call failed with an errno. Code "BPF_SYSCALL". */
 export class BpfSyscallError extends MembraneError {

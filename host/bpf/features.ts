@@ -6,9 +6,9 @@
  */
 import { existsSync } from "node:fs";
 import { MembraneError, NotSupportedError } from "../errors.js";
-import { errnoName } from "./errno.js";
+import { errnoName } from "../sys/errno.js";
 import { describeErrno, encodeStruct, libbpf } from "./libbpf.js";
-import { CLONE_NEWNET, libc, O_CLOEXEC, O_RDONLY } from "./libc.js";
+import { CLONE_NEWNET, libc, O_CLOEXEC, O_RDONLY } from "../sys/libc.js";
 import { ProgType } from "./program.js";
 import { MapType } from "./map.js";
 import { BPF_TC_INGRESS } from "./tc.js";

@@ -17,10 +17,10 @@
  * set errno.
  */
 import { NotSupportedError } from "../errors.js";
-import { errnoName } from "./errno.js";
+import { errnoName } from "../sys/errno.js";
 import { BpfSyscallError } from "./errors.js";
-import { koffi, type Koffi, type NativeFunction } from "./ffi.js";
-import { libc } from "./libc.js";
+import { koffi, type Koffi, type NativeFunction } from "../sys/ffi.js";
+import { libc } from "../sys/libc.js";
 import { emitLibbpfMessage, LIBBPF_LEVELS, libbpfLevelWanted } from "./libbpf-log.js";
 
 /** An opaque native pointer (struct bpf_object *, struct bpf_map *, ...). */

@@ -15,7 +15,7 @@ import { possibleCpus } from "./cpus.js";
 import { BpfSyscallError } from "./errors.js";
 import { captureLibbpfLog } from "./libbpf-log.js";
 import { check, decodeStruct, describeErrno, libbpf, type Ptr } from "./libbpf.js";
-import { libc } from "./libc.js";
+import { libc } from "../sys/libc.js";
 import { mapTypeName } from "./elf/map-types.js";
 
 const ENOENT = 2;

@@ -12,7 +12,7 @@ import { ensurePinDir } from "./bpffs.js";
 import { BpfLoadError, BpfSyscallError, BpfVerifierError } from "./errors.js";
 import { captureLibbpfLog, type LibbpfLog } from "./libbpf-log.js";
 import { check, describeErrno, encodeStruct, libbpf, type Ptr } from "./libbpf.js";
-import { libc } from "./libc.js";
+import { libc } from "../sys/libc.js";
 import { BpfMap, mapInfoByFd, mapTypeName, type FdOwner } from "./map.js";
 import { BpfProgram } from "./program.js";
 

@@ -11,9 +11,9 @@ import { InvalidInputError, MembraneError } from "../errors.js";
 import { BpfSyscallError } from "./errors.js";
 import { captureLibbpfLog } from "./libbpf-log.js";
 import { decodeStruct, describeErrno, encodeStruct, libbpf } from "./libbpf.js";
-import { libc } from "./libc.js";
+import { libc } from "../sys/libc.js";
 import { ProgType, type BpfProgram } from "./program.js";
-import { currentNetnsId, openCurrentNetns, withNetnsFd } from "../netns/enter.js";
+import { currentNetnsId, openCurrentNetns, withNetnsFd } from "../sys/netns/enter.js";
 
 const ENOENT = 2;
 const EEXIST = 17;

@@ -37,8 +37,8 @@ import net from "node:net";
 import dgram from "node:dgram";
 import { writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { koffi } from "../bpf/ffi.js";
-import { libcLibrary } from "../bpf/libc.js";
+import { koffi } from "../sys/ffi.js";
+import { libcLibrary } from "../sys/libc.js";
 
 const [mode = "", addr = "", portArg, extra, extra2] = process.argv.slice(2);
 const port = Number(portArg);

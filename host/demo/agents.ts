@@ -2,8 +2,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
-import type { NetnsLab } from "../netns/lab.js";
-import type { NetnsProcess } from "../netns/process.js";
+import type { NetnsLab } from "../sys/netns/lab.js";
+import type { NetnsProcess } from "../sys/netns/process.js";
 
 /** Always the compiled agent, also when the caller runs from source (tests), like the forwarder worker. */
 export function agentPath(): string {

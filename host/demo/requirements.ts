@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
-import { iproute2Unavailable } from "../netns/iproute2.js";
+import { iproute2Unavailable } from "../sys/netns/iproute2.js";
 import { agentMissing } from "./agents.js";
 
 /** Why the demo cannot run here, or undefined. */

@@ -59,11 +59,11 @@
  * forwarder closes the fd the device, and its routes, are gone.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { NetnsLab } from "../netns/lab.js";
-import { libc } from "../bpf/libc.js";
-import { ip, linkExists } from "../netns/iproute2.js";
+import { NetnsLab } from "../sys/netns/lab.js";
+import { libc } from "../sys/libc.js";
+import { ip, linkExists } from "../sys/netns/iproute2.js";
 import { startAgent, type TrafficAgentOptions } from "./agents.js";
-import type { NetnsProcess } from "../netns/process.js";
+import type { NetnsProcess } from "../sys/netns/process.js";
 
 export const FORWARD_TABLE = 100;
 export const FORWARD_RULE_PREF = 100;

@@ -4,7 +4,7 @@
  * really read (their bytes and sizes are in place) or really sent, and the
  * caller must not lose or repeat them.
  */
-import { errnoName } from "../bpf/errno.js";
+import { errnoName } from "../sys/errno.js";
 import { MembraneError } from "../errors.js";
 
 /** read(2), write(2), poll(2) or an ioctl on a TUN fd failed. Code "TUN_IO". */

@@ -10,8 +10,8 @@
  * array, or `_Out_`/`_Inout_` parameters, make koffi copy.)
  * The calls are bound on host/bpf/libc.ts's one handle on libc.so.6.
  */
-import { koffi, type NativeFunction } from "../bpf/ffi.js";
-import { libcLibrary } from "../bpf/libc.js";
+import { koffi, type NativeFunction } from "../sys/ffi.js";
+import { libcLibrary } from "../sys/libc.js";
 
 export interface LibcTun {
   /** read(2); -1 with errno on failure. */

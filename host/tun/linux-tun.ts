@@ -16,7 +16,7 @@
  * The device is not persistent: it disappears when the fd is closed.
  */
 import { endianness } from "node:os";
-import { libc } from "../bpf/libc.js";
+import { libc } from "../sys/libc.js";
 import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.js";
 import { checkReadBatch, checkWriteBatch, MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, type TunDevice } from "./device.js";
 import { TunClosedError, TunIoError } from "./errors.js";

@@ -16,7 +16,7 @@ import {
   parseMounts,
   pinDir,
 } from "../../host/bpf/bpffs.js";
-import { libc, MNT_DETACH } from "../../host/bpf/libc.js";
+import { libc, MNT_DETACH } from "../../host/sys/libc.js";
 import { describeIf, missingLibbpf } from "./kernel-env.js";
 
 const MOUNTS = [

@@ -2,7 +2,7 @@
 // count that sizes per-CPU values (cpus.ts), and how a verifier log becomes a
 // one-line reason (object.ts).
 import { describe, expect, it } from "vitest";
-import { errnoName, errnoNumber } from "../../host/bpf/errno.js";
+import { errnoName, errnoNumber } from "../../host/sys/errno.js";
 import { parseCpuList, possibleCpus } from "../../host/bpf/cpus.js";
 import { verifierReason } from "../../host/bpf/object.js";
 

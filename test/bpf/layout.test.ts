@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { koffi } from "../../host/bpf/ffi.js";
+import { koffi } from "../../host/sys/ffi.js";
 import { libbpf, type LibbpfStructs } from "../../host/bpf/libbpf.js";
 import { MAP_UPDATE_FLAGS, MapType } from "../../host/bpf/map.js";
 import { ProgType } from "../../host/bpf/program.js";

@@ -15,7 +15,7 @@ import { BpfObject } from "../../host/bpf/object.js";
 import { SKB_TEST_RUN_LIMITS } from "../../host/bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx, SKB_CTX_SIZE } from "../../host/bpf/skb-ctx.js";
 import { attachTc, interfaceIndex } from "../../host/bpf/tc.js";
-import { withNetns } from "../../host/netns/enter.js";
+import { withNetns } from "../../host/sys/netns/enter.js";
 import { compileFixture, describeIf, missingKernelBpf, missingTc, run, runQuietly } from "./kernel-env.js";
 
 const TC_ACT_OK = 0;

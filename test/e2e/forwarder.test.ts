@@ -48,8 +48,8 @@ import type { DatapathOptions } from "../../host/config.js";
 import { ForwarderTopology } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";
 import { runDemo, type DemoSummary } from "../../host/demo/demo.js";
-import { linkNames, netnsList } from "../../host/netns/iproute2.js";
-import { sweep } from "../../host/netns/lab.js";
+import { linkNames, netnsList } from "../../host/sys/netns/iproute2.js";
+import { sweep } from "../../host/sys/netns/lab.js";
 import { demoNat } from "../../host/demo/nat.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "../../host/demo/services.js";
 

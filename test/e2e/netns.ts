@@ -7,13 +7,13 @@
 import { existsSync } from "node:fs";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { kernelUnavailable } from "../differential/kernel-available.js";
-import { NetnsLab } from "../../host/netns/lab.js";
-import { iproute2Unavailable } from "../../host/netns/iproute2.js";
-import type { NetnsProcess } from "../../host/netns/process.js";
+import { NetnsLab } from "../../host/sys/netns/lab.js";
+import { iproute2Unavailable } from "../../host/sys/netns/iproute2.js";
+import type { NetnsProcess } from "../../host/sys/netns/process.js";
 import { agentMissing, startAgent } from "../../host/demo/agents.js";
 
-export { ip, tc, netnsList } from "../../host/netns/iproute2.js";
-export { withNetns } from "../../host/netns/enter.js";
+export { ip, tc, netnsList } from "../../host/sys/netns/iproute2.js";
+export { withNetns } from "../../host/sys/netns/enter.js";
 
 /** Why the namespace tests cannot run here, or undefined. */
 export function e2eUnavailable(): string | undefined {

@@ -38,8 +38,8 @@ import { readPinnedConntrack, monotonicSeconds } from "../../host/cli/bpf-ct.js"
 import type { DatapathOptions } from "../../host/config.js";
 import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology, type Endpoint } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";
-import { ip } from "../../host/netns/iproute2.js";
-import { withNetns } from "../../host/netns/enter.js";
+import { ip } from "../../host/sys/netns/iproute2.js";
+import { withNetns } from "../../host/sys/netns/enter.js";
 import { e2eUnavailable } from "./netns.js";
 
 const MISSING = demoUnavailable() ?? e2eUnavailable();

@@ -23,7 +23,7 @@ import { internetChecksum, verifyChecksums } from "../../host/packet/checksum.js
 import { packet4 } from "../../host/packet/build.js";
 import { decodePacket } from "../../host/packet/decode.js";
 import { describeIf, missingTun } from "./env.js";
-import { ip, netnsExists, withNetns } from "../../host/netns/index.js";
+import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
 import { UdpSocket } from "./udp-socket.js";
 
 const text = (s: string) => new TextEncoder().encode(s);

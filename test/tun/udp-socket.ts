@@ -3,11 +3,11 @@
 // placed in a namespace by a synchronous setns; a socket made with socket(2)
 // inside withNetns() can. Non-blocking, with a bounded poll for receives.
 import { endianness } from "node:os";
-import { libc } from "../../host/bpf/libc.js";
+import { libc } from "../../host/sys/libc.js";
 import { libcTun } from "../../host/tun/libc-tun.js";
-import { libcLibrary } from "../../host/bpf/libc.js";
+import { libcLibrary } from "../../host/sys/libc.js";
 import { AF_INET, POLLFD_SIZE, POLLIN, SOCK_CLOEXEC, SOCK_DGRAM } from "../../host/tun/tun-abi.js";
-import type { NativeFunction } from "../../host/bpf/ffi.js";
+import type { NativeFunction } from "../../host/sys/ffi.js";
 
 /** int and short fields of the C structs are in host byte order. */
 const LE = endianness() === "LE";

@@ -6,7 +6,7 @@
  * namespace, and /proc/sys/net opened meanwhile is that namespace's.
  */
 import { statSync, writeFileSync } from "node:fs";
-import { CLONE_NEWNET, libc, O_CLOEXEC, O_RDONLY } from "../bpf/libc.js";
+import { CLONE_NEWNET, libc, O_CLOEXEC, O_RDONLY } from "../libc.js";
 
 const THREAD_NETNS = "/proc/thread-self/ns/net";
 
