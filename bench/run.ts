@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every suite, prints a table per suite, and writes a
- * JSON summary to bench/results/latest.json (ignored by git: results belong
- * to the machine that produced them).
+ * JSON summary to bench/results/latest.json and the printed tables to
+ * bench/results/latest.md (both ignored by git: results belong to the machine
+ * that produced them; docs/benchmarks.md quotes a run's .md).
  *
  * The memory suite runs first, in a process whose heap is still small, so its
  * RSS deltas are not blurred by the conntrack suite's datapath (256 MiB of
@@ -25,6 +26,7 @@ import { runPolicy } from "./policy.js";
 import { runNat } from "./nat.js";
 import { runLb } from "./lb.js";
 import { runForwarder } from "./forwarder.js";
+import { Transcript } from "./transcript.js";
 
 interface Suite {
   name: string;
@@ -45,11 +47,13 @@ if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: 
 async function main(): Promise<void> {
   const machine = machineFacts();
   printMachineFacts(machine);
+  const transcript = new Transcript(`npm run bench${process.argv.includes("--forwarder") ? " -- --forwarder" : ""}`, machine);
 
   const started = performance.now();
   const results: Record<string, unknown> = {};
   for (const suite of SUITES) {
     console.log(`\n== ${suite.name} ==`);
+    transcript.section(suite.name);
     const t0 = performance.now();
     results[suite.name] = await suite.run();
     console.log(`  (${suite.name}: ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -62,6 +66,7 @@ async function main(): Promise<void> {
   const summary = { date: new Date().toISOString(), machine, seconds, suites: results };
   writeFileSync(file, JSON.stringify(summary, null, 2) + "\n");
   console.log(`\nAll suites done in ${seconds.toFixed(1)} s; summary written to ${file}`);
+  console.log(`printed output kept in ${transcript.write("latest")}`);
 }
 
 main().catch((e: unknown) => {
