@@ -1,0 +1,2 @@
+export { readManifests, parseManifestText, parseManifest } from "./read.js";
+export * from "./kinds.js";
