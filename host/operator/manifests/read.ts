@@ -54,7 +54,8 @@ export function parseManifest(value: unknown): Manifest {
 function nameOf(top: Obj): string {
   const meta = typeof top.metadata === "object" && top.metadata !== null ? (top.metadata as Obj) : {};
   const name = typeof meta.name === "string" ? meta.name : "?";
-  return typeof meta.namespace === "string" ? `${meta.namespace}/${name}` : name;
+  if (top.kind === "Node") return name;
+  return `${typeof meta.namespace === "string" ? meta.namespace : "default"}/${name}`;
 }
 
 /** The objects one parsed document holds (a List's items, or itself). */
