@@ -7,6 +7,8 @@
  */
 import { statSync, writeFileSync } from "node:fs";
 import { CLONE_NEWNET, libc, O_CLOEXEC, O_RDONLY } from "../libc.js";
+import { errnoName } from "../errno.js";
+import { MembraneError } from "../../errors.js";
 
 const THREAD_NETNS = "/proc/thread-self/ns/net";
 
@@ -73,4 +75,31 @@ export function setSysctl(ns: string, key: string, value: string | number): void
       throw new Error(`sysctl ${key}=${value} in ${ns}: ${(err as Error).message}`, { cause: err });
     }
   });
+}
+
+/**
+ * Runs `fn` in a new, empty network namespace that vanishes afterwards: the
+ * way to try a kernel feature (a qdisc, an XFRM state) without touching any
+ * real interface or table. Only this thread moves, and `fn` is synchronous,
+ * so nothing else runs in the scratch namespace.
+ */
+export function withScratchNetns<T>(fn: () => T): T {
+  const c = libc();
+  const self = c.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) throw new MembraneError("NETNS", `open /proc/thread-self/ns/net: ${errnoName(c.errno())}`);
+  try {
+    if (c.unshare(CLONE_NEWNET) !== 0) {
+      throw new MembraneError("NETNS", `create a scratch network namespace: ${errnoName(c.errno())} (needs root)`);
+    }
+    try {
+      return fn();
+    } finally {
+      if (c.setns(self, CLONE_NEWNET) !== 0) {
+        // Continuing in the wrong namespace would silently misdirect every later netlink call.
+        throw new MembraneError("INTERNAL", `cannot return to the original network namespace (${errnoName(c.errno())})`);
+      }
+    }
+  } finally {
+    c.close(self);
+  }
 }
