@@ -16,8 +16,8 @@ import type { Output } from "../cli/output.js";
 import { parseIp } from "../packet/address.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { EngineChange } from "../policy/engine.js";
-import { loadState } from "../cli/state-file.js";
-import { statePolicyEngine } from "../policy/state.js";
+import { loadState } from "../state/file.js";
+import { statePolicyEngine } from "../state/policy.js";
 
 export interface AgentOptions {
   options?: ResolvedOptions;

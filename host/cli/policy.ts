@@ -10,7 +10,7 @@ import { InvalidInputError } from "../errors.js";
 import { parsePolicyText } from "../policy/document.js";
 import type { EngineChange } from "../policy/engine.js";
 import { parseEndpoint } from "../policy/endpoint.js";
-import { loadEngine, saveEngine } from "../policy/state.js";
+import { loadEngine, saveEngine } from "../state/policy.js";
 import { protoName, trace, traceText } from "../policy/trace.js";
 import type { Selector } from "../policy/selector.js";
 import { EXIT_OK, type Output } from "./output.js";

@@ -13,7 +13,7 @@ import { CaptureError, LinkType, PcapWriter, readCapture, type CapturePacket } f
 import { describePacket } from "../packet/decode.js";
 import type { Direction, LinkKind } from "../batch.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
-import { loadState } from "./state-file.js";
+import { loadState } from "../state/file.js";
 import { toJson } from "./table.js";
 import type { Output } from "./output.js";
 import type { PacketVerdict } from "../verdict.js";
@@ -21,9 +21,9 @@ import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
 import { ctJson, ctTable, countersText } from "./ct-format.js";
-import { programPolicyTables, statePolicyEngine } from "../policy/state.js";
+import { programPolicyTables, statePolicyEngine } from "../state/policy.js";
 import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
-import { applyServices } from "../lb/state.js";
+import { applyServices } from "../state/services.js";
 import { readLbListing } from "../lb/listing.js";
 import { formatLbListing, lbListingJson } from "./lb.js";
 

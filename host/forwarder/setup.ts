@@ -9,7 +9,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
-import { applyServices } from "../lb/state.js";
+import { applyServices } from "../state/services.js";
 import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
 import { restoreSnapshot } from "../conntrack/snapshot.js";
 import type { WorkerStart } from "./protocol.js";

@@ -10,14 +10,14 @@ import { renameSync, writeFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
 import { LocalIdentityAllocator } from "../identity/allocator.js";
 import { LabelSet } from "../identity/labels.js";
-import { parseDocuments } from "./document.js";
-import { PolicyEngine } from "./engine.js";
-import { parseEndpoint } from "./endpoint.js";
-import type { IpcacheRecord, PolicyEntry } from "./types.js";
-import { PolicyDatapathWriter, type WriteSummary } from "./datapath-writer.js";
-import type { PolicyTableStore } from "./tables.js";
-import { array, describe, fail, fields } from "./validate.js";
-import { readStateObject } from "../state-object.js";
+import { parseDocuments } from "../policy/document.js";
+import { PolicyEngine } from "../policy/engine.js";
+import { parseEndpoint } from "../policy/endpoint.js";
+import type { IpcacheRecord, PolicyEntry } from "../policy/types.js";
+import { PolicyDatapathWriter, type WriteSummary } from "../policy/datapath-writer.js";
+import type { PolicyTableStore } from "../policy/tables.js";
+import { array, describe, fail, fields } from "../policy/validate.js";
+import { readStateObject } from "./read.js";
 
 export const POLICY_STATE_KEYS = ["endpoints", "policies", "identities", "ipcache", "policyEntries"] as const;
 

@@ -3,10 +3,10 @@
  * capabilities (services, NAT, policy) add their own top-level keys here.
  */
 import { InvalidInputError } from "../errors.js";
-import { readStateObject } from "../state-object.js";
+import { readStateObject } from "./read.js";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
-import { withoutPolicyState } from "../policy/state.js";
-import { servicesFromState, withoutServiceState } from "../lb/state.js";
+import { withoutPolicyState } from "./policy.js";
+import { servicesFromState, withoutServiceState } from "./services.js";
 import type { ServiceSpec } from "../lb/manager.js";
 
 export function loadStateFile(path: string): ResolvedOptions {

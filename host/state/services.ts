@@ -7,8 +7,8 @@
  * path ("services[1].backends[0].port: ...").
  */
 import { InvalidInputError } from "../errors.js";
-import { ServiceManager, type ServiceSpec } from "./manager.js";
-import type { ResolvedLbOptions } from "./options.js";
+import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
+import type { ResolvedLbOptions } from "../lb/options.js";
 
 export const SERVICE_STATE_KEYS = ["services"] as const;
 
