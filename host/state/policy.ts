@@ -1,61 +1,68 @@
 /**
- * The policy part of the replay state file (`--config`). Inputs: `endpoints`
- * (id, labels, addresses, ifindex, MAC), `policies` (the documents as
- * imported) and `identities` (numbers to keep). Written beside them for the
- * datapath writers and for people: each endpoint's `identity` and enforcement
- * flags, `ipcache` and `policyEntries` (by endpoint id). On load the written
- * part is recomputed from the inputs, never trusted.
+ * The policy section of the state file. Inputs: `endpoints` (id, labels,
+ * addresses, ifindex, MAC), `policies` (the documents as imported) and
+ * `identities` (numbers to keep). Written beside them for the datapath
+ * writers and for people: each endpoint's `identity` and enforcement flags,
+ * `ipcache` and `policyEntries` (by endpoint id). On load the written part is
+ * recomputed from the inputs, never trusted; the result is checked against
+ * the configured table sizes (policy.endpoints, policy.ipcache,
+ * policy.entries) exactly as programming a datapath checks it, so a state
+ * file that loads also programs.
  */
-import { renameSync, writeFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
 import { LocalIdentityAllocator } from "../identity/allocator.js";
 import { LabelSet } from "../identity/labels.js";
-import { parseDocuments } from "../policy/document.js";
+import { parseDocument, type PolicyDocument } from "../policy/document.js";
 import { PolicyEngine } from "../policy/engine.js";
 import { parseEndpoint } from "../policy/endpoint.js";
+import type { ResolvedPolicyOptions } from "../policy/options.js";
 import type { IpcacheRecord, PolicyEntry } from "../policy/types.js";
 import { PolicyDatapathWriter, type WriteSummary } from "../policy/datapath-writer.js";
 import type { PolicyTableStore } from "../policy/tables.js";
-import { array, describe, fail, fields } from "../policy/validate.js";
-import { readStateObject } from "./read.js";
+import { array, describe, fail, fields, object } from "../policy/validate.js";
+import { CapacityPolicyTables } from "./capacity-tables.js";
+import type { StateSection } from "./section.js";
 
+/** Inputs first, then what membrane writes beside them (recomputed on load). */
 export const POLICY_STATE_KEYS = ["endpoints", "policies", "identities", "ipcache", "policyEntries"] as const;
 
+export interface PolicySection {
+  /** The engine rebuilt from the inputs (empty when the file holds none). */
+  engine: PolicyEngine;
+  /** Whether the file holds endpoints or policies (else the datapath's policy tables stay empty). */
+  present: boolean;
+}
+
+export const policySection: StateSection<PolicySection> = {
+  name: "policy",
+  keys: POLICY_STATE_KEYS,
+  read: (section, { options }) => {
+    const engine = engineFromState(section);
+    checkFits(engine, options.policy);
+    return { engine, present: section.endpoints !== undefined || section.policies !== undefined };
+  },
+};
+
+/** Throws the writer's own capacity message when the engine's tables do not fit the configured sizes. */
+export function checkFits(engine: PolicyEngine, sizes: ResolvedPolicyOptions): void {
+  new PolicyDatapathWriter([new CapacityPolicyTables(sizes)]).applyChange(engine.snapshot());
+}
+
 /**
- * The state file without the policy engine's keys: what the datapath
- * configuration validator reads. `policy` is the datapath's (table sizes,
- * DatapathOptions.policy); files from before `policyEntries` held the entries
- * there, keyed by endpoint id: that form is recomputed output and is dropped.
- */
-export function withoutPolicyState(parsed: unknown): unknown {
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return parsed;
-  const rest: Record<string, unknown> = { ...(parsed as Record<string, unknown>) };
-  for (const k of POLICY_STATE_KEYS) delete rest[k];
-  if (isOldEntries(rest.policy)) delete rest.policy;
-  return rest;
-}
-
-function isOldEntries(v: unknown): boolean {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).some(Array.isArray);
-}
-
-/** Whether the state file holds anything for the policy tables. */
-export function hasPolicyState(parsed: Record<string, unknown>): boolean {
-  return parsed.endpoints !== undefined || parsed.policies !== undefined;
-}
-
-/**
- * Programs fresh datapaths' policy tables with what the state file's engine
- * holds (endpoints with their own addresses in the ipcache, CIDR prefixes,
- * every endpoint's entries), through one writer so they hold the same bytes.
+ * Programs fresh datapaths' policy tables with what the engine holds
+ * (endpoints with their own addresses in the ipcache, CIDR prefixes, every
+ * endpoint's entries), through one writer so they hold the same bytes.
  */
 export function programPolicyTables(engine: PolicyEngine, targets: readonly PolicyTableStore[]): WriteSummary {
   return new PolicyDatapathWriter(targets).applyChange(engine.snapshot());
 }
 
-/** An engine rebuilt from the state file's inputs (validated completely). */
+/** An engine rebuilt from the state file's inputs (validated completely; messages name the key path). */
 export function engineFromState(parsed: unknown): PolicyEngine {
-  const o = typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : fail("state file", `expected an object, got ${describe(parsed)}`);
+  const o = object(parsed, "state file");
+  // Written output: recomputed below, so only its shape is checked.
+  if (o.ipcache !== undefined) array(o.ipcache, "ipcache");
+  if (o.policyEntries !== undefined) object(o.policyEntries, "policyEntries");
   const preferred = new Map<string, number>();
   (o.identities === undefined ? [] : array(o.identities, "identities")).forEach((v, i) => {
     const r = fields(v, `identities[${i}]`, ["id", "labels"]);
@@ -63,16 +70,39 @@ export function engineFromState(parsed: unknown): PolicyEngine {
     preferred.set(identityLabels(r.labels, `identities[${i}].labels`).id, r.id);
   });
   const endpoints = (o.endpoints === undefined ? [] : array(o.endpoints, "endpoints")).map((v, i) => parseEndpoint(v, `endpoints[${i}]`));
-  const docs = o.policies === undefined ? [] : parseDocuments(array(o.policies, "policies"));
+  const docs = o.policies === undefined ? [] : policyDocuments(array(o.policies, "policies"));
   const engine = new PolicyEngine({ allocator: new LocalIdentityAllocator(preferred) });
-  const ids = new Set<number>();
-  for (const e of endpoints) {
-    if (ids.has(e.id)) throw new InvalidInputError(`endpoints: endpoint id ${e.id} given twice`);
-    ids.add(e.id);
-    engine.upsertEndpoint(e);
+  const ids = new Map<number, number>();
+  endpoints.forEach((e, i) => {
+    const first = ids.get(e.id);
+    if (first !== undefined) throw new InvalidInputError(`endpoints[${i}].id: endpoint id ${e.id} is already endpoints[${first}]`);
+    ids.set(e.id, i);
+    try {
+      engine.upsertEndpoint(e);
+    } catch (err) {
+      if (err instanceof InvalidInputError) throw new InvalidInputError(`endpoints[${i}]: ${err.message}`, { cause: err });
+      throw err;
+    }
+  });
+  try {
+    engine.importPolicies(docs);
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw new InvalidInputError(`policies: ${err.message}`, { cause: err });
+    throw err;
   }
-  engine.importPolicies(docs);
   return engine;
+}
+
+/** Each stored document, its errors under `policies[i]`; a name given twice is refused. */
+function policyDocuments(list: unknown[]): PolicyDocument[] {
+  const seen = new Map<string, number>();
+  return list.map((v, i) => {
+    const doc = parseDocument(v, `policies[${i}]`);
+    const first = seen.get(doc.name);
+    if (first !== undefined) fail(`policies[${i}]`, `policy ${doc.name} is already policies[${first}]`);
+    seen.set(doc.name, i);
+    return doc;
+  });
 }
 
 /** Stored identity labels keep their sources (reserved:, cidr:), which endpoint labels may not use. */
@@ -97,6 +127,7 @@ export interface PolicyState {
   policyEntries: Record<string, PolicyEntry[]>;
 }
 
+/** The policy section as the engine holds it: what a write puts in the file. */
 export function policyState(engine: PolicyEngine): PolicyState {
   const policy: Record<string, PolicyEntry[]> = {};
   for (const { record } of engine.listEndpoints()) policy[String(record.id)] = engine.policyEntries(record.id);
@@ -107,29 +138,4 @@ export function policyState(engine: PolicyEngine): PolicyState {
     ipcache: engine.ipcache(),
     policyEntries: policy,
   };
-}
-
-export function loadEngine(path: string, mayBeMissing = false): { raw: Record<string, unknown>; engine: PolicyEngine } {
-  const raw = readStateObject(path, mayBeMissing);
-  try {
-    return { raw, engine: engineFromState(raw) };
-  } catch (err) {
-    if (err instanceof InvalidInputError) throw new InvalidInputError(`state file ${path}: ${err.message}`, { cause: err });
-    throw err;
-  }
-}
-
-/** The state file's endpoints and policies, validated completely; undefined when it holds none. */
-export function statePolicyEngine(path: string): PolicyEngine | undefined {
-  const { raw, engine } = loadEngine(path);
-  return hasPolicyState(raw) ? engine : undefined;
-}
-
-/** Writes the engine's state into the file, keeping its other keys; atomically (rename), so a failure leaves the old file. */
-export function saveEngine(path: string, raw: Record<string, unknown>, engine: PolicyEngine): void {
-  const next: Record<string, unknown> = { ...raw, ...policyState(engine) };
-  if (isOldEntries(next.policy)) delete next.policy;
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
-  renameSync(tmp, path);
 }
