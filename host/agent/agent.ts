@@ -21,7 +21,7 @@ import { datapathState } from "../state/schema.js";
 
 export interface AgentOptions {
   options?: ResolvedOptions;
-  /** Services from the state file (validated: host/lb/state.ts), programmed before forwarding starts. */
+  /** Services from the state file (validated: host/state/services.ts), programmed before forwarding starts. */
   services?: ServiceSpec[];
   /** Endpoints, ipcache and policy entries from the state file, programmed before conntrack is restored. */
   policy?: EngineChange;

@@ -5,7 +5,8 @@
  * each other's writes. The changed file is validated exactly as a load
  * validates it before it is written, and written atomically (0600; a
  * missing directory is created 0700): a command that writes the state file
- * leaves it loadable, or leaves it as it was.
+ * leaves it loadable, or leaves it as it was. Readers take no lock: a write
+ * is a rename, so a reader sees the old file or the new one, never a mix.
  */
 import { dirname } from "node:path";
 import type { ResolvedOptions } from "../config.js";
