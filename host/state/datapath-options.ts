@@ -10,9 +10,9 @@
  * as such, so a size next to a list is never skipped.
  */
 import { DATAPATH_OPTION_KEYS, resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
-import type { StateSection } from "./section.js";
+import type { FirstSectionContext, StateSection } from "./section.js";
 
-export const datapathSection: StateSection<ResolvedOptions> = {
+export const datapathSection: StateSection<ResolvedOptions, FirstSectionContext> = {
   name: "datapath options",
   keys: DATAPATH_OPTION_KEYS,
   read: (section, { warnings }) => {

@@ -41,8 +41,8 @@ export function validateState(raw: unknown, file: string): MembraneState {
     for (const k of Object.keys(o)) {
       if (!STATE_KEYS.includes(k)) throw new InvalidInputError(`${k}: unknown key (allowed: ${STATE_KEYS.join(", ")})`);
     }
-    const context: SectionContext = { options: undefined as unknown as ResolvedOptions, warnings: [] };
-    context.options = datapathSection.read(sectionOf(o, datapathSection.keys), context);
+    const warnings: string[] = [];
+    const context: SectionContext = { options: datapathSection.read(sectionOf(o, datapathSection.keys), { warnings }), warnings };
     const services = servicesSection.read(sectionOf(o, servicesSection.keys), context);
     const { engine, present } = policySection.read(sectionOf(o, policySection.keys), context);
     return { raw: o, options: context.options, services, engine, hasPolicy: present, warnings: context.warnings };

@@ -13,7 +13,10 @@ export interface SectionContext {
   warnings: string[];
 }
 
-export interface StateSection<T> {
+/** The datapath options section runs first, with only somewhere to put warnings. */
+export type FirstSectionContext = Pick<SectionContext, "warnings">;
+
+export interface StateSection<T, C = SectionContext> {
   /** For messages: "datapath options", "services", "policy". */
   readonly name: string;
   /** The top-level keys this section owns. */
@@ -23,7 +26,7 @@ export interface StateSection<T> {
    * ones missing). Throws InvalidInputError whose message starts with the
    * full key path from the top of the file ("services[1].backends[0].port: ...").
    */
-  read(section: Record<string, unknown>, context: SectionContext): T;
+  read(section: Record<string, unknown>, context: C): T;
 }
 
 /** The keys of `raw` that `section` owns. */

@@ -102,4 +102,17 @@ describe("the state file is private and written atomically", () => {
     expect(lstatSync(state).isFile()).toBe(true);
     expect(JSON.parse(readFileSync(state, "utf8")).endpoints).toHaveLength(1);
   });
+
+  test("a symlink planted at the lock file's name is refused, not followed", async () => {
+    const state = fresh({ conntrack: { tcpEntries: 1024 } });
+    const before = readFileSync(state, "utf8");
+    const victim = join(dir, "victim-lock.txt");
+    writeFileSync(victim, "precious\n");
+    symlinkSync(victim, `${state}.lock`);
+    const r = await cli("endpoint", "add", "1", "--labels", "app=web", "--config", state);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain(`lock state file ${state}: open ${state}.lock`);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    expect(readFileSync(state, "utf8")).toBe(before);
+  });
 });
