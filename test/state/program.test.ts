@@ -65,6 +65,18 @@ describe("programDatapath", () => {
     }
   });
 
+  test("a datapath created with other NAT options than the state's is refused, nothing programmed", async () => {
+    const s = datapathState(loadState(state));
+    const dp = await Datapath.create({ ...s.options, nat: undefined });
+    try {
+      expect(() => programDatapath(dp, s)).toThrow("program datapath: it was created with other nat options than the state's");
+      expect(readLbListing(dp.lbTables()).services).toEqual([]);
+      expect(dp.policyTables().dump("endpoints4")).toEqual([]);
+    } finally {
+      dp.close();
+    }
+  });
+
   test("replay prints the same warnings", async () => {
     const err: string[] = [];
     const code = await run(["replay", join(import.meta.dirname, "../../examples/sample.pcap"), "--config", state, "--gc", "off"], { out: () => {}, err: (l) => err.push(l) });
