@@ -106,6 +106,9 @@ const SHAPE: Shape = {
   nat: (value, path) => void resolveNat(value, path),
 };
 
+/** The top-level keys of DatapathOptions: the datapath's section of the state file (host/state/). */
+export const DATAPATH_OPTION_KEYS: readonly string[] = Object.keys(SHAPE);
+
 function check(value: unknown, shape: Shape, path: string): void {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new InvalidInputError(`${path || "configuration"}: expected an object, got ${JSON.stringify(value)}`);

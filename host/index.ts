@@ -15,3 +15,6 @@ export {
   ServiceManager, type ServiceSpec, type BackendSpec, type ServiceAlgorithm, type ServiceProto, type ServiceInfo,
 } from "./lb/manager.js";
 export { maglevTable, maglevSizeAdvice, MAGLEV_PRIMES, MAGLEV_DEFAULT_M, type MaglevBackend, type MaglevVariant } from "./lb/maglev.js";
+export { loadState, updateState } from "./state/file.js";
+export { validateState, datapathState, STATE_KEYS, type MembraneState, type DatapathState } from "./state/schema.js";
+export { programDatapath } from "./state/program.js";

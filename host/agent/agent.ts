@@ -16,12 +16,12 @@ import type { Output } from "../cli/output.js";
 import { parseIp } from "../packet/address.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { EngineChange } from "../policy/engine.js";
-import { loadState } from "../cli/state-file.js";
-import { statePolicyEngine } from "../policy/state.js";
+import { loadState } from "../state/file.js";
+import { datapathState } from "../state/schema.js";
 
 export interface AgentOptions {
   options?: ResolvedOptions;
-  /** Services from the state file (validated: host/lb/state.ts), programmed before forwarding starts. */
+  /** Services from the state file (validated: host/state/services.ts), programmed before forwarding starts. */
   services?: ServiceSpec[];
   /** Endpoints, ipcache and policy entries from the state file, programmed before conntrack is restored. */
   policy?: EngineChange;
@@ -52,8 +52,8 @@ export function parseCidr(cidr: string): string {
  * the policy engine's tables (endpoints, ipcache, policy entries).
  */
 export function loadAgentConfig(path: string): Pick<AgentOptions, "options" | "services" | "policy"> {
-  const { options, services } = loadState(path);
-  return { options, services, policy: statePolicyEngine(path)?.snapshot() };
+  const { options, services, policy } = datapathState(loadState(path));
+  return { options, services: services && [...services], policy };
 }
 
 export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {

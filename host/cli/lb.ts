@@ -13,12 +13,12 @@ import { InvalidInputError } from "../errors.js";
 import { decodeLbConfig } from "../generated/layout.js";
 import { frontendText, readLbListing, type LbListing, type LbTableReader } from "../lb/listing.js";
 import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
-import { applyServices } from "../lb/state.js";
+import { applyServices } from "../state/services.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
 import { readMaglevRowFrom } from "../lb/kernel-tables.js";
 import { EXIT_OK, type Output } from "./output.js";
-import { loadState } from "./state-file.js";
+import { loadState } from "../state/file.js";
 import { renderTable, toJson } from "./table.js";
 
 /** The LB maps pinned under `dir`, read-only. */

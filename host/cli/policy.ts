@@ -9,8 +9,8 @@ import { readFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
 import { parsePolicyText } from "../policy/document.js";
 import type { EngineChange } from "../policy/engine.js";
-import { parseEndpoint } from "../policy/endpoint.js";
-import { loadEngine, saveEngine } from "../policy/state.js";
+import { loadState } from "../state/file.js";
+import { addEndpoint, deleteEndpoint, deletePolicies, importPolicies } from "../state/edits.js";
 import { protoName, trace, traceText } from "../policy/trace.js";
 import type { Selector } from "../policy/selector.js";
 import { EXIT_OK, type Output } from "./output.js";
@@ -24,7 +24,8 @@ export const POLICY_USAGE = `membrane policy / identity / endpoint: the policy e
   membrane policy trace --src <labels|ip> --dst <labels|ip> --dport N/proto [--json] --config <state>
   membrane identity list [--json] --config <state>
   membrane endpoint list [--json] --config <state>   endpoints, their identity, enforcement and table size
-  membrane endpoint add <id> --labels k=v,... [--ipv4 A] [--ipv6 A] [--ifindex N] [--mac M] --config <state>
+  membrane endpoint add <id> --labels k=v,... [--ipv4 A] [--ipv6 A] [--ifindex N] [--mac M] [--replace] --config <state>
+                                                     an id the file holds already is refused unless --replace
   membrane endpoint delete <id> --config <state>
 `;
 
@@ -49,9 +50,7 @@ export async function policyCommand(args: string[], io: Output): Promise<number>
     let text: string;
     try { text = readFileSync(positionals[0]!, "utf8"); } catch (err) { throw new InvalidInputError(`read ${positionals[0]}: ${(err as Error).message}`); }
     const docs = parsePolicyText(text, positionals[0]!);
-    const { raw, engine } = loadEngine(path, true);
-    const change = engine.importPolicies(docs);
-    saveEngine(path, raw, engine);
+    const change = importPolicies(path, docs);
     io.out(`imported ${docs.map((d) => `${d.kind} ${d.name}`).join(", ")}`);
     io.out(changeSummary(change));
     return EXIT_OK;
@@ -59,7 +58,7 @@ export async function policyCommand(args: string[], io: Output): Promise<number>
   if (verb === "get") {
     const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string" }, json: { type: "boolean", default: false } } });
     if (positionals.length) throw new InvalidInputError(`policy get: unexpected argument "${positionals[0]}"`);
-    const { engine } = loadEngine(configPath(values.config, "policy get"));
+    const { engine } = loadState(configPath(values.config, "policy get"));
     const policies = engine.listPolicies();
     if (values.json) { io.out(toJson(policies.map((p) => p.source))); return EXIT_OK; }
     const rows = policies.flatMap((p) => p.rules.map((r) => ({ p, r })));
@@ -79,9 +78,7 @@ export async function policyCommand(args: string[], io: Output): Promise<number>
     const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string" }, all: { type: "boolean", default: false } } });
     if (values.all === (positionals.length > 0)) throw new InvalidInputError("policy delete: give policy names or --all (not both)");
     const path = configPath(values.config, "policy delete");
-    const { raw, engine } = loadEngine(path);
-    const change = values.all ? engine.deleteAllPolicies() : engine.deletePolicies(positionals);
-    saveEngine(path, raw, engine);
+    const change = deletePolicies(path, values.all ? "all" : positionals);
     io.out(changeSummary(change));
     return EXIT_OK;
   }
@@ -89,7 +86,7 @@ export async function policyCommand(args: string[], io: Output): Promise<number>
     const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string" }, src: { type: "string" }, dst: { type: "string" }, dport: { type: "string" }, json: { type: "boolean", default: false } } });
     if (positionals.length) throw new InvalidInputError(`policy trace: unexpected argument "${positionals[0]}"`);
     for (const k of ["src", "dst", "dport"] as const) if (!values[k]) throw new InvalidInputError(`policy trace: --${k} is required`);
-    const { engine } = loadEngine(configPath(values.config, "policy trace"));
+    const { engine } = loadState(configPath(values.config, "policy trace"));
     const t = trace(engine, values.src!, values.dst!, values.dport!);
     if (values.json) {
       const party = (p: typeof t.src) => ({ given: p.given, identity: p.number ?? null, endpoint: p.endpoint ?? null, labels: p.identity.labels.toStrings() });
@@ -105,7 +102,7 @@ export async function identityCommand(args: string[], io: Output): Promise<numbe
   if (verb !== "list") throw new InvalidInputError(`identity: expected "identity list", got "identity ${verb ?? ""}"`);
   const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string" }, json: { type: "boolean", default: false } } });
   if (positionals.length) throw new InvalidInputError(`identity list: unexpected argument "${positionals[0]}"`);
-  const { engine } = loadEngine(configPath(values.config, "identity list"));
+  const { engine } = loadState(configPath(values.config, "identity list"));
   const rows = engine.allocator.list().map((i) => ({ id: i.id, kind: i.kind, refs: i.kind === "reserved" ? null : engine.allocator.references(i.id), labels: i.labels.toStrings() }));
   if (values.json) { io.out(toJson(rows)); return EXIT_OK; }
   io.out(renderTable([
@@ -121,11 +118,11 @@ export async function endpointCommand(args: string[], io: Output): Promise<numbe
   const [verb, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest, allowPositionals: true,
-    options: { config: { type: "string" }, json: { type: "boolean", default: false }, labels: { type: "string" }, ipv4: { type: "string" }, ipv6: { type: "string" }, ifindex: { type: "string" }, mac: { type: "string" } },
+    options: { config: { type: "string" }, json: { type: "boolean", default: false }, labels: { type: "string" }, ipv4: { type: "string" }, ipv6: { type: "string" }, ifindex: { type: "string" }, mac: { type: "string" }, replace: { type: "boolean", default: false } },
   });
   if (verb === "list") {
     if (positionals.length) throw new InvalidInputError(`endpoint list: unexpected argument "${positionals[0]}"`);
-    const { engine } = loadEngine(configPath(values.config, "endpoint list"));
+    const { engine } = loadState(configPath(values.config, "endpoint list"));
     const rows = engine.listEndpoints().map(({ input, record }) => ({ ...record, labels: input.labels.toStrings(), entries: engine.policyEntries(record.id).length }));
     if (values.json) { io.out(toJson(rows)); return EXIT_OK; }
     io.out(renderTable([
@@ -144,15 +141,13 @@ export async function endpointCommand(args: string[], io: Output): Promise<numbe
     if (positionals.length !== 1 || !/^\d+$/.test(positionals[0]!)) throw new InvalidInputError(`endpoint ${verb}: expected one numeric endpoint id`);
     const id = Number(positionals[0]);
     const path = configPath(values.config, `endpoint ${verb}`);
-    const { raw, engine } = loadEngine(path, verb === "add");
     let change: EngineChange;
     if (verb === "add") {
       if (values.labels === undefined) throw new InvalidInputError("endpoint add: --labels is required");
-      const ifindex = values.ifindex === undefined ? undefined : Number(values.ifindex);
-      const input = parseEndpoint({ id, labels: values.labels, ipv4: values.ipv4, ipv6: values.ipv6, ifindex, mac: values.mac }, "endpoint");
-      change = engine.upsertEndpoint(input);
-    } else change = engine.removeEndpoint(id);
-    saveEngine(path, raw, engine);
+      // A number when it is one; otherwise the text, so the message shows what was given (not "null" for NaN).
+      const ifindex = values.ifindex === undefined ? undefined : /^\d+$/.test(values.ifindex) ? Number(values.ifindex) : values.ifindex;
+      change = addEndpoint(path, { id, labels: values.labels, ipv4: values.ipv4, ipv6: values.ipv6, ifindex: ifindex as number | undefined, mac: values.mac }, { replace: values.replace });
+    } else change = deleteEndpoint(path, id);
     io.out(changeSummary(change));
     return EXIT_OK;
   }

@@ -9,11 +9,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
 import { InvalidInputError } from "../errors.js";
 import { resolveOptions, type ResolvedOptions } from "../config.js";
+import { loadState } from "../state/file.js";
+import { datapathState, type DatapathState } from "../state/schema.js";
+import { programDatapath } from "../state/program.js";
 import { CaptureError, LinkType, PcapWriter, readCapture, type CapturePacket } from "../pcap/index.js";
 import { describePacket } from "../packet/decode.js";
 import type { Direction, LinkKind } from "../batch.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
-import { loadState } from "./state-file.js";
 import { toJson } from "./table.js";
 import type { Output } from "./output.js";
 import type { PacketVerdict } from "../verdict.js";
@@ -21,9 +23,6 @@ import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
 import { ctJson, ctTable, countersText } from "./ct-format.js";
-import { programPolicyTables, statePolicyEngine } from "../policy/state.js";
-import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
-import { applyServices } from "../lb/state.js";
 import { readLbListing } from "../lb/listing.js";
 import { formatLbListing, lbListingJson } from "./lb.js";
 
@@ -79,8 +78,10 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
     if (err instanceof CaptureError) throw new InvalidInputError(`read capture ${opts.input}: ${err.message}`, { cause: err });
     throw err;
   }
-  const { options, services }: { options: ResolvedOptions; services: ServiceSpec[] } = opts.config ? loadState(opts.config) : { options: resolveOptions({}), services: [] };
-  const policy = opts.config ? statePolicyEngine(opts.config) : undefined;
+  const loaded = opts.config ? loadState(opts.config) : undefined;
+  const state: DatapathState = loaded ? datapathState(loaded) : { options: resolveOptions({}) };
+  const { options } = state;
+  const services = state.services ?? [];
   const outLink = packets[0]?.linkType;
   if (opts.out && packets.some((p) => p.linkType !== outLink)) {
     throw new InvalidInputError(`--out ${opts.out}: the capture mixes link types; a pcap file holds one`);
@@ -88,8 +89,7 @@ export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySum
 
   const dp: DatapathEngine = opts.engine === "bpf" ? await KernelDatapath.create(options) : await Datapath.create(options);
   try {
-    if (policy) programPolicyTables(policy, [dp.policyTables()]);
-    for (const w of applyServices(new ServiceManager([dp.lbTables()], options.lb), services)) io.err(`membrane replay: ${w}`);
+    for (const w of [...(loaded?.warnings ?? []), ...programDatapath(dp, state)]) io.err(`membrane replay: ${w}`);
     return await replayThrough(dp, packets, options, { ...opts, listLb: services.length > 0 }, io);
   } finally {
     dp.close();

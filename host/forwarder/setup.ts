@@ -9,18 +9,16 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
-import { applyServices } from "../lb/state.js";
-import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
+import { programDatapath } from "../state/program.js";
 import { restoreSnapshot } from "../conntrack/snapshot.js";
 import type { WorkerStart } from "./protocol.js";
 
-export async function prepareDatapath(start: Pick<WorkerStart, "options" | "services" | "policy" | "snapshotPath">): Promise<{ dp: Datapath; restored: Record<string, number> }> {
+export async function prepareDatapath(start: Pick<WorkerStart, "options" | "services" | "policy" | "snapshotPath">): Promise<{ dp: Datapath; restored: Record<string, number>; warnings: string[] }> {
   const dp = await Datapath.create(start.options);
-  applyServices(dp.services, start.services ?? []);
-  if (start.policy) new PolicyDatapathWriter([dp.policyTables()]).applyChange(start.policy);
+  const warnings = programDatapath(dp, { options: dp.options, services: start.services, policy: start.policy });
   let restored: Record<string, number> = {};
   if (start.snapshotPath && existsSync(start.snapshotPath)) {
     restored = restoreSnapshot(dp, readFileSync(start.snapshotPath), start.snapshotPath);
   }
-  return { dp, restored };
+  return { dp, restored, warnings };
 }

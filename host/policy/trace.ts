@@ -62,9 +62,24 @@ export function parsePortProto(s: string): { port: number; proto: number } {
   return { port, proto };
 }
 
+/**
+ * Dotted numbers (IPv4's shape, "10.0.0.300", "10.1") or two colons or more
+ * with hex digits (IPv6's: a label has one colon at most, "k8s:app=web").
+ */
+function looksLikeAddress(s: string): boolean {
+  if (s.includes("=")) return false;
+  return /^\d+(\.\d*)+$/.test(s) || (/^[0-9A-Fa-f:.]+(%\w+)?$/.test(s) && (s.match(/:/g)?.length ?? 0) >= 2);
+}
+
 export function resolveParty(engine: PolicyEngine, given: string, what: string): TraceParty {
   let isIp = false;
-  try { parseIp(given); isIp = true; } catch { /* labels */ }
+  try {
+    parseIp(given);
+    isIp = true;
+  } catch (err) {
+    // Something shaped like an address that does not parse is a typo, never a label set ("10.0.0.300" is no label).
+    if (looksLikeAddress(given)) throw new InvalidInputError(`${what} ${given}: not a valid IP address: ${(err as Error).message}`);
+  }
   if (isIp) {
     const r = engine.resolveAddress(given);
     const identity = engine.allocator.get(r.identity)!;

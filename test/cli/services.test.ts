@@ -15,7 +15,7 @@ import { resolveOptions } from "../../host/config.js";
 import { kernelMapSizes, kernelMapTypes } from "../../host/kernel/maps.js";
 import { KernelLbTables, configureKernelLb } from "../../host/lb/kernel-tables.js";
 import { ServiceManager } from "../../host/lb/manager.js";
-import { applyServices } from "../../host/lb/state.js";
+import { applyServices } from "../../host/state/services.js";
 import { readLbListing } from "../../host/lb/listing.js";
 import { Datapath } from "../../host/datapath.js";
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { run } from "../../host/cli/main.js";
-import { loadStateFile } from "../../host/cli/state-file.js";
+import { loadStateFile } from "../../host/state/file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-policy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "vitest";
 import { LocalIdentityAllocator } from "../../host/identity/allocator.js";
 import { PolicyEngine } from "../../host/policy/engine.js";
-import { policyState } from "../../host/policy/state.js";
+import { policyState } from "../../host/state/policy.js";
 import { cnp, ep } from "./helpers.js";
 
 const egressTo = (name: string, cidrs: string[]) => cnp(name, { endpointSelector: { matchLabels: { app: "web" } }, egress: [{ toCIDR: cidrs }] });

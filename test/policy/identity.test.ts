@@ -103,7 +103,7 @@ describe("identities through the engine", () => {
 
 describe("identities in the state file", () => {
   test("numbers survive a reload even where lowest-free allocation would pick others", async () => {
-    const { engineFromState, policyState } = await import("../../host/policy/state.js");
+    const { engineFromState, policyState } = await import("../../host/state/policy.js");
     const engine = new PolicyEngine();
     engine.upsertEndpoint(ep(1, { app: "a" }));
     engine.upsertEndpoint(ep(2, { app: "b" }));

@@ -8,7 +8,7 @@ import { Datapath } from "../../host/datapath.js";
 import { packet4, packet6 } from "../../host/packet/build.js";
 import { parseDocuments } from "../../host/policy/document.js";
 import { PolicyEngine } from "../../host/policy/engine.js";
-import { programPolicyTables } from "../../host/policy/state.js";
+import { programPolicyTables } from "../../host/state/policy.js";
 import { trace } from "../../host/policy/trace.js";
 import { ep } from "./helpers.js";
 

@@ -12,7 +12,7 @@ import { lookup } from "../../host/policy/compute.js";
 import { parseDocuments } from "../../host/policy/document.js";
 import { endpointLabels } from "../../host/policy/endpoint.js";
 import { PolicyEngine } from "../../host/policy/engine.js";
-import { programPolicyTables } from "../../host/policy/state.js";
+import { programPolicyTables } from "../../host/state/policy.js";
 import type { TableName } from "../../host/wasm/core.js";
 import {
   DIRECTIONS, LINKS, TailProbe, arbitraryFrame, buildStep, checkTables, checkVerdict, countedTotals, fcParams, flowArb, hex,

@@ -3,7 +3,7 @@
  * owns keys in it (datapath options, services, policy). Errors name the file.
  */
 import { readFileSync } from "node:fs";
-import { InvalidInputError } from "./errors.js";
+import { InvalidInputError } from "../errors.js";
 
 /** The whole state file as JSON ({} when it does not exist yet). */
 export function readStateObject(path: string, mayBeMissing = false): Record<string, unknown> {

@@ -1,46 +1,43 @@
 /**
- * The `services` key of the state file (`--config`): a list of services as
- * the service manager takes them (vip, port, proto, algorithm, backends).
- * Read by replay, the agent and `membrane service list`. The whole list is
- * validated before anything is written: a dry run through a service manager
- * with no datapath (same ids, same capacity checks), errors naming the field
- * path ("services[1].backends[0].port: ...").
+ * The `services` section of the state file: a list of services as the
+ * service manager takes them (vip, port, proto, algorithm, backends). The
+ * whole list is validated before anything is written: a dry run through a
+ * service manager with no datapath (same ids, same capacity checks), errors
+ * naming the field path ("services[1].backends[0].port: ...").
  */
 import { InvalidInputError } from "../errors.js";
-import { ServiceManager, type ServiceSpec } from "./manager.js";
-import type { ResolvedLbOptions } from "./options.js";
-
-export const SERVICE_STATE_KEYS = ["services"] as const;
+import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
+import type { ResolvedLbOptions } from "../lb/options.js";
+import type { StateSection } from "./section.js";
 
 const SERVICE_FIELDS = ["vip", "port", "proto", "algorithm", "backends", "maglevM"];
 
-/** The state file without the services key: what the datapath configuration validator reads. */
-export function withoutServiceState(parsed: unknown): unknown {
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return parsed;
-  const rest: Record<string, unknown> = { ...(parsed as Record<string, unknown>) };
-  for (const k of SERVICE_STATE_KEYS) delete rest[k];
-  return rest;
-}
+export const servicesSection: StateSection<ServiceSpec[]> = {
+  name: "services",
+  keys: ["services"],
+  // The dry run's warnings are programming's too: programDatapath returns them, so they are not reported twice.
+  read: (section, { options }) => validateServices(section.services, options.lb).services,
+};
 
 /**
- * The state file's services, validated completely against the datapath's LB
- * options (input, duplicates, table capacity). Throws InvalidInputError naming
- * the path; returns [] when the key is absent.
+ * The services, validated completely against the datapath's LB options
+ * (input, duplicates, table capacity), with the warnings programming them
+ * will give. Throws InvalidInputError naming the path; [] when absent.
  */
-export function servicesFromState(parsed: unknown, lb: ResolvedLbOptions): ServiceSpec[] {
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return [];
-  const value = (parsed as Record<string, unknown>).services;
-  if (value === undefined) return [];
+export function validateServices(value: unknown, lb: ResolvedLbOptions): { services: ServiceSpec[]; warnings: string[] } {
+  if (value === undefined) return { services: [], warnings: [] };
   if (!Array.isArray(value)) throw new InvalidInputError(`services: expected a list, got ${JSON.stringify(value)}`);
   const dryRun = new ServiceManager([], lb);
   const seen = new Map<string, number>();
+  const warnings: string[] = [];
   value.forEach((spec, i) => {
     const at = `services[${i}]`;
     if (typeof spec !== "object" || spec === null || Array.isArray(spec)) throw new InvalidInputError(`${at}: expected an object, got ${JSON.stringify(spec)}`);
     for (const k of Object.keys(spec)) if (!SERVICE_FIELDS.includes(k)) throw new InvalidInputError(`${at}.${k}: unknown field (allowed: ${SERVICE_FIELDS.join(", ")})`);
     let frontend: string;
     try {
-      const { service } = dryRun.upsertService(spec as ServiceSpec);
+      const { service, warnings: w } = dryRun.upsertService(spec as ServiceSpec);
+      warnings.push(...w);
       frontend = `${service.vip} port ${service.port}/${service.proto}`;
     } catch (err) {
       if (!(err instanceof InvalidInputError)) throw err;
@@ -51,7 +48,7 @@ export function servicesFromState(parsed: unknown, lb: ResolvedLbOptions): Servi
     if (first !== undefined) throw new InvalidInputError(`${at}: ${frontend} is already services[${first}]`);
     seen.set(frontend, i);
   });
-  return value as ServiceSpec[];
+  return { services: value as ServiceSpec[], warnings };
 }
 
 /** "service.port: x" -> ".port: x"; "service tcp:10.96.0.10:80: backends[0].addr: x" -> ".backends[0].addr: x"; else ": message". */
