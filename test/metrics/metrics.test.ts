@@ -37,12 +37,12 @@ function drive(dp: DatapathEngine): void {
     c6.udp({ sport: 5000, dport: 53, payload: new Uint8Array(20) }),
     packet6({ src: "fd00::20", dst: "fd00::10" }).udp({ sport: 53, dport: 5000, payload: new Uint8Array(30) }),
   ];
-  for (const p of packets) dp.decide(p, { now, link: "raw" });
+  for (const p of packets) dp.decide(p, { now, link: "ip" });
   // An IPv4 header length below 20 bytes and a TCP segment cut short: both malformed, both egress.
   const badIhl = c4.tcp({ sport: 1, dport: 2, flags: { syn: true } }).slice();
   badIhl[0] = 0x44;
-  dp.decide(badIhl, { now, link: "raw", direction: "egress" });
-  dp.decide(c4.tcp({ sport: 1, dport: 2, flags: { syn: true } }).subarray(0, 24), { now, link: "raw", direction: "egress" });
+  dp.decide(badIhl, { now, link: "ip", direction: "egress" });
+  dp.decide(c4.tcp({ sport: 1, dport: 2, flags: { syn: true } }).subarray(0, 24), { now, link: "ip", direction: "egress" });
 }
 
 const engines: { name: string; missing: string | undefined; create: () => Promise<DatapathEngine> }[] = [
