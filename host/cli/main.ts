@@ -56,7 +56,8 @@ function exitCodeFor(err: unknown, io: Output): number {
   if (err instanceof OutputClosedError) return EXIT_OK;
   if (err instanceof CommanderError) {
     // Already printed by commander (help, or the error with the command's usage).
-    if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return EXIT_OK;
+    // Help asked for (--help, `membrane help x`) ends 0; help shown for a missing command, and every usage error, 2.
+    if (err.exitCode === 0) return EXIT_OK;
     return EXIT_BAD_INPUT;
   }
   const debug = !!process.env.MEMBRANE_DEBUG;
