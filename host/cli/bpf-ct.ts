@@ -10,7 +10,7 @@ import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
 import { InvalidInputError } from "../errors.js";
 import type { Output } from "./output.js";
-import { ctJson, ctTable } from "./ct-format.js";
+import { ctJson, ctTableLines } from "./ct-format.js";
 import { toJson } from "./table.js";
 import { Command } from "commander";
 import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
@@ -53,7 +53,8 @@ export function bpfCtList(opts: BpfCtListOptions, io: Output): void {
     return;
   }
   io.out(`Kernel conntrack in ${dir} (${records.length} entries, monotonic clock ${now}):`);
-  io.out(records.length ? ctTable(records, now) : "(empty)");
+  if (records.length) for (const line of ctTableLines(records, now)) io.out(line);
+  else io.out("(empty)");
 }
 
 /** `membrane bpf ct list [--pin-dir D] [--table T] [--json]` */

@@ -88,7 +88,7 @@ export function formatLbListing(l: LbListing, title: string): string {
       { header: "SERVICE", value: (r) => r.service },
       { header: "ENTRIES", value: (r) => r.entries },
       { header: "BACKENDS", value: (r) => r.backends.length },
-      { header: "MIN..MAX PER BACKEND", value: (r) => (r.backends.length ? `${Math.min(...r.backends.map((b) => b.entries))}..${Math.max(...r.backends.map((b) => b.entries))}` : "-"), right: true },
+      { header: "MIN..MAX PER BACKEND", value: (r) => (r.backends.length ? `${r.backends.reduce((m, b) => Math.min(m, b.entries), Infinity)}..${r.backends.reduce((m, b) => Math.max(m, b.entries), 0)}` : "-"), right: true },
       { header: "MAX/MEAN", value: (r) => r.maxOverMean.toFixed(3) },
       { header: "EMPTY", value: (r) => r.empty },
     ], l.maglev));

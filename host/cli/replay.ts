@@ -20,7 +20,7 @@ import type { PacketVerdict } from "../verdict.js";
 import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
-import { ctJson, ctTable, countersText } from "./ct-format.js";
+import { ctJson, ctTableLines, countersText } from "./ct-format.js";
 import { programPolicyTables, statePolicyEngine } from "../policy/state.js";
 import { ServiceManager, type ServiceSpec } from "../lb/manager.js";
 import { applyServices } from "../lb/state.js";
@@ -189,7 +189,8 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
   } else {
     io.out("");
     io.out(`Conntrack (${records.length} entries, clock ${lastNow}):`);
-    io.out(records.length ? ctTable(records, lastNow) : "(empty)");
+    if (records.length) for (const line of ctTableLines(records, lastNow)) io.out(line);
+    else io.out("(empty)");
     if (options.nat) { io.out(""); printNat(dp.nat, false, io); }
     io.out("");
     if (opts.listLb) io.out(formatLbListing(readLbListing(dp.lbTables()), dp.engine === "wasm" ? "Wasm" : "Kernel") + "\n");
