@@ -8,7 +8,7 @@
  */
 import type { Datapath } from "../datapath.js";
 import { MembraneError, InvalidInputError } from "../errors.js";
-import type { ServiceManager } from "../lb/manager.js";
+import type { ServiceFrontend, ServiceManager, ServiceSpec } from "../lb/manager.js";
 import type { ResolvedNat } from "../nat/config.js";
 import { resolveLiveNat } from "../nat/live-change.js";
 import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
@@ -94,8 +94,8 @@ export class CommandApplier {
   private services(upsert: unknown, remove: unknown): Applied {
     if (upsert !== undefined && !Array.isArray(upsert)) throw new InvalidInputError(`services.upsert: expected a list of services, got ${JSON.stringify(upsert)}`);
     if (remove !== undefined && !Array.isArray(remove)) throw new InvalidInputError(`services.delete: expected a list of frontends, got ${JSON.stringify(remove)}`);
-    const upserts = (upsert ?? []) as Parameters<ServiceManager["upsertService"]>[0][];
-    const deletes = (remove ?? []) as Parameters<ServiceManager["deleteService"]>[0][];
+    const upserts = (upsert ?? []) as ServiceSpec[];
+    const deletes = (remove ?? []) as ServiceFrontend[];
     const plan = (manager: ServiceManager) => {
       const warnings: string[] = [];
       const touched = new Map<string, string>();

@@ -251,3 +251,15 @@ test("a command that is not plain data is refused before it leaves", async () =>
   expect(result).toMatchObject({ ok: false, code: "INVALID_INPUT", message: expect.stringMatching(/must be plain data/) });
   expect(f.dp.services.listServices()).toEqual([]);
 });
+
+test("a command still waiting when the forwarder stops is answered NOT_RUNNING, and so is every later one", async () => {
+  const dp = await Datapath.create({ conntrack: { tcpEntries: 64, otherEntries: 64 } });
+  const { port1, port2 } = new MessageChannel();
+  const inbox = new CommandInbox(port2, new CommandApplier(dp, { clock: () => 1000, batches: () => 0 }));
+  const client = new CommandClient(port1);
+  const waiting = client.apply({ kind: "services", upsert: [service(VIP, B1)] });
+  inbox.close(); // the worker's loop ended before another batch: the command was never taken
+  expect(await waiting).toMatchObject({ ok: false, kind: "services", code: "NOT_RUNNING" });
+  expect(await client.apply({ kind: "conntrack-gc" })).toMatchObject({ ok: false, code: "NOT_RUNNING" });
+  expect(dp.services.listServices()).toEqual([]);
+});
