@@ -85,7 +85,7 @@ describe("a running forwarder takes service changes", () => {
     const backendOf = new Map<number, string>();
     for (let sport = 31000; new Set(backendOf.values()).size < 2; sport++) {
       const [p] = f.forward(syn(CLIENT, VIP, sport, 80));
-      backendOf.set(sport, p!.dst);
+      backendOf.set(sport, p!.dst!);
     }
     const kept = [...backendOf].find(([, b]) => b === B1)![0];
     const entryOf = (sport: number) => [...f.dp.conntrack("tcp4")].filter((r) => r.tuple.sport === sport || r.tuple.dport === sport);
