@@ -16,7 +16,7 @@ import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
 import { applyServices } from "../lb/state.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
-import { readMaglevRowFrom } from "../lb/kernel-tables.js";
+import { readMaglevRowFrom } from "../kernel/lb-tables.js";
 import { EXIT_OK, type Output } from "./output.js";
 import { loadState } from "./state-file.js";
 import { renderTable, toJson } from "./table.js";
