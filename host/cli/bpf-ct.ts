@@ -9,9 +9,9 @@ import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
 import { InvalidInputError } from "../errors.js";
-import type { Output } from "./output.js";
-import { ctJson, ctTable } from "./ct-format.js";
-import { toJson } from "./table.js";
+import type { Output } from "../format/output.js";
+import { ctJson, ctTable } from "../format/conntrack.js";
+import { toJson } from "../format/table.js";
 
 export interface BpfCtListOptions {
   pinDir?: string;

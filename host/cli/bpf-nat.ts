@@ -12,8 +12,8 @@ import { InvalidInputError } from "../errors.js";
 import { joinRecord, PROTO_NAMES } from "../conntrack/records.js";
 import { NAT_TABLES, decodeNatRecord, type NatRecord, type NatTableName } from "../nat/records.js";
 import type { NatTables } from "../nat/tables.js";
-import type { Output } from "./output.js";
-import { renderTable, toJson } from "./table.js";
+import type { Output } from "../format/output.js";
+import { renderTable, toJson } from "../format/table.js";
 
 const TABLES = Object.keys(NAT_TABLES) as NatTableName[];
 

@@ -17,9 +17,9 @@ import { applyServices } from "../lb/state.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
 import { readMaglevRowFrom } from "../kernel/lb-tables.js";
-import { EXIT_OK, type Output } from "./output.js";
+import { EXIT_OK, type Output } from "../format/output.js";
 import { loadState } from "./state-file.js";
-import { renderTable, toJson } from "./table.js";
+import { renderTable, toJson } from "../format/table.js";
 
 /** The LB maps pinned under `dir`, read-only. */
 export class PinnedLbTables implements LbTableReader {

@@ -14,7 +14,7 @@ import { status } from "./status.js";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
 import { runDemo } from "../demo/demo.js";
-import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
+import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "../format/output.js";
 import { endpointCommand, identityCommand, policyCommand } from "./policy.js";
 import { bpfLbCommand, serviceCommand } from "./lb.js";
 

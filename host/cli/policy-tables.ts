@@ -13,8 +13,8 @@ import { InvalidInputError } from "../errors.js";
 import { decodeEndpointRow, decodePolicyRow, type EndpointRow, type PolicyRow } from "../policy/records.js";
 import type { PolicyTableName, PolicyTableStore } from "../policy/tables.js";
 import { ReservedIdentity } from "../policy/types.js";
-import { EXIT_OK, type Output } from "./output.js";
-import { renderTable, toJson } from "./table.js";
+import { EXIT_OK, type Output } from "../format/output.js";
+import { renderTable, toJson } from "../format/table.js";
 import type { EndpointRecord } from "../policy/types.js";
 
 /** The pinned policy maps under `dir` as a read-only store. */

@@ -13,8 +13,8 @@ import { parseEndpoint } from "../policy/endpoint.js";
 import { loadEngine, saveEngine } from "../policy/state.js";
 import { protoName, trace, traceText } from "../policy/trace.js";
 import type { Selector } from "../policy/selector.js";
-import { EXIT_OK, type Output } from "./output.js";
-import { renderTable, toJson } from "./table.js";
+import { EXIT_OK, type Output } from "../format/output.js";
+import { renderTable, toJson } from "../format/table.js";
 
 export const POLICY_USAGE = `membrane policy / identity / endpoint: the policy engine on a state file (JSON, as replay --config)
 

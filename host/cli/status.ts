@@ -1,10 +1,10 @@
 /** `membrane status`: what the running agent reports about itself. */
 import { agentAlive, readStatus, DEFAULT_STATE_DIR } from "../agent/status-file.js";
-import { renderTable, toJson } from "./table.js";
-import type { Output } from "./output.js";
+import { renderTable, toJson } from "../format/table.js";
+import type { Output } from "../format/output.js";
 import { MembraneError } from "../errors.js";
 import { formatServiceFlows } from "./lb.js";
-import { natLines } from "./nat-summary.js";
+import { natLines } from "../format/nat-summary.js";
 
 /** Mappings shown; the report carries the newest 12. */
 const STATUS_NAT_ROWS = 12;
