@@ -4,51 +4,16 @@
  * maps, record by record). The table listing also serves replay, which prints
  * the Wasm (or kernel) tables it ran with.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
-import { decodeLbConfig } from "../generated/layout.js";
-import { frontendText, readLbListing, type LbListing, type LbTableReader } from "../lb/listing.js";
+import { frontendText, readLbListing, type LbListing } from "../lb/listing.js";
 import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
 import { applyServices } from "../lb/state.js";
-import type { ServiceFlowSummary } from "../lb/service-flows.js";
-import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
-import { readMaglevRowFrom } from "../kernel/lb-tables.js";
+import { PinnedLbTables } from "../kernel/pinned-lb.js";
 import { EXIT_OK, type Output } from "../format/output.js";
 import { loadState } from "./state-file.js";
 import { renderTable, toJson } from "../format/table.js";
-
-/** The LB maps pinned under `dir`, read-only. */
-export class PinnedLbTables implements LbTableReader {
-  readonly engine = "bpf" as const;
-  constructor(private readonly dir: string) {}
-
-  private open<T>(name: string, use: (m: BpfMap) => T): T {
-    const path = join(this.dir, name);
-    if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned ${name} map there (is the kernel datapath loaded with pinning to ${this.dir}?)`);
-    const map = BpfMap.openPinned(path);
-    try {
-      return use(map);
-    } finally {
-      map.close();
-    }
-  }
-
-  dump(table: LbTableName): Uint8Array[] {
-    return this.open(LB_KERNEL_MAP[table], (m) => m.dump().map(([k, v]) => joinKeyValue(k, v)));
-  }
-
-  readMaglevRow(row: number): Uint32Array {
-    const config = this.open("lb_config", (m) => m.lookup(new Uint8Array(4)));
-    if (!config) throw new InvalidInputError(`read ${join(this.dir, "lb_config")}: no LB configuration in it`);
-    const { maglevM: m, maglevRows } = decodeLbConfig(config);
-    if (row >= maglevRows) throw new InvalidInputError(`Maglev row ${row} is outside 0..${maglevRows - 1} (lb_config)`);
-    return this.open("lb_maglev", (map) => readMaglevRowFrom(map, row, m));
-  }
-}
 
 /** "1,2,3" for short slot lists; long ones (Maglev with hundreds of backends) are cut. */
 function slotText(slots: number[]): string {
@@ -157,15 +122,4 @@ export function serviceCommand(args: string[], io: Output): number {
   if (values.json) list.forEach((s) => io.out(toJson(s)));
   else io.out(list.length ? formatServices(list) : `(no services in ${values.config})`);
   return EXIT_OK;
-}
-
-/** Flows per service backend (from conntrack): which backend answered, for the live view and `membrane status`. */
-export function formatServiceFlows(rows: ServiceFlowSummary[]): string {
-  return renderTable<ServiceFlowSummary>([
-    { header: "SERVICE", value: (r) => r.frontend },
-    { header: "BACKEND", value: (r) => `${r.backendId} => ${r.backend}` },
-    { header: "FLOWS", value: (r) => r.flows },
-    { header: "PKTS TO", value: (r) => r.txPackets },
-    { header: "ANSWERS", value: (r) => r.rxPackets },
-  ], rows);
 }

@@ -3,7 +3,7 @@ import { agentAlive, readStatus, DEFAULT_STATE_DIR } from "../agent/status-file.
 import { renderTable, toJson } from "../format/table.js";
 import type { Output } from "../format/output.js";
 import { MembraneError } from "../errors.js";
-import { formatServiceFlows } from "./lb.js";
+import { formatServiceFlows } from "../format/service-flows.js";
 import { natLines } from "../format/nat-summary.js";
 
 /** Mappings shown; the report carries the newest 12. */

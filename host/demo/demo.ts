@@ -24,7 +24,7 @@ import { ForwarderTopology, type Endpoint } from "./topology.js";
 import { demoUnavailable } from "./requirements.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "./services.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
-import { formatServiceFlows } from "../cli/lb.js";
+import { formatServiceFlows } from "../format/service-flows.js";
 import { natLines } from "../format/nat-summary.js";
 import { demoNat } from "./nat.js";
 

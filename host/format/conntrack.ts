@@ -1,7 +1,7 @@
 /** How conntrack records and counters print, for replay and the bpf commands alike. */
 import { renderTable } from "./table.js";
 import { formatEntryFlags, formatTcpFlags, formatTuple, formatTupleFlags, PROTO_NAMES, type CtRecord } from "../conntrack/records.js";
-import type { DatapathCounters } from "../datapath.js";
+import type { DatapathCounters } from "../engine.js";
 
 export function ctJson(r: CtRecord, now: number) {
   return {

@@ -1,6 +1,6 @@
 /** Messages between the forwarder's worker thread and the thread that controls it. */
 import type { DatapathOptions } from "../config.js";
-import type { DatapathCounters } from "../datapath.js";
+import type { DatapathCounters } from "../engine.js";
 import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
