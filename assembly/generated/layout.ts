@@ -13,6 +13,8 @@ export const TCP_RST: i32 = 4; // RST
 export const TCP_PSH: i32 = 8; // PSH
 export const TCP_ACK: i32 = 16; // ACK
 export const TCP_URG: i32 = 32; // URG
+export const TCP_ECE: i32 = 64; // ECE
+export const TCP_CWR: i32 = 128; // CWR
 
 // enum frag_kind (common.h)
 export const FRAG_NONE: i32 = 0; // not fragmented

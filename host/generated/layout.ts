@@ -30,6 +30,8 @@ export const TcpFlags = {
   TCP_PSH: 8,
   TCP_ACK: 16,
   TCP_URG: 32,
+  TCP_ECE: 64,
+  TCP_CWR: 128,
 } as const;
 export type TcpFlags = (typeof TcpFlags)[keyof typeof TcpFlags];
 export const tcpFlagsName: Readonly<Record<number, string>> = {
@@ -39,6 +41,8 @@ export const tcpFlagsName: Readonly<Record<number, string>> = {
   8: "TCP_PSH",
   16: "TCP_ACK",
   32: "TCP_URG",
+  64: "TCP_ECE",
+  128: "TCP_CWR",
 };
 export const tcpFlagsText: Readonly<Record<number, string>> = {
   1: "FIN",
@@ -47,6 +51,8 @@ export const tcpFlagsText: Readonly<Record<number, string>> = {
   8: "PSH",
   16: "ACK",
   32: "URG",
+  64: "ECE",
+  128: "CWR",
 };
 
 /** enum frag_kind (common.h) */

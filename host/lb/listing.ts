@@ -9,13 +9,14 @@ import type { IpFamily } from "../packet/address.js";
 import { decodeBackendRecord, decodeRevNatRecord, decodeServiceRecord } from "./records.js";
 import { countPerBackend, maxOverMean } from "./table-stats.js";
 import type { LbTableName, LbTableWriter } from "./tables.js";
+import { IpProto } from "../packet/ip-proto.js";
 
 export type LbTableReader = Pick<LbTableWriter, "engine" | "dump" | "readMaglevRow">;
 
 const ALGORITHM_NAME: Record<number, string> = {
   [LbAlgorithm.LB_ALG_RANDOM]: "random", [LbAlgorithm.LB_ALG_LEGACY]: "legacy", [LbAlgorithm.LB_ALG_MAGLEV]: "maglev",
 };
-const PROTO_NAME: Record<number, string> = { 6: "tcp", 17: "udp" };
+const PROTO_NAME: Record<number, string> = { [IpProto.PROTO_TCP]: "tcp", [IpProto.PROTO_UDP]: "udp" };
 
 export function protoName(proto: number): string {
   return PROTO_NAME[proto] ?? String(proto);

@@ -13,6 +13,7 @@ import {
 } from "../generated/layout.js";
 import type { PolicyTableName } from "./tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyDirection, PolicyEntry, PolicyProto } from "./types.js";
+import { hasPorts, IpProto } from "../packet/ip-proto.js";
 
 export interface TableRecord {
   table: PolicyTableName;
@@ -20,7 +21,8 @@ export interface TableRecord {
   value: Uint8Array;
 }
 
-const PROTOS: readonly number[] = [0, 1, 6, 17, 58];
+/** 0 (any protocol) or one the datapaths handle. */
+const PROTOS: readonly number[] = [0, ...Object.values(IpProto)];
 const MAX_ENDPOINT_ID = 0xffff;
 
 function integerIn(value: unknown, min: number, max: number, what: string): number {
@@ -122,7 +124,7 @@ export function policyKey(endpointId: number, entry: Omit<PolicyEntry, "deny">, 
   const dport = integerIn(entry.port, 0, 0xffff, `${what}: port`);
   if (!PROTOS.includes(entry.proto as number)) throw new InvalidInputError(`${what}: proto: expected one of ${PROTOS.join(", ")}, got ${JSON.stringify(entry.proto)}`);
   if (!Object.hasOwn(DIRECTION_CODE, entry.direction)) throw new InvalidInputError(`${what}: direction: expected "ingress" or "egress", got ${JSON.stringify(entry.direction)}`);
-  if (dport !== 0 && entry.proto !== 6 && entry.proto !== 17 && entry.proto !== 0) {
+  if (dport !== 0 && !hasPorts(entry.proto) && entry.proto !== 0) {
     throw new InvalidInputError(`${what}: port ${dport} with protocol ${entry.proto}: only TCP and UDP (or any protocol) have ports`);
   }
   return encode(POLICY_KEY.size, encodePolicyKey, { secId, endpointId, dport, proto: entry.proto, dir: DIRECTION_CODE[entry.direction] });

@@ -24,6 +24,8 @@ enum tcp_flags {
 	TCP_PSH = 0x08, /* PSH */
 	TCP_ACK = 0x10, /* ACK */
 	TCP_URG = 0x20, /* URG */
+	TCP_ECE = 0x40, /* ECE */
+	TCP_CWR = 0x80, /* CWR */
 };
 
 /* Where a packet sits in its IP datagram. */
