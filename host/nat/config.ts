@@ -5,6 +5,7 @@
  */
 import { InvalidInputError } from "../errors.js";
 import { ipv4Word, parseIp, type IpFamily } from "../packet/address.js";
+import { maskBytes, readCidr, type Prefix } from "../packet/cidr.js";
 import { NAT_CONFIG, NatConfigFlags, NatLimits, encodeNatConfig, type NatCidr4, type NatCidr6 } from "../generated/layout.js";
 
 export interface NatFamilyOptions {
@@ -78,20 +79,16 @@ function address(v: unknown, family: IpFamily, path: string): Uint8Array {
 /** "10.0.0.0/8" -> bytes masked to the prefix; host bits set are refused rather than guessed. */
 export function parseCidr(v: unknown, family: IpFamily, path: string): ResolvedCidr {
   if (typeof v !== "string" || !v.includes("/")) fail(path, `expected an IPv${family} prefix like ${family === 4 ? "10.0.0.0/8" : "fd00::/8"}, got ${JSON.stringify(v)}`);
-  const [addr, len, ...extra] = (v as string).split("/");
-  const bits = family === 4 ? 32 : 128;
-  if (extra.length || !/^[0-9]{1,3}$/.test(len) || Number(len) > bits) fail(path, `prefix length of "${v}" must be 0..${bits}`);
-  const prefix = Number(len);
-  const bytes = address(addr, family, path);
-  const mask = maskBytes(prefix, bytes.length);
-  if (bytes.some((b, i) => (b & ~mask[i]) !== 0)) fail(path, `"${v}" has host bits set beyond /${prefix}`);
-  return { prefix, bytes };
-}
-
-function maskBytes(prefix: number, length: number): Uint8Array {
-  const m = new Uint8Array(length);
-  for (let i = 0; i < length; i++) m[i] = prefix >= (i + 1) * 8 ? 0xff : prefix > i * 8 ? (0xff << (8 - (prefix - i * 8))) & 0xff : 0;
-  return m;
+  const r = readCidr(v);
+  if ("problem" in r) {
+    const p = r.problem;
+    if (p.kind === "address") fail(path, p.message);
+    if (p.kind === "host-bits") fail(path, `"${v}" has host bits set beyond /${p.length}`);
+    fail(path, `prefix length of "${v}" must be 0..${family === 4 ? 32 : 128}`);
+  }
+  const { prefix } = r as { prefix: Prefix };
+  if (prefix.family !== family) fail(path, `expected an IPv${family} address, got "${(v as string).split("/")[0]}"`);
+  return { prefix: prefix.length, bytes: prefix.bytes };
 }
 
 function cidrList(v: unknown, family: IpFamily, path: string): string[] {

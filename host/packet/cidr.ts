@@ -4,7 +4,7 @@
  * identity's labels.
  */
 import { InvalidInputError } from "../errors.js";
-import { formatIp, parseIp, type IpFamily } from "../packet/address.js";
+import { formatIp, parseIp, type IpFamily } from "./address.js";
 
 export interface Prefix {
   family: IpFamily;
@@ -14,24 +14,60 @@ export interface Prefix {
   text: string;
 }
 
-export function parsePrefix(text: unknown, path: string): Prefix {
-  if (typeof text !== "string") throw new InvalidInputError(`${path}: expected a CIDR string like "10.0.0.0/8", got ${JSON.stringify(text)}`);
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(text);
-  if (!m) throw new InvalidInputError(`${path}: expected ADDRESS/PREFIX-LENGTH, got ${JSON.stringify(text)}`);
+/** Why a text is not a prefix; callers word it for their input (a flag, a config key, a table record). */
+export type CidrProblem =
+  | { kind: "type" }
+  | { kind: "syntax" }
+  | { kind: "address"; message: string }
+  | { kind: "length"; length: string; family: IpFamily; max: number }
+  | { kind: "host-bits"; length: number; masked: Uint8Array };
+
+/**
+ * The one CIDR reader: "ADDRESS/LENGTH" (or a bare address when `bareAddress`,
+ * meaning the host prefix) into a Prefix, or the problem with it. Bits set past
+ * the prefix length are a problem, never silently masked.
+ */
+export function readCidr(text: unknown, opts: { bareAddress?: boolean } = {}): { prefix: Prefix } | { problem: CidrProblem } {
+  if (typeof text !== "string") return { problem: { kind: "type" } };
+  const parts = text.split("/");
+  if (parts.length > 2 || (parts.length === 1 && !opts.bareAddress) || parts[0] === "") return { problem: { kind: "syntax" } };
   let family: IpFamily, bytes: Uint8Array;
   try {
-    ({ family, bytes } = parseIp(m[1]!));
+    ({ family, bytes } = parseIp(parts[0]!));
   } catch (err) {
-    throw new InvalidInputError(`${path}: ${(err as Error).message}`);
+    return { problem: { kind: "address", message: (err as Error).message } };
   }
-  const length = Number(m[2]);
   const max = family === 4 ? 32 : 128;
-  if (length > max) throw new InvalidInputError(`${path}: prefix length ${length} is too long for IPv${family} (at most ${max})`);
-  const masked = mask(bytes, length);
-  if (!equalBytes(masked, bytes)) {
-    throw new InvalidInputError(`${path}: ${text} has bits set beyond the prefix length (did you mean ${formatIp(masked)}/${length}?)`);
+  const lengthText = parts[1];
+  if (lengthText !== undefined && (!/^\d{1,3}$/.test(lengthText) || Number(lengthText) > max)) {
+    return { problem: { kind: "length", length: lengthText, family, max } };
   }
-  return { family, bytes, length, text: `${formatIp(bytes)}/${length}` };
+  const length = lengthText === undefined ? max : Number(lengthText);
+  const masked = mask(bytes, length);
+  if (!equalBytes(masked, bytes)) return { problem: { kind: "host-bits", length, masked } };
+  return { prefix: { family, bytes, length, text: `${formatIp(bytes)}/${length}` } };
+}
+
+/** A prefix of a policy or the ipcache ("10.0.0.0/8"); throws InvalidInputError naming `path`. */
+export function parsePrefix(text: unknown, path: string): Prefix {
+  const r = readCidr(text);
+  if ("prefix" in r) return r.prefix;
+  const p = r.problem;
+  switch (p.kind) {
+    case "type": throw new InvalidInputError(`${path}: expected a CIDR string like "10.0.0.0/8", got ${JSON.stringify(text)}`);
+    case "syntax": throw new InvalidInputError(`${path}: expected ADDRESS/PREFIX-LENGTH, got ${JSON.stringify(text)}`);
+    case "address": throw new InvalidInputError(`${path}: ${p.message}`);
+    case "length":
+      if (!/^\d{1,3}$/.test(p.length)) throw new InvalidInputError(`${path}: expected ADDRESS/PREFIX-LENGTH, got ${JSON.stringify(text)}`);
+      throw new InvalidInputError(`${path}: prefix length ${p.length} is too long for IPv${p.family} (at most ${p.max})`);
+    case "host-bits":
+      throw new InvalidInputError(`${path}: ${text as string} has bits set beyond the prefix length (did you mean ${formatIp(p.masked)}/${p.length}?)`);
+  }
+}
+
+/** The netmask of a prefix length, `bytes` long (4 or 16). */
+export function maskBytes(length: number, bytes: number): Uint8Array {
+  return mask(new Uint8Array(bytes).fill(0xff), length);
 }
 
 /** The host prefix of an address: 10.0.0.1 -> 10.0.0.1/32. */

@@ -14,6 +14,7 @@ import {
 import type { PolicyTableName } from "./tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyDirection, PolicyEntry, PolicyProto } from "./types.js";
 import { hasPorts, IpProto } from "../packet/ip-proto.js";
+import { readCidr } from "../packet/cidr.js";
 
 export interface TableRecord {
   table: PolicyTableName;
@@ -82,24 +83,16 @@ export function endpointRecords(ep: EndpointRecord, what = `endpoint ${JSON.stri
 
 /** Parses "addr/len" (a bare address means the host prefix). Bits past the prefix must be zero. */
 export function parseCidr(cidr: unknown, what: string): { family: 4 | 6; bytes: Uint8Array; prefixlen: number } {
-  if (typeof cidr !== "string") throw new InvalidInputError(`${what}: expected a CIDR string, got ${JSON.stringify(cidr)}`);
-  const [addr, len, extra] = cidr.split("/");
-  if (extra !== undefined) throw new InvalidInputError(`${what}: "${cidr}" has more than one "/"`);
-  const a = address(addr, what);
-  const max = a.family === 4 ? 32 : 128;
-  let prefixlen = max;
-  if (len !== undefined) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(len) || Number(len) > max) {
-      throw new InvalidInputError(`${what}: prefix length "${len}" of "${cidr}" must be 0..${max}`);
-    }
-    prefixlen = Number(len);
+  const r = readCidr(cidr, { bareAddress: true });
+  if ("prefix" in r) return { family: r.prefix.family, bytes: r.prefix.bytes, prefixlen: r.prefix.length };
+  const p = r.problem;
+  switch (p.kind) {
+    case "type": throw new InvalidInputError(`${what}: expected a CIDR string, got ${JSON.stringify(cidr)}`);
+    case "syntax": throw new InvalidInputError(`${what}: "${cidr as string}" has more than one "/"`);
+    case "address": throw new InvalidInputError(`${what}: ${p.message}`);
+    case "length": throw new InvalidInputError(`${what}: prefix length "${p.length}" of "${cidr as string}" must be 0..${p.max}`);
+    case "host-bits": throw new InvalidInputError(`${what}: "${cidr as string}" has bits set past its /${p.length} prefix`);
   }
-  for (let bit = prefixlen; bit < max; bit++) {
-    if (a.bytes[bit >> 3] & (0x80 >> (bit & 7))) {
-      throw new InvalidInputError(`${what}: "${cidr}" has bits set past its /${prefixlen} prefix`);
-    }
-  }
-  return { ...a, prefixlen };
 }
 
 export function ipcacheRecord(rec: IpcacheRecord, what = `ipcache ${JSON.stringify(rec?.cidr)}`): TableRecord {
