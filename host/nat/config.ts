@@ -7,6 +7,7 @@ import { InvalidInputError } from "../errors.js";
 import { ipv4Word, parseIp, type IpFamily } from "../packet/address.js";
 import { maskBytes, readCidr, type Prefix } from "../packet/cidr.js";
 import { NAT_CONFIG, NatConfigFlags, NatLimits, encodeNatConfig, type NatCidr4, type NatCidr6 } from "../generated/layout.js";
+import { integerInRange } from "../config-values.js";
 
 export interface NatFamilyOptions {
   /** The masquerade address (usually the node's address on its external device). */
@@ -57,11 +58,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function onlyKeys(v: Record<string, unknown>, allowed: string[], path: string): void {
   for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(`${path}.${k}`, `unknown key (allowed: ${allowed.join(", ")})`);
-}
-
-function integer(v: unknown, min: number, max: number, path: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) fail(path, `expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  return v as number;
 }
 
 function address(v: unknown, family: IpFamily, path: string): Uint8Array {
@@ -126,8 +122,8 @@ export function resolveNat(v: unknown, path = "nat"): ResolvedNat | undefined {
     const p = o.ports as Record<string, unknown>;
     onlyKeys(p, ["min", "max"], `${path}.ports`);
     ports = {
-      min: p.min === undefined ? ports.min : integer(p.min, 1, 65535, `${path}.ports.min`),
-      max: p.max === undefined ? ports.max : integer(p.max, 1, 65535, `${path}.ports.max`),
+      min: p.min === undefined ? ports.min : integerInRange(p.min, 1, 65535, `${path}.ports.min`),
+      max: p.max === undefined ? ports.max : integerInRange(p.max, 1, 65535, `${path}.ports.max`),
     };
     if (ports.min > ports.max) fail(`${path}.ports`, `min (${ports.min}) is above max (${ports.max})`);
   }
@@ -135,9 +131,9 @@ export function resolveNat(v: unknown, path = "nat"): ResolvedNat | undefined {
     ipv4: family(o.ipv4, 4, `${path}.ipv4`),
     ipv6: family(o.ipv6, 6, `${path}.ipv6`),
     ports,
-    retries: o.retries === undefined ? NAT_DEFAULTS.retries : integer(o.retries, 0, NatLimits.NAT_MAX_RETRIES, `${path}.retries`),
-    entries: o.entries === undefined ? NAT_DEFAULTS.entries : integer(o.entries, 2, MAX_ENTRIES, `${path}.entries`),
-    seed: o.seed === undefined ? (Math.random() * 0x100000000) >>> 0 : integer(o.seed, 0, 0xffffffff, `${path}.seed`),
+    retries: o.retries === undefined ? NAT_DEFAULTS.retries : integerInRange(o.retries, 0, NatLimits.NAT_MAX_RETRIES, `${path}.retries`),
+    entries: o.entries === undefined ? NAT_DEFAULTS.entries : integerInRange(o.entries, 2, MAX_ENTRIES, `${path}.entries`),
+    seed: o.seed === undefined ? (Math.random() * 0x100000000) >>> 0 : integerInRange(o.seed, 0, 0xffffffff, `${path}.seed`),
   };
   if (!resolved.ipv4 && !resolved.ipv6) fail(path, "set ipv4 and/or ipv6 (with the masquerade address) to enable masquerading");
   return resolved;

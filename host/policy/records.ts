@@ -15,6 +15,7 @@ import type { PolicyTableName } from "./tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyDirection, PolicyEntry, PolicyProto } from "./types.js";
 import { hasPorts, IpProto } from "../packet/ip-proto.js";
 import { readCidr } from "../packet/cidr.js";
+import { integerInRange } from "../config-values.js";
 
 export interface TableRecord {
   table: PolicyTableName;
@@ -26,12 +27,6 @@ export interface TableRecord {
 const PROTOS: readonly number[] = [0, ...Object.values(IpProto)];
 const MAX_ENDPOINT_ID = 0xffff;
 
-function integerIn(value: unknown, min: number, max: number, what: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(`${what}: expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
 
 function address(text: unknown, what: string): { family: 4 | 6; bytes: Uint8Array } {
   if (typeof text !== "string") throw new InvalidInputError(`${what}: expected an address string, got ${JSON.stringify(text)}`);
@@ -51,9 +46,9 @@ function encode<T>(size: number, fn: (v: T, b: Uint8Array) => void, value: T): U
 /** The endpoint's records (one per address family it has). */
 export function endpointRecords(ep: EndpointRecord, what = `endpoint ${JSON.stringify(ep?.id)}`): TableRecord[] {
   if (typeof ep !== "object" || ep === null) throw new InvalidInputError(`${what}: expected an object`);
-  const id = integerIn(ep.id, 1, MAX_ENDPOINT_ID, `${what}: id`);
-  const sec = integerIn(ep.identity, 1, 0xffffffff, `${what}: identity`);
-  const ifindex = integerIn(ep.ifindex, 0, 0xffffffff, `${what}: ifindex`);
+  const id = integerInRange(ep.id, 1, MAX_ENDPOINT_ID, `${what}: id`);
+  const sec = integerInRange(ep.identity, 1, 0xffffffff, `${what}: identity`);
+  const ifindex = integerInRange(ep.ifindex, 0, 0xffffffff, `${what}: ifindex`);
   let mac: Uint8Array;
   try {
     mac = parseMac(String(ep.mac));
@@ -98,7 +93,7 @@ export function parseCidr(cidr: unknown, what: string): { family: 4 | 6; bytes: 
 export function ipcacheRecord(rec: IpcacheRecord, what = `ipcache ${JSON.stringify(rec?.cidr)}`): TableRecord {
   if (typeof rec !== "object" || rec === null) throw new InvalidInputError(`${what}: expected an object`);
   const c = parseCidr(rec.cidr, `${what}: cidr`);
-  const secId = integerIn(rec.identity, 1, 0xffffffff, `${what}: identity`);
+  const secId = integerInRange(rec.identity, 1, 0xffffffff, `${what}: identity`);
   const value = encode(IPCACHE_VALUE.size, encodeIpcacheValue, { secId });
   if (c.family === 4) {
     const key = encode(IPCACHE_KEY4.size, encodeIpcacheKey4, { prefixlen: c.prefixlen, addr: ipv4Word(c.bytes) });
@@ -112,9 +107,9 @@ const DIRECTION_CODE: Record<PolicyDirection, number> = { egress: CtDir.CT_EGRES
 /** The policy table key of `entry` for endpoint `endpointId`. */
 export function policyKey(endpointId: number, entry: Omit<PolicyEntry, "deny">, what = "policy entry"): Uint8Array {
   if (typeof entry !== "object" || entry === null) throw new InvalidInputError(`${what}: expected an object`);
-  integerIn(endpointId, 1, MAX_ENDPOINT_ID, `${what}: endpoint id`);
-  const secId = integerIn(entry.identity, 0, 0xffffffff, `${what}: identity`);
-  const dport = integerIn(entry.port, 0, 0xffff, `${what}: port`);
+  integerInRange(endpointId, 1, MAX_ENDPOINT_ID, `${what}: endpoint id`);
+  const secId = integerInRange(entry.identity, 0, 0xffffffff, `${what}: identity`);
+  const dport = integerInRange(entry.port, 0, 0xffff, `${what}: port`);
   if (!PROTOS.includes(entry.proto as number)) throw new InvalidInputError(`${what}: proto: expected one of ${PROTOS.join(", ")}, got ${JSON.stringify(entry.proto)}`);
   if (!Object.hasOwn(DIRECTION_CODE, entry.direction)) throw new InvalidInputError(`${what}: direction: expected "ingress" or "egress", got ${JSON.stringify(entry.direction)}`);
   if (dport !== 0 && !hasPorts(entry.proto) && entry.proto !== 0) {
