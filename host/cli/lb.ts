@@ -14,6 +14,7 @@ import { PinnedLbTables } from "../kernel/pinned-lb.js";
 import { EXIT_OK, type Output } from "../format/output.js";
 import { loadState } from "./state-file.js";
 import { renderTable, toJson } from "../format/table.js";
+import { hostPort } from "../format/address.js";
 
 /** "1,2,3" for short slot lists; long ones (Maglev with hundreds of backends) are cut. */
 function slotText(slots: number[]): string {
@@ -99,9 +100,8 @@ export function formatServices(services: ServiceInfo[]): string {
       header: "BACKENDS", value: (l) => {
         const b = l.backend;
         if (!b) return "(none: new flows are dropped, DROP_NO_SERVICE)";
-        const addr = b.addr.includes(":") ? `[${b.addr}]` : b.addr;
         const slots = l.owner.slots.filter((x) => x === b.id).length;
-        return `${b.id} => ${addr}:${b.port} (weight ${b.weight}${b.weight === 0 ? ", draining" : ""}, ${slots} slot${slots === 1 ? "" : "s"})`;
+        return `${b.id} => ${hostPort(b.addr, b.port)} (weight ${b.weight}${b.weight === 0 ? ", draining" : ""}, ${slots} slot${slots === 1 ? "" : "s"})`;
       },
     },
   ], lines);

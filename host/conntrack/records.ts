@@ -6,6 +6,7 @@ import {
 import { formatIp } from "../packet/address.js";
 import { isIcmpProto } from "../packet/ip-proto.js";
 import { TCP_FLAG_ORDER } from "../packet/decode.js";
+import { hostPort } from "../format/address.js";
 
 function ipv4FromNumber(n: number): Uint8Array {
   return Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
@@ -60,8 +61,7 @@ export { PROTO_NAMES } from "../packet/ip-proto.js";
 /** "10.0.0.1:1234 -> 10.0.0.2:80" (IPv6 addresses in brackets); ICMP flows by echo identifier. */
 export function formatTuple(t: CtTuple): string {
   if (isIcmpProto(t.proto)) return `${t.src} -> ${t.dst} id=${t.sport || t.dport}`;
-  const host = (a: string) => (t.family === 6 ? `[${a}]` : a);
-  return `${host(t.src)}:${t.sport} -> ${host(t.dst)}:${t.dport}`;
+  return `${hostPort(t.src, t.sport)} -> ${hostPort(t.dst, t.dport)}`;
 }
 
 /** "OUT", "IN", ... for the tuple flags byte. */

@@ -10,6 +10,7 @@ import { decodeBackendRecord, decodeRevNatRecord, decodeServiceRecord } from "./
 import { countPerBackend, maxOverMean } from "./table-stats.js";
 import type { LbTableName, LbTableWriter } from "./tables.js";
 import { IpProto } from "../packet/ip-proto.js";
+import { hostPort } from "../format/address.js";
 
 export type LbTableReader = Pick<LbTableWriter, "engine" | "dump" | "readMaglevRow">;
 
@@ -61,7 +62,7 @@ export interface LbListing {
 }
 
 export function frontendText(r: { family: IpFamily; vip: string; port: number; proto: string }): string {
-  return `${r.family === 6 ? `[${r.vip}]` : r.vip}:${r.port}/${r.proto}`;
+  return `${hostPort(r.vip, r.port)}/${r.proto}`;
 }
 
 /** Reads every LB table of `tables` (and the Maglev rows its maglev services use). */
