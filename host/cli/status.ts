@@ -1,6 +1,7 @@
 /** `membrane status`: what the running agent reports about itself. */
 import { agentAlive, readStatus, DEFAULT_STATE_DIR } from "../agent/status-file.js";
-import { renderTable, toJson } from "../format/table.js";
+import { toJson } from "../format/table.js";
+import { flowsTable } from "../format/flows.js";
 import type { Output } from "../format/output.js";
 import { MembraneError } from "../errors.js";
 import { formatServiceFlows } from "../format/service-flows.js";
@@ -23,17 +24,7 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
   io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
   io.out(`routes: ${s.routes.join(", ") || "none"}; conntrack: ${s.entries} entries (${s.restoredEntries} restored at start)`);
   io.out(`packets: ${s.stats.packetsIn} in, ${s.stats.packetsOut} out, ${drops} dropped in ${s.stats.batches} batches; GC runs ${s.stats.gcRuns}`);
-  if (s.flows.length) {
-    io.out(renderTable([
-      { header: "TABLE", value: (f: (typeof s.flows)[number]) => f.table },
-      { header: "PROTO", value: (f) => f.proto },
-      { header: "FLOW", value: (f) => f.flow },
-      { header: "TX", value: (f) => f.txPackets },
-      { header: "RX", value: (f) => f.rxPackets },
-      { header: "STATE", value: (f) => f.state },
-      { header: "EXPIRES", value: (f) => `${f.expiresIn}s`, right: true },
-    ], s.flows));
-  }
+  if (s.flows.length) io.out(flowsTable(s.flows));
   if (s.services?.length) io.out(formatServiceFlows(s.services));
   for (const line of natLines({ nat: s.nat ?? [], natMappings: s.natMappings ?? 0 }, STATUS_NAT_ROWS)) io.out(line);
 }
