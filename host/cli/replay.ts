@@ -11,7 +11,7 @@ import { InvalidInputError } from "../errors.js";
 import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { CaptureError, LinkType, PcapWriter, readCapture, type CapturePacket } from "../pcap/index.js";
 import { describePacket } from "../packet/decode.js";
-import type { Direction, LinkKind } from "../wasm/batch.js";
+import type { Direction, LinkKind } from "../engine.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
 import { loadState } from "./state-file.js";
 import { toJson } from "../format/table.js";
