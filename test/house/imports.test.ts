@@ -43,6 +43,11 @@ describe("host/ import graph", () => {
     expect(show(bad)).toEqual([]);
   });
 
+  it("lets only host/wasm/ and the Wasm Datapath (host/datapath.ts) hold a WasmCore", () => {
+    const bad = edges.filter((e) => !inFolder(e.from, "wasm") && e.from !== "datapath.ts" && e.to === "wasm/core.ts");
+    expect(show(bad)).toEqual([]);
+  });
+
   it("lets only host/kernel/ (and bpf/, which defines them) open BPF maps or objects", () => {
     const bad = edges.filter((e) => !inFolder(e.from, "kernel", "bpf") && (e.to === "bpf/map.ts" || e.to === "bpf/object.ts"));
     expect(show(bad)).toEqual([]);
