@@ -13,7 +13,7 @@
  * changes nothing and says why; the caller shows the capture replay instead.
  */
 import { ForwarderHandle } from "../forwarder/controller.js";
-import type { FlowSummary, NatSummary, WorkerMessage } from "../forwarder/protocol.js";
+import type { NatSummary, WorkerMessage } from "../forwarder/protocol.js";
 import type { ForwarderStats } from "../forwarder/forwarder.js";
 import type { DatapathOptions } from "../config.js";
 import { renderTable, toJson } from "../format/table.js";
