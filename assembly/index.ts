@@ -3,7 +3,7 @@
 // and IPv6 fragment tables (4, 5).
 import {
   CT_ENTRY_LIFETIME, CT_STATS_ENTRIES, CT_STATS_GC_DELETED, CT_STATS_GC_RUNS, DP_CONFIG_SIZE, FRAG_ENTRY_LIFETIME,
-  PKT_DESC_BUF, PKT_DESC_BUF_SIZE, PKT_DESC_OFF, PKT_DESC_SIZE,
+  PKT_DESC_BUF, PKT_DESC_BUF_SIZE, PKT_DESC_OFF, PKT_DESC_SIZE, INIT_AGAIN, INIT_NO_MEMORY, INIT_OK,
 } from "./generated/layout";
 import { loadConfig } from "./config";
 import { TABLE_COUNT, TABLE_FRAG4, createTables, statsOf, table } from "./tables";
@@ -15,9 +15,6 @@ export { processBatch as process, parseBatch as parse_batch } from "./datapath";
 import { createPolicyTables } from "./policy";
 import { policyTablesReady } from "./policy-exports";
 
-export const INIT_OK: i32 = 0;
-export const INIT_AGAIN: i32 = 1;
-export const INIT_NO_MEMORY: i32 = 2;
 
 const configArea = memory.data(DP_CONFIG_SIZE, 8);
 let initialized = false;

@@ -1,17 +1,18 @@
-// Exports through which the host programs the LB tables (host/lb/wasm-writer.ts).
+// Exports through which the host programs the LB tables (host/wasm/lb-tables.ts).
 import { LB_TABLE_COUNT, lbConfigArea, lbCreateTables, lbMaglevBase, lbReady, lbTable } from "./lb-tables";
 import { dumpCount, dumpNothing, padKey, tableDeleteKey, tableDumpRecords } from "./table-io";
 import { slotAddr, tableInsert, tableLookup } from "./table";
+import { INIT_AGAIN, INIT_NO_MEMORY, INIT_OK } from "./generated/layout";
 
 /** Where the host writes struct lb_config before lb_init. */
 export function lb_config_ptr(): usize {
   return lbConfigArea;
 }
 
-/** Creates the LB tables: 0 done, 1 already done, 2 out of memory. */
+/** Creates the LB tables: an enum init_result. */
 export function lb_init(): i32 {
-  if (lbReady) return 1;
-  return lbCreateTables() ? 0 : 2;
+  if (lbReady) return INIT_AGAIN;
+  return lbCreateTables() ? INIT_OK : INIT_NO_MEMORY;
 }
 
 function valid(id: i32): bool {

@@ -1,13 +1,10 @@
 // The SNAT exports (re-exported by index.ts). Family arguments are 4 or 6.
-import { CT_TUPLE4_SIZE, CT_TUPLE6_SIZE } from "./generated/layout";
+import { CT_TUPLE4_SIZE, CT_TUPLE6_SIZE, INIT_AGAIN, INIT_NO_MEMORY, INIT_OK } from "./generated/layout";
 import { natConfigArea, natLoadConfig, natReloadConfig } from "./nat-config";
 import { natCreateTables, natForgetFlow, natGcFamily, natReady, natStats, natTable } from "./nat-table";
 import { tableBytes, tableFlush } from "./table";
 import { dumpNothing, tableDumpRecords, tableRestoreRecords } from "./table-io";
 
-const INIT_OK: i32 = 0;
-const INIT_AGAIN: i32 = 1;
-const INIT_NO_MEMORY: i32 = 2;
 
 const forgetKey = memory.data(48, 16);
 

@@ -6,25 +6,19 @@
 import {
   DROP_CT_INVALID_HDR, DROP_CT_UNKNOWN_PROTO, DROP_INVALID, DROP_INVALID_EXTHDR, DROP_UNKNOWN_L3,
   DROP_UNSUPPORTED_L2, IPV6_MAX_EXT_HEADERS, LINK_ETHERNET, LINK_RAW_IP,
+  FRAG_FIRST, FRAG_LATER, FRAG_NONE, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_FIN, TCP_RST, TCP_SYN,
 } from "./generated/layout";
 
-export const PROTO_ICMP: i32 = 1;
-export const PROTO_TCP: i32 = 6;
-export const PROTO_UDP: i32 = 17;
-export const PROTO_ICMPV6: i32 = 58;
-
-export const TCP_FIN: i32 = 0x01;
-export const TCP_SYN: i32 = 0x02;
-export const TCP_RST: i32 = 0x04;
+// Protocol numbers, TCP flags and fragment kinds are the shared enums
+// (bpf/include/types/common.h); re-exported for the modules that parse with us.
+export {
+  FRAG_FIRST, FRAG_LATER, FRAG_NONE, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_FIN, TCP_RST, TCP_SYN,
+} from "./generated/layout";
 
 /** Returned by parsePacket for frames that pass without conntrack (ARP, IPv6 neighbour discovery). */
 export const PARSE_UNTRACKED: i32 = -1;
 
 
-// Fragment position of the parsed datagram.
-export const FRAG_NONE: i32 = 0;
-export const FRAG_FIRST: i32 = 1; // offset 0, more fragments follow: carries the L4 header
-export const FRAG_LATER: i32 = 2; // offset > 0: no L4 header
 
 // ---- results of the last parse ----
 export let pFamily: i32 = 0;     // 4 or 6

@@ -26,7 +26,7 @@
  */
 import { Bench, type FnOptions } from "tinybench";
 import { Datapath } from "../host/datapath.js";
-import type { PacketBatch } from "../host/batch.js";
+import type { PacketBatch } from "../host/wasm/batch.js";
 import type { CtOutcome } from "../host/verdict.js";
 import { FlowSet, MAX_FLOWS, scattered, type Family } from "./flows.js";
 import { num, printTable } from "./report.js";

@@ -10,7 +10,7 @@
  * barely grows, which keeps the RSS figures of the memory suite readable.
  */
 import type { Datapath } from "../host/datapath.js";
-import type { PacketBatch } from "../host/batch.js";
+import type { PacketBatch } from "../host/wasm/batch.js";
 import type { TableName } from "../host/wasm/core.js";
 import { packet4, packet6 } from "../host/packet/build.js";
 import { fillChecksums } from "../host/packet/checksum.js";

@@ -57,7 +57,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Datapath } from "../host/datapath.js";
-import type { PacketBatch } from "../host/batch.js";
+import type { PacketBatch } from "../host/wasm/batch.js";
 import { resolveOptions, type DatapathOptions } from "../host/config.js";
 import { BpfObject } from "../host/bpf/object.js";
 import type { BpfMap } from "../host/bpf/map.js";

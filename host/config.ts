@@ -8,6 +8,7 @@ import { CtFullPolicy, DP_CONFIG, encodeDpConfig } from "./generated/layout.js";
 import { POLICY_DEFAULTS, POLICY_LIMITS, type PolicyOptions, type ResolvedPolicyOptions } from "./policy/options.js";
 import { resolveLbOptions, type LbOptions, type ResolvedLbOptions } from "./lb/options.js";
 import { resolveNat, type NatOptions, type ResolvedNat } from "./nat/config.js";
+import { integerInRange } from "./config-values.js";
 
 export interface ConntrackOptions {
   /** Entries in each TCP table (IPv4 and IPv6 each). Cilium 1.5: 1,000,000. */
@@ -75,11 +76,7 @@ export const MAX_TABLE_ENTRIES = 16 * 1024 * 1024;
 type Shape = { [key: string]: Shape | ((value: unknown, path: string) => void) };
 
 function integer(min: number, max: number) {
-  return (value: unknown, path: string) => {
-    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-      throw new InvalidInputError(`${path}: expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-    }
-  };
+  return (value: unknown, path: string) => void integerInRange(value, min, max, path);
 }
 
 function oneOf(...choices: string[]) {

@@ -7,18 +7,19 @@
  *   batch.push(p1); batch.push(p2); dp.process(batch, now);
  */
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "./config.js";
-import { PacketBatch, type PacketMeta } from "./batch.js";
-import { WasmCore, METRICS_SLOTS, TABLE_IDS, TABLE_NAMES, type TableName } from "./wasm/core.js";
-import type { CoreBuild } from "./wasm/module.js";
+import { PacketBatch } from "./wasm/batch.js";
+import type { PacketMeta } from "./engine.js";
+import { WasmCore, type CoreBuild } from "./wasm/core.js";
+import { METRICS_SLOTS, TABLE_IDS, TABLE_NAMES, type TableName } from "./conntrack/tables.js";
 import { decodeMetricsValue, dropReasonName, dropReasonText, METRICS_VALUE, type CtStats } from "./generated/layout.js";
 import { CT_TABLES, decodeCtRecord, type CtRecord, type CtTableName } from "./conntrack/records.js";
 import type { PacketVerdict } from "./verdict.js";
 import { MembraneError } from "./errors.js";
-import type { DatapathEngine, PacketInput } from "./engine.js";
+import type { DatapathCounters, DatapathEngine, DropCount, GcResult, PacketInput } from "./engine.js";
 import { WasmPolicyTables } from "./wasm/policy-tables.js";
-import { WasmLbTables } from "./lb/wasm-tables.js";
+import { WasmLbTables } from "./wasm/lb-tables.js";
 import { ServiceManager } from "./lb/manager.js";
-import { WasmNat } from "./nat/tables.js";
+import { WasmNat } from "./wasm/nat-tables.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -27,26 +28,7 @@ export interface BatchOptions {
   headroom?: number;
 }
 
-export interface TrafficCount { packets: number; bytes: number }
-
-export interface DropCount extends TrafficCount {
-  reason: string;
-  code: number;
-  text: string;
-  direction: "egress" | "ingress";
-}
-
-export interface DatapathCounters {
-  forwarded: { egress: TrafficCount; ingress: TrafficCount };
-  drops: DropCount[];
-  tables: Record<TableName, CtStats>;
-}
-
-export interface GcResult {
-  table: TableName;
-  deleted: number;
-  scanned: number;
-}
+export type { DatapathCounters, DropCount, GcResult, TrafficCount } from "./engine.js";
 
 const DEFAULT_HEADROOM = 128;
 

@@ -2,7 +2,7 @@
 import {
   CtResult, Verdict, ctResultName, dropReasonName, dropReasonText, type PktDesc,
 } from "./generated/layout.js";
-import { TABLE_NAMES, type TableName } from "./wasm/core.js";
+import { TABLE_NAMES, type TableName } from "./conntrack/tables.js";
 
 export type CtOutcome = "new" | "established" | "reply" | "related" | "none";
 

@@ -16,16 +16,9 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
-#define IPPROTO_ICMP_ 1
-#define IPPROTO_TCP_ 6
-#define IPPROTO_UDP_ 17
-#define IPPROTO_ICMPV6_ 58
-
-#define TCP_FIN_ 0x01
-#define TCP_SYN_ 0x02
-#define TCP_RST_ 0x04
-
-enum frag_kind { FRAG_NONE = 0, FRAG_FIRST = 1, FRAG_LATER = 2 };
+/* Protocol numbers (enum ip_proto), TCP flags (enum tcp_flags) and fragment
+ * kinds (enum frag_kind) come from include/types/common.h, shared with the
+ * Wasm core and the host. */
 
 /* Returned by parsing for frames that pass untracked (ARP, neighbour discovery). */
 #define PARSE_UNTRACKED (-1)

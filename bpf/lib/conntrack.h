@@ -37,8 +37,8 @@ static __always_inline void *ct_map(__u8 table)
 static __always_inline __u8 ct_table_for(__u8 family, __u8 proto)
 {
 	if (family == 4)
-		return proto == IPPROTO_TCP_ ? CT_TABLE_TCP4 : CT_TABLE_ANY4;
-	return proto == IPPROTO_TCP_ ? CT_TABLE_TCP6 : CT_TABLE_ANY6;
+		return proto == PROTO_TCP ? CT_TABLE_TCP4 : CT_TABLE_ANY4;
+	return proto == PROTO_TCP ? CT_TABLE_TCP6 : CT_TABLE_ANY6;
 }
 
 static __always_inline void write_tuple(union ct_key *k, __u8 family, const union addr *s, const union addr *d,
@@ -88,7 +88,7 @@ static __always_inline void refresh_lifetime(struct ct_entry *e, struct pkt *p, 
 {
 	__u32 timeout;
 
-	if (p->proto == IPPROTO_TCP_) {
+	if (p->proto == PROTO_TCP) {
 		__u8 closing = CT_F_TX_CLOSING | CT_F_RX_CLOSING;
 
 		if ((e->flags & closing) == closing)
@@ -107,13 +107,13 @@ static __always_inline void tcp_track(struct ct_entry *e, struct pkt *p, int is_
 	__u8 f = e->flags;
 	__u8 closing = CT_F_TX_CLOSING | CT_F_RX_CLOSING;
 
-	if ((tcp & TCP_SYN_) && (f & closing))
+	if ((tcp & TCP_SYN) && (f & closing))
 		f &= ~(closing | CT_F_SEEN_NON_SYN);
-	if (tcp & TCP_RST_)
+	if (tcp & TCP_RST)
 		f |= closing;
-	else if (tcp & TCP_FIN_)
+	else if (tcp & TCP_FIN)
 		f |= is_reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
-	if (!(tcp & TCP_SYN_))
+	if (!(tcp & TCP_SYN))
 		f |= CT_F_SEEN_NON_SYN;
 	e->flags = f;
 }
@@ -134,7 +134,7 @@ static __always_inline void account(struct ct_entry *e, struct pkt *p, int is_re
 static __always_inline void ct_update(struct ct_entry *e, struct pkt *p, int is_reply, __u32 now, struct dp_config *cfg)
 {
 	account(e, p, is_reply);
-	if (p->proto == IPPROTO_TCP_)
+	if (p->proto == PROTO_TCP)
 		tcp_track(e, p, is_reply);
 	refresh_lifetime(e, p, now, cfg);
 }
@@ -148,7 +148,7 @@ static __always_inline int ct_create(struct pkt *p, __u32 now, struct dp_config 
 
 	e.created = now;
 	account(&e, p, 0);
-	if (p->proto == IPPROTO_TCP_)
+	if (p->proto == PROTO_TCP)
 		tcp_track(&e, p, 0);
 	refresh_lifetime(&e, p, now, cfg);
 	if (bpf_map_update_elem(map, &out->fwd, &e, BPF_ANY) != 0) {

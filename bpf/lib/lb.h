@@ -215,14 +215,14 @@ static __always_inline __u32 lb_select(struct pkt *p, union lb_key *key, struct 
 
 static __always_inline __u32 l4_csum_off(__u8 proto, __u32 l4)
 {
-	return l4 + (proto == IPPROTO_TCP_ ? 16 : 6);
+	return l4 + (proto == PROTO_TCP ? 16 : 6);
 }
 
 /* Replaces the address at `off` (the packet's source or destination, now `cur`) with `next`. */
 static __always_inline void lb_rewrite_addr(struct __sk_buff *skb, struct pkt *p, __u32 off, union addr *cur, const union addr *next)
 {
 	__u32 csum = l4_csum_off(p->proto, p->l4);
-	__u64 l4flags = BPF_F_PSEUDO_HDR | (p->proto == IPPROTO_UDP_ ? BPF_F_MARK_MANGLED_0 : 0) | 4;
+	__u64 l4flags = BPF_F_PSEUDO_HDR | (p->proto == PROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0) | 4;
 	__u32 *o = (__u32 *)cur->v6;
 	const __u32 *n = (const __u32 *)next->v6;
 	int i, words = p->family == 4 ? 1 : 4;
@@ -242,7 +242,7 @@ static __always_inline void lb_rewrite_addr(struct __sk_buff *skb, struct pkt *p
 
 static __always_inline void lb_rewrite_port(struct __sk_buff *skb, struct pkt *p, __u32 off, __be16 old, __be16 port)
 {
-	__u64 flags = (p->proto == IPPROTO_UDP_ ? BPF_F_MARK_MANGLED_0 : 0) | 2;
+	__u64 flags = (p->proto == PROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0) | 2;
 
 	if (p->frag == FRAG_LATER || old == port)
 		return;
@@ -271,7 +271,7 @@ __attribute__((noinline)) int lb_forward(struct __sk_buff *skb, struct pkt *p, _
 	if (!p || !cfg || !st)
 		return 0;
 	st->translated = 0;
-	if (!lbc || !x || p->icmp_error || (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_))
+	if (!lbc || !x || p->icmp_error || (p->proto != PROTO_TCP && p->proto != PROTO_UDP))
 		return 0;
 	master = lb_slot(p, &x->key, 0);
 	if (!master)
@@ -347,7 +347,7 @@ static __always_inline void icmp_put16(struct __sk_buff *skb, struct pkt *p, __u
 static __always_inline void quoted_l4_csum(struct __sk_buff *skb, struct pkt *p, __u32 off, __u32 old, __u32 next, int is32)
 {
 	__u32 check, res;
-	int udp = p->iproto == IPPROTO_UDP_;
+	int udp = p->iproto == PROTO_UDP;
 
 	if (off == 0)
 		return;
@@ -367,7 +367,7 @@ static __always_inline void lb_rev_nat_icmp_error(struct __sk_buff *skb, struct 
 	const __u32 *s = (const __u32 *)p->saddr.v6, *bw;
 	int i, words = p->family == 4 ? 1 : 4, from_backend = 1;
 
-	if (p->iproto != IPPROTO_TCP_ && p->iproto != IPPROTO_UDP_)
+	if (p->iproto != PROTO_TCP && p->iproto != PROTO_UDP)
 		return;
 	if (!lb_backend(p->family, e->backend_id, b))
 		return;
@@ -382,7 +382,7 @@ static __always_inline void lb_rev_nat_icmp_error(struct __sk_buff *skb, struct 
 			from_backend = 0;
 	}
 	idaddr_off = q + (p->family == 4 ? 16 : 24);
-	l4csum = p->il4 + (p->iproto == IPPROTO_TCP_ ? 16 : 6);
+	l4csum = p->il4 + (p->iproto == PROTO_TCP ? 16 : 6);
 	l4field = l4csum + 2 <= p->end ? l4csum : 0;
 #pragma unroll
 	for (i = 0; i < 4; i++) {

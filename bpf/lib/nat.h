@@ -168,7 +168,7 @@ static __always_inline void *nat_map(__u8 family)
 
 static __always_inline int is_icmp_proto(__u8 proto)
 {
-	return proto == IPPROTO_ICMP_ || proto == IPPROTO_ICMPV6_;
+	return proto == PROTO_ICMP || proto == PROTO_ICMPV6;
 }
 
 /* ---- configuration ---- */
@@ -365,7 +365,7 @@ static __always_inline int owner_live(struct nat_work *w, const union nat_key *f
 		__builtin_memcpy(&ck->t4, &fwd->k4, sizeof(ck->t4));
 	else
 		__builtin_memcpy(&ck->t6, &fwd->k6, sizeof(ck->t6));
-	if (proto == IPPROTO_TCP_)
+	if (proto == PROTO_TCP)
 		ce = bpf_map_lookup_elem(family == 4 ? (void *)&ct_tcp4 : (void *)&ct_tcp6, ck);
 	else
 		ce = bpf_map_lookup_elem(family == 4 ? (void *)&ct_any4 : (void *)&ct_any6, ck);
@@ -418,16 +418,16 @@ static __always_inline void remove_pair(struct nat_work *w, const union nat_key 
 
 static __always_inline __u32 csum_field_offset(__u8 proto)
 {
-	return proto == IPPROTO_TCP_ ? 16 : proto == IPPROTO_UDP_ ? 6 : 2;
+	return proto == PROTO_TCP ? 16 : proto == PROTO_UDP ? 6 : 2;
 }
 
 /* Replaces the address at packet offset `field` (old value in *old) with *new. */
 static __always_inline int rewrite_addr(struct __sk_buff *skb, struct pkt *p, struct nat_work *w, __u8 family, __u32 field,
 					const void *old, const void *new)
 {
-	int with_l4 = p->frag != FRAG_LATER && p->proto != IPPROTO_ICMP_;
+	int with_l4 = p->frag != FRAG_LATER && p->proto != PROTO_ICMP;
 	__u32 csum = p->l4 + csum_field_offset(p->proto);
-	__u64 mm = p->proto == IPPROTO_UDP_ ? BPF_F_MARK_MANGLED_0 : 0;
+	__u64 mm = p->proto == PROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	__be32 *o = w->old_words, *n = w->new_words;
 	int i;
 
@@ -452,7 +452,7 @@ static __always_inline int rewrite_addr(struct __sk_buff *skb, struct pkt *p, st
 /* Replaces the port (offset 0 or 2 of the L4 header) or echo identifier (offset 4). */
 static __always_inline int rewrite_port(struct __sk_buff *skb, struct pkt *p, struct nat_work *w, __u32 offset, __be16 old, __be16 new)
 {
-	__u64 mm = p->proto == IPPROTO_UDP_ ? BPF_F_MARK_MANGLED_0 : 0;
+	__u64 mm = p->proto == PROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
 	if (p->frag == FRAG_LATER)
 		return 0;
@@ -495,10 +495,10 @@ static __always_inline int rewrite_quoted_source(struct __sk_buff *skb, struct p
 	q->quoted = p->l4 + 8;
 	q->proto = p->iproto;
 	q->csum_at = p->il4 + csum_field_offset(q->proto);
-	q->port_at = p->il4 + (q->proto == IPPROTO_TCP_ || q->proto == IPPROTO_UDP_ ? 0 : 4);
+	q->port_at = p->il4 + (q->proto == PROTO_TCP || q->proto == PROTO_UDP ? 0 : 4);
 	q->have_csum = q->csum_at + 2 <= p->end;
 	q->l4sum = q->have_csum ? load_be16(skb, w, q->csum_at, &err) : 0;
-	q->udp_none = q->proto == IPPROTO_UDP_ && q->l4sum == 0;
+	q->udp_none = q->proto == PROTO_UDP && q->l4sum == 0;
 	q->old_port = load_be16(skb, w, q->port_at, &err);
 	q->new_port = bpf_ntohs(port);
 	if (err)
@@ -507,7 +507,7 @@ static __always_inline int rewrite_quoted_source(struct __sk_buff *skb, struct p
 		__builtin_memcpy(w->new_words, addr, 4);
 		q->oa = bpf_ntohl(p->isaddr.v4);
 		q->na = bpf_ntohl(w->new_words[0]);
-		if (q->proto != IPPROTO_ICMP_)
+		if (q->proto != PROTO_ICMP)
 			q->l4sum = csum_replace32(q->l4sum, q->oa, q->na);
 		q->ipsum = csum_replace32(load_be16(skb, w, q->quoted + 10, &err), q->oa, q->na);
 		if (err)
@@ -532,7 +532,7 @@ static __always_inline int rewrite_quoted_source(struct __sk_buff *skb, struct p
 	if (payload_write16(skb, p, w, q->port_at, q->new_port))
 		return DROP_INVALID;
 	if (q->have_csum && !q->udp_none)
-		return payload_write16(skb, p, w, q->csum_at, q->proto == IPPROTO_UDP_ && q->l4sum == 0 ? 0xFFFF : q->l4sum)
+		return payload_write16(skb, p, w, q->csum_at, q->proto == PROTO_UDP && q->l4sum == 0 ? 0xFFFF : q->l4sum)
 			? DROP_INVALID : 0;
 	return 0;
 }
@@ -748,7 +748,7 @@ static __always_inline int passes_unmapped(struct pkt *p)
 {
 	if (is_icmp_proto(p->proto))
 		return p->sport == 0 && p->dport != 0; /* an echo request */
-	return (p->proto == IPPROTO_TCP_ || p->proto == IPPROTO_UDP_) && bpf_ntohs(p->dport) < 1024;
+	return (p->proto == PROTO_TCP || p->proto == PROTO_UDP) && bpf_ntohs(p->dport) < 1024;
 }
 
 static __always_inline int nat_ingress_map(struct pkt *p, __u32 now, struct nat_work *w, __u8 family)

@@ -189,7 +189,7 @@ static __always_inline int parse_quoted(struct __sk_buff *skb, struct pkt *p, __
 		return DROP_CT_INVALID_HDR;
 	p->il4 = l4;
 	p->iproto = proto;
-	if (proto == IPPROTO_TCP_ || proto == IPPROTO_UDP_) {
+	if (proto == PROTO_TCP || proto == PROTO_UDP) {
 		__be16 ports[2];
 
 		if (bpf_skb_load_bytes(skb, l4, ports, 4) < 0)
@@ -198,7 +198,7 @@ static __always_inline int parse_quoted(struct __sk_buff *skb, struct pkt *p, __
 		p->idport = ports[1];
 		return 0;
 	}
-	if (proto == (p->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_))
+	if (proto == (p->family == 4 ? PROTO_ICMP : PROTO_ICMPV6))
 		return echo_ports(skb, l4, p->family == 6, &p->isport, &p->idport);
 	return DROP_CT_UNKNOWN_PROTO;
 }
@@ -216,7 +216,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 	/* No L4 header in a later fragment: the fragment table supplies protocol and ports. */
 	if (p->frag == FRAG_LATER)
 		return 0;
-	if (p->proto == IPPROTO_TCP_) {
+	if (p->proto == PROTO_TCP) {
 		__u8 h[14];
 		__s64 doff;
 
@@ -232,7 +232,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 		p->tcp_flags = h[13];
 		return 0;
 	}
-	if (p->proto == IPPROTO_UDP_) {
+	if (p->proto == PROTO_UDP) {
 		__be16 ports[2];
 
 		if (avail < 8)
@@ -243,7 +243,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 		p->dport = ports[1];
 		return 0;
 	}
-	if ((p->proto == IPPROTO_ICMP_ && !is_v6) || (p->proto == IPPROTO_ICMPV6_ && is_v6)) {
+	if ((p->proto == PROTO_ICMP && !is_v6) || (p->proto == PROTO_ICMPV6 && is_v6)) {
 		__u8 type;
 
 		if (avail < 8)

@@ -156,7 +156,7 @@ static __always_inline int policy_new_flow(struct pkt *p, __u8 dir, struct polic
 	out->identity = policy_identity_of(p->family, egress ? &p->daddr : &p->saddr);
 	if (!(ep->flags & enforce))
 		return 0;
-	port = (p->proto == IPPROTO_TCP_ || p->proto == IPPROTO_UDP_) ? p->dport : 0;
+	port = (p->proto == PROTO_TCP || p->proto == PROTO_UDP) ? p->dport : 0;
 	return policy_decide(ep->id, out->identity, port, p->proto, dir);
 }
 

@@ -12,7 +12,7 @@ import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { InvalidInputError, NotSupportedError } from "../errors.js";
 import { ip } from "../sys/netns/iproute2.js";
 import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
-import type { Output } from "../cli/output.js";
+import type { Output } from "../format/output.js";
 import { parseIp } from "../packet/address.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { EngineChange } from "../policy/engine.js";

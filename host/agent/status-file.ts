@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ForwarderStats } from "../forwarder/forwarder.js";
-import type { DatapathCounters } from "../datapath.js";
+import type { DatapathCounters } from "../engine.js";
 import type { FlowSummary, NatSummary } from "../forwarder/protocol.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { InvalidInputError } from "../errors.js";

@@ -3,15 +3,13 @@
  * as a table or JSON. Lifetimes are on the kernel's monotonic clock, which is
  * what Node's hrtime reads on Linux.
  */
-import { join } from "node:path";
-import { existsSync } from "node:fs";
-import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
-import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
+import { CT_TABLES, type CtTableName } from "../conntrack/records.js";
+import { monotonicSeconds, readPinnedConntrack } from "../kernel/pinned-conntrack.js";
 import { InvalidInputError } from "../errors.js";
-import type { Output } from "./output.js";
-import { ctJson, ctTableLines } from "./ct-format.js";
-import { toJson } from "./table.js";
+import type { Output } from "../format/output.js";
+import { ctJson, ctTableLines } from "../format/conntrack.js";
+import { toJson } from "../format/table.js";
 import { Command } from "commander";
 import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 
@@ -19,25 +17,6 @@ export interface BpfCtListOptions {
   pinDir?: string;
   table?: string;
   json: boolean;
-}
-
-export function monotonicSeconds(): number {
-  return Number(process.hrtime.bigint() / 1_000_000_000n);
-}
-
-export function readPinnedConntrack(dir: string, tables: readonly CtTableName[]): CtRecord[] {
-  const records: CtRecord[] = [];
-  for (const table of tables) {
-    const path = join(dir, `ct_${table}`);
-    if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned conntrack map there (is the kernel datapath attached with pinning to ${dir}?)`);
-    const map = BpfMap.openPinned(path);
-    try {
-      for (const [key, value] of map.dump()) records.push(decodeCtRecord(table, joinRecord(key, value)));
-    } finally {
-      map.close();
-    }
-  }
-  return records;
 }
 
 export function bpfCtList(opts: BpfCtListOptions, io: Output): void {

@@ -3,39 +3,18 @@
  * NAT maps, read from their pins; and the NAT table as printed for any engine
  * (replay prints the Wasm or kernel one after a run).
  */
-import { join } from "node:path";
-import { existsSync } from "node:fs";
 import { Command } from "commander";
-import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
-import { joinRecord, PROTO_NAMES } from "../conntrack/records.js";
-import { NAT_TABLES, decodeNatRecord, type NatRecord, type NatTableName } from "../nat/records.js";
+import { NAT_TABLES, type NatTableName } from "../nat/records.js";
 import type { NatTables } from "../nat/tables.js";
-import type { Output } from "./output.js";
-import { renderTable, toJson } from "./table.js";
+import { flushPinnedNat, readPinnedNat } from "../kernel/pinned-nat.js";
+import { natJson, natTable } from "../format/nat.js";
+import type { Output } from "../format/output.js";
+import { toJson } from "../format/table.js";
 import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 
 const TABLES = Object.keys(NAT_TABLES) as NatTableName[];
-
-const endpoint = (addr: string, port: number) => (addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`);
-
-export function natJson(r: NatRecord) {
-  return { table: r.table, dir: r.dir, proto: r.proto, src: r.src, sport: r.sport, dst: r.dst, dport: r.dport, toAddr: r.toAddr, toPort: r.toPort, created: r.created };
-}
-
-/** Both halves of every pair, forward first, as people read them. */
-export function natTable(records: NatRecord[]): string {
-  const sorted = [...records].sort((a, b) => a.table.localeCompare(b.table) || a.dir.localeCompare(b.dir) || Buffer.compare(a.key, b.key));
-  return renderTable<NatRecord>([
-    { header: "TABLE", value: (r) => r.table },
-    { header: "DIR", value: (r) => r.dir },
-    { header: "PROTO", value: (r) => PROTO_NAMES[r.proto] ?? String(r.proto) },
-    { header: "MATCH", value: (r) => `${endpoint(r.src, r.sport)} -> ${endpoint(r.dst, r.dport)}` },
-    { header: "REWRITE", value: (r) => `${r.dir === "egress" ? "source" : "destination"} ${endpoint(r.toAddr, r.toPort)}` },
-    { header: "CT CREATED", value: (r) => r.created },
-  ], sorted);
-}
 
 /** Prints a NAT table view (any engine) as text or JSON lines. */
 export function printNat(nat: NatTables, json: boolean, io: Output, title = "NAT"): void {
@@ -48,12 +27,6 @@ export function printNat(nat: NatTables, json: boolean, io: Output, title = "NAT
   io.out(records.length ? natTable(records) : "(empty)");
 }
 
-function openPinned(dir: string, table: NatTableName): BpfMap {
-  const path = join(dir, table);
-  if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned NAT map there (is the kernel datapath attached with pinning to ${dir}?)`);
-  return BpfMap.openPinned(path);
-}
-
 function tablesOf(table: string | undefined): NatTableName[] {
   if (table === undefined) return TABLES;
   if (!TABLES.includes(table as NatTableName)) throw new InvalidInputError(`--table: expected one of ${TABLES.join(", ")}, got "${table}"`);
@@ -62,15 +35,7 @@ function tablesOf(table: string | undefined): NatTableName[] {
 
 export function bpfNatList(opts: { pinDir?: string; table?: string; json: boolean }, io: Output): void {
   const dir = opts.pinDir ?? defaultPinDir();
-  const records: NatRecord[] = [];
-  for (const t of tablesOf(opts.table)) {
-    const map = openPinned(dir, t);
-    try {
-      for (const [k, v] of map.dump()) records.push(decodeNatRecord(t, joinRecord(k, v)));
-    } finally {
-      map.close();
-    }
-  }
+  const records = readPinnedNat(dir, tablesOf(opts.table));
   if (opts.json) {
     for (const r of records) io.out(toJson(natJson(r)));
     return;
@@ -86,16 +51,7 @@ export function bpfNatList(opts: { pinDir?: string; table?: string; json: boolea
  */
 export function bpfNatFlush(opts: { pinDir?: string; table?: string }, io: Output): void {
   const dir = opts.pinDir ?? defaultPinDir();
-  const maps = tablesOf(opts.table).map((t) => [t, openPinned(dir, t)] as const); // all found before any is touched
-  try {
-    for (const [t, map] of maps) {
-      const n = map.dump().length;
-      map.clear();
-      io.out(`flushed ${t}: ${n} entries`);
-    }
-  } finally {
-    for (const [, map] of maps) map.close();
-  }
+  for (const { table, entries } of flushPinnedNat(dir, tablesOf(opts.table))) io.out(`flushed ${table}: ${entries} entries`);
 }
 
 /** `membrane bpf nat list|flush [--pin-dir D] [--table T]` */

@@ -7,7 +7,7 @@
  */
 import { Command, Help, Option } from "commander";
 import { InvalidInputError } from "../errors.js";
-import { EXIT_OK, type Output } from "./output.js";
+import { EXIT_OK, type Output } from "../format/output.js";
 
 interface CliContext {
   io: Output;

@@ -5,7 +5,7 @@ import { runDemo } from "../demo/demo.js";
 import { InvalidInputError } from "../errors.js";
 import { packageRoot } from "../package-root.js";
 import { example, jsonOption, outputOf, setExitCode } from "./command.js";
-import { EXIT_FAILURE, EXIT_OK } from "./output.js";
+import { EXIT_FAILURE, EXIT_OK } from "../format/output.js";
 import { replay } from "./replay.js";
 
 export function registerDemo(program: Command): void {

@@ -4,51 +4,18 @@
  * maps, record by record). The table listing also serves replay, which prints
  * the Wasm (or kernel) tables it ran with.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { Command } from "commander";
-import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
-import { decodeLbConfig } from "../generated/layout.js";
-import { frontendText, readLbListing, type LbListing, type LbTableReader } from "../lb/listing.js";
+import { frontendText, readLbListing, type LbListing } from "../lb/listing.js";
 import { ServiceManager, type ServiceInfo } from "../lb/manager.js";
 import { applyServices } from "../state/services.js";
-import type { ServiceFlowSummary } from "../lb/service-flows.js";
-import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
-import { readMaglevRowFrom } from "../lb/kernel-tables.js";
-import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
+import { PinnedLbTables } from "../kernel/pinned-lb.js";
+import type { Output } from "../format/output.js";
 import { loadState } from "../state/file.js";
-import { renderTable, toJson } from "./table.js";
-
-/** The LB maps pinned under `dir`, read-only. */
-export class PinnedLbTables implements LbTableReader {
-  readonly engine = "bpf" as const;
-  constructor(private readonly dir: string) {}
-
-  private open<T>(name: string, use: (m: BpfMap) => T): T {
-    const path = join(this.dir, name);
-    if (!existsSync(path)) throw new InvalidInputError(`read ${path}: no pinned ${name} map there (is the kernel datapath loaded with pinning to ${this.dir}?)`);
-    const map = BpfMap.openPinned(path);
-    try {
-      return use(map);
-    } finally {
-      map.close();
-    }
-  }
-
-  dump(table: LbTableName): Uint8Array[] {
-    return this.open(LB_KERNEL_MAP[table], (m) => m.dump().map(([k, v]) => joinKeyValue(k, v)));
-  }
-
-  readMaglevRow(row: number): Uint32Array {
-    const config = this.open("lb_config", (m) => m.lookup(new Uint8Array(4)));
-    if (!config) throw new InvalidInputError(`read ${join(this.dir, "lb_config")}: no LB configuration in it`);
-    const { maglevM: m, maglevRows } = decodeLbConfig(config);
-    if (row >= maglevRows) throw new InvalidInputError(`Maglev row ${row} is outside 0..${maglevRows - 1} (lb_config)`);
-    return this.open("lb_maglev", (map) => readMaglevRowFrom(map, row, m));
-  }
-}
+import { renderTable, toJson } from "../format/table.js";
+import { hostPort } from "../format/address.js";
+import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 
 /** "1,2,3" for short slot lists; long ones (Maglev with hundreds of backends) are cut. */
 function slotText(slots: number[]): string {
@@ -139,9 +106,8 @@ export function formatServices(services: ServiceInfo[]): string {
       header: "BACKENDS", value: (l) => {
         const b = l.backend;
         if (!b) return "(none: new flows are dropped, DROP_NO_SERVICE)";
-        const addr = b.addr.includes(":") ? `[${b.addr}]` : b.addr;
         const slots = l.owner.slots.filter((x) => x === b.id).length;
-        return `${b.id} => ${addr}:${b.port} (weight ${b.weight}${b.weight === 0 ? ", draining" : ""}, ${slots} slot${slots === 1 ? "" : "s"})`;
+        return `${b.id} => ${hostPort(b.addr, b.port)} (weight ${b.weight}${b.weight === 0 ? ", draining" : ""}, ${slots} slot${slots === 1 ? "" : "s"})`;
       },
     },
   ], lines);
@@ -168,15 +134,4 @@ export function registerService(program: Command): void {
     if (o.json) listed.forEach((s) => io.out(toJson(s)));
     else io.out(listed.length ? formatServices(listed) : `(no services in ${o.config})`);
   });
-}
-
-/** Flows per service backend (from conntrack): which backend answered, for the live view and `membrane status`. */
-export function formatServiceFlows(rows: ServiceFlowSummary[]): string {
-  return renderTable<ServiceFlowSummary>([
-    { header: "SERVICE", value: (r) => r.frontend },
-    { header: "BACKEND", value: (r) => `${r.backendId} => ${r.backend}` },
-    { header: "FLOWS", value: (r) => r.flows },
-    { header: "PKTS TO", value: (r) => r.txPackets },
-    { header: "ANSWERS", value: (r) => r.rxPackets },
-  ], rows);
 }

@@ -9,7 +9,7 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { MembraneError } from "../errors.js";
-import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, OutputClosedError, processOutput, type Output } from "./output.js";
+import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, OutputClosedError, processOutput, type Output } from "../format/output.js";
 import { attachOutput, exitCodeOf, finishTree } from "./command.js";
 import { registerReplay } from "./replay.js";
 import { registerBpf } from "./bpf.js";

@@ -13,9 +13,9 @@ import { loadState } from "../state/file.js";
 import { addEndpoint, deleteEndpoint, deletePolicies, importPolicies } from "../state/edits.js";
 import { protoName, trace, traceText } from "../policy/trace.js";
 import type { Selector } from "../policy/selector.js";
-import type { Output } from "./output.js";
+import type { Output } from "../format/output.js";
 import { example, integerArg, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
-import { renderTable, toJson } from "./table.js";
+import { renderTable, toJson } from "../format/table.js";
 
 function configPath(v: string | undefined, what: string): string {
   if (!v) throw new InvalidInputError(`${what}: --config <state file> is required (the file the endpoints and policies are kept in)`);

@@ -3,11 +3,12 @@ import { Command } from "commander";
 import { agentAlive, readStatus, statusPath, DEFAULT_STATE_DIR, type AgentStatus } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, jsonOption, outputOf } from "./command.js";
-import { renderTable, toJson } from "./table.js";
-import type { Output } from "./output.js";
+import { renderTable, toJson } from "../format/table.js";
+import { flowsTable } from "../format/flows.js";
+import type { Output } from "../format/output.js";
 import { MembraneError } from "../errors.js";
-import { formatServiceFlows } from "./lb.js";
-import { natLines } from "./nat-summary.js";
+import { formatServiceFlows } from "../format/service-flows.js";
+import { natLines } from "../format/nat-summary.js";
 
 /** Mappings shown; the report carries the newest 12. */
 const STATUS_NAT_ROWS = 12;
@@ -28,17 +29,7 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
   io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
   io.out(`routes: ${s.routes.join(", ") || "none"}; conntrack: ${s.entries} entries (${s.restoredEntries} restored at start)`);
   io.out(`packets: ${s.stats.packetsIn} in, ${s.stats.packetsOut} out, ${drops} dropped in ${s.stats.batches} batches; GC runs ${s.stats.gcRuns}`);
-  if (s.flows.length) {
-    io.out(renderTable([
-      { header: "TABLE", value: (f: (typeof s.flows)[number]) => f.table },
-      { header: "PROTO", value: (f) => f.proto },
-      { header: "FLOW", value: (f) => f.flow },
-      { header: "TX", value: (f) => f.txPackets },
-      { header: "RX", value: (f) => f.rxPackets },
-      { header: "STATE", value: (f) => f.state },
-      { header: "EXPIRES", value: (f) => `${f.expiresIn}s`, right: true },
-    ], s.flows));
-  }
+  if (s.flows.length) io.out(flowsTable(s.flows));
   if (s.services?.length) io.out(formatServiceFlows(s.services));
   for (const line of natLines({ nat: s.nat ?? [], natMappings: s.natMappings ?? 0 }, STATUS_NAT_ROWS)) io.out(line);
 }

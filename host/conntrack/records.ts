@@ -1,9 +1,12 @@
 /** Conntrack records as people and programs read them, decoded from the shared layout. */
 import {
   CT_TUPLE4, CT_TUPLE6, ctEntryFlagsName, decodeCtEntry, decodeCtTuple4, decodeCtTuple6, tupleFlagsName,
-  CtEntryFlags, type CtEntry,
+  CtEntryFlags, TcpFlags, type CtEntry,
 } from "../generated/layout.js";
 import { formatIp } from "../packet/address.js";
+import { isIcmpProto } from "../packet/ip-proto.js";
+import { TCP_FLAG_ORDER } from "../packet/decode.js";
+import { hostPort } from "../format/address.js";
 
 function ipv4FromNumber(n: number): Uint8Array {
   return Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
@@ -53,13 +56,12 @@ export function decodeCtRecord(table: CtTableName, record: Uint8Array): CtRecord
   return { table, key, entry, tuple: { family: 4, src: formatIp(ipv4FromNumber(t.saddr)), dst: formatIp(ipv4FromNumber(t.daddr)), sport: t.sport, dport: t.dport, proto: t.nexthdr, flags: t.flags } };
 }
 
-export const PROTO_NAMES: Readonly<Record<number, string>> = { 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6" };
+export { PROTO_NAMES } from "../packet/ip-proto.js";
 
 /** "10.0.0.1:1234 -> 10.0.0.2:80" (IPv6 addresses in brackets); ICMP flows by echo identifier. */
 export function formatTuple(t: CtTuple): string {
-  if (t.proto === 1 || t.proto === 58) return `${t.src} -> ${t.dst} id=${t.sport || t.dport}`;
-  const host = (a: string) => (t.family === 6 ? `[${a}]` : a);
-  return `${host(t.src)}:${t.sport} -> ${host(t.dst)}:${t.dport}`;
+  if (isIcmpProto(t.proto)) return `${t.src} -> ${t.dst} id=${t.sport || t.dport}`;
+  return `${hostPort(t.src, t.sport)} -> ${hostPort(t.dst, t.dport)}`;
 }
 
 /** "OUT", "IN", ... for the tuple flags byte. */
@@ -78,6 +80,7 @@ export function formatEntryFlags(flags: number): string {
 
 /** "SA", "FPA": the TCP flags seen, in tcpdump's letters. */
 export function formatTcpFlags(flags: number): string {
-  const letters: [number, string][] = [[0x02, "S"], [0x01, "F"], [0x04, "R"], [0x08, "P"], [0x10, "A"], [0x20, "U"], [0x40, "E"], [0x80, "C"]];
+  // SYN first, as people read a handshake ("SA"), then the rest in header bit order.
+  const letters = [...TCP_FLAG_ORDER].sort(([a], [b]) => (a === TcpFlags.TCP_SYN ? -1 : b === TcpFlags.TCP_SYN ? 1 : a - b));
   return letters.filter(([bit]) => flags & bit).map(([, l]) => l).join("") || "-";
 }

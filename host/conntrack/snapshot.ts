@@ -9,7 +9,7 @@
  */
 import { InvalidInputError } from "../errors.js";
 import type { Datapath } from "../datapath.js";
-import { TABLE_NAMES, type TableName } from "../wasm/core.js";
+import { TABLE_NAMES, type TableName } from "./tables.js";
 import { NAT_TABLE_NAMES } from "../nat/tables.js";
 import type { NatTableName } from "../nat/records.js";
 

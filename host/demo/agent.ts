@@ -39,6 +39,7 @@ import { writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { koffi } from "../sys/ffi.js";
 import { libcLibrary } from "../sys/libc.js";
+import { IpProto } from "../packet/ip-proto.js";
 
 const [mode = "", addr = "", portArg, extra, extra2] = process.argv.slice(2);
 const port = Number(portArg);
@@ -306,7 +307,7 @@ function ping(): void {
   const sendto = lib.func("sendto", "long", ["int", "void *", "size_t", "int", "void *", "uint32_t"]);
   const recv = lib.func("recv", "long", ["int", "void *", "size_t", "int"]);
   const close = lib.func("close", "int", ["int"]);
-  const AF_INET = 2, AF_INET6 = 10, SOCK_DGRAM = 2, IPPROTO_ICMP = 1, IPPROTO_ICMPV6 = 58;
+  const AF_INET = 2, AF_INET6 = 10, SOCK_DGRAM = 2, IPPROTO_ICMP = IpProto.PROTO_ICMP, IPPROTO_ICMPV6 = IpProto.PROTO_ICMPV6;
   const SOL_SOCKET = 1, SO_RCVTIMEO = 20;
 
   // struct sockaddr_in / sockaddr_in6; for a ping socket the port is the echo identifier.
@@ -362,7 +363,7 @@ function icmpWatch(): void {
   const socket = lib.func("socket", "int", ["int", "int", "int"]);
   const bind = lib.func("bind", "int", ["int", "void *", "uint32_t"]);
   const recvfrom = lib.func("recvfrom", "long", ["int", "void *", "size_t", "int", "void *", "void *"]);
-  const AF_INET = 2, AF_INET6 = 10, SOCK_RAW = 3, IPPROTO_ICMP = 1, IPPROTO_ICMPV6 = 58, MSG_DONTWAIT = 0x40;
+  const AF_INET = 2, AF_INET6 = 10, SOCK_RAW = 3, IPPROTO_ICMP = IpProto.PROTO_ICMP, IPPROTO_ICMPV6 = IpProto.PROTO_ICMPV6, MSG_DONTWAIT = 0x40;
   const fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP) as number;
   if (fd < 0) fail(`icmp-watch: socket: errno ${k.errno()}`);
   const local = Buffer.alloc(v6 ? 28 : 16);

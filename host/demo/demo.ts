@@ -13,19 +13,20 @@
  * changes nothing and says why; the caller shows the capture replay instead.
  */
 import { ForwarderHandle } from "../forwarder/controller.js";
-import type { FlowSummary, NatSummary, WorkerMessage } from "../forwarder/protocol.js";
+import type { NatSummary, WorkerMessage } from "../forwarder/protocol.js";
 import type { ForwarderStats } from "../forwarder/forwarder.js";
 import type { DatapathOptions } from "../config.js";
-import { renderTable, toJson } from "../cli/table.js";
-import type { Output } from "../cli/output.js";
+import { renderTable, toJson } from "../format/table.js";
+import type { Output } from "../format/output.js";
 import { sweep } from "../sys/netns/lab.js";
 import type { NetnsProcess } from "../sys/netns/process.js";
 import { ForwarderTopology, type Endpoint } from "./topology.js";
 import { demoUnavailable } from "./requirements.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "./services.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
-import { formatServiceFlows } from "../cli/lb.js";
-import { natLines } from "../cli/nat-summary.js";
+import { formatServiceFlows } from "../format/service-flows.js";
+import { flowsTable } from "../format/flows.js";
+import { natLines } from "../format/nat-summary.js";
 import { demoNat } from "./nat.js";
 
 export const DEMO_PREFIX = "mbr-demo";
@@ -126,18 +127,6 @@ function extPeersText(peers: ExtPeer[]): string {
     return `${proto === "icmp" ? "ping" : proto.toUpperCase()} from ${addrs.length ? addrs.map((a) => `${a} (${what(mine.filter((p) => p.address === a).length)})`).join(", ") : "nobody"}`;
   });
   return `what ext saw (the peers its servers reported): ${protos.join("; ")}`;
-}
-
-function flowsTable(flows: FlowSummary[]): string {
-  return renderTable<FlowSummary>([
-    { header: "TABLE", value: (f) => f.table },
-    { header: "PROTO", value: (f) => f.proto },
-    { header: "FLOW", value: (f) => f.flow },
-    { header: "TX PKTS", value: (f) => f.txPackets },
-    { header: "RX PKTS", value: (f) => f.rxPackets },
-    { header: "STATE", value: (f) => f.state },
-    { header: "EXPIRES", value: (f) => `${f.expiresIn}s`, right: true },
-  ], flows);
 }
 
 /** One second of the live view, as text. */

@@ -5,7 +5,8 @@
  * traffic into the device; what comes back out is routed onwards by the kernel.
  */
 import type { Datapath } from "../datapath.js";
-import type { PacketBatch, PacketMeta } from "../batch.js";
+import type { PacketBatch } from "../wasm/batch.js";
+import type { PacketMeta } from "../engine.js";
 import { endianness } from "node:os";
 import { InvalidInputError } from "../errors.js";
 import type { TunDevice } from "../tun/device.js";

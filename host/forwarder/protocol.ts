@@ -1,7 +1,7 @@
 /** Messages between the forwarder's worker thread and the thread that controls it. */
 import type { MessagePort } from "node:worker_threads";
 import type { DatapathOptions } from "../config.js";
-import type { DatapathCounters } from "../datapath.js";
+import type { DatapathCounters } from "../engine.js";
 import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";

@@ -14,7 +14,7 @@
  */
 import { InvalidInputError, MembraneError } from "../errors.js";
 import { ReservedIdentity } from "../policy/types.js";
-import { enclosingPrefixes, type Prefix } from "./cidr.js";
+import { enclosingPrefixes, type Prefix } from "../packet/cidr.js";
 import { LabelSet, type Label } from "./labels.js";
 
 export type IdentityKind = "reserved" | "endpoint" | "cidr";

@@ -12,13 +12,13 @@ import type { BpfMap } from "../bpf/map.js";
 import { SKB_TEST_RUN_LIMITS, ETH_HLEN, type BpfProgram } from "../bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../bpf/skb-ctx.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";
-import { DIRECTION_CODE, type PacketMeta } from "../batch.js";
+import { DIRECTION_CODE, type PacketMeta } from "../engine.js";
 import { describeVerdict, type PacketVerdict } from "../verdict.js";
 import type { DatapathEngine, PacketInput } from "../engine.js";
 import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
-import type { DatapathCounters, DropCount, GcResult } from "../datapath.js";
-import type { TableName } from "../wasm/core.js";
-import { METRICS_SLOTS, TABLE_NAMES } from "../wasm/core.js";
+import type { DatapathCounters, DropCount, GcResult } from "../engine.js";
+import type { TableName } from "../conntrack/tables.js";
+import { METRICS_SLOTS, TABLE_NAMES } from "../conntrack/tables.js";
 import {
   CT_ENTRY, CT_STATS, FRAG_ENTRY, decodeCtStats, decodeMetricsValue, dropReasonName, dropReasonText,
   type CtStats,
@@ -27,8 +27,8 @@ import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF } from "./maps.js";
 import { loadConfiguredObject, setKernelClock } from "./load.js";
 import { KernelPolicyTables } from "./policy-tables.js";
-import { KernelLbTables } from "../lb/kernel-tables.js";
-import { KernelNat } from "../nat/tables.js";
+import { KernelLbTables } from "./lb-tables.js";
+import { KernelNat } from "./nat-tables.js";
 
 
 

@@ -7,8 +7,8 @@
 import type { ResolvedOptions } from "../config.js";
 import { encodeConfig } from "../config.js";
 import { BpfObject, type BpfObjectLoadOptions } from "../bpf/object.js";
-import { configureKernelLb } from "../lb/kernel-tables.js";
-import { configureKernelNat } from "../nat/tables.js";
+import { configureKernelLb } from "./lb-tables.js";
+import { configureKernelNat } from "./nat-tables.js";
 import { kernelMapSizes, kernelMapTypes } from "./maps.js";
 
 export function loadConfiguredObject(elf: Uint8Array, resolved: ResolvedOptions, opts: Omit<BpfObjectLoadOptions, "mapSizes" | "mapTypes">): BpfObject {

@@ -1,9 +1,9 @@
 /** The kernel datapath's maps: which table lives in which map, sized and typed from the options. */
 import type { ResolvedOptions } from "../config.js";
-import type { TableName } from "../wasm/core.js";
+import type { TableName } from "../conntrack/tables.js";
 import { policyMapSizes } from "../policy/options.js";
 import { lbMapSizes } from "../lb/options.js";
-import { kernelNatMapSizes } from "../nat/tables.js";
+import { kernelNatMapSizes } from "./nat-tables.js";
 
 /** Kernel map of each datapath table (bpf/lib/maps.h). */
 export const KERNEL_MAP_OF: Readonly<Record<TableName, string>> = {

@@ -9,13 +9,15 @@ import type { IpFamily } from "../packet/address.js";
 import { decodeBackendRecord, decodeRevNatRecord, decodeServiceRecord } from "./records.js";
 import { countPerBackend, maxOverMean } from "./table-stats.js";
 import type { LbTableName, LbTableWriter } from "./tables.js";
+import { IpProto } from "../packet/ip-proto.js";
+import { hostPort } from "../format/address.js";
 
 export type LbTableReader = Pick<LbTableWriter, "engine" | "dump" | "readMaglevRow">;
 
 const ALGORITHM_NAME: Record<number, string> = {
   [LbAlgorithm.LB_ALG_RANDOM]: "random", [LbAlgorithm.LB_ALG_LEGACY]: "legacy", [LbAlgorithm.LB_ALG_MAGLEV]: "maglev",
 };
-const PROTO_NAME: Record<number, string> = { 6: "tcp", 17: "udp" };
+const PROTO_NAME: Record<number, string> = { [IpProto.PROTO_TCP]: "tcp", [IpProto.PROTO_UDP]: "udp" };
 
 export function protoName(proto: number): string {
   return PROTO_NAME[proto] ?? String(proto);
@@ -60,7 +62,7 @@ export interface LbListing {
 }
 
 export function frontendText(r: { family: IpFamily; vip: string; port: number; proto: string }): string {
-  return `${r.family === 6 ? `[${r.vip}]` : r.vip}:${r.port}/${r.proto}`;
+  return `${hostPort(r.vip, r.port)}/${r.proto}`;
 }
 
 /** Reads every LB table of `tables` (and the Maglev rows its maglev services use). */

@@ -4,6 +4,7 @@
  */
 import { InvalidInputError } from "../errors.js";
 import { LB_CONFIG, encodeLbConfig } from "../generated/layout.js";
+import { integerInRange } from "../config-values.js";
 
 /** Maglev table sizes Cilium accepts (primes); 16381 is its default. */
 export const MAGLEV_PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;
@@ -37,12 +38,6 @@ export const LB_DEFAULTS: ResolvedLbOptions = {
   hashSeed: 0x6d626c62,
 };
 
-function integer(path: string, v: unknown, min: number, max: number): void {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidInputError(`${path}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  }
-}
-
 /** Validates the `lb` options object (throwing InvalidInputError naming the key) and fills in defaults. */
 export function resolveLbOptions(value: unknown, path = "lb"): ResolvedLbOptions {
   if (value === undefined) return { ...LB_DEFAULTS };
@@ -61,10 +56,10 @@ export function resolveLbOptions(value: unknown, path = "lb"): ResolvedLbOptions
       if (!MAGLEV_PRIMES.includes(v as (typeof MAGLEV_PRIMES)[number])) {
         throw new InvalidInputError(`${at}: expected one of ${MAGLEV_PRIMES.join(", ")} (the primes Cilium allows), got ${JSON.stringify(v)}`);
       }
-    } else if (key === "revNat") integer(at, v, 1, 65535);
-    else if (key === "maglevRows") integer(at, v, 0, 4096);
-    else if (key === "hashSeed") integer(at, v, 0, 0xffffffff);
-    else integer(at, v, 1, 1 << 24);
+    } else if (key === "revNat") integerInRange(v, 1, 65535, at);
+    else if (key === "maglevRows") integerInRange(v, 0, 4096, at);
+    else if (key === "hashSeed") integerInRange(v, 0, 0xffffffff, at);
+    else integerInRange(v, 1, 1 << 24, at);
     (out as Record<string, number>)[key] = v as number;
   }
   if (out.maglevM * out.maglevRows > 1 << 26) {

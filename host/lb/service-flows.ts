@@ -7,6 +7,7 @@
 import { TupleFlags } from "../generated/layout.js";
 import type { CtRecord } from "../conntrack/records.js";
 import type { ServiceInfo } from "./manager.js";
+import { hostPort } from "../format/address.js";
 
 export interface ServiceFlowSummary {
   /** "10.96.0.10:80/tcp", "[fd00:96::10]:80/tcp". */
@@ -21,8 +22,6 @@ export interface ServiceFlowSummary {
   rxPackets: number;
 }
 
-const bracket = (addr: string) => (addr.includes(":") ? `[${addr}]` : addr);
-
 /** One row per backend of every service (zero rows included, so a share of nothing shows). */
 export function serviceFlows(services: readonly ServiceInfo[], records: Iterable<CtRecord>): ServiceFlowSummary[] {
   const rows = new Map<string, ServiceFlowSummary>();
@@ -31,7 +30,7 @@ export function serviceFlows(services: readonly ServiceInfo[], records: Iterable
     const family = s.vip.includes(":") ? 6 : 4;
     for (const b of s.backends) {
       rows.set(key(family, s.revNatIndex, b.id), {
-        frontend: `${bracket(s.vip)}:${s.port}/${s.proto}`, backendId: b.id, backend: `${bracket(b.addr)}:${b.port}`,
+        frontend: `${hostPort(s.vip, s.port)}/${s.proto}`, backendId: b.id, backend: hostPort(b.addr, b.port),
         flows: 0, txPackets: 0, rxPackets: 0,
       });
     }

@@ -5,7 +5,9 @@
  */
 import { InvalidInputError } from "../errors.js";
 import { ipv4Word, parseIp, type IpFamily } from "../packet/address.js";
+import { maskBytes, readCidr, type Prefix } from "../packet/cidr.js";
 import { NAT_CONFIG, NatConfigFlags, NatLimits, encodeNatConfig, type NatCidr4, type NatCidr6 } from "../generated/layout.js";
+import { integerInRange } from "../config-values.js";
 
 export interface NatFamilyOptions {
   /** The masquerade address (usually the node's address on its external device). */
@@ -58,11 +60,6 @@ function onlyKeys(v: Record<string, unknown>, allowed: string[], path: string): 
   for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(`${path}.${k}`, `unknown key (allowed: ${allowed.join(", ")})`);
 }
 
-function integer(v: unknown, min: number, max: number, path: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) fail(path, `expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  return v as number;
-}
-
 function address(v: unknown, family: IpFamily, path: string): Uint8Array {
   if (typeof v !== "string") fail(path, `expected an IPv${family} address, got ${JSON.stringify(v)}`);
   let parsed;
@@ -78,20 +75,16 @@ function address(v: unknown, family: IpFamily, path: string): Uint8Array {
 /** "10.0.0.0/8" -> bytes masked to the prefix; host bits set are refused rather than guessed. */
 export function parseCidr(v: unknown, family: IpFamily, path: string): ResolvedCidr {
   if (typeof v !== "string" || !v.includes("/")) fail(path, `expected an IPv${family} prefix like ${family === 4 ? "10.0.0.0/8" : "fd00::/8"}, got ${JSON.stringify(v)}`);
-  const [addr, len, ...extra] = (v as string).split("/");
-  const bits = family === 4 ? 32 : 128;
-  if (extra.length || !/^[0-9]{1,3}$/.test(len) || Number(len) > bits) fail(path, `prefix length of "${v}" must be 0..${bits}`);
-  const prefix = Number(len);
-  const bytes = address(addr, family, path);
-  const mask = maskBytes(prefix, bytes.length);
-  if (bytes.some((b, i) => (b & ~mask[i]) !== 0)) fail(path, `"${v}" has host bits set beyond /${prefix}`);
-  return { prefix, bytes };
-}
-
-function maskBytes(prefix: number, length: number): Uint8Array {
-  const m = new Uint8Array(length);
-  for (let i = 0; i < length; i++) m[i] = prefix >= (i + 1) * 8 ? 0xff : prefix > i * 8 ? (0xff << (8 - (prefix - i * 8))) & 0xff : 0;
-  return m;
+  const r = readCidr(v);
+  if ("problem" in r) {
+    const p = r.problem;
+    if (p.kind === "address") fail(path, p.message);
+    if (p.kind === "host-bits") fail(path, `"${v}" has host bits set beyond /${p.length}`);
+    fail(path, `prefix length of "${v}" must be 0..${family === 4 ? 32 : 128}`);
+  }
+  const { prefix } = r as { prefix: Prefix };
+  if (prefix.family !== family) fail(path, `expected an IPv${family} address, got "${(v as string).split("/")[0]}"`);
+  return { prefix: prefix.length, bytes: prefix.bytes };
 }
 
 function cidrList(v: unknown, family: IpFamily, path: string): string[] {
@@ -129,8 +122,8 @@ export function resolveNat(v: unknown, path = "nat"): ResolvedNat | undefined {
     const p = o.ports as Record<string, unknown>;
     onlyKeys(p, ["min", "max"], `${path}.ports`);
     ports = {
-      min: p.min === undefined ? ports.min : integer(p.min, 1, 65535, `${path}.ports.min`),
-      max: p.max === undefined ? ports.max : integer(p.max, 1, 65535, `${path}.ports.max`),
+      min: p.min === undefined ? ports.min : integerInRange(p.min, 1, 65535, `${path}.ports.min`),
+      max: p.max === undefined ? ports.max : integerInRange(p.max, 1, 65535, `${path}.ports.max`),
     };
     if (ports.min > ports.max) fail(`${path}.ports`, `min (${ports.min}) is above max (${ports.max})`);
   }
@@ -138,9 +131,9 @@ export function resolveNat(v: unknown, path = "nat"): ResolvedNat | undefined {
     ipv4: family(o.ipv4, 4, `${path}.ipv4`),
     ipv6: family(o.ipv6, 6, `${path}.ipv6`),
     ports,
-    retries: o.retries === undefined ? NAT_DEFAULTS.retries : integer(o.retries, 0, NatLimits.NAT_MAX_RETRIES, `${path}.retries`),
-    entries: o.entries === undefined ? NAT_DEFAULTS.entries : integer(o.entries, 2, MAX_ENTRIES, `${path}.entries`),
-    seed: o.seed === undefined ? (Math.random() * 0x100000000) >>> 0 : integer(o.seed, 0, 0xffffffff, `${path}.seed`),
+    retries: o.retries === undefined ? NAT_DEFAULTS.retries : integerInRange(o.retries, 0, NatLimits.NAT_MAX_RETRIES, `${path}.retries`),
+    entries: o.entries === undefined ? NAT_DEFAULTS.entries : integerInRange(o.entries, 2, MAX_ENTRIES, `${path}.entries`),
+    seed: o.seed === undefined ? (Math.random() * 0x100000000) >>> 0 : integerInRange(o.seed, 0, 0xffffffff, `${path}.seed`),
   };
   if (!resolved.ipv4 && !resolved.ipv6) fail(path, "set ipv4 and/or ipv6 (with the masquerade address) to enable masquerading");
   return resolved;

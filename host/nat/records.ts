@@ -9,6 +9,7 @@ import {
 } from "../generated/layout.js";
 import { formatIp } from "../packet/address.js";
 import type { CtTableName } from "../conntrack/records.js";
+import { IpProto, isIcmpProto } from "../packet/ip-proto.js";
 
 export type NatFamily = 4 | 6;
 export const NAT_TABLES = { nat4: 4, nat6: 6 } as const;
@@ -56,7 +57,6 @@ export function decodeNatRecord(table: NatTableName, record: Uint8Array): NatRec
   };
 }
 
-const isIcmp = (proto: number) => proto === 1 || proto === 58;
 
 /**
  * The conntrack table and tuple bytes (flags TUPLE_F_OUT) owning a NAT entry
@@ -77,14 +77,14 @@ export function ownerOf(f: NatFamily, key: Uint8Array, value: Uint8Array): { tab
     const port = value.subarray(E.port, E.port + 2);
     tuple.set(value.subarray(E.addr, E.addr + alen), T.saddr);
     tuple.set(key.subarray(K.saddr, K.saddr + alen), T.daddr);
-    if (isIcmp(proto)) tuple.set(port, T.dport);
+    if (isIcmpProto(proto)) tuple.set(port, T.dport);
     else {
       tuple.set(port, T.sport);
       tuple.set(key.subarray(K.sport, K.sport + 2), T.dport);
     }
     tuple[T.nexthdr] = proto;
   }
-  const tcp = proto === 6;
+  const tcp = proto === IpProto.PROTO_TCP;
   const table: CtTableName = f === 4 ? (tcp ? "tcp4" : "any4") : (tcp ? "tcp6" : "any6");
   return { table, tuple, created };
 }

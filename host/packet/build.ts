@@ -25,6 +25,7 @@
 import { ipBytes, parseMac, solicitedNodeMulticast, type IpInput } from "./address.js";
 import { fillChecksums, internetChecksum } from "./checksum.js";
 import { ETHERTYPE, IPPROTO, locateIp } from "./decode.js";
+import { TcpFlags as TcpFlagBits } from "../generated/layout.js";
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -257,14 +258,14 @@ export function tcp(spec: TcpSpec): Uint8Array {
   b[12] = (hlen / 4) << 4;
   const f = spec.flags ?? {};
   b[13] =
-    (f.fin ? 0x01 : 0) |
-    (f.syn ? 0x02 : 0) |
-    (f.rst ? 0x04 : 0) |
-    (f.psh ? 0x08 : 0) |
-    (f.ack ? 0x10 : 0) |
-    (f.urg ? 0x20 : 0) |
-    (f.ece ? 0x40 : 0) |
-    (f.cwr ? 0x80 : 0);
+    (f.fin ? TcpFlagBits.TCP_FIN : 0) |
+    (f.syn ? TcpFlagBits.TCP_SYN : 0) |
+    (f.rst ? TcpFlagBits.TCP_RST : 0) |
+    (f.psh ? TcpFlagBits.TCP_PSH : 0) |
+    (f.ack ? TcpFlagBits.TCP_ACK : 0) |
+    (f.urg ? TcpFlagBits.TCP_URG : 0) |
+    (f.ece ? TcpFlagBits.TCP_ECE : 0) |
+    (f.cwr ? TcpFlagBits.TCP_CWR : 0);
   put16(b, 14, range("TCP window", spec.window ?? 65535, 0xffff));
   put16(b, 18, range("TCP urgent", spec.urgent ?? 0, 0xffff));
   b.set(options, 20);

@@ -8,17 +8,20 @@
 // print two summaries side by side, so partial information beats none.
 
 import { formatIp, formatMac, type IpFamily } from "./address.js";
+import { IpProto, PROTO_NAMES as SHARED_PROTO_NAMES } from "./ip-proto.js";
+import { TcpFlags, tcpFlagsText } from "../generated/layout.js";
 
+/** IP protocol numbers: the ones the datapaths handle from the shared enum, the rest for walking headers. */
 export const IPPROTO = {
   HOPOPTS: 0,
-  ICMP: 1,
-  TCP: 6,
-  UDP: 17,
+  ICMP: IpProto.PROTO_ICMP,
+  TCP: IpProto.PROTO_TCP,
+  UDP: IpProto.PROTO_UDP,
   ROUTING: 43,
   FRAGMENT: 44,
   ESP: 50,
   AH: 51,
-  ICMPV6: 58,
+  ICMPV6: IpProto.PROTO_ICMPV6,
   NONE: 59,
   DSTOPTS: 60,
 } as const;
@@ -36,21 +39,18 @@ export const MAX_IPV6_EXT_HEADERS = 8;
 
 const PROTO_NAMES: Record<number, string> = {
   0: "HOPOPT",
-  1: "ICMP",
   2: "IGMP",
   4: "IPIP",
-  6: "TCP",
-  17: "UDP",
   41: "IPv6",
   43: "IPv6-Route",
   44: "IPv6-Frag",
   47: "GRE",
   50: "ESP",
   51: "AH",
-  58: "ICMPv6",
   59: "IPv6-NoNxt",
   60: "IPv6-Opts",
   132: "SCTP",
+  ...SHARED_PROTO_NAMES,
 };
 
 export function protoName(proto: number): string {
@@ -360,16 +360,8 @@ function short(s: PacketSummary, v: L4View, what: string, need: number): void {
   if (!v.quoted) fail(s, `truncated ${what}: ${Math.max(0, v.end - v.off)} of ${need} bytes`);
 }
 
-const TCP_FLAG_ORDER: [number, string][] = [
-  [0x01, "F"],
-  [0x02, "S"],
-  [0x04, "R"],
-  [0x08, "P"],
-  [0x10, "A"],
-  [0x20, "U"],
-  [0x40, "E"],
-  [0x80, "C"],
-];
+/** Flag letters in header bit order (the first letter of each enum tcp_flags member's name). */
+export const TCP_FLAG_ORDER: [number, string][] = Object.values(TcpFlags).sort((a, b) => a - b).map((bit) => [bit, tcpFlagsText[bit]![0]!]);
 
 function decodeTcp(s: PacketSummary, v: L4View): void {
   const { b, off } = v;

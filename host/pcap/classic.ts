@@ -6,7 +6,7 @@
  */
 import { CaptureError } from "./errors.js";
 import { linkTypeFromNumber, SUPPORTED_LINK_TYPES } from "./link-type.js";
-import type { CapturePacket } from "./read.js";
+import type { CapturePacket } from "./packet.js";
 
 const GLOBAL_HEADER_LENGTH = 24;
 const LINK_TYPE_OFFSET = 20;

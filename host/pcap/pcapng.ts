@@ -9,7 +9,7 @@
  */
 import { CaptureError } from "./errors.js";
 import { type LinkType, linkTypeFromNumber, SUPPORTED_LINK_TYPES } from "./link-type.js";
-import type { CapturePacket } from "./read.js";
+import type { CapturePacket } from "./packet.js";
 
 const SECTION_HEADER_BLOCK = 0x0a0d0d0a;
 const INTERFACE_DESCRIPTION_BLOCK = 0x00000001;

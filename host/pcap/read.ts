@@ -5,26 +5,13 @@
  */
 import { readClassic, isClassicMagic } from "./classic.js";
 import { CaptureError } from "./errors.js";
-import type { LinkType } from "./link-type.js";
+import type { CapturePacket } from "./packet.js";
 import { readPcapng, isPcapngMagic } from "./pcapng.js";
 
 export { LinkType } from "./link-type.js";
+export type { CapturePacket } from "./packet.js";
 
 export type CaptureFormat = "pcap" | "pcapng";
-
-export interface CapturePacket {
-  /** 0-based position among the file's packet records (other pcapng blocks are not counted). */
-  index: number;
-  /** Nanoseconds since the Unix epoch; 0n when the record has no timestamp (pcapng Simple Packet Block). */
-  timestampNs: bigint;
-  linkType: LinkType;
-  /** A view into the input bytes, not a copy: the bytes that were captured. */
-  data: Uint8Array;
-  /** Length on the wire; larger than data.length when the capture was cut at the snap length. */
-  originalLength: number;
-  /** pcapng interface id, local to its section (ids restart at each Section Header Block); 0 for classic pcap. */
-  interfaceId: number;
-}
 
 export interface Capture {
   format: CaptureFormat;

@@ -3,7 +3,7 @@
  * labels, validated. A pod without a namespace label is in "default", as in
  * Kubernetes, so namespaced policies select it.
  */
-import { hostPrefix } from "../identity/cidr.js";
+import { hostPrefix } from "../packet/cidr.js";
 import { LabelSet } from "../identity/labels.js";
 import { NAMESPACE_KEY } from "./peers.js";
 import { describe, fail, fields, string } from "./validate.js";

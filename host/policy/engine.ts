@@ -28,7 +28,7 @@
  */
 import { InvalidInputError } from "../errors.js";
 import { LocalIdentityAllocator, type Identity, type IdentityAllocator } from "../identity/allocator.js";
-import { hostPrefix, longestMatch, type Prefix } from "../identity/cidr.js";
+import { hostPrefix, longestMatch, type Prefix } from "../packet/cidr.js";
 import type { LabelSet } from "../identity/labels.js";
 import { computePolicy, entryKey, rulesSelecting, type ComputedPolicy } from "./compute.js";
 import type { PolicyDocument } from "./document.js";

@@ -4,7 +4,7 @@
  * entities. All of them end up as label selectors over identities, as in
  * Cilium, so that one matching function serves every kind.
  */
-import { parsePrefix, prefixContains, type Prefix } from "../identity/cidr.js";
+import { parsePrefix, prefixContains, type Prefix } from "../packet/cidr.js";
 import type { Peer } from "./rule.js";
 import { Selector, type Requirement } from "./selector.js";
 import { array, describe, fail, fields, optionalArray, string } from "./validate.js";

@@ -6,11 +6,14 @@
 import type { PolicyProto } from "./types.js";
 import type { PortRange } from "./rule.js";
 import { describe, fail, fields, string } from "./validate.js";
+import { IpProto, isIcmpProto } from "../packet/ip-proto.js";
 
 /** endPort ranges are expanded into one entry per port; this bounds the table a single rule can fill. */
 export const MAX_PORT_RANGE = 1024;
 
-const PROTOCOLS: Record<string, PolicyProto> = { TCP: 6, UDP: 17, ICMP: 1, ICMPV6: 58, ANY: 0 };
+const PROTOCOLS: Record<string, PolicyProto> = {
+  TCP: IpProto.PROTO_TCP, UDP: IpProto.PROTO_UDP, ICMP: IpProto.PROTO_ICMP, ICMPV6: IpProto.PROTO_ICMPV6, ANY: 0,
+};
 
 function protocol(v: unknown, path: string, allowed: string[]): PolicyProto {
   const s = string(v, path);
@@ -30,7 +33,7 @@ function portNumber(v: unknown, path: string, min: number): number {
 }
 
 function range(proto: PolicyProto, port: number, endPortValue: unknown, path: string): PortRange {
-  if ((proto === 1 || proto === 58) && port !== 0) fail(`${path}.port`, "ICMP has no ports: leave it out or give 0");
+  if (isIcmpProto(proto) && port !== 0) fail(`${path}.port`, "ICMP has no ports: leave it out or give 0");
   let endPort = port;
   if (endPortValue !== undefined && endPortValue !== null) {
     if (port === 0) fail(`${path}.endPort`, "needs a port to start the range");
@@ -44,7 +47,7 @@ function range(proto: PolicyProto, port: number, endPortValue: unknown, path: st
 /** NetworkPolicy `ports[i]`: protocol TCP (default) or UDP, port 1..65535 or absent (every port), endPort. */
 export function parseK8sPort(v: unknown, path: string): PortRange {
   const o = fields(v, path, ["protocol", "port", "endPort"]);
-  const proto = o.protocol === undefined || o.protocol === null ? 6 : protocol(o.protocol, `${path}.protocol`, ["TCP", "UDP"]);
+  const proto = o.protocol === undefined || o.protocol === null ? IpProto.PROTO_TCP : protocol(o.protocol, `${path}.protocol`, ["TCP", "UDP"]);
   const port = o.port === undefined || o.port === null ? 0 : portNumber(o.port, `${path}.port`, 1);
   return range(proto, port, o.endPort, path);
 }
@@ -63,7 +66,7 @@ export function parseCiliumPort(v: unknown, path: string): PortRange {
 
 /** The (port, proto) pairs of entries a range stands for: ANY means TCP and UDP, as in Cilium. */
 export function expandPorts(r: PortRange): { port: number; proto: PolicyProto }[] {
-  const protos: PolicyProto[] = r.proto === 0 ? [6, 17] : [r.proto];
+  const protos: PolicyProto[] = r.proto === 0 ? [IpProto.PROTO_TCP, IpProto.PROTO_UDP] : [r.proto];
   const out: { port: number; proto: PolicyProto }[] = [];
   for (const proto of protos) for (let p = r.port; p <= r.endPort; p++) out.push({ port: p, proto });
   return out;

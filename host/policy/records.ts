@@ -13,6 +13,9 @@ import {
 } from "../generated/layout.js";
 import type { PolicyTableName } from "./tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyDirection, PolicyEntry, PolicyProto } from "./types.js";
+import { hasPorts, IpProto } from "../packet/ip-proto.js";
+import { readCidr } from "../packet/cidr.js";
+import { integerInRange } from "../config-values.js";
 
 export interface TableRecord {
   table: PolicyTableName;
@@ -20,15 +23,10 @@ export interface TableRecord {
   value: Uint8Array;
 }
 
-const PROTOS: readonly number[] = [0, 1, 6, 17, 58];
+/** 0 (any protocol) or one the datapaths handle. */
+const PROTOS: readonly number[] = [0, ...Object.values(IpProto)];
 const MAX_ENDPOINT_ID = 0xffff;
 
-function integerIn(value: unknown, min: number, max: number, what: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(`${what}: expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
 
 function address(text: unknown, what: string): { family: 4 | 6; bytes: Uint8Array } {
   if (typeof text !== "string") throw new InvalidInputError(`${what}: expected an address string, got ${JSON.stringify(text)}`);
@@ -48,9 +46,9 @@ function encode<T>(size: number, fn: (v: T, b: Uint8Array) => void, value: T): U
 /** The endpoint's records (one per address family it has). */
 export function endpointRecords(ep: EndpointRecord, what = `endpoint ${JSON.stringify(ep?.id)}`): TableRecord[] {
   if (typeof ep !== "object" || ep === null) throw new InvalidInputError(`${what}: expected an object`);
-  const id = integerIn(ep.id, 1, MAX_ENDPOINT_ID, `${what}: id`);
-  const sec = integerIn(ep.identity, 1, 0xffffffff, `${what}: identity`);
-  const ifindex = integerIn(ep.ifindex, 0, 0xffffffff, `${what}: ifindex`);
+  const id = integerInRange(ep.id, 1, MAX_ENDPOINT_ID, `${what}: id`);
+  const sec = integerInRange(ep.identity, 1, 0xffffffff, `${what}: identity`);
+  const ifindex = integerInRange(ep.ifindex, 0, 0xffffffff, `${what}: ifindex`);
   let mac: Uint8Array;
   try {
     mac = parseMac(String(ep.mac));
@@ -80,30 +78,22 @@ export function endpointRecords(ep: EndpointRecord, what = `endpoint ${JSON.stri
 
 /** Parses "addr/len" (a bare address means the host prefix). Bits past the prefix must be zero. */
 export function parseCidr(cidr: unknown, what: string): { family: 4 | 6; bytes: Uint8Array; prefixlen: number } {
-  if (typeof cidr !== "string") throw new InvalidInputError(`${what}: expected a CIDR string, got ${JSON.stringify(cidr)}`);
-  const [addr, len, extra] = cidr.split("/");
-  if (extra !== undefined) throw new InvalidInputError(`${what}: "${cidr}" has more than one "/"`);
-  const a = address(addr, what);
-  const max = a.family === 4 ? 32 : 128;
-  let prefixlen = max;
-  if (len !== undefined) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(len) || Number(len) > max) {
-      throw new InvalidInputError(`${what}: prefix length "${len}" of "${cidr}" must be 0..${max}`);
-    }
-    prefixlen = Number(len);
+  const r = readCidr(cidr, { bareAddress: true });
+  if ("prefix" in r) return { family: r.prefix.family, bytes: r.prefix.bytes, prefixlen: r.prefix.length };
+  const p = r.problem;
+  switch (p.kind) {
+    case "type": throw new InvalidInputError(`${what}: expected a CIDR string, got ${JSON.stringify(cidr)}`);
+    case "syntax": throw new InvalidInputError(`${what}: "${cidr as string}" has more than one "/"`);
+    case "address": throw new InvalidInputError(`${what}: ${p.message}`);
+    case "length": throw new InvalidInputError(`${what}: prefix length "${p.length}" of "${cidr as string}" must be 0..${p.max}`);
+    case "host-bits": throw new InvalidInputError(`${what}: "${cidr as string}" has bits set past its /${p.length} prefix`);
   }
-  for (let bit = prefixlen; bit < max; bit++) {
-    if (a.bytes[bit >> 3] & (0x80 >> (bit & 7))) {
-      throw new InvalidInputError(`${what}: "${cidr}" has bits set past its /${prefixlen} prefix`);
-    }
-  }
-  return { ...a, prefixlen };
 }
 
 export function ipcacheRecord(rec: IpcacheRecord, what = `ipcache ${JSON.stringify(rec?.cidr)}`): TableRecord {
   if (typeof rec !== "object" || rec === null) throw new InvalidInputError(`${what}: expected an object`);
   const c = parseCidr(rec.cidr, `${what}: cidr`);
-  const secId = integerIn(rec.identity, 1, 0xffffffff, `${what}: identity`);
+  const secId = integerInRange(rec.identity, 1, 0xffffffff, `${what}: identity`);
   const value = encode(IPCACHE_VALUE.size, encodeIpcacheValue, { secId });
   if (c.family === 4) {
     const key = encode(IPCACHE_KEY4.size, encodeIpcacheKey4, { prefixlen: c.prefixlen, addr: ipv4Word(c.bytes) });
@@ -117,12 +107,12 @@ const DIRECTION_CODE: Record<PolicyDirection, number> = { egress: CtDir.CT_EGRES
 /** The policy table key of `entry` for endpoint `endpointId`. */
 export function policyKey(endpointId: number, entry: Omit<PolicyEntry, "deny">, what = "policy entry"): Uint8Array {
   if (typeof entry !== "object" || entry === null) throw new InvalidInputError(`${what}: expected an object`);
-  integerIn(endpointId, 1, MAX_ENDPOINT_ID, `${what}: endpoint id`);
-  const secId = integerIn(entry.identity, 0, 0xffffffff, `${what}: identity`);
-  const dport = integerIn(entry.port, 0, 0xffff, `${what}: port`);
+  integerInRange(endpointId, 1, MAX_ENDPOINT_ID, `${what}: endpoint id`);
+  const secId = integerInRange(entry.identity, 0, 0xffffffff, `${what}: identity`);
+  const dport = integerInRange(entry.port, 0, 0xffff, `${what}: port`);
   if (!PROTOS.includes(entry.proto as number)) throw new InvalidInputError(`${what}: proto: expected one of ${PROTOS.join(", ")}, got ${JSON.stringify(entry.proto)}`);
   if (!Object.hasOwn(DIRECTION_CODE, entry.direction)) throw new InvalidInputError(`${what}: direction: expected "ingress" or "egress", got ${JSON.stringify(entry.direction)}`);
-  if (dport !== 0 && entry.proto !== 6 && entry.proto !== 17 && entry.proto !== 0) {
+  if (dport !== 0 && !hasPorts(entry.proto) && entry.proto !== 0) {
     throw new InvalidInputError(`${what}: port ${dport} with protocol ${entry.proto}: only TCP and UDP (or any protocol) have ports`);
   }
   return encode(POLICY_KEY.size, encodePolicyKey, { secId, endpointId, dport, proto: entry.proto, dir: DIRECTION_CODE[entry.direction] });

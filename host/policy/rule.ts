@@ -3,7 +3,7 @@
  * (NetworkPolicy or CiliumNetworkPolicy): who it applies to, and per
  * direction which peers may (or may not) talk on which ports.
  */
-import type { Prefix } from "../identity/cidr.js";
+import type { Prefix } from "../packet/cidr.js";
 import type { Identity } from "../identity/allocator.js";
 import type { PolicyDirection, PolicyProto } from "./types.js";
 import type { Selector } from "./selector.js";

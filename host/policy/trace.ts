@@ -14,6 +14,7 @@ import type { PolicyEngine } from "./engine.js";
 import { peerMatches, type Rule, type RuleSection } from "./rule.js";
 import type { PolicyDirection } from "./types.js";
 import { IPPROTO } from "../packet/decode.js";
+import { hasPorts, isIcmpProto, PROTO_NAMES } from "../packet/ip-proto.js";
 
 export interface TraceParty {
   given: string;
@@ -58,7 +59,7 @@ export function parsePortProto(s: string): { port: number; proto: number } {
   if (!m || proto === undefined) throw new InvalidInputError(`--dport: expected PORT/PROTO (tcp, udp, icmp, icmpv6), got "${s}"`);
   const port = Number(m[1]);
   if (port > 65535) throw new InvalidInputError(`--dport: port must be 0..65535, got ${port}`);
-  if ((proto === 1 || proto === 58) && port !== 0) throw new InvalidInputError(`--dport: ICMP has no ports: give 0/${m[2]}`);
+  if (isIcmpProto(proto) && port !== 0) throw new InvalidInputError(`--dport: ICMP has no ports: give 0/${m[2]}`);
   return { port, proto };
 }
 
@@ -101,7 +102,7 @@ function sectionMatches(s: RuleSection, peer: Identity, port: number, proto: num
   if (!peerOk) return false;
   if (s.ports === "all") return true;
   return s.ports.some((r) => {
-    const protoOk = r.proto === proto || (r.proto === 0 && (proto === 6 || proto === 17));
+    const protoOk = r.proto === proto || (r.proto === 0 && hasPorts(proto));
     return protoOk && (r.port === 0 || (port >= r.port && port <= r.endPort));
   });
 }
@@ -113,7 +114,7 @@ function describeSection(rule: Rule, s: RuleSection): string {
 }
 
 export function protoName(p: number): string {
-  return p === 0 ? "ANY" : p === 6 ? "TCP" : p === 17 ? "UDP" : p === 1 ? "ICMP" : p === 58 ? "ICMPv6" : String(p);
+  return p === 0 ? "ANY" : PROTO_NAMES[p] ?? String(p);
 }
 
 function traceDirection(engine: PolicyEngine, local: TraceParty, remote: TraceParty, direction: PolicyDirection, port: number, proto: number): DirectionTrace {

@@ -4,11 +4,12 @@
  * maps). The engine decides WHAT each endpoint's policy table holds; the
  * writers decide HOW those records are encoded (bpf/include/types/policy.h).
  */
+import type { IpProto } from "../generated/layout.js";
 
 export type PolicyDirection = "ingress" | "egress";
 
 /** IANA protocol numbers the policy understands; 0 = any protocol. */
-export type PolicyProto = 0 | 1 | 6 | 17 | 58;
+export type PolicyProto = 0 | IpProto;
 
 /**
  * One entry of an endpoint's policy table: traffic with the remote security

@@ -2,25 +2,26 @@
  * WasmCore: the only owner of the core's linear memory. Everything above it
  * speaks in bytes and numbers; nothing else holds a view into Wasm memory
  * (views detach when memory grows, so they are re-taken here on demand).
+ * The table adapters beside it (lb-tables, nat-tables, policy-tables, batch)
+ * reach the exports and memory through this class: one I/O area, one dump
+ * loop, one restore loop, one check of init results.
  */
 import { MembraneError } from "../errors.js";
-import { CT_STATS, DatapathLimits, decodeCtStats, type CtStats, PKT_DESC, METRICS_VALUE } from "../generated/layout.js";
+import { CT_STATS, decodeCtStats, type CtStats, PKT_DESC, METRICS_VALUE, InitResult } from "../generated/layout.js";
 import type { ResolvedOptions } from "../config.js";
 import { encodeConfig } from "../config.js";
 import { encodePolicyOptions } from "../policy/options.js";
-import { instantiateCore, type CoreBuild, type CoreExports } from "./module.js";
-import { initWasmLb } from "../lb/wasm-tables.js";
-import { initWasmNat } from "../nat/tables.js";
+import { encodeLbOptions } from "../lb/options.js";
+import { encodeNat } from "../nat/config.js";
+import { METRICS_SLOTS } from "../conntrack/tables.js";
+import { instantiateCore, type CoreBuild } from "./module.js";
+import type { CoreExports } from "./exports.js";
 
-/** Table ids of the core: enum ct_table, then the two fragment tables. */
-export const TABLE_IDS = { tcp4: 0, any4: 1, tcp6: 2, any6: 3, frag4: 4, frag6: 5 } as const;
-export type TableName = keyof typeof TABLE_IDS;
-export const TABLE_NAMES = Object.keys(TABLE_IDS) as TableName[];
+export { TABLE_IDS, TABLE_NAMES, METRICS_SLOTS, type TableName } from "../conntrack/tables.js";
+export type { CoreBuild };
 
-/** Reason x direction slots of the metrics array (enum datapath_limits). */
-export const METRICS_SLOTS = DatapathLimits.METRICS_SLOTS;
-
-const IO_AREA_BYTES = 1 << 20;
+/** Bytes of the one scratch area through which keys and records cross into Wasm memory. */
+export const IO_AREA_BYTES = 1 << 20;
 
 export interface RawBatch {
   /** Address of the struct pkt_desc array. */
@@ -28,6 +29,22 @@ export interface RawBatch {
   capacity: number;
   bufferSize: number;
   headroom: number;
+}
+
+/** One table's dump export: writes up to `max` records at `out` from `cursor`, returns the next cursor (0: done). */
+export type DumpStep = (cursor: number, out: number, max: number) => number;
+/** One table's restore export: stores `count` records found at `records`, returns how many fit. */
+export type RestoreStep = (records: number, count: number) => number;
+
+/**
+ * Throws unless an init export (enum init_result) created its tables.
+ * `what` names the export, `advice` what to lower when memory runs out.
+ */
+export function checkInit(rc: number, what: string, advice: string): void {
+  if (rc === InitResult.INIT_NO_MEMORY) {
+    throw new MembraneError("OUT_OF_MEMORY", `create datapath: the ${what} tables do not fit in Wasm linear memory (4 GiB at most); ${advice}`);
+  }
+  if (rc !== InitResult.INIT_OK) throw new MembraneError("INTERNAL", `create datapath: ${what} init returned ${rc}`);
 }
 
 export class WasmCore {
@@ -43,14 +60,12 @@ export class WasmCore {
     const ex = core.exports;
     core.bytes().set(encodeConfig(options), ex.config_ptr());
     core.bytes().set(encodePolicyOptions(options.policy), ex.policy_config_ptr());
-    const rc = ex.init();
-    if (rc === ex.INIT_NO_MEMORY.value) {
-      throw new MembraneError("OUT_OF_MEMORY",
-        `create datapath: the tables do not fit in Wasm linear memory (4 GiB at most); lower conntrack.tcpEntries (${options.conntrack.tcpEntries}) or conntrack.otherEntries (${options.conntrack.otherEntries})`);
-    }
-    if (rc !== ex.INIT_OK.value) throw new MembraneError("INTERNAL", `create datapath: init returned ${rc}`);
-    initWasmLb(core, options.lb);
-    initWasmNat(core, options);
+    checkInit(ex.init(), "conntrack",
+      `lower conntrack.tcpEntries (${options.conntrack.tcpEntries}) or conntrack.otherEntries (${options.conntrack.otherEntries})`);
+    core.bytes().set(encodeLbOptions(options.lb), ex.lb_config_ptr());
+    checkInit(ex.lb_init(), "LB", "lower lb.services, lb.backends or lb.maglevRows");
+    core.bytes().set(encodeNat(options.nat), ex.nat_config_ptr());
+    checkInit(ex.nat_init(), "NAT", `lower nat.entries (${options.nat?.entries})`);
     return core;
   }
 
@@ -92,55 +107,76 @@ export class WasmCore {
     return this.exports.parse_batch(batch.desc, count);
   }
 
-  private io(): number {
+  /** The I/O area (allocated on first use, IO_AREA_BYTES long). */
+  io(): number {
     if (this.ioArea === 0) this.ioArea = this.alloc(IO_AREA_BYTES);
     return this.ioArea;
   }
 
-  recordSize(table: number): { key: number; value: number } {
-    return { key: this.exports.table_key_size(table), value: this.exports.table_value_size(table) };
+  /** Copies `parts` one after another into the I/O area; returns its address. */
+  stage(...parts: Uint8Array[]): number {
+    const at = this.io();
+    const mem = this.bytes();
+    let offset = at;
+    for (const p of parts) {
+      mem.set(p, offset);
+      offset += p.length;
+    }
+    return at;
   }
 
-  /** Every record (key bytes then value bytes, copied) of a table, in slot order. */
-  *dump(table: number): Generator<Uint8Array> {
-    const { key, value } = this.recordSize(table);
-    const rec = key + value;
-    const max = Math.floor(IO_AREA_BYTES / rec);
+  /** Every record (`recordSize` bytes, copied) a dump export yields, in its order. */
+  *dumpRecords(recordSize: number, step: DumpStep): Generator<Uint8Array> {
+    if (recordSize === 0) return;
+    const max = Math.floor(IO_AREA_BYTES / recordSize);
     let cursor = 1;
     do {
       const out = this.io();
-      cursor = this.exports.table_dump(table, cursor, out, max);
+      cursor = step(cursor, out, max);
       const n = this.exports.dump_count();
-      const chunk = this.view(out, n * rec).slice();
-      for (let i = 0; i < n; i++) yield chunk.subarray(i * rec, (i + 1) * rec);
+      const chunk = this.view(out, n * recordSize).slice();
+      for (let i = 0; i < n; i++) yield chunk.subarray(i * recordSize, (i + 1) * recordSize);
     } while (cursor !== 0);
   }
 
-  /** Stores records (as dump yields them); returns how many fit. */
-  restore(table: number, records: Uint8Array[]): number {
-    const { key, value } = this.recordSize(table);
-    const rec = key + value;
-    const max = Math.floor(IO_AREA_BYTES / rec);
+  /** Stores records (as dumpRecords yields them) through a restore export; returns how many fit. */
+  restoreRecords(what: string, recordSize: number, records: readonly Uint8Array[], step: RestoreStep): number {
+    if (recordSize === 0 || records.length === 0) return 0;
+    const max = Math.floor(IO_AREA_BYTES / recordSize);
     let stored = 0;
     for (let start = 0; start < records.length; start += max) {
       const part = records.slice(start, start + max);
       const out = this.io();
       const mem = this.bytes();
       part.forEach((r, i) => {
-        if (r.length !== rec) throw new MembraneError("INVALID_INPUT", `restore table ${table}: record ${start + i} is ${r.length} bytes, expected ${rec}`);
-        mem.set(r, out + i * rec);
+        if (r.length !== recordSize) throw new MembraneError("INVALID_INPUT", `restore ${what}: record ${start + i} is ${r.length} bytes, expected ${recordSize}`);
+        mem.set(r, out + i * recordSize);
       });
-      const n = this.exports.table_restore(table, out, part.length);
+      const n = step(out, part.length);
       stored += n;
       if (n < part.length) break;
     }
     return stored;
   }
 
+  recordSize(table: number): { key: number; value: number } {
+    return { key: this.exports.table_key_size(table), value: this.exports.table_value_size(table) };
+  }
+
+  /** Every record (key bytes then value bytes, copied) of a conntrack or fragment table, in slot order. */
+  dump(table: number): Generator<Uint8Array> {
+    const { key, value } = this.recordSize(table);
+    return this.dumpRecords(key + value, (cursor, out, max) => this.exports.table_dump(table, cursor, out, max));
+  }
+
+  /** Stores records (as dump yields them); returns how many fit. */
+  restore(table: number, records: Uint8Array[]): number {
+    const { key, value } = this.recordSize(table);
+    return this.restoreRecords(`table ${table}`, key + value, records, (at, n) => this.exports.table_restore(table, at, n));
+  }
+
   deleteKey(table: number, key: Uint8Array): boolean {
-    const out = this.io();
-    this.bytes().set(key, out);
-    return this.exports.table_delete(table, out) !== 0;
+    return this.exports.table_delete(table, this.stage(key)) !== 0;
   }
 
   gc(table: number, now: number): { deleted: number; scanned: number } {

@@ -13,7 +13,7 @@ import { BpfObject } from "../../host/bpf/object.js";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { resolveOptions } from "../../host/config.js";
 import { kernelMapSizes, kernelMapTypes } from "../../host/kernel/maps.js";
-import { KernelLbTables, configureKernelLb } from "../../host/lb/kernel-tables.js";
+import { KernelLbTables, configureKernelLb } from "../../host/kernel/lb-tables.js";
 import { ServiceManager } from "../../host/lb/manager.js";
 import { applyServices } from "../../host/state/services.js";
 import { readLbListing } from "../../host/lb/listing.js";

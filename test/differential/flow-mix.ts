@@ -9,7 +9,7 @@
 import {
   ethernet, fragment4, fragment6, packet4, packet6, quoteForIcmpError, type TcpFlags,
 } from "../../host/packet/build.js";
-import type { Direction } from "../../host/batch.js";
+import type { Direction } from "../../host/wasm/batch.js";
 
 export type MixEvent =
   | { kind: "packet"; frame: Uint8Array; direction: Direction; now: number; note: string }

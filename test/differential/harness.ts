@@ -9,7 +9,7 @@ import { Datapath } from "../../host/datapath.js";
 import { KernelDatapath, testRunRefuses } from "../../host/kernel/datapath.js";
 import type { DatapathOptions } from "../../host/config.js";
 import type { PacketVerdict } from "../../host/verdict.js";
-import type { Direction, LinkKind } from "../../host/batch.js";
+import type { Direction, LinkKind } from "../../host/wasm/batch.js";
 import { describePacket } from "../../host/packet/decode.js";
 import { formatIp } from "../../host/packet/address.js";
 import { TABLE_NAMES, type TableName } from "../../host/wasm/core.js";

@@ -14,7 +14,7 @@ import { ServiceManager, type ServiceSpec } from "../../host/lb/manager.js";
 import { LB_TABLE_NAMES } from "../../host/lb/tables.js";
 import { ethernet, packet4, packet6, quoteForIcmpError } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
-import type { Direction } from "../../host/batch.js";
+import type { Direction } from "../../host/wasm/batch.js";
 import { LB_TEST_OPTIONS, V4, V6, type Family } from "../lb/fixtures.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");

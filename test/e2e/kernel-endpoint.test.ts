@@ -32,7 +32,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
-import { readPinnedConntrack, monotonicSeconds } from "../../host/cli/bpf-ct.js";
+import { readPinnedConntrack, monotonicSeconds } from "../../host/kernel/pinned-conntrack.js";
 import { run } from "../../host/cli/main.js";
 import { BpfMap } from "../../host/bpf/map.js";
 import { CT_TABLES, formatTuple, type CtRecord, type CtTableName } from "../../host/conntrack/records.js";

@@ -34,7 +34,7 @@ import { Datapath } from "../../host/datapath.js";
 import { restoreSnapshot } from "../../host/conntrack/snapshot.js";
 import { CT_TABLES, formatTuple, type CtRecord } from "../../host/conntrack/records.js";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
-import { readPinnedConntrack, monotonicSeconds } from "../../host/cli/bpf-ct.js";
+import { readPinnedConntrack, monotonicSeconds } from "../../host/kernel/pinned-conntrack.js";
 import type { DatapathOptions } from "../../host/config.js";
 import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology, type Endpoint } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";

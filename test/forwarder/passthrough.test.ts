@@ -7,7 +7,7 @@ import { FakeTun } from "../../host/tun/fake-tun.js";
 import { Forwarder } from "../../host/forwarder/forwarder.js";
 import { packet4, packet6 } from "../../host/packet/build.js";
 import { PKT_DESC } from "../../host/generated/layout.js";
-import type { PacketBatch } from "../../host/batch.js";
+import type { PacketBatch } from "../../host/wasm/batch.js";
 import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../../host/tun/offload/index.js";
 import { encodeVirtioNetHdr } from "../../host/tun/virtio-net-hdr.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";

@@ -6,7 +6,7 @@ import { packet4, packet6 } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
 import { decodePacket } from "../../host/packet/decode.js";
 import type { PacketVerdict } from "../../host/verdict.js";
-import type { Direction } from "../../host/batch.js";
+import type { Direction } from "../../host/wasm/batch.js";
 
 export const LB_TEST_OPTIONS: DatapathOptions = {
   conntrack: { tcpEntries: 4096, otherEntries: 4096 },

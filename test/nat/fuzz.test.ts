@@ -6,7 +6,7 @@
 import { beforeAll, describe, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
-import type { Direction } from "../../host/batch.js";
+import type { Direction } from "../../host/wasm/batch.js";
 import { packet4, packet6, quoteForIcmpError, fragment4 } from "../../host/packet/build.js";
 import { DIRECTIONS, fcParams, hex, mutate, mutationArb, runs } from "../wasm/fuzz-inputs.js";
 import { dropReasonName } from "../../host/generated/layout.js";

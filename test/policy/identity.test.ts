@@ -1,7 +1,7 @@
 // Identity numbering and reference counting.
 import { describe, expect, test } from "vitest";
 import { LocalIdentityAllocator, LOCAL_IDENTITY_SCOPE } from "../../host/identity/allocator.js";
-import { parsePrefix } from "../../host/identity/cidr.js";
+import { parsePrefix } from "../../host/packet/cidr.js";
 import { LabelSet } from "../../host/identity/labels.js";
 import { ReservedIdentity } from "../../host/policy/types.js";
 import { PolicyEngine } from "../../host/policy/engine.js";

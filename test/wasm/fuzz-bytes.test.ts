@@ -6,7 +6,7 @@
 import { beforeAll, describe, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
-import type { LinkKind } from "../../host/batch.js";
+import type { LinkKind } from "../../host/wasm/batch.js";
 import { DIRECTIONS, LINKS, TailProbe, arbitraryFrame, checkVerdict, decideOrExplain, fcParams, runs } from "./fuzz-inputs.js";
 
 let dp: Datapath;

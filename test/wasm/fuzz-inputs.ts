@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { expect } from "vitest";
 import type { Datapath } from "../../host/datapath.js";
-import type { Direction, LinkKind, PacketBatch } from "../../host/batch.js";
+import type { Direction, LinkKind, PacketBatch } from "../../host/wasm/batch.js";
 import type { CtOutcome, PacketVerdict } from "../../host/verdict.js";
 import { dropReasonName } from "../../host/generated/layout.js";
 import {

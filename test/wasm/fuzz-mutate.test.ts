@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
-import type { Direction } from "../../host/batch.js";
+import type { Direction } from "../../host/wasm/batch.js";
 import type { PacketVerdict } from "../../host/verdict.js";
 import {
   DIRECTIONS, TailProbe, checkVerdict, expectOutcome, fcParams, hex, mutate, mutationArb, runs, validSample,

@@ -6,7 +6,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
-import type { LinkKind } from "../../host/batch.js";
+import type { LinkKind } from "../../host/wasm/batch.js";
 import { formatIp } from "../../host/packet/address.js";
 import { lookup } from "../../host/policy/compute.js";
 import { parseDocuments } from "../../host/policy/document.js";

@@ -9,7 +9,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
-import type { Direction } from "../../host/batch.js";
+import type { Direction } from "../../host/wasm/batch.js";
 import {
   CT_NAMES, CtModel, buildStep, checkTables, checkVerdict, compareWithModel, fcParams, flowArb, hex, runs, seqStepArb,
   snapshot, type CtName, type ModelConfig, type ModelPkt, type Snapshot,

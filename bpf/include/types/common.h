@@ -8,6 +8,40 @@
 #pragma once
 #include <linux/types.h>
 
+/* IP protocol numbers the datapaths handle (IANA). */
+enum ip_proto {
+	PROTO_ICMP = 1,    /* ICMP */
+	PROTO_TCP = 6,     /* TCP */
+	PROTO_UDP = 17,    /* UDP */
+	PROTO_ICMPV6 = 58, /* ICMPv6 */
+};
+
+/* TCP header flag bits (byte 13 of the header). */
+enum tcp_flags {
+	TCP_FIN = 0x01, /* FIN */
+	TCP_SYN = 0x02, /* SYN */
+	TCP_RST = 0x04, /* RST */
+	TCP_PSH = 0x08, /* PSH */
+	TCP_ACK = 0x10, /* ACK */
+	TCP_URG = 0x20, /* URG */
+	TCP_ECE = 0x40, /* ECE */
+	TCP_CWR = 0x80, /* CWR */
+};
+
+/* Where a packet sits in its IP datagram. */
+enum frag_kind {
+	FRAG_NONE = 0,  /* not fragmented */
+	FRAG_FIRST = 1, /* offset 0, more fragments follow: carries the L4 header */
+	FRAG_LATER = 2, /* offset > 0: no L4 header */
+};
+
+/* What the Wasm core's init exports (init, lb_init, nat_init) return. */
+enum init_result {
+	INIT_OK = 0,        /* tables created */
+	INIT_AGAIN = 1,     /* already initialised: nothing done */
+	INIT_NO_MEMORY = 2, /* the tables do not fit in linear memory */
+};
+
 /* What the datapath decided for a packet. */
 enum verdict {
 	VERDICT_PASS = 0, /* forwarded, possibly rewritten */

@@ -6,7 +6,7 @@
 import { array, describe, fail, object, objectName, optionalArray, string, type Obj } from "../../policy/validate.js";
 import { checkKey, checkValue } from "../../identity/labels.js";
 import { formatIp, parseIp } from "../../packet/address.js";
-import { parsePrefix } from "../../identity/cidr.js";
+import { parsePrefix } from "../../packet/cidr.js";
 import type { Labels, Protocol } from "./kinds.js";
 
 export interface Metadata {

@@ -3,31 +3,13 @@
  * wireguard-go's tun.Device batches (buffers, sizes and headroom, so headers can
  * be prepended in place). Reused across calls: clear(), push(), process, read.
  */
-import { MembraneError } from "./errors.js";
-import { CtDir, LinkType, PKT_DESC, PktFlags, decodePktDesc } from "./generated/layout.js";
-import type { RawBatch, WasmCore } from "./wasm/core.js";
-import { describeVerdict, type PacketVerdict } from "./verdict.js";
+import { MembraneError } from "../errors.js";
+import { LinkType, PKT_DESC, PktFlags, decodePktDesc } from "../generated/layout.js";
+import type { RawBatch, WasmCore } from "./core.js";
+import { DIRECTION_CODE, type PacketMeta } from "../engine.js";
+import { describeVerdict, type PacketVerdict } from "../verdict.js";
 
-export type LinkKind = "ip" | "ethernet";
-export type Direction = "egress" | "ingress" | "auto";
-
-export const DIRECTION_CODE: Record<Direction, number> = {
-  egress: CtDir.CT_EGRESS,
-  ingress: CtDir.CT_INGRESS,
-  auto: CtDir.DIR_AUTO,
-};
-
-export interface PacketMeta {
-  /** "ip" for bare IP packets (TUN), "ethernet" for frames. Default "ip". */
-  link?: LinkKind;
-  /** Direction relative to the endpoint; "auto" (default) infers it from conntrack. */
-  direction?: Direction;
-  /**
-   * The L4 checksum is partial (virtio NEEDS_CSUM): its field holds the
-   * pseudo-header sum and the writer computes the rest. Rewrites keep it so.
-   */
-  checksumPartial?: boolean;
-}
+export type { Direction, LinkKind, PacketMeta } from "../engine.js";
 
 export class PacketBatch {
   private count = 0;

@@ -1,23 +1,8 @@
-// Small pure pieces of host/bpf: errno names (errno.ts), the possible-CPU
-// count that sizes per-CPU values (cpus.ts), and how a verifier log becomes a
-// one-line reason (object.ts).
+// Small pure pieces of host/bpf: the possible-CPU count that sizes per-CPU
+// values (cpus.ts), and how a verifier log becomes a one-line reason (object.ts).
 import { describe, expect, it } from "vitest";
-import { errnoName, errnoNumber } from "../../host/sys/errno.js";
 import { parseCpuList, possibleCpus } from "../../host/bpf/cpus.js";
 import { verifierReason } from "../../host/bpf/object.js";
-
-describe("errnoName", () => {
-  it("names libc, kernel-internal and libbpf codes, either sign", () => {
-    expect(errnoName(-2)).toBe("ENOENT");
-    expect(errnoName(1)).toBe("EPERM");
-    expect(errnoName(-95)).toBe("EOPNOTSUPP");
-    expect(errnoName(11)).toBe("EAGAIN");
-    expect(errnoName(-524)).toBe("ENOTSUPP");
-    expect(errnoName(-4007)).toBe("LIBBPF_ERRNO__VERIFY");
-    expect(errnoName(99999)).toBe("errno 99999");
-    expect(errnoNumber("E2BIG")).toBe(7);
-  });
-});
 
 describe("parseCpuList", () => {
   it("counts CPUs in kernel CPU lists", () => {

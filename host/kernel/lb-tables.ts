@@ -2,8 +2,8 @@
 import type { BpfObject } from "../bpf/object.js";
 import type { BpfMap } from "../bpf/map.js";
 import { MembraneError, wrap } from "../errors.js";
-import { encodeLbOptions, type ResolvedLbOptions } from "./options.js";
-import { LB_KERNEL_MAP, joinKeyValue, type LbTableName, type LbTableWriter } from "./tables.js";
+import { encodeLbOptions, type ResolvedLbOptions } from "../lb/options.js";
+import { LB_KERNEL_MAP, joinKeyValue, type LbTableName, type LbTableWriter } from "../lb/tables.js";
 
 /** Writes struct lb_config into the object's lb_config map. */
 export function configureKernelLb(object: BpfObject, options: ResolvedLbOptions): void {

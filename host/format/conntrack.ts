@@ -1,7 +1,8 @@
 /** How conntrack records and counters print, for replay and the bpf commands alike. */
 import { renderTable, tableLines } from "./table.js";
 import { formatEntryFlags, formatTcpFlags, formatTuple, formatTupleFlags, PROTO_NAMES, type CtRecord } from "../conntrack/records.js";
-import type { DatapathCounters } from "../datapath.js";
+import type { DatapathCounters } from "../engine.js";
+import { IpProto } from "../packet/ip-proto.js";
 
 export function ctJson(r: CtRecord, now: number) {
   return {
@@ -27,7 +28,7 @@ export function ctTableLines(records: CtRecord[], now: number): string[] {
     { header: "TX BYTES", value: (r) => r.entry.txBytes },
     { header: "RX PKTS", value: (r) => r.entry.rxPackets },
     { header: "RX BYTES", value: (r) => r.entry.rxBytes },
-    { header: "TCP TX/RX", value: (r) => (r.tuple.proto === 6 ? `${formatTcpFlags(r.entry.txFlagsSeen)}/${formatTcpFlags(r.entry.rxFlagsSeen)}` : "") },
+    { header: "TCP TX/RX", value: (r) => (r.tuple.proto === IpProto.PROTO_TCP ? `${formatTcpFlags(r.entry.txFlagsSeen)}/${formatTcpFlags(r.entry.rxFlagsSeen)}` : "") },
     { header: "STATE", value: (r) => formatEntryFlags(r.entry.flags) },
     { header: "EXPIRES", value: (r) => `${r.entry.lifetime - now}s`, right: true },
   ], records);
