@@ -19,9 +19,14 @@ export interface ForwarderStartOptions {
    */
   device?: WorkerStart["device"];
   snapshotPath?: string;
+  /** Periodic snapshots (WorkerStart.snapshotEveryMs). */
+  snapshotEveryMs?: number;
+  snapshotJitter?: number;
   batchSize?: number;
   reportEveryMs?: number;
   onReport?: (report: Extract<WorkerMessage, { type: "report" }>) => void;
+  /** A periodic snapshot was written (or failed: `error`). */
+  onSnapshot?: (m: Extract<WorkerMessage, { type: "snapshot" }>) => void;
 }
 
 export class ForwarderHandle {
@@ -37,7 +42,7 @@ export class ForwarderHandle {
     const control = new SharedArrayBuffer(4);
     const data: WorkerStart = {
       options: opts.options ?? {}, services: opts.services, policy: opts.policy, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
-      batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs,
+      snapshotEveryMs: opts.snapshotEveryMs, snapshotJitter: opts.snapshotJitter, batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs,
     };
     // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).
     const file = join(packageRoot(), "dist/host/forwarder/worker.js");
@@ -51,6 +56,7 @@ export class ForwarderHandle {
       worker.on("message", (m: WorkerMessage) => {
         if (m.type === "ready") { started = true; resolve(new ForwarderHandle(worker, new Int32Array(control), m, done)); }
         else if (m.type === "report") opts.onReport?.(m);
+        else if (m.type === "snapshot") opts.onSnapshot?.(m);
         else if (m.type === "stopped") resolveDone(m);
         else if (m.type === "error") {
           const err = new MembraneError(m.code ?? "FORWARDER", `forwarder: ${m.message}`);
