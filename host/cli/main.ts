@@ -8,7 +8,8 @@ import { replay } from "./replay.js";
 import { bpfCtList } from "./bpf-ct.js";
 import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
 import { runBpfNat } from "./bpf-nat.js";
-import { loadAgentConfig, runAgent } from "../agent/agent.js";
+import { loadAgentConfig, parseSnapshotInterval, runAgent } from "../agent/agent.js";
+import { parseRouteRule, parseRouteTable } from "../agent/routing.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { status } from "./status.js";
 import { join } from "node:path";
@@ -49,7 +50,12 @@ agent options:
   --mtu <n>              device MTU (default 1500)
   --offloads             TSO/USO and checksum offload on the device (virtio-net header)
   --route <cidr>         route this prefix into the device (repeatable)
-  --state-dir <dir>      status file and conntrack snapshot (default /run/membrane)
+  --route-table <n>      put those routes in table n instead of main (policy routing)
+  --route-rule <sel>     ip rule selector sending traffic to --route-table, e.g. "iif lxc-pod1 pref 100"
+                         (repeatable; added at start, removed at stop)
+  --state-dir <dir>      status file, lock and conntrack snapshot (default /run/membrane; created 0700)
+  --snapshot-interval <s> seconds between conntrack snapshots while running (default 10)
+  --discard-snapshot     set the last run's conntrack snapshot aside and start without it
 
 bpf ct list options:
   --pin-dir <dir>        where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)
@@ -113,6 +119,8 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
           datapath: { type: "string" }, config: { type: "string" }, device: { type: "string" }, mtu: { type: "string" },
           route: { type: "string", multiple: true }, "state-dir": { type: "string" }, seconds: { type: "string" },
           offloads: { type: "boolean", default: false },
+          "route-table": { type: "string" }, "route-rule": { type: "string", multiple: true },
+          "snapshot-interval": { type: "string" }, "discard-snapshot": { type: "boolean", default: false },
         },
       });
       if (positionals.length) throw new MembraneError("INVALID_INPUT", `agent: unexpected argument "${positionals[0]}"`);
@@ -125,6 +133,10 @@ export async function run(argv: string[], io: Output = processOutput): Promise<n
       await runAgent({
         ...state, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
         routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
+        routeTable: values["route-table"] === undefined ? undefined : parseRouteTable(values["route-table"]),
+        routeRules: (values["route-rule"] ?? []).map(parseRouteRule),
+        snapshotInterval: values["snapshot-interval"] === undefined ? undefined : parseSnapshotInterval(values["snapshot-interval"]),
+        discardSnapshot: values["discard-snapshot"],
       }, io);
       return EXIT_OK;
     }

@@ -1,5 +1,6 @@
 /** `membrane status`: what the running agent reports about itself. */
-import { agentAlive, readStatus, DEFAULT_STATE_DIR } from "../agent/status-file.js";
+import { readStatus, reportAgeMs, staleAfterMs, DEFAULT_STATE_DIR } from "../agent/status-file.js";
+import { stateDirHeld } from "../agent/state-dir.js";
 import { renderTable, toJson } from "./table.js";
 import type { Output } from "./output.js";
 import { MembraneError } from "../errors.js";
@@ -11,13 +12,22 @@ const STATUS_NAT_ROWS = 12;
 
 export function status(opts: { stateDir?: string; json: boolean }, io: Output): void {
   const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  // Liveness from the state dir's lock, never from the PID in the file: a PID can be reused, a held lock cannot lie.
+  const running = stateDirHeld(dir);
   const s = readStatus(dir);
-  if (!s || !agentAlive(s)) {
-    throw new MembraneError("NOT_RUNNING", `no membrane agent is running (no live status in ${dir}); start one with \`membrane agent --datapath tun\``);
+  if (!running) {
+    const left = s ? ` (the status file there is left from pid ${s.pid}, which did not stop cleanly)` : "";
+    throw new MembraneError("NOT_RUNNING", `no membrane agent is running (no agent holds ${dir})${left}; start one with \`membrane agent --datapath tun\``);
   }
+  if (!s) throw new MembraneError("NOT_RUNNING", `a membrane agent holds ${dir} but has not written its status yet (starting up); try again in a moment`);
+  const age = reportAgeMs(s);
+  const stale = age === undefined || age > staleAfterMs(s);
   if (opts.json) {
-    io.out(toJson(s));
+    io.out(toJson(stale ? { ...s, stale: true } : s));
     return;
+  }
+  if (stale) {
+    io.err(`membrane status: warning: the agent's last report is ${age === undefined ? "of unknown age" : `${Math.round(age / 1000)} s old`} (it reports every ${Math.round((s.reportEveryMs ?? 1000) / 1000)} s): it holds ${dir} but may be stuck`);
   }
   const drops = s.counters.drops.reduce((n, d) => n + d.packets, 0);
   io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);

@@ -98,32 +98,44 @@ const isNat = (t: string): t is NatTableName => (NAT_TABLE_NAMES as string[]).in
 const isCt = (t: string): t is "tcp4" | "any4" | "tcp6" | "any6" => t === "tcp4" || t === "any4" || t === "tcp6" || t === "any6";
 
 export function takeSnapshot(dp: Datapath, opts: SnapshotOptions = {}): Uint8Array {
-  const tables: { name: string; recordSize: number; records: Uint8Array[] }[] = [];
+  const tables: SnapshotTable[] = [];
   for (const table of TABLE_NAMES) {
     const info = dp.tableInfo(table);
-    tables.push({ name: table, recordSize: info.keySize + info.valueSize, records: dp.dumpTable(table) });
+    tables.push({ table, recordSize: info.keySize + info.valueSize, records: dp.dumpTable(table) });
   }
-  for (const table of NAT_TABLE_NAMES) tables.push({ name: table, recordSize: dp.nat.info(table).recordSize, records: dp.nat.dump(table) });
+  for (const table of NAT_TABLE_NAMES) tables.push({ table, recordSize: dp.nat.info(table).recordSize, records: dp.nat.dump(table) });
   const horizon = opts.horizon ?? snapshotHorizon(dp.options);
-  const clock = opts.now ?? impliedClock(tables, horizon);
   const run = opts.run ?? { id: newRunId(), sequence: 0 };
+  return encodeSnapshot({
+    bootId: currentBootId(), runId: Buffer.from(run.id.subarray(0, 16)).toString("hex"), pid: process.pid, sequence: run.sequence,
+    writtenAt: Date.now(), clock: opts.now ?? impliedClock(tables, horizon), horizon,
+  }, tables);
+}
 
+export interface SnapshotTable {
+  table: TableName | NatTableName;
+  recordSize: number;
+  records: Uint8Array[];
+}
+
+/** Lays out a snapshot (see the file comment) and seals it with its checksum. No checks: parseSnapshot does those. */
+export function encodeSnapshot(meta: SnapshotMeta, tables: readonly SnapshotTable[]): Uint8Array {
   const parts: Uint8Array[] = [];
   const head = new Uint8Array(HEADER_BYTES);
   const v = new DataView(head.buffer);
   head.set(Buffer.from(MAGIC, "latin1"), 0);
   v.setUint32(4, SNAPSHOT_VERSION, true);
-  head.set(currentBootId(), 40);
-  head.set(run.id.subarray(0, 16), 56);
-  v.setUint32(72, process.pid, true);
-  v.setUint32(76, run.sequence >>> 0, true);
-  v.setFloat64(80, Date.now(), true);
-  v.setUint32(88, clock >>> 0, true);
-  v.setUint32(92, horizon >>> 0, true);
+  head.set(meta.bootId.subarray(0, BOOT_ID_BYTES), 40);
+  head.set(Buffer.from(meta.runId, "hex").subarray(0, 16), 56);
+  v.setUint32(72, meta.pid >>> 0, true);
+  v.setUint32(76, meta.sequence >>> 0, true);
+  v.setFloat64(80, meta.writtenAt, true);
+  v.setUint32(88, meta.clock >>> 0, true);
+  v.setUint32(92, meta.horizon >>> 0, true);
   v.setUint32(96, tables.length, true);
   parts.push(head);
-  for (const { name, recordSize, records } of tables) {
-    const n = Buffer.from(name, "latin1");
+  for (const { table, recordSize, records } of tables) {
+    const n = Buffer.from(table, "latin1");
     const th = new Uint8Array(1 + n.length + 8);
     th[0] = n.length;
     th.set(n, 1);
@@ -132,17 +144,19 @@ export function takeSnapshot(dp: Datapath, opts: SnapshotOptions = {}): Uint8Arr
     tv.setUint32(5 + n.length, records.length, true);
     parts.push(th, ...records);
   }
-  const bytes = Buffer.concat(parts);
+  const joined = Buffer.concat(parts);
+  // A plain Uint8Array over the same memory: Buffer's slice() would be a view, a trap for callers that copy.
+  const bytes = new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
   bytes.set(sha256(bytes.subarray(BODY_AT)), CHECKSUM_AT);
   return bytes;
 }
 
 /** The monotonic clock, or later when the entries were made on a clock ahead of it. */
-function impliedClock(tables: { name: string; records: Uint8Array[] }[], horizon: number): number {
+function impliedClock(tables: readonly SnapshotTable[], horizon: number): number {
   let clock = monotonicSeconds();
-  for (const { name, records } of tables) {
-    if (!isCt(name)) continue;
-    const keySize = name.endsWith("6") ? CT_TUPLE6.size : CT_TUPLE4.size;
+  for (const { table, records } of tables) {
+    if (!isCt(table)) continue;
+    const keySize = table.endsWith("6") ? CT_TUPLE6.size : CT_TUPLE4.size;
     for (const r of records) {
       const dv = new DataView(r.buffer, r.byteOffset, r.byteLength);
       const lifetime = dv.getUint32(keySize + CT_ENTRY.offsets.lifetime, true);
@@ -159,7 +173,7 @@ function sha256(bytes: Uint8Array): Uint8Array {
 
 export interface ParsedSnapshot {
   meta: SnapshotMeta;
-  tables: { table: TableName | NatTableName; recordSize: number; records: Uint8Array[] }[];
+  tables: SnapshotTable[];
 }
 
 /** The header alone (no checks beyond its own): who wrote the snapshot, when. */

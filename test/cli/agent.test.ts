@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { run } from "../../host/cli/main.js";
 import { writeStatus } from "../../host/agent/status-file.js";
+import { lockStateDir } from "../../host/agent/state-dir.js";
 import { parseCidr } from "../../host/agent/agent.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-agent-"));
@@ -43,6 +44,9 @@ describe("membrane status", () => {
   });
 
   test("prints a live agent's status, as text and JSON", async () => {
+    // A live agent holds its state dir's lock (that, not the PID, is what `membrane status` trusts).
+    const lock = await lockStateDir(dir, () => undefined);
+    afterAll(() => lock.release());
     writeStatus(dir, {
       pid: process.pid, datapath: "tun", device: "mbr9", mtu: 1400, routes: ["10.9.0.0/16"], startedAt: "t0", updatedAt: "t1",
       restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0, wirePacketsIn: 10, offloadUnwritable: 0 },
