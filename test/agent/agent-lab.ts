@@ -98,6 +98,7 @@ export class AgentLab {
   readonly tmp: string;
   readonly stateDir: string;
   #traffic: NetnsProcess | undefined;
+  readonly #agents = new Set<AgentRun>();
 
   private constructor(tag: string) {
     this.lab = new NetnsLab(`mbragent-${tag}${process.pid}`);
@@ -137,14 +138,24 @@ export class AgentLab {
       process.execPath, CLI, "agent", "--datapath", "tun", "--device", opts.device ?? DEVICE, "--state-dir", opts.stateDir ?? this.stateDir,
       ...(opts.config === false ? [] : ["--config", this.smallConfig()]), ...args,
     ];
-    return new AgentRun(this.lab.spawn(this.ns, argv, { label: `agent ${args.join(" ")}` }));
+    const run = new AgentRun(this.lab.spawn(this.ns, argv, { label: `agent ${args.join(" ")}` }));
+    this.#agents.add(run);
+    return run;
+  }
+
+  /** After a test: kills the agents it left running (a failed assertion must not leave one to the next test). */
+  async killAgents(): Promise<void> {
+    const left = [...this.#agents].filter((a) => a.proc.running);
+    this.#agents.clear();
+    for (const a of left) a.proc.kill();
+    await Promise.all(left.map((a) => a.proc.exited));
   }
 
   /** UDP datagrams to FLOW_DST, each to the next port (a new conntrack entry each), `perSecond` of them, until teardown. */
   startTraffic(perSecond: number): void {
     if (this.#traffic) return;
     const script = join(packageRoot(), "test/agent/udp-flows.mjs");
-    this.#traffic = this.lab.spawn(this.ns, [process.execPath, script, FLOW_DST, String(perSecond)], { label: "udp-flows" });
+    this.#traffic = this.lab.spawn(this.ns, [process.execPath, script, SOURCE_ADDR, FLOW_DST, String(perSecond)], { label: "udp-flows" });
   }
 
   async stopTraffic(): Promise<void> {

@@ -4,7 +4,7 @@
 // Two SIGINTs cannot both be pending on a process (standard signals merge), so one is aimed at the main
 // thread (tgkill) and one at the process.
 import { existsSync, readFileSync } from "node:fs";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
 import { AgentLab, agentUnavailable, FLOW_PREFIX, waitFor } from "./agent-lab.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
@@ -16,6 +16,7 @@ describeIf("agent signals (issue 19, failure 8)", agentUnavailable(), () => {
     lab = await AgentLab.create("sig");
     lab.startTraffic(200);
   });
+  afterEach(() => lab?.killAgents());
   afterAll(async () => expect(await lab?.teardown()).toEqual([]));
 
   const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);

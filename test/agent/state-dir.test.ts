@@ -3,7 +3,7 @@
 // planted symlink (13), and a status file in place the moment the agent says it forwards (14).
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
 import { AgentLab, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
 import { readStatus } from "../../host/agent/status-file.js";
@@ -22,6 +22,7 @@ describeIf("the agent's state dir (issue 19, failures 9, 10, 13, 14)", agentUnav
   beforeAll(async () => {
     lab = await AgentLab.create("dir");
   });
+  afterEach(() => lab?.killAgents());
   afterAll(async () => expect(await lab?.teardown()).toEqual([]));
 
   test("failure 9: a second agent on a state dir in use exits 2 before it touches a route or a device", async () => {
