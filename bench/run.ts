@@ -25,6 +25,7 @@ import { runPolicy } from "./policy.js";
 import { runNat } from "./nat.js";
 import { runLb } from "./lb.js";
 import { runForwarder } from "./forwarder.js";
+import { runSnapshot } from "./snapshot.js";
 
 interface Suite {
   name: string;
@@ -39,6 +40,7 @@ const SUITES: Suite[] = [
   { name: "policy", run: runPolicy },
   { name: "nat", run: runNat },
   { name: "lb", run: runLb },
+  { name: "snapshot", run: runSnapshot },
 ];
 if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 

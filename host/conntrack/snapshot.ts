@@ -120,33 +120,36 @@ export interface SnapshotTable {
 
 /** Lays out a snapshot (see the file comment) and seals it with its checksum. No checks: parseSnapshot does those. */
 export function encodeSnapshot(meta: SnapshotMeta, tables: readonly SnapshotTable[]): Uint8Array {
-  const parts: Uint8Array[] = [];
-  const head = new Uint8Array(HEADER_BYTES);
-  const v = new DataView(head.buffer);
-  head.set(Buffer.from(MAGIC, "latin1"), 0);
+  // One allocation, filled in place: a table can hold millions of records (no spreading them into a call).
+  let size = HEADER_BYTES;
+  for (const { table, recordSize, records } of tables) size += 1 + Buffer.byteLength(table, "latin1") + 8 + recordSize * records.length;
+  const bytes = new Uint8Array(size);
+  const v = new DataView(bytes.buffer);
+  bytes.set(Buffer.from(MAGIC, "latin1"), 0);
   v.setUint32(4, SNAPSHOT_VERSION, true);
-  head.set(meta.bootId.subarray(0, BOOT_ID_BYTES), 40);
-  head.set(Buffer.from(meta.runId, "hex").subarray(0, 16), 56);
+  bytes.set(meta.bootId.subarray(0, BOOT_ID_BYTES), 40);
+  bytes.set(Buffer.from(meta.runId, "hex").subarray(0, 16), 56);
   v.setUint32(72, meta.pid >>> 0, true);
   v.setUint32(76, meta.sequence >>> 0, true);
   v.setFloat64(80, meta.writtenAt, true);
   v.setUint32(88, meta.clock >>> 0, true);
   v.setUint32(92, meta.horizon >>> 0, true);
   v.setUint32(96, tables.length, true);
-  parts.push(head);
+  let at = HEADER_BYTES;
   for (const { table, recordSize, records } of tables) {
-    const n = Buffer.from(table, "latin1");
-    const th = new Uint8Array(1 + n.length + 8);
-    th[0] = n.length;
-    th.set(n, 1);
-    const tv = new DataView(th.buffer);
-    tv.setUint32(1 + n.length, recordSize, true);
-    tv.setUint32(5 + n.length, records.length, true);
-    parts.push(th, ...records);
+    const name = Buffer.from(table, "latin1");
+    bytes[at] = name.length;
+    bytes.set(name, at + 1);
+    at += 1 + name.length;
+    v.setUint32(at, recordSize, true);
+    v.setUint32(at + 4, records.length, true);
+    at += 8;
+    for (const r of records) {
+      if (r.length !== recordSize) throw new MembraneError("INTERNAL", `snapshot table ${table}: a record of ${r.length} bytes, the table's are ${recordSize}`);
+      bytes.set(r, at);
+      at += recordSize;
+    }
   }
-  const joined = Buffer.concat(parts);
-  // A plain Uint8Array over the same memory: Buffer's slice() would be a view, a trap for callers that copy.
-  const bytes = new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
   bytes.set(sha256(bytes.subarray(BODY_AT)), CHECKSUM_AT);
   return bytes;
 }

@@ -8,7 +8,7 @@ import { packet4, packet6 } from "../../host/packet/build.js";
 import {
   encodeSnapshot, parseSnapshot, restoreSnapshot, takeSnapshot, SnapshotRefusedError, type ParsedSnapshot, type SnapshotTable,
 } from "../../host/conntrack/snapshot.js";
-import { CT_ENTRY, CT_TUPLE4, CT_TUPLE6 } from "../../host/generated/layout.js";
+import { CT_ENTRY, CT_TUPLE4, CT_TUPLE6, encodeCtEntry, encodeCtTuple4 } from "../../host/generated/layout.js";
 
 const NOW = 5000;
 const OPTIONS = { conntrack: { tcpEntries: 256, otherEntries: 256 } };
@@ -153,6 +153,22 @@ describe("conntrack snapshot checks (issue 19, failure 6)", () => {
       r[CT_TUPLE6.offsets.nexthdr] = 6;
     });
     await expectRefused(forged, "table any6, record 0: a TCP tuple in non-TCP table any6");
+  });
+
+  test("a snapshot of 200,000 connections is written and restored whole (no records spread into a call)", async () => {
+    const n = 200_000;
+    const big = await Datapath.create({ conntrack: { tcpEntries: 262_144, otherEntries: 1024 } });
+    const records = Array.from({ length: n }, (_, i) => {
+      const r = new Uint8Array(CT_TUPLE4.size + CT_ENTRY.size);
+      encodeCtTuple4({ saddr: 0x0a000000 | i, daddr: 0x0ac80002, sport: 40000, dport: 80, nexthdr: 6, flags: 0 }, r);
+      encodeCtEntry({ rxPackets: 1n, rxBytes: 60n, txPackets: 1n, txBytes: 60n, lifetime: NOW + 60, backendId: 0, srcSecId: 0, revNatIndex: 0, txFlagsSeen: 2, rxFlagsSeen: 0x12, flags: 0, created: NOW }, r, CT_TUPLE4.size);
+      return r;
+    });
+    expect(big.restoreTable("tcp4", records)).toBe(n);
+    const bytes = takeSnapshot(big, { now: NOW });
+    const again = await Datapath.create({ conntrack: { tcpEntries: 262_144, otherEntries: 1024 } });
+    expect(restoreSnapshot(again, bytes).tcp4).toBe(n);
+    expect(again.tableInfo("tcp4").count).toBe(n);
   });
 
   test("the checksum covers the whole body: it is the SHA-256 the header carries", () => {
