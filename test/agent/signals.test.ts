@@ -3,12 +3,37 @@
 // the signals, and continued: they are then all delivered at once, before the shutdown can have moved on.
 // Two SIGINTs cannot both be pending on a process (standard signals merge), so one is aimed at the main
 // thread (tgkill) and one at the process.
+import { EventEmitter } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
 import { AgentLab, agentUnavailable, FLOW_PREFIX, waitFor } from "./agent-lab.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
 import { readStatus } from "../../host/agent/status-file.js";
+import { ShutdownSignals, type ShutdownSignal } from "../../host/agent/signals.js";
+
+describe("ShutdownSignals, the agent's answer to SIGINT and SIGTERM", () => {
+  test("the first requests a stop, the second is reported and ignored, the third forces an exit saying what is lost", async () => {
+    const source = new EventEmitter();
+    const out: string[] = [], err: string[] = [];
+    const forced: Array<[ShutdownSignal, number]> = [];
+    const signals = new ShutdownSignals({ out: (l) => out.push(l), err: (l) => err.push(l) }, {
+      lost: () => "the conntrack changes of the last 2 s",
+      force: (s, code) => forced.push([s, code]),
+    }, source as never);
+    source.emit("SIGTERM", "SIGTERM");
+    expect(await signals.requested).toBe("SIGTERM");
+    expect(out).toEqual(["membrane agent: SIGTERM: stopping (saving conntrack, removing routes)"]);
+    source.emit("SIGINT", "SIGINT");
+    expect(err).toEqual(["membrane agent: SIGINT again: still stopping, ignored; one more forces an exit and loses the conntrack changes of the last 2 s"]);
+    expect(forced).toEqual([]);
+    source.emit("SIGINT", "SIGINT");
+    expect(err[1]).toBe("membrane agent: SIGINT: forced exit: the conntrack changes of the last 2 s lost");
+    expect(forced).toEqual([["SIGINT", 130]]);
+    signals.dispose();
+    expect(source.listenerCount("SIGINT") + source.listenerCount("SIGTERM")).toBe(0);
+  });
+});
 
 describeIf("agent signals (issue 19, failure 8)", agentUnavailable(), () => {
   let lab: AgentLab;
