@@ -101,8 +101,8 @@ const ago = (ms: number) => `${(Math.max(0, Date.now() - ms) / 1000).toFixed(1)}
 export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent: creating a TUN device and routes needs root (CAP_NET_ADMIN)");
   const routes = opts.routes.map(parseCidr);
-  const routing = (device: string) => new AgentRouting({ routes, table: opts.routeTable, rules: opts.routeRules }, device);
-  routing("check"); // argument combinations (rules without a table) fail here, before anything exists
+  const routingOptions = { routes, table: opts.routeTable, rules: opts.routeRules };
+  AgentRouting.validate(routingOptions);
   const options = opts.options ?? resolveOptions({});
   const dir = opts.stateDir;
   const everyMs = Math.round((opts.snapshotInterval ?? 10) * 1000);
@@ -204,7 +204,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
 
     if (!signals.received) {
       try {
-        const r = routing(fwd.ready.device);
+        const r = new AgentRouting(routingOptions, fwd.ready.device);
         r.apply();
         installed = r;
       } catch (err) {

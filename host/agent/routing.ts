@@ -79,6 +79,11 @@ export class AgentRouting {
   #rulesAdded: Array<{ family: 4 | 6; args: string[] }> = [];
 
   constructor(private readonly opts: RoutingOptions, private readonly device: string) {
+    AgentRouting.validate(opts);
+  }
+
+  /** The combinations the options must make, checked before anything is set up. */
+  static validate(opts: RoutingOptions): void {
     if (opts.rules?.length && opts.table === undefined) throw new InvalidInputError("--route-rule needs --route-table: the table the rule sends traffic to");
   }
 
