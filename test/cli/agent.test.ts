@@ -24,6 +24,9 @@ describe("membrane agent", () => {
     [["agent", "--datapath", "tun", "--mtu", "9"], "--mtu: expected 576..65535"],
     [["agent", "--datapath", "tun", "--route", "10.0.0.0/33"], "prefix length 33 is too long for IPv4"],
     [["agent", "--datapath", "tun", "--route", "banana"], "expected ADDRESS/PREFIX-LENGTH"],
+    [["agent", "--datapath", "tun", "--snapshot-interval", "0"], '--snapshot-interval: expected seconds from 0.1 to 86400, got "0"'],
+    [["agent", "--datapath", "tun", "--route-table", "main"], '--route-table: expected a table number 1..4294967295, got "main"'],
+    [["agent", "--datapath", "tun", "--route-table", "100", "--route-rule", "iif lo goto 5"], '"goto" is not a rule selector'],
   ])("%j is refused before anything is set up", async (argv, message) => {
     const r = await cli(...argv);
     expect(r.code).not.toBe(0);
