@@ -27,6 +27,7 @@ import { runNat } from "./nat.js";
 import { runLb } from "./lb.js";
 import { runForwarder } from "./forwarder.js";
 import { Transcript } from "./transcript.js";
+import { runSnapshot } from "./snapshot.js";
 
 interface Suite {
   name: string;
@@ -41,6 +42,7 @@ const SUITES: Suite[] = [
   { name: "policy", run: runPolicy },
   { name: "nat", run: runNat },
   { name: "lb", run: runLb },
+  { name: "snapshot", run: runSnapshot },
 ];
 if (process.argv.includes("--forwarder")) SUITES.push({ name: "forwarder", run: runForwarder });
 

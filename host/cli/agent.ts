@@ -4,7 +4,8 @@
  * (AGENT_OPTIONS): a new one is a line there and a field in agentOptions().
  */
 import { Command, Option } from "commander";
-import { loadAgentConfig, runAgent, type AgentOptions } from "../agent/agent.js";
+import { loadAgentConfig, parseSnapshotInterval, runAgent, type AgentOptions } from "../agent/agent.js";
+import { parseRouteRule, parseRouteTable } from "../agent/routing.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
@@ -21,7 +22,11 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
   new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
-  new Option("--state-dir <dir>", "status file and conntrack snapshot").default(DEFAULT_STATE_DIR),
+  new Option("--route-table <n>", "put those routes in table n instead of main (policy routing)"),
+  new Option("--route-rule <sel>", 'ip rule selector sending traffic to --route-table, e.g. "iif lxc-pod1 pref 100" (repeatable; added at start, removed at stop)').argParser(collect),
+  new Option("--state-dir <dir>", "status file, lock and conntrack snapshot (created 0700)").default(DEFAULT_STATE_DIR),
+  new Option("--snapshot-interval <s>", "seconds between conntrack snapshots while running (default 10)"),
+  new Option("--discard-snapshot", "set the last run's conntrack snapshot aside and start without it").default(false),
   new Option("--seconds <n>", "stop after this many seconds (tests, demos); run until SIGINT/SIGTERM otherwise"),
 ];
 
@@ -38,11 +43,17 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const secondsText = str(flags, "seconds");
   const seconds = secondsText === undefined ? undefined : Number(secondsText);
   if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${secondsText}"`);
+  const routeTable = str(flags, "routeTable");
+  const routeRules = ((flags.routeRule as string[] | undefined) ?? []).map(parseRouteRule);
+  const interval = str(flags, "snapshotInterval");
+  const snapshotInterval = interval === undefined ? undefined : parseSnapshotInterval(interval);
   const config = str(flags, "config");
   const state = config ? loadAgentConfig(config) : undefined;
   return {
     ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true,
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
+    routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
+    snapshotInterval, discardSnapshot: flags.discardSnapshot === true,
   };
 }
 

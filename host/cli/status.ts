@@ -1,6 +1,7 @@
 /** `membrane status`: what the running agent reports about itself. */
 import { Command } from "commander";
-import { agentAlive, readStatus, statusPath, DEFAULT_STATE_DIR, type AgentStatus } from "../agent/status-file.js";
+import { readStatus, reportAgeMs, staleAfterMs, DEFAULT_STATE_DIR } from "../agent/status-file.js";
+import { stateDirHeld } from "../agent/state-dir.js";
 import { InvalidInputError } from "../errors.js";
 import { example, jsonOption, outputOf } from "./command.js";
 import { renderTable, toJson } from "../format/table.js";
@@ -15,15 +16,22 @@ const STATUS_NAT_ROWS = 12;
 
 export function status(opts: { stateDir?: string; json: boolean }, io: Output): void {
   const dir = opts.stateDir ?? DEFAULT_STATE_DIR;
-  const raw: unknown = readStatus(dir);
-  if (raw !== undefined) checkStatusShape(raw, statusPath(dir));
-  const s = raw as AgentStatus | undefined;
-  if (!s || !agentAlive(s)) {
-    throw new MembraneError("NOT_RUNNING", `no membrane agent is running (no live status in ${dir}); start one with \`membrane agent --datapath tun\``);
+  // Liveness from the state dir's lock, never from the PID in the file: a PID can be reused, a held lock cannot lie.
+  const running = stateDirHeld(dir);
+  const s = readStatus(dir);
+  if (!running) {
+    const left = s ? ` (the status file there is left from pid ${s.pid}, which did not stop cleanly)` : "";
+    throw new MembraneError("NOT_RUNNING", `no membrane agent is running (no agent holds ${dir})${left}; start one with \`membrane agent --datapath tun\``);
   }
+  if (!s) throw new MembraneError("NOT_RUNNING", `a membrane agent holds ${dir} but has not written its status yet (starting up); try again in a moment`);
+  const age = reportAgeMs(s);
+  const stale = age === undefined || age > staleAfterMs(s);
   if (opts.json) {
-    io.out(toJson(s));
+    io.out(toJson(stale ? { ...s, stale: true } : s));
     return;
+  }
+  if (stale) {
+    io.err(`membrane status: warning: the agent's last report is ${age === undefined ? "of unknown age" : `${Math.round(age / 1000)} s old`} (it reports every ${Math.round((s.reportEveryMs ?? 1000) / 1000)} s): it holds ${dir} but may be stuck`);
   }
   const drops = s.counters.drops.reduce((n, d) => n + d.packets, 0);
   io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
@@ -34,35 +42,6 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
   for (const line of natLines({ nat: s.nat ?? [], natMappings: s.natMappings ?? 0 }, STATUS_NAT_ROWS)) io.out(line);
 }
 
-/**
- * The fields printed below, checked before anything is printed: a status file
- * of another shape (another program's, a truncated edit) is refused naming the
- * file and the key instead of failing inside the table code.
- */
-function checkStatusShape(s: unknown, path: string): void {
-  const bad = (key: string, expected: string) => new InvalidInputError(`status file ${path}: ${key}: expected ${expected}; is it a membrane agent's status file?`);
-  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-  if (!isObject(s)) throw bad("(top level)", "an object");
-  const need = (obj: Record<string, unknown>, prefix: string, keys: string[], type: "number" | "string") => {
-    for (const k of keys) if (typeof obj[k] !== type) throw bad(prefix + k, `a ${type}`);
-  };
-  need(s, "", ["pid", "mtu", "restoredEntries", "entries"], "number");
-  need(s, "", ["datapath", "device", "startedAt", "updatedAt"], "string");
-  if (!Number.isInteger(s.pid) || (s.pid as number) <= 0) throw bad("pid", "a process id");
-  if (!Array.isArray(s.routes) || !s.routes.every((r) => typeof r === "string")) throw bad("routes", "a list of prefixes");
-  if (!isObject(s.stats)) throw bad("stats", "an object");
-  need(s.stats, "stats.", ["packetsIn", "packetsOut", "batches", "gcRuns"], "number");
-  if (!isObject(s.counters)) throw bad("counters", "an object");
-  if (!Array.isArray(s.counters.drops)) throw bad("counters.drops", "a list");
-  s.counters.drops.forEach((d, i) => { if (!isObject(d) || typeof d.packets !== "number") throw bad(`counters.drops[${i}].packets`, "a number"); });
-  for (const key of ["flows", "services", "nat"] as const) {
-    const list = s[key];
-    if (key !== "flows" && list === undefined) continue;
-    if (!Array.isArray(list)) throw bad(key, "a list");
-    list.forEach((row, i) => { if (!isObject(row)) throw bad(`${key}[${i}]`, "an object"); });
-  }
-  if (s.natMappings !== undefined && typeof s.natMappings !== "number") throw bad("natMappings", "a number");
-}
 
 /** `membrane status [--state-dir D] [--json]` */
 export function registerStatus(program: Command): void {

@@ -21,9 +21,14 @@ export interface ForwarderStartOptions {
    */
   device?: WorkerStart["device"];
   snapshotPath?: string;
+  /** Periodic snapshots (WorkerStart.snapshotEveryMs). */
+  snapshotEveryMs?: number;
+  snapshotJitter?: number;
   batchSize?: number;
   reportEveryMs?: number;
   onReport?: (report: Extract<WorkerMessage, { type: "report" }>) => void;
+  /** A periodic snapshot was written (or failed: `error`). */
+  onSnapshot?: (m: Extract<WorkerMessage, { type: "snapshot" }>) => void;
 }
 
 export class ForwarderHandle implements ForwarderController {
@@ -50,7 +55,7 @@ export class ForwarderHandle implements ForwarderController {
     const channel = new MessageChannel();
     const data: WorkerStart = {
       options: opts.options ?? {}, services: opts.services, policy: opts.policy, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
-      batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs, commands: channel.port2,
+      snapshotEveryMs: opts.snapshotEveryMs, snapshotJitter: opts.snapshotJitter, batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs, commands: channel.port2,
     };
     const commands = new CommandClient(channel.port1);
     // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).
@@ -65,6 +70,7 @@ export class ForwarderHandle implements ForwarderController {
       worker.on("message", (m: WorkerMessage) => {
         if (m.type === "ready") { started = true; resolve(new ForwarderHandle(worker, new Int32Array(control), m, done, commands)); }
         else if (m.type === "report") opts.onReport?.(m);
+        else if (m.type === "snapshot") opts.onSnapshot?.(m);
         else if (m.type === "stopped") resolveDone(m);
         else if (m.type === "error") {
           const err = new MembraneError(m.code ?? "FORWARDER", `forwarder: ${m.message}`);

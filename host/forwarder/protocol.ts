@@ -6,6 +6,8 @@ import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import type { EngineChange } from "../policy/engine.js";
+import type { RestoredSnapshot } from "./setup.js";
+import type { SnapshotWritten } from "./snapshot-writer.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
@@ -19,8 +21,15 @@ export interface WorkerStart {
   policy?: EngineChange;
   /** TUN device to create ("mbr%d" picks a free name). */
   device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
-  /** Conntrack snapshot: restored at start when present, written at stop. */
+  /**
+   * Conntrack snapshot: restored at start when present (refused whole when
+   * bad), then written at once, every `snapshotEveryMs` while forwarding
+   * (host/forwarder/snapshot-writer.ts) and at stop.
+   */
   snapshotPath?: string;
+  /** Default 10 s; the jitter takes up to `snapshotJitter` (default 0.1) of it off at random. */
+  snapshotEveryMs?: number;
+  snapshotJitter?: number;
   batchSize?: number;
   /** Int32Array over it: [0] = stop requested. */
   control: SharedArrayBuffer;
@@ -49,7 +58,9 @@ export interface NatSummary {
 }
 
 export type WorkerMessage =
-  | { type: "ready"; device: string; mtu: number; restored: Record<string, number> }
+  | { type: "ready"; device: string; mtu: number; restored: Record<string, number>; snapshot?: RestoredSnapshot; saved?: SnapshotWritten }
   | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[]; nat: NatSummary[]; natMappings: number }
-  | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number }
+  /** A periodic snapshot was written, or could not be (forwarding goes on; the next one is tried an interval later). */
+  | { type: "snapshot"; saved?: SnapshotWritten; error?: string }
+  | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number; saved?: SnapshotWritten }
   | { type: "error"; message: string; code?: string };

@@ -5,20 +5,19 @@
  * as messages, so forwarding never waits on it.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { renameSync, writeFileSync } from "node:fs";
 import { Datapath } from "../datapath.js";
 import { openTun } from "../tun/linux-tun.js";
 import { Forwarder } from "./forwarder.js";
-import { takeSnapshot } from "../conntrack/snapshot.js";
 import { prepareDatapath } from "./setup.js";
+import { SnapshotWriter } from "./snapshot-writer.js";
+import { CommandApplier } from "./command-applier.js";
+import { CommandInbox } from "./command-inbox.js";
 import { formatEntryFlags, formatTuple, PROTO_NAMES } from "../conntrack/records.js";
 import { monotonicSeconds } from "./clock.js";
 import type { FlowSummary, NatSummary, WorkerMessage, WorkerStart } from "./protocol.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { MembraneError } from "../errors.js";
 import { serviceFlows } from "../lb/service-flows.js";
-import { CommandApplier } from "./command-applier.js";
-import { CommandInbox } from "./command-inbox.js";
 
 // Room for the demo's long-running flows (pods, ext, the service VIPs, both families) beside short ones.
 const TOP_FLOWS = 24;
@@ -66,39 +65,49 @@ function topFlows(dp: Datapath): { flows: FlowSummary[]; entries: number; servic
 async function main(): Promise<void> {
   const start = workerData as WorkerStart;
   const control = new Int32Array(start.control);
-  const { dp, restored } = await prepareDatapath(start);
+  const { dp, restored, snapshot } = await prepareDatapath(start);
+  // From here on the snapshot on disk is this run's (snapshot-writer.ts says why).
+  const snapshots = start.snapshotPath
+    ? new SnapshotWriter(dp, { path: start.snapshotPath, everyMs: start.snapshotEveryMs, jitter: start.snapshotJitter, horizon: snapshot?.horizon })
+    : undefined;
+  const saved = snapshots?.write();
   const offloads = start.device.offloads ?? false;
   const device = openTun({
     name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
     offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
   });
   try {
-    post({ type: "ready", device: device.name, mtu: device.mtu, restored });
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
+    const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
+    // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
+    report();
+    post({ type: "ready", device: device.name, mtu: device.mtu, restored, snapshot, saved });
     const every = start.reportEveryMs ?? 1000;
     let nextReport = Date.now() + every;
     fwd.run(() => {
-      if (Date.now() >= nextReport) {
-        post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
+      const now = Date.now();
+      if (now >= nextReport) {
+        report();
         nextReport = Date.now() + every;
+      }
+      if (snapshots?.due(now)) {
+        try {
+          post({ type: "snapshot", saved: snapshots.write(now) });
+        } catch (err) {
+          // A full disk must not stop forwarding: said, and tried again an interval later.
+          post({ type: "snapshot", error: (err as Error).message });
+        }
       }
       return Atomics.load(control, 0) === 1;
     }, IDLE_POLL_MS);
     inbox.close();
-    let snapshotEntries = 0;
-    if (start.snapshotPath) {
-      const snap = takeSnapshot(dp);
-      // Write then rename: a crash mid-write must not leave a half snapshot behind.
-      writeFileSync(`${start.snapshotPath}.tmp`, snap);
-      renameSync(`${start.snapshotPath}.tmp`, start.snapshotPath);
-      snapshotEntries = [...dp.conntrack()].length;
-    }
+    const final = snapshots?.write();
     // Close before saying so: the controller terminates the thread on "stopped",
     // and a device still open then would outlive the forwarder.
     device.close();
-    post({ type: "stopped", stats: { ...fwd.stats }, snapshotEntries });
+    post({ type: "stopped", stats: { ...fwd.stats }, snapshotEntries: final?.entries ?? 0, saved: final });
   } finally {
     device.close();
   }

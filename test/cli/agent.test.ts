@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { run } from "../../host/cli/main.js";
 import { writeStatus } from "../../host/agent/status-file.js";
+import { lockStateDir } from "../../host/agent/state-dir.js";
 import { parseCidr } from "../../host/agent/agent.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-agent-"));
@@ -23,6 +24,9 @@ describe("membrane agent", () => {
     [["agent", "--datapath", "tun", "--mtu", "9"], "--mtu: expected 576..65535"],
     [["agent", "--datapath", "tun", "--route", "10.0.0.0/33"], "prefix length 33 is too long for IPv4"],
     [["agent", "--datapath", "tun", "--route", "banana"], "expected ADDRESS/PREFIX-LENGTH"],
+    [["agent", "--datapath", "tun", "--snapshot-interval", "0"], '--snapshot-interval: expected seconds from 0.1 to 86400, got "0"'],
+    [["agent", "--datapath", "tun", "--route-table", "main"], '--route-table: expected a table number 1..4294967295, got "main"'],
+    [["agent", "--datapath", "tun", "--route-table", "100", "--route-rule", "iif lo goto 5"], '"goto" is not a rule selector'],
   ])("%j is refused before anything is set up", async (argv, message) => {
     const r = await cli(...argv);
     expect(r.code).not.toBe(0);
@@ -43,6 +47,9 @@ describe("membrane status", () => {
   });
 
   test("prints a live agent's status, as text and JSON", async () => {
+    // A live agent holds its state dir's lock (that, not the PID, is what `membrane status` trusts).
+    const lock = await lockStateDir(dir, () => undefined);
+    afterAll(() => lock.release());
     writeStatus(dir, {
       pid: process.pid, datapath: "tun", device: "mbr9", mtu: 1400, routes: ["10.9.0.0/16"], startedAt: "t0", updatedAt: "t1",
       restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0, wirePacketsIn: 10, offloadUnwritable: 0 },
