@@ -6,7 +6,6 @@ import type { ForwarderStats, OffloadMode } from "./forwarder.js";
 import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import type { EngineChange } from "../policy/engine.js";
-import type { RestoredSnapshot } from "./setup.js";
 import type { SnapshotWritten } from "./snapshot-writer.js";
 
 export interface WorkerStart {
@@ -64,3 +63,19 @@ export type WorkerMessage =
   | { type: "snapshot"; saved?: SnapshotWritten; error?: string }
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number; saved?: SnapshotWritten }
   | { type: "error"; message: string; code?: string };
+
+/** What became of the snapshot found at start. */
+export interface RestoredSnapshot {
+  path: string;
+  /** Its header: who wrote it, when (wall clock, ms), its sequence in that run. */
+  pid: number;
+  runId: string;
+  sequence: number;
+  writtenAt: number;
+  /** The largest lifetime ahead of the clock its entries may have (carried into this run's snapshots). */
+  horizon: number;
+  /** Entries restored (conntrack tables only). */
+  entries: number;
+  /** Set when it was not restored: why. */
+  skipped?: string;
+}

@@ -18,23 +18,8 @@ import { Datapath } from "../datapath.js";
 import { programDatapath } from "../state/program.js";
 import { parseSnapshot, restoreSnapshot, sameBoot, SnapshotRefusedError, type SnapshotMeta } from "../conntrack/snapshot.js";
 import { formatBootId } from "../sys/boot-id.js";
-import type { WorkerStart } from "./protocol.js";
+import type { RestoredSnapshot, WorkerStart } from "./protocol.js";
 
-/** What became of the snapshot found at start. */
-export interface RestoredSnapshot {
-  path: string;
-  /** Its header: who wrote it, when (wall clock, ms), its sequence in that run. */
-  pid: number;
-  runId: string;
-  sequence: number;
-  writtenAt: number;
-  /** The largest lifetime ahead of the clock its entries may have (carried into this run's snapshots). */
-  horizon: number;
-  /** Entries restored (conntrack tables only). */
-  entries: number;
-  /** Set when it was not restored: why. */
-  skipped?: string;
-}
 
 export async function prepareDatapath(start: Pick<WorkerStart, "options" | "services" | "policy" | "snapshotPath">): Promise<{ dp: Datapath; restored: Record<string, number>; snapshot?: RestoredSnapshot; warnings: string[] }> {
   const dp = await Datapath.create(start.options);

@@ -5,6 +5,7 @@
  * value, a status file of another shape. Each ends with a message and an exit
  * code, never a stack trace.
  */
+import { lockStateDir } from "../../host/agent/state-dir.js";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -90,9 +91,15 @@ describe("a reader that goes away (`membrane ... | head`)", () => {
     const state = join(dir, "state-live");
     mkdirSync(state);
     writeFileSync(statusPath(state), JSON.stringify(liveStatus()));
-    const r = await withClosedStdout("status", "--state-dir", state);
-    expect(r.err).toBe("");
-    expect(r.code).toBe(0);
+    // A live agent is one that holds its state dir's lock (host/agent/state-dir.ts), so the test holds it.
+    const lock = await lockStateDir(state, () => undefined);
+    try {
+      const r = await withClosedStdout("status", "--state-dir", state);
+      expect(r.err).toBe("");
+      expect(r.code).toBe(0);
+    } finally {
+      lock.release();
+    }
   });
 });
 
@@ -158,7 +165,7 @@ describe("bad input is refused before any work, with a message", () => {
 
 function liveStatus() {
   return {
-    pid: process.pid, datapath: "tun", device: "mbr7", mtu: 1500, routes: ["10.7.0.0/16"], startedAt: "t0", updatedAt: "t1",
+    pid: process.pid, datapath: "tun", device: "mbr7", mtu: 1500, routes: ["10.7.0.0/16"], startedAt: "t0", updatedAt: new Date().toISOString(),
     restoredEntries: 0, entries: 1, stats: { batches: 1, reads: 1, writes: 1, packetsIn: 1, bytesIn: 100, packetsOut: 1, bytesOut: 100, dropped: 0, writeErrors: 0, gcRuns: 0, wirePacketsIn: 1, offloadUnwritable: 0 },
     counters: { forwarded: { egress: { packets: 1, bytes: 100 }, ingress: { packets: 0, bytes: 0 } }, drops: [], tables: {} },
     flows: [{ table: "any4", flow: "10.7.0.1:1 -> 10.7.0.2:53", proto: "UDP", txPackets: 1, rxPackets: 0, state: "", expiresIn: 60 }],
