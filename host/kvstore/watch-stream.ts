@@ -30,6 +30,11 @@ export class WatchStream implements Watch {
     return this.lastDelivered;
   }
 
+  /** Why the backend stopped the watch (undefined while running or after a plain close). */
+  get error(): unknown {
+    return this.failure;
+  }
+
   get isClosed(): boolean {
     return this.closed || this.failure !== undefined;
   }

@@ -579,8 +579,8 @@ class EmbeddedKvStore implements KvStore {
   }
 }
 
+/** A deleted key's state in its event, shaped as etcd sends it (the previous state travels in `p`). */
 function deletedState(prev: StoredKv, rev: number): StoredKv {
-  const s: StoredKv = { v: "", c: prev.c, m: rev, ver: 0 };
-  if (prev.l) s.l = prev.l;
-  return s;
+  void prev;
+  return { v: "", c: 0, m: rev, ver: 0 };
 }
