@@ -62,11 +62,13 @@ describe("embedded kvstore specifics", () => {
       for (let i = 0; i < 60; i++) await s.put("k", String(i));
       const rev = await s.revision();
       let compacted = await s.compactedRevision();
-      for (let i = 0; i < 100 && compacted === 0; i++) {
+      // maintenance runs on its own timer: wait (bounded) for it to catch up with the last write
+      for (let i = 0; i < 100 && rev - compacted > 22; i++) {
         await new Promise((r) => setTimeout(r, 50));
         compacted = await s.compactedRevision();
       }
       expect(compacted).toBeGreaterThan(0);
+      // never more than asked: the last N revisions stay watchable
       expect(rev - compacted).toBeGreaterThanOrEqual(20);
       expect(rev - compacted).toBeLessThanOrEqual(22);
     } finally {
