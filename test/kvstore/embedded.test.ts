@@ -3,7 +3,7 @@
  * only the embedded store has: the path's permissions and reopening.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openKvStore, parseKvStoreSpec } from "../../host/kvstore/open.js";
@@ -42,8 +42,10 @@ describe("embedded kvstore conformance", () => {
 });
 
 describe("embedded kvstore specifics", () => {
-  it("creates its directory 0700", () => {
+  it("creates its directory 0700 and its files 0600", () => {
     expect(statSync(path).mode & 0o777).toBe(0o700);
+    expect(statSync(join(path, "db")).mode & 0o777).toBe(0o700);
+    for (const f of readdirSync(join(path, "db"))) expect(statSync(join(path, "db", f)).mode & 0o777).toBe(0o600);
   });
 
   it("keeps writes across close and reopen", async () => {

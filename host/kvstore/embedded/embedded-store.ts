@@ -25,6 +25,7 @@
  * transaction that re-checks the expiry inside, so it happens exactly once.
  */
 import { open, type Database, type RootDatabase } from "lmdb";
+import { chmodSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensurePrivateDir } from "../../sys/atomic-file.js";
 import { InvalidInputError, wrap } from "../../errors.js";
@@ -98,7 +99,18 @@ export async function openEmbeddedKvStore(path: string, options: EmbeddedOptions
   } catch (err) {
     throw wrap(`open embedded kvstore ${path}`, err);
   }
+  // LMDB creates its files with the umask's modes; the store holds policy and addresses
+  restrictModes(join(path, "db"));
   return new EmbeddedKvStore(path, root, { ...DEFAULTS, ...options, keepRevisions: keep });
+}
+
+function restrictModes(dbDir: string): void {
+  try {
+    chmodSync(dbDir, 0o700);
+    for (const f of readdirSync(dbDir)) chmodSync(join(dbDir, f), 0o600);
+  } catch {
+    /* another user's store we can use but not chmod: its modes are its owner's business */
+  }
 }
 
 function toKeyValue(key: string, s: StoredKv): KeyValue {
@@ -595,6 +607,8 @@ class EmbeddedKvStore implements KvStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // writes already asked for are committed, not dropped
+    await this.commitPending();
     for (const l of [...this.keptLeases]) l.release();
     const streams = [...this.watchers].map((w) => w.stream);
     this.closed = true;
