@@ -216,13 +216,15 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
     const started = Date.now();
     let prev: ForwarderStats | undefined;
     const where = () => `${fwd?.ready.device ?? "?"} in ${topo!.node}`;
+    let topologyShown = false;
     fwd = await ForwarderHandle.start({
       options: { ...OPTIONS, nat: demoNat(topo) }, services: demoServices(topo.pod2), device: { name: `${prefix}-tun`, offloads: opts.offloads ?? false }, reportEveryMs: 1000,
       onReport: (r) => {
         stats = r.stats;
         serviceRows = r.services;
         natRows = { nat: r.nat, natMappings: r.natMappings };
-        if (!live) return;
+        // The worker reports once before it is ready (the agent's status has content from the start); frames follow the topology.
+        if (!live || !topologyShown) return;
         const t = Math.min(seconds, Math.round((Date.now() - started) / 1000));
         say(frame(r, prev, t, seconds, where()), { type: "report", t, stats: r.stats, counters: r.counters, entries: r.entries, flows: r.flows, services: r.services, nat: r.nat, natMappings: r.natMappings });
         prev = r.stats;
@@ -233,6 +235,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
       type: "topology", node: topo.node, tun: fwd.ready.device,
       endpoints: Object.values(topo.endpoints).map((e) => ({ name: e.name, ns: e.ns, v4: e.v4, v6: e.v6, nodeIf: e.nodeIf })),
     });
+    topologyShown = true;
 
     const longRunning = await startTraffic(topo, seconds);
     traffic.push(...longRunning.traffic);
