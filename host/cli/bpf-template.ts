@@ -1,0 +1,97 @@
+/**
+ * `membrane bpf template list` (alias `bpf sha list`, as Cilium's `bpf sha`)
+ * and `membrane bpf template get <hash>`: the compiled endpoint-program
+ * templates in the templates dir, their key, sources, compile-time shape and
+ * the endpoints instantiated from them. Registered on the `bpf` command by
+ * main (commander 14).
+ */
+import type { Command } from "commander";
+import { DEFAULT_TEMPLATES_DIR, TemplateCache, type TemplateEntry } from "../kernel/templates/cache.js";
+import { describeShape } from "../kernel/templates/shape.js";
+import { processOutput, type Output } from "./output.js";
+import { renderTable, toJson } from "./table.js";
+
+interface TemplateCliOptions {
+  templatesDir: string;
+  json: boolean;
+}
+
+/** One line per template: short hash, program, shape, status, endpoints. */
+export function formatTemplates(entries: readonly TemplateEntry[]): string {
+  return renderTable<TemplateEntry>(
+    [
+      { header: "HASH", value: (e) => e.key.slice(0, 12) },
+      { header: "PROGRAM", value: (e) => e.meta?.program ?? "?" },
+      { header: "CONFIGURATION", value: (e) => (e.meta ? describeShape(e.meta.shape) : "?") },
+      { header: "SOURCES", value: (e) => (e.meta ? `${e.meta.sources.length} files` : "?"), right: false },
+      { header: "COMPILED", value: (e) => e.meta?.compiledAt ?? "?" },
+      { header: "STATUS", value: (e) => e.status },
+      { header: "ENDPOINTS", value: (e) => e.endpoints.map((p) => p.id).join(",") || "-", right: false },
+    ],
+    [...entries],
+  );
+}
+
+/** Everything about one template, for people. */
+export function formatTemplate(e: TemplateEntry): string {
+  const lines = [`template ${e.key}`, `  directory:     ${e.dir}`, `  status:        ${e.status}`];
+  if (e.meta) {
+    const m = e.meta;
+    lines.push(
+      `  program:       ${m.program} (${m.objectBytes} bytes, sha256 ${m.objectSha256.slice(0, 16)})`,
+      `  configuration: ${describeShape(m.shape)} (${m.defines.join(" ")})`,
+      `  compiler:      ${m.compiler.split("\n").slice(0, 2).join(", ")} ${m.flags.join(" ")}`,
+      `  compiled:      ${m.compiledAt} in ${m.compileMs} ms`,
+      `  sources:`,
+      ...m.sources.map((s) => `    ${s.sha256.slice(0, 12)}  ${s.path}`),
+    );
+  }
+  lines.push(`  endpoints:     ${e.endpoints.length ? "" : "none"}`);
+  if (e.endpoints.length) {
+    const table = renderTable(
+      [
+        { header: "ID", value: (p: TemplateEntry["endpoints"][number]) => p.id },
+        { header: "IDENTITY", value: (p) => p.identity },
+        { header: "IPV4", value: (p) => p.ipv4 ?? "-" },
+        { header: "IPV6", value: (p) => p.ipv6 ?? "-" },
+        { header: "MAC", value: (p) => p.mac },
+        { header: "IFINDEX", value: (p) => p.ifindex },
+        { header: "INSTANTIATED", value: (p) => p.instantiatedAt },
+      ],
+      e.endpoints,
+    );
+    lines.push(...table.split("\n").map((l) => `    ${l}`));
+  }
+  return lines.join("\n");
+}
+
+export function registerBpfTemplate(bpf: Command, io: Output = processOutput): Command {
+  const template = bpf
+    .command("template")
+    .alias("sha")
+    .description("compiled endpoint-program templates (compiled once per configuration, specialised per endpoint at load)");
+  const dirOption = (c: Command) => c.option("--templates-dir <dir>", "where the templates live", DEFAULT_TEMPLATES_DIR).option("--json", "one JSON object per template", false);
+
+  dirOption(
+    template
+      .command("list")
+      .description("every template: hash, program, configuration, sources, status and the endpoints using it")
+      .addHelpText("after", "\nExamples:\n  membrane bpf template list\n  membrane bpf sha list --json --templates-dir /var/lib/membrane/templates"),
+  ).action((opts: TemplateCliOptions) => {
+    const entries = new TemplateCache({ dir: opts.templatesDir }).list();
+    if (opts.json) entries.forEach((e) => io.out(toJson(e)));
+    else io.out(entries.length ? formatTemplates(entries) : `(no templates in ${opts.templatesDir})`);
+  });
+
+  dirOption(
+    template
+      .command("get")
+      .argument("<hash>", "the template's hash or a unique prefix of it (at least 4 hex digits)")
+      .description("one template: its sources with their hashes, compiler, flags, configuration and endpoints")
+      .addHelpText("after", "\nExamples:\n  membrane bpf template get 3fa2c1\n  membrane bpf sha get 3fa2c1 --json"),
+  ).action((hash: string, opts: TemplateCliOptions) => {
+    const entry = new TemplateCache({ dir: opts.templatesDir }).find(hash);
+    io.out(opts.json ? toJson(entry) : formatTemplate(entry));
+  });
+  return template;
+}
