@@ -65,6 +65,17 @@ export function formatTemplate(e: TemplateEntry): string {
   return lines.join("\n");
 }
 
+/**
+ * Endpoint id -> the template it was instantiated from (full hash), for the
+ * TEMPLATE column of `membrane bpf endpoint list`. Empty when the templates
+ * dir does not exist (a node that never ran the kernel datapath).
+ */
+export function endpointTemplates(templatesDir: string = DEFAULT_TEMPLATES_DIR): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const entry of new TemplateCache({ dir: templatesDir }).list()) for (const ep of entry.endpoints) out.set(ep.id, entry.key);
+  return out;
+}
+
 export function registerBpfTemplate(bpf: Command, io: Output = processOutput): Command {
   const template = bpf
     .command("template")
