@@ -101,6 +101,8 @@ export interface Libbpf {
 
   libbpf_probe_bpf_map_type(type: number, opts: null): number;
   libbpf_probe_bpf_prog_type(type: number, opts: null): number;
+  /** 1: `progType` programs may call helper `helperId` on this kernel; 0: not; < 0: error. */
+  libbpf_probe_bpf_helper(progType: number, helperId: number, opts: null): number;
   libbpf_bpf_map_type_str(type: number): string | null;
   libbpf_bpf_prog_type_str(type: number): string | null;
   libbpf_strerror(err: number, buf: Buffer, size: number): number;
@@ -185,6 +187,7 @@ export function libbpf(): Libbpf {
     tc_query: fn("bpf_tc_query", "int", [p, p]),
     probe_map: fn("libbpf_probe_bpf_map_type", "int", ["int", p]),
     probe_prog: fn("libbpf_probe_bpf_prog_type", "int", ["int", p]),
+    probe_helper: fn("libbpf_probe_bpf_helper", "int", ["int", "int", p]),
     map_type_str: fn("libbpf_bpf_map_type_str", s, ["int"]),
     prog_type_str: fn("libbpf_bpf_prog_type_str", s, ["int"]),
     strerror: fn("libbpf_strerror", "int", ["int", p, "size_t"]),
@@ -247,6 +250,7 @@ export function libbpf(): Libbpf {
     bpf_tc_query: (hook, opts) => b.tc_query(hook, opts),
     libbpf_probe_bpf_map_type: (t, o) => b.probe_map(t, o),
     libbpf_probe_bpf_prog_type: (t, o) => b.probe_prog(t, o),
+    libbpf_probe_bpf_helper: (t, h, o) => b.probe_helper(t, h, o),
     libbpf_bpf_map_type_str: (t) => b.map_type_str(t) ?? null,
     libbpf_bpf_prog_type_str: (t) => b.prog_type_str(t) ?? null,
     libbpf_strerror: (err, buf, size) => b.strerror(err, buf, size),

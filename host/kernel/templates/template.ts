@@ -10,6 +10,7 @@ import type { ResolvedOptions } from "../../config.js";
 import { BpfObject, type BpfObjectLoadOptions, type GlobalPatch } from "../../bpf/object.js";
 import { readBpfSpec } from "../../bpf/elf/spec.js";
 import { wrap } from "../../errors.js";
+import { HELPERS, requireHelper } from "../../bpf/helper-probe.js";
 import { loadConfiguredObject } from "../load.js";
 import { endpointLayout, endpointPatches, type EndpointLayout, type EndpointValues } from "./endpoint-values.js";
 import type { TemplateShape } from "./shape.js";
@@ -57,6 +58,8 @@ export class Template {
   instantiate(values: EndpointValues, resolved: ResolvedOptions, opts: InstantiateOptions = {}): BpfObject {
     const globals = this.patches(values);
     const name = opts.name ?? `${this.meta.program}_${values.id}`;
+    // Said plainly before the verifier would say "unknown func bpf_loop#181".
+    if (this.meta.shape.nat) requireHelper(`instantiate template ${this.key.slice(0, 12)} for endpoint ${values.id}`, HELPERS.loop);
     try {
       return loadConfiguredObject(this.elf, resolved, { ...opts, name, globals });
     } catch (err) {
