@@ -16,17 +16,14 @@ import type { ResolvedOptions } from "../config.js";
 import { resolveOptions } from "../config.js";
 import type { BpfObject } from "../bpf/object.js";
 import { InvalidInputError, wrap } from "../errors.js";
-import { readFileSync } from "node:fs";
-import { attachTc, interfaceIndex, type TcAttachment } from "../bpf/tc.js";
-import { bpfObjectPath } from "../tools/build-bpf.js";
+import type { TcAttachment } from "../bpf/tc.js";
+import { attachHostProgram } from "../kernel/host-program.js";
 import { loadConfiguredObject } from "../kernel/load.js";
 import { PinnedGc, type PinnedGcRun } from "../kernel/pinned-gc.js";
 import { KernelPolicyTables } from "../kernel/policy-tables.js";
 import { TemplateCache } from "../kernel/templates/cache.js";
-import { ENDPOINT_FILTER, TemplatedEndpoints, type EndpointDevice, type UpsertResult } from "../kernel/templates/endpoint-programs.js";
+import { TemplatedEndpoints, type EndpointDevice, type UpsertResult } from "../kernel/templates/endpoint-programs.js";
 import type { TemplateShape } from "../kernel/templates/shape.js";
-import { HELPERS, requireHelper } from "../bpf/helper-probe.js";
-import { withNetns } from "../sys/netns/enter.js";
 import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { EndpointRecord } from "../policy/types.js";
@@ -94,7 +91,7 @@ export class KernelAgentDatapath {
     const agent = new KernelAgentDatapath(opts, cache, maps, resolved);
     try {
       if (opts.externalDevice) {
-        agent.#host = attachHost(opts.externalDevice, resolved, opts.pinDir);
+        agent.#host = attachHostProgram(opts.externalDevice, resolved, opts.pinDir);
       }
       if (initial) await agent.apply(initial);
       agent.gc.start();
@@ -148,33 +145,3 @@ export class KernelAgentDatapath {
   }
 }
 
-/**
- * bpf_host (generic: it serves every endpoint) on the external device, at the
- * endpoints' fixed handle and priority with replace, so a restarted agent
- * swaps it in place like the endpoint programs.
- */
-function attachHost(dev: EndpointDevice, resolved: ResolvedOptions, pinDir: string): { object: BpfObject; attachments: TcAttachment[] } {
-  const what = `attach bpf_host to ${dev.ifname}`;
-  if (resolved.nat) requireHelper(what, HELPERS.loop);
-  let object: BpfObject;
-  try {
-    object = loadConfiguredObject(readFileSync(bpfObjectPath("bpf_host")), resolved, { name: "bpf_host", pinDir, reusePinned: true });
-  } catch (err) {
-    throw wrap(what, err);
-  }
-  const attachments: TcAttachment[] = [];
-  try {
-    const attach = () => {
-      const ifindex = interfaceIndex(dev.ifname);
-      attachments.push(attachTc(object.program("from_netdev"), { ifindex, direction: "ingress", ...ENDPOINT_FILTER, replace: true }));
-      attachments.push(attachTc(object.program("to_netdev"), { ifindex, direction: "egress", ...ENDPOINT_FILTER, replace: true }));
-    };
-    if (dev.netns) withNetns(dev.netns, attach);
-    else attach();
-    return { object, attachments };
-  } catch (err) {
-    for (const a of attachments) a.detach();
-    object.close();
-    throw wrap(what, err);
-  }
-}
