@@ -4,6 +4,7 @@
  * drop reason, ct result, direction) and cb[1] (ct table) so test runs can read
  * it back, and the return value is the tc action. */
 #pragma once
+#include "shape.h"
 #include "parse.h"
 #include "frag.h"
 #include "conntrack.h"
@@ -51,22 +52,24 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 		reason = frag_process(p, now, cfg);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
-	reason = lb_forward(skb, p, now, cfg, &lb);
+	if (ENABLE_LB)
+		reason = lb_forward(skb, p, now, cfg, &lb);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, fallback, CT_NONE, 0, skb->len);
 	reason = ct_lookup(p, dir_in, now, cfg, &out);
 	/* A new flow is decided here, before its entry exists. Policy comes first:
 	 * it judges the packet as the endpoint sent it, and a refused flow takes
 	 * no NAT port. */
-	if (reason == 0 && out.result == CT_NEW)
+	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW)
 		reason = policy_new_flow(p, out.dir, &pol);
 	/* SNAT may translate a reply back and look it up again (then no longer CT_NEW). */
-	reason = nat_stage(skb, p, reason, dir_in, now, cfg, &out);
+	if (ENABLE_NAT)
+		reason = nat_stage(skb, p, reason, dir_in, now, cfg, &out);
 	if (reason == 0 && out.result == CT_NEW)
 		reason = ct_create(p, now, cfg, &out);
-	if (reason == 0 && out.result == CT_NEW)
+	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW)
 		policy_store_identity(&pol, out.entry);
-	if (reason == 0 && out.entry)
+	if (ENABLE_LB && reason == 0 && out.entry)
 		reason = lb_after_ct(skb, p, out.entry, out.result, &lb);
 	if (reason != 0)
 		return finish(skb, VERDICT_DROP, reason, out.dir, out.result, out.table, skb->len);

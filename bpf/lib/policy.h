@@ -7,6 +7,7 @@
 #pragma once
 #include "parse.h"
 #include "../include/types/policy.h"
+#include "endpoint.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -145,19 +146,29 @@ static __always_inline int policy_new_flow(struct pkt *p, __u8 dir, struct polic
 	int egress = dir == CT_EGRESS;
 	__u8 enforce = egress ? ENDPOINT_F_ENFORCE_EGRESS : ENDPOINT_F_ENFORCE_INGRESS;
 	__be16 port;
+	__u16 id;
+	__u8 flags;
 
 	out->policed = 0;
 	if (dir != CT_EGRESS && dir != CT_INGRESS)
 		return 0;
-	ep = policy_endpoint_at(p->family, egress ? &p->saddr : &p->daddr);
-	if (!ep)
-		return 0;
+	/* A templated endpoint knows itself: no lookup of its own address. */
+	if (endpoint_is_self(p->family, (const __u32 *)(egress ? &p->saddr : &p->daddr))) {
+		id = LXC_ID;
+		flags = ENDPOINT_POLICY_ENFORCE;
+	} else {
+		ep = policy_endpoint_at(p->family, egress ? &p->saddr : &p->daddr);
+		if (!ep)
+			return 0;
+		id = ep->id;
+		flags = ep->flags;
+	}
 	out->policed = 1;
 	out->identity = policy_identity_of(p->family, egress ? &p->daddr : &p->saddr);
-	if (!(ep->flags & enforce))
+	if (!(flags & enforce))
 		return 0;
 	port = (p->proto == PROTO_TCP || p->proto == PROTO_UDP) ? p->dport : 0;
-	return policy_decide(ep->id, out->identity, port, p->proto, dir);
+	return policy_decide(id, out->identity, port, p->proto, dir);
 }
 
 /* Records the remote identity in the entry ct_create just made. */

@@ -64,6 +64,9 @@ export interface Libbpf {
   bpf_map__pin(map: Ptr, path: string): number;
   bpf_map__unpin(map: Ptr, path: string): number;
   bpf_map__reuse_fd(map: Ptr, fd: number): number;
+  /** A copy of the map's initial contents (.data/.rodata/.bss and their custom sections), or null. */
+  bpf_map__initial_value(map: Ptr): Uint8Array | null;
+  bpf_map__set_initial_value(map: Ptr, data: Uint8Array, size: number): number;
 
   bpf_program__name(prog: Ptr): string;
   bpf_program__section_name(prog: Ptr): string;
@@ -98,6 +101,8 @@ export interface Libbpf {
 
   libbpf_probe_bpf_map_type(type: number, opts: null): number;
   libbpf_probe_bpf_prog_type(type: number, opts: null): number;
+  /** 1: `progType` programs may call helper `helperId` on this kernel; 0: not; < 0: error. */
+  libbpf_probe_bpf_helper(progType: number, helperId: number, opts: null): number;
   libbpf_bpf_map_type_str(type: number): string | null;
   libbpf_bpf_prog_type_str(type: number): string | null;
   libbpf_strerror(err: number, buf: Buffer, size: number): number;
@@ -158,6 +163,8 @@ export function libbpf(): Libbpf {
     map_pin: fn("bpf_map__pin", "int", [p, s]),
     map_unpin: fn("bpf_map__unpin", "int", [p, s]),
     map_reuse_fd: fn("bpf_map__reuse_fd", "int", [p, "int"]),
+    map_initial_value: fn("bpf_map__initial_value", p, [p, p]),
+    map_set_initial_value: fn("bpf_map__set_initial_value", "int", [p, p, "size_t"]),
     prog_name: fn("bpf_program__name", s, [p]),
     prog_section: fn("bpf_program__section_name", s, [p]),
     prog_fd: fn("bpf_program__fd", "int", [p]),
@@ -180,6 +187,7 @@ export function libbpf(): Libbpf {
     tc_query: fn("bpf_tc_query", "int", [p, p]),
     probe_map: fn("libbpf_probe_bpf_map_type", "int", ["int", p]),
     probe_prog: fn("libbpf_probe_bpf_prog_type", "int", ["int", p]),
+    probe_helper: fn("libbpf_probe_bpf_helper", "int", ["int", "int", p]),
     map_type_str: fn("libbpf_bpf_map_type_str", s, ["int"]),
     prog_type_str: fn("libbpf_bpf_prog_type_str", s, ["int"]),
     strerror: fn("libbpf_strerror", "int", ["int", p, "size_t"]),
@@ -211,6 +219,15 @@ export function libbpf(): Libbpf {
     bpf_map__pin: (m, path) => b.map_pin(m, path),
     bpf_map__unpin: (m, path) => b.map_unpin(m, path),
     bpf_map__reuse_fd: (m, fd) => b.map_reuse_fd(m, fd),
+    bpf_map__initial_value: (m) => {
+      const size = Buffer.alloc(8);
+      const ptr = b.map_initial_value(m, size);
+      if (!ptr) return null;
+      const n = Number(size.readBigUInt64LE(0));
+      // A copy: libbpf owns (and may free or remap) the memory behind the pointer.
+      return n === 0 ? new Uint8Array(0) : new Uint8Array(k.view(ptr, n)).slice();
+    },
+    bpf_map__set_initial_value: (m, data, size) => b.map_set_initial_value(m, data, size),
     bpf_program__name: (pr) => b.prog_name(pr) ?? "",
     bpf_program__section_name: (pr) => b.prog_section(pr) ?? "",
     bpf_program__fd: (pr) => b.prog_fd(pr),
@@ -233,6 +250,7 @@ export function libbpf(): Libbpf {
     bpf_tc_query: (hook, opts) => b.tc_query(hook, opts),
     libbpf_probe_bpf_map_type: (t, o) => b.probe_map(t, o),
     libbpf_probe_bpf_prog_type: (t, o) => b.probe_prog(t, o),
+    libbpf_probe_bpf_helper: (t, h, o) => b.probe_helper(t, h, o),
     libbpf_bpf_map_type_str: (t) => b.map_type_str(t) ?? null,
     libbpf_bpf_prog_type_str: (t) => b.prog_type_str(t) ?? null,
     libbpf_strerror: (err, buf, size) => b.strerror(err, buf, size),

@@ -39,6 +39,22 @@ export interface BpfObjectLoadOptions {
    * pins are replaced by the new maps.
    */
   reusePinned?: boolean;
+  /**
+   * Bytes written into global variables' sections before load, e.g. the
+   * `volatile const` endpoint values of a template in ".rodata". Applied to
+   * libbpf's copy of the section's initial contents (bpf_map__set_initial_value),
+   * so the kernel map is created, filled and (for .rodata) frozen with them
+   * and the verifier sees them as constants. Offsets come from the object's
+   * BTF (readBpfSpec's globals).
+   */
+  globals?: readonly GlobalPatch[];
+}
+
+/** `bytes` at `offset` in the global data section `section` (".rodata", ".data", ".rodata.foo"). */
+export interface GlobalPatch {
+  section: string;
+  offset: number;
+  bytes: Uint8Array;
 }
 
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
@@ -121,6 +137,32 @@ export class BpfObject implements FdOwner {
   }
 
   /**
+   * Opens `elf` and applies map overrides and globals as load() would, then
+   * closes it without loading: checks those inputs against the object, and is
+   * the whole userspace part of specialising a template (what a benchmark
+   * compares with a compile).
+   */
+  static specialiseOnly(elf: Uint8Array, opts: BpfObjectLoadOptions): void {
+    validate(elf, opts);
+    const lib = libbpf();
+    captureLibbpfLog((log) => {
+      const image = Buffer.from(elf);
+      const openOpts = encodeStruct(lib.structs.bpf_object_open_opts, { object_name: Buffer.from(`${opts.name}\0`) });
+      const ptr = lib.bpf_object__open_mem(image, image.length, openOpts);
+      if (ptr === null) {
+        const err = lib.errno() || 22;
+        throw new BpfLoadError(`open BPF object ${opts.name}: ${describeErrno(err)}${summary(log)}`, err, log.text());
+      }
+      try {
+        applyMapOverrides(ptr, opts, opts.name);
+        applyGlobals(ptr, opts.globals ?? [], opts.name);
+      } finally {
+        lib.bpf_object__close(ptr);
+      }
+    });
+  }
+
+  /**
    * Opens `elf` with libbpf, applies map sizes and pins, and loads it into the
    * kernel. A program the verifier rejects throws BpfVerifierError; other
    * failures throw BpfLoadError (with libbpf's log) or BpfSyscallError.
@@ -146,6 +188,7 @@ export class BpfObject implements FdOwner {
       let obj: BpfObject | undefined;
       try {
         applyMapOverrides(ptr, opts, name);
+        applyGlobals(ptr, opts.globals ?? [], name);
         // After validation (bad input changes nothing), before creating maps.
         const pinDir = opts.pinDir !== undefined ? ensurePinDir(opts.pinDir) : undefined;
         if (pinDir !== undefined && opts.reusePinned) reusePins(ptr, pinDir, name, reused);
@@ -229,6 +272,44 @@ function applyMapOverrides(ptr: Ptr, opts: BpfObjectLoadOptions, objName: string
   }
   for (const [m, size, mapName] of sizes) {
     check(lib.bpf_map__set_max_entries(m, size), `${action}: set max_entries of map ${mapName} to ${size}`);
+  }
+}
+
+/**
+ * The internal map libbpf made for a data section: it names them with a prefix
+ * of the object name and the section name ("membrane.rodata", or just
+ * ".rodata.foo" for custom sections), so match on the section's suffix.
+ */
+function sectionMap(ptr: Ptr, section: string): Ptr | undefined {
+  const lib = libbpf();
+  const candidates = mapsOf(ptr).filter((m) => lib.bpf_map__is_internal(m) && lib.bpf_map__name(m).endsWith(section));
+  return candidates.find((m) => lib.bpf_map__name(m) === section) ?? (candidates.length === 1 ? candidates[0] : undefined);
+}
+
+/** Writes the global patches into the sections' initial contents; all checked before any is applied. */
+function applyGlobals(ptr: Ptr, patches: readonly GlobalPatch[], objName: string): void {
+  if (patches.length === 0) return;
+  const lib = libbpf();
+  const action = `load BPF object ${objName}`;
+  const images = new Map<string, { map: Ptr; bytes: Uint8Array }>();
+  for (const patch of patches) {
+    let image = images.get(patch.section);
+    if (!image) {
+      const map = sectionMap(ptr, patch.section);
+      const bytes = map ? lib.bpf_map__initial_value(map) : null;
+      if (!map || !bytes) throw new InvalidInputError(`${action}: the object has no data section ${patch.section} to set globals in`);
+      image = { map, bytes };
+      images.set(patch.section, image);
+    }
+    if (!Number.isInteger(patch.offset) || patch.offset < 0 || patch.offset + patch.bytes.length > image.bytes.length) {
+      throw new InvalidInputError(
+        `${action}: a global at ${patch.section}+${patch.offset} (${patch.bytes.length} bytes) lies outside the ${image.bytes.length}-byte section`,
+      );
+    }
+    image.bytes.set(patch.bytes, patch.offset);
+  }
+  for (const [section, { map, bytes }] of images) {
+    check(lib.bpf_map__set_initial_value(map, bytes, bytes.length), `${action}: set the initial contents of ${section}`);
   }
 }
 

@@ -95,6 +95,22 @@ export class TcAttachment {
     this.#netnsFd = -1;
   }
 
+  /**
+   * Forgets this attachment without removing its filter: for a filter that
+   * was replaced in place (a newer attachment with replace at the same handle
+   * and priority now owns it) or that is meant to outlive this process (an
+   * agent restarting hands its endpoints' filters to the next instance). The
+   * clsact hook is never removed here.
+   */
+  abandon(): void {
+    if (!this.#attached) return;
+    this.#attached = false;
+    const entry = hooks.get(hookKey(this.netns, this.ifindex));
+    if (entry) entry.users = Math.max(0, entry.users - 1);
+    libc().close(this.#netnsFd);
+    this.#netnsFd = -1;
+  }
+
   #detachHere(): void {
     const lib = libbpf();
     const action = `detach tc ${this.direction} filter from ifindex ${this.ifindex}`;

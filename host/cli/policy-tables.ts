@@ -11,6 +11,8 @@ import { endpointPolicy, listEndpoints } from "../policy/listing.js";
 import { formatEndpoints, formatPolicy } from "../format/policy.js";
 import { toJson } from "../format/table.js";
 import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
+import { endpointTemplates } from "./bpf-template.js";
+import { DEFAULT_TEMPLATES_DIR } from "../kernel/templates/cache.js";
 
 const PIN_DIR_HELP = "where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)";
 
@@ -19,15 +21,17 @@ export function registerBpfEndpoint(bpf: Command): void {
   const endpoint = bpf.command("endpoint").description("local endpoints in the kernel's maps (pinned)");
   refuseOtherVerbs(endpoint, (got) => `bpf endpoint: expected "bpf endpoint list", got "bpf endpoint ${got[0] ?? ""}"`.trimEnd());
   example(endpoint, "membrane bpf endpoint list");
-  const list = endpoint.command("list").description("endpoints by id: identity, addresses, ifindex, MAC, policy enforcement")
-    .option("--pin-dir <dir>", PIN_DIR_HELP);
+  const list = endpoint.command("list").description("endpoints by id: identity, addresses, ifindex, MAC, policy enforcement, the template its program was instantiated from")
+    .option("--pin-dir <dir>", PIN_DIR_HELP)
+    .option("--templates-dir <dir>", "where the BPF templates live", DEFAULT_TEMPLATES_DIR);
   jsonOption(list, "JSON lines, one endpoint each");
   example(list, "membrane bpf endpoint list", "membrane bpf endpoint list --pin-dir /sys/fs/bpf/membrane --json");
-  list.action((o: { pinDir?: string; json: boolean }, self: Command) => {
+  list.action((o: { pinDir?: string; templatesDir: string; json: boolean }, self: Command) => {
     const io = outputOf(self);
     const rows = listEndpoints(new PinnedPolicyTables(o.pinDir ?? defaultPinDir()));
-    if (o.json) rows.forEach((r) => io.out(toJson(r)));
-    else io.out(rows.length ? formatEndpoints(rows) : "(no endpoints)");
+    const templates = endpointTemplates(o.templatesDir);
+    if (o.json) rows.forEach((r) => io.out(toJson(templates.has(r.id) ? { ...r, template: templates.get(r.id) } : r)));
+    else io.out(rows.length ? formatEndpoints(rows, templates) : "(no endpoints)");
   });
 }
 

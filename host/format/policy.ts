@@ -16,7 +16,8 @@ function identityText(id: number): string {
   return reserved ? `${id} (reserved:${reserved})` : String(id);
 }
 
-export function formatEndpoints(rows: EndpointListing[]): string {
+/** Endpoints as a table; the TEMPLATE column when any endpoint runs a templated program (`templates`: endpoint id -> template hash). */
+export function formatEndpoints(rows: EndpointListing[], templates?: ReadonlyMap<number, string>): string {
   return renderTable<EndpointListing>([
     { header: "ENDPOINT", value: (r) => r.id },
     { header: "IDENTITY", value: (r) => r.identity },
@@ -25,6 +26,7 @@ export function formatEndpoints(rows: EndpointListing[]): string {
     { header: "IFINDEX", value: (r) => r.ifindex },
     { header: "MAC", value: (r) => r.mac },
     { header: "POLICY", value: (r) => [r.enforceIngress && "ingress", r.enforceEgress && "egress"].filter(Boolean).join(",") || "disabled" },
+    ...(templates?.size ? [{ header: "TEMPLATE", value: (r: EndpointListing) => templates.get(r.id)?.slice(0, 12) ?? "-" }] : []),
   ], rows);
 }
 

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
-import { BpfObject } from "../bpf/object.js";
+import { BpfObject, type GlobalPatch } from "../bpf/object.js";
 import type { BpfMap } from "../bpf/map.js";
 import { SKB_TEST_RUN_LIMITS, ETH_HLEN, type BpfProgram } from "../bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../bpf/skb-ctx.js";
@@ -69,17 +69,30 @@ export function testRunRefuses(frame: Uint8Array): string | undefined {
 export interface KernelDatapathOptions {
   /** Compiled object (default build/bpf/bpf_test.o). */
   objectPath?: string;
+  /** The compiled object's bytes, instead of objectPath (e.g. a template). */
+  elf?: Uint8Array;
+  /** Values for globals before load (a template's endpoint constants). */
+  globals?: readonly GlobalPatch[];
+  /**
+   * Programs of an attach-point object (bpf_lxc, bpf_host), whose direction is
+   * fixed by where they attach: egress packets run `egress`, ingress packets
+   * `ingress`, and "auto" has no program. Default: bpf_test's test_process,
+   * which takes the direction in skb->cb[0].
+   */
+  programs?: { egress: string; ingress: string };
 }
 
 export class KernelDatapath implements DatapathEngine {
   readonly engine = "bpf" as const;
   private clockNow = -1;
   private readonly program: BpfProgram;
+  private readonly byDirection?: { egress: BpfProgram; ingress: BpfProgram };
   /** SNAT maps: list, flush, stats, GC (host/nat/tables.ts). */
   readonly nat: KernelNat;
 
-  private constructor(readonly options: ResolvedOptions, private readonly object: BpfObject) {
-    this.program = object.program("test_process");
+  private constructor(readonly options: ResolvedOptions, private readonly object: BpfObject, programs?: { egress: string; ingress: string }) {
+    if (programs) this.byDirection = { egress: object.program(programs.egress), ingress: object.program(programs.ingress) };
+    this.program = this.byDirection?.egress ?? object.program("test_process");
     this.nat = new KernelNat(object);
   }
 
@@ -88,17 +101,22 @@ export class KernelDatapath implements DatapathEngine {
     const path = kernel.objectPath ?? bpfObjectPath("bpf_test");
     let elf: Uint8Array;
     try {
-      elf = readFileSync(path);
+      elf = kernel.elf ?? readFileSync(path);
     } catch (err) {
       throw new NotSupportedError(`load the kernel datapath: ${path} is missing; install clang and libbpf-dev, then run \`npm run build\``, { cause: err });
     }
     let object: BpfObject;
     try {
-      object = loadConfiguredObject(elf, resolved, { name: "membrane" });
+      object = loadConfiguredObject(elf, resolved, { name: "membrane", globals: kernel.globals });
     } catch (err) {
       throw wrap("load the kernel datapath", err);
     }
-    return new KernelDatapath(resolved, object);
+    try {
+      return new KernelDatapath(resolved, object, kernel.programs);
+    } catch (err) {
+      object.close();
+      throw err;
+    }
   }
 
   private setClock(now: number): void {
@@ -116,7 +134,13 @@ export class KernelDatapath implements DatapathEngine {
     const frame = toFrame(packet, meta.link);
     const refused = testRunRefuses(frame);
     if (refused) throw new NotSupportedError(`kernel test run: ${refused}; the kernel does not run such a frame`);
-    const run = this.program.testRun({ data: frame, ctx: encodeSkbCtx({ cb: [DIRECTION_CODE[meta.direction ?? "auto"]] }) });
+    let program = this.program;
+    if (this.byDirection) {
+      const dir = meta.direction ?? "auto";
+      if (dir === "auto") throw new MembraneError("INVALID_INPUT", "kernel datapath: an attach-point program needs each packet's direction (egress or ingress), got auto");
+      program = this.byDirection[dir];
+    }
+    const run = program.testRun({ data: frame, ctx: encodeSkbCtx({ cb: [DIRECTION_CODE[meta.direction ?? "auto"]] }) });
     const cb = decodeSkbCtx(run.ctx!).cb;
     const desc = {
       verdict: cb[0] & 0xff, dropReason: (cb[0] >>> 8) & 0xff, ctResult: (cb[0] >>> 16) & 0xff, dir: (cb[0] >>> 24) & 0xff,

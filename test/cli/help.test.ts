@@ -46,7 +46,8 @@ describe("membrane --help", () => {
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     const words = ["membrane", ...path].join(" ");
-    expect(r.out).toMatch(new RegExp(`^Usage: ${words.replace(/ /g, "\\s")} `));
+    // A command with an alias shows it in its usage line ("membrane bpf template|sha <command>").
+    expect(r.out).toMatch(new RegExp(`^Usage: ${words.replace(/ /g, "\\s")}(\\|[a-z]+)? `));
     // Every option the command declares is described.
     for (const option of cmd.options) expect(r.out).toContain(option.flags);
     expect(r.out).toContain("-h, --help");

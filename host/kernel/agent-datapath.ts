@@ -1,0 +1,147 @@
+/**
+ * The kernel datapath of `membrane agent --datapath bpf` (to be wired by the
+ * agent's CLI): endpoints are pods' veths, each running its own instance of
+ * the bpf_lxc template on the host side; every instance and the optional
+ * bpf_host on the node's external device share the node's maps through their
+ * pins; policy changes from the engine go into those maps through the same
+ * writer as the TUN datapath's; conntrack and NAT GC run on the pinned maps
+ * on the adaptive schedule.
+ *
+ * Restart: stop({ keepPrograms: true }) leaves every filter attached and the
+ * maps pinned; the next agent's start() replaces each endpoint's programs in
+ * place (tc replace at the same handle and priority), so packets never meet a
+ * device without its program and established connections keep their entries.
+ */
+import type { ResolvedOptions } from "../config.js";
+import { resolveOptions } from "../config.js";
+import type { BpfObject } from "../bpf/object.js";
+import { InvalidInputError, wrap } from "../errors.js";
+import type { TcAttachment } from "../bpf/tc.js";
+import { attachHostProgram } from "./host-program.js";
+import { loadConfiguredObject } from "./load.js";
+import { PinnedGc, type PinnedGcRun } from "./pinned-gc.js";
+import { KernelPolicyTables } from "./policy-tables.js";
+import { TemplateCache } from "./templates/cache.js";
+import { TemplatedEndpoints, type EndpointDevice, type UpsertResult } from "./templates/endpoint-programs.js";
+import type { TemplateShape } from "./templates/shape.js";
+import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
+import type { EngineChange } from "../policy/engine.js";
+import type { EndpointRecord } from "../policy/types.js";
+
+export interface KernelAgentOptions {
+  options?: ResolvedOptions;
+  /** Where the node's maps are pinned (kept across restarts). */
+  pinDir: string;
+  /** Template cache directory (default /var/lib/membrane/templates). */
+  templatesDir?: string;
+  /** The host-side veth of each endpoint, by endpoint id; endpoints without one get map records only. */
+  devices: ReadonlyMap<number, EndpointDevice>;
+  /** bpf_host on the node's external device (masquerading happens there, not in the endpoint programs). */
+  externalDevice?: EndpointDevice;
+  /** Notified of every GC run. */
+  onGc?: (run: PinnedGcRun) => void;
+}
+
+/** The template shape of an endpoint: its enforcement, NAT left to bpf_host. */
+export function endpointShape(ep: Pick<EndpointRecord, "enforceIngress" | "enforceEgress">): Partial<TemplateShape> {
+  return { nat: false, enforceIngress: ep.enforceIngress, enforceEgress: ep.enforceEgress };
+}
+
+const valuesOf = ({ enforceIngress: _i, enforceEgress: _e, ...values }: EndpointRecord) => values;
+
+export class KernelAgentDatapath {
+  readonly cache: TemplateCache;
+  readonly endpoints: TemplatedEndpoints;
+  readonly gc: PinnedGc;
+  readonly #resolved: ResolvedOptions;
+  readonly #writer: PolicyDatapathWriter;
+  /** Holds the node's maps open (and creates and pins them on a first start). */
+  readonly #maps: BpfObject;
+  #host: { object: BpfObject; attachments: TcAttachment[] } | undefined;
+  readonly #records = new Map<number, EndpointRecord>();
+
+  private constructor(private readonly opts: KernelAgentOptions, cache: TemplateCache, maps: BpfObject, resolved: ResolvedOptions) {
+    this.cache = cache;
+    this.#maps = maps;
+    this.#resolved = resolved;
+    this.endpoints = new TemplatedEndpoints({ cache, options: resolved, pinDir: opts.pinDir });
+    this.#writer = new PolicyDatapathWriter([new KernelPolicyTables(maps)]);
+    this.gc = new PinnedGc({ pinDir: opts.pinDir, lru: resolved.conntrack.whenFull === "evict-lru", onRun: opts.onGc });
+  }
+
+  /**
+   * Removes templates no endpoint uses, opens (or creates) the pinned maps,
+   * attaches bpf_host when asked, applies `initial` (endpoints, ipcache,
+   * policy) and starts GC.
+   */
+  static async start(opts: KernelAgentOptions, initial?: EngineChange): Promise<KernelAgentDatapath> {
+    if (!(opts.devices instanceof Map)) throw new InvalidInputError("kernel datapath: devices must be a Map of endpoint id -> { ifname, netns? }");
+    const resolved = opts.options ?? resolveOptions({});
+    const cache = new TemplateCache({ dir: opts.templatesDir });
+    // The maps holder's template has no endpoint of its own: keep it by name.
+    const holderShape = { nat: false };
+    cache.removeUnused([cache.keyOf("bpf_lxc", holderShape).key]);
+    const generic = await cache.get("bpf_lxc", holderShape);
+    let maps: BpfObject;
+    try {
+      maps = loadConfiguredObject(generic.elf, resolved, { name: "membrane_maps", pinDir: opts.pinDir, reusePinned: true });
+    } catch (err) {
+      throw wrap("open the node's datapath maps", err);
+    }
+    const agent = new KernelAgentDatapath(opts, cache, maps, resolved);
+    try {
+      if (opts.externalDevice) {
+        agent.#host = attachHostProgram(opts.externalDevice, resolved, opts.pinDir);
+      }
+      if (initial) await agent.apply(initial);
+      agent.gc.start();
+      return agent;
+    } catch (err) {
+      agent.stop({ keepPrograms: false });
+      throw err;
+    }
+  }
+
+  /**
+   * Applies an engine change: the maps first (validated completely before a
+   * write), then each endpoint with a device is instantiated when new or when
+   * its values or enforcement changed (no compile unless its shape is new),
+   * and removed endpoints are detached.
+   */
+  async apply(change: EngineChange): Promise<Map<number, UpsertResult>> {
+    this.#writer.applyChange(change);
+    for (const id of change.endpoints.remove) {
+      this.endpoints.remove(id);
+      this.#records.delete(id);
+    }
+    const results = new Map<number, UpsertResult>();
+    for (const ep of change.endpoints.upsert) {
+      const device = this.opts.devices.get(ep.id);
+      if (!device || (ep.ipv4 === undefined && ep.ipv6 === undefined)) continue;
+      const before = this.#records.get(ep.id);
+      if (before && JSON.stringify(before) === JSON.stringify(ep) && this.endpoints.endpoints.has(ep.id)) continue;
+      results.set(ep.id, await this.endpoints.upsert(valuesOf(ep), device, endpointShape(ep)));
+      this.#records.set(ep.id, ep);
+    }
+    return results;
+  }
+
+  /**
+   * Stops GC and closes fds. keepPrograms: leave every filter attached for the
+   * next agent (a restart); otherwise detach the endpoints and bpf_host. The
+   * pinned maps stay either way (unpin the directory to drop them).
+   */
+  stop({ keepPrograms }: { keepPrograms: boolean }): void {
+    this.gc.close();
+    if (keepPrograms) this.endpoints.release();
+    else {
+      for (const id of [...this.endpoints.endpoints.keys()]) this.endpoints.remove(id);
+      for (const a of this.#host?.attachments ?? []) a.detach(); // in the namespace they were attached in
+    }
+    if (keepPrograms) for (const a of this.#host?.attachments ?? []) a.abandon();
+    this.#host?.object.close();
+    this.#host = undefined;
+    this.#maps.close();
+  }
+}
+

@@ -1,0 +1,68 @@
+// `membrane bpf template list|get` (alias `bpf sha`) over a real templates dir:
+// a compiled template with one recorded endpoint, listed as a table and as
+// JSON, fetched by a hash prefix; bad hashes are refused with a clear message.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { rmSync } from "node:fs";
+import { dirname } from "node:path";
+import { Command } from "commander";
+import { registerBpfTemplate } from "../../host/cli/bpf-template.js";
+import { TemplateCache } from "../../host/kernel/templates/cache.js";
+import { TEMPLATE_SKIP, tempTemplatesDir } from "../kernel/template-env.js";
+
+async function cli(args: string[]): Promise<string[]> {
+  const lines: string[] = [];
+  const program = new Command("membrane").exitOverride().configureOutput({ writeOut: (s) => lines.push(s), writeErr: (s) => lines.push(s) });
+  registerBpfTemplate(program.command("bpf"), { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+  try {
+    await program.parseAsync(["bpf", ...args], { from: "user" });
+  } catch (err) {
+    if ((err as { code?: string }).code !== "commander.helpDisplayed") throw err;
+  }
+  return lines;
+}
+
+describe.skipIf(TEMPLATE_SKIP)("membrane bpf template", () => {
+  const dir = TEMPLATE_SKIP ? "" : tempTemplatesDir();
+  let key = "";
+  beforeAll(async () => {
+    const cache = new TemplateCache({ dir });
+    const t = await cache.get("bpf_lxc", { nat: false, enforceEgress: false });
+    key = t.key;
+    cache.recordEndpoint(key, { id: 42, identity: 1234, ipv4: "10.0.0.42", mac: "02:00:00:00:00:2a", ifindex: 9 });
+  }, 60_000);
+  afterAll(() => dir && rmSync(dirname(dir), { recursive: true, force: true }));
+
+  test("list and its alias sha list: hash, program, configuration, endpoints", async () => {
+    for (const args of [["template", "list"], ["sha", "list"]]) {
+      const out = (await cli([...args, "--templates-dir", dir])).join("\n");
+      expect(out).toMatch(/^HASH\s+PROGRAM\s+CONFIGURATION/);
+      expect(out).toContain(key.slice(0, 12));
+      expect(out).toMatch(/bpf_lxc\s+lb policy enforce=ingress/);
+      expect(out).toMatch(/ok\s+42$/m);
+    }
+    const json = (await cli(["template", "list", "--json", "--templates-dir", dir])).map((l) => JSON.parse(l));
+    expect(json).toHaveLength(1);
+    expect(json[0].key).toBe(key);
+    expect(json[0].meta.shape).toEqual({ lb: true, nat: false, policy: true, enforceIngress: true, enforceEgress: false });
+    expect(json[0].endpoints.map((e: { id: number }) => e.id)).toEqual([42]);
+  });
+
+  test("get <prefix>: sources, defines, endpoints", async () => {
+    const out = (await cli(["template", "get", key.slice(0, 6), "--templates-dir", dir])).join("\n");
+    expect(out).toContain(`template ${key}`);
+    expect(out).toContain("-DENABLE_NAT=0");
+    expect(out).toContain("-DENDPOINT_POLICY_ENFORCE=1");
+    expect(out).toMatch(/[0-9a-f]{12}  lib\/endpoint\.h/);
+    expect(out).toMatch(/42\s+1234\s+10\.0\.0\.42/);
+    const json = JSON.parse((await cli(["sha", "get", key, "--json", "--templates-dir", dir]))[0]!);
+    expect(json.status).toBe("ok");
+  });
+
+  test("bad or unknown hashes are refused by name", async () => {
+    await expect(cli(["template", "get", "zz", "--templates-dir", dir])).rejects.toThrow(/4 to 64 lowercase hex digits, got "zz"/);
+    await expect(cli(["template", "get", "0000000", "--templates-dir", dir])).rejects.toThrow(/no template 0000000 in/);
+    const help = (await cli(["template", "get", "--help"])).join("\n");
+    expect(help).toContain("Usage: membrane bpf template get [options] <hash>");
+    expect(help).toContain("membrane bpf sha get 3fa2c1 --json");
+  });
+});

@@ -1,0 +1,38 @@
+/**
+ * What the template tests need: root and bpf(2) for loading, clang for
+ * compiling. Outside CI they skip saying what is missing; in CI a missing
+ * piece fails (an install step is missing).
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClangCompiler, type TemplateCompiler } from "../../host/kernel/templates/compiler.js";
+
+export const TEMPLATE_SKIP = (() => {
+  let reason: string | undefined;
+  if (process.getuid?.() !== 0) reason = "template tests need root (bpf(2), BPF_PROG_TEST_RUN)";
+  else if (spawnSync("clang", ["--version"], { stdio: "ignore" }).status !== 0) reason = "template tests need clang (apt-get install clang llvm libbpf-dev)";
+  if (reason && process.env.CI === "true") throw new Error(`template tests cannot run in CI: ${reason}`);
+  if (reason) console.warn(`skipping template tests: ${reason}`);
+  return reason !== undefined;
+})();
+
+/** A templates dir of its own (0700 is the cache's job: it creates the dir inside). */
+export function tempTemplatesDir(): string {
+  return join(mkdtempSync(join(tmpdir(), "membrane-templates-")), "templates");
+}
+
+/** clang, counting how often it really runs. */
+export class CountingCompiler implements TemplateCompiler {
+  readonly inner = new ClangCompiler();
+  readonly flags = this.inner.flags;
+  runs = 0;
+  identity(): string {
+    return this.inner.identity();
+  }
+  async compile(source: string, output: string, defines: readonly string[]): Promise<void> {
+    this.runs++;
+    await this.inner.compile(source, output, defines);
+  }
+}
