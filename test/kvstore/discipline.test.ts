@@ -5,6 +5,8 @@ import { jitteredInterval, PeriodicTimer } from "../../host/kvstore/periodic.js"
 import { DEFAULT_RATE_LIMIT, limited, parseRateLimit, TokenBucket, UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import { retryInPlace, runSteps } from "../../host/kvstore/retry-in-place.js";
 import { InvalidInputError } from "../../host/errors.js";
+import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
+import { KvStoreError, type KvStore } from "../../host/kvstore/store.js";
 import { ManualClock, seededRandom, settle } from "../support/manual-clock.js";
 
 describe("rate limit options", () => {
@@ -216,5 +218,55 @@ describe("retry in place", () => {
       { clock, retryable: (e) => !(e instanceof InvalidInputError) },
     ).catch((e: Error) => e);
     expect((fatal as Error).message).toBe("parse config (attempt 1): bad");
+  });
+});
+
+describe("DisciplinedKvStore", () => {
+  // A backend stub: only the calls a test makes exist; the rest would throw.
+  function stubStore(get: () => Promise<unknown>): KvStore {
+    return { backend: "embedded", location: "stub", get, put: async () => 7 } as unknown as KvStore;
+  }
+
+  it("retries an unavailable store with backoff, taking a token per attempt", async () => {
+    const clock = new ManualClock();
+    let calls = 0;
+    const store = new DisciplinedKvStore(
+      stubStore(async () => {
+        if (++calls <= 2) throw new KvStoreError("KVSTORE_UNAVAILABLE", "connection refused");
+        return { key: "k", value: "v" };
+      }),
+      { clock, rateLimit: limited(1, 1), backoff: { random: () => 0 } },
+    );
+    const got = store.get("k");
+    await clock.advance(60_000);
+    expect(await got).toEqual({ key: "k", value: "v" });
+    expect(calls).toBe(3);
+    // Waits: backoff 1 s, then the token (1 qps: already refilled), backoff 1 s again.
+    expect(clock.sleeps.filter((s) => s === 1000).length).toBeGreaterThanOrEqual(2);
+    expect(store.liveness.state()).toBe("alive");
+  });
+
+  it("passes other errors through at once and gives up after maxAttempts", async () => {
+    const clock = new ManualClock();
+    let calls = 0;
+    const fatal = new DisciplinedKvStore(stubStore(async () => (calls++, Promise.reject(new KvStoreError("KVSTORE_INTERNAL", "corrupt")))), { clock });
+    await expect(fatal.get("k")).rejects.toThrow("corrupt");
+    expect(calls).toBe(1);
+    const down = new DisciplinedKvStore(stubStore(async () => Promise.reject(new KvStoreError("KVSTORE_UNAVAILABLE", "down"))), { clock, maxAttempts: 3 });
+    const result = down.get("k").catch((e: Error) => e);
+    await clock.advance(600_000);
+    expect(((await result) as Error).message).toBe("kvstore get k (after 3 attempts): down");
+  });
+
+  it("rate limits by default: the 21st operation waits", async () => {
+    const clock = new ManualClock();
+    const store = new DisciplinedKvStore(stubStore(async () => undefined), { clock });
+    let done = 0;
+    const ops = Array.from({ length: 21 }, () => store.put("k", "v").then(() => done++));
+    await settle();
+    expect(done).toBe(20);
+    await clock.advance(50);
+    await Promise.all(ops);
+    expect(done).toBe(21);
   });
 });
