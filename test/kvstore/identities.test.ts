@@ -14,6 +14,10 @@ import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
 import { ClusterIdentityAllocator } from "../../host/kvstore/identities.js";
 import { collectIdentities, listClusterIdentities } from "../../host/kvstore/identity-gc.js";
 import { keys } from "../../host/kvstore/keys.js";
+import { KvstoreIdentityAllocator } from "../../host/kvstore/kvstore-identity-allocator.js";
+import { LOCAL_IDENTITY_SCOPE } from "../../host/identity/allocator.js";
+import { parsePrefix } from "../../host/identity/cidr.js";
+import { PolicyEngine } from "../../host/policy/engine.js";
 import { openKvStore } from "../../host/kvstore/open.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import { decodeRecord } from "../../host/kvstore/records/codec.js";
@@ -260,6 +264,32 @@ for (const backend of backends) {
         }
       }
     }
+
+    it("backs the policy engine's synchronous allocator: prepared label sets from the cluster, reserved and CIDR ones local as before", async () => {
+      const { allocator, lease } = await newAllocator("engine-node");
+      const adapter = new KvstoreIdentityAllocator(allocator);
+      const engine = new PolicyEngine({ allocator: adapter });
+      expect(engine.allocator).toBe(adapter);
+      const web = labelSet(4);
+      expect(() => adapter.allocate(web)).toThrow(/prepare\(\)/);
+      await adapter.prepare([web, web]);
+      const a = adapter.allocate(web);
+      expect(a.created).toBe(true);
+      expect(a.identity.id).toBeGreaterThanOrEqual(256);
+      expect((await listClusterIdentities(store)).get(a.identity.id)).toBe(web.id);
+      expect(adapter.allocate(web)).toMatchObject({ created: false, identity: { id: a.identity.id } });
+      expect(adapter.get(2)?.labels.id).toBe("reserved:world"); // reserved identities as before
+      const cidr = adapter.allocateCidr(parsePrefix("10.0.0.0/8", "test"));
+      expect(cidr.identity.id).toBeGreaterThanOrEqual(LOCAL_IDENTITY_SCOPE);
+      expect(adapter.release(a.identity.id)).toBeUndefined();
+      const valueKey = keys.identityValue(web.id, "engine-node");
+      expect(await store.get(valueKey)).toBeDefined();
+      expect(adapter.release(a.identity.id)?.id).toBe(a.identity.id);
+      await adapter.settled();
+      expect(await store.get(valueKey)).toBeUndefined();
+      expect(adapter.release(cidr.identity.id)?.id).toBe(cidr.identity.id);
+      await lease.revoke();
+    });
 
     it("reserved and CIDR label sets are refused: they stay node-local", async () => {
       const { allocator, lease } = await newAllocator("reserved-node");
