@@ -236,6 +236,10 @@ for (const backend of backends) {
         while (!stop) {
           await collectIdentities(store, operatorLease);
           runs++;
+          // Yield to timers between runs (the embedded store answers reads
+          // without a macrotask, so a bare loop would starve the watches that
+          // wake lock waiters).
+          await new Promise((r) => setTimeout(r, 2));
         }
         return runs;
       })();
