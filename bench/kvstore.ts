@@ -12,7 +12,8 @@
  * (as REFERENCE.md's etcd figure: concurrency 64), then as many gets of those
  * keys, then LATENCY_PUTS puts at concurrency 4 while one watcher on the
  * prefix records, per event, the time from the put's call to the event.
- * Same keys, same values, same order for every client.
+ * Same keys, same values, same order for every client; the clients take
+ * turns for ROUNDS rounds (default 2) and each keeps its best figures.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,6 +30,7 @@ const PUTS = Number(process.env.KV_BENCH_PUTS ?? 4000);
 const CONCURRENCY = 64;
 const LATENCY_PUTS = Number(process.env.KV_BENCH_LATENCY_PUTS ?? 1000);
 const VALUE = "x".repeat(100);
+const ROUNDS = Number(process.env.KV_BENCH_ROUNDS ?? 2);
 
 /** The operations a workload needs, so the raw client and membrane's run the same code. */
 interface Client {
@@ -149,15 +151,27 @@ async function main(): Promise<void> {
   const etcd = await TestEtcd.start();
   try {
     console.log(`kvstore bench: ${PUTS} puts and gets at concurrency ${CONCURRENCY}, ${LATENCY_PUTS} watched puts at concurrency 4; etcd at ${etcd.endpoint}`);
+    // The machine is shared: clients take turns, ROUNDS times, and each keeps
+    // its best figures, so a burst of someone else's load does not decide a ratio.
     const raw = rawEtcdClient(etcd.endpoint);
-    const rawFigures = await measure(raw, "bench/raw/");
-    raw.close();
-
     const etcdStore = await openKvStore(`etcd:${etcd.endpoint}`);
-    const etcdFigures = await measure(membraneClient("membrane over etcd", new DisciplinedKvStore(etcdStore, { rateLimit: UNLIMITED })), "bench/membrane/");
-
     const embeddedStore = await openKvStore(`embedded:${join(dir, "store")}`);
-    const embeddedFigures = await measure(membraneClient("membrane embedded", new DisciplinedKvStore(embeddedStore, { rateLimit: UNLIMITED })), "bench/embedded/");
+    const clients: [Client, Figures[]][] = [
+      [raw, []],
+      [membraneClient("membrane over etcd", new DisciplinedKvStore(etcdStore, { rateLimit: UNLIMITED })), []],
+      [membraneClient("membrane embedded", new DisciplinedKvStore(embeddedStore, { rateLimit: UNLIMITED })), []],
+    ];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [client, figures] of clients) figures.push(await measure(client, `bench/${client.name.replace(/\W+/g, "-")}/${round}/`));
+    }
+    raw.close();
+    const best = (f: Figures[]): Figures => ({
+      putsPerSec: Math.max(...f.map((x) => x.putsPerSec)),
+      getsPerSec: Math.max(...f.map((x) => x.getsPerSec)),
+      p50: Math.min(...f.map((x) => x.p50)),
+      p99: Math.min(...f.map((x) => x.p99)),
+    });
+    const [rawFigures, etcdFigures, embeddedFigures] = clients.map(([, f]) => best(f)) as [Figures, Figures, Figures];
 
     const row = (name: string, f: Figures): Row => ({
       client: name,
@@ -166,7 +180,7 @@ async function main(): Promise<void> {
       "watch p50 ms": num(f.p50, 2),
       "watch p99 ms": num(f.p99, 2),
     });
-    printTable("Throughput and watch latency (same machine, same run)", [
+    printTable(`Throughput and watch latency (same machine, same run; best of ${ROUNDS} alternating rounds)`, [
       row("raw etcd3 client -> etcd", rawFigures),
       row("membrane client (no limit) -> etcd", etcdFigures),
       row("membrane client (no limit) -> embedded", embeddedFigures),
