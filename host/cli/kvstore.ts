@@ -7,8 +7,8 @@ import { Command, Option } from "commander";
 import { InvalidInputError } from "../errors.js";
 import type { KeyValue, KvStore, WatchEvent } from "../kvstore/store.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
-import { processOutput, type Output } from "./output.js";
-import { renderTable } from "./table.js";
+import { processOutput, type Output } from "../format/output.js";
+import { renderTable } from "../format/table.js";
 
 interface Common extends KvstoreCliOptions {
   json?: boolean;

@@ -18,6 +18,8 @@ import { registerAgent } from "./agent.js";
 import { registerStatus } from "./status.js";
 import { registerDemo } from "./demo.js";
 import { registerEndpoint, registerIdentity, registerPolicy } from "./policy.js";
+import { registerKvstore } from "./kvstore.js";
+import { outputOf } from "./command.js";
 
 /** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
 export function buildProgram(io: Output = processOutput): Command {
@@ -35,6 +37,7 @@ export function buildProgram(io: Output = processOutput): Command {
   registerIdentity(program);
   registerEndpoint(program);
   registerBpf(program);
+  registerKvstore(program, { output: outputOf });
   finishTree(program, io);
   return program;
 }

@@ -14,7 +14,7 @@
  */
 import { MembraneError } from "../errors.js";
 import { LocalIdentityAllocator, type Allocation, type Identity, type IdentityAllocator } from "../identity/allocator.js";
-import type { Prefix } from "../identity/cidr.js";
+import type { Prefix } from "../packet/cidr.js";
 import type { LabelSet } from "../identity/labels.js";
 import type { ClusterIdentityAllocator } from "./identities.js";
 

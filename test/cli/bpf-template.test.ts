@@ -4,20 +4,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
-import { Command } from "commander";
-import { registerBpfTemplate } from "../../host/cli/bpf-template.js";
+import { run } from "../../host/cli/main.js";
 import { TemplateCache } from "../../host/kernel/templates/cache.js";
 import { TEMPLATE_SKIP, tempTemplatesDir } from "../kernel/template-env.js";
 
 async function cli(args: string[]): Promise<string[]> {
   const lines: string[] = [];
-  const program = new Command("membrane").exitOverride().configureOutput({ writeOut: (s) => lines.push(s), writeErr: (s) => lines.push(s) });
-  registerBpfTemplate(program.command("bpf"), { out: (l) => lines.push(l), err: (l) => lines.push(l) });
-  try {
-    await program.parseAsync(["bpf", ...args], { from: "user" });
-  } catch (err) {
-    if ((err as { code?: string }).code !== "commander.helpDisplayed") throw err;
-  }
+  const code = await run(["bpf", ...args], { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) });
+  if (code !== 0) lines.push(`(exit ${code})`);
   return lines;
 }
 
@@ -59,10 +53,13 @@ describe.skipIf(TEMPLATE_SKIP)("membrane bpf template", () => {
   });
 
   test("bad or unknown hashes are refused by name", async () => {
-    await expect(cli(["template", "get", "zz", "--templates-dir", dir])).rejects.toThrow(/4 to 64 lowercase hex digits, got "zz"/);
-    await expect(cli(["template", "get", "0000000", "--templates-dir", dir])).rejects.toThrow(/no template 0000000 in/);
+    // Refused with exit 2 and the message, no stack (the CLI's error handler).
+    const bad = (await cli(["template", "get", "zz", "--templates-dir", dir])).join("\n");
+    expect(bad).toMatch(/4 to 64 lowercase hex digits, got "zz"[\s\S]*\(exit 2\)$/);
+    const unknown = (await cli(["template", "get", "0000000", "--templates-dir", dir])).join("\n");
+    expect(unknown).toMatch(/no template 0000000 in[\s\S]*\(exit 1\)$/); // not found: a failure, not bad input
     const help = (await cli(["template", "get", "--help"])).join("\n");
-    expect(help).toContain("Usage: membrane bpf template get [options] <hash>");
+    expect(help).toContain("Usage: membrane bpf template get <hash> [options]");
     expect(help).toContain("membrane bpf sha get 3fa2c1 --json");
   });
 });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerKvstore } from "../../host/cli/kvstore.js";
-import type { Output } from "../../host/cli/output.js";
+import type { Output } from "../../host/format/output.js";
 
 let dir: string;
 beforeAll(() => {

@@ -16,7 +16,7 @@ import { collectIdentities, listClusterIdentities } from "../../host/kvstore/ide
 import { keys } from "../../host/kvstore/keys.js";
 import { KvstoreIdentityAllocator } from "../../host/kvstore/kvstore-identity-allocator.js";
 import { LOCAL_IDENTITY_SCOPE } from "../../host/identity/allocator.js";
-import { parsePrefix } from "../../host/identity/cidr.js";
+import { parsePrefix } from "../../host/packet/cidr.js";
 import { PolicyEngine } from "../../host/policy/engine.js";
 import { openKvStore } from "../../host/kvstore/open.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";

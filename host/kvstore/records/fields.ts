@@ -9,7 +9,7 @@
  */
 import { InvalidInputError } from "../../errors.js";
 import { parseIp } from "../../packet/address.js";
-import { parsePrefix } from "../../identity/cidr.js";
+import { parsePrefix } from "../../packet/cidr.js";
 
 export type Mode = "decode" | "slim";
 export type Obj = Record<string, unknown>;
