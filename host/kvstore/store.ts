@@ -120,7 +120,7 @@ export interface TxnResult {
 /** One change. Events of one txn / deletePrefix / lease expiry share a revision; order within it is key order of the write. */
 export interface WatchEvent {
   readonly type: "put" | "delete";
-  /** After a put: the new state. After a delete: key, lease and modRevision = the delete's revision; value "". */
+  /** After a put: the new state. After a delete: key and modRevision (= the delete's revision); value "", createRevision 0, version 0, no lease (as etcd sends it). */
   readonly kv: KeyValue;
   /** The state before the change, when the backend had it (always on embedded; on etcd when still in history). */
   readonly prevKv?: KeyValue;
