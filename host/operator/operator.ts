@@ -26,7 +26,7 @@ import { applyManifests, deleteManifests } from "./apply.js";
 import { MANIFEST_ROOT, manifestKey } from "./manifest-store.js";
 import { readManifests } from "./manifests/read.js";
 import type { Manifest } from "./manifests/kinds.js";
-import { LeadershipLostError, Reconciler, type ReconcilerStats } from "./reconciler.js";
+import { agentNodesPrefix, LeadershipLostError, Reconciler, type ReconcilerStats } from "./reconciler.js";
 
 export { LeadershipLostError } from "./reconciler.js";
 
@@ -126,6 +126,7 @@ async function lead(
   const revisions = new Map<string, number>();
   for (;;) {
     try {
+      reconciler.seedAgentNodes((await store.list(agentNodesPrefix(cluster))).kvs);
       for (const prefix of followed) {
         const list = await store.list(prefix);
         reconciler.reset(prefix, list.kvs);
@@ -152,7 +153,7 @@ async function lead(
   let needSync = true;
   try {
     while (!signal.aborted) {
-      if (!needSync && reconciler.dirty.size === 0) {
+      if (!needSync && !reconciler.pending) {
         await new Promise<void>((resolve) => (wake = resolve));
         continue;
       }

@@ -70,6 +70,15 @@ const sourceOfManifest = (m: Manifest, key: string): string[] => {
   }
 };
 
+/**
+ * Nodes whose agent registered itself under a lease, remembered in the store
+ * so a restarted or new leader does not write such a node's record from its
+ * manifest after the agent died (its lease ending is how the node leaves).
+ */
+export function agentNodesPrefix(cluster: string): string {
+  return `membrane/operator/v1/agent-nodes/${encodeURIComponent(cluster)}/`;
+}
+
 export class Reconciler {
   readonly stats: ReconcilerStats = { puts: 0, deletes: 0, txns: 0 };
   private readonly manifests = new Map<string, Manifest>();
@@ -84,6 +93,8 @@ export class Reconciler {
   private readonly owned = new Map<string, Set<string>>();
   private readonly ownerOf = new Map<string, string>();
   readonly dirty = new Set<string>();
+  /** Writes not derived from a source (agent-node markers), flushed with the next step. */
+  private readonly extra: PendingOp[] = [];
 
   constructor(
     private readonly store: KvStore,
@@ -93,6 +104,12 @@ export class Reconciler {
   ) {}
 
   // ------------------------------------------------------------ inputs
+
+  /** The agent-node markers found at start (see agentNodesPrefix). */
+  seedAgentNodes(kvs: readonly KeyValue[]): void {
+    const prefix = agentNodesPrefix(this.cluster);
+    for (const kv of kvs) if (kv.key.startsWith(prefix)) this.everLeased.add(decodeURIComponent(kv.key.slice(prefix.length)));
+  }
 
   /** A full listing of one followed prefix (at start, or after a watch had to re-list): events for what changed. */
   reset(prefix: string, kvs: readonly KeyValue[]): void {
@@ -174,6 +191,8 @@ export class Reconciler {
       this.nodes.set(name, { record, leased });
       if (leased && !this.everLeased.has(name)) {
         this.everLeased.add(name);
+        const marker = `${agentNodesPrefix(this.cluster)}${encodeURIComponent(name)}`;
+        this.extra.push({ op: { type: "put", key: marker, value: "{}" }, source: `node:${name}`, line: `put ${marker} (node ${name} is registered by its agent)` });
         // The agent's key now: stop owning it without deleting it.
         this.release(`node:${name}`);
       }
@@ -294,9 +313,14 @@ export class Reconciler {
   async step(): Promise<number> {
     const batch = [...this.dirty].sort();
     this.dirty.clear();
-    const ops = batch.flatMap((s) => this.plan(s));
+    const ops = [...this.extra.splice(0), ...batch.flatMap((s) => this.plan(s))];
     await this.flush(ops);
     return ops.length;
+  }
+
+  /** Pending writes or dirty sources left. */
+  get pending(): boolean {
+    return this.dirty.size > 0 || this.extra.length > 0;
   }
 
   /**
@@ -324,7 +348,7 @@ export class Reconciler {
     this.markAll();
     const batch = [...this.dirty].sort();
     this.dirty.clear();
-    const ops = batch.flatMap((s) => this.plan(s));
+    const ops = [...this.extra.splice(0), ...batch.flatMap((s) => this.plan(s))];
     for (const key of stored) {
       if (!this.ownerOf.has(key)) ops.push({ op: { type: "delete", key }, source: "-", line: `delete ${key} (derived from nothing that exists)` });
     }
