@@ -21,7 +21,7 @@ import { MembraneError } from "../errors.js";
 import { Backoff } from "../kvstore/backoff.js";
 import { collectIdentities } from "../kvstore/identity-gc.js";
 import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
-import { CompactedError, type KvStore, type Lease, type Lock } from "../kvstore/store.js";
+import { CompactedError, type KvStore, type Lease, type Lock, type Watch } from "../kvstore/store.js";
 import { applyManifests, deleteManifests } from "./apply.js";
 import { MANIFEST_ROOT, manifestKey } from "./manifest-store.js";
 import { readManifests } from "./manifests/read.js";
@@ -199,10 +199,11 @@ async function follow(
 ): Promise<void> {
   const backoff = new Backoff({ minMs: 200, maxMs: 10_000 });
   while (!signal.aborted) {
-    const watch = store.watch(prefix, { fromRevision: from });
-    const close = () => void watch.close();
+    let watch: Watch | undefined;
+    const close = () => void watch?.close();
     signal.addEventListener("abort", close, { once: true });
     try {
+      watch = store.watch(prefix, { fromRevision: from });
       for await (const ev of watch) {
         reconciler.event(prefix, ev);
         from = ev.revision + 1;
@@ -227,7 +228,7 @@ async function follow(
       }
     } finally {
       signal.removeEventListener("abort", close);
-      await watch.close().catch(() => undefined);
+      await watch?.close().catch(() => undefined);
     }
   }
 }
