@@ -45,10 +45,8 @@ export async function acquireLock(store: KvStore, name: string, lease: Lease, op
     if (r.succeeded) return new FencedLock(store, name, lease.id, r.revision);
     const current = r.current;
     if (current === undefined) continue; // deleted between the compare and our read: try again
-    if (current.lease === lease.id) {
-      // taken earlier with this very lease (a retried call): it is ours, with the token it got then
-      return new FencedLock(store, name, lease.id, current.createRevision);
-    }
+    // held, possibly under this very lease by another caller of this process: not re-entrant on
+    // purpose (two local allocators sharing the node's lease must still exclude each other)
     await waitForDelete(store, name, current.modRevision + 1, deadline, options.signal);
   }
 }

@@ -8,16 +8,23 @@ import { KvStoreError, type Txn, type TxnOp } from "./store.js";
 /** LMDB keys are limited (lmdb-js: 1978 bytes); etcd allows far more. One limit for both backends. */
 export const MAX_KEY_BYTES = 1024;
 
+/** Control characters are refused in keys: the embedded index encodes compound keys with them, and keys are printable paths anyway. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
 export function checkKey(key: unknown, what = "key"): string {
   if (typeof key !== "string" || key === "") throw new InvalidInputError(`kvstore ${what}: must be a non-empty string`);
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidInputError(`kvstore ${what} "${key.slice(0, 40)}...": longer than ${MAX_KEY_BYTES} bytes`);
-  return key;
+  return checkKeyText(key, what);
 }
 
 export function checkPrefix(prefix: unknown, what = "prefix"): string {
   if (typeof prefix !== "string") throw new InvalidInputError(`kvstore ${what}: must be a string`);
-  if (Buffer.byteLength(prefix) > MAX_KEY_BYTES) throw new InvalidInputError(`kvstore ${what}: longer than ${MAX_KEY_BYTES} bytes`);
-  return prefix;
+  return checkKeyText(prefix, what);
+}
+
+function checkKeyText(key: string, what: string): string {
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidInputError(`kvstore ${what} "${key.slice(0, 40)}...": longer than ${MAX_KEY_BYTES} bytes`);
+  if (CONTROL.test(key)) throw new InvalidInputError(`kvstore ${what} ${JSON.stringify(key)}: control characters are not allowed in keys`);
+  return key;
 }
 
 export function checkValue(value: unknown, key: string): string {

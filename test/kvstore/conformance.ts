@@ -149,6 +149,7 @@ export function kvStoreConformance(target: ConformanceTarget, getStore: () => Kv
       await expect(s.deletePrefix("")).rejects.toBeInstanceOf(InvalidInputError);
       await expect(s.put("k", 5 as unknown as string)).rejects.toBeInstanceOf(InvalidInputError);
       await expect(s.grantLease(0)).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(s.put("bad\u0000key", "x")).rejects.toThrow(/control characters/);
       expect(await s.revision()).toBe(before);
     });
   });
@@ -366,6 +367,8 @@ export function kvStoreConformance(target: ConformanceTarget, getStore: () => Kv
         const l2 = await other.grantLease(target.leaseTtl + 3);
         const a = await s.lock(`${p}mutex`, l1);
         expect(await a.isHeld()).toBe(true);
+        // not re-entrant: another caller with the same lease is excluded too
+        await expect(s.lock(`${p}mutex`, l1, { timeoutMs: 200 })).rejects.toMatchObject({ code: "KVSTORE_LOCK_TIMEOUT" });
         let bHeld = false;
         const bP = other.lock(`${p}mutex`, l2).then((b) => {
           bHeld = true;

@@ -7,8 +7,10 @@
  * with the reason, under CI=true the suite fails (a missing install step must
  * not pass as green).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpGet, type IncomingMessage } from "node:http";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +39,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Serve clients over TLS with these PEM files (the health check trusts `caFile`). */
+export interface TestEtcdTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+  /** Require client certificates signed by caFile. */
+  readonly clientCertAuth?: boolean;
+}
+
 export class TestEtcd {
   private child: ChildProcess | undefined;
   private stderr = "";
@@ -45,22 +56,33 @@ export class TestEtcd {
     readonly dataDir: string,
     readonly clientPort: number,
     readonly peerPort: number,
+    readonly tls: TestEtcdTls | undefined,
   ) {}
 
   /** Starts a fresh etcd and waits until /health says true. */
-  static async start(): Promise<TestEtcd> {
+  static async start(options: { tls?: TestEtcdTls } = {}): Promise<TestEtcd> {
     const dataDir = mkdtempSync(join(tmpdir(), "membrane-etcd-"));
-    const etcd = new TestEtcd(dataDir, await freePort(), await freePort());
+    const etcd = new TestEtcd(dataDir, await freePort(), await freePort(), options.tls);
     await etcd.launch();
     return etcd;
   }
 
   get endpoint(): string {
-    return `127.0.0.1:${this.clientPort}`;
+    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.clientPort}`;
   }
 
   get spec(): string {
     return `etcd:${this.endpoint}`;
+  }
+
+  /** Runs etcdctl against this etcd (for setup steps such as enabling auth). */
+  etcdctl(args: string[]): string {
+    const r = spawnSync(ETCD_BINARY.replace(/etcd$/, "etcdctl"), [`--endpoints=${this.endpoint}`, ...args], {
+      env: { ...process.env, ETCDCTL_API: "3" },
+      encoding: "utf8",
+    });
+    if (r.status !== 0) throw new Error(`etcdctl ${args.join(" ")}: ${r.stderr || r.error?.message}`);
+    return r.stdout;
   }
 
   get pid(): number | undefined {
@@ -68,7 +90,7 @@ export class TestEtcd {
   }
 
   private async launch(): Promise<void> {
-    const client = `http://127.0.0.1:${this.clientPort}`;
+    const client = this.endpoint;
     const peer = `http://127.0.0.1:${this.peerPort}`;
     this.stderr = "";
     const child = spawn(
@@ -83,6 +105,9 @@ export class TestEtcd {
         "--initial-cluster", `membrane-test=${peer}`,
         "--logger", "zap",
         "--log-level", "error",
+        ...(this.tls
+          ? ["--cert-file", this.tls.certFile, "--key-file", this.tls.keyFile, "--trusted-ca-file", this.tls.caFile, ...(this.tls.clientCertAuth ? ["--client-cert-auth"] : [])]
+          : []),
       ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
@@ -95,19 +120,32 @@ export class TestEtcd {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`etcd exited while starting (code ${child.exitCode}, signal ${child.signalCode}): ${this.stderr}`);
       }
-      try {
-        const res = await fetch(`${client}/health`, { signal: AbortSignal.timeout(1000) });
-        const body = (await res.json()) as { health?: string };
-        if (body.health === "true") return;
-      } catch {
-        /* not listening yet */
-      }
+      if (await this.healthy()) return;
       if (Date.now() > deadline) {
         this.killNow("SIGKILL");
         throw new Error(`etcd did not become healthy within 30 s: ${this.stderr}`);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** etcd's /health over loopback; with TLS, trusting the test CA (and presenting the server pair as client cert). */
+  private healthy(): Promise<boolean> {
+    const url = `${this.endpoint}/health`;
+    const tls = this.tls;
+    return new Promise((resolve) => {
+      const done = (res: IncomingMessage): void => {
+        let body = "";
+        res.on("data", (d: Buffer) => (body += d.toString()));
+        res.on("end", () => resolve(/"health":\s*"true"/.test(body)));
+        res.on("error", () => resolve(false));
+      };
+      const req = tls
+        ? httpsGet(url, { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), timeout: 1000 }, done)
+        : httpGet(url, { timeout: 1000 }, done);
+      req.on("error", () => resolve(false));
+      req.on("timeout", () => req.destroy());
+    });
   }
 
   private killNow(signal: NodeJS.Signals): Promise<void> {

@@ -25,6 +25,7 @@
  * transaction that re-checks the expiry inside, so it happens exactly once.
  */
 import { open, type Database, type RootDatabase } from "lmdb";
+import { chmodSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensurePrivateDir } from "../../sys/atomic-file.js";
 import { InvalidInputError, wrap } from "../../errors.js";
@@ -98,7 +99,18 @@ export async function openEmbeddedKvStore(path: string, options: EmbeddedOptions
   } catch (err) {
     throw wrap(`open embedded kvstore ${path}`, err);
   }
+  // LMDB creates its files with the umask's modes; the store holds policy and addresses
+  restrictModes(join(path, "db"));
   return new EmbeddedKvStore(path, root, { ...DEFAULTS, ...options, keepRevisions: keep });
+}
+
+function restrictModes(dbDir: string): void {
+  try {
+    chmodSync(dbDir, 0o700);
+    for (const f of readdirSync(dbDir)) chmodSync(join(dbDir, f), 0o600);
+  } catch {
+    /* another user's store we can use but not chmod: its modes are its owner's business */
+  }
 }
 
 function toKeyValue(key: string, s: StoredKv): KeyValue {
@@ -158,24 +170,52 @@ class EmbeddedKvStore implements KvStore {
     return this.meta.get("compact") ?? 0;
   }
 
+  private pendingWrites: Array<{ what: string; fn: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
+
   /**
-   * Runs `fn` in one write transaction (blocking the event loop only for the
-   * in-memory work and LMDB's writer lock), then waits for the flush, then
-   * wakes local watchers. Errors thrown by `fn` must be thrown before it
-   * writes anything: every caller checks first, then writes.
+   * Runs `fn` inside a write transaction and resolves once that commit is
+   * flushed to disk. Group commit: every write queued in the same turn of the
+   * event loop runs in ONE LMDB transaction and shares one flush, each still
+   * with its own revision (etcd batches its fsyncs the same way). Each `fn`
+   * must throw only before it writes anything (every caller checks first,
+   * then writes), so a refused write never leaves part of itself in the batch.
    */
-  private async write<T>(what: string, fn: () => T): Promise<T> {
+  private write<T>(what: string, fn: () => T): Promise<T> {
     this.ensureOpen(what);
-    let result: T;
+    return new Promise<T>((resolve, reject) => {
+      this.pendingWrites.push({ what, fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.pendingWrites.length === 1) setImmediate(() => void this.commitPending());
+    });
+  }
+
+  private async commitPending(): Promise<void> {
+    const batch = this.pendingWrites.splice(0);
+    if (batch.length === 0) return;
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     try {
-      result = this.root.transactionSync(fn);
+      this.root.transactionSync(() => {
+        for (const item of batch) {
+          try {
+            outcomes.push({ ok: true, value: item.fn() });
+          } catch (err) {
+            outcomes.push({ ok: false, err });
+          }
+        }
+      });
+      // committed = visible to every process (other processes' watchers see it now too): wake ours
+      this.pollSoon();
+      await this.root.flushed;
     } catch (err) {
-      if (err instanceof KvStoreError || err instanceof InvalidInputError) throw err;
-      throw new KvStoreError("KVSTORE_UNAVAILABLE", `embedded kvstore ${this.location}: ${what}: ${(err as Error).message}`, { cause: err });
+      for (const item of batch) {
+        item.reject(new KvStoreError("KVSTORE_UNAVAILABLE", `embedded kvstore ${this.location}: ${item.what}: ${(err as Error).message}`, { cause: err }));
+      }
+      return;
     }
-    await this.root.flushed;
-    this.pollSoon();
-    return result;
+    batch.forEach((item, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) item.resolve(o.value);
+      else item.reject(o.err);
+    });
   }
 
   /** Reads see the newest commit of ANY process (LMDB otherwise reuses a read snapshot within an event turn). */
@@ -567,6 +607,8 @@ class EmbeddedKvStore implements KvStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // writes already asked for are committed, not dropped
+    await this.commitPending();
     for (const l of [...this.keptLeases]) l.release();
     const streams = [...this.watchers].map((w) => w.stream);
     this.closed = true;
