@@ -105,6 +105,7 @@ for (const backend of backends()) {
       await first.kill("SIGKILL");
       await waitFor("op-2 leading", async () => (second.saw(/op-2: leading/) ? true : undefined));
       const takeoverMs = Date.now() - killedAt;
+      console.info(`${backend.name}: standby leading ${takeoverMs} ms after the leader's SIGKILL (lease TTL ${TTL} s)`);
       expect(takeoverMs, `standby took over after ${takeoverMs} ms`).toBeLessThan(2 * TTL * 1000);
       const token = (re: RegExp, p: OperatorProcess) => Number(p.lines.find((l) => re.test(l))!.match(/fencing token (\d+)/)![1]);
       expect(token(/leading/, second)).toBeGreaterThan(token(/leading/, first));
