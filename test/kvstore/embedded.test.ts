@@ -7,8 +7,8 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openKvStore, parseKvStoreSpec } from "../../host/kvstore/open.js";
-import type { KvStore } from "../../host/kvstore/store.js";
-import { kvStoreConformance } from "./conformance.js";
+import { CompactedError, type KvStore } from "../../host/kvstore/store.js";
+import { kvStoreConformance, take } from "./conformance.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-kv-"));
 const path = join(dir, "kvstore");
@@ -73,6 +73,30 @@ describe("embedded kvstore specifics", () => {
       // never more than asked: the last N revisions stay watchable
       expect(rev - compacted).toBeGreaterThanOrEqual(20);
       expect(rev - compacted).toBeLessThanOrEqual(22);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("compacts a history larger than one batch", async () => {
+    const sub = join(dir, "big-compact");
+    const s = await openKvStore(`embedded:${sub}`, { embedded: { keepRevisions: 100_000 } });
+    try {
+      for (let chunk = 0; chunk < 24; chunk++) {
+        await Promise.all([...Array(500).keys()].map((i) => s.put(`big/${i % 50}`, `${chunk}-${i}`)));
+      }
+      const rev = await s.revision();
+      expect(rev).toBe(12_000);
+      await s.compact(rev - 5);
+      expect(await s.compactedRevision()).toBe(rev - 5);
+      const w = s.watch("big/", { fromRevision: rev - 5 });
+      const evs = await take(w, 6, "kept history");
+      expect(evs.map((e) => e.revision)).toEqual([0, 1, 2, 3, 4, 5].map((i) => rev - 5 + i));
+      await w.close();
+      const old = s.watch("big/", { fromRevision: rev - 6 });
+      await expect(take(old, 1)).rejects.toBeInstanceOf(CompactedError);
+      await old.close();
+      expect((await s.list("big/")).kvs).toHaveLength(50);
     } finally {
       await s.close();
     }

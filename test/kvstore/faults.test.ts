@@ -295,7 +295,7 @@ describe("embedded store under process faults", () => {
     const path = join(dir, "lease");
     const spec = `embedded:${path}`;
     const s = await openKvStore(spec, { embedded: { maintenanceIntervalMs: 100 } });
-    const child = spawn(process.execPath, [join(modules.root, "test/fixtures/kvstore/lease-holder.js"), spec, "node/a", "1"], {
+    const child = spawn(process.execPath, [join(modules.root, "test/fixtures/kvstore/lease-holder.js"), spec, "node/a", "2"], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     try {
@@ -305,8 +305,8 @@ describe("embedded store under process faults", () => {
       });
       const [, leaseId, revText] = line.split(" ");
       const rev = Number(revText);
-      // two TTLs later the key is still there: the child's keep-alive works across processes
-      await new Promise((r) => setTimeout(r, 2500));
+      // past its TTL the key is still there: the child's keep-alive works across processes
+      await new Promise((r) => setTimeout(r, 3000));
       expect(await s.get("node/a")).toMatchObject({ lease: leaseId, modRevision: rev });
       const w = s.watch("node/", { fromRevision: rev + 1 });
       const exited = new Promise((r) => child.once("exit", r));

@@ -496,12 +496,10 @@ class EmbeddedKvStore implements KvStore {
       if (revision > this.compactRev()) this.meta.putSync("compact", revision);
     });
     const removeBatch = (): boolean => {
-      let n = 0;
-      for (const { key } of this.log.getRange({ end: this.compactRev() })) {
-        this.log.removeSync(key);
-        if (++n >= 5000) return true;
-      }
-      return false;
+      // keys first, removal after: never modify under an open cursor
+      const keys = [...this.log.getKeys({ end: this.compactRev(), limit: 5000 })];
+      for (const key of keys) this.log.removeSync(key);
+      return keys.length === 5000;
     };
     while (await this.write("compact", removeBatch)) {
       /* more records below the compacted revision */
