@@ -73,6 +73,17 @@ export function masterValue(labels: LabelSet): string {
   return JSON.stringify({ labels: labels.toStrings() } satisfies IdentityMasterRecord);
 }
 
+/** A master key's ID and label set id, or undefined for a key that does not read as one. */
+function readMaster(key: string, value: string): { id: number; labels: string } | undefined {
+  try {
+    const decoded = decodeRecord(key, value);
+    if (decoded.type !== "identity-master") return undefined;
+    return { id: Number(decoded.key.path[1]), labels: LabelSet.parse((decoded.record as IdentityMasterRecord).labels).id };
+  } catch {
+    return undefined;
+  }
+}
+
 export class ClusterIdentityAllocator {
   private readonly held = new Map<string, Held>();
   /** Per label set, the tail of the queue of local operations on it (allocate/release never interleave for one set). */
@@ -171,11 +182,34 @@ export class ClusterIdentityAllocator {
       let created = false;
       let id = await this.existingId(labels);
       if (id === undefined) {
-        id = await this.pickFreeId();
+        // No node uses an ID for these labels right now. A master may still
+        // name them (every user released it and the operator has not collected
+        // it yet): reuse it, as Cilium's master cache does, or the label set
+        // would get a second ID. Masters for these labels are only created
+        // under this lock, so the listing below sees every one of them.
         this.kvOperations++;
-        const made = await this.store.create(keys.identityMaster(id), masterValue(labels));
-        if (!made.succeeded) throw new RaceError(`ID ${id} was taken by another label set meanwhile`);
-        created = true;
+        const masters = await this.store.list(keys.identityMasters());
+        const used = new Set<number>();
+        const mine: number[] = [];
+        for (const kv of masters.kvs) {
+          const master = readMaster(kv.key, kv.value);
+          if (master === undefined) continue;
+          used.add(master.id);
+          if (master.labels === labels.id) mine.push(master.id);
+        }
+        for (const candidate of mine.sort((a, b) => a - b)) {
+          if (await this.ensureMaster(candidate, labels)) {
+            id = candidate;
+            break;
+          }
+        }
+        if (id === undefined) {
+          id = this.pickFreeId(used);
+          this.kvOperations++;
+          const made = await this.store.create(keys.identityMaster(id), masterValue(labels));
+          if (!made.succeeded) throw new RaceError(`ID ${id} was taken by another label set meanwhile`);
+          created = true;
+        }
       }
       // Our key is written only while we still hold the lock: a holder whose
       // lock lease expired cannot bind labels after a newer holder did.
@@ -227,19 +261,17 @@ export class ClusterIdentityAllocator {
     }
   }
 
-  /** A free ID: random probes first (cheap when the space is sparse), then a listing of the masters. */
-  private async pickFreeId(): Promise<number> {
+  /** A random free ID (random, so allocators racing for different label sets rarely pick the same). */
+  private pickFreeId(used: Set<number>): number {
     const span = this.maxId - this.minId + 1;
-    for (let probe = 0; probe < 3; probe++) {
-      const id = this.minId + Math.floor(this.random() * span);
-      this.kvOperations++;
-      if (!(await this.store.get(keys.identityMaster(id)))) return id;
+    if (used.size < span / 2) {
+      for (;;) {
+        const id = this.minId + Math.floor(this.random() * span);
+        if (!used.has(id)) return id;
+      }
     }
-    this.kvOperations++;
-    const masters = await this.store.list(keys.identityMasters());
-    const used = new Set(masters.kvs.map((kv) => Number(kv.key.slice(kv.key.lastIndexOf("/") + 1))));
     const free: number[] = [];
-    for (let id = this.minId; id <= this.maxId && free.length < 1024; id++) if (!used.has(id)) free.push(id);
+    for (let id = this.minId; id <= this.maxId; id++) if (!used.has(id)) free.push(id);
     if (free.length === 0) throw new MembraneError("EXHAUSTED", `cluster identities exhausted (${this.minId}..${this.maxId} in use)`);
     return free[Math.floor(this.random() * free.length)]!;
   }
