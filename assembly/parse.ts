@@ -295,8 +295,10 @@ export function parsePacket(start: usize, len: u32, link: i32): i32 {
     return DROP_UNKNOWN_L3;
   }
   if (link != LINK_RAW_IP) return DROP_UNSUPPORTED_L2;
-  if (len < 1) return DROP_INVALID;
-  const version = load<u8>(start) >> 4;
+  // The version nibble is a raw-IP packet's ethertype (the TUN driver sets
+  // skb->protocol from it; the kernel engine maps it to one). An empty packet
+  // has none, so it is an unknown L3 like any other version, as in the kernel.
+  const version = len < 1 ? 0 : load<u8>(start) >> 4;
   if (version == 4) return parseIpv4(l3, end);
   if (version == 6) return parseIpv6(l3, end);
   return DROP_UNKNOWN_L3;

@@ -10,8 +10,10 @@ import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
 import { InvalidInputError } from "../errors.js";
 import type { Output } from "./output.js";
-import { ctJson, ctTable } from "./ct-format.js";
+import { ctJson, ctTableLines } from "./ct-format.js";
 import { toJson } from "./table.js";
+import { Command } from "commander";
+import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 
 export interface BpfCtListOptions {
   pinDir?: string;
@@ -51,5 +53,22 @@ export function bpfCtList(opts: BpfCtListOptions, io: Output): void {
     return;
   }
   io.out(`Kernel conntrack in ${dir} (${records.length} entries, monotonic clock ${now}):`);
-  io.out(records.length ? ctTable(records, now) : "(empty)");
+  if (records.length) for (const line of ctTableLines(records, now)) io.out(line);
+  else io.out("(empty)");
+}
+
+/** `membrane bpf ct list [--pin-dir D] [--table T] [--json]` */
+export function registerBpfCt(bpf: Command): void {
+  const ct = bpf.command("ct").description("the kernel's conntrack maps (pinned)");
+  refuseOtherVerbs(ct, (got) => `bpf: expected "bpf ct list", "bpf nat list|flush", "bpf lb list", "bpf policy get" or "bpf endpoint list", got "bpf ct${got.length ? " " + got[0] : ""}"`);
+  example(ct, "membrane bpf ct list --table tcp4");
+  const list = ct.command("list")
+    .description("the conntrack entries: flow, packets and bytes each way, TCP flags, state, time to expiry (on the kernel's monotonic clock)")
+    .option("--pin-dir <dir>", "where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)")
+    .option("--table <t>", "tcp4, any4, tcp6 or any6 (default: all)");
+  jsonOption(list, "JSON lines, one entry each");
+  example(list, "membrane bpf ct list", "membrane bpf ct list --pin-dir /sys/fs/bpf/membrane --table any6 --json");
+  list.action((o: { pinDir?: string; table?: string; json: boolean }, self: Command) => {
+    bpfCtList({ pinDir: o.pinDir, table: o.table, json: o.json }, outputOf(self));
+  });
 }

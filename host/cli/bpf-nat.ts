@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { Command } from "commander";
 import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
@@ -14,6 +14,7 @@ import { NAT_TABLES, decodeNatRecord, type NatRecord, type NatTableName } from "
 import type { NatTables } from "../nat/tables.js";
 import type { Output } from "./output.js";
 import { renderTable, toJson } from "./table.js";
+import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 
 const TABLES = Object.keys(NAT_TABLES) as NatTableName[];
 
@@ -97,17 +98,25 @@ export function bpfNatFlush(opts: { pinDir?: string; table?: string }, io: Outpu
   }
 }
 
-/** `membrane bpf nat <verb> [options]`. */
-export function runBpfNat(verb: string | undefined, args: string[], io: Output): void {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { "pin-dir": { type: "string" }, table: { type: "string" }, json: { type: "boolean", default: false } },
+/** `membrane bpf nat list|flush [--pin-dir D] [--table T]` */
+export function registerBpfNat(bpf: Command): void {
+  const nat = bpf.command("nat").description("the kernel's NAT maps (pinned): list them or flush them");
+  refuseOtherVerbs(nat, (got) => `bpf nat: expected "list" or "flush", got "${got[0] ?? ""}"`);
+  example(nat, "membrane bpf nat list --table nat4");
+  const pinDir = "where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)";
+  const table = `${TABLES.join(" or ")} (default: all)`;
+  const list = nat.command("list").description("both halves of every NAT mapping: match and rewrite")
+    .option("--pin-dir <dir>", pinDir).option("--table <t>", table);
+  jsonOption(list, "JSON lines, one entry each");
+  example(list, "membrane bpf nat list", "membrane bpf nat list --table nat6 --json");
+  list.action((o: { pinDir?: string; table?: string; json: boolean }, self: Command) => {
+    bpfNatList({ pinDir: o.pinDir, table: o.table, json: o.json }, outputOf(self));
   });
-  if (positionals.length) throw new InvalidInputError(`bpf nat ${verb}: unexpected argument "${positionals[0]}"`);
-  if (verb === "list") return bpfNatList({ pinDir: values["pin-dir"], table: values.table, json: values.json }, io);
-  if (verb === "flush") {
-    if (values.json) throw new InvalidInputError("bpf nat flush: --json is for list");
-    return bpfNatFlush({ pinDir: values["pin-dir"], table: values.table }, io);
-  }
-  throw new InvalidInputError(`bpf nat: expected "list" or "flush", got "${verb ?? ""}"`);
+  const flush = nat.command("flush")
+    .description("empty the NAT maps: live flows get new mappings on their next egress packet; replies before that are dropped (DROP_NAT_NO_MAPPING)")
+    .option("--pin-dir <dir>", pinDir).option("--table <t>", table);
+  example(flush, "sudo membrane bpf nat flush --table nat4");
+  flush.action((o: { pinDir?: string; table?: string }, self: Command) => {
+    bpfNatFlush({ pinDir: o.pinDir, table: o.table }, outputOf(self));
+  });
 }

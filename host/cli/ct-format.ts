@@ -1,5 +1,5 @@
 /** How conntrack records and counters print, for replay and the bpf commands alike. */
-import { renderTable } from "./table.js";
+import { renderTable, tableLines } from "./table.js";
 import { formatEntryFlags, formatTcpFlags, formatTuple, formatTupleFlags, PROTO_NAMES, type CtRecord } from "../conntrack/records.js";
 import type { DatapathCounters } from "../datapath.js";
 
@@ -13,7 +13,12 @@ export function ctJson(r: CtRecord, now: number) {
 
 /** The conntrack table as people read it; shared by replay and `membrane ct list`. */
 export function ctTable(records: CtRecord[], now: number): string {
-  return renderTable<CtRecord>([
+  return ctTableLines(records, now).join("\n");
+}
+
+/** The same, a line each, for printing without building one string of every row. */
+export function ctTableLines(records: CtRecord[], now: number): string[] {
+  return tableLines<CtRecord>([
     { header: "TABLE", value: (r) => r.table },
     { header: "BY", value: (r) => formatTupleFlags(r.tuple.flags) },
     { header: "PROTO", value: (r) => PROTO_NAMES[r.tuple.proto] ?? String(r.tuple.proto) },

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { Command } from "commander";
 import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
@@ -17,7 +17,7 @@ import { applyServices } from "../state/services.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { LB_KERNEL_MAP, joinKeyValue, type LbTableName } from "../lb/tables.js";
 import { readMaglevRowFrom } from "../lb/kernel-tables.js";
-import { EXIT_OK, type Output } from "./output.js";
+import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 import { loadState } from "../state/file.js";
 import { renderTable, toJson } from "./table.js";
 
@@ -88,7 +88,7 @@ export function formatLbListing(l: LbListing, title: string): string {
       { header: "SERVICE", value: (r) => r.service },
       { header: "ENTRIES", value: (r) => r.entries },
       { header: "BACKENDS", value: (r) => r.backends.length },
-      { header: "MIN..MAX PER BACKEND", value: (r) => (r.backends.length ? `${Math.min(...r.backends.map((b) => b.entries))}..${Math.max(...r.backends.map((b) => b.entries))}` : "-"), right: true },
+      { header: "MIN..MAX PER BACKEND", value: (r) => (r.backends.length ? `${r.backends.reduce((m, b) => Math.min(m, b.entries), Infinity)}..${r.backends.reduce((m, b) => Math.max(m, b.entries), 0)}` : "-"), right: true },
       { header: "MAX/MEAN", value: (r) => r.maxOverMean.toFixed(3) },
       { header: "EMPTY", value: (r) => r.empty },
     ], l.maglev));
@@ -107,16 +107,21 @@ export function lbListingJson(l: LbListing): string[] {
 }
 
 /** `membrane bpf lb list [--pin-dir D] [--json]` */
-export function bpfLbCommand(args: string[], io: Output): number {
-  const [verb, ...rest] = args;
-  if (verb !== "list") throw new InvalidInputError(`bpf lb: expected "bpf lb list", got "bpf lb ${verb ?? ""}"`.trimEnd());
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { "pin-dir": { type: "string" }, json: { type: "boolean", default: false } } });
-  if (positionals.length) throw new InvalidInputError(`bpf lb list: unexpected argument "${positionals[0]}"`);
-  const dir = values["pin-dir"] ?? defaultPinDir();
-  const listing = readLbListing(new PinnedLbTables(dir));
-  if (values.json) lbListingJson(listing).forEach((l) => io.out(l));
-  else io.out(formatLbListing(listing, `Kernel (${dir})`));
-  return EXIT_OK;
+export function registerBpfLb(bpf: Command): void {
+  const lb = bpf.command("lb").description("the kernel's load-balancing maps (pinned)");
+  refuseOtherVerbs(lb, (got) => `bpf lb: expected "bpf lb list", got "bpf lb ${got[0] ?? ""}"`.trimEnd());
+  example(lb, "membrane bpf lb list");
+  const list = lb.command("list").description("services with their slots, backends, reverse NAT and Maglev rows, record by record")
+    .option("--pin-dir <dir>", "where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)");
+  jsonOption(list, "JSON lines: lb-service, lb-backend, lb-revnat and lb-maglev records");
+  example(list, "membrane bpf lb list", "membrane bpf lb list --pin-dir /sys/fs/bpf/membrane --json");
+  list.action((o: { pinDir?: string; json: boolean }, self: Command) => {
+    const io = outputOf(self);
+    const dir = o.pinDir ?? defaultPinDir();
+    const listing = readLbListing(new PinnedLbTables(dir));
+    if (o.json) lbListingJson(listing).forEach((l) => io.out(l));
+    else io.out(formatLbListing(listing, `Kernel (${dir})`));
+  });
 }
 
 interface ServiceLine { owner: ServiceInfo; first: boolean; backend?: ServiceInfo["backends"][number] }
@@ -143,20 +148,26 @@ export function formatServices(services: ServiceInfo[]): string {
 }
 
 /** `membrane service list --config <state file> [--json]` */
-export function serviceCommand(args: string[], io: Output): number {
-  const [verb, ...rest] = args;
-  if (verb !== "list") throw new InvalidInputError(`service: expected "service list", got "service ${verb ?? ""}"`.trimEnd());
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string" }, json: { type: "boolean", default: false } } });
-  if (positionals.length) throw new InvalidInputError(`service list: unexpected argument "${positionals[0]}"`);
-  if (values.config === undefined) throw new InvalidInputError("service list: --config <state file> is required (the services it lists; `membrane bpf lb list` reads the kernel's maps)");
-  const { options, services } = loadState(values.config);
-  // No datapath: the manager computes ids, rev-NAT indexes and slots exactly as it would program them.
-  const manager = new ServiceManager([], options.lb);
-  applyServices(manager, services);
-  const list = manager.listServices();
-  if (values.json) list.forEach((s) => io.out(toJson(s)));
-  else io.out(list.length ? formatServices(list) : `(no services in ${values.config})`);
-  return EXIT_OK;
+export function registerService(program: Command): void {
+  const service = program.command("service").description("the services of a state file, as the service manager programs them");
+  refuseOtherVerbs(service, (got) => `service: expected "service list", got "service ${got[0] ?? ""}"`.trimEnd());
+  example(service, "membrane service list --config state.json");
+  const list = service.command("list")
+    .description("frontends, algorithm, backends with weights and slots, rev-NAT index (`membrane bpf lb list` reads the kernel's maps)")
+    .option("--config <file>", "the state file (JSON) whose services to list");
+  jsonOption(list, "JSON lines, one service each");
+  example(list, "membrane service list --config state.json", "membrane service list --config state.json --json");
+  list.action((o: { config?: string; json: boolean }, self: Command) => {
+    const io = outputOf(self);
+    if (o.config === undefined) throw new InvalidInputError("service list: --config <state file> is required (the services it lists; `membrane bpf lb list` reads the kernel's maps)");
+    const { options, services } = loadState(o.config);
+    // No datapath: the manager computes ids, rev-NAT indexes and slots exactly as it would program them.
+    const manager = new ServiceManager([], options.lb);
+    applyServices(manager, services);
+    const listed = manager.listServices();
+    if (o.json) listed.forEach((s) => io.out(toJson(s)));
+    else io.out(listed.length ? formatServices(listed) : `(no services in ${o.config})`);
+  });
 }
 
 /** Flows per service backend (from conntrack): which backend answered, for the live view and `membrane status`. */

@@ -1,184 +1,75 @@
 #!/usr/bin/env node
-/** The `membrane` command. */
+/**
+ * The `membrane` command: builds the commander program from the command
+ * groups, runs it, and turns every error into a message and an exit code
+ * (output.ts). A group is a file exporting `register<Group>(program)`; to add
+ * one, import it here and call it in buildProgram(), before finishTree().
+ */
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { Command, CommanderError } from "commander";
 import { MembraneError } from "../errors.js";
-import { replay } from "./replay.js";
-import { bpfCtList } from "./bpf-ct.js";
-import { bpfEndpointCommand, bpfPolicyCommand } from "./policy-tables.js";
-import { runBpfNat } from "./bpf-nat.js";
-import { loadAgentConfig, runAgent } from "../agent/agent.js";
-import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
-import { status } from "./status.js";
-import { join } from "node:path";
-import { packageRoot } from "../package-root.js";
-import { runDemo } from "../demo/demo.js";
-import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, processOutput, type Output } from "./output.js";
-import { endpointCommand, identityCommand, policyCommand } from "./policy.js";
-import { bpfLbCommand, serviceCommand } from "./lb.js";
+import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, OutputClosedError, processOutput, type Output } from "./output.js";
+import { attachOutput, exitCodeOf, finishTree } from "./command.js";
+import { registerReplay } from "./replay.js";
+import { registerBpf } from "./bpf.js";
+import { registerService } from "./lb.js";
+import { registerAgent } from "./agent.js";
+import { registerStatus } from "./status.js";
+import { registerDemo } from "./demo.js";
+import { registerEndpoint, registerIdentity, registerPolicy } from "./policy.js";
 
-const USAGE = `membrane: a Cilium-style datapath (conntrack in Wasm, checked against kernel BPF)
-
-Usage:
-  membrane replay <capture> [options]   run a pcap/pcapng capture through the datapath
-  membrane bpf ct list [options]        the kernel datapath's conntrack maps (pinned)
-  membrane bpf policy get <endpoint>    an endpoint's policy entries in the kernel map (pinned; --pin-dir, --json)
-  membrane bpf endpoint list            local endpoints in the kernel maps (pinned; --pin-dir, --json)
-  membrane bpf nat list|flush [options] the kernel datapath's NAT maps (pinned): --pin-dir, --table nat4|nat6, --json (list)
-  membrane bpf lb list                  the kernel's LB maps: services, slots, backends, rev-NAT, Maglev rows (pinned; --pin-dir, --json)
-  membrane service list --config <file> the state file's services: frontends, algorithm, backend ids and weights, rev-NAT index (--json)
-  membrane agent --datapath tun [opts]  forward traffic routed into a TUN device (root)
-  membrane status [--json]              what the running agent reports
-  membrane demo [--seconds N] [--json]  live: the TUN forwarder between network namespaces (root; else the replay)
-  membrane policy|identity|endpoint ... policy engine on a state file (membrane policy --help)
-
-replay options:
-  --json                 JSON lines instead of tables
-  --out <file>           write the packets that pass, as rewritten, to a pcap file
-  --config <file>        state file (JSON): datapath options (conntrack, nat, lb, policy sizes), services, endpoints and policies
-  --direction <d>        auto (default), egress or ingress: the packets' direction
-  --gc <mode>            adaptive (default), fixed or off: conntrack GC on the capture clock
-  --summary              no per-packet lines, only the tables and counters
-  --engine <e>           wasm (default) or bpf: the kernel program via BPF_PROG_TEST_RUN (root)
-
-agent options:
-  --datapath tun         the userspace forwarder (the only datapath the agent runs yet)
-  --config <file>        state file (JSON), as for replay
-  --device <name>        TUN device name (default mbr0)
-  --mtu <n>              device MTU (default 1500)
-  --offloads             TSO/USO and checksum offload on the device (virtio-net header)
-  --route <cidr>         route this prefix into the device (repeatable)
-  --state-dir <dir>      status file and conntrack snapshot (default /run/membrane)
-
-bpf ct list options:
-  --pin-dir <dir>        where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)
-  --table <t>            tcp4, any4, tcp6 or any6 (default: all)
-  --json                 JSON lines
-  -h, --help             this text
-`;
-
-function parseDirection(v: string | undefined): "auto" | "egress" | "ingress" {
-  if (v === undefined) return "auto";
-  if (v === "auto" || v === "egress" || v === "ingress") return v;
-  throw new MembraneError("INVALID_INPUT", `--direction: expected auto, egress or ingress, got "${v}"`);
+/** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
+export function buildProgram(io: Output = processOutput): Command {
+  const program = new Command("membrane")
+    .description("a Cilium-style datapath (conntrack, NAT, load-balancing and policy in Wasm, checked against kernel BPF)")
+    .usage("<command> [options]")
+    .addHelpText("after", "\nExamples:\n  $ membrane replay examples/sample.pcap\n  $ membrane replay --help\n\nExit codes: 0 done, 1 failed while running, 2 bad input (arguments, files).\nSet MEMBRANE_DEBUG=1 to print the stack of an unexpected error.");
+  attachOutput(program, io);
+  registerReplay(program);
+  registerAgent(program);
+  registerStatus(program);
+  registerDemo(program);
+  registerService(program);
+  registerPolicy(program);
+  registerIdentity(program);
+  registerEndpoint(program);
+  registerBpf(program);
+  finishTree(program, io);
+  return program;
 }
 
-function parseEngine(v: string | undefined): "wasm" | "bpf" {
-  if (v === undefined) return "wasm";
-  if (v === "wasm" || v === "bpf") return v;
-  throw new MembraneError("INVALID_INPUT", `--engine: expected wasm or bpf, got "${v}"`);
-}
-
-function parseGc(v: string | undefined): "adaptive" | "fixed" | "off" {
-  if (v === undefined) return "adaptive";
-  if (v === "adaptive" || v === "fixed" || v === "off") return v;
-  throw new MembraneError("INVALID_INPUT", `--gc: expected adaptive, fixed or off, got "${v}"`);
-}
-
+/** Runs `membrane <argv...>`; resolves to the exit code (never throws, never exits the process). */
 export async function run(argv: string[], io: Output = processOutput): Promise<number> {
-  const [command, ...rest] = argv;
+  const program = buildProgram(io);
   try {
-    if (!command || command === "-h" || command === "--help" || command === "help") {
-      io.out(USAGE);
-      return command ? EXIT_OK : EXIT_BAD_INPUT;
-    }
-    if (command === "replay") {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: {
-          json: { type: "boolean", default: false },
-          out: { type: "string" },
-          config: { type: "string" },
-          direction: { type: "string" },
-          gc: { type: "string" },
-          summary: { type: "boolean", default: false },
-          engine: { type: "string" },
-          help: { type: "boolean", short: "h", default: false },
-        },
-      });
-      if (values.help) { io.out(USAGE); return EXIT_OK; }
-      if (positionals.length !== 1) throw new MembraneError("INVALID_INPUT", `replay: expected one capture file, got ${positionals.length}`);
-      await replay({
-        input: positionals[0], engine: parseEngine(values.engine), json: values.json, out: values.out, config: values.config,
-        direction: parseDirection(values.direction), gc: parseGc(values.gc), summaryOnly: values.summary,
-      }, io);
-      return EXIT_OK;
-    }
-    if (command === "agent") {
-      const { values, positionals } = parseArgs({
-        args: rest, allowPositionals: true,
-        options: {
-          datapath: { type: "string" }, config: { type: "string" }, device: { type: "string" }, mtu: { type: "string" },
-          route: { type: "string", multiple: true }, "state-dir": { type: "string" }, seconds: { type: "string" },
-          offloads: { type: "boolean", default: false },
-        },
-      });
-      if (positionals.length) throw new MembraneError("INVALID_INPUT", `agent: unexpected argument "${positionals[0]}"`);
-      if (values.datapath !== "tun") throw new MembraneError("INVALID_INPUT", `agent: --datapath must be "tun" (got ${values.datapath === undefined ? "nothing" : `"${values.datapath}"`})`);
-      const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
-      if (mtu !== undefined && !(Number.isInteger(mtu) && mtu >= 576 && mtu <= 65535)) throw new MembraneError("INVALID_INPUT", `--mtu: expected 576..65535, got "${values.mtu}"`);
-      const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-      if (seconds !== undefined && !(seconds > 0)) throw new MembraneError("INVALID_INPUT", `--seconds: expected a positive number, got "${values.seconds}"`);
-      const state = values.config ? loadAgentConfig(values.config) : undefined;
-      await runAgent({
-        ...state, device: values.device ?? "mbr0", mtu, offloads: values.offloads,
-        routes: values.route ?? [], stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR, seconds,
-      }, io);
-      return EXIT_OK;
-    }
-    if (command === "status") {
-      const { values } = parseArgs({ args: rest, options: { "state-dir": { type: "string" }, json: { type: "boolean", default: false } } });
-      status({ stateDir: values["state-dir"], json: values.json }, io);
-      return EXIT_OK;
-    }
-    if (command === "demo") {
-      const { values, positionals } = parseArgs({
-        args: rest, allowPositionals: true,
-        options: { seconds: { type: "string" }, json: { type: "boolean", default: false }, offloads: { type: "boolean", default: false } },
-      });
-      if (positionals.length) throw new MembraneError("INVALID_INPUT", `demo: unexpected argument "${positionals[0]}"`);
-      const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-      if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new MembraneError("INVALID_INPUT", `--seconds: expected 1..3600, got "${values.seconds}"`);
-      const r = await runDemo(io, { seconds, json: values.json, offloads: values.offloads });
-      if (r.ran) return r.summary.interrupted || r.summary.traffic.every((t) => t.result === "ok") ? EXIT_OK : EXIT_FAILURE;
-      io.err(`membrane demo: ${r.reason}; replaying examples/sample.pcap instead`);
-      await replay({
-        input: join(packageRoot(), "examples/sample.pcap"), engine: "wasm", json: values.json,
-        direction: "auto", gc: "adaptive", summaryOnly: false,
-      }, io);
-      return EXIT_OK;
-    }
-    if (command === "bpf" && rest[0] === "endpoint") return bpfEndpointCommand(rest.slice(1), io);
-    if (command === "bpf" && rest[0] === "policy") return bpfPolicyCommand(rest.slice(1), io);
-    if (command === "bpf" && rest[0] === "lb") return bpfLbCommand(rest.slice(1), io);
-    if (command === "service") return serviceCommand(rest, io);
-    if (command === "policy") return await policyCommand(rest, io);
-    if (command === "identity") return await identityCommand(rest, io);
-    if (command === "endpoint") return await endpointCommand(rest, io);
-    if (command === "bpf") {
-      const [noun, verb, ...args] = rest;
-      if (noun === "nat") { runBpfNat(verb, args, io); return EXIT_OK; }
-      if (noun !== "ct" || verb !== "list") {
-        throw new MembraneError("INVALID_INPUT", `bpf: expected "bpf ct list", "bpf nat list|flush", "bpf lb list", "bpf policy get" or "bpf endpoint list", got "bpf ${[noun, verb].filter(Boolean).join(" ")}"`);
-      }
-      const { values, positionals } = parseArgs({
-        args, allowPositionals: true,
-        options: { "pin-dir": { type: "string" }, table: { type: "string" }, json: { type: "boolean", default: false } },
-      });
-      if (positionals.length) throw new MembraneError("INVALID_INPUT", `bpf ct list: unexpected argument "${positionals[0]}"`);
-      bpfCtList({ pinDir: values["pin-dir"], table: values.table, json: values.json }, io);
-      return EXIT_OK;
-    }
-    throw new MembraneError("INVALID_INPUT", `unknown command "${command}" (try: membrane --help)`);
+    await program.parseAsync(argv, { from: "user" });
+    return exitCodeOf(program);
   } catch (err) {
-    const argError = (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    io.err(`membrane: ${(err as Error).message}`);
-    if (argError || (err instanceof MembraneError && err.code === "INVALID_INPUT")) return EXIT_BAD_INPUT;
-    if (!(err instanceof MembraneError)) io.err((err as Error).stack ?? "");
-    return EXIT_FAILURE;
+    return exitCodeFor(err, io);
   }
+}
+
+/** The top-level handler: a message for people, the stack only with MEMBRANE_DEBUG=1, an exit code by kind. */
+function exitCodeFor(err: unknown, io: Output): number {
+  // The reader went away (`membrane replay x | head`): nothing more to say to anyone.
+  if (err instanceof OutputClosedError) return EXIT_OK;
+  if (err instanceof CommanderError) {
+    // Already printed by commander (help, or the error with the command's usage).
+    // Help asked for (--help, `membrane help x`) ends 0; help shown for a missing command, and every usage error, 2.
+    if (err.exitCode === 0) return EXIT_OK;
+    return EXIT_BAD_INPUT;
+  }
+  const debug = !!process.env.MEMBRANE_DEBUG;
+  if (err instanceof MembraneError) {
+    io.err(`membrane: ${err.message}`);
+    if (debug) io.err(err.stack ?? "");
+    return err.code === "INVALID_INPUT" ? EXIT_BAD_INPUT : EXIT_FAILURE;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  io.err(`membrane: unexpected error: ${message.split("\n")[0]}`);
+  io.err(debug ? (err as Error)?.stack ?? "" : "(run with MEMBRANE_DEBUG=1 for the stack)");
+  return EXIT_FAILURE;
 }
 
 function invokedDirectly(): boolean {

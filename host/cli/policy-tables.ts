@@ -6,14 +6,14 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { Command } from "commander";
 import { BpfMap } from "../bpf/map.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
 import { decodeEndpointRow, decodePolicyRow, type EndpointRow, type PolicyRow } from "../policy/records.js";
 import type { PolicyTableName, PolicyTableStore } from "../policy/tables.js";
 import { ReservedIdentity } from "../policy/types.js";
-import { EXIT_OK, type Output } from "./output.js";
+import { example, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 import { renderTable, toJson } from "./table.js";
 import type { EndpointRecord } from "../policy/types.js";
 
@@ -94,28 +94,43 @@ export function formatPolicy(rows: PolicyRow[]): string {
   ], rows);
 }
 
+const PIN_DIR_HELP = "where the maps are pinned (default /sys/fs/bpf/membrane, or $MEMBRANE_BPFFS)";
+
 /** `membrane bpf endpoint list [--pin-dir D] [--json]` */
-export function bpfEndpointCommand(args: string[], io: Output): number {
-  const [verb, ...rest] = args;
-  if (verb !== "list") throw new InvalidInputError(`bpf endpoint: expected "bpf endpoint list", got "bpf endpoint ${verb ?? ""}"`.trimEnd());
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { "pin-dir": { type: "string" }, json: { type: "boolean", default: false } } });
-  if (positionals.length) throw new InvalidInputError(`bpf endpoint list: unexpected argument "${positionals[0]}"`);
-  const rows = listEndpoints(new PinnedPolicyTables(values["pin-dir"] ?? defaultPinDir()));
-  if (values.json) rows.forEach((r) => io.out(toJson(r)));
-  else io.out(rows.length ? formatEndpoints(rows) : "(no endpoints)");
-  return EXIT_OK;
+export function registerBpfEndpoint(bpf: Command): void {
+  const endpoint = bpf.command("endpoint").description("local endpoints in the kernel's maps (pinned)");
+  refuseOtherVerbs(endpoint, (got) => `bpf endpoint: expected "bpf endpoint list", got "bpf endpoint ${got[0] ?? ""}"`.trimEnd());
+  example(endpoint, "membrane bpf endpoint list");
+  const list = endpoint.command("list").description("endpoints by id: identity, addresses, ifindex, MAC, policy enforcement")
+    .option("--pin-dir <dir>", PIN_DIR_HELP);
+  jsonOption(list, "JSON lines, one endpoint each");
+  example(list, "membrane bpf endpoint list", "membrane bpf endpoint list --pin-dir /sys/fs/bpf/membrane --json");
+  list.action((o: { pinDir?: string; json: boolean }, self: Command) => {
+    const io = outputOf(self);
+    const rows = listEndpoints(new PinnedPolicyTables(o.pinDir ?? defaultPinDir()));
+    if (o.json) rows.forEach((r) => io.out(toJson(r)));
+    else io.out(rows.length ? formatEndpoints(rows) : "(no endpoints)");
+  });
 }
 
 /** `membrane bpf policy get <endpoint> [--pin-dir D] [--json]` */
-export function bpfPolicyCommand(args: string[], io: Output): number {
-  const [verb, ...rest] = args;
-  if (verb !== "get") throw new InvalidInputError(`bpf policy: expected "bpf policy get <endpoint>", got "bpf policy ${verb ?? ""}"`.trimEnd());
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { "pin-dir": { type: "string" }, json: { type: "boolean", default: false } } });
-  if (positionals.length !== 1) throw new InvalidInputError(`bpf policy get: expected one endpoint id, got ${positionals.length} arguments`);
-  const id = Number(positionals[0]);
-  if (!/^[0-9]+$/.test(positionals[0]) || id < 1 || id > 0xffff) throw new InvalidInputError(`bpf policy get: endpoint id must be 1..65535, got "${positionals[0]}"`);
-  const rows = endpointPolicy(new PinnedPolicyTables(values["pin-dir"] ?? defaultPinDir()), id);
-  if (values.json) rows.forEach((r) => io.out(toJson(r)));
-  else io.out(rows.length ? formatPolicy(rows) : `(no policy entries for endpoint ${id}: with enforcement on, everything is denied)`);
-  return EXIT_OK;
+export function registerBpfPolicy(bpf: Command): void {
+  const policy = bpf.command("policy").description("an endpoint's policy entries in the kernel's map (pinned)");
+  refuseOtherVerbs(policy, (got) => `bpf policy: expected "bpf policy get <endpoint>", got "bpf policy ${got[0] ?? ""}"`.trimEnd());
+  example(policy, "membrane bpf policy get 101");
+  const get = policy.command("get").description("the endpoint's entries, ingress first: identity, port, protocol, verdict, flows that hit it")
+    .argument("[endpoint...]", "the endpoint id, 1..65535")
+    .usage("<endpoint> [options]")
+    .option("--pin-dir <dir>", PIN_DIR_HELP);
+  jsonOption(get, "JSON lines, one entry each");
+  example(get, "membrane bpf policy get 101", "membrane bpf policy get 101 --json");
+  get.action((ids: string[], o: { pinDir?: string; json: boolean }, self: Command) => {
+    const io = outputOf(self);
+    if (ids.length !== 1) throw new InvalidInputError(`bpf policy get: expected one endpoint id, got ${ids.length} arguments`);
+    const id = Number(ids[0]);
+    if (!/^[0-9]+$/.test(ids[0]!) || id < 1 || id > 0xffff) throw new InvalidInputError(`bpf policy get: endpoint id must be 1..65535, got "${ids[0]}"`);
+    const rows = endpointPolicy(new PinnedPolicyTables(o.pinDir ?? defaultPinDir()), id);
+    if (o.json) rows.forEach((r) => io.out(toJson(r)));
+    else io.out(rows.length ? formatPolicy(rows) : `(no policy entries for endpoint ${id}: with enforcement on, everything is denied)`);
+  });
 }

@@ -22,9 +22,13 @@ import type { PacketVerdict } from "../verdict.js";
 import type { DatapathEngine, EngineName } from "../engine.js";
 import { KernelDatapath } from "../kernel/datapath.js";
 import { NotSupportedError } from "../errors.js";
-import { ctJson, ctTable, countersText } from "./ct-format.js";
+import { ctJson, ctTableLines, countersText } from "./ct-format.js";
 import { readLbListing } from "../lb/listing.js";
 import { formatLbListing, lbListingJson } from "./lb.js";
+import { Command } from "commander";
+import { dirname, resolve } from "node:path";
+import { statSync } from "node:fs";
+import { choiceArg, example, jsonOption, outputOf } from "./command.js";
 
 export interface ReplayOptions {
   input: string;
@@ -64,7 +68,21 @@ function seconds(ns: bigint): number {
   return Number(ns / 1_000_000_000n);
 }
 
+/** `--out` must name a file in a directory that exists: checked before the replay runs, not after it. */
+function checkOutPath(out: string): void {
+  const dir = dirname(resolve(out));
+  let isDir = false;
+  try { isDir = statSync(dir).isDirectory(); } catch { /* refused below */ }
+  if (!isDir) throw new InvalidInputError(`--out ${out}: directory ${dir} does not exist`);
+  try {
+    if (statSync(out).isDirectory()) throw new InvalidInputError(`--out ${out}: is a directory; give a file name`);
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw err;
+  }
+}
+
 export async function replay(opts: ReplayOptions, io: Output): Promise<ReplaySummary> {
+  if (opts.out) checkOutPath(opts.out);
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(opts.input);
@@ -171,7 +189,8 @@ async function replayThrough(dp: DatapathEngine, packets: CapturePacket[], optio
   } else {
     io.out("");
     io.out(`Conntrack (${records.length} entries, clock ${lastNow}):`);
-    io.out(records.length ? ctTable(records, lastNow) : "(empty)");
+    if (records.length) for (const line of ctTableLines(records, lastNow)) io.out(line);
+    else io.out("(empty)");
     if (options.nat) { io.out(""); printNat(dp.nat, false, io); }
     io.out("");
     if (opts.listLb) io.out(formatLbListing(readLbListing(dp.lbTables()), dp.engine === "wasm" ? "Wasm" : "Kernel") + "\n");
@@ -218,3 +237,30 @@ function packetLine(p: CapturePacket, v: PacketVerdict, start: bigint, json: boo
   ].join("  ").trimEnd();
 }
 
+
+/** `membrane replay <capture> [options]` */
+export function registerReplay(program: Command): void {
+  const cmd = program.command("replay")
+    .description("run a pcap/pcapng capture through the datapath, on the capture's clock: a line per packet, then the conntrack table and the counters")
+    .argument("[capture]", "the pcap or pcapng file")
+    .usage("<capture> [options]")
+    .option("--out <file>", "write the packets that pass, as rewritten, to a pcap file")
+    .option("--config <file>", "state file (JSON): datapath options (conntrack, nat, lb, policy sizes), services, endpoints and policies")
+    .option("--direction <d>", "auto (default), egress or ingress: the packets' direction")
+    .option("--gc <mode>", "adaptive (default), fixed or off: conntrack GC on the capture clock")
+    .option("--summary", "no per-packet lines, only the tables and counters", false)
+    .option("--engine <e>", "wasm (default) or bpf: the kernel program via BPF_PROG_TEST_RUN (root)");
+  jsonOption(cmd);
+  example(cmd, "membrane replay examples/sample.pcap --summary", "membrane replay capture.pcap --config state.json --out passed.pcap --json");
+  cmd.action(async (capture: string | undefined, o: { json: boolean; out?: string; config?: string; direction?: string; gc?: string; summary: boolean; engine?: string }, self: Command) => {
+    const n = capture === undefined ? 0 : 1;
+    if (n !== 1) throw new InvalidInputError(`replay: expected one capture file, got ${n}`);
+    await replay({
+      input: capture!, json: o.json, out: o.out, config: o.config,
+      engine: choiceArg("engine", o.engine, ["wasm", "bpf"] as const, "wasm"),
+      direction: choiceArg("direction", o.direction, ["auto", "egress", "ingress"] as const, "auto"),
+      gc: choiceArg("gc", o.gc, ["adaptive", "fixed", "off"] as const, "adaptive"),
+      summaryOnly: o.summary,
+    }, outputOf(self));
+  });
+}

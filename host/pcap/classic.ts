@@ -75,6 +75,17 @@ export function* readClassic(bytes: Uint8Array): Generator<CapturePacket, void, 
     const fraction = view.getUint32(offset + 4, littleEndian);
     const capturedLength = view.getUint32(offset + 8, littleEndian);
     const originalLength = view.getUint32(offset + 12, littleEndian);
+    // A fraction of a second that is a second or more is no timestamp: refused, not carried into the next second.
+    const ticksPerSecond = nsPerTick === 1n ? 1_000_000_000 : 1_000_000;
+    if (fraction >= ticksPerSecond) {
+      throw new CaptureError(
+        "CAPTURE_CORRUPT",
+        `capture corrupt: record ${index} at byte ${offset} has a timestamp fraction of ${fraction} ` +
+          `${nsPerTick === 1n ? "nanoseconds" : "microseconds"} (expected below ${ticksPerSecond})`,
+        offset,
+        index,
+      );
+    }
     const dataStart = offset + RECORD_HEADER_LENGTH;
     const dataRemaining = bytes.length - dataStart;
     if (capturedLength > dataRemaining) {

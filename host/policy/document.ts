@@ -88,6 +88,21 @@ export function parseDocuments(v: unknown): PolicyDocument[] {
   return checkUnique(policyItems(v).map(({ value, where }) => parseDocument(value, where)));
 }
 
+/** Deeper than any policy needs (Kubernetes objects stay under 20); the validators and their messages recurse. */
+const MAX_NESTING = 64;
+
+/** Refuses values nested past MAX_NESTING, naming the path, before anything recurses into them (iteratively). */
+function refuseDeepNesting(root: unknown, file: string): void {
+  const stack: Array<{ v: unknown; path: string; depth: number }> = [{ v: root, path: "", depth: 0 }];
+  while (stack.length) {
+    const { v, path, depth } = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth >= MAX_NESTING) throw new InvalidInputError(`parse ${file}: ${path || "the document"} is nested more than ${MAX_NESTING} levels deep`);
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, path: `${path}[${i}]`, depth: depth + 1 }));
+    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, path: path ? `${path}.${k}` : k, depth: depth + 1 });
+  }
+}
+
 /**
  * File text -> documents. Text starting with `{` or `[` is JSON (JSON.parse's
  * messages are the clearer ones for it); anything else is YAML 1.2 (core
@@ -104,6 +119,7 @@ export function parsePolicyText(text: string, file: string): PolicyDocument[] {
     } catch (err) {
       throw new InvalidInputError(`parse ${file}: ${(err as Error).message}`, { cause: err });
     }
+    refuseDeepNesting(parsed, file);
     return parseDocuments(parsed);
   }
   return parseYaml(text, file);
@@ -122,6 +138,7 @@ function parseYaml(text: string, file: string): PolicyDocument[] {
     } catch (err) {
       throw new InvalidInputError(`parse ${label}: ${(err as Error).message}`, { cause: err });
     }
+    refuseDeepNesting(value, label);
     // An empty document (a trailing `---`, a file of comments) holds no policy, as for kubectl.
     if (value !== null) values.push({ value, label });
   });

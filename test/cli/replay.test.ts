@@ -127,6 +127,17 @@ describe.skipIf(KERNEL_SKIP)("membrane replay --engine bpf", () => {
     expect(r.out).toContain("not run: kernel test run: a 10-byte frame is shorter than an Ethernet header");
     expect(r.out).toContain("1 packets: 0 passed, 0 dropped, 1 not run by the bpf engine");
   });
+
+  test("an empty raw-IP record: both engines drop it as an unknown L3 (no version nibble, no protocol)", async () => {
+    const { writeCapture, LinkType } = await import("../../host/pcap/index.js");
+    const file = join(dir, "empty-raw.pcap");
+    writeFileSync(file, writeCapture(LinkType.Raw, [{ timestampNs: 1_000_000_000n, data: new Uint8Array(0) }]));
+    const wasm = await cli("replay", file, "--json");
+    const bpf = await cli("replay", file, "--json", "--engine", "bpf");
+    const packet = (r: typeof wasm) => JSON.parse(r.lines.find((l) => l.includes('"type":"packet"'))!);
+    expect(packet(wasm)).toMatchObject({ verdict: "drop", dropReason: "DROP_UNKNOWN_L3" });
+    expect(packet(bpf)).toEqual(packet(wasm));
+  });
 });
 
 describe("membrane bpf ct list", () => {

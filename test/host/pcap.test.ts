@@ -331,6 +331,18 @@ describe("classic pcap", () => {
     expect(b!.index).toBe(1);
   });
 
+  it.each([
+    { unit: "microseconds", nanoseconds: false, fraction: 1_000_000 },
+    { unit: "nanoseconds", nanoseconds: true, fraction: 1_000_000_000 },
+  ])("refuses a record whose $unit fraction is a whole second or more, naming the record", ({ nanoseconds, fraction, unit }) => {
+    const ok = { seconds: 5, fraction: fraction - 1, data: payload(4) };
+    const bytes = classicFile({ littleEndian: true, nanoseconds, linkType: LinkType.Raw, records: [ok, ok, { seconds: 6, fraction, data: payload(4) }] });
+    const err = captureErrorOf(bytes);
+    expect(err.code).toBe("CAPTURE_CORRUPT");
+    expect(err.message).toContain(`record 2 at byte ${24 + 2 * (16 + 4)}`);
+    expect(err.message).toContain(`${fraction} ${unit}`);
+  });
+
   it("maps DLT_RAW values 12 and 14 to Raw and keeps the other supported link types", () => {
     const linkOf = (n: number) =>
       readCapture(classicFile({ littleEndian: true, nanoseconds: false, linkType: n, records: [{ seconds: 1, fraction: 0, data: payload(1) }] }))
@@ -742,7 +754,8 @@ const validCaptureArb: fc.Arbitrary<Uint8Array> = fc.oneof(
         { maxLength: 5 },
       ),
     })
-    .map(classicFile),
+    // Valid means a fraction below one second in the file's unit.
+    .map((f) => classicFile({ ...f, records: f.records.map((r) => ({ ...r, fraction: f.nanoseconds ? r.fraction : r.fraction % 1_000_000 })) })),
   fc
     .record({
       sections: fc.array(

@@ -73,3 +73,18 @@ describe("imports are all or nothing", () => {
     expect(engine.endpoint(1)!.record.enforceIngress).toBe(true);
   });
 });
+
+describe("policy files nested past any policy's depth", () => {
+  const deepJson = (levels: number) => JSON.stringify(CNP({ endpointSelector: {}, ingress: [{}] })).replace('"ingress":[{}]', `"ingress":[${'{"a":'.repeat(levels)}1${"}".repeat(levels)}]`);
+  test.each([
+    ["JSON, 20,000 levels", deepJson(20_000), "deep.json", /^parse deep\.json: spec\.ingress\[0\]\.a\.a(\.a)+ is nested more than 64 levels deep$/],
+    ["JSON arrays, 100,000 levels", "[".repeat(100_000) + "]".repeat(100_000), "deep.json", /^parse deep\.json: (\[0\])+ is nested more than 64 levels deep$/],
+    ["YAML flow lists, 100,000 levels", "[".repeat(100_000) + "]".repeat(100_000), "deep.yaml", /^parse deep\.yaml: (\[0\])+ is nested more than 64 levels deep$/],
+  ])("%s: refused naming the file and the path, no stack overflow", (_name, text, file, message) => {
+    expect(() => parsePolicyText(text, file)).toThrow(message);
+  });
+
+  test("a policy as deep as real ones still parses", () => {
+    expect(parsePolicyText(JSON.stringify(CNP({ endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: "80" }] }] }] })), "ok.json")).toHaveLength(1);
+  });
+});

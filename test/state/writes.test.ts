@@ -73,7 +73,7 @@ describe("writes leave the state file loadable", () => {
   test("--ifindex that is not a number is named as given", async () => {
     const r = await cli("endpoint", "add", "1", "--labels", "app=web", "--ifindex", "abc", "--config", fresh());
     expect(r.code).toBe(2);
-    expect(r.err).toContain('endpoint.ifindex: must be a non-negative integer, got "abc"');
+    expect(r.err).toContain('--ifindex: expected 1..2147483647 (an interface index), got "abc"');
   });
 });
 

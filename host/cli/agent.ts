@@ -1,0 +1,57 @@
+/**
+ * `membrane agent --datapath tun [options]`: the agent's options, parsed and
+ * checked here, then handed to host/agent. The options are one list
+ * (AGENT_OPTIONS): a new one is a line there and a field in agentOptions().
+ */
+import { Command, Option } from "commander";
+import { loadAgentConfig, runAgent, type AgentOptions } from "../agent/agent.js";
+import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
+import { InvalidInputError } from "../errors.js";
+import { example, integerArg, outputOf } from "./command.js";
+
+/** What commander hands the action: every option below, by its camelCase name. */
+type AgentFlags = Record<string, string | string[] | boolean | undefined>;
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const AGENT_OPTIONS: Option[] = [
+  new Option("--datapath <kind>", "the datapath to run: tun, the userspace forwarder (the only one the agent runs yet)"),
+  new Option("--config <file>", "state file (JSON), as for replay: datapath options, services, endpoints and policies"),
+  new Option("--device <name>", "TUN device name").default("mbr0"),
+  new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
+  new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
+  new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
+  new Option("--state-dir <dir>", "status file and conntrack snapshot").default(DEFAULT_STATE_DIR),
+  new Option("--seconds <n>", "stop after this many seconds (tests, demos); run until SIGINT/SIGTERM otherwise"),
+];
+
+function str(flags: AgentFlags, key: string): string | undefined {
+  const v = flags[key];
+  return typeof v === "string" ? v : undefined;
+}
+
+/** The flags, checked, as runAgent's options (the state file loaded and validated before anything is set up). */
+function agentOptions(flags: AgentFlags): AgentOptions {
+  const datapath = str(flags, "datapath");
+  if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
+  const mtu = integerArg("mtu", str(flags, "mtu"), 576, 65535);
+  const secondsText = str(flags, "seconds");
+  const seconds = secondsText === undefined ? undefined : Number(secondsText);
+  if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${secondsText}"`);
+  const config = str(flags, "config");
+  const state = config ? loadAgentConfig(config) : undefined;
+  return {
+    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true,
+    routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
+  };
+}
+
+export function registerAgent(program: Command): void {
+  const cmd = program.command("agent")
+    .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
+  for (const o of AGENT_OPTIONS) cmd.addOption(o);
+  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
+  cmd.action(async (flags: AgentFlags, self: Command) => {
+    await runAgent(agentOptions(flags), outputOf(self));
+  });
+}
