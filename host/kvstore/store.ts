@@ -120,7 +120,7 @@ export interface TxnResult {
 /** One change. Events of one txn / deletePrefix / lease expiry share a revision; order within it is key order of the write. */
 export interface WatchEvent {
   readonly type: "put" | "delete";
-  /** After a put: the new state. After a delete: key, lease and modRevision = the delete's revision; value "". */
+  /** After a put: the new state. After a delete: key and modRevision (= the delete's revision); value "", createRevision 0, version 0, no lease (as etcd sends it). */
   readonly kv: KeyValue;
   /** The state before the change, when the backend had it (always on embedded; on etcd when still in history). */
   readonly prevKv?: KeyValue;
@@ -141,9 +141,9 @@ export interface WatchOptions {
  * A running watch. Consume it with `for await (const ev of watch)`; events
  * arrive in revision order, never repeated and never skipped, across the
  * backend's reconnects (it resumes from the last delivered revision + 1).
- * The iteration ends after `close()`; it throws CompactedError when the
- * history it needs was compacted (re-list, then watch again), or KvStoreError
- * when the store was closed underneath it.
+ * The iteration ends (done) after `close()` of the watch or of its store; it
+ * throws CompactedError when the history it needs was compacted (re-list,
+ * then watch again). Backend outages never end it: it resumes by itself.
  */
 export interface Watch extends AsyncIterable<WatchEvent> {
   readonly prefix: string;

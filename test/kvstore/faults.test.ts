@@ -1,0 +1,326 @@
+/**
+ * Faults the kvstore must survive:
+ * - etcd killed with SIGKILL and restarted (twice) under write and watch
+ *   churn: every watcher's events equal the store's history, revision by
+ *   revision (nothing lost, nothing repeated), and hold every acknowledged write;
+ * - an embedded-store writer PROCESS killed with SIGKILL mid-stream: every
+ *   write it acknowledged is there, nothing it wrote is half there, the log is
+ *   gap-free and the store keeps working;
+ * - two processes writing to one embedded store at once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { openKvStore } from "../../host/kvstore/open.js";
+import type { KvStore, Watch, WatchEvent } from "../../host/kvstore/store.js";
+import { describeIf } from "../support/describe-if.js";
+import { TestEtcd, etcdMissing } from "../support/etcd.js";
+import { transpileForChild, type ChildModules } from "../support/child-modules.js";
+import { retrying } from "./conformance.js";
+
+/** Collects a watch's events in the background. */
+class Collector {
+  readonly events: WatchEvent[] = [];
+  error: unknown;
+  private waiters: Array<() => void> = [];
+  constructor(readonly watch: Watch) {
+    void (async () => {
+      try {
+        for await (const ev of watch) {
+          this.events.push(ev);
+          for (const w of this.waiters.splice(0)) w();
+        }
+      } catch (err) {
+        this.error = err;
+        for (const w of this.waiters.splice(0)) w();
+      }
+    })();
+  }
+  get lastRevision(): number {
+    return this.events.at(-1)?.revision ?? 0;
+  }
+  /** Waits until an event at `revision` or later arrived (fails instead of hanging). */
+  async until(revision: number, what: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (this.lastRevision < revision) {
+      if (this.error) throw new Error(`${what}: watch failed: ${String(this.error)}`);
+      if (Date.now() > deadline) throw new Error(`${what}: reached revision ${this.lastRevision}, not ${revision}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 200);
+      });
+    }
+    // the other events of that revision were pushed in the same tick: let the loop drain them
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+const sig = (e: WatchEvent): string => `${e.revision} ${e.type} ${e.kv.key} ${e.kv.value}`;
+
+/** Checks that a sequence of events is strictly ordered: revision never goes down, no (revision, key) twice. */
+function expectStrictOrder(events: WatchEvent[]): void {
+  const seen = new Set<string>();
+  let last = 0;
+  for (const e of events) {
+    expect(e.revision).toBeGreaterThanOrEqual(last);
+    last = e.revision;
+    const id = `${e.revision} ${e.kv.key}`;
+    expect(seen.has(id)).toBe(false);
+    seen.add(id);
+  }
+}
+
+describeIf("etcd killed with SIGKILL under write and watch churn", etcdMissing(), () => {
+  let etcd: TestEtcd;
+  beforeAll(async () => {
+    etcd = await TestEtcd.start();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it("watchers resume from their revision with no event lost or repeated", async () => {
+    const writer = await openKvStore(etcd.spec);
+    const watcherStore = await openKvStore(etcd.spec);
+    const p = "churn/";
+    try {
+      const start = (await writer.revision()) + 1;
+      const all = new Collector(watcherStore.watch(p, { fromRevision: start }));
+      const sub = new Collector(watcherStore.watch(`${p}w0/`, { fromRevision: start }));
+      const acked: Array<{ key: string; value: string; revision: number }> = [];
+      let stop = false;
+      const loop = async (w: number): Promise<void> => {
+        for (let i = 0; !stop; i++) {
+          const key = `${p}w${w}/k${i % 5}`;
+          const value = `${w}-${i}`;
+          if (i % 7 === 6) {
+            const r = await retrying(() => writer.deletePrefix(`${p}w${w}/`), "churn delete");
+            // a delete that found nothing (e.g. a retry of one that did apply) writes no revision of its own
+            if (r.deleted > 0) acked.push({ key: `${p}w${w}/`, value: "", revision: r.revision });
+          } else {
+            acked.push({ key, value, revision: await retrying(() => writer.put(key, value), "churn put") });
+          }
+        }
+      };
+      const loops = [0, 1, 2].map((w) => loop(w));
+      let late: Collector | undefined;
+      for (let round = 0; round < 2; round++) {
+        const before = acked.length;
+        while (acked.length < before + 40) await new Promise((r) => setTimeout(r, 10));
+        await etcd.kill9();
+        // a watch created while etcd is down, from an old revision, must catch up once it is back
+        if (round === 0) late = new Collector(watcherStore.watch(p, { fromRevision: start }));
+        await etcd.restart();
+      }
+      const beforeStop = acked.length;
+      while (acked.length < beforeStop + 40) await new Promise((r) => setTimeout(r, 10));
+      stop = true;
+      await Promise.all(loops);
+      const final = await writer.revision();
+
+      // the reference: the store's own history, read after the churn by a fresh watch
+      const reference = new Collector(watcherStore.watch(p, { fromRevision: start }));
+      await reference.until(final, "reference");
+      for (const [name, c] of [["all", all], ["late", late!]] as const) {
+        await c.until(final, name);
+        expect(c.events.map(sig)).toEqual(reference.events.map(sig));
+      }
+      await sub.until(Math.max(...reference.events.filter((e) => e.kv.key.startsWith(`${p}w0/`)).map((e) => e.revision)), "sub");
+      expect(sub.events.map(sig)).toEqual(reference.events.filter((e) => e.kv.key.startsWith(`${p}w0/`)).map(sig));
+      expectStrictOrder(reference.events);
+
+      // every acknowledged write is in the history at the revision it was acknowledged with
+      const byRevision = new Map<number, WatchEvent[]>();
+      for (const e of reference.events) byRevision.set(e.revision, [...(byRevision.get(e.revision) ?? []), e]);
+      for (const a of acked) {
+        const evs = byRevision.get(a.revision) ?? [];
+        if (a.value === "") {
+          expect(evs.length).toBeGreaterThan(0);
+          expect(evs.every((e) => e.type === "delete" && e.kv.key.startsWith(a.key))).toBe(true);
+        }
+        else expect(evs.map((e) => `${e.kv.key}=${e.kv.value}`)).toEqual([`${a.key}=${a.value}`]);
+      }
+      for (const c of [all, sub, late!, reference]) await c.watch.close();
+    } finally {
+      await writer.close();
+      await watcherStore.close();
+    }
+  });
+});
+
+describe("embedded store under process faults", () => {
+  let dir: string;
+  let modules: ChildModules;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "membrane-kvfault-"));
+    modules = transpileForChild(["test/fixtures/kvstore/writer.ts", "test/fixtures/kvstore/lease-holder.ts"]);
+  });
+  afterAll(() => {
+    modules?.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  interface Writer {
+    child: ChildProcess;
+    acks: Map<number, number>;
+    incs: number;
+    ready: Promise<void>;
+    exited: Promise<number | null>;
+    onAck: (n: number) => Promise<void>;
+  }
+
+  function startWriter(spec: string, prefix: string, count: number, counterKey?: string): Writer {
+    const args = [join(modules.root, "test/fixtures/kvstore/writer.js"), spec, prefix, String(count)];
+    if (counterKey) args.push(counterKey);
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const acks = new Map<number, number>();
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const waiters: Array<{ n: number; resolve: () => void }> = [];
+    let markReady!: () => void;
+    const w: Writer = {
+      child,
+      acks,
+      incs: 0,
+      ready: new Promise<void>((r) => (markReady = r)),
+      exited: new Promise((resolve) =>
+        child.once("exit", (code) => {
+          if (code !== 0 && child.signalCode !== "SIGKILL") console.error(`writer ${prefix} failed: ${stderr}`);
+          resolve(code);
+        }),
+      ),
+      onAck: (n) => new Promise<void>((resolve) => (acks.size >= n ? resolve() : waiters.push({ n, resolve }))),
+    };
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const [kind, i, rev] = line.split(" ");
+      if (kind === "ready") markReady();
+      if (kind === "ack") acks.set(Number(i), Number(rev));
+      if (kind === "inc") w.incs++;
+      for (const x of waiters.filter((x) => acks.size >= x.n)) {
+        waiters.splice(waiters.indexOf(x), 1);
+        x.resolve();
+      }
+    });
+    return w;
+  }
+
+  /** All events since revision 1: the log is gap-free (every revision has events) and ends at the current revision. */
+  async function fullHistory(s: KvStore): Promise<WatchEvent[]> {
+    const rev = await s.revision();
+    const c = new Collector(s.watch("", { fromRevision: 1 }));
+    await c.until(rev, "full history");
+    await c.watch.close();
+    const evs = c.events;
+    const revs = [...new Set(evs.map((e) => e.revision))];
+    expect(revs).toEqual([...Array(rev).keys()].map((i) => i + 1));
+    return evs;
+  }
+
+  it("a writer killed with SIGKILL mid-stream loses only unacknowledged writes and leaves nothing partial", async () => {
+    const path = join(dir, "killed");
+    const spec = `embedded:${path}`;
+    const observer = await openKvStore(spec, { embedded: { pollIntervalMs: 10 } });
+    try {
+      const watch = new Collector(observer.watch("kill/", { fromRevision: 1 }));
+      const w = startWriter(spec, "kill/", 0);
+      await w.ready;
+      await w.onAck(60 + Math.floor(Math.random() * 120));
+      w.child.kill("SIGKILL");
+      await w.exited;
+      expect(w.child.signalCode).toBe("SIGKILL");
+
+      const after = await openKvStore(spec);
+      try {
+        const list = await after.list("kill/");
+        const a = new Map(list.kvs.filter((kv) => kv.key.startsWith("kill/a/")).map((kv) => [Number(kv.key.slice(7)), kv]));
+        const b = new Map(list.kvs.filter((kv) => kv.key.startsWith("kill/b/")).map((kv) => [Number(kv.key.slice(7)), kv]));
+        // every acknowledged write is there, at its acknowledged revision
+        for (const [i, rev] of w.acks) {
+          expect(a.get(i)?.modRevision).toBe(rev);
+          expect(b.get(i)?.modRevision).toBe(rev);
+        }
+        // nothing half-written: the pairs match, and at most the one write in flight went beyond the acks
+        expect([...a.keys()].sort((x, y) => x - y)).toEqual([...b.keys()].sort((x, y) => x - y));
+        for (const [i, kv] of a) expect(b.get(i)?.modRevision).toBe(kv.modRevision);
+        const lastAck = Math.max(...w.acks.keys());
+        expect(a.size === lastAck + 1 || a.size === lastAck + 2).toBe(true);
+        const history = await fullHistory(after);
+        expect(history).toHaveLength(a.size * 2);
+        // the store still works after the crash, for every process
+        const r = await after.put("kill/after", "ok");
+        await watch.until(r, "observer");
+        expect(watch.events.map((e) => e.revision)).toEqual(history.map((e) => e.revision).concat(r));
+      } finally {
+        await after.close();
+        await watch.watch.close();
+      }
+    } finally {
+      await observer.close();
+    }
+  });
+
+  it("two processes writing at once: every acknowledged write kept, no revision given twice, no CAS increment lost", async () => {
+    const path = join(dir, "two");
+    const spec = `embedded:${path}`;
+    const n = 60;
+    const w1 = startWriter(spec, "two/p1/", n, "two/counter");
+    const w2 = startWriter(spec, "two/p2/", n, "two/counter");
+    expect(await w1.exited).toBe(0);
+    expect(await w2.exited).toBe(0);
+    expect(w1.acks.size).toBe(n);
+    expect(w2.acks.size).toBe(n);
+    const revs1 = new Set(w1.acks.values());
+    for (const r of w2.acks.values()) expect(revs1.has(r)).toBe(false);
+    const s = await openKvStore(spec);
+    try {
+      expect((await s.get("two/counter"))?.value).toBe(String(2 * n));
+      for (const [prefix, w] of [["two/p1/", w1], ["two/p2/", w2]] as const) {
+        for (const [i, rev] of w.acks) {
+          expect((await s.get(`${prefix}a/${i}`))?.modRevision).toBe(rev);
+          expect((await s.get(`${prefix}b/${i}`))?.modRevision).toBe(rev);
+        }
+      }
+      const history = await fullHistory(s);
+      // 2 writers x n pair-writes (2 events) + 2n counter increments (1 event)
+      expect(history).toHaveLength(2 * n * 2 + 2 * n);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("a lease kept alive by another process survives its TTL, and expires once that process is SIGKILLed", async () => {
+    const path = join(dir, "lease");
+    const spec = `embedded:${path}`;
+    const s = await openKvStore(spec, { embedded: { maintenanceIntervalMs: 100 } });
+    const child = spawn(process.execPath, [join(modules.root, "test/fixtures/kvstore/lease-holder.js"), spec, "node/a", "2"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).once("line", resolve);
+        child.once("exit", (code) => reject(new Error(`lease holder exited with ${code}`)));
+      });
+      const [, leaseId, revText] = line.split(" ");
+      const rev = Number(revText);
+      // past its TTL the key is still there: the child's keep-alive works across processes
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(await s.get("node/a")).toMatchObject({ lease: leaseId, modRevision: rev });
+      const w = s.watch("node/", { fromRevision: rev + 1 });
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+      // this process notices the expired lease and deletes its key, exactly once
+      const c = new Collector(w);
+      await c.until(rev + 1, "lease expiry after SIGKILL");
+      expect(c.events.map((e) => [e.type, e.kv.key, e.revision])).toEqual([["delete", "node/a", rev + 1]]);
+      expect(await s.get("node/a")).toBeUndefined();
+      await w.close();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await s.close();
+    }
+  });
+});
