@@ -151,5 +151,5 @@ export {
 } from "./lb-exports";
 export {
   nat_config_ptr, nat_init, nat_stats_ptr, nat_count, nat_capacity, nat_key_size, nat_value_size, nat_dump, nat_flush,
-  nat_gc, nat_forget, nat_bytes, nat_restore,
+  nat_gc, nat_forget, nat_bytes, nat_restore, nat_reload,
 } from "./nat-exports";

@@ -43,6 +43,22 @@ export function natLoadConfig(): void {
   natMax6 = load<u32>(c + NAT_CONFIG_MAX_ENTRIES6);
 }
 
+/**
+ * Loads a changed configuration into a running core: addresses, prefixes,
+ * ports, retries and seed take effect for the next packet; the table sizes
+ * stay as nat_init created them (a family whose table has no room stays off),
+ * so no entry can ever land outside its table.
+ */
+export function natReloadConfig(): void {
+  const max4 = natMax4;
+  const max6 = natMax6;
+  natLoadConfig();
+  natMax4 = max4;
+  natMax6 = max6;
+  if (max4 == 0) natFlags &= ~NAT_F_ENABLE4;
+  if (max6 == 0) natFlags &= ~NAT_F_ENABLE6;
+}
+
 // @ts-ignore: decorator
 @inline export function natEnabled(family: i32): bool {
   return (natFlags & (family == 4 ? NAT_F_ENABLE4 : NAT_F_ENABLE6)) != 0;

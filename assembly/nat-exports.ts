@@ -1,6 +1,6 @@
 // The SNAT exports (re-exported by index.ts). Family arguments are 4 or 6.
 import { CT_TUPLE4_SIZE, CT_TUPLE6_SIZE } from "./generated/layout";
-import { natConfigArea, natLoadConfig } from "./nat-config";
+import { natConfigArea, natLoadConfig, natReloadConfig } from "./nat-config";
 import { natCreateTables, natForgetFlow, natGcFamily, natReady, natStats, natTable } from "./nat-table";
 import { tableBytes, tableFlush } from "./table";
 import { dumpNothing, tableDumpRecords, tableRestoreRecords } from "./table-io";
@@ -26,6 +26,13 @@ export function nat_init(): i32 {
   if (natReady()) return INIT_AGAIN;
   natLoadConfig();
   return natCreateTables() ? INIT_OK : INIT_NO_MEMORY;
+}
+
+/** Reloads struct nat_config on a running core (after nat_init); INIT_AGAIN before it. */
+export function nat_reload(): i32 {
+  if (!natReady()) return INIT_AGAIN;
+  natReloadConfig();
+  return INIT_OK;
 }
 
 /** struct nat_stats of a family; 0 before nat_init or for a bad family. */

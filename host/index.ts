@@ -9,6 +9,7 @@ export { MembraneError, InvalidInputError, NotSupportedError } from "./errors.js
 export type { TableName } from "./wasm/core.js";
 export { PolicyDatapathWriter, type WriteSummary } from "./policy/datapath-writer.js";
 export { PolicyEngine, type EngineChange } from "./policy/engine.js";
+export type { ForwarderCommand, CommandResult, ForwarderController } from "./forwarder/commands.js";
 export { parsePolicyText, type PolicyDocument } from "./policy/document.js";
 export { KernelDatapath, type KernelDatapathOptions } from "./kernel/datapath.js";
 export {

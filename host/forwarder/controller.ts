@@ -2,12 +2,14 @@
  * Starts and stops the forwarder worker from the main thread. The worker
  * forwards on its own; this side only reads its reports.
  */
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
 import { MembraneError } from "../errors.js";
 import type { DatapathOptions } from "../config.js";
 import type { WorkerMessage, WorkerStart } from "./protocol.js";
+import { CommandClient } from "./command-client.js";
+import type { CommandResult, ForwarderCommand, ForwarderController } from "./commands.js";
 
 export interface ForwarderStartOptions {
   options?: DatapathOptions;
@@ -24,24 +26,36 @@ export interface ForwarderStartOptions {
   onReport?: (report: Extract<WorkerMessage, { type: "report" }>) => void;
 }
 
-export class ForwarderHandle {
+export class ForwarderHandle implements ForwarderController {
   private stopped?: Promise<Extract<WorkerMessage, { type: "stopped" }>>;
   private constructor(
     private readonly worker: Worker,
     private readonly control: Int32Array,
     readonly ready: Extract<WorkerMessage, { type: "ready" }>,
     private readonly done: Promise<Extract<WorkerMessage, { type: "stopped" }>>,
+    private readonly commands: CommandClient,
   ) {}
+
+  /**
+   * Changes the running forwarder: services, NAT, policy, conntrack flush or
+   * GC (commands.ts). Applied between two batches; resolves with the one
+   * result (ok: false with a code and the reason when refused, nothing changed).
+   */
+  apply(command: ForwarderCommand): Promise<CommandResult> {
+    return this.commands.apply(command);
+  }
 
   static start(opts: ForwarderStartOptions = {}): Promise<ForwarderHandle> {
     const control = new SharedArrayBuffer(4);
+    const channel = new MessageChannel();
     const data: WorkerStart = {
       options: opts.options ?? {}, services: opts.services, policy: opts.policy, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
-      batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs,
+      batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs, commands: channel.port2,
     };
+    const commands = new CommandClient(channel.port1);
     // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).
     const file = join(packageRoot(), "dist/host/forwarder/worker.js");
-    const worker = new Worker(file, { workerData: data });
+    const worker = new Worker(file, { workerData: data, transferList: [channel.port2] });
     return new Promise((resolve, reject) => {
       let resolveDone!: (m: Extract<WorkerMessage, { type: "stopped" }>) => void;
       let rejectDone!: (e: Error) => void;
@@ -49,7 +63,7 @@ export class ForwarderHandle {
       done.catch(() => {});
       let started = false;
       worker.on("message", (m: WorkerMessage) => {
-        if (m.type === "ready") { started = true; resolve(new ForwarderHandle(worker, new Int32Array(control), m, done)); }
+        if (m.type === "ready") { started = true; resolve(new ForwarderHandle(worker, new Int32Array(control), m, done, commands)); }
         else if (m.type === "report") opts.onReport?.(m);
         else if (m.type === "stopped") resolveDone(m);
         else if (m.type === "error") {
@@ -59,6 +73,7 @@ export class ForwarderHandle {
       });
       worker.on("error", (e) => (started ? rejectDone(e) : reject(e)));
       worker.on("exit", (code) => {
+        commands.close(`the forwarder worker exited (code ${code})`);
         const err = new MembraneError("FORWARDER", `forwarder worker exited (code ${code})`);
         if (!started) reject(err); else rejectDone(err);
       });
@@ -69,7 +84,10 @@ export class ForwarderHandle {
   stop(): Promise<Extract<WorkerMessage, { type: "stopped" }>> {
     if (!this.stopped) {
       Atomics.store(this.control, 0, 1);
-      this.stopped = this.done.finally(() => this.worker.terminate());
+      this.stopped = this.done.finally(() => {
+        this.commands.close();
+        return this.worker.terminate();
+      });
     }
     return this.stopped;
   }

@@ -69,6 +69,12 @@ export interface ForwarderOptions {
   clock?: () => number;
   /** Only with a vnetHdr device; default "passthrough". */
   offloadMode?: OffloadMode;
+  /**
+   * Runs before each batch is read: the one place where the tables may change
+   * under a running forwarder (CommandInbox.drain), so no batch is ever
+   * decided half under one state and half under another.
+   */
+  betweenBatches?: () => void;
 }
 
 const IP_AUTO: PacketMeta = { link: "ip", direction: "auto" };
@@ -103,6 +109,7 @@ export class Forwarder {
   private readonly staging: Uint8Array[];
   private readonly stagingSizes: number[];
   private readonly udpCoalescing: boolean;
+  private readonly betweenBatches?: () => void;
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
@@ -130,6 +137,7 @@ export class Forwarder {
     const stagingCount = device.vnetHdr && mode === "split" ? Math.max(1, size >> 3) : 0;
     this.staging = Array.from({ length: stagingCount }, () => new Uint8Array(VIRTIO_NET_HDR_LEN + device.readCapacity));
     this.stagingSizes = new Array(stagingCount).fill(0);
+    this.betweenBatches = opts.betweenBatches;
     this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
   }
 
@@ -139,6 +147,7 @@ export class Forwarder {
 
   /** One batch: read what is ready, decide, write. Returns the packets read. */
   step(): number {
+    this.betweenBatches?.();
     // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
     if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
     if (!this.device.vnetHdr) return this.stepPlain();

@@ -1,4 +1,5 @@
 /** Messages between the forwarder's worker thread and the thread that controls it. */
+import type { MessagePort } from "node:worker_threads";
 import type { DatapathOptions } from "../config.js";
 import type { DatapathCounters } from "../datapath.js";
 import type { ForwarderStats, OffloadMode } from "./forwarder.js";
@@ -25,6 +26,8 @@ export interface WorkerStart {
   control: SharedArrayBuffer;
   /** How often the worker reports (ms). */
   reportEveryMs?: number;
+  /** The worker's end of the command channel (transferred): CommandRequest in, CommandReply out (commands.ts). */
+  commands: MessagePort;
 }
 
 export interface FlowSummary {

@@ -17,9 +17,13 @@ import type { FlowSummary, NatSummary, WorkerMessage, WorkerStart } from "./prot
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import { MembraneError } from "../errors.js";
 import { serviceFlows } from "../lb/service-flows.js";
+import { CommandApplier } from "./command-applier.js";
+import { CommandInbox } from "./command-inbox.js";
 
 // Room for the demo's long-running flows (pods, ext, the service VIPs, both families) beside short ones.
 const TOP_FLOWS = 24;
+// How long an idle forwarder waits for packets before it looks for commands again: a command's latency when no traffic flows.
+const IDLE_POLL_MS = 20;
 // The newest masquerade mappings: enough to show each protocol and family of the demo's traffic to ext.
 const TOP_NAT = 12;
 
@@ -70,7 +74,9 @@ async function main(): Promise<void> {
   });
   try {
     post({ type: "ready", device: device.name, mtu: device.mtu, restored });
-    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode });
+    // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
+    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
+    const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
     const every = start.reportEveryMs ?? 1000;
     let nextReport = Date.now() + every;
     fwd.run(() => {
@@ -79,7 +85,8 @@ async function main(): Promise<void> {
         nextReport = Date.now() + every;
       }
       return Atomics.load(control, 0) === 1;
-    });
+    }, IDLE_POLL_MS);
+    inbox.close();
     let snapshotEntries = 0;
     if (start.snapshotPath) {
       const snap = takeSnapshot(dp);

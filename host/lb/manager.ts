@@ -199,6 +199,19 @@ export class ServiceManager {
     return true;
   }
 
+  /**
+   * A copy that writes no datapath: the same services, backend ids and
+   * capacity. A change of several services is tried on it first, so one that
+   * fails half-way is refused before the real tables see any of it. (Service
+   * states are replaced, never mutated, so sharing them is safe.)
+   */
+  dryRun(): ServiceManager {
+    const copy = new ServiceManager([], this.options);
+    for (const [k, v] of this.services) copy.services.set(k, v);
+    copy.nextBackendId = this.nextBackendId;
+    return copy;
+  }
+
   listServices(): ServiceInfo[] {
     return [...this.services.values()].map(info).sort((a, b) => a.vip.localeCompare(b.vip) || a.port - b.port || a.proto.localeCompare(b.proto));
   }

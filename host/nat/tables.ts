@@ -11,7 +11,7 @@ import type { WasmCore } from "../wasm/core.js";
 import type { BpfMap } from "../bpf/map.js";
 import type { CtTableName } from "../conntrack/records.js";
 import { joinRecord } from "../conntrack/records.js";
-import { encodeNat, natEntries } from "./config.js";
+import { encodeNat, natEntries, type ResolvedNat } from "./config.js";
 import { NAT_TABLES, decodeNatRecord, ownerKeepsAlive, ownerOf, type NatRecord, type NatTableName } from "./records.js";
 
 export const NAT_TABLE_NAMES = Object.keys(NAT_TABLES) as NatTableName[];
@@ -43,6 +43,7 @@ interface NatExports {
   nat_flush(): void;
   nat_gc(now: number): number;
   nat_forget(f: number, key: number): number;
+  nat_reload(): number;
   nat_restore(f: number, records: number, count: number): number;
   alloc(size: number): number;
 }
@@ -128,6 +129,17 @@ export class WasmNat implements NatTables {
 
   flush(): void {
     this.ex.nat_flush();
+  }
+
+  /**
+   * Writes a changed configuration into the running core (validated by the
+   * caller against the tables nat_init created: host/forwarder/nat-change.ts);
+   * it applies from the next packet on.
+   */
+  reconfigure(nat: ResolvedNat): void {
+    this.core.bytes().set(encodeNat(nat), this.ex.nat_config_ptr());
+    const rc = this.ex.nat_reload();
+    if (rc !== 0) throw new MembraneError("INTERNAL", `reconfigure NAT: nat_reload returned ${rc} (the NAT tables were never created)`);
   }
 
   gc(now: number): number {

@@ -1,0 +1,69 @@
+/**
+ * Commands a running forwarder takes, and their results. Plain data (they
+ * cross to the worker thread by structured clone: arrays, objects, the Map in
+ * a policy diff), so the agent, a kvstore watcher or a test can build them
+ * without a datapath. The worker applies them between batches: every packet
+ * of the batch after the one numbered in the result is decided under the new
+ * state, none before.
+ */
+import type { ServiceFrontend, ServiceSpec } from "../lb/manager.js";
+import type { NatOptions } from "../nat/config.js";
+import type { EngineChange } from "../policy/engine.js";
+
+export type ForwarderCommand =
+  /** Services created or changed (upsert) and removed (delete), as one change: deletes go first. */
+  | { kind: "services"; upsert?: ServiceSpec[]; delete?: ServiceFrontend[] }
+  /**
+   * The masquerade configuration, whole (as the `nat` options). The tables
+   * were sized at start: entries and the families masqueraded cannot change.
+   * Omitting `seed` keeps the running one.
+   */
+  | { kind: "nat"; nat: NatOptions }
+  /** What the policy engine computed: endpoints, ipcache and policy entries (PolicyEngine methods return it). */
+  | { kind: "policy"; change: EngineChange }
+  /** Empties conntrack (and the NAT and fragment tables with it): every flow is new again. */
+  | { kind: "conntrack-flush" }
+  /** Removes expired conntrack and NAT entries now, on the forwarder's clock. */
+  | { kind: "conntrack-gc" };
+
+export type CommandKind = ForwarderCommand["kind"];
+export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc"];
+
+export interface CommandApplied {
+  ok: true;
+  kind: CommandKind;
+  /** One line for people: what changed. */
+  summary: string;
+  /** Advice that did not stop the change (the service manager's, deletes of services that were not there). */
+  warnings: string[];
+  /** Batches the forwarder had decided when the change landed: batch `batch + 1` is the first under the new state. */
+  batch: number;
+}
+
+export interface CommandRejected {
+  ok: false;
+  kind: CommandKind | "unknown";
+  /** The stable error code (INVALID_INPUT, NOT_SUPPORTED, ...; host/errors.ts). */
+  code: string;
+  /** Why, naming the field ("services.upsert[1].backends[0].port: ..."). Nothing was changed. */
+  message: string;
+}
+
+export type CommandResult = CommandApplied | CommandRejected;
+
+/** What the controlling thread sends: a command and the id its one reply carries. */
+export interface CommandRequest {
+  id: number;
+  command: ForwarderCommand;
+}
+
+export interface CommandReply {
+  id: number;
+  result: CommandResult;
+}
+
+/** Whoever can change a running forwarder: the worker's handle, or an in-thread channel (tests). */
+export interface ForwarderController {
+  /** Resolves with exactly one result per command; never rejects for a refused change (ok: false says why). */
+  apply(command: ForwarderCommand): Promise<CommandResult>;
+}
