@@ -14,7 +14,7 @@
  *   by cluster size); the mirror keeps serving the last state meanwhile, which
  *   is what keeps a node forwarding while the kvstore is away.
  */
-import { CompactedError, type KeyValue, type KvStore, type Revision, type Watch } from "./store.js";
+import { CompactedError, KvStoreError, type KeyValue, type KvStore, type Revision, type Watch } from "./store.js";
 
 export interface ReflectorHandlers<T> {
   /** A key appeared or changed (prev: the decoded value it had). */
@@ -49,6 +49,8 @@ export class Reflector<T> {
   private lastEventAt = 0;
   private failures = 0;
   private syncedOnce = false;
+  /** resync() asked for a re-list: the next loop turn lists instead of resuming the watch. */
+  private resyncWanted = false;
   private readonly now: () => number;
 
   constructor(
@@ -59,12 +61,33 @@ export class Reflector<T> {
     this.now = options.now ?? Date.now;
   }
 
-  /** Starts following; resolves after the first list has been applied (or rejects if stopped first). */
+  /** Starts following; resolves after the first list has been applied (or rejects if stopped, or the store closed, first). */
   start(): Promise<void> {
     let resolveFirst!: () => void;
-    const first = new Promise<void>((r) => (resolveFirst = r));
-    this.done = this.loop(resolveFirst);
+    let rejectFirst!: (err: unknown) => void;
+    const first = new Promise<void>((resolve, reject) => {
+      resolveFirst = resolve;
+      rejectFirst = reject;
+    });
+    this.done = this.loop(resolveFirst).then(
+      () => {
+        if (!this.syncedOnce) rejectFirst(new KvStoreError("KVSTORE_CLOSED", `${this.prefix}: stopped before the first list`));
+      },
+      (err) => rejectFirst(err),
+    );
     return first;
+  }
+
+  /**
+   * Re-list and diff now (the kvstore came back after an outage: whatever
+   * the watch may have missed, the mirror then equals the store again).
+   * Events already delivered are not repeated: only differences are.
+   */
+  resync(): void {
+    if (this.stopped) return;
+    this.resyncWanted = true;
+    this.wake?.();
+    void this.watch?.close();
   }
 
   /** The mirrored records (do not mutate). */
@@ -105,6 +128,10 @@ export class Reflector<T> {
   private async loop(firstSynced: () => void): Promise<void> {
     let needList = true;
     while (!this.stopped) {
+      if (this.resyncWanted) {
+        this.resyncWanted = false;
+        needList = true;
+      }
       try {
         if (needList) {
           await this.relist();
@@ -114,6 +141,12 @@ export class Reflector<T> {
         await this.follow();
       } catch (err) {
         if (this.stopped) break;
+        if (this.resyncWanted) continue; // the watch was closed on purpose
+        if (err instanceof KvStoreError && err.code === "KVSTORE_CLOSED") {
+          // The store was closed under us: nothing will ever come back; the mirror keeps its last state.
+          this.options.handlers.problem?.(`${this.prefix}: the kvstore was closed; no longer following`, err);
+          break;
+        }
         if (err instanceof CompactedError) {
           this.options.handlers.problem?.(`${this.prefix}: watch history compacted at ${err.compactedRevision}: re-listing`, err);
           needList = true;
@@ -164,6 +197,7 @@ export class Reflector<T> {
         if (this.stopped) break;
       }
     } finally {
+      this.watch = undefined;
       await watch.close();
     }
     if (!this.stopped) throw new Error("watch ended");
@@ -192,9 +226,14 @@ export class Reflector<T> {
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.stopped || this.resyncWanted) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
       this.wake = () => {
+        this.wake = undefined;
         clearTimeout(t);
         resolve();
       };
