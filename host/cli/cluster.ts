@@ -5,21 +5,16 @@
  * `endpoint|identity|service list` (askAgentList: used when no --config names
  * a state file).
  */
-import { join } from "node:path";
 import type { Command } from "commander";
 import { callAgent } from "../api/client.js";
+import { agentSocketPath } from "../api/socket-path.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { MembraneError } from "../errors.js";
 import { example, jsonOption, outputOf } from "./command.js";
 import type { Output } from "./output.js";
 import { renderTable, toJson, type Column } from "./table.js";
 
-export const AGENT_SOCKET_NAME = "agent.sock";
-export const DEFAULT_AGENT_SOCKET = join(DEFAULT_STATE_DIR, AGENT_SOCKET_NAME);
-
-export function agentSocketPath(stateDir: string): string {
-  return join(stateDir, AGENT_SOCKET_NAME);
-}
+export const DEFAULT_AGENT_SOCKET = agentSocketPath(DEFAULT_STATE_DIR);
 
 const SOCKET_HELP = `the agent's API socket (default ${DEFAULT_AGENT_SOCKET})`;
 

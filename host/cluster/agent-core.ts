@@ -32,6 +32,7 @@ import type { Allocation, Identity, IdentityAllocator } from "../identity/alloca
 import type { Prefix } from "../identity/cidr.js";
 import type { BackoffOptions } from "../kvstore/backoff.js";
 import { backoffDuration } from "../kvstore/backoff.js";
+import { DisciplinedKvStore } from "../kvstore/disciplined-store.js";
 import { ClusterIdentityAllocator } from "../kvstore/identities.js";
 import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
 import { KvstoreIdentityAllocator } from "../kvstore/kvstore-identity-allocator.js";
@@ -211,7 +212,8 @@ export class ClusterAgentCore {
     );
     this.bootstrapSeconds = (performance.now() - started) / 1000;
     this.options.metrics?.agentBootstrap.observe({ scope: "overall", outcome: "success" }, this.bootstrapSeconds);
-    this.health = new KvstoreHealth(store, {
+    // Checks go to the backend itself: the disciplined client would retry each one with its own backoff first.
+    this.health = new KvstoreHealth(store instanceof DisciplinedKvStore ? store.inner : store, {
       idleMs: this.options.healthIdleMs,
       backoff: this.backoff,
       lastEventAge: () => this.lastEventAge(),
