@@ -109,4 +109,16 @@ export const put = {
         },
       }),
     ),
+  /** A NetworkPolicy: pods labelled `app=<source>` may open TCP `port` only toward pods labelled `app=<to>`. */
+  egressPolicy: (s: KvStore, namespace: string, name: string, source: string, to: string, port: number) =>
+    s.put(
+      keys.policy(namespace, name),
+      encodeRecord("policy", {
+        name: `${namespace}/${name}`,
+        document: {
+          apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace },
+          spec: { podSelector: { matchLabels: { app: source } }, policyTypes: ["Egress"], egress: [{ to: [{ podSelector: { matchLabels: { app: to } } }], ports: [{ port, protocol: "TCP" }] }] },
+        },
+      }),
+    ),
 };
