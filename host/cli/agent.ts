@@ -9,6 +9,7 @@ import { parseRouteRule, parseRouteTable } from "../agent/routing.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
+import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
 type AgentFlags = Record<string, string | string[] | boolean | undefined>;
@@ -62,7 +63,13 @@ export function registerAgent(program: Command): void {
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
   for (const o of AGENT_OPTIONS) cmd.addOption(o);
   example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
+  addClusterAgentOptions(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
-    await runAgent(agentOptions(flags), outputOf(self));
+    const io = outputOf(self);
+    if (isClusterMode(flags)) {
+      const { device, mtu, offloads, routes, stateDir, seconds } = agentOptions({ ...flags, config: undefined });
+      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds }, io);
+    }
+    await runAgent(agentOptions(flags), io);
   });
 }

@@ -13,7 +13,7 @@ import { readManifests } from "../operator/manifests/read.js";
 import type { Manifest } from "../operator/manifests/kinds.js";
 import { InvalidInputError } from "../errors.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
-import { processOutput, type Output } from "./output.js";
+import { processOutput, type Output } from "../format/output.js";
 
 interface ApplyCliOptions extends KvstoreCliOptions {
   filename: string[];

@@ -4,6 +4,7 @@
  * maps, record by record). The table listing also serves replay, which prints
  * the Wasm (or kernel) tables it ran with.
  */
+import { askAgentList } from "./cluster.js";
 import { Command } from "commander";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
@@ -120,12 +121,13 @@ export function registerService(program: Command): void {
   example(service, "membrane service list --config state.json");
   const list = service.command("list")
     .description("frontends, algorithm, backends with weights and slots, rev-NAT index (`membrane bpf lb list` reads the kernel's maps)")
-    .option("--config <file>", "the state file (JSON) whose services to list");
+    .option("--config <file>", "the state file (JSON) whose services to list")
+    .option("--socket <path>", "without --config: ask the agent running on this socket (default /run/membrane/agent.sock)");
   jsonOption(list, "JSON lines, one service each");
   example(list, "membrane service list --config state.json", "membrane service list --config state.json --json");
-  list.action((o: { config?: string; json: boolean }, self: Command) => {
+  list.action(async (o: { config?: string; socket?: string; json: boolean }, self: Command) => {
     const io = outputOf(self);
-    if (o.config === undefined) throw new InvalidInputError("service list: --config <state file> is required (the services it lists; `membrane bpf lb list` reads the kernel's maps)");
+    if (o.config === undefined) return askAgentList("services", o, io); // no state file: the running agent's
     const { options, services } = loadState(o.config);
     // No datapath: the manager computes ids, rev-NAT indexes and slots exactly as it would program them.
     const manager = new ServiceManager([], options.lb);

@@ -19,6 +19,9 @@ import { registerStatus } from "./status.js";
 import { registerDemo } from "./demo.js";
 import { registerEndpoint, registerIdentity, registerPolicy } from "./policy.js";
 import { registerKvstore } from "./kvstore.js";
+import { registerApply } from "./apply.js";
+import { registerOperator } from "./operator.js";
+import { registerCluster } from "./cluster.js";
 import { outputOf } from "./command.js";
 
 /** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
@@ -38,6 +41,9 @@ export function buildProgram(io: Output = processOutput): Command {
   registerEndpoint(program);
   registerBpf(program);
   registerKvstore(program, { output: outputOf });
+  registerApply(program);
+  registerOperator(program);
+  registerCluster(program);
   finishTree(program, io);
   return program;
 }

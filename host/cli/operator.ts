@@ -9,7 +9,7 @@ import { Command, Option } from "commander";
 import { InvalidInputError } from "../errors.js";
 import { DEFAULT_IDENTITY_GC_INTERVAL_MS, DEFAULT_LEASE_TTL_SECONDS, runOperator } from "../operator/operator.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
-import { processOutput, type Output } from "./output.js";
+import { processOutput, type Output } from "../format/output.js";
 
 interface OperatorCliOptions extends KvstoreCliOptions {
   leaseTtl: string;

@@ -4,6 +4,7 @@
  * changes something loads the file, validates the change completely, and
  * writes the file back only when everything succeeded.
  */
+import { askAgentList } from "./cluster.js";
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { InvalidInputError } from "../errors.js";
@@ -74,7 +75,8 @@ async function policyTrace(values: { config?: string; src?: string; dst?: string
   } else for (const l of traceText(t)) io.out(l);
 }
 
-async function identityList(values: { config?: string; json: boolean }, io: Output): Promise<void> {
+async function identityList(values: { config?: string; socket?: string; json: boolean }, io: Output): Promise<void> {
+  if (values.config === undefined) return askAgentList("identities", values, io); // no state file: the running agent's
   const { engine } = loadState(configPath(values.config, "identity list"));
   const rows = engine.allocator.list().map((i) => ({ id: i.id, kind: i.kind, refs: i.kind === "reserved" ? null : engine.allocator.references(i.id), labels: i.labels.toStrings() }));
   if (values.json) { io.out(toJson(rows)); return; }
@@ -86,7 +88,8 @@ async function identityList(values: { config?: string; json: boolean }, io: Outp
   ], rows));
 }
 
-async function endpointList(values: { config?: string; json: boolean }, io: Output): Promise<void> {
+async function endpointList(values: { config?: string; socket?: string; json: boolean }, io: Output): Promise<void> {
+  if (values.config === undefined) return askAgentList("endpoints", values, io); // no state file: the running agent's
   const { engine } = loadState(configPath(values.config, "endpoint list"));
   const rows = engine.listEndpoints().map(({ input, record }) => ({ ...record, labels: input.labels.toStrings(), entries: engine.policyEntries(record.id).length }));
   if (values.json) { io.out(toJson(rows)); return; }
@@ -118,6 +121,7 @@ async function endpointChange(verb: "add" | "delete", positionals: string[], val
   io.out(changeSummary(change));
 }
 
+const AGENT_SOCKET_HELP = "without --config: ask the agent running on this socket (default /run/membrane/agent.sock)";
 const CONFIG_HELP = "the state file (JSON, as replay --config) the endpoints and policies are kept in";
 
 /** A group's fallback: no verb prints its help (exit 0), an unknown verb is refused with `message`. */
@@ -170,10 +174,11 @@ export function registerIdentity(program: Command): void {
   refuseOtherVerbs(identity, (got) => `identity: expected "identity list", got "identity ${got[0] ?? ""}"`);
   example(identity, "membrane identity list --config state.json");
   const list = identity.command("list").description("identities: id, kind (reserved, endpoint, cidr), references, labels")
-    .option("--config <state>", CONFIG_HELP);
+    .option("--config <state>", CONFIG_HELP)
+    .option("--socket <path>", AGENT_SOCKET_HELP);
   jsonOption(list, "the identities as a JSON list");
   example(list, "membrane identity list --config state.json", "membrane identity list --config state.json --json");
-  list.action((o: { config?: string; json: boolean }, self: Command) => identityList(o, outputOf(self)));
+  list.action((o: { config?: string; socket?: string; json: boolean }, self: Command) => identityList(o, outputOf(self)));
 }
 
 /** `membrane endpoint list|add|delete` */
@@ -183,10 +188,11 @@ export function registerEndpoint(program: Command): void {
   example(endpoint, "membrane endpoint add 1 --labels app=web --ipv4 10.0.0.1 --config state.json");
 
   const list = endpoint.command("list").description("endpoints, their identity, enforcement and policy table size")
-    .option("--config <state>", CONFIG_HELP);
+    .option("--config <state>", CONFIG_HELP)
+    .option("--socket <path>", AGENT_SOCKET_HELP);
   jsonOption(list, "the endpoints as a JSON list");
   example(list, "membrane endpoint list --config state.json", "membrane endpoint list --config state.json --json");
-  list.action((o: { config?: string; json: boolean }, self: Command) => endpointList(o, outputOf(self)));
+  list.action((o: { config?: string; socket?: string; json: boolean }, self: Command) => endpointList(o, outputOf(self)));
 
   const add = endpoint.command("add").description("add an endpoint; its identity comes from its labels (an id the file holds already is refused unless --replace)")
     .argument("[id...]", "the endpoint id, a number").usage("<id> --labels k=v,... [options] --config <state>")

@@ -286,6 +286,17 @@ export class PolicyEngine {
     }
   }
 
+  /**
+   * Identities that appeared or went outside this engine's allocator (other
+   * nodes' pods, seen through the kvstore): the endpoints whose rules hold a
+   * peer selecting one of them are regenerated, nobody else.
+   */
+  externalIdentitiesChanged(created: Identity[], released: Identity[]): EngineChange {
+    const affected = new Set<number>();
+    this.identitiesChanged(created, released, affected);
+    return this.regenerate(affected, { before: new Map(), touched: new Set() }, [], []);
+  }
+
   // ---- endpoints ----
 
   /** Adds an endpoint or replaces the one with its id. */

@@ -179,8 +179,10 @@ describe("state file services", () => {
     expect(r.err).toContain("services[0].backends[0].addr: ");
   });
 
-  test("service list needs --config; bpf lb list refuses a pin dir without maps", async () => {
-    expect((await cli("service", "list")).err).toContain("--config <state file> is required");
+  test("service list without --config asks the agent (none here); bpf lb list refuses a pin dir without maps", async () => {
+    const none = await cli("service", "list", "--socket", join(dir, "no-agent.sock"));
+    expect(none.code).not.toBe(0);
+    expect(none.err).toContain(`no agent is running (nothing answers on ${join(dir, "no-agent.sock")})`);
     expect((await cli("service", "show")).code).toBe(2);
     const r = await cli("bpf", "lb", "list", "--pin-dir", dir);
     expect(r.code).toBe(2);

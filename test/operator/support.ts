@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { registerApply } from "../../host/cli/apply.js";
-import type { Output } from "../../host/cli/output.js";
+import type { Output } from "../../host/format/output.js";
 import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
 import { ClusterIdentityAllocator } from "../../host/kvstore/identities.js";
 import { keys } from "../../host/kvstore/keys.js";

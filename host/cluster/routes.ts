@@ -1,0 +1,67 @@
+/**
+ * Direct routing: the routes that send remote pods' traffic toward the node
+ * hosting them. One route per remote node's pod CIDR via that node's
+ * address, and a host route for a remote pod outside its node's CIDR (a pod
+ * address from elsewhere, as the ipcache says). Computing is pure; putting
+ * routes in the kernel is the RouteSink's business (datapath-sink.ts).
+ */
+import { parsePrefix, prefixContains, type Prefix } from "../packet/cidr.js";
+import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
+import type { NodeRecord } from "../kvstore/records/node.js";
+
+export interface Route {
+  /** Destination prefix, "10.2.0.0/24". */
+  prefix: string;
+  /** The remote node's address. */
+  via: string;
+  /** The node name, for people. */
+  node: string;
+}
+
+const family = (ip: string): 4 | 6 => (ip.includes(":") ? 6 : 4);
+
+function nodeAddress(node: NodeRecord, fam: 4 | 6): string | undefined {
+  const internal = node.addresses.filter((a) => family(a.ip) === fam);
+  return (internal.find((a) => a.type === "InternalIP") ?? internal[0])?.ip;
+}
+
+/** The route set for node `self`, from the other nodes' records and the ipcache. */
+export function computeRoutes(self: string, nodes: Iterable<NodeRecord>, ipcache: Iterable<IpcacheRecord>): Route[] {
+  const out = new Map<string, Route>();
+  const cidrs: { prefix: Prefix; node: string }[] = [];
+  const byAddress = new Map<string, string>();
+  for (const n of nodes) {
+    for (const a of n.addresses) byAddress.set(a.ip, n.name);
+    if (n.name === self) continue;
+    for (const [cidr, fam] of [[n.ipv4AllocCidr, 4], [n.ipv6AllocCidr, 6]] as const) {
+      if (cidr === undefined) continue;
+      const via = nodeAddress(n, fam);
+      if (via === undefined) continue;
+      out.set(cidr, { prefix: cidr, via, node: n.name });
+      cidrs.push({ prefix: parsePrefix(cidr, `node ${n.name}`), node: n.name });
+    }
+  }
+  for (const e of ipcache) {
+    if (e.hostIp === undefined) continue;
+    const owner = byAddress.get(e.hostIp);
+    if (owner === self) continue;
+    const p = parsePrefix(e.prefix, "ipcache");
+    if (cidrs.some((c) => c.node === owner && prefixContains(c.prefix, p))) continue;
+    if (!out.has(e.prefix)) out.set(e.prefix, { prefix: e.prefix, via: e.hostIp, node: owner ?? e.hostIp });
+  }
+  return [...out.values()].sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+}
+
+export interface RouteDiff {
+  add: Route[];
+  remove: Route[];
+}
+
+/** Routes to replace (new or a different next hop) and to remove. */
+export function diffRoutes(before: readonly Route[], after: readonly Route[]): RouteDiff {
+  const b = new Map(before.map((r) => [r.prefix, r]));
+  const a = new Map(after.map((r) => [r.prefix, r]));
+  const add = after.filter((r) => b.get(r.prefix)?.via !== r.via);
+  const remove = before.filter((r) => !a.has(r.prefix));
+  return { add, remove };
+}

@@ -1,0 +1,124 @@
+/** Shared by the cluster-agent tests. */
+
+/** Polls until `check` returns a value (not undefined); fails naming `what` after 30 s. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+import { entryKey, type EngineChange } from "../../host/policy/engine.js";
+import type { EndpointRecord, PolicyEntry } from "../../host/policy/types.js";
+import type { ServiceFrontend, ServiceSpec } from "../../host/lb/manager.js";
+import type { DatapathSink } from "../../host/cluster/datapath-sink.js";
+import type { Route } from "../../host/cluster/routes.js";
+import { keys } from "../../host/kvstore/keys.js";
+import { encodeRecord } from "../../host/kvstore/records/codec.js";
+import { masterValue } from "../../host/kvstore/identities.js";
+import type { KvStore } from "../../host/kvstore/store.js";
+import { encodeManifest, manifestKey } from "../../host/operator/manifest-store.js";
+import { podIdentityLabels } from "../../host/operator/pod-identity.js";
+
+/** A datapath that only remembers: its tables after every change, and each change as it came. */
+export class RecordingSink implements DatapathSink {
+  readonly services = new Map<string, ServiceSpec>();
+  readonly endpoints = new Map<number, EndpointRecord>();
+  readonly policy = new Map<number, Map<string, PolicyEntry>>();
+  readonly ipcache = new Map<string, number>();
+  readonly routes = new Map<string, string>();
+  readonly policyChanges: EngineChange[] = [];
+  readonly serviceChanges: { upsert: ServiceSpec[]; remove: ServiceFrontend[] }[] = [];
+  readonly routeChanges: { replace: Route[]; remove: Route[] }[] = [];
+
+  get calls(): number {
+    return this.policyChanges.length + this.serviceChanges.length + this.routeChanges.length;
+  }
+
+  async applyServices(upsert: ServiceSpec[], remove: ServiceFrontend[]): Promise<void> {
+    this.serviceChanges.push({ upsert, remove });
+    for (const f of remove) this.services.delete(`${f.vip}|${f.port}|${f.proto}`);
+    for (const s of upsert) this.services.set(`${s.vip}|${s.port}|${s.proto}`, s);
+  }
+
+  async applyPolicy(change: EngineChange): Promise<void> {
+    this.policyChanges.push(change);
+    for (const [id, d] of change.policy.changes) {
+      let t = this.policy.get(id);
+      if (!t) this.policy.set(id, (t = new Map()));
+      for (const e of d.remove) t.delete(entryKey(e));
+      for (const e of d.add) t.set(entryKey(e), e);
+    }
+    for (const id of change.endpoints.remove) {
+      this.endpoints.delete(id);
+      this.policy.delete(id);
+    }
+    for (const r of change.endpoints.upsert) this.endpoints.set(r.id, r);
+    for (const c of change.ipcache.remove) this.ipcache.delete(c);
+    for (const r of change.ipcache.upsert) this.ipcache.set(r.cidr, r.identity);
+  }
+
+  async applyRoutes(replace: Route[], remove: Route[]): Promise<void> {
+    this.routeChanges.push({ replace, remove });
+    for (const r of remove) this.routes.delete(r.prefix);
+    for (const r of replace) this.routes.set(r.prefix, r.via);
+  }
+}
+
+/** Writers of cluster records, as the operator and other nodes' agents would leave them. */
+export const put = {
+  node: (s: KvStore, name: string, ip: string, cidr: string) =>
+    s.put(keys.node("default", name), encodeRecord("node", { name, cluster: "default", addresses: [{ type: "InternalIP", ip }], ipv4AllocCidr: cidr, encryptionKey: 0 })),
+  pod: (s: KvStore, namespace: string, name: string, nodeName: string, ip: string, labels: Record<string, string>) => {
+    const m = { kind: "Pod" as const, namespace, name, nodeName, ips: [ip], labels };
+    return s.put(manifestKey(m), encodeManifest(m));
+  },
+  deletePod: (s: KvStore, namespace: string, name: string) =>
+    s.delete(manifestKey({ kind: "Pod", namespace, name, nodeName: "", ips: [], labels: {} })),
+  /** Another node's pod: its identity master and its ipcache entry. */
+  remotePod: async (s: KvStore, namespace: string, name: string, id: number, ip: string, hostIp: string, labels: Record<string, string>) => {
+    await s.put(keys.identityMaster(id), masterValue(podIdentityLabels({ namespace, labels })));
+    return s.put(keys.ipcache(`${ip}/32`), encodeRecord("ipcache", { prefix: `${ip}/32`, identity: id, hostIp, encryptionKey: 0, namespace, podName: name }));
+  },
+  service: (s: KvStore, namespace: string, name: string, vip: string, port: number, backends: [string, number][]) =>
+    s.put(
+      keys.service("default", namespace, name),
+      encodeRecord("service", {
+        cluster: "default", namespace, name,
+        frontends: [{ ip: vip, port, protocol: "TCP", name: "http" }],
+        backends: backends.map(([ip, p]) => ({ ip, port: p, protocol: "TCP", name: "http" })),
+      }),
+    ),
+  /** A NetworkPolicy: pods labelled `app=<target>` accept TCP `port` from pods labelled `app=<from>`. */
+  policy: (s: KvStore, namespace: string, name: string, target: string, from: string, port: number) =>
+    s.put(
+      keys.policy(namespace, name),
+      encodeRecord("policy", {
+        name: `${namespace}/${name}`,
+        document: {
+          apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace },
+          spec: { podSelector: { matchLabels: { app: target } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: from } } }], ports: [{ port, protocol: "TCP" }] }] },
+        },
+      }),
+    ),
+  /** A NetworkPolicy: pods labelled `app=<source>` may open TCP `port` only toward pods labelled `app=<to>`. */
+  egressPolicy: (s: KvStore, namespace: string, name: string, source: string, to: string, port: number) =>
+    s.put(
+      keys.policy(namespace, name),
+      encodeRecord("policy", {
+        name: `${namespace}/${name}`,
+        document: {
+          apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace },
+          spec: { podSelector: { matchLabels: { app: source } }, policyTypes: ["Egress"], egress: [{ to: [{ podSelector: { matchLabels: { app: to } } }], ports: [{ port, protocol: "TCP" }] }] },
+        },
+      }),
+    ),
+};
