@@ -11,8 +11,6 @@ import { startApiServer, type ApiServer } from "../../host/api/server.js";
 import { callAgent } from "../../host/api/client.js";
 import { ClusterAgentCore } from "../../host/cluster/agent-core.js";
 import { clusterApiRoutes } from "../../host/cluster/api-routes.js";
-import { registerCluster } from "../../host/cli/cluster.js";
-import { finishTree } from "../../host/cli/command.js";
 import { buildProgram } from "../../host/cli/main.js";
 import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore } from "../../host/kvstore/store.js";
@@ -23,8 +21,6 @@ async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; e
   const err: string[] = [];
   const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
   const program = buildProgram(io);
-  registerCluster(program); // the lead wires this into buildProgram
-  finishTree(program, io);
   try {
     await program.parseAsync(args, { from: "user" });
     return { out, err };
