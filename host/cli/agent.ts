@@ -10,6 +10,7 @@ import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
+import { addKernelAgentOptions, runKernelAgentFromFlags } from "./kernel-agent-options.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
 type AgentFlags = Record<string, string | string[] | boolean | undefined>;
@@ -17,7 +18,7 @@ type AgentFlags = Record<string, string | string[] | boolean | undefined>;
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 const AGENT_OPTIONS: Option[] = [
-  new Option("--datapath <kind>", "the datapath to run: tun, the userspace forwarder (the only one the agent runs yet)"),
+  new Option("--datapath <kind>", "the datapath to run: tun (the userspace forwarder) or bpf (templated kernel programs on the endpoints' veths)"),
   new Option("--config <file>", "state file (JSON), as for replay: datapath options, services, endpoints and policies"),
   new Option("--device <name>", "TUN device name").default("mbr0"),
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
@@ -39,7 +40,7 @@ function str(flags: AgentFlags, key: string): string | undefined {
 /** The flags, checked, as runAgent's options (the state file loaded and validated before anything is set up). */
 function agentOptions(flags: AgentFlags): AgentOptions {
   const datapath = str(flags, "datapath");
-  if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
+  if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" or "bpf" (bpf not yet in cluster mode) (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
   const mtu = integerArg("mtu", str(flags, "mtu"), 576, 65535);
   const secondsText = str(flags, "seconds");
   const seconds = secondsText === undefined ? undefined : Number(secondsText);
@@ -62,10 +63,13 @@ export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
   for (const o of AGENT_OPTIONS) cmd.addOption(o);
-  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
+  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads",
+    "sudo membrane agent --datapath bpf --config state.json --endpoint-device 41=lxc41 --external-device eth0");
   addClusterAgentOptions(cmd);
+  addKernelAgentOptions(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
+    if (flags.datapath === "bpf" && !isClusterMode(flags)) return runKernelAgentFromFlags(flags, io);
     if (isClusterMode(flags)) {
       const { device, mtu, offloads, routes, stateDir, seconds } = agentOptions({ ...flags, config: undefined });
       return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds }, io);

@@ -15,12 +15,18 @@
 import type { ResolvedOptions } from "../config.js";
 import { resolveOptions } from "../config.js";
 import type { BpfObject } from "../bpf/object.js";
+import { readFileSync } from "node:fs";
 import { InvalidInputError, wrap } from "../errors.js";
 import type { TcAttachment } from "../bpf/tc.js";
 import { attachHostProgram } from "./host-program.js";
 import { loadConfiguredObject } from "./load.js";
 import { PinnedGc, type PinnedGcRun } from "./pinned-gc.js";
 import { KernelPolicyTables } from "./policy-tables.js";
+import { KernelLbTables } from "./lb-tables.js";
+import { bpfObjectPath } from "../tools/build-bpf.js";
+import { ServiceManager } from "../lb/manager.js";
+import { programDatapath } from "../state/program.js";
+import type { DatapathState } from "../state/schema.js";
 import { TemplateCache } from "./templates/cache.js";
 import { TemplatedEndpoints, type EndpointDevice, type UpsertResult } from "./templates/endpoint-programs.js";
 import type { TemplateShape } from "./templates/shape.js";
@@ -53,17 +59,24 @@ export class KernelAgentDatapath {
   readonly cache: TemplateCache;
   readonly endpoints: TemplatedEndpoints;
   readonly gc: PinnedGc;
+  /** The node's services, in the pinned LB maps (programDatapath and later reloads go through it). */
+  readonly services: ServiceManager;
+  readonly options: ResolvedOptions;
   readonly #resolved: ResolvedOptions;
   readonly #writer: PolicyDatapathWriter;
   /** Holds the node's maps open (and creates and pins them on a first start). */
   readonly #maps: BpfObject;
   #host: { object: BpfObject; attachments: TcAttachment[] } | undefined;
   readonly #records = new Map<number, EndpointRecord>();
+  /** What programming the start state said (e.g. a Maglev table small for its backends). */
+  readonly warnings: string[] = [];
 
   private constructor(private readonly opts: KernelAgentOptions, cache: TemplateCache, maps: BpfObject, resolved: ResolvedOptions) {
     this.cache = cache;
     this.#maps = maps;
     this.#resolved = resolved;
+    this.options = resolved;
+    this.services = new ServiceManager([this.lbTables()], resolved.lb);
     this.endpoints = new TemplatedEndpoints({ cache, options: resolved, pinDir: opts.pinDir });
     this.#writer = new PolicyDatapathWriter([new KernelPolicyTables(maps)]);
     this.gc = new PinnedGc({ pinDir: opts.pinDir, lru: resolved.conntrack.whenFull === "evict-lru", onRun: opts.onGc });
@@ -74,17 +87,15 @@ export class KernelAgentDatapath {
    * attaches bpf_host when asked, applies `initial` (endpoints, ipcache,
    * policy) and starts GC.
    */
-  static async start(opts: KernelAgentOptions, initial?: EngineChange): Promise<KernelAgentDatapath> {
+  static async start(opts: KernelAgentOptions, initial?: EngineChange | DatapathState): Promise<KernelAgentDatapath> {
     if (!(opts.devices instanceof Map)) throw new InvalidInputError("kernel datapath: devices must be a Map of endpoint id -> { ifname, netns? }");
     const resolved = opts.options ?? resolveOptions({});
     const cache = new TemplateCache({ dir: opts.templatesDir });
-    // The maps holder's template has no endpoint of its own: keep it by name.
-    const holderShape = { nat: false };
-    cache.removeUnused([cache.keyOf("bpf_lxc", holderShape).key]);
-    const generic = await cache.get("bpf_lxc", holderShape);
+    cache.removeUnused([]);
     let maps: BpfObject;
     try {
-      maps = loadConfiguredObject(generic.elf, resolved, { name: "membrane_maps", pinDir: opts.pinDir, reusePinned: true });
+      // The maps holder is the generic bpf_lxc as built (every map, no endpoint): no template, so no compile for it.
+      maps = loadConfiguredObject(readFileSync(bpfObjectPath("bpf_lxc")), resolved, { name: "membrane_maps", pinDir: opts.pinDir, reusePinned: true });
     } catch (err) {
       throw wrap("open the node's datapath maps", err);
     }
@@ -93,7 +104,11 @@ export class KernelAgentDatapath {
       if (opts.externalDevice) {
         agent.#host = attachHostProgram(opts.externalDevice, resolved, opts.pinDir);
       }
-      if (initial) await agent.apply(initial);
+      if (initial && "options" in initial) {
+        // The same programming as the TUN datapath's (services, then the policy tables), then the endpoints' programs.
+        agent.warnings.push(...programDatapath(agent, initial));
+        if (initial.policy) await agent.syncPrograms(initial.policy);
+      } else if (initial) await agent.apply(initial);
       agent.gc.start();
       return agent;
     } catch (err) {
@@ -110,6 +125,11 @@ export class KernelAgentDatapath {
    */
   async apply(change: EngineChange): Promise<Map<number, UpsertResult>> {
     this.#writer.applyChange(change);
+    return this.syncPrograms(change);
+  }
+
+  /** The endpoints' programs for a change whose map writes are done: new or changed ones instantiated, removed ones detached. */
+  async syncPrograms(change: EngineChange): Promise<Map<number, UpsertResult>> {
     for (const id of change.endpoints.remove) {
       this.endpoints.remove(id);
       this.#records.delete(id);
@@ -124,6 +144,16 @@ export class KernelAgentDatapath {
       this.#records.set(ep.id, ep);
     }
     return results;
+  }
+
+  /** The node's endpoint, ipcache and policy maps (for programDatapath). */
+  policyTables(): KernelPolicyTables {
+    return new KernelPolicyTables(this.#maps);
+  }
+
+  /** The node's LB maps (for programDatapath and the service manager). */
+  lbTables(): KernelLbTables {
+    return new KernelLbTables(this.#maps, this.#resolved.lb);
   }
 
   /**

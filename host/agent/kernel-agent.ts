@@ -1,0 +1,162 @@
+/**
+ * `membrane agent --datapath bpf`: the kernel datapath run from a state file.
+ * Endpoints are pods' veths: each endpoint's host-side device (named with
+ * --endpoint-device ID=IFNAME, or found from the ifindex in its state
+ * record) gets its own instance of the bpf_lxc template via tc; bpf_host
+ * goes on the node's external device (--external-device) for masquerading.
+ * The maps are programmed through the same programDatapath as the TUN
+ * datapath's; conntrack and NAT GC run on the pinned maps on the adaptive
+ * schedule (host/kernel/pinned-gc.ts).
+ *
+ * The state file is watched: an edit is applied as the difference from what
+ * runs (changeBetween), so changing an endpoint's identity or policy
+ * re-instantiates its template (no compile) and swaps its programs in place,
+ * and removing an endpoint detaches its programs. A file that does not
+ * validate is reported and not applied; the datapath keeps running.
+ *
+ * Stopping (SIGINT/SIGTERM, --seconds) leaves every program attached and the
+ * maps pinned, so packets keep flowing while no agent runs; the next agent
+ * replaces each program in place (tc replace at the same handle and
+ * priority). --detach-on-stop removes the programs instead.
+ */
+import { unwatchFile, watchFile } from "node:fs";
+import { NotSupportedError } from "../errors.js";
+import type { Output } from "../format/output.js";
+import { KernelAgentDatapath } from "../kernel/agent-datapath.js";
+import type { PinnedGcRun } from "../kernel/pinned-gc.js";
+import type { EndpointDevice, UpsertResult } from "../kernel/templates/endpoint-programs.js";
+import type { ServiceFrontend } from "../lb/manager.js";
+import { changeBetween } from "../policy/change-between.js";
+import type { EngineChange } from "../policy/engine.js";
+import { loadState } from "../state/file.js";
+import { datapathState, type DatapathState } from "../state/schema.js";
+import { interfaceNameOf } from "../sys/interface-name.js";
+import { lockStateDir, prepareStateDir } from "./state-dir.js";
+import { ShutdownSignals, type SignalSource } from "./signals.js";
+
+export interface KernelAgentRunOptions {
+  /** The state file: datapath options, services, endpoints, policies. Watched for edits. */
+  config: string;
+  stateDir: string;
+  /** Where the node's maps are pinned (kept across restarts). */
+  pinDir: string;
+  templatesDir?: string;
+  /** Host-side devices by endpoint id (--endpoint-device); others are found from their ifindex. */
+  endpointDevices: ReadonlyMap<number, string>;
+  /** The node's external device: bpf_host (masquerading) goes there. */
+  externalDevice?: string;
+  /** Detach every program at stop instead of leaving them for the next agent. */
+  detachOnStop?: boolean;
+  /** How often the state file is checked for edits (ms, default 500). */
+  watchEveryMs?: number;
+  seconds?: number;
+  signals?: SignalSource;
+}
+
+const EMPTY: EngineChange = { policy: { recomputed: [], changes: new Map() }, endpoints: { upsert: [], remove: [] }, ipcache: { upsert: [], remove: [] }, entriesComputed: 0 };
+const frontendKey = (s: ServiceFrontend) => `${s.vip}|${s.port}|${s.proto}`;
+
+/** One line per endpoint instantiated: what the tests and an operator read. */
+function describeUpsert(id: number, device: EndpointDevice | undefined, r: UpsertResult): string {
+  return `endpoint ${id} on ${device?.ifname}: template ${r.key.slice(0, 12)} instantiated (${r.compiled ? "compiled" : "no compile"}), programs ${r.progIds.join(",")} ${r.replaced ? "replaced in place" : "attached"}`;
+}
+
+export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): Promise<void> {
+  if (process.getuid?.() !== 0) throw new NotSupportedError("agent --datapath bpf: loading and attaching BPF programs needs root (CAP_BPF, CAP_NET_ADMIN)");
+  // Validated whole before anything is set up.
+  let state: DatapathState = datapathState(loadState(opts.config));
+  prepareStateDir(opts.stateDir);
+  const lock = await lockStateDir(opts.stateDir, () => `a kernel datapath agent on pins ${opts.pinDir}`);
+  const say = (line: string) => io.out(`membrane agent: ${line}`);
+  const warn = (line: string) => io.err(`membrane agent: warning: ${line}`);
+
+  const devices = new Map<number, EndpointDevice>();
+  const unplaced = new Set<number>();
+  /** Every endpoint's device, from the flag or its ifindex; said once for each endpoint with neither. */
+  const placeEndpoints = (s: DatapathState) => {
+    devices.clear();
+    for (const ep of s.policy?.endpoints.upsert ?? []) {
+      const ifname = opts.endpointDevices.get(ep.id) ?? (ep.ifindex > 0 ? interfaceNameOf(ep.ifindex) : undefined);
+      if (ifname) devices.set(ep.id, { ifname });
+      else if (!unplaced.has(ep.id)) {
+        unplaced.add(ep.id);
+        warn(`endpoint ${ep.id} has no device here (give --endpoint-device ${ep.id}=IFNAME, or its host-side veth's ifindex in the state file): its map records are written, no program attached`);
+      }
+    }
+  };
+  const onGc = (run: PinnedGcRun) => {
+    const deleted = run.tables.reduce((n, t) => n + t.deleted, 0);
+    if (deleted || run.natDeleted) say(`gc: ${deleted} conntrack and ${run.natDeleted} NAT entries expired; next run in ${run.nextSeconds.toFixed(0)} s`);
+  };
+
+  const signals = new ShutdownSignals(io, { lost: () => "nothing (the programs and pinned maps stay)", force: (_s, code) => process.exit(code) }, opts.signals);
+  let agent: KernelAgentDatapath | undefined;
+  try {
+    placeEndpoints(state);
+    agent = await KernelAgentDatapath.start({
+      options: state.options, pinDir: opts.pinDir, templatesDir: opts.templatesDir, devices,
+      externalDevice: opts.externalDevice ? { ifname: opts.externalDevice } : undefined, onGc,
+    }, state);
+    const running = agent;
+    for (const w of running.warnings) warn(w);
+    for (const [id, live] of running.endpoints.endpoints) say(`endpoint ${id} on ${live.device.ifname}: template ${live.key.slice(0, 12)}, programs ${live.attachments.map((a) => a.progId).join(",")}`);
+    say(`kernel datapath running: ${running.endpoints.endpoints.size} endpoint(s), ${running.cache.stats.compiles} template(s) compiled${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}, maps pinned in ${opts.pinDir}; watching ${opts.config}`);
+
+    // Edits to the state file, applied one at a time in the order seen.
+    let applying = Promise.resolve();
+    const reload = async () => {
+      let next: DatapathState;
+      try {
+        next = datapathState(loadState(opts.config));
+      } catch (err) {
+        warn(`${(err as Error).message}; not applied, the datapath runs as before`);
+        return;
+      }
+      if (JSON.stringify(next.options) !== JSON.stringify(state.options)) {
+        warn(`${opts.config}: the datapath options (table sizes, NAT, LB) changed; they take effect at the agent's next start`);
+      }
+      const compilesBefore = running.cache.stats.compiles;
+      try {
+        placeEndpoints(next);
+        const change = changeBetween(state.policy ?? EMPTY, next.policy ?? EMPTY);
+        const results = await running.apply(change);
+        const kept = new Set((next.services ?? []).map(frontendKey));
+        for (const s of state.services ?? []) if (!kept.has(frontendKey(s))) running.services.deleteService(s);
+        for (const s of next.services ?? []) for (const w of running.services.upsertService(s).warnings) warn(w);
+        for (const [id, r] of results) say(describeUpsert(id, devices.get(id), r));
+        for (const id of change.endpoints.remove) say(`endpoint ${id} removed: programs detached, its map records deleted`);
+        state = next;
+        say(`applied ${opts.config}: ${change.endpoints.upsert.length} endpoint(s) changed, ${change.endpoints.remove.length} removed, ${running.cache.stats.compiles - compilesBefore} template(s) compiled`);
+      } catch (err) {
+        warn(`${opts.config}: ${(err as Error).message}; not applied`);
+      }
+    };
+    watchFile(opts.config, { interval: opts.watchEveryMs ?? 500 }, () => {
+      applying = applying.then(reload);
+    });
+    try {
+      await new Promise<void>((resolve) => {
+        const keepAlive = setInterval(() => {}, 1 << 30);
+        const timer = opts.seconds !== undefined ? setTimeout(() => done(), opts.seconds * 1000) : undefined;
+        const done = () => {
+          clearInterval(keepAlive);
+          if (timer) clearTimeout(timer);
+          resolve();
+        };
+        void signals.requested.then(done);
+      });
+    } finally {
+      unwatchFile(opts.config);
+      await applying;
+    }
+  } finally {
+    if (agent) {
+      agent.stop({ keepPrograms: !opts.detachOnStop });
+      say(opts.detachOnStop
+        ? `stopped: programs detached; maps stay pinned in ${opts.pinDir}`
+        : `stopped: programs left attached for the next agent, maps pinned in ${opts.pinDir}`);
+    }
+    signals.dispose();
+    lock.release();
+  }
+}
