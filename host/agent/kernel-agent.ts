@@ -112,9 +112,13 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
         warn(`${(err as Error).message}; not applied, the datapath runs as before`);
         return;
       }
-      if (JSON.stringify(next.options) !== JSON.stringify(state.options)) {
+      // A file without hashSeed gets a random one at each load: that is not an edit.
+      const { hashSeed: _was, ...was } = state.options;
+      const { hashSeed: _now, ...now } = next.options;
+      if (JSON.stringify(was) !== JSON.stringify(now)) {
         warn(`${opts.config}: the datapath options (table sizes, NAT, LB) changed; they take effect at the agent's next start`);
       }
+      next = { ...next, options: state.options };
       const compilesBefore = running.cache.stats.compiles;
       try {
         placeEndpoints(next);

@@ -19,8 +19,14 @@ async function cli(...argv: string[]) {
 
 describe("membrane agent", () => {
   test.each([
-    [["agent"], '--datapath must be "tun" (got nothing)'],
-    [["agent", "--datapath", "bpf"], '--datapath must be "tun" (got "bpf")'],
+    [["agent"], '--datapath must be "tun" or "bpf" (bpf not yet in cluster mode) (got nothing)'],
+    [["agent", "--datapath", "xdp"], '(got "xdp")'],
+    [["agent", "--datapath", "bpf"], "--config <state file> is required"],
+    [["agent", "--datapath", "bpf", "--config", "s.json", "--route", "10.0.0.0/8"], "--route is for the TUN datapath only"],
+    [["agent", "--datapath", "bpf", "--config", "s.json", "--endpoint-device", "41"], "--endpoint-device 41: expected ID=IFNAME"],
+    [["agent", "--datapath", "bpf", "--config", "s.json", "--endpoint-device", "0=lxc0"], "--endpoint-device: expected 1..65535"],
+    [["agent", "--datapath", "bpf", "--config", "s.json", "--endpoint-device", "4=lxc0", "--endpoint-device", "4=lxc1"], "endpoint 4 given twice"],
+    [["agent", "--datapath", "bpf", "--config", "/nonexistent/state.json", "--state-dir", "/nonexistent/run"], "/nonexistent/state.json"],
     [["agent", "--datapath", "tun", "--mtu", "9"], "--mtu: expected 576..65535"],
     [["agent", "--datapath", "tun", "--route", "10.0.0.0/33"], "prefix length 33 is too long for IPv4"],
     [["agent", "--datapath", "tun", "--route", "banana"], "expected ADDRESS/PREFIX-LENGTH"],
