@@ -72,6 +72,7 @@ export interface Libbpf {
   bpf_program__section_name(prog: Ptr): string;
   bpf_program__fd(prog: Ptr): number;
   bpf_program__type(prog: Ptr): number;
+  bpf_program__set_autoload(prog: Ptr, autoload: boolean): number;
 
   bpf_map_lookup_elem(fd: number, key: Uint8Array, value: Uint8Array): number;
   bpf_map_update_elem(fd: number, key: Uint8Array, value: Uint8Array, flags: number): number;
@@ -169,6 +170,7 @@ export function libbpf(): Libbpf {
     prog_section: fn("bpf_program__section_name", s, [p]),
     prog_fd: fn("bpf_program__fd", "int", [p]),
     prog_type: fn("bpf_program__type", "int", [p]),
+    prog_set_autoload: fn("bpf_program__set_autoload", "int", [p, "bool"]),
     lookup: fn("bpf_map_lookup_elem", "int", ["int", p, p]),
     update: fn("bpf_map_update_elem", "int", ["int", p, p, "uint64_t"]),
     del: fn("bpf_map_delete_elem", "int", ["int", p]),
@@ -232,6 +234,7 @@ export function libbpf(): Libbpf {
     bpf_program__section_name: (pr) => b.prog_section(pr) ?? "",
     bpf_program__fd: (pr) => b.prog_fd(pr),
     bpf_program__type: (pr) => b.prog_type(pr),
+    bpf_program__set_autoload: (pr, on) => b.prog_set_autoload(pr, on),
     bpf_map_lookup_elem: (fd, key, value) => b.lookup(fd, key, value),
     bpf_map_update_elem: (fd, key, value, flags) => b.update(fd, key, value, flags),
     bpf_map_delete_elem: (fd, key) => b.del(fd, key),

@@ -48,6 +48,12 @@ export interface BpfObjectLoadOptions {
    * BTF (readBpfSpec's globals).
    */
   globals?: readonly GlobalPatch[];
+  /**
+   * Create (or reuse) the maps and load no program: for a process that only
+   * holds the maps open. No verifier run, so no kernel feature a program
+   * needs (bpf_loop, ...) is required, and it takes a fraction of a load.
+   */
+  mapsOnly?: boolean;
 }
 
 /** `bytes` at `offset` in the global data section `section` (".rodata", ".data", ".rodata.foo"). */
@@ -192,6 +198,9 @@ export class BpfObject implements FdOwner {
         // After validation (bad input changes nothing), before creating maps.
         const pinDir = opts.pinDir !== undefined ? ensurePinDir(opts.pinDir) : undefined;
         if (pinDir !== undefined && opts.reusePinned) reusePins(ptr, pinDir, name, reused);
+        if (opts.mapsOnly) {
+          for (let p = lib.bpf_object__next_program(ptr, null); p !== null; p = lib.bpf_object__next_program(ptr, p)) lib.bpf_program__set_autoload(p, false);
+        }
 
         const ret = lib.bpf_object__load(ptr);
         if (ret < 0) throw loadFailure(action, ret, log);

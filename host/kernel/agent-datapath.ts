@@ -94,8 +94,9 @@ export class KernelAgentDatapath {
     cache.removeUnused([]);
     let maps: BpfObject;
     try {
-      // The maps holder is the generic bpf_lxc as built (every map, no endpoint): no template, so no compile for it.
-      maps = loadConfiguredObject(readFileSync(bpfObjectPath("bpf_lxc")), resolved, { name: "membrane_maps", pinDir: opts.pinDir, reusePinned: true });
+      // The maps holder is the generic bpf_lxc as built (every map, no endpoint), its programs not loaded:
+      // no template (no compile), no verifier run, and nothing a kernel feature probe would have to refuse.
+      maps = loadConfiguredObject(readFileSync(bpfObjectPath("bpf_lxc")), resolved, { name: "membrane_maps", pinDir: opts.pinDir, reusePinned: true, mapsOnly: true });
     } catch (err) {
       throw wrap("open the node's datapath maps", err);
     }

@@ -113,6 +113,16 @@ describeIf("BpfObject on the kernel", missingKernelBpf(), () => {
     expect([...obj.programs.keys()]).toEqual(["classify"]);
   });
 
+  it("mapsOnly creates the maps and loads no program (no verifier run: the object the verifier rejects loads)", () => {
+    const obj = load({ name: "maps_only", mapSizes: { flows: 32 }, mapsOnly: true });
+    expect(obj.map("flows").maxEntries).toBe(32);
+    expect(obj.map("flows").fd).toBeGreaterThan(0);
+    expect(obj.program("classify").fd).toBeLessThan(0);
+    // reject.c's program fails verification; with mapsOnly it is never given to the verifier.
+    const rejected = load({ name: "reject_maps", mapsOnly: true }, rejectElf);
+    expect([...rejected.programs.values()].every((p) => p.fd < 0)).toBe(true);
+  });
+
   it("refuses a mapSizes entry naming no map, before creating anything", () => {
     expect(() => BpfObject.load(loaderElf, { name: "loader", mapSizes: { flowz: 8 } })).toThrow(/unknown map flowz \(maps: .*flows/);
     expect(() => BpfObject.load(loaderElf, { name: "loader", mapSizes: { flows: 0 } })).toThrow(InvalidInputError);
