@@ -35,7 +35,7 @@ import type { EngineChange } from "../policy/engine.js";
 import { loadState } from "../state/file.js";
 import { datapathState } from "../state/schema.js";
 import { discardSnapshot, lockStateDir, prepareStateDir, removeUnfinishedWrites, snapshotPath } from "./state-dir.js";
-import { ShutdownSignals, type SignalSource } from "./signals.js";
+import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signals.js";
 import { AgentRouting, type RouteRule } from "./routing.js";
 
 export const REPORT_EVERY_MS = 1000;
@@ -223,17 +223,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       const from = snap && !snap.skipped ? ` (snapshot #${snap.sequence} of pid ${snap.pid}, run ${snap.runId}, written ${ago(snap.writtenAt)})` : "";
       io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
 
-      await new Promise<void>((resolve) => {
-        // Held open until a signal or the deadline: nothing else may keep the event loop alive.
-        const keepAlive = setInterval(() => {}, 1 << 30);
-        const timer = opts.seconds !== undefined ? setTimeout(() => done(), opts.seconds * 1000) : undefined;
-        const done = () => {
-          clearInterval(keepAlive);
-          if (timer) clearTimeout(timer);
-          resolve();
-        };
-        void signals.requested.then(done);
-      });
+      await untilStopRequested(signals, opts.seconds);
     }
 
     stopping = true;

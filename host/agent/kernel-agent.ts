@@ -32,7 +32,7 @@ import { loadState } from "../state/file.js";
 import { datapathState, type DatapathState } from "../state/schema.js";
 import { interfaceNameOf } from "../sys/interface-name.js";
 import { lockStateDir, prepareStateDir } from "./state-dir.js";
-import { ShutdownSignals, type SignalSource } from "./signals.js";
+import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signals.js";
 
 export interface KernelAgentRunOptions {
   /** The state file: datapath options, services, endpoints, policies. Watched for edits. */
@@ -139,16 +139,7 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       applying = applying.then(reload);
     });
     try {
-      await new Promise<void>((resolve) => {
-        const keepAlive = setInterval(() => {}, 1 << 30);
-        const timer = opts.seconds !== undefined ? setTimeout(() => done(), opts.seconds * 1000) : undefined;
-        const done = () => {
-          clearInterval(keepAlive);
-          if (timer) clearTimeout(timer);
-          resolve();
-        };
-        void signals.requested.then(done);
-      });
+      await untilStopRequested(signals, opts.seconds);
     } finally {
       unwatchFile(opts.config);
       await applying;

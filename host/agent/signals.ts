@@ -63,3 +63,20 @@ export class ShutdownSignals {
     }
   }
 }
+
+/**
+ * Resolves at the first shutdown signal or after `seconds` (when given),
+ * holding the event loop open meanwhile: nothing else may keep an agent alive.
+ */
+export function untilStopRequested(signals: Pick<ShutdownSignals, "requested">, seconds?: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    const timer = seconds !== undefined ? setTimeout(() => done(), seconds * 1000) : undefined;
+    const done = () => {
+      clearInterval(keepAlive);
+      if (timer) clearTimeout(timer);
+      resolve();
+    };
+    void signals.requested.then(done);
+  });
+}

@@ -5,23 +5,9 @@ import { Datapath } from "../../host/datapath.js";
 import { changeBetween } from "../../host/policy/change-between.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { PolicyEngine, type EngineChange } from "../../host/policy/engine.js";
-import { POLICY_TABLE_NAMES } from "../../host/policy/tables.js";
-import { POLICY_ENTRY } from "../../host/generated/layout.js";
-import { cnp, ep } from "./helpers.js";
+import { cnp, ep, tableContents as contents } from "./helpers.js";
 
 const OPTIONS = { conntrack: { tcpEntries: 64, otherEntries: 64 }, fragments: { entries: 16 }, policy: { endpoints: 16, ipcache: 32, entries: 256 } };
-
-function contents(dp: Datapath): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const t of POLICY_TABLE_NAMES) {
-    out[t] = dp.policyTables().dump(t).map(([k, v]) => {
-      const value = v.slice();
-      if (t === "policy") value.fill(0, POLICY_ENTRY.offsets.hits, POLICY_ENTRY.offsets.hits + 8);
-      return `${Buffer.from(k).toString("hex")}=${Buffer.from(value).toString("hex")}`;
-    }).sort();
-  }
-  return out;
-}
 
 async function tablesOf(...changes: EngineChange[]): Promise<Record<string, string[]>> {
   const dp = await Datapath.create(OPTIONS);

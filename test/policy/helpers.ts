@@ -4,6 +4,9 @@ import { endpointLabels, type EndpointInput } from "../../host/policy/endpoint.j
 import { parseDocuments, type PolicyDocument } from "../../host/policy/document.js";
 import { lookup, type LookupResult } from "../../host/policy/compute.js";
 import type { PolicyEngine } from "../../host/policy/engine.js";
+import type { Datapath } from "../../host/datapath.js";
+import { POLICY_TABLE_NAMES } from "../../host/policy/tables.js";
+import { POLICY_ENTRY } from "../../host/generated/layout.js";
 
 export function ep(id: number, labels: Record<string, string> | string[], extra: Partial<EndpointInput> = {}): EndpointInput {
   return { id, labels: endpointLabels(labels, "labels"), ifindex: id, mac: "02:00:00:00:00:01", ipv4: `10.0.${id >> 8}.${id & 255}`, ...extra };
@@ -30,4 +33,17 @@ export function verdict(engine: PolicyEngine, id: number, direction: "ingress" |
 
 export function identityOf(engine: PolicyEngine, id: number): number {
   return engine.endpoint(id)!.record.identity;
+}
+
+/** Every policy table of `dp` as sorted key=value hex, hit counters zeroed: what two ways of programming must agree on. */
+export function tableContents(dp: Datapath): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const t of POLICY_TABLE_NAMES) {
+    out[t] = dp.policyTables().dump(t).map(([k, v]) => {
+      const value = v.slice();
+      if (t === "policy") value.fill(0, POLICY_ENTRY.offsets.hits, POLICY_ENTRY.offsets.hits + 8);
+      return `${Buffer.from(k).toString("hex")}=${Buffer.from(value).toString("hex")}`;
+    }).sort();
+  }
+  return out;
 }
