@@ -95,22 +95,39 @@ export async function runTemplatingEndpoints(count: number): Promise<Record<stri
     }
 
     // 2. From a template (the cache starts empty: its one compile is included).
-    const eps = new TemplatedEndpoints({ cache: new TemplateCache({ dir: join(work, "templates"), compiler: clang }), options: OPTIONS, pinDir: pins });
+    const tplCache = new TemplateCache({ dir: join(work, "templates"), compiler: clang });
+    const eps = new TemplatedEndpoints({ cache: tplCache, options: OPTIONS, pinDir: pins });
     cpu0 = cpuSeconds();
     t0 = performance.now();
     for (let i = 0; i < count; i++) await eps.upsert(endpoint(i), { ifname: devs[i]!, netns: node }, SHAPE);
     const templateWall = (performance.now() - t0) / 1000;
     const templateCpu = cpuSeconds() - cpu0;
+
+    // 3. Endpoints coming and going on the template: every one relabelled (re-instantiated, swapped in place), then removed.
+    const compilesBefore = tplCache.stats.compiles;
+    cpu0 = cpuSeconds();
+    t0 = performance.now();
+    for (let i = 0; i < count; i++) await eps.upsert({ ...endpoint(i), identity: 20_000 + i }, { ifname: devs[i]!, netns: node }, SHAPE);
+    const relabelWall = (performance.now() - t0) / 1000;
+    const relabelCpu = cpuSeconds() - cpu0;
+    cpu0 = cpuSeconds();
+    t0 = performance.now();
     for (let i = 0; i < count; i++) eps.remove(1 + i);
+    const removeWall = (performance.now() - t0) / 1000;
+    const removeCpu = cpuSeconds() - cpu0;
+    const churnCompiles = tplCache.stats.compiles - compilesBefore;
 
     printTable(`${count} endpoints brought up in namespaces: bpf_lxc on each pod's veth (host side)`, [
       { way: "compile per endpoint (clang + load + attach)", "wall s": num(compileWall, 2), "CPU s": num(compileCpu, 2), "ms / endpoint": num((compileWall * 1000) / count, 1) },
       { way: "template (1 compile, then instantiate + load + attach)", "wall s": num(templateWall, 2), "CPU s": num(templateCpu, 2), "ms / endpoint": num((templateWall * 1000) / count, 1) },
+      { way: "template: every endpoint relabelled (instantiate + replace in place)", "wall s": num(relabelWall, 2), "CPU s": num(relabelCpu, 2), "ms / endpoint": num((relabelWall * 1000) / count, 1) },
+      { way: "template: every endpoint removed (detach)", "wall s": num(removeWall, 2), "CPU s": num(removeCpu, 2), "ms / endpoint": num((removeWall * 1000) / count, 1) },
     ], [
+      `templates compiled while endpoints were relabelled and removed: ${churnCompiles} (goal 0: ${churnCompiles === 0 ? "met" : "NOT MET"})`,
       `compile per endpoint / template: ${num(compileWall / templateWall, 1)}x wall, ${num(compileCpu / templateCpu, 1)}x CPU`,
       `CPU counts this process and the compilers it ran; ${count} namespaces and veths made beforehand in ${num(setupMs / 1000, 1)} s (not timed)`,
     ]);
-    return { count, compile: { wallS: compileWall, cpuS: compileCpu }, template: { wallS: templateWall, cpuS: templateCpu } };
+    return { count, compile: { wallS: compileWall, cpuS: compileCpu }, template: { wallS: templateWall, cpuS: templateCpu }, relabel: { wallS: relabelWall, cpuS: relabelCpu }, remove: { wallS: removeWall, cpuS: removeCpu }, churnCompiles };
   } finally {
     held.forEach((o) => o.close());
     await lab.teardown();
