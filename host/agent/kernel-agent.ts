@@ -20,6 +20,8 @@
  * priority). --detach-on-stop removes the programs instead.
  */
 import { unwatchFile, watchFile } from "node:fs";
+import { release } from "node:os";
+import { HELPERS, helperSupported } from "../bpf/helper-probe.js";
 import { NotSupportedError } from "../errors.js";
 import type { Output } from "../format/output.js";
 import { KernelAgentDatapath } from "../kernel/agent-datapath.js";
@@ -99,6 +101,8 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
     }, state);
     const running = agent;
     for (const w of running.warnings) warn(w);
+    say(`kernel ${release()}: ${Object.values(HELPERS).map((h) => `${h.name} (Linux ${h.since}+, ${h.usedBy}): ${helperSupported(h) ? "yes" : "no"}`).join("; ")}`);
+    if (state.options.nat && !opts.externalDevice) warn("NAT is configured in the state file but no --external-device is given: masquerading happens in bpf_host there, so nothing is masqueraded");
     for (const [id, live] of running.endpoints.endpoints) say(`endpoint ${id} on ${live.device.ifname}: template ${live.key.slice(0, 12)}, programs ${live.attachments.map((a) => a.progId).join(",")}`);
     say(`kernel datapath running: ${running.endpoints.endpoints.size} endpoint(s), ${running.cache.stats.compiles} template(s) compiled${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}, maps pinned in ${opts.pinDir}; watching ${opts.config}`);
 

@@ -128,6 +128,7 @@ describeIf("membrane agent --datapath bpf: from the state file, edits, restart u
     agent = startMembraneAgent();
     const line = await waitRunning(agent);
     expect(line, agent.stderr).toMatch(/1 endpoint\(s\), 1 template\(s\) compiled, bpf_host on /);
+    expect(agent.lines.join("\n")).toMatch(/kernel \S+: bpf_loop \(Linux 5\.17\+, .*\): (yes|no)/);
     expect(progIds(topo.lxc, "ingress")).toHaveLength(1);
     expect(progIds(topo.lxc, "egress")).toHaveLength(1);
     expect(progIds(EXT, "ingress")).toHaveLength(1);
