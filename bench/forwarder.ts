@@ -66,12 +66,12 @@ import { demoUnavailable } from "../host/demo/requirements.js";
 import { ip } from "../host/sys/netns/iproute2.js";
 import { sweep } from "../host/sys/netns/lab.js";
 import { NetnsProcess } from "../host/sys/netns/process.js";
+import type { StageTimes } from "../host/forwarder/stage-timer.js";
 import { TOOL_SOURCE } from "./forwarder-tools.js";
 import { num, printTable, type Row } from "./report.js";
 
 const PREFIX = "mbr-bfwd";
 /** At most 15 bytes. */
-const TUN = `${PREFIX}-tun`;
 const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 65536, otherEntries: 65536 } };
 const BATCH = 128;
 const IP_BYTES = 64;
@@ -143,6 +143,8 @@ export interface UdpRun {
   stealPercent?: number;
   /** Forwarder: its stats when stopped (whole run, warm-up included); C loop: its own counts. */
   moverTotals?: Record<string, number>;
+  /** The forwarder's time per pipeline stage over the whole run (Run.stageTiming only). */
+  stages?: StageTimes;
   sender?: { sent: number; calls: number; errors: number; seconds: number };
   pinned?: boolean;
 }
@@ -226,7 +228,7 @@ export type ForwarderResult =
 type Measured = Extract<ForwarderResult, { udp: unknown }>;
 
 /** Why the suite cannot run here, or undefined. */
-function unavailable(): string | undefined {
+export function unavailable(): string | undefined {
   if (process.platform !== "linux") return `needs Linux (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return "not running as root (network namespaces, veths and TUN devices need CAP_NET_ADMIN)";
   const demo = demoUnavailable();
@@ -309,7 +311,7 @@ interface Sample {
 // ---------------------------------------------------------------------------
 // The run
 
-class Run {
+export class Run {
   topo!: ForwarderTopology;
   tool = "";
   dir = "";
@@ -317,10 +319,19 @@ class Run {
   readonly startRetries: string[] = [];
   /** Pin the sender and the packet mover to CPUs of their own (needs two CPUs). */
   readonly pin = cpus().length >= 2;
+  /** Start forwarders with per-stage timing (bench/forwarder-stages.ts). */
+  stageTiming = false;
   #cleaned?: Promise<string[]>;
+  /** The TUN's name (at most 15 bytes). */
+  readonly tun: string;
+
+  /** `prefix` names everything the run makes (namespaces, the TUN); a run sweeps leftovers of its own prefix only. */
+  constructor(readonly prefix = PREFIX) {
+    this.tun = `${prefix}-tun`;
+  }
 
   async setup(): Promise<void> {
-    const stale = await sweep(PREFIX);
+    const stale = await sweep(this.prefix);
     if (stale.length) console.log(`  removed leftovers of an earlier run: ${stale.join(", ")}`);
     this.dir = mkdtempSync(join(tmpdir(), "membrane-fwd-bench-"));
     const src = join(this.dir, "fwdbench.c");
@@ -331,7 +342,7 @@ class Run {
     } catch (err) {
       throw new Error(`cc -O2 ${src}: ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`, { cause: err });
     }
-    this.topo = await ForwarderTopology.create(PREFIX);
+    this.topo = await ForwarderTopology.create(this.prefix);
     await this.topo.resolveNeighbours();
   }
 
@@ -392,7 +403,7 @@ class Run {
   async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough"): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
       const before = new Set(tasks());
-      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN, offloads, offloadMode }, batchSize: BATCH });
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode }, batchSize: BATCH, stageTiming: this.stageTiming });
       this.handle = handle;
       try {
         this.topo.attachTun(handle.ready.device);
@@ -438,7 +449,7 @@ class Run {
   sample(tun: boolean, thread?: { pid: number | "self"; tid: number }): Sample {
     const { pod1, pod2 } = this.topo;
     const s: Sample = { cpu: cpuTimes(), pod2: linkCounters(pod2.ns, pod2.ifname), pod1: linkCounters(pod1.ns, pod1.ifname) };
-    if (tun) s.tun = linkCounters(this.topo.node, TUN);
+    if (tun) s.tun = linkCounters(this.topo.node, this.tun);
     if (thread) {
       s.threadAt = performance.now();
       s.threadNs = threadCpuNs(thread.pid, thread.tid);
@@ -466,9 +477,9 @@ class Run {
           if (this.pin) this.pinThread(thread.tid, moverCpu);
         }
       } else if (variant === "c-loop") {
-        loop = this.toolHere(["loop", TUN, moverCpu], "C read/write loop");
+        loop = this.toolHere(["loop", this.tun, moverCpu], "C read/write loop");
         await loop.ready();
-        this.topo.attachTun(TUN);
+        this.topo.attachTun(this.tun);
         thread = { pid: loop.child.pid!, tid: loop.child.pid! };
       }
       const { pod1, pod2 } = this.topo;
@@ -523,6 +534,7 @@ class Run {
       try {
         if (this.handle) {
           const st = await this.stopForwarder();
+          row.stages = st.stages;
           row.moverTotals = { reads: st.reads, writes: st.writes, packetsIn: st.packetsIn, packetsOut: st.packetsOut, dropped: st.dropped, batches: st.batches };
         }
         if (loop) {

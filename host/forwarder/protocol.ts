@@ -30,6 +30,8 @@ export interface WorkerStart {
   snapshotEveryMs?: number;
   snapshotJitter?: number;
   batchSize?: number;
+  /** Time the per-batch pipeline's stages into the reported stats (ForwarderOptions.stageTiming). */
+  stageTiming?: boolean;
   /** Int32Array over it: [0] = stop requested. */
   control: SharedArrayBuffer;
   /** How often the worker reports (ms). */

@@ -1,0 +1,126 @@
+/**
+ * `node dist/bench/forwarder-stages.js` (package.json: "bench:forwarder-stages"):
+ * where the forwarder's time per packet goes, stage by stage, on 64-byte UDP
+ * between namespaces (the forwarder suite's topology, sender, sink and C
+ * tool: bench/forwarder.ts), with the plain C read/write loop in the same run
+ * as the reference for what the read(2)/write(2) syscalls alone cost.
+ *
+ * Order F C F: each forwarder run is adjacent in time to the C loop run.
+ * Stage times come from the forwarder's own per-batch timer
+ * (host/forwarder/stage-timer.ts: one clock read per stage per batch) over
+ * the whole run, warm-up included, divided by the packets it decided; the
+ * thread CPU per packet is over the measuring window (schedstat), as in the
+ * forwarder suite. "Beyond the syscalls" = forwarder thread ns/pkt - C loop
+ * thread ns/pkt: what the forwarder spends on a packet that the bare syscall
+ * loop does not (the issue's goal: at most 150 ns).
+ *
+ * Namespaces and the TUN are named fp-stg-*; a killed run is swept by the next.
+ * Profile the worker under the same load: FP_STAGES_ONLY=forwarder
+ * node --cpu-prof --cpu-prof-dir=<dir> dist/bench/forwarder-stages.js
+ * (every thread writes its own .cpuprofile; bench/profile-top.ts summarises one).
+ */
+import { loadavg } from "node:os";
+import { Run, unavailable, type UdpRun } from "./forwarder.js";
+import { STAGES } from "../host/forwarder/stage-timer.js";
+import { num, printTable, type Row } from "./report.js";
+
+const PREFIX = "fp-stg";
+const BEYOND_SYSCALLS_GOAL_NS = 150;
+
+async function main(): Promise<void> {
+  const why = unavailable();
+  if (why) {
+    console.log(`skipped: ${why}`);
+    return;
+  }
+  const run = new Run(PREFIX);
+  run.stageTiming = true;
+  const onSignal = () => void run.cleanup().finally(() => process.exit(130));
+  process.once("SIGINT", onSignal);
+  const order: Array<"forwarder" | "c-loop"> = process.env.FP_STAGES_ONLY === "forwarder" ? ["forwarder"] : ["forwarder", "c-loop", "forwarder"];
+  const rows: Array<UdpRun & { load: number }> = [];
+  try {
+    await run.setup();
+    const pod2 = run.topo.pod2;
+    const sink = run.toolIn(pod2.ns, ["sink", pod2.v4, 9000], "UDP sink");
+    await sink.ready();
+    const counts = new Map<string, number>();
+    for (const variant of order) {
+      const n = (counts.get(variant) ?? 0) + 1;
+      counts.set(variant, n);
+      process.stdout.write(`  UDP ${variant}, run ${n}...`);
+      const r = await run.udp(variant, n);
+      rows.push({ ...r, load: loadavg()[0]! });
+      console.log(r.error ? ` FAILED: ${r.error}` : " done");
+    }
+  } finally {
+    const problems = await run.cleanup();
+    if (problems.length) console.log(`  cleanup left: ${problems.join("; ")}`);
+    process.removeListener("SIGINT", onSignal);
+  }
+  report(rows);
+}
+
+function report(rows: Array<UdpRun & { load: number }>): void {
+  const fwd = rows.filter((r) => r.variant === "forwarder" && !r.error && r.stages);
+  const loop = rows.filter((r) => r.variant === "c-loop" && !r.error);
+  const stageRows: Row[] = [];
+  for (const stage of STAGES) {
+    const row: Row = { stage };
+    fwd.forEach((r, i) => {
+      const packets = r.moverTotals?.packetsIn ?? 0;
+      row[`ns/pkt run ${i + 1}`] = packets ? num(r.stages!.ns[stage] / packets, 1) : "-";
+    });
+    stageRows.push(row);
+  }
+  const total: Row = { stage: "all stages" };
+  fwd.forEach((r, i) => {
+    const packets = r.moverTotals?.packetsIn ?? 0;
+    const sum = STAGES.reduce((s, st) => s + r.stages!.ns[st], 0);
+    total[`ns/pkt run ${i + 1}`] = packets ? num(sum / packets, 1) : "-";
+  });
+  stageRows.push(total);
+  const batch: Row = { stage: "packets per batch" };
+  fwd.forEach((r, i) => (batch[`ns/pkt run ${i + 1}`] = num((r.moverTotals?.packetsIn ?? 0) / Math.max(1, r.stages!.batches), 1)));
+  stageRows.push(batch);
+  const clock: Row = { stage: "(the timer: 7 clock reads a batch, included above)" };
+  fwd.forEach((r, i) => (clock[`ns/pkt run ${i + 1}`] = num((7 * r.stages!.clockNs * r.stages!.batches) / Math.max(1, r.moverTotals?.packetsIn ?? 0), 1)));
+  stageRows.push(clock);
+  printTable("Forwarder thread CPU time per packet by pipeline stage (64-byte UDP, batch 128, no offloads; whole run)", stageRows, [
+    "CPU time of the worker thread (CLOCK_THREAD_CPUTIME_ID), kernel time in its syscalls included; not wall time.",
+    "read / write = the device's read(2) / write(2) calls through the FFI (koffi), syscall included.",
+    "admit = declaring the packets to the Wasm batch; decide = the one Wasm call; collect = verdicts back, the write list;",
+    "housekeeping = commands between batches, the run loop's callback (reports, snapshots), conntrack GC.",
+  ]);
+
+  const runRows: Row[] = rows.map((r) => ({
+    run: `${r.variant} ${r.run}`,
+    "received pps": r.receivedPps !== undefined ? num(r.receivedPps) : "-",
+    "thread ns/pkt": r.threadNsPerPacket !== undefined ? num(r.threadNsPerPacket) : "-",
+    "mover CPU": r.moverCpuPercent !== undefined ? `${num(r.moverCpuPercent)}%` : "-",
+    "load avg (1 min)": num(r.load, 2),
+    error: r.error ?? "",
+  }));
+  const cNs = mean(loop.map((r) => r.threadNsPerPacket));
+  const fNs = mean(fwd.map((r) => r.threadNsPerPacket));
+  const notes: string[] = [];
+  if (cNs !== undefined && fNs !== undefined) {
+    const beyond = fNs - cNs;
+    notes.push(
+      `GOAL CPU per packet beyond the read and write syscalls <= ${BEYOND_SYSCALLS_GOAL_NS} ns: ${beyond <= BEYOND_SYSCALLS_GOAL_NS ? "MET" : "NOT MET"}`
+        + ` - forwarder ${num(fNs)} ns/pkt - C loop ${num(cNs)} ns/pkt = ${num(beyond)} ns (runs adjacent in time: F C F).`,
+    );
+  }
+  notes.push("The machine is shared (see load average): figures are noisy and must be re-run on a quiet machine.");
+  printTable("Runs (measuring window)", runRows, notes);
+}
+
+function mean(xs: Array<number | undefined>): number | undefined {
+  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x));
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : undefined;
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  process.exitCode = 1;
+});
