@@ -19,7 +19,12 @@
  * node --cpu-prof --cpu-prof-dir=<dir> dist/bench/forwarder-stages.js
  * (every thread writes its own .cpuprofile; bench/profile-top.ts summarises one).
  */
-import { loadavg } from "node:os";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { libcLibrary } from "../host/sys/libc.js";
+import { threadCpuClock } from "../host/sys/thread-cpu-clock.js";
 import { Run, unavailable, type UdpRun } from "./forwarder.js";
 import { STAGES } from "../host/forwarder/stage-timer.js";
 import { num, printTable, type Row } from "./report.js";
@@ -34,7 +39,8 @@ async function main(): Promise<void> {
     return;
   }
   const run = new Run(PREFIX);
-  run.stageTiming = true;
+  // FP_STAGES_TIMING=0: no timer (for a CPU profile that shows the forwarder, not its timer).
+  run.stageTiming = process.env.FP_STAGES_TIMING !== "0";
   const onSignal = () => void run.cleanup().finally(() => process.exit(130));
   process.once("SIGINT", onSignal);
   const order: Array<"forwarder" | "c-loop"> = process.env.FP_STAGES_ONLY === "forwarder" ? ["forwarder"] : ["forwarder", "c-loop", "forwarder"];
@@ -59,6 +65,41 @@ async function main(): Promise<void> {
     process.removeListener("SIGINT", onSignal);
   }
   report(rows);
+  const ffi = ffiCallNs();
+  console.log(`\n  One FFI call (koffi) of a syscall that does nothing (getppid(2)), in this thread: ${num(ffi.koffi, 0)} ns;`
+    + ` the same syscall from C: ${ffi.c === undefined ? "-" : `${num(ffi.c, 0)} ns`} (load average ${num(loadavg()[0]!, 2)}).`);
+  console.log("  The forwarder makes two such calls per packet (read, write) where the C loop makes two plain syscalls.");
+}
+
+/** CPU ns per getppid(2) through koffi, and from a C loop (cc) when a compiler is present. */
+function ffiCallNs(): { koffi: number; c?: number } {
+  const getppid = libcLibrary().func("getppid", "int", []);
+  const calls = 1_000_000;
+  for (let i = 0; i < 10_000; i++) getppid();
+  // CPU time, not wall time: the machine is shared.
+  const cpu = threadCpuClock();
+  const t0 = cpu();
+  for (let i = 0; i < calls; i++) getppid();
+  const koffi = (cpu() - t0) / calls;
+  let c: number | undefined;
+  const dir = mkdtempSync(join(tmpdir(), "fp-ffi-"));
+  try {
+    writeFileSync(join(dir, "p.c"), `#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(void) { struct timespec a, b; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+  for (int i = 0; i < ${calls}; i++) getppid();
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+  printf("%f\\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / ${calls}.0); return 0; }
+`);
+    execFileSync("cc", ["-O2", "-o", join(dir, "p"), join(dir, "p.c")], { stdio: "ignore" });
+    c = Number(execFileSync(join(dir, "p"), { encoding: "utf8" }).trim());
+  } catch {
+    c = undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { koffi, c };
 }
 
 function report(rows: Array<UdpRun & { load: number }>): void {

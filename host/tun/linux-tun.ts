@@ -122,10 +122,13 @@ export class LinuxTun implements TunDevice {
   /**
    * The view each read(2)/write(2) gets: a caller's buffer from `offset - hdr`
    * to its end, made once per buffer and start rather than per packet (a
-   * subarray per syscall is garbage at a million packets a second). Weak:
-   * buffers detached by a growing Wasm memory are replaced by new ones.
+   * subarray per syscall is garbage at a million packets a second). Looked up
+   * first by batch slot (a forwarder passes the same buffer in the same slot
+   * batch after batch: one comparison), then by buffer (WeakMap: buffers
+   * detached by a growing Wasm memory are replaced by new ones).
    */
   readonly #views = new WeakMap<Uint8Array, { start: number; view: Uint8Array }>();
+  readonly #slots = { read: new SlotViews(), write: new SlotViews() };
 
   /** Use openTun(). */
   constructor(opened: Opened) {
@@ -154,7 +157,7 @@ export class LinuxTun implements TunDevice {
     while (i < bufs.length) {
       // The view starts at the header (when there is one) and runs to the end
       // of the buffer: one read(2) returns header + packet, written in place.
-      const view = this.#view(bufs[i]!, offset - hdr);
+      const view = this.#slotView(this.#slots.read, i, bufs[i]!, offset - hdr);
       const n = c.read(fd, view, view.length);
       if (n < 0) {
         const errno = c.errno();
@@ -177,7 +180,7 @@ export class LinuxTun implements TunDevice {
     let i = 0;
     while (i < bufs.length) {
       // The view runs to the end of the buffer; the count says where the packet ends.
-      const n = c.write(fd, this.#view(bufs[i]!, offset - hdr), hdr + sizes[i]!);
+      const n = c.write(fd, this.#slotView(this.#slots.write, i, bufs[i]!, offset - hdr), hdr + sizes[i]!);
       if (n < 0) {
         const errno = c.errno();
         if (errno === EINTR) continue;
@@ -223,6 +226,19 @@ export class LinuxTun implements TunDevice {
     libc().close(fd);
   }
 
+  #slotView(slots: SlotViews, i: number, buf: Uint8Array, start: number): Uint8Array {
+    if (slots.bufs[i] === buf && slots.start === start) return slots.views[i]!;
+    if (slots.start !== start) {
+      slots.bufs.length = 0;
+      slots.views.length = 0;
+      slots.start = start;
+    }
+    const view = this.#view(buf, start);
+    slots.bufs[i] = buf;
+    slots.views[i] = view;
+    return view;
+  }
+
   #view(buf: Uint8Array, start: number): Uint8Array {
     const cached = this.#views.get(buf);
     if (cached !== undefined && cached.start === start) return cached.view;
@@ -235,6 +251,13 @@ export class LinuxTun implements TunDevice {
     if (this.#fd < 0) throw new TunClosedError(this.name);
     return this.#fd;
   }
+}
+
+/** Views by batch slot for one direction: slot i's last buffer and its view (all made at `start`). */
+class SlotViews {
+  start = -1;
+  readonly bufs: Uint8Array[] = [];
+  readonly views: Uint8Array[] = [];
 }
 
 /**
