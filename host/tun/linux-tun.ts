@@ -26,6 +26,7 @@ import {
   IFF_NO_PI,
   IFF_TUN,
   IFF_UP,
+  IFF_MULTI_QUEUE,
   IFF_VNET_HDR,
   IFNAMSIZ,
   IFREQ_FLAGS_OFFSET,
@@ -85,6 +86,12 @@ export interface OpenTunOptions {
   /** Exchange a virtio_net_hdr with every packet (IFF_VNET_HDR); needed for any offload. */
   vnetHdr?: boolean;
   offloads?: TunOffloadOptions;
+  /**
+   * Open the device as one queue of several (IFF_MULTI_QUEUE): every fd
+   * opened on the same name with this flag is a queue of its own, and the
+   * kernel picks a queue per packet by flow (openTunQueues).
+   */
+  multiQueue?: boolean;
   /** The TUN clone device; only tests and unusual systems change it. */
   devicePath?: string;
 }
@@ -279,7 +286,32 @@ export function openTun(options: OpenTunOptions = {}): LinuxTun {
   }
 }
 
+/**
+ * Opens `queues` queues of one TUN device (IFF_MULTI_QUEUE): the first
+ * creates it (name, MTU, offloads as openTun), the others attach to it by its
+ * resolved name. For each packet the kernel sends into the device it picks a
+ * queue by flow: the queue a packet of that flow was last *written* on (its
+ * flow table, keyed by the symmetric flow hash, entries age out after a few
+ * seconds, at most 4096 flows), else the symmetric flow hash spread over the
+ * queues. The device goes when the last queue is closed.
+ */
+export function openTunQueues(options: OpenTunOptions, queues: number): LinuxTun[] {
+  if (!Number.isInteger(queues) || queues < 1 || queues > 256) {
+    throw new InvalidInputError(`TUN queues must be an integer in 1..256, got ${queues}`);
+  }
+  const first = openTun({ ...options, multiQueue: true });
+  const all = [first];
+  try {
+    for (let i = 1; i < queues; i++) all.push(openTun({ ...options, name: first.name, mtu: undefined, multiQueue: true }));
+  } catch (err) {
+    for (const q of all) q.close();
+    throw err;
+  }
+  return all;
+}
+
 interface Plan {
+  multiQueue: boolean;
   name: string;
   mtu: number | undefined;
   vnetHdr: boolean;
@@ -313,7 +345,7 @@ function validate(options: OpenTunOptions): Plan {
   if (tso) offloadBits |= TUN_F_TSO4 | TUN_F_TSO6;
   // The kernel accepts USO only as the pair.
   if (uso) offloadBits |= TUN_F_USO4 | TUN_F_USO6;
-  return { name, mtu, vnetHdr, offloadBits, devicePath: options.devicePath ?? "/dev/net/tun" };
+  return { name, mtu, vnetHdr, offloadBits, multiQueue: options.multiQueue ?? false, devicePath: options.devicePath ?? "/dev/net/tun" };
 }
 
 function openError(path: string, errno: number): MembraneError {
@@ -341,7 +373,7 @@ function configure(fd: number, plan: Plan): Opened {
   const ifr = new Uint8Array(IFREQ_SIZE);
   const ifrView = new DataView(ifr.buffer);
   ifr.set(Buffer.from(plan.name));
-  ifrView.setUint16(IFREQ_FLAGS_OFFSET, IFF_TUN | IFF_NO_PI | (plan.vnetHdr ? IFF_VNET_HDR : 0), LITTLE_ENDIAN);
+  ifrView.setUint16(IFREQ_FLAGS_OFFSET, IFF_TUN | IFF_NO_PI | (plan.vnetHdr ? IFF_VNET_HDR : 0) | (plan.multiQueue ? IFF_MULTI_QUEUE : 0), LITTLE_ENDIAN);
   if (c.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
     const errno = c.errno();
     if (errno === EPERM || errno === EACCES) {
