@@ -19,7 +19,11 @@ export interface WorkerStart {
    */
   policy?: EngineChange;
   /** TUN device to create ("mbr%d" picks a free name). */
-  device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
+  device: {
+    name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode;
+    /** TUN queues (IFF_MULTI_QUEUE), all decided by this worker's one datapath; default 1 (open-device.ts). */
+    queues?: number;
+  };
   /**
    * Conntrack snapshot: restored at start when present (refused whole when
    * bad), then written at once, every `snapshotEveryMs` while forwarding

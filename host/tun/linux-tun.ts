@@ -310,6 +310,41 @@ export function openTunQueues(options: OpenTunOptions, queues: number): LinuxTun
   return all;
 }
 
+/**
+ * Blocks (poll(2) over every queue's fd) up to timeoutMs until one of the
+ * queues has a packet to read; MultiQueueTun's wait for real devices.
+ */
+export const linuxQueueWaiter = {
+  waitAny(queues: readonly TunDevice[], timeoutMs: number): boolean {
+    if (!Number.isFinite(timeoutMs)) throw new InvalidInputError(`wait timeout must be a finite number of milliseconds, got ${timeoutMs}`);
+    const fds = queues.map((q) => {
+      if (!(q instanceof LinuxTun)) throw new InvalidInputError(`queue ${q.name} is not a Linux TUN: it cannot be polled with the others`);
+      if (q.fd < 0) throw new TunClosedError(q.name);
+      return q.fd;
+    });
+    const pollfds = new Uint8Array(POLLFD_SIZE * fds.length);
+    const view = new DataView(pollfds.buffer);
+    const c = libcTun();
+    const deadline = performance.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      fds.forEach((fd, i) => {
+        view.setInt32(i * POLLFD_SIZE, fd, LITTLE_ENDIAN);
+        view.setInt16(i * POLLFD_SIZE + 4, POLLIN, LITTLE_ENDIAN);
+        view.setInt16(i * POLLFD_SIZE + 6, 0, LITTLE_ENDIAN);
+      });
+      const r = c.poll(pollfds, fds.length, Math.max(0, Math.ceil(deadline - performance.now())));
+      if (r < 0) {
+        const errno = c.errno();
+        if (errno === EINTR) continue;
+        throw new TunIoError(`poll ${queues[0]!.name} (${fds.length} queues)`, errno);
+      }
+      if (r === 0) return false;
+      // POLLERR/POLLHUP count as ready: the next read surfaces the error (as LinuxTun.wait).
+      return fds.some((_, i) => (view.getInt16(i * POLLFD_SIZE + 6, LITTLE_ENDIAN) & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) !== 0);
+    }
+  },
+};
+
 interface Plan {
   multiQueue: boolean;
   name: string;
