@@ -3,12 +3,11 @@
 // on one queue, and steers a flow to the queue a packet of it was last written
 // on. That last rule is what lets a forwarder worker per queue see both
 // directions of a flow, NAT included (docs/forwarder.md, "More than one queue").
-import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { InvalidInputError } from "../../host/errors.js";
 import { openTunQueues, type LinuxTun } from "../../host/tun/linux-tun.js";
 import { packet4 } from "../../host/packet/build.js";
-import { describeIf, missingTun } from "./env.js";
+import { describeIf, missingTun, scratchNetns } from "./env.js";
 import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
 import { waitFor } from "../support/wait-for.js";
 import { UdpSocket } from "./udp-socket.js";
@@ -30,13 +29,7 @@ describeIf("a multi-queue TUN in a scratch namespace", missingTun(), () => {
   const socks: UdpSocket[] = [];
 
   beforeAll(() => {
-    ip("netns", "add", ns);
-    withNetns(ns, () => {
-      // Only our datagrams on the queues (no router solicitations, MLD).
-      writeFileSync("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-      writeFileSync("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-    });
-    ip("-n", ns, "link", "set", "lo", "up");
+    scratchNetns(ns);
     queues = withNetns(ns, () => openTunQueues({ name: "fpmq%d" }, 2));
     ip("-n", ns, "addr", "add", `${LOCAL}/24`, "dev", queues[0]!.name);
     for (let i = 0; i < FLOWS; i++) socks.push(withNetns(ns, () => UdpSocket.bind(LOCAL, 41000 + i)));
