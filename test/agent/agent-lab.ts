@@ -199,14 +199,3 @@ export function restoredFrom(line: string): { entries: number; sequence: number;
   const m = /(\d+) conntrack entries restored \(snapshot #(\d+) of pid (\d+), run ([0-9a-f]+),/.exec(line);
   return m ? { entries: Number(m[1]), sequence: Number(m[2]), pid: Number(m[3]), runId: m[4] } : undefined;
 }
-
-/** Polls `probe` (bounded) until it returns a value. */
-export async function waitFor<T>(what: string, ms: number, probe: () => T | undefined | false): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -4,7 +4,8 @@
 // a SIGKILLed agent is taken over at the next start, not added twice.
 import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, waitFor } from "./agent-lab.js";
+import { AgentLab, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
+import { waitFor } from "../support/wait-for.js";
 import { readStatus } from "../../host/agent/status-file.js";
 
 const TABLE = "100";
@@ -32,7 +33,7 @@ describeIf("the agent's routing (issue 19, failure 15)", agentUnavailable(), () 
       expect(rules()).toEqual(["100:\tfrom 10.76.0.0/24 lookup 100"]);
       // Only the rule routes the flows' prefix: the main table has no route for it.
       expect(lab.ip("route", "show", FLOW_PREFIX).trim()).toBe("");
-      await waitFor("flows through the rule's table into the device", 10_000, () => (readStatus(lab.stateDir)?.entries ?? 0) > 0);
+      await waitFor("flows through the rule's table into the device", () => (readStatus(lab.stateDir)?.entries ?? 0) > 0, { timeoutMs: 10_000 });
       agent.signal("SIGINT");
       expect((await agent.exit()).code).toBe(0);
       expect(rules()).toEqual([]);

@@ -5,7 +5,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom, waitFor } from "./agent-lab.js";
+import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom } from "./agent-lab.js";
+import { waitFor } from "../support/wait-for.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
 import { readStatus } from "../../host/agent/status-file.js";
 
@@ -24,7 +25,7 @@ describeIf("the agent's conntrack snapshots (issue 19, failures 6 and 7)", agent
   async function cleanRun(args: string[] = []) {
     const agent = lab.agent(["--route", FLOW_PREFIX, ...args]);
     await agent.forwarding();
-    await waitFor("flows in the agent's status", 10_000, () => (readStatus(lab.stateDir)?.entries ?? 0) > 0);
+    await waitFor("flows in the agent's status", () => (readStatus(lab.stateDir)?.entries ?? 0) > 0, { timeoutMs: 10_000 });
     agent.signal("SIGINT");
     expect((await agent.exit()).code).toBe(0);
     return agent;
@@ -78,10 +79,14 @@ describeIf("the agent's conntrack snapshots (issue 19, failures 6 and 7)", agent
     const agent = lab.agent(["--route", FLOW_PREFIX, "--snapshot-interval", "0.2"]);
     await agent.forwarding();
     // Three periodic writes after the one at start, each by this run, each holding flows.
-    const meta = await waitFor("three periodic snapshots", 10_000, () => {
-      const m = lab.snapshotMeta();
-      return m && m.pid === agent.pid && m.sequence >= 3 ? m : undefined;
-    });
+    const meta = await waitFor(
+      "three periodic snapshots",
+      () => {
+        const m = lab.snapshotMeta();
+        return m && m.pid === agent.pid && m.sequence >= 3 ? m : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
     expect(ctEntries(readFileSync(lab.snapshotFile()))).toBeGreaterThan(0);
     agent.signal("SIGKILL");
     expect((await agent.exit()).signal).toBe("SIGKILL");

@@ -14,7 +14,8 @@ import { keys } from "../../host/kvstore/keys.js";
 import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
-import { put, RecordingSink, waitFor } from "./support.js";
+import { put, RecordingSink } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 const FRONT = 1000;
 

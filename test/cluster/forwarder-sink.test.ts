@@ -24,6 +24,7 @@ import { packet4 } from "../../host/packet/build.js";
 import { decodePacket } from "../../host/packet/decode.js";
 import { FakeTun } from "../../host/tun/fake-tun.js";
 import { put } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 const WEB = "10.1.0.5", FRONT = "10.2.0.7", OTHER = "10.2.0.8", VIP = "10.96.0.10", B2 = "10.2.0.6";
 const syn = (src: string, dst: string, sport: number, dport: number) => packet4({ src, dst }).tcp({ sport, dport, flags: { syn: true } });
@@ -45,7 +46,7 @@ describe("agent core -> forwarder command channel", () => {
     const pump = setInterval(() => fwd.step(), 1);
     try {
       const rev = (await write) ?? 0;
-      while (followed && followed.syncedRevision < rev) await new Promise((r) => setTimeout(r, 5));
+      if (followed) await waitFor(`the agent to follow revision ${rev}`, () => followed.syncedRevision >= rev, { intervalMs: 5 });
       await core.settled();
     } finally {
       clearInterval(pump);

@@ -15,7 +15,7 @@ import type { KeyValue, KvStore } from "../../host/kvstore/store.js";
 import { describeIf } from "../support/describe-if.js";
 import { TestEtcd, etcdMissing } from "../support/etcd.js";
 import { flaky } from "./flaky-store.js";
-import { waitFor } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 const P = "membrane/test/reflector/";
 

@@ -15,10 +15,10 @@ import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore, Lease, Lock, Txn, TxnResult } from "../../host/kvstore/store.js";
 import { runOperator } from "../../host/operator/operator.js";
 import { describeIf } from "../support/describe-if.js";
-import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service, waitFor } from "./support.js";
+import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service } from "./support.js";
+import { pause, waitFor } from "../support/wait-for.js";
+import { REPO_ROOT, tsNodeArgs } from "../support/ts-child.js";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const REGISTER = join(ROOT, "test", "support", "ts-register.mjs");
 const WORKER = join(import.meta.dirname, "operator-worker.ts");
 const TTL = 2;
 
@@ -30,8 +30,8 @@ class OperatorProcess {
   constructor(readonly name: string, spec: string) {
     this.child = spawn(
       process.execPath,
-      ["--import", REGISTER, WORKER, "operator", "--kvstore", spec, "--kvstore-qps", "unlimited", "--lease-ttl", String(TTL), "--identity-gc-interval", "0.3", "--name", name],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+      tsNodeArgs(WORKER, "operator", "--kvstore", spec, "--kvstore-qps", "unlimited", "--lease-ttl", String(TTL), "--identity-gc-interval", "0.3", "--name", name),
+      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
     );
     let buf = "";
     let stderr = "";
@@ -118,7 +118,9 @@ for (const backend of backends()) {
         return kv && JSON.parse(kv.value).identity === idNext ? true : undefined;
       });
       // Several identity GC rounds of the new leader later: every identity in use is still there, one ID per label set.
-      await new Promise((r) => setTimeout(r, 1000)); // GC runs every 0.3 s
+      // Deliberately let time pass: several rounds of the new leader's identity GC (every 0.3 s) must run
+      // and keep every identity in use; there is no event to wait on for "a round that collected nothing".
+      await pause(1000);
       const identitiesAfter = await listClusterIdentities(store);
       for (const [id, labels] of identitiesBefore) expect(identitiesAfter.get(id), `identity ${id}`).toBe(labels);
       expect([...identitiesAfter.values()].filter((l) => l.includes("app=web-next"))).toHaveLength(1);

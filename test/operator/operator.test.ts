@@ -15,7 +15,8 @@ import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import type { KvStore } from "../../host/kvstore/store.js";
 import { runOperator } from "../../host/operator/operator.js";
 import { describeIf } from "../support/describe-if.js";
-import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service, waitFor } from "./support.js";
+import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 for (const backend of backends()) {
   describeIf(`operator on ${backend.name}`, backend.missing, () => {

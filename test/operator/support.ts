@@ -179,22 +179,6 @@ export class FakeAgent {
   }
 }
 
-/** Polls until `check` returns a value (not undefined); fails naming `what` after 30 s. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Every key under the record prefixes the operator writes, with value and mod revision. */
 export async function records(store: KvStore): Promise<Map<string, { value: unknown; modRevision: number }>> {
   const out = new Map<string, { value: unknown; modRevision: number }>();
