@@ -19,6 +19,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
 import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom, type AgentRun } from "../agent/agent-lab.js";
 import { parseSnapshot, type SnapshotMeta } from "../../host/conntrack/snapshot.js";
+import { pause } from "../support/wait-for.js";
 
 const KILLS = 20;
 const INTERVAL_S = 0.25;
@@ -39,7 +40,6 @@ function seeded(seed: number): () => number {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
 describeIf("the agent killed with SIGKILL at random moments (issue 19, crash test)", agentUnavailable(), () => {
@@ -82,14 +82,15 @@ describeIf("the agent killed with SIGKILL at random moments (issue 19, crash tes
       const duringStartup = random() < 0.25;
       const delay = duringStartup ? random() * 700 : random() * 3 * INTERVAL_MS;
       const agent: AgentRun = lab.agent(args);
+      // A random moment to kill at: the pauses deliberately let time pass, there is nothing to wait on.
       if (duringStartup) {
-        await sleep(delay);
+        await pause(delay);
         const line = agent.out.find((l) => l.startsWith("membrane agent: forwarding on "));
         if (line) checkRestore(line, expected, kill);
       } else {
         checkRestore(await agent.forwarding(), expected, kill);
         restarts++;
-        await sleep(delay);
+        await pause(delay);
       }
       killedAt.set(agent.pid, Date.now());
       agent.signal("SIGKILL");

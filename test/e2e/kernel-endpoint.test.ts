@@ -39,6 +39,7 @@ import { CT_TABLES, formatTuple, type CtRecord, type CtTableName } from "../../h
 import { CtEntryFlags, TupleFlags, decodeMetricsValue, dropReasonName } from "../../host/generated/layout.js";
 import type { DatapathOptions } from "../../host/config.js";
 import { E2E_SKIP, Topology, netnsList, tc, withNetns } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
 
 const ADDRS = { pod4: "10.250.0.2", peer4: "10.250.0.1", pod6: "fd00:250::2", peer6: "fd00:250::1" };
 const TAG = String(process.pid);
@@ -104,16 +105,6 @@ interface Observed {
 
 const TCP_SYN = 0x02, TCP_FIN = 0x01, TCP_ACK = 0x10;
 const CLOSED = CtEntryFlags.CT_F_TX_CLOSING | CtEntryFlags.CT_F_RX_CLOSING | CtEntryFlags.CT_F_SEEN_NON_SYN;
-
-async function waitFor<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function sumPerCpu(map: BpfMap, slot: number): { packets: bigint; bytes: bigint } {
   const key = new Uint8Array(4);
@@ -240,14 +231,20 @@ describe.skipIf(E2E_SKIP)("bpf_lxc on a veth between network namespaces", () => 
     const matches = (r: CtRecord) =>
       r.tuple.src === src && r.tuple.dst === dst && r.tuple.sport === sport && r.tuple.dport === dport && r.tuple.proto === proto;
     // The last packets (a FIN's ACK) may still be in flight when the agents exit: wait, bounded.
-    const record = await waitFor(`${flow.label} in ct_${table}`, 3_000, () =>
-      readPinnedConntrack(PIN_DIR, [table]).find(
-        (r) => matches(r) && r.entry.txPackets >= min.tx && r.entry.rxPackets >= min.rx && (proto !== 6 || r.entry.flags === CLOSED),
-      ),
-    ).catch((err: Error) => {
-      const seen = readPinnedConntrack(PIN_DIR, CT_TABLES).filter(matches);
-      throw new Error(`${err.message}; matching entries: ${JSON.stringify(seen, (_k, v) => (typeof v === "bigint" ? Number(v) : v))}`);
-    });
+    const record = await waitFor(
+      `${flow.label} in ct_${table}`,
+      () =>
+        readPinnedConntrack(PIN_DIR, [table]).find(
+          (r) => matches(r) && r.entry.txPackets >= min.tx && r.entry.rxPackets >= min.rx && (proto !== 6 || r.entry.flags === CLOSED),
+        ),
+      {
+        timeoutMs: 3_000,
+        detail: () => {
+          const seen = readPinnedConntrack(PIN_DIR, CT_TABLES).filter(matches);
+          return `matching entries: ${JSON.stringify(seen, (_k, v) => (typeof v === "bigint" ? Number(v) : v))}`;
+        },
+      },
+    );
     const now = monotonicSeconds();
 
     expect(record.table).toBe(table);
