@@ -10,10 +10,11 @@ import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
 import type { TableName } from "../../host/wasm/core.js";
 import {
-  CtModel, TailProbe, buildStep, checkTables, checkVerdict, compareWithModel, countedTotals, fcParams, flowArb, hex, runs,
-  seqStepArb, snapshot, type ModelConfig,
+  TailProbe, buildStep, checkTables, checkVerdict, compareWithModel, countedTotals, fcParams, flowArb, hex, runs,
+  seqStepArb,
   decideOrExplain,
 } from "./fuzz-inputs.js";
+import { CtModel, snapshot, type ModelConfig } from "./conntrack-model.js";
 
 const CONFIG: ModelConfig = {
   tcpEntries: 4096,
