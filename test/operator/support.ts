@@ -1,9 +1,9 @@
 /**
- * Shared by the operator tests: the two backends (an embedded store in a
- * temp dir, a real etcd on loopback), a small cluster as manifest files, the
- * CLI run in-process through commander, and an agent's part (registering its
- * node under a lease, allocating its pods' identities on the cluster
- * allocator) played with the real allocator.
+ * Shared by the operator tests: the two backends (test/support/kvstores.ts),
+ * a small cluster as manifest files, the CLI run in-process through
+ * commander, and an agent's part (registering its node under a lease,
+ * allocating its pods' identities on the cluster allocator) played with the
+ * real allocator.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,41 +17,10 @@ import { keys } from "../../host/kvstore/keys.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import type { KvStore, Lease } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
-import { TestEtcd, etcdMissing } from "../support/etcd.js";
+import { backends as kvBackends } from "../support/kvstores.js";
 
-export interface Backend {
-  name: string;
-  missing: string | undefined;
-  setup(): Promise<string>;
-  teardown(): Promise<void>;
-}
-
-export function backends(): Backend[] {
-  let dir = "";
-  let etcd: TestEtcd | undefined;
-  return [
-    {
-      name: "embedded",
-      missing: undefined,
-      setup: async () => {
-        dir = mkdtempSync(join(tmpdir(), "membrane-operator-"));
-        return `embedded:${join(dir, "store")}`;
-      },
-      teardown: async () => rmSync(dir, { recursive: true, force: true }),
-    },
-    {
-      name: "etcd",
-      missing: etcdMissing(),
-      setup: async () => {
-        etcd = await TestEtcd.start();
-        return etcd.spec;
-      },
-      teardown: async () => {
-        await etcd?.stop();
-      },
-    },
-  ];
-}
+/** The operator tests' backends: test/support/kvstores.ts, with the operator's temp-dir name. */
+export const backends = () => kvBackends("membrane-operator-");
 
 export const NODES = `
 apiVersion: v1
