@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, test } from "vitest";
 import { compareTables, createPair, decideBoth, runDifferential, type Pair } from "./harness.js";
 import { KERNEL_SKIP } from "./kernel-available.js";
-import { prng } from "./flow-mix.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { ServiceManager, type ServiceSpec } from "../../host/lb/manager.js";
 import { LB_TABLE_NAMES } from "../../host/lb/tables.js";
 import { ethernet, packet4, packet6, quoteForIcmpError } from "../../host/packet/build.js";
@@ -36,7 +36,7 @@ interface Flow { svc: number; proto: "tcp" | "udp"; cport: number; client: strin
 
 function scenario(f: Family, seed: number, steps: number) {
   return async (pair: Pair) => {
-    const rnd = prng(seed);
+    const rnd = seededRandom(seed);
     const int = (n: number) => Math.floor(rnd() * n);
     const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
     const manager = new ServiceManager([pair.wasm.lbTables(), pair.kernel.lbTables()], pair.wasm.options.lb);

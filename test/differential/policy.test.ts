@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "vitest";
 import { createPair, runDifferential, type DiffEvent, type Pair } from "./harness.js";
 import { KERNEL_SKIP } from "./kernel-available.js";
-import { prng } from "./flow-mix.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { POLICY_TABLE_NAMES } from "../../host/policy/tables.js";
@@ -58,7 +58,7 @@ describe.skipIf(KERNEL_SKIP)("differential: policy (Wasm vs kernel)", () => {
   test("a seeded random policy world: 4000 new flows, policy rewritten between rounds", { timeout: 120_000 }, async () => {
     const { pair, writer } = await policyPair();
     pairs.push(pair);
-    const rand = prng(5150);
+    const rand = seededRandom(5150);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)];
     // Addresses around a few bases so prefixes nest and endpoints sit inside them.
     const v4 = (a: number, b: number) => `10.${a}.${b}.${1 + Math.floor(rand() * 6)}`;

@@ -20,6 +20,7 @@ import { describeIf } from "../support/describe-if.js";
 import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom, type AgentRun } from "../agent/agent-lab.js";
 import { parseSnapshot, type SnapshotMeta } from "../../host/conntrack/snapshot.js";
 import { pause } from "../support/wait-for.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 const KILLS = 20;
 const INTERVAL_S = 0.25;
@@ -28,17 +29,6 @@ const INTERVAL_MS = INTERVAL_S * 1000;
 const SLACK_MS = 1000;
 const SEED = Number(process.env.MEMBRANE_CRASH_SEED ?? 19);
 
-/** mulberry32: a small seeded generator, so a failing sequence of kill moments can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
@@ -52,7 +42,7 @@ describeIf("the agent killed with SIGKILL at random moments (issue 19, crash tes
   afterAll(async () => expect(await lab?.teardown()).toEqual([]));
 
   test(`${KILLS} kills (seed ${SEED}): every restart succeeds and restores the newest snapshot, no older than one interval`, async () => {
-    const random = seeded(SEED);
+    const random = seededRandom(SEED); // a failing sequence of kill moments replays from its seed
     const killedAt = new Map<number, number>();
     const ages: number[] = [];
     const args = ["--route", FLOW_PREFIX, "--snapshot-interval", String(INTERVAL_S)];

@@ -16,7 +16,7 @@ import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import type { EndpointRecord } from "../../host/policy/types.js";
 import { compareTables, runDifferential, type DiffEvent, type Pair } from "../differential/harness.js";
-import { prng } from "../differential/flow-mix.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { ENDPOINTS, EP_A, EP_B, IPCACHE, POLICY_A, policyDiff, policySteps } from "../fixtures/policy-scenarios.js";
 import { TEMPLATE_SKIP, tempTemplatesDir } from "./template-env.js";
 
@@ -63,7 +63,7 @@ describe.skipIf(TEMPLATE_SKIP)("templated bpf_lxc == generic bpf_lxc with the sa
     for (const family of [4, 6] as const) {
       for (const s of policySteps(family)) out.push({ kind: "packet", frame: frame(s.packet), direction: s.direction, now: 1000, note: s.note });
     }
-    const rand = prng(1414);
+    const rand = seededRandom(1414);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
     const peers = { 4: ["10.0.2.5", "10.0.2.9", "10.3.0.1", "8.8.8.8", EP_B.v4], 6: ["fd00::2:5", "fd00::2:9", "fd00::3:1", "2001:db8::8", EP_B.v6] };
     const self = { 4: EP_A.v4, 6: EP_A.v6 };

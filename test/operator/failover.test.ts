@@ -11,11 +11,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { listClusterIdentities } from "../../host/kvstore/identity-gc.js";
 import { keys } from "../../host/kvstore/keys.js";
-import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore, Lease, Lock, Txn, TxnResult } from "../../host/kvstore/store.js";
 import { runOperator } from "../../host/operator/operator.js";
 import { describeIf } from "../support/describe-if.js";
-import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service } from "./support.js";
+import { backends, cli, FakeAgent, manifestDir, operatorCluster, pods, records, type OperatorCluster } from "./support.js";
 import { pause, waitFor } from "../support/wait-for.js";
 import { REPO_ROOT, tsNodeArgs } from "../support/ts-child.js";
 
@@ -57,6 +56,7 @@ class OperatorProcess {
 
 for (const backend of backends()) {
   describeIf(`operator failover on ${backend.name}`, backend.missing, () => {
+    let cluster: OperatorCluster | undefined;
     let spec: string;
     let store: KvStore;
     let files: ReturnType<typeof manifestDir>;
@@ -65,15 +65,8 @@ for (const backend of backends()) {
     const procs: OperatorProcess[] = [];
 
     beforeAll(async () => {
-      spec = await backend.setup();
-      store = await openKvStore(spec);
-      files = manifestDir();
-      files.write("nodes.yaml", NODES);
-      files.write("pods.yaml", pods());
-      files.write("service.yaml", service());
-      files.write("policy.yaml", POLICY);
-      agentA = await FakeAgent.start(store, "node-a");
-      agentB = await FakeAgent.start(store, "node-b", { register: { ip: "10.0.0.2", cidr: "10.2.0.0/24" } });
+      cluster = await operatorCluster(backend);
+      ({ spec, store, files, agentA, agentB } = cluster);
       expect((await cli(["apply", "-f", files.dir, "--kvstore", spec])).error).toBeUndefined();
       await agentA.allocate("shop", { app: "web" });
       await agentA.allocate("shop", { app: "front" });
@@ -84,9 +77,7 @@ for (const backend of backends()) {
       for (const p of procs) await p.kill("SIGTERM");
       await agentA?.lease.revoke().catch(() => undefined);
       await agentB?.lease.revoke().catch(() => undefined);
-      await store?.close();
-      files?.remove();
-      await backend.teardown();
+      await cluster?.close();
     });
 
     it("the active operator is SIGKILLed; the standby takes over within two TTLs; no identity duplicated or lost", async () => {

@@ -17,7 +17,8 @@ import { keys } from "../../host/kvstore/keys.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import type { KvStore, Lease } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
-import { backends as kvBackends } from "../support/kvstores.js";
+import { openKvStore } from "../../host/kvstore/open.js";
+import { backends as kvBackends, type Backend } from "../support/kvstores.js";
 
 /** The operator tests' backends: test/support/kvstores.ts, with the operator's temp-dir name. */
 export const backends = () => kvBackends("membrane-operator-");
@@ -145,6 +146,45 @@ export class FakeAgent {
 
   async release(namespace: string, labels: Record<string, string>): Promise<void> {
     await this.allocator.release(podIdentityLabels({ namespace, labels }));
+  }
+}
+
+/**
+ * Where the operator tests start from: a fresh store on `backend`, the
+ * cluster's manifests as files (not yet applied), and the agents of node-a
+ * and node-b; node-b's agent registers its node under its lease, node-a's
+ * record comes from its manifest.
+ */
+export interface OperatorCluster {
+  spec: string;
+  store: KvStore;
+  files: ReturnType<typeof manifestDir>;
+  agentA: FakeAgent;
+  agentB: FakeAgent;
+  /** Closes the store, removes the files and the backend. */
+  close(): Promise<void>;
+}
+
+export async function operatorCluster(backend: Backend): Promise<OperatorCluster> {
+  const spec = await backend.setup();
+  const store = await openKvStore(spec);
+  const files = manifestDir();
+  const close = async () => {
+    await store.close();
+    files.remove();
+    await backend.teardown();
+  };
+  try {
+    files.write("nodes.yaml", NODES);
+    files.write("pods.yaml", pods());
+    files.write("service.yaml", service());
+    files.write("policy.yaml", POLICY);
+    const agentA = await FakeAgent.start(store, "node-a");
+    const agentB = await FakeAgent.start(store, "node-b", { register: { ip: "10.0.0.2", cidr: "10.2.0.0/24" } });
+    return { spec, store, files, agentA, agentB, close };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }
 

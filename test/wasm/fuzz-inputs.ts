@@ -9,6 +9,7 @@ import fc from "fast-check";
 import { expect } from "vitest";
 import type { Datapath } from "../../host/datapath.js";
 import type { Direction, LinkKind, PacketBatch } from "../../host/wasm/batch.js";
+import type { TableName } from "../../host/wasm/core.js";
 import type { CtOutcome, PacketVerdict } from "../../host/verdict.js";
 import { dropReasonName } from "../../host/generated/layout.js";
 import {
@@ -209,6 +210,24 @@ export function checkTables(dp: Datapath): void {
       throw new Error(`table ${r.table} holds protocol ${r.tuple.proto}: ${JSON.stringify(r.tuple)}`);
     }
     if ((r.table.endsWith("6") ? 6 : 4) !== r.tuple.family) throw new Error(`table ${r.table} holds family ${r.tuple.family}`);
+  }
+}
+
+/** Every table a packet sequence can fill. */
+export const SEQUENCE_TABLES: readonly TableName[] = ["tcp4", "any4", "tcp6", "any6", "frag4", "frag6"];
+
+/**
+ * What must hold after each packet of a sequence: the verdict's invariants,
+ * what the conntrack tables hold, the counters at `counted` (every decided
+ * packet and byte), and no table over its capacity. `where` names the trace.
+ */
+export function checkSequenceStep(dp: Datapath, v: PacketVerdict, b: { bytes: Uint8Array; link: LinkKind }, counted: { packets: number; bytes: number }, where: () => string): void {
+  checkVerdict(v, b.bytes, b.link);
+  checkTables(dp);
+  expect(countedTotals(dp), `counters ${where()}`).toEqual(counted);
+  for (const t of SEQUENCE_TABLES) {
+    const info = dp.tableInfo(t);
+    expect(info.count, `${t} over capacity ${where()}`).toBeLessThanOrEqual(info.capacity);
   }
 }
 
