@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { run } from "../../host/cli/main.js";
 import { LinkType, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { testIf } from "../support/describe-if.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-policy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,7 +127,7 @@ describe("membrane replay with endpoints and policies in the state file", () => 
     expect(r.lines.filter((l) => /^\s+\d+\s/.test(l))).toEqual([]);
   });
 
-  test.skipIf(KERNEL_SKIP)("the kernel program (--engine bpf) gives the same output", async () => {
+  testIf("the kernel program (--engine bpf) gives the same output", kernelUnavailable(), async () => {
     for (const [file, direction, expected] of [[egress, "auto", EGRESS], [ingress, "ingress", INGRESS]] as const) {
       const wasm = await cli("replay", file, "--gc", "off", "--direction", direction, "--config", state);
       const bpf = await cli("replay", file, "--gc", "off", "--direction", direction, "--config", state, "--engine", "bpf");

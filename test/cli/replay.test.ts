@@ -7,7 +7,8 @@ import { run } from "../../host/cli/main.js";
 import { readCapture } from "../../host/pcap/index.js";
 import { packageRoot } from "../../host/package-root.js";
 import { buildSampleCapture } from "../fixtures/sample-capture.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { describeIf } from "../support/describe-if.js";
 
 const SAMPLE = join(packageRoot(), "examples/sample.pcap");
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-"));
@@ -110,7 +111,7 @@ describe("membrane replay", () => {
   });
 });
 
-describe.skipIf(KERNEL_SKIP)("membrane replay --engine bpf", () => {
+describeIf("membrane replay --engine bpf", kernelUnavailable(), () => {
   test("prints the same as the Wasm engine on the sample capture", async () => {
     const wasm = await cli("replay", SAMPLE, "--gc", "off");
     const bpf = await cli("replay", SAMPLE, "--gc", "off", "--engine", "bpf");

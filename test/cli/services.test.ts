@@ -8,7 +8,7 @@ import { run } from "../../host/cli/main.js";
 import { LinkType, readCapture, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
 import { BpfObject } from "../../host/bpf/object.js";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { resolveOptions } from "../../host/config.js";
@@ -18,6 +18,7 @@ import { ServiceManager } from "../../host/lb/manager.js";
 import { applyServices } from "../../host/state/services.js";
 import { readLbListing } from "../../host/lb/listing.js";
 import { Datapath } from "../../host/datapath.js";
+import { describeIf, testIf } from "../support/describe-if.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-services-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -111,7 +112,7 @@ describe("state file services", () => {
     checkReplay(await replayServices("wasm"));
   });
 
-  test.skipIf(KERNEL_SKIP)("replay --engine bpf gives the same packets and tables", async () => {
+  testIf("replay --engine bpf gives the same packets and tables", kernelUnavailable(), async () => {
     const wasm = await replayServices("wasm");
     const bpf = await replayServices("bpf");
     checkReplay(bpf);
@@ -190,7 +191,7 @@ describe("state file services", () => {
   });
 });
 
-describe.skipIf(KERNEL_SKIP)("bpf lb list on pinned kernel maps", () => {
+describeIf("bpf lb list on pinned kernel maps", kernelUnavailable(), () => {
   const pinDir = `/sys/fs/bpf/mbr-lbcli-${process.pid}`;
   let object: BpfObject | undefined;
   afterAll(() => {

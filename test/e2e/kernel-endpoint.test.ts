@@ -30,7 +30,7 @@
  */
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
 import { readPinnedConntrack, monotonicSeconds } from "../../host/kernel/pinned-conntrack.js";
 import { run } from "../../host/cli/main.js";
@@ -38,8 +38,9 @@ import { BpfMap } from "../../host/bpf/map.js";
 import { CT_TABLES, formatTuple, type CtRecord, type CtTableName } from "../../host/conntrack/records.js";
 import { CtEntryFlags, TupleFlags, decodeMetricsValue, dropReasonName } from "../../host/generated/layout.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { E2E_SKIP, Topology, netnsList, tc, withNetns } from "./netns.js";
+import { e2eUnavailable, Topology, netnsList, tc, withNetns } from "./netns.js";
 import { waitFor } from "../support/wait-for.js";
+import { describeIf } from "../support/describe-if.js";
 
 const ADDRS = { pod4: "10.250.0.2", peer4: "10.250.0.1", pod6: "fd00:250::2", peer6: "fd00:250::1" };
 const TAG = String(process.pid);
@@ -120,7 +121,7 @@ function sumPerCpu(map: BpfMap, slot: number): { packets: bigint; bytes: bigint 
   return total;
 }
 
-describe.skipIf(E2E_SKIP)("bpf_lxc on a veth between network namespaces", () => {
+describeIf("bpf_lxc on a veth between network namespaces", e2eUnavailable(), () => {
   const topo = new Topology(TAG, ADDRS);
   let dp: AttachedDatapath | undefined;
   const observed: Observed[] = [];

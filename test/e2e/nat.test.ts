@@ -13,7 +13,7 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
 import { NetnsLab } from "../../host/sys/netns/lab.js";
@@ -21,7 +21,7 @@ import { netnsList, withNetns, ip } from "../../host/sys/netns/index.js";
 import { startAgent } from "../../host/demo/agents.js";
 import { run } from "../../host/cli/main.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { E2E_SKIP } from "./netns.js";
+import { e2eUnavailable } from "./netns.js";
 import { describeIf } from "../support/describe-if.js";
 import { pause } from "../support/wait-for.js";
 
@@ -47,7 +47,7 @@ const nftMissing = (): string | undefined => (spawnSync("nft", ["--version"]).st
 interface Peer { remoteAddress: string; remotePort: number }
 interface Observed { tcp: Peer[]; udp: Peer[]; echoIds: number[] }
 
-describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
+describeIf("masquerading between network namespaces", e2eUnavailable(), () => {
   const lab = new NetnsLab(`mbr-nat-${TAG}`);
   const ns = { c1: `${lab.prefix}-c1`, c2: `${lab.prefix}-c2`, node: `${lab.prefix}-node`, srv: `${lab.prefix}-srv` };
   let dp: AttachedDatapath | undefined;
