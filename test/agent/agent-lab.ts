@@ -7,6 +7,7 @@
  * agent's routes.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NetnsLab, sweep } from "../../host/sys/netns/lab.js";
@@ -91,6 +92,22 @@ export class AgentRun {
 }
 
 let tgkill: ((...args: unknown[]) => unknown) | undefined;
+
+/**
+ * A describe block's lab: made before its tests (with UDP flows every
+ * `trafficMs` when given), `use` told of it; the agents a test left running
+ * killed after each test; torn down, and checked clean, after all.
+ */
+export function labForSuite(tag: string, trafficMs: number | undefined, use: (lab: AgentLab) => void): void {
+  let lab: AgentLab | undefined;
+  beforeAll(async () => {
+    lab = await AgentLab.create(tag);
+    if (trafficMs !== undefined) lab.startTraffic(trafficMs);
+    use(lab);
+  });
+  afterEach(() => lab?.killAgents());
+  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+}
 
 export class AgentLab {
   readonly lab: NetnsLab;

@@ -2,9 +2,9 @@
 // to a table whose route leads into the device), the table's route and the rule are set up at every start,
 // the flows take that path, and the rule is removed at stop (the route goes with the device). A rule left by
 // a SIGKILLed agent is taken over at the next start, not added twice.
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
 import { waitFor } from "../support/wait-for.js";
 import { readStatus } from "../../host/agent/status-file.js";
 
@@ -13,13 +13,8 @@ const RULE = "from 10.76.0.0/24 pref 100";
 const ARGS = ["--route", FLOW_PREFIX, "--route-table", TABLE, "--route-rule", RULE];
 
 describeIf("the agent's routing (issue 19, failure 15)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("route");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("route", 200, (l) => (lab = l));
 
   const rules = () => lab.ip("-4", "rule", "show", "pref", "100").trim().split("\n").filter(Boolean);
   const tableRoutes = () => lab.ip("route", "show", "table", TABLE).trim();

@@ -5,9 +5,9 @@
 // thread (tgkill) and one at the process.
 import { EventEmitter } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
 import { waitFor } from "../support/wait-for.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
 import { readStatus } from "../../host/agent/status-file.js";
@@ -37,13 +37,8 @@ describe("ShutdownSignals, the agent's answer to SIGINT and SIGTERM", () => {
 });
 
 describeIf("agent signals (issue 19, failure 8)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("sig");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("sig", 200, (l) => (lab = l));
 
   const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 

@@ -2,10 +2,9 @@
 // refused whole with a way out (failure 6), snapshots are written while running, and a SIGKILL never
 // brings back an older run's snapshot (failure 7).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX, restoredFrom } from "./agent-lab.js";
 import { waitFor } from "../support/wait-for.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
 import { readStatus } from "../../host/agent/status-file.js";
@@ -13,13 +12,8 @@ import { readStatus } from "../../host/agent/status-file.js";
 const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
 describeIf("the agent's conntrack snapshots (issue 19, failures 6 and 7)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("snap");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("snap", 200, (l) => (lab = l));
 
   /** Runs an agent until it has seen flows, then stops it cleanly: a snapshot with entries on disk. */
   async function cleanRun(args: string[] = []) {

@@ -15,9 +15,9 @@
  * Finally a clean start and stop.
  */
 import { readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom, type AgentRun } from "../agent/agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX, restoredFrom, type AgentRun } from "../agent/agent-lab.js";
 import { parseSnapshot, type SnapshotMeta } from "../../host/conntrack/snapshot.js";
 import { pause } from "../support/wait-for.js";
 import { seededRandom } from "../support/seeded-random.js";
@@ -33,13 +33,8 @@ const SEED = Number(process.env.MEMBRANE_CRASH_SEED ?? 19);
 const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
 describeIf("the agent killed with SIGKILL at random moments (issue 19, crash test)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("crash");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("crash", 200, (l) => (lab = l));
 
   test(`${KILLS} kills (seed ${SEED}): every restart succeeds and restores the newest snapshot, no older than one interval`, async () => {
     const random = seededRandom(SEED); // a failing sequence of kill moments replays from its seed
