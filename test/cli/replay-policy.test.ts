@@ -9,6 +9,7 @@ import { LinkType, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { kernelUnavailable } from "../differential/kernel-available.js";
 import { testIf } from "../support/describe-if.js";
+import { WEB_EGRESS_POLICY } from "../fixtures/web-policy.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-policy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -21,17 +22,7 @@ async function cli(...argv: string[]) {
 
 const WEB4 = "10.0.1.10", DB4 = "10.0.1.20", WEB6 = "fd00:1::a", DB6 = "fd00:1::14";
 const POLICY_YAML = `# web may talk to db on 5432 and to one outside /24 on 443; db takes 5432 from web only
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  egress:
-  - toEndpoints: [{matchLabels: {app: db}}]
-    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-  - toCIDR: [93.184.216.0/24]
-    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
----
+${WEB_EGRESS_POLICY}---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: db}
