@@ -7,13 +7,7 @@ import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
 import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
 import { readStatus } from "../../host/agent/status-file.js";
-import { run } from "../../host/cli/main.js";
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { cli } from "../support/run-cli.js";
 
 const mode = (path: string) => statSync(path).mode & 0o777;
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { LinkType, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { kernelUnavailable } from "../differential/kernel-available.js";
@@ -13,12 +13,6 @@ import { WEB_EGRESS_POLICY } from "../fixtures/web-policy.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-policy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n"), lines: out };
-}
 
 const WEB4 = "10.0.1.10", DB4 = "10.0.1.20", WEB6 = "fd00:1::a", DB6 = "fd00:1::14";
 const POLICY_YAML = `# web may talk to db on 5432 and to one outside /24 on 443; db takes 5432 from web only

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { readCapture } from "../../host/pcap/index.js";
 import { packageRoot } from "../../host/package-root.js";
 import { buildSampleCapture } from "../fixtures/sample-capture.js";
@@ -13,12 +13,6 @@ import { describeIf } from "../support/describe-if.js";
 const SAMPLE = join(packageRoot(), "examples/sample.pcap");
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n"), lines: out };
-}
 
 describe("membrane replay", () => {
   test("examples/sample.pcap is what the fixture builds", () => {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { LinkType, readCapture, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
@@ -22,12 +22,6 @@ import { describeIf, testIf } from "../support/describe-if.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-services-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n"), lines: out };
-}
 
 const POD_MAC = "02:00:0a:00:01:0a", GW_MAC = "02:00:0a:00:01:01";
 const CLIENT4 = "10.0.1.10", VIP4 = "10.96.0.10", BACKEND4 = "10.0.2.20";
