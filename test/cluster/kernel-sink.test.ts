@@ -13,7 +13,7 @@ import { KernelAgentDatapath } from "../../host/kernel/agent-datapath.js";
 import { readLbListing } from "../../host/lb/listing.js";
 import type { EngineChange } from "../../host/policy/engine.js";
 import { describeIf } from "../support/describe-if.js";
-import { TEMPLATE_SKIP, tempTemplatesDir } from "../kernel/template-env.js";
+import { templateUnavailable, tempTemplatesDir } from "../kernel/template-env.js";
 
 const PIN_DIR = `/sys/fs/bpf/membrane-test-kasink${process.pid}`;
 const OPTIONS = resolveOptions({ conntrack: { tcpEntries: 1024, otherEntries: 1024 }, policy: { endpoints: 16, ipcache: 64, entries: 64 } });
@@ -26,7 +26,7 @@ const change = (remove: boolean): EngineChange => ({
   entriesComputed: 1,
 });
 
-describeIf("the kernel datapath as the cluster agent's sink", TEMPLATE_SKIP ? "root and clang" : undefined, () => {
+describeIf("the kernel datapath as the cluster agent's sink", templateUnavailable(), () => {
   let kernel: KernelAgentDatapath | undefined;
   afterAll(() => {
     kernel?.stop({ keepPrograms: false });
