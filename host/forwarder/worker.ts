@@ -9,6 +9,7 @@ import { Datapath } from "../datapath.js";
 import { openTun } from "../tun/linux-tun.js";
 import { Forwarder } from "./forwarder.js";
 import { prepareDatapath } from "./setup.js";
+import { openEspPath } from "./esp-path.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
 import { CommandApplier } from "./command-applier.js";
 import { CommandInbox } from "./command-inbox.js";
@@ -72,10 +73,11 @@ async function main(): Promise<void> {
     : undefined;
   const saved = snapshots?.write();
   const offloads = start.device.offloads ?? false;
-  const device = openTun({
+  const tun = openTun({
     name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
     offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
   });
+  const device = start.encrypt ? openEspPath(tun, start.encrypt) : tun;
   try {
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
