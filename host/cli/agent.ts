@@ -10,6 +10,7 @@ import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
+import { ENCRYPT_AGENT_OPTIONS, encryptFromFlags } from "./agent-encrypt.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
 type AgentFlags = Record<string, string | string[] | boolean | undefined>;
@@ -55,13 +56,14 @@ function agentOptions(flags: AgentFlags): AgentOptions {
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
     snapshotInterval, discardSnapshot: flags.discardSnapshot === true,
+    ...encryptFromFlags(flags, str(flags, "stateDir")!, mtu, flags.offloads === true),
   };
 }
 
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
-  for (const o of AGENT_OPTIONS) cmd.addOption(o);
+  for (const o of [...AGENT_OPTIONS, ...ENCRYPT_AGENT_OPTIONS]) cmd.addOption(o);
   example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
   addClusterAgentOptions(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {

@@ -238,7 +238,7 @@ export class EspTunnel {
       const sendIndex = this.keyring.sendSpi(s.peer.keyIndex);
       const out = [...s.out.entries()].map(([keyIndex, o]) => ({ keyIndex, spi: wireSpi(keyIndex, o.generation), generation: o.generation, seq: o.seq }));
       const inbound = [...s.windows.entries()].map(([spi, w]) => ({
-        spi, keyIndex: splitWireSpi(spi).keyIndex, highestSeq: w.toJSON().top, idleSeconds: Math.max(0, now - (s.lastSeen.get(spi) ?? now)),
+        spi, keyIndex: splitWireSpi(spi).keyIndex, highestSeq: w.toJSON().top, idleSeconds: Math.round(Math.max(0, now - (s.lastSeen.get(spi) ?? now)) * 10) / 10,
       }));
       return { name: s.peer.name, address: s.peer.address, advertisedKey: s.peer.keyIndex, sendKey: sendIndex ?? 0, out, in: inbound };
     });

@@ -26,6 +26,13 @@ import { iproute2Unavailable } from "../../host/sys/netns/iproute2.js";
 import { packageRoot } from "../../host/package-root.js";
 import type { EncryptionStatus } from "../../host/forwarder/esp-path.js";
 import { ESP_STATUS_FILE } from "../../host/forwarder/esp-state-file.js";
+import { run } from "../../host/cli/main.js";
+
+async function cli(...argv: string[]) {
+  const out: string[] = [], err: string[] = [];
+  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
 
 const KEY3 = "0123456789abcdef0123456789abcdefcafebabe";
 const KEY4 = "fedcba9876543210fedcba9876543210deadbeef";
@@ -110,6 +117,18 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     for (const n of pair.nodes) pair.writePeers(n, 4);
     await waitFor("both nodes send under key 4", () => pair.nodes.every((n) => status(n)?.peers[0]?.sendKey === 4) || undefined, { timeoutMs: 10_000 });
     expect(stream.running, "the stream must still run under the new key").toBe(true);
+    // `membrane encrypt status` asks node 1's forwarder (its status file) mid-stream.
+    // The status file is written once a second: wait for one written after the switch.
+    const table = await waitFor("a status table with the SA under key 4", async () => {
+      const t = await cli("encrypt", "status", "--state-dir", n1.dir);
+      return t.code === 0 && / out\s+4\s/.test(t.out) ? t : undefined;
+    }, { timeoutMs: 5_000 });
+    expect(table.out).toMatch(/path: userspace \(ESP in UDP on 192\.168\.71\.1:4500\); kernel path not used: kernel lacks ESP/);
+    expect(table.out).toMatch(/n2\s+192\.168\.71\.2\s+out\s+4\s+0x00000004/);
+    expect(table.out).toMatch(/retired .* s ago, removed in/);
+    const json = JSON.parse((await cli("encrypt", "status", "--state-dir", n1.dir, "--json")).out) as EncryptionStatus;
+    expect(json.peers[0]!.sendKey).toBe(4);
+    for (const text of [table.out, JSON.stringify(json)]) expect(text).not.toContain(KEY4.slice(0, 16));
     const result = await stream.result<{ sent: number; received: number; missing: number[] }>(60_000);
     expect(result.sent).toBe(COUNT);
     expect(result.missing).toEqual([]);

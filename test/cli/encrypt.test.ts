@@ -1,0 +1,73 @@
+// `membrane encrypt check`: a good key file is described without its bytes,
+// a bad one exits 2 naming file, line and field; `encrypt status` without an
+// agent says so; `encrypt flush` removes a stopped agent's SA state.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { run } from "../../host/cli/main.js";
+import { saveEspState, espStatePath } from "../../host/forwarder/esp-state-file.js";
+
+const dir = mkdtempSync(join(tmpdir(), "membrane-encrypt-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function cli(...argv: string[]) {
+  const out: string[] = [], err: string[] = [];
+  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+const HEX = "0123456789abcdef0123456789abcdefcafebabe";
+
+describe("membrane encrypt", () => {
+  it("check describes a good key file and never prints the key", async () => {
+    const file = join(dir, "keys");
+    writeFileSync(file, `# rotated 2026-12-05\n3 rfc4106(gcm(aes)) 0x${HEX} 128\n`);
+    const r = await cli("encrypt", "check", file);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain("key index (SPI) 3, rfc4106(gcm(aes)), 128-bit key + 32-bit salt, ICV 128 bits");
+    expect(r.out).toContain("TUN MTU and pod routes: 1435");
+    const j = await cli("encrypt", "check", file, "--json", "--underlay-mtu", "9000");
+    expect(JSON.parse(j.out)).toMatchObject({ ok: true, spi: 3, icvBits: 128, tunMtu: 8935, udpPort: 4500 });
+    for (const text of [r.out, r.err, j.out]) {
+      expect(text).not.toContain(HEX.slice(0, 12));
+      expect(text).not.toContain("cafebabe");
+    }
+  });
+
+  it("check exits 2 on a bad file, naming the line and the field, without the value", async () => {
+    const cases: Array<[string, RegExp]> = [
+      [`16 rfc4106(gcm(aes)) 0x${HEX} 128`, /:1: SPI: must be 1..15/],
+      [`0 rfc4106(gcm(aes)) 0x${HEX} 128`, /:1: SPI: must be 1..15/],
+      [`3 rfc4106(gcm(aes)) 0x${HEX.slice(2)} 128`, /:1: key: expected 40 hex digits .* got 38 \(the value is not shown\)/],
+      [`3 cbc(aes) 0x${HEX} 128`, /:1: algorithm/],
+      [`3 rfc4106(gcm(aes)) 0x${HEX} 256`, /:1: ICV/],
+    ];
+    for (const [line, message] of cases) {
+      const file = join(dir, "bad");
+      writeFileSync(file, `\n${line}\n`.replace(/^\n/, ""));
+      const r = await cli("encrypt", "check", file);
+      expect(r.code, line).toBe(2);
+      expect(r.err).toMatch(message);
+      expect(r.err).not.toContain(HEX.slice(4, 16));
+    }
+    const missing = await cli("encrypt", "check", join(dir, "nope"));
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/nope: ENOENT/);
+  });
+
+  it("status without an agent says so; flush removes a stopped agent's SA state", async () => {
+    const state = join(dir, "state");
+    const s = await cli("encrypt", "status", "--state-dir", state);
+    expect(s.code).not.toBe(0);
+    expect(s.err).toMatch(/no encryption status in .*state: no agent runs there with --encrypt-keys/);
+    rmSync(state, { recursive: true, force: true });
+    mkdirSync(state, { mode: 0o700 });
+    saveEspState(state, { version: 1, peers: { n2: { out: { "3": { generation: 0, reserved: 1 << 20 } }, windows: {} } } });
+    expect(existsSync(espStatePath(state))).toBe(true);
+    const f = await cli("encrypt", "flush", "--state-dir", state);
+    expect(f.code, f.err).toBe(0);
+    expect(f.out).toContain("removed");
+    expect(existsSync(espStatePath(state))).toBe(false);
+  });
+});
