@@ -19,13 +19,15 @@ import type { EncryptionStatus } from "../forwarder/esp-path.js";
 import { InvalidInputError, MembraneError } from "../errors.js";
 import { encryptionStatusLines } from "../format/encryption.js";
 import { toJson } from "../format/table.js";
-import { example, integerArg, jsonOption, outputOf } from "./command.js";
+import { example, integerArg, jsonOption, outputOf, refuseOtherVerbs } from "./command.js";
 
 /** A status file older than this is from an agent that stopped or hangs. */
 const STALE_MS = 5_000;
 
 export function registerEncrypt(program: Command): void {
   const group = program.command("encrypt").description("transparent encryption between nodes (IPsec ESP): check a key file, show or flush the agent's SAs");
+  refuseOtherVerbs(group, (got) => `encrypt: expected check, status or flush${got.length ? `, got "${got[0]}"` : ""}`);
+  example(group, "membrane encrypt check /etc/membrane/keys", "membrane encrypt status --json");
 
   const check = group.command("check <key-file>")
     .description("validate a key file and say what the agent would apply; never prints a key (exit 2 on a bad file)")
