@@ -24,6 +24,8 @@ import { encryptedMtu } from "../encrypt/mtu.js";
 import type { EspNodeConfig } from "./esp-node.js";
 
 export const UNDERLAY_MTU = 1500;
+/** wireguard-go's default: 1500 - 80 (IPv6 outer header, UDP, WireGuard's header and tag). */
+export const WIREGUARD_MTU = 1420;
 const TABLE = 100;
 
 export interface PairNode {
@@ -45,7 +47,12 @@ export class EncryptedPair {
   readonly nodes: [PairNode, PairNode];
   readonly mtu: number;
 
-  constructor(prefix: string, readonly opts: { encrypt: boolean; graceSeconds?: number; icvBits?: number }) {
+  /**
+   * `wireguard`: no forwarders and no rules into table 100; the caller puts
+   * a WireGuard device in each node and routes the other pod CIDR into it
+   * (the bench's reference), and the pods' routes carry WireGuard's MTU.
+   */
+  constructor(prefix: string, readonly opts: { encrypt: boolean; wireguard?: boolean; graceSeconds?: number; icvBits?: number }) {
     this.lab = new NetnsLab(prefix);
     const dir = join(tmpdir(), `${prefix}-state`);
     const node = (i: 1 | 2): PairNode => ({
@@ -53,7 +60,7 @@ export class EncryptedPair {
       underlayIp: `192.168.71.${i}`, underlayIf: `enu${i}`, dir: join(dir, `n${i}`), keyFile: join(dir, `n${i}`, "keys"), peersFile: join(dir, `n${i}`, "peers.json"),
     });
     this.nodes = [node(1), node(2)];
-    this.mtu = opts.encrypt ? encryptedMtu(UNDERLAY_MTU, opts.icvBits ?? 128) : UNDERLAY_MTU;
+    this.mtu = opts.wireguard ? WIREGUARD_MTU : opts.encrypt ? encryptedMtu(UNDERLAY_MTU, opts.icvBits ?? 128) : UNDERLAY_MTU;
   }
 
   get stateRoot(): string {
@@ -87,6 +94,7 @@ export class EncryptedPair {
       lab.sysctl(n.ns, "net.ipv4.ip_forward", 1);
       lab.sysctl(n.ns, "net.ipv4.conf.all.rp_filter", 0);
       lab.sysctl(n.ns, "net.ipv4.conf.default.rp_filter", 0);
+      if (this.opts.wireguard) continue;
       lab.addRule(n.ns, 4, ["iif", lxc, "lookup", String(TABLE), "pref", "100"]);
       lab.addRule(n.ns, 4, ["iif", n.underlayIf, "lookup", String(TABLE), "pref", "101"]);
       if (!this.opts.encrypt) lab.addRoute(n.ns, 4, [this.other(n).podCidr, "via", this.other(n).underlayIp]);
