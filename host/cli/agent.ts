@@ -69,8 +69,8 @@ export function registerAgent(program: Command): void {
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
     if (isClusterMode(flags)) {
-      const { device, mtu, offloads, routes, stateDir, seconds } = agentOptions({ ...flags, config: undefined });
-      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds }, io);
+      const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
+      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt }, io);
     }
     await runAgent(agentOptions(flags), io);
   });
