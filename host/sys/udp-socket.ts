@@ -7,8 +7,8 @@
  * EAGAIN, sent with one sendto each, and waited for with poll(2) together
  * with the TUN fd.
  */
-import { libcLibrary } from "./libc.js";
-import { koffi, type NativeFunction } from "./ffi.js";
+import { socketCalls } from "./socket-calls.js";
+import { koffi } from "./ffi.js";
 import { errnoName } from "./errno.js";
 import { MembraneError } from "../errors.js";
 import { parseIp } from "../packet/address.js";
@@ -31,31 +31,6 @@ export class UdpSocketError extends MembraneError {
   constructor(action: string, readonly errno: number) {
     super("UDP_SOCKET", `${action}: ${errnoName(errno)}`);
   }
-}
-
-interface Calls {
-  socket: NativeFunction;
-  bind: NativeFunction;
-  setsockopt: NativeFunction;
-  sendto: NativeFunction;
-  recvfrom: NativeFunction;
-  poll: NativeFunction;
-  close: NativeFunction;
-}
-let calls: Calls | undefined;
-function libcCalls(): Calls {
-  if (calls) return calls;
-  const lib = libcLibrary();
-  calls = {
-    socket: lib.func("socket", "int", ["int", "int", "int"]),
-    bind: lib.func("bind", "int", ["int", "void *", "uint32_t"]),
-    setsockopt: lib.func("setsockopt", "int", ["int", "int", "int", "void *", "uint32_t"]),
-    sendto: lib.func("sendto", "intptr_t", ["int", "void *", "size_t", "int", "void *", "uint32_t"]),
-    recvfrom: lib.func("recvfrom", "intptr_t", ["int", "void *", "size_t", "int", "void *", "void *"]),
-    poll: lib.func("poll", "int", ["void *", "unsigned long", "int"]),
-    close: lib.func("close", "int", ["int"]),
-  };
-  return calls;
 }
 
 /** struct sockaddr_in for `address:port` (IPv4 only). */
@@ -81,7 +56,7 @@ export class UdpSocket {
 
   /** Binds `address:port`; buffers of `bufferBytes` each way so a batch is not dropped by the socket. */
   static bind(address: string, port: number, bufferBytes = 4 << 20): UdpSocket {
-    const c = libcCalls();
+    const c = socketCalls();
     const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number;
     if (fd < 0) throw new UdpSocketError("socket(AF_INET, SOCK_DGRAM)", koffi().errno());
     const one = Buffer.alloc(4);
@@ -106,7 +81,7 @@ export class UdpSocket {
 
   /** Sends `data` to the address in `to` (a sockaddrIn()); false when the socket pushed back (EAGAIN). */
   send(data: Uint8Array, length: number, to: Buffer): boolean {
-    const c = libcCalls();
+    const c = socketCalls();
     for (;;) {
       const n = c.sendto(this.#open(), data, length, MSG_DONTWAIT, to, SOCKADDR_IN) as number;
       if (n >= 0) return true;
@@ -122,7 +97,7 @@ export class UdpSocket {
    * sender's IPv4 address as a 32-bit number, or undefined when none is waiting.
    */
   receive(buf: Uint8Array): { length: number; from: number } | undefined {
-    const c = libcCalls();
+    const c = socketCalls();
     for (;;) {
       this.#fromLen.writeUInt32LE(SOCKADDR_IN);
       const n = c.recvfrom(this.#open(), buf, buf.length, MSG_DONTWAIT, this.#from, this.#fromLen) as number;
@@ -136,7 +111,7 @@ export class UdpSocket {
 
   /** poll(2) on this socket and `otherFd` (the TUN): true when either is readable before the timeout. */
   waitWith(otherFd: number, timeoutMs: number): boolean {
-    const c = libcCalls();
+    const c = socketCalls();
     const p = this.#pollfds;
     p.writeInt32LE(this.#open(), 0);
     p.writeInt16LE(POLLIN, 4);
@@ -155,7 +130,7 @@ export class UdpSocket {
 
   close(): void {
     if (this.#fd < 0) return;
-    libcCalls().close(this.#fd);
+    socketCalls().close(this.#fd);
     this.#fd = -1;
   }
 
