@@ -56,6 +56,30 @@ describe("membrane encrypt", () => {
     expect(missing.err).toMatch(/nope: ENOENT/);
   });
 
+  it("the agent refuses bad encryption flags before it sets anything up", async () => {
+    const keys = join(dir, "agent-keys");
+    writeFileSync(keys, `3 rfc4106(gcm(aes)) 0x${HEX.slice(1)} 128\n`);
+    const state = join(dir, "agent-state");
+    const bad = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys, "--encrypt-listen", "192.0.2.1");
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/agent-keys:1: key: expected 40 hex digits/);
+    expect(bad.err).not.toContain(HEX.slice(1, 13));
+    writeFileSync(keys, `3 rfc4106(gcm(aes)) 0x${HEX} 128\n`);
+    const noListen = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys);
+    expect(noListen.code).toBe(2);
+    expect(noListen.err).toMatch(/--encrypt-keys needs --encrypt-listen/);
+    const offloads = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys, "--encrypt-listen", "192.0.2.1", "--offloads");
+    expect(offloads.err).toMatch(/--encrypt-keys and --offloads/);
+    const peers = join(dir, "peers.json");
+    writeFileSync(peers, JSON.stringify({ peers: [{ name: "n2", address: "192.0.2.2", cidrs: ["10.2.0.0/33"] }] }));
+    const badPeers = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys, "--encrypt-listen", "192.0.2.1", "--encrypt-peers", peers);
+    expect(badPeers.code).toBe(2);
+    expect(badPeers.err).toMatch(/peers.json: peers\[0\].cidrs\[0\]/);
+    const orphan = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-grace", "10");
+    expect(orphan.err).toMatch(/--encrypt-grace needs --encrypt-keys/);
+    expect(existsSync(state)).toBe(false); // nothing was set up
+  });
+
   it("status without an agent says so; flush removes a stopped agent's SA state", async () => {
     const state = join(dir, "state");
     const s = await cli("encrypt", "status", "--state-dir", state);

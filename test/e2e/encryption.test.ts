@@ -175,6 +175,23 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     echo.kill();
   }, 60_000);
 
+  it("drops truncated, tampered and unknown-SPI datagrams by name, and keeps forwarding", async () => {
+    const before = status(n2)!.counters.drops;
+    // SPI, then a sequence number ahead of the replay window (so the ICV is what refuses it), then junk.
+    const esp = (spi: number, body: number) => Buffer.concat([Buffer.from([0, 0, 0, spi, 0x7f, 0, 0, 9]), Buffer.alloc(body, 0xab)]).toString("hex");
+    // The datagrams come from node 1's underlay address, as a peer's would.
+    const send = pair.lab.spawn(n1.ns, [process.execPath, traffic, "udp-send", n2.underlayIp, "4500", [esp(4, 4), esp(4, 64), esp(9, 64)].join(",")]);
+    await send.result(10_000);
+    const after = await waitFor("the drops counted", () => {
+      const d = status(n2)?.counters.drops;
+      return d && d.truncated > before.truncated && d["bad-icv"] > before["bad-icv"] && d["unknown-spi"] > before["unknown-spi"] ? d : undefined;
+    }, { timeoutMs: 5_000, detail: () => `drops before ${JSON.stringify(before)}, now ${JSON.stringify(status(n2)?.counters.drops)}` });
+    expect(after.truncated - before.truncated).toBe(1);
+    expect(after["bad-icv"] - before["bad-icv"]).toBe(1);
+    expect(after["unknown-spi"] - before["unknown-spi"]).toBe(1);
+    expect(n2.process?.running).toBe(true);
+  });
+
   it("refuses a bad key file with its line and field and keeps the keys in use", async () => {
     writeFileSync(n1.keyFile, "16 rfc4106(gcm(aes)) 0x" + KEY3 + " 128\n");
     const s = await waitFor("the refusal in status", () => status(n1)?.keyFileError, { timeoutMs: 10_000 });

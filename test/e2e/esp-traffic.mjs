@@ -5,6 +5,7 @@
 //                                                {"done":true,"sent","received","missing":[...]}; before
 //                                                the count starts, warm-up datagrams (0xffffffff) until one
 //                                                is echoed, so neighbour resolution on the path loses nothing counted
+//   udp-send <addr> <port> <hex>[,<hex>...]      send these datagrams, then {"sent":n}
 import dgram from "node:dgram";
 
 const [mode, addr, portArg, countArg, perTickArg] = process.argv.slice(2);
@@ -57,10 +58,22 @@ if (mode === "udp-echo") {
           const missing = [];
           for (let i = 0; i < count && missing.length < 50; i++) if (!got[i]) missing.push(i);
           print({ done: true, sent, received, missing });
-          process.exit(0);
+          s.close();
         }, 1500);
       }
     }, 2);
+  });
+} else if (mode === "udp-send") {
+  const s = dgram.createSocket("udp4");
+  const datagrams = countArg.split(",").map((h) => Buffer.from(h, "hex"));
+  s.bind(0, () => {
+    let left = datagrams.length;
+    for (const d of datagrams) s.send(d, port, addr, () => {
+      if (--left === 0) {
+        print({ sent: datagrams.length });
+        s.close(); // and exit when stdout has drained (process.exit could cut the line off a pipe)
+      }
+    });
   });
 } else {
   process.stderr.write(`esp-traffic: unknown mode ${mode}\n`);
