@@ -61,7 +61,7 @@ function iperf(pair: EncryptedPair, args: string[]): Record<string, any> {
   const server = pair.lab.spawn(n2.pod, ["iperf3", "-s", "-1", "-B", n2.podIp, "-J"]);
   // iperf3 has no ready line: the client retries its connection below until the server listens.
   let last = "";
-  for (let attempt = 0; attempt < 50; attempt++) {
+  for (let attempt = 0; attempt < 300; attempt++) {
     const r = spawnSync("ip", ["netns", "exec", n1.pod, "iperf3", "-c", n2.podIp, "-t", String(IPERF_S), "-J", ...args], { encoding: "utf8", timeout: (IPERF_S + 20) * 1000 });
     const out = JSON.parse(r.stdout || "{}") as Record<string, any>;
     if (!out.error) {

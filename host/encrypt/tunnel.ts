@@ -18,7 +18,9 @@
  * node resumes above every number it may have sent and never reuses a GCM
  * nonce, even if it was killed between a send and a save. `dirty` says the
  * reservation moved: the caller saves before the next batch, while at most
- * one batch has been sent from the new half of the reservation.
+ * one batch has been sent from the new half of the reservation. A restored
+ * SA (setPeers after a restart) starts with a new reservation and is dirty:
+ * the caller saves it before it sends anything under it.
  */
 import { hkdfSync } from "node:crypto";
 import { espHeader, open, seal, type EspDrop } from "./esp.js";
@@ -262,8 +264,9 @@ export class EspTunnel {
     if (!saved) return;
     delete this.restored!.peers[state.peer.name];
     for (const [k, o] of Object.entries(saved.out)) {
-      // Resume above every number that may have gone out; a fresh reservation is saved before the first batch.
-      state.out.set(Number(k), { generation: o.generation, seq: o.reserved, reserved: o.reserved });
+      // Resume above every number that may have gone out, under a new reservation that the
+      // caller must save (dirty) before it sends: a crash before then resumes at o.reserved again.
+      state.out.set(Number(k), { generation: o.generation, seq: o.reserved, reserved: o.reserved + SEQ_RESERVE });
       this.dirty = true;
     }
     for (const [spi, w] of Object.entries(saved.windows)) state.windows.set(Number(spi), new ReplayWindow(w));

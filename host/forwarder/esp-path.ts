@@ -120,6 +120,8 @@ export class EspDevice implements TunDevice {
   setPeers(peers: Peer[]): void {
     this.tunnel.setPeers(peers);
     for (const p of peers) if (!this.addresses.has(p.address)) this.addresses.set(p.address, sockaddrIn(p.address, this.port));
+    // A peer's SAs restored from the last run carry a new reservation: on disk before anything is sent under it.
+    this.saveIfDirty();
   }
 
   read(bufs: Uint8Array[], sizes: number[], offset: number): number {

@@ -113,6 +113,9 @@ describe("ESP tunnel between two nodes", () => {
     for (let i = 0; i < 5; i++) b.open(ipv4Number(A), sealed(a, packet("10.2.0.7")));
     const restarted = new EspTunnel(ringA, JSON.parse(JSON.stringify(saved)));
     restarted.setPeers([peerB(3)]);
+    // The restored SA carries a new reservation, to be saved before it sends (dirty).
+    expect(restarted.dirty).toBe(true);
+    expect(restarted.snapshot().peers.b!.out["3"]!.reserved).toBe(2 * SEQ_RESERVE + 1);
     const d = sealed(restarted, packet("10.2.0.7"));
     expect(d.readUInt32BE(12)).toBeGreaterThan(15);
     expect(d.readUInt32BE(12)).toBe(SEQ_RESERVE + 2);
