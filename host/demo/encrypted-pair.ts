@@ -136,6 +136,24 @@ export class EncryptedPair {
     return proc;
   }
 
+  /**
+   * Starts node n's forwarder as `membrane agent --datapath tun --encrypt-keys ...`
+   * (dist/), its routing through the agent's own --route-table/--route-rule,
+   * and waits for its start line.
+   */
+  async startAgent(n: PairNode): Promise<NetnsProcess> {
+    const args = [
+      join(packageRoot(), "dist/host/cli/main.js"), "agent", "--datapath", "tun", "--device", `en-tun${n.index}`, "--state-dir", n.dir,
+      "--route", "0.0.0.0/0", "--route-table", String(TABLE),
+      "--encrypt-keys", n.keyFile, "--encrypt-listen", n.underlayIp, "--encrypt-peers", n.peersFile,
+      ...(this.opts.graceSeconds ? ["--encrypt-grace", String(this.opts.graceSeconds)] : []),
+    ];
+    const proc = this.lab.spawn(n.ns, [process.execPath, ...args], { label: `agent n${n.index}` });
+    n.process = proc;
+    await proc.waitLine("the agent's start line", (l) => typeof l === "string" && l.startsWith("membrane agent: forwarding on"), 20_000);
+    return proc;
+  }
+
   /** SIGTERM node n's forwarder and waits for it to exit. */
   async stop(n: PairNode): Promise<void> {
     const p = n.process;

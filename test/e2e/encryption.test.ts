@@ -12,6 +12,10 @@
  *   decrypts it independently: both SPIs are on the wire, and the inner
  *   packets are the stream's UDP datagrams.
  * - After the grace period the old key is gone from both nodes' status.
+ * - A restarted forwarder resumes above every sequence number it may have
+ *   sent; node 1 then runs as `membrane agent --encrypt-keys` (the kernel
+ *   probe's reason in its start line, the TUN at the corrected MTU).
+ * - Truncated, tampered and unknown-SPI datagrams are named, counted drops.
  * - A tampered key file is refused (status names the line and field) and
  *   the keys in use stay.
  */
@@ -172,6 +176,23 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     expect(after.seq).toBeGreaterThan(before + 1000);
     // The peer's window took the jump; nothing was refused as a replay.
     expect(status(n2)!.counters.drops.replayed).toBe(0);
+    echo.kill();
+  }, 60_000);
+
+  it("runs the same SAs under `membrane agent --encrypt-keys`: the probe's reason, the corrected MTU, no loss", async () => {
+    await pair.stop(n1);
+    const agent = await pair.startAgent(n1);
+    const said = agent.lines.filter((l): l is string => typeof l === "string");
+    expect(said.some((l) => /membrane agent: encryption: kernel lacks ESP with AES-GCM \(CONFIG_INET_ESP.*ESP in UDP on 192\.168\.71\.1:4500/.test(l))).toBe(true);
+    expect(said.some((l) => /forwarding on en-tun1 \(mtu 1435\)/.test(l))).toBe(true);
+    const echo = pair.lab.spawn(n2.pod, [process.execPath, traffic, "udp-echo", n2.podIp, String(ECHO_PORT + 2)]);
+    await echo.ready();
+    const stream = pair.lab.spawn(n1.pod, [process.execPath, traffic, "udp-stream", n2.podIp, String(ECHO_PORT + 2), "300", "1"]);
+    const result = await stream.result<{ received: number; missing: number[] }>(30_000);
+    expect(result.missing).toEqual([]);
+    const st = await cli("encrypt", "status", "--state-dir", n1.dir, "--json");
+    expect(st.code, st.err).toBe(0);
+    expect((JSON.parse(st.out) as EncryptionStatus).counters.sealed).toBeGreaterThanOrEqual(300);
     echo.kill();
   }, 60_000);
 
