@@ -5,17 +5,11 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/cli.js";
 import { saveEspState, espStatePath } from "../../host/forwarder/esp-state-file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-encrypt-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 const HEX = "0123456789abcdef0123456789abcdefcafebabe";
 
