@@ -50,6 +50,8 @@ export interface AgentOptions {
   device?: string;
   mtu?: number;
   offloads?: boolean;
+  /** TUN queues (WorkerStart.device.queues). */
+  queues?: number;
   routes: string[];
   /** Put the routes in this table (policy routing) instead of main. */
   routeTable?: number;
@@ -172,7 +174,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         options,
         services: opts.services,
         policy: opts.policy,
-        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
+        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues },
         encrypt: opts.encrypt,
         snapshotPath: snapshotPath(dir),
         snapshotEveryMs: everyMs,

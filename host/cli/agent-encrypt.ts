@@ -34,8 +34,8 @@ function read(file: string, flag: string): string {
   }
 }
 
-/** The ESP path's options from the flags (undefined without --encrypt-keys), and the MTU it implies when --mtu was not given. */
-export function encryptFromFlags(flags: Flags, stateDir: string, mtu: number | undefined, offloads: boolean): { encrypt?: EspPathOptions; mtu?: number } {
+/** The ESP path's options from the flags (undefined without --encrypt-keys), the MTU it implies when --mtu was not given, and its one queue. */
+export function encryptFromFlags(flags: Flags, stateDir: string, mtu: number | undefined, offloads: boolean): { encrypt?: EspPathOptions; mtu?: number; queues?: number } {
   const keyFile = str(flags, "encryptKeys");
   if (keyFile === undefined) {
     for (const f of ["encryptListen", "encryptPeers", "encryptGrace"]) if (str(flags, f) !== undefined) throw new InvalidInputError(`--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --encrypt-keys`);
@@ -50,11 +50,14 @@ export function encryptFromFlags(flags: Flags, stateDir: string, mtu: number | u
     throw new InvalidInputError(`--encrypt-listen: ${(err as Error).message}`);
   }
   if (offloads) throw new InvalidInputError("--encrypt-keys and --offloads: the encrypted path seals packet by packet; leave offloads off");
+  const queues = str(flags, "queues");
+  if (queues !== undefined && queues !== "1") throw new InvalidInputError(`--encrypt-keys and --queues ${queues}: the encrypted path runs on one TUN queue (leave --queues out)`);
   const peersFile = str(flags, "encryptPeers");
   if (peersFile !== undefined) parsePeersFile(read(peersFile, "--encrypt-peers"), peersFile);
   const graceSeconds = integerArg("encrypt-grace", str(flags, "encryptGrace"), 1, 86_400);
   return {
     encrypt: { keyFile, listen, stateDir, ...(peersFile ? { peersFile } : {}), ...(graceSeconds ? { graceSeconds } : {}), kernel: probeKernelEsp() },
     mtu: mtu ?? encryptedMtu(1500, key.icvBits),
+    queues: 1,
   };
 }

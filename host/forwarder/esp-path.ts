@@ -279,9 +279,11 @@ export class EspDevice implements TunDevice {
 }
 
 /** The TUN wrapped for encryption; the TUN is closed when the ESP path cannot start (a bad key file), so no device is left. */
-export function openEspPath(tun: TunDevice & { fd: number }, opts: EspPathOptions): EspDevice {
+export function openEspPath(tun: TunDevice, opts: EspPathOptions): EspDevice {
   try {
-    return new EspDevice(tun, opts);
+    // One poll(2) waits on the TUN and the UDP socket together: a single-queue device with its fd.
+    if (!("fd" in tun) || typeof tun.fd !== "number") throw new InvalidInputError(`encryption on the TUN path needs a single-queue device (${tun.name} has several queues)`);
+    return new EspDevice(tun as TunDevice & { fd: number }, opts);
   } catch (err) {
     tun.close();
     throw err;
