@@ -64,6 +64,8 @@ describe("membrane encrypt", () => {
     expect(noListen.err).toMatch(/--encrypt-keys needs --encrypt-listen/);
     const offloads = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys, "--encrypt-listen", "192.0.2.1", "--offloads");
     expect(offloads.err).toMatch(/--encrypt-keys and --offloads/);
+    const queues = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys, "--encrypt-listen", "192.0.2.1", "--queues", "2");
+    expect(queues.err).toMatch(/--encrypt-keys and --queues 2: the encrypted path runs on one TUN queue/);
     const peers = join(dir, "peers.json");
     writeFileSync(peers, JSON.stringify({ peers: [{ name: "n2", address: "192.0.2.2", cidrs: ["10.2.0.0/33"] }] }));
     const badPeers = await cli("agent", "--datapath", "tun", "--state-dir", state, "--encrypt-keys", keys, "--encrypt-listen", "192.0.2.1", "--encrypt-peers", peers);
