@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cli } from "../support/cli.js";
+import { cli } from "../support/run-cli.js";
 import { saveEspState, espStatePath } from "../../host/forwarder/esp-state-file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-encrypt-"));

@@ -32,7 +32,7 @@ import { iproute2Unavailable } from "../../host/sys/netns/iproute2.js";
 import { packageRoot } from "../../host/package-root.js";
 import type { EncryptionStatus } from "../../host/forwarder/esp-path.js";
 import { ESP_STATUS_FILE } from "../../host/forwarder/esp-state-file.js";
-import { cli } from "../support/cli.js";
+import { cli } from "../support/run-cli.js";
 
 const KEY3 = "0123456789abcdef0123456789abcdefcafebabe";
 const KEY4 = "fedcba9876543210fedcba9876543210deadbeef";
