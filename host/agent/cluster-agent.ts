@@ -27,6 +27,8 @@ import { agentSocketPath } from "../api/socket-path.js";
 import { ClusterAgentCore } from "../cluster/agent-core.js";
 import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
+import type { EspPathOptions } from "../forwarder/esp-path.js";
+import { keyIndexOf, prepareClusterEncryption, startEncryptionSync } from "./cluster-encryption.js";
 
 export interface ClusterAgentRunOptions {
   /** Opened by the caller (the CLI validates the --kvstore options first). Closed when the agent stops. */
@@ -47,6 +49,8 @@ export interface ClusterAgentRunOptions {
   stateDir: string;
   seconds?: number;
   metrics?: Metrics;
+  /** Userspace ESP to the other nodes; their keys come from the node records (encryption-sync.ts). */
+  encrypt?: EspPathOptions;
 }
 
 const stamp = () => new Date().toISOString();
@@ -59,6 +63,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   const fwd = await ForwarderHandle.start({
     options,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
+    encrypt: prepareClusterEncryption(opts.stateDir, opts.encrypt),
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
       if (!latest) return;
@@ -68,7 +73,9 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   const tunRoutes = [...new Set([...opts.routes, ...[opts.ipv4AllocCidr, opts.ipv6AllocCidr].filter((c): c is string => c !== undefined)])];
   let core: ClusterAgentCore | undefined;
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
+  let sync: ReturnType<typeof startEncryptionSync> | undefined;
   const stopAll = async () => {
+    sync?.stop();
     await core?.stop();
     await api?.close();
     await opts.store.close();
@@ -82,11 +89,12 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       addresses: opts.addresses,
       ipv4AllocCidr: opts.ipv4AllocCidr,
       ipv6AllocCidr: opts.ipv6AllocCidr,
-      encryptionKey: opts.encryptionKey,
+      encryptionKey: opts.encrypt ? keyIndexOf(opts.encrypt) : opts.encryptionKey,
       sink: new ForwarderSink(fwd, new IpRouteSink(opts.routeDevice)),
       metrics: opts.metrics,
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
+    sync = opts.encrypt ? startEncryptionSync(core, opts.node, opts.stateDir, keyIndexOf(opts.encrypt), (line) => io.err(`${stamp()} membrane agent: ${line}`)) : undefined;
     api = await startApiServer(agentSocketPath(opts.stateDir), clusterApiRoutes(core), opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
     io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
