@@ -28,6 +28,7 @@ import { sweep } from "../../sys/netns/lab.js";
 import type { NetnsProcess } from "../../sys/netns/process.js";
 import { demoUnavailable } from "../requirements.js";
 import { ClusterProcesses, cliMissing } from "./processes.js";
+import { KvstoreBridge } from "./kvstore-bridge.js";
 import { BACKEND_PORT, ClusterTopology, EXT, EXT_PORT, SERVICE_PORT, SERVICE_VIP, type ClusterNode, type NodeName, type PodName } from "./topology.js";
 
 export const CLUSTER_DEMO_PREFIX = "mbc";
@@ -93,6 +94,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
   const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], stream: { echoes: 0, ok: false, detail: "not started" }, cleanup: [] };
   let topo: ClusterTopology | undefined;
   let procs: ClusterProcesses | undefined;
+  let bridge: KvstoreBridge | undefined;
   let interrupt: () => void = () => {};
   const interrupted = new Promise<never>((_, reject) => (interrupt = () => reject(new Interrupted())));
   interrupted.catch(() => {});
@@ -106,7 +108,9 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
   let live: NodeJS.Timeout | undefined;
   try {
     topo = await race(ClusterTopology.create(prefix));
-    procs = new ClusterProcesses(topo, kvstore, dir);
+    bridge = await race(KvstoreBridge.open(kvstore, dir));
+    for (const ns of [topo.control, topo.nodes.n1.ns, topo.nodes.n2.ns]) await race(bridge.attach(topo.lab, ns));
+    procs = new ClusterProcesses(topo, bridge.spec, dir);
     const { n1, n2 } = topo.nodes;
     say(`cluster: nodes n1 (${n1.ip}, pods ${n1.podCidr}) and n2 (${n2.ip}, pods ${n2.podCidr}) joined by ${n1.link}; kvstore ${kvstore}`);
     procs.startOperator();
@@ -208,6 +212,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     process.off("SIGTERM", onSignal);
     await procs?.stop();
     summary.cleanup = (await topo?.teardown()) ?? [];
+    bridge?.close();
     summary.cleanup.push(...(await sweep(prefix)).map((l) => `left over: ${l}`));
     rmSync(dir, { recursive: true, force: true });
   }
