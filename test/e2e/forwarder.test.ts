@@ -91,7 +91,7 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
   async function startForwarder(): Promise<ForwarderHandle> {
     reports = [];
     const handle = await ForwarderHandle.start({
-      options: { ...OPTIONS, nat: demoNat(topo!) }, services: demoServices(topo!.pod2), device: { name: TUN }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
+      options: { ...OPTIONS, nat: demoNat(topo!) }, services: demoServices(topo!.pod2), device: { name: TUN, queues: 2 }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
       onReport: (r) => reports.push(r),
     });
     fwd = handle;

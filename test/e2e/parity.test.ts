@@ -182,7 +182,7 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder and the kernel endpoin
   }, 30_000);
 
   it("through the TUN forwarder", async () => {
-    fwd = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN }, snapshotPath: SNAPSHOT });
+    fwd = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN, queues: 2 }, snapshotPath: SNAPSHOT });
     topo!.attachTun(fwd.ready.device);
     for (const s of SCENARIOS) await drive(s, "tun");
     // The last packets (a FIN's ACK) may still be on their way when the agents exit.
