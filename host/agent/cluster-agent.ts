@@ -18,6 +18,7 @@ import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { NotSupportedError } from "../errors.js";
 import { ip } from "../sys/netns/iproute2.js";
 import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
+import { lockStateDir, prepareStateDir } from "./state-dir.js";
 import type { Output } from "../format/output.js";
 import type { KvStore } from "../kvstore/store.js";
 import type { NodeAddress } from "../kvstore/records/node.js";
@@ -59,6 +60,9 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent: creating a TUN device and routes needs root (CAP_NET_ADMIN)");
   const options = opts.options ?? resolveOptions({});
   const started = new Date().toISOString();
+  // As the state-file agent: the dir made 0700 if missing, one agent per dir (the lock dies with its holder).
+  prepareStateDir(opts.stateDir);
+  const lock = await lockStateDir(opts.stateDir, () => undefined);
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
   const fwd = await ForwarderHandle.start({
     options,
@@ -101,6 +105,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   } catch (err) {
     await stopAll();
     await fwd.stop();
+    lock.release();
     throw err;
   }
 
@@ -121,5 +126,6 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   await joined;
   const stopped = await fwd.stop();
   rmSync(statusPath(opts.stateDir), { force: true });
+  lock.release();
   io.out(`membrane agent: stopped after ${stopped.stats.packetsIn} packets in, ${stopped.stats.packetsOut} out; ${stopped.snapshotEntries} conntrack entries saved`);
 }
