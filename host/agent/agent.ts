@@ -37,6 +37,8 @@ import { datapathState } from "../state/schema.js";
 import { discardSnapshot, lockStateDir, prepareStateDir, removeUnfinishedWrites, snapshotPath } from "./state-dir.js";
 import { ShutdownSignals, type SignalSource } from "./signals.js";
 import { AgentRouting, type RouteRule } from "./routing.js";
+import { AgentMetrics } from "./agent-metrics.js";
+import type { Metrics } from "../metrics/registry.js";
 
 export const REPORT_EVERY_MS = 1000;
 
@@ -63,6 +65,8 @@ export interface AgentOptions {
   seconds?: number;
   /** Where SIGINT/SIGTERM come from (default: the process). */
   signals?: SignalSource;
+  /** `--metrics`: the registry the datapath, bootstrap and regenerations are exported through. */
+  metrics?: Metrics;
 }
 
 /** Validates "10.0.0.0/8" or "fd00::/64" before anything is set up. */
@@ -106,6 +110,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   const options = opts.options ?? resolveOptions({});
   const dir = opts.stateDir;
   const everyMs = Math.round((opts.snapshotInterval ?? 10) * 1000);
+  const observed = opts.metrics && AgentMetrics.forStateFile(opts.metrics, opts);
 
   prepareStateDir(dir);
   const lock = await lockStateDir(dir, () => {
@@ -174,6 +179,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         snapshotEveryMs: everyMs,
         reportEveryMs: REPORT_EVERY_MS,
         onReport: (r) => {
+          observed?.report(r);
           lastReport = r;
           saveStatus();
         },
@@ -221,6 +227,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       const endpoints = opts.policy?.endpoints.upsert.length;
       const policy = endpoints ? `, policy for ${endpoints} endpoints` : "";
       const from = snap && !snap.skipped ? ` (snapshot #${snap.sequence} of pid ${snap.pid}, run ${snap.runId}, written ${ago(snap.writtenAt)})` : "";
+      observed?.started();
       io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
 
       await new Promise<void>((resolve) => {

@@ -27,6 +27,7 @@ import { agentSocketPath } from "../api/socket-path.js";
 import { ClusterAgentCore } from "../cluster/agent-core.js";
 import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
+import { AgentMetrics } from "./agent-metrics.js";
 
 export interface ClusterAgentRunOptions {
   /** Opened by the caller (the CLI validates the --kvstore options first). Closed when the agent stops. */
@@ -56,11 +57,13 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   const options = opts.options ?? resolveOptions({});
   const started = new Date().toISOString();
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
+  const observed = opts.metrics && new AgentMetrics(opts.metrics);
   const fwd = await ForwarderHandle.start({
     options,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
+      observed?.report(r);
       if (!latest) return;
       writeStatus(opts.stateDir, { ...latest, updatedAt: new Date().toISOString(), entries: r.entries, stats: r.stats, counters: r.counters, flows: r.flows, services: r.services, nat: r.nat, natMappings: r.natMappings });
     },
@@ -87,6 +90,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       metrics: opts.metrics,
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
+    if (observed) observed.tables = () => core!.status().counts;
     api = await startApiServer(agentSocketPath(opts.stateDir), clusterApiRoutes(core), opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
     io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);

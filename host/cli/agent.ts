@@ -10,6 +10,7 @@ import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
+import { addMetricsOption, withMetrics } from "./metrics-option.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
 type AgentFlags = Record<string, string | string[] | boolean | undefined>;
@@ -64,12 +65,14 @@ export function registerAgent(program: Command): void {
   for (const o of AGENT_OPTIONS) cmd.addOption(o);
   example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
   addClusterAgentOptions(cmd);
+  addMetricsOption(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
     if (isClusterMode(flags)) {
       const { device, mtu, offloads, routes, stateDir, seconds } = agentOptions({ ...flags, config: undefined });
-      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds }, io);
+      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, metrics }, io));
     }
-    await runAgent(agentOptions(flags), io);
+    const options = agentOptions(flags);
+    await withMetrics(flags, io, "agent", (metrics) => runAgent({ ...options, metrics }, io));
   });
 }
