@@ -38,6 +38,8 @@ import { discardSnapshot, lockStateDir, prepareStateDir, removeUnfinishedWrites,
 import { ShutdownSignals, type SignalSource } from "./signals.js";
 import { AgentRouting, type RouteRule } from "./routing.js";
 import { AgentMetrics } from "./agent-metrics.js";
+import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
+import { startMonitorApi } from "./monitor-api.js";
 import type { Metrics } from "../metrics/registry.js";
 
 export const REPORT_EVERY_MS = 1000;
@@ -111,6 +113,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   const dir = opts.stateDir;
   const everyMs = Math.round((opts.snapshotInterval ?? 10) * 1000);
   const observed = opts.metrics && AgentMetrics.forStateFile(opts.metrics, opts);
+  const monitor = new AgentMonitor(endpointLookup(() => opts.policy?.endpoints.upsert ?? []));
 
   prepareStateDir(dir);
   const lock = await lockStateDir(dir, () => {
@@ -183,6 +186,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
           lastReport = r;
           saveStatus();
         },
+        onMonitor: monitor.deliver,
         onSnapshot: (m) => {
           if (m.saved) {
             lastSaved = m.saved;
@@ -204,6 +208,11 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       throw err;
     }
     lastSaved = fwd.ready.saved;
+    monitor.attach(fwd);
+    const api = await startMonitorApi(dir, monitor, opts.metrics).catch(async (err) => {
+      await fwd.stop().catch(() => undefined);
+      throw err;
+    });
     const snap = fwd.ready.snapshot;
     const restoredEntries = snap?.entries ?? 0;
     if (snap?.skipped) io.out(`membrane agent: conntrack snapshot ${snap.path} not restored: ${snap.skipped}`);
@@ -214,6 +223,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         r.apply();
         installed = r;
       } catch (err) {
+        await api.close();
         await fwd.stop().catch(() => undefined);
         throw err;
       }
@@ -244,6 +254,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
     }
 
     stopping = true;
+    await api.close();
     let stopped: Extract<WorkerMessage, { type: "stopped" }>;
     try {
       stopped = await fwd.stop();

@@ -28,6 +28,8 @@ import { ClusterAgentCore } from "../cluster/agent-core.js";
 import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
 import { AgentMetrics } from "./agent-metrics.js";
+import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
+import { monitorApiRoutes } from "../monitor/api-route.js";
 
 export interface ClusterAgentRunOptions {
   /** Opened by the caller (the CLI validates the --kvstore options first). Closed when the agent stops. */
@@ -58,10 +60,13 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   const started = new Date().toISOString();
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
   const observed = opts.metrics && new AgentMetrics(opts.metrics);
+  let core: ClusterAgentCore | undefined;
+  const monitor = new AgentMonitor(endpointLookup(() => core?.localEndpoints() ?? []));
   const fwd = await ForwarderHandle.start({
     options,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
+    onMonitor: monitor.deliver,
     onReport: (r) => {
       observed?.report(r);
       if (!latest) return;
@@ -69,7 +74,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
     },
   });
   const tunRoutes = [...new Set([...opts.routes, ...[opts.ipv4AllocCidr, opts.ipv6AllocCidr].filter((c): c is string => c !== undefined)])];
-  let core: ClusterAgentCore | undefined;
+  monitor.attach(fwd);
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
   const stopAll = async () => {
     await core?.stop();
@@ -91,7 +96,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
     if (observed) observed.tables = () => core!.status().counts;
-    api = await startApiServer(agentSocketPath(opts.stateDir), clusterApiRoutes(core), opts.metrics);
+    api = await startApiServer(agentSocketPath(opts.stateDir), { ...clusterApiRoutes(core), ...monitorApiRoutes(monitor.hub) }, opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
     io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
   } catch (err) {

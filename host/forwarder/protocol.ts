@@ -7,6 +7,7 @@ import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { SnapshotWritten } from "./snapshot-writer.js";
+import type { RawMonitorEvents } from "../monitor/raw-events.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
@@ -62,6 +63,8 @@ export type WorkerMessage =
   /** A periodic snapshot was written, or could not be (forwarding goes on; the next one is tried an interval later). */
   | { type: "snapshot"; saved?: SnapshotWritten; error?: string }
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number; saved?: SnapshotWritten }
+  /** Monitor events drained after a batch (only while a monitor is on). */
+  | { type: "monitor"; events: RawMonitorEvents }
   | { type: "error"; message: string; code?: string };
 
 /** What became of the snapshot found at start. */

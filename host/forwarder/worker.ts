@@ -80,6 +80,7 @@ async function main(): Promise<void> {
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
+    dp.monitor().listener = (events) => post({ type: "monitor", events });
     const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
     report();

@@ -7,8 +7,9 @@ import type { DatapathEngine } from "../../host/engine.js";
 import { packet4 } from "../../host/packet/build.js";
 import { cnp, ep } from "../policy/helpers.js";
 
-export const SRC = "10.91.0.1";
-export const DST = "10.92.0.2";
+import { DST, SRC } from "./policy-lab.js";
+
+export { DST, SRC };
 
 export function policyEngine(): PolicyEngine {
   const engine = new PolicyEngine();
