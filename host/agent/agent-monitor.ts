@@ -11,6 +11,8 @@ import { parseIp } from "../packet/address.js";
 import type { EndpointLookup } from "../monitor/event.js";
 import { MonitorHub } from "../monitor/hub.js";
 import type { RawMonitorEvents } from "../monitor/raw-events.js";
+import type { CapturedPacket, CaptureSettings } from "../capture/settings.js";
+import type { CaptureMessage } from "../capture/api-route.js";
 
 /** Endpoint ids by address (any spelling of it), from the endpoints the agent programs. */
 export function endpointLookup(endpoints: () => Iterable<{ id: number; ipv4?: string; ipv6?: string }>): EndpointLookup {
@@ -39,5 +41,32 @@ export class AgentMonitor {
 
   attach(forwarder: ForwarderController): void {
     this.forwarder = forwarder;
+  }
+
+  private captureSend: ((m: CaptureMessage) => void) | undefined;
+
+  /** The forwarder's onCapture. */
+  readonly deliverCapture = (m: { packets: CapturedPacket[]; missed: number }): void => {
+    const send = this.captureSend;
+    if (!send) return;
+    for (const p of m.packets) send(p);
+    if (m.missed) send({ missed: m.missed });
+  };
+
+  /** Starts the one capture an agent runs at a time; the returned function stops it. */
+  async startCapture(settings: CaptureSettings, send: (m: CaptureMessage) => void): Promise<() => Promise<void>> {
+    if (this.captureSend) throw new MembraneError("BUSY", "capture: another capture is running on this agent; stop it first");
+    if (!this.forwarder) throw new MembraneError("NOT_READY", "capture: the forwarder is not running yet");
+    const forwarder = this.forwarder;
+    this.captureSend = send;
+    const on = await forwarder.apply({ kind: "capture", settings });
+    if (!on.ok) {
+      this.captureSend = undefined;
+      throw new MembraneError(on.code, on.message);
+    }
+    return async () => {
+      this.captureSend = undefined;
+      await forwarder.apply({ kind: "capture" });
+    };
   }
 }

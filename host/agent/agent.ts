@@ -187,6 +187,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
           saveStatus();
         },
         onMonitor: monitor.deliver,
+        onCapture: monitor.deliverCapture,
         onSnapshot: (m) => {
           if (m.saved) {
             lastSaved = m.saved;

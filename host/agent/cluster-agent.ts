@@ -30,6 +30,7 @@ import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
 import { AgentMetrics } from "./agent-metrics.js";
 import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
 import { monitorApiRoutes } from "../monitor/api-route.js";
+import { captureApiRoutes } from "../capture/api-route.js";
 
 export interface ClusterAgentRunOptions {
   /** Opened by the caller (the CLI validates the --kvstore options first). Closed when the agent stops. */
@@ -67,6 +68,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onMonitor: monitor.deliver,
+    onCapture: monitor.deliverCapture,
     onReport: (r) => {
       observed?.report(r);
       if (!latest) return;
@@ -96,7 +98,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
     if (observed) observed.tables = () => core!.status().counts;
-    api = await startApiServer(agentSocketPath(opts.stateDir), { ...clusterApiRoutes(core), ...monitorApiRoutes(monitor.hub) }, opts.metrics);
+    api = await startApiServer(agentSocketPath(opts.stateDir), { ...clusterApiRoutes(core), ...monitorApiRoutes(monitor.hub), ...captureApiRoutes(monitor) }, opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
     io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
   } catch (err) {

@@ -23,6 +23,7 @@ import { registerApply } from "./apply.js";
 import { registerOperator } from "./operator.js";
 import { registerCluster } from "./cluster.js";
 import { registerMonitor } from "./monitor.js";
+import { registerCapture } from "./capture.js";
 import { outputOf } from "./command.js";
 
 /** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
@@ -46,6 +47,7 @@ export function buildProgram(io: Output = processOutput): Command {
   registerOperator(program);
   registerCluster(program);
   registerMonitor(program);
+  registerCapture(program);
   finishTree(program, io);
   return program;
 }

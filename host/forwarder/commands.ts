@@ -10,6 +10,7 @@ import type { ServiceFrontend, ServiceSpec } from "../lb/manager.js";
 import type { NatOptions } from "../nat/config.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { MonitorSettings } from "../monitor/settings.js";
+import type { CaptureSettings } from "../capture/settings.js";
 
 export type ForwarderCommand =
   /** Services created or changed (upsert) and removed (delete), as one change: deletes go first. */
@@ -27,10 +28,12 @@ export type ForwarderCommand =
   /** Removes expired conntrack and NAT entries now, on the forwarder's clock. */
   | { kind: "conntrack-gc" }
   /** Monitor events on with these settings (checked by the worker), or off (no settings): host/monitor. */
-  | { kind: "monitor"; settings?: MonitorSettings };
+  | { kind: "monitor"; settings?: MonitorSettings }
+  /** Packet capture on with these settings (checked by the worker), or off: host/capture. */
+  | { kind: "capture"; settings?: CaptureSettings };
 
 export type CommandKind = ForwarderCommand["kind"];
-export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc", "monitor"];
+export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc", "monitor", "capture"];
 
 export interface CommandApplied {
   ok: true;

@@ -31,6 +31,8 @@ export interface ForwarderStartOptions {
   onSnapshot?: (m: Extract<WorkerMessage, { type: "snapshot" }>) => void;
   /** Monitor events, while a `monitor` command has them on. */
   onMonitor?: (events: Extract<WorkerMessage, { type: "monitor" }>["events"]) => void;
+  /** Captured packets, while a `capture` command has capture on. */
+  onCapture?: (m: Extract<WorkerMessage, { type: "capture" }>) => void;
 }
 
 export class ForwarderHandle implements ForwarderController {
@@ -74,6 +76,7 @@ export class ForwarderHandle implements ForwarderController {
         else if (m.type === "report") opts.onReport?.(m);
         else if (m.type === "snapshot") opts.onSnapshot?.(m);
         else if (m.type === "monitor") opts.onMonitor?.(m.events);
+        else if (m.type === "capture") opts.onCapture?.(m);
         else if (m.type === "stopped") resolveDone(m);
         else if (m.type === "error") {
           const err = new MembraneError(m.code ?? "FORWARDER", `forwarder: ${m.message}`);

@@ -8,6 +8,7 @@ import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { SnapshotWritten } from "./snapshot-writer.js";
 import type { RawMonitorEvents } from "../monitor/raw-events.js";
+import type { CapturedPacket } from "../capture/settings.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
@@ -65,6 +66,8 @@ export type WorkerMessage =
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number; saved?: SnapshotWritten }
   /** Monitor events drained after a batch (only while a monitor is on). */
   | { type: "monitor"; events: RawMonitorEvents }
+  /** Captured packets of a batch, and how many the capture's rate cap refused (only while a capture is on). */
+  | { type: "capture"; packets: CapturedPacket[]; missed: number }
   | { type: "error"; message: string; code?: string };
 
 /** What became of the snapshot found at start. */

@@ -81,6 +81,7 @@ async function main(): Promise<void> {
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
     dp.monitor().listener = (events) => post({ type: "monitor", events });
+    dp.capture().listener = (packets, missed) => post({ type: "capture", packets, missed });
     const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
     report();

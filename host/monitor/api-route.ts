@@ -5,23 +5,17 @@
  * A bad query is refused (400) before anything is turned on.
  */
 import { ApiStream, type ApiRequest, type ApiRoutes } from "../api/server.js";
-import { InvalidInputError } from "../errors.js";
+import { intQuery } from "../api/query.js";
 import { buildMonitorFilter } from "./filter.js";
 import type { MonitorHub } from "./hub.js";
 import { checkMonitorSettings } from "./settings.js";
 
-function intParam(q: URLSearchParams, name: string): number | undefined {
-  const v = q.get(name);
-  if (v === null) return undefined;
-  if (!/^\d+$/.test(v)) throw new InvalidInputError(`monitor: ${name} must be a whole number, got ${JSON.stringify(v)}`);
-  return Number(v);
-}
 
 export function monitorRequest(q: URLSearchParams) {
   const types = q.getAll("type");
-  const settings = checkMonitorSettings({ types: types.length ? types : undefined, sample: intParam(q, "sample"), ratePerSecond: intParam(q, "rate") });
+  const settings = checkMonitorSettings({ types: types.length ? types : undefined, sample: intQuery(q, "sample", "monitor"), ratePerSecond: intQuery(q, "rate", "monitor") });
   const filter = buildMonitorFilter({
-    types: settings.types, endpoint: intParam(q, "endpoint"), reason: q.get("reason") ?? undefined, address: q.get("address") ?? undefined, port: intParam(q, "port"),
+    types: settings.types, endpoint: intQuery(q, "endpoint", "monitor"), reason: q.get("reason") ?? undefined, address: q.get("address") ?? undefined, port: intQuery(q, "port", "monitor"),
   });
   return { settings, filter };
 }
