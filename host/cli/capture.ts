@@ -19,7 +19,7 @@ import { example, integerArg, outputOf } from "./command.js";
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 interface CaptureFlags {
-  write: string;
+  write?: string;
   stage?: string[];
   address?: string;
   port?: string;
@@ -41,7 +41,7 @@ export function registerCapture(program: Command): void {
   const cmd = program
     .command("capture")
     .description("write the packets the running agent's forwarder sees, before and after the datapath, to a pcapng file")
-    .requiredOption("-w, --write <file>", "the pcapng file to write (replaced)")
+    .addOption(new Option("-w, --write <file>", "the pcapng file to write (replaced); required"))
     .addOption(new Option("--stage <stage>", `where to capture, repeatable: ${CAPTURE_STAGES.join(", ")} (default both)`).argParser(collect))
     .addOption(new Option("--address <ip|cidr>", "only packets with this source or destination"))
     .addOption(new Option("--port <n>", "only packets with this source or destination port"))
@@ -53,6 +53,8 @@ export function registerCapture(program: Command): void {
   example(cmd, "sudo membrane capture -w /tmp/fwd.pcapng --count 100", "sudo membrane capture -w drops.pcapng --stage after --address 10.92.0.0/24 --port 7001 --seconds 10");
   cmd.action(async (f: CaptureFlags, self: Command) => {
     const io = outputOf(self);
+    const file = f.write;
+    if (file === undefined) throw new InvalidInputError("capture: -w/--write <file> is required (the pcapng file to write)");
     const q = new URLSearchParams();
     for (const s of f.stage ?? []) q.append("stage", s);
     const add = (k: string, v: number | string | undefined) => v !== undefined && q.set(k, String(v));
@@ -77,9 +79,9 @@ export function registerCapture(program: Command): void {
         if (m.error !== undefined) throw new InvalidInputError(`capture: ${m.error}`);
         if (m.capturing !== undefined) {
           // Opened only once the agent accepted the capture: a refused one leaves no file behind.
-          fd = openSync(f.write, "w");
+          fd = openSync(file, "w");
           writeSync(fd, pcapngHeader(INTERFACES));
-          io.err(`membrane capture: writing to ${f.write} (${JSON.stringify(m.capturing)}); Ctrl-C to stop`);
+          io.err(`membrane capture: writing to ${file} (${JSON.stringify(m.capturing)}); Ctrl-C to stop`);
           return;
         }
         if (m.missed !== undefined) {
@@ -97,6 +99,6 @@ export function registerCapture(program: Command): void {
       process.off("SIGINT", onSignal);
       if (fd !== undefined) closeSync(fd);
     }
-    io.out(`membrane capture: ${written} packets written to ${f.write}${missed ? `; ${missed} missed (rate cap)` : ""}`);
+    io.out(`membrane capture: ${written} packets written to ${file}${missed ? `; ${missed} missed (rate cap)` : ""}`);
   });
 }
