@@ -15,6 +15,7 @@ import { LinkType } from "../pcap/link-type.js";
 import { pcapngHeader, pcapngPacket } from "../pcap/pcapng-write.js";
 import { DEFAULT_AGENT_SOCKET } from "./cluster.js";
 import { example, integerArg, outputOf } from "./command.js";
+import { streamStop } from "./stream-stop.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -63,12 +64,7 @@ export function registerCapture(program: Command): void {
     add("snaplen", integerArg("snaplen", f.snaplen, 20, 262144));
     add("address", f.address);
     const count = integerArg("count", f.count, 1, Number.MAX_SAFE_INTEGER);
-    const seconds = f.seconds === undefined ? undefined : Number(f.seconds);
-    if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${f.seconds}"`);
-    const stop = new AbortController();
-    const timer = seconds === undefined ? undefined : setTimeout(() => stop.abort(), seconds * 1000);
-    const onSignal = () => stop.abort();
-    process.once("SIGINT", onSignal);
+    const stop = streamStop(f.seconds);
     let fd: number | undefined;
     let written = 0;
     let missed = 0;
@@ -92,11 +88,10 @@ export function registerCapture(program: Command): void {
         const comment = m.verdict === "drop" ? `drop ${m.reason}` : m.verdict;
         writeSync(fd!, pcapngPacket(iface, BigInt(m.timeNs), Buffer.from(m.data, "base64"), m.length, comment));
         written++;
-        if (count !== undefined && written >= count) stop.abort();
+        if (count !== undefined && written >= count) stop.stop();
       }, stop.signal);
     } finally {
-      if (timer) clearTimeout(timer);
-      process.off("SIGINT", onSignal);
+      stop.dispose();
       if (fd !== undefined) closeSync(fd);
     }
     io.out(`membrane capture: ${written} packets written to ${file}${missed ? `; ${missed} missed (rate cap)` : ""}`);

@@ -13,6 +13,7 @@ import { formatMonitorEvent } from "../monitor/format.js";
 import { MONITOR_TYPES, DEFAULT_MONITOR_SETTINGS } from "../monitor/settings.js";
 import { DEFAULT_AGENT_SOCKET } from "./cluster.js";
 import { example, integerArg, jsonOption, outputOf } from "./command.js";
+import { streamStop } from "./stream-stop.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -65,12 +66,7 @@ export function registerMonitor(program: Command): void {
     const io = outputOf(self);
     const path = monitorQuery(f);
     const count = integerArg("count", f.count, 1, Number.MAX_SAFE_INTEGER);
-    const seconds = f.seconds === undefined ? undefined : Number(f.seconds);
-    if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${f.seconds}"`);
-    const stop = new AbortController();
-    const timer = seconds === undefined ? undefined : setTimeout(() => stop.abort(), seconds * 1000);
-    const onSignal = () => stop.abort();
-    process.once("SIGINT", onSignal);
+    const stop = streamStop(f.seconds);
     let shown = 0;
     try {
       await streamAgent(f.socket ?? DEFAULT_AGENT_SOCKET, path, (v) => {
@@ -87,11 +83,10 @@ export function registerMonitor(program: Command): void {
           return;
         }
         io.out(f.json ? JSON.stringify(m) : formatMonitorEvent(m));
-        if (count !== undefined && ++shown >= count) stop.abort();
+        if (count !== undefined && ++shown >= count) stop.stop();
       }, stop.signal);
     } finally {
-      if (timer) clearTimeout(timer);
-      process.off("SIGINT", onSignal);
+      stop.dispose();
     }
   });
 }

@@ -6,7 +6,7 @@
  */
 import { InvalidInputError } from "../errors.js";
 import { dropReasonName, dropReasonText } from "../generated/layout.js";
-import { hostPrefix, parsePrefix, prefixContains } from "../packet/cidr.js";
+import { addressMatcher } from "../packet/cidr.js";
 import { checkMonitorSettings, type MonitorTypeName } from "./settings.js";
 import type { MonitorEventView } from "./event.js";
 
@@ -35,11 +35,11 @@ export function buildMonitorFilter(spec: MonitorFilterSpec): MonitorFilter {
     if (!hit) throw new InvalidInputError(`monitor: drop reason ${JSON.stringify(spec.reason)} is unknown (e.g. DROP_POLICY or "Policy denied")`);
     reason = hit[1];
   }
-  const prefix = spec.address === undefined ? undefined : spec.address.includes("/") ? parsePrefix(spec.address, "monitor: address") : hostPrefix(spec.address, "monitor: address");
+  const within = spec.address === undefined ? undefined : addressMatcher(spec.address, "monitor: address");
   return (e) =>
     types.has(e.type) &&
     (endpoint === undefined || e.endpoint === endpoint) &&
     (reason === undefined || e.reason === reason) &&
     (port === undefined || e.sport === port || e.dport === port) &&
-    (prefix === undefined || [e.src, e.dst].some((a) => a !== undefined && prefixContains(prefix, hostPrefix(a, "event"))));
+    (within === undefined || within([e.src, e.dst]));
 }

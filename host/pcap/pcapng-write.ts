@@ -68,7 +68,7 @@ export function pcapngHeader(interfaces: readonly PcapngInterface[]): Uint8Array
     f.setUint32(4, i.snaplen ?? 262144, true);
     blocks.push(block(IDB, [fixed, ...withEnd([option(IF_NAME, new TextEncoder().encode(i.name)), option(IF_TSRESOL, Uint8Array.of(9))])]));
   }
-  return concat(blocks);
+  return Buffer.concat(blocks);
 }
 
 /** One packet on interface `iface` (its index in the header), at `timestampNs` since the epoch. */
@@ -86,15 +86,6 @@ export function pcapngPacket(iface: number, timestampNs: bigint, data: Uint8Arra
   return block(EPB, [fixed, padded, ...options]);
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 // Kept for readers of this file: option codes used above.
 export const PCAPNG_OPTION = { end: OPT_END, comment: OPT_COMMENT, ifName: IF_NAME, ifTsresol: IF_TSRESOL } as const;
