@@ -18,8 +18,9 @@ export class AgentMetrics {
   /** What the agent holds, read at each scrape: state-file agents from their state file, cluster agents from the cluster loop. */
   tables: () => { policies?: number; identities?: number; services?: number } = () => ({});
 
-  constructor(readonly metrics: Metrics) {
-    registerDatapathCollector(metrics.registry, () => this.figures());
+  /** `node` labels the datapath series when several forwarders share the registry (the demo). */
+  constructor(readonly metrics: Metrics, node?: string) {
+    registerDatapathCollector(metrics.registry, () => this.figures(), node);
   }
 
   /** A state-file agent's: its tables are the state file's, fixed for the run. */

@@ -16,12 +16,12 @@ export function addMetricsOption(cmd: Command): Command {
 }
 
 /** Runs `fn` with the metrics endpoint up when `--metrics` was given (closed when fn ends, however it ends). */
-export async function withMetrics(flags: { metrics?: unknown }, io: Output, who: string, fn: (metrics: Metrics | undefined) => Promise<void>): Promise<void> {
+export async function withMetrics<T>(flags: { metrics?: unknown }, io: Output, who: string, fn: (metrics: Metrics | undefined) => Promise<T>): Promise<T> {
   const address = parseMetricsFlag(typeof flags.metrics === "string" ? flags.metrics : undefined);
   if (!address) return fn(undefined);
   const pm = await startProcessMetrics(address, io, who);
   try {
-    await fn(pm.metrics);
+    return await fn(pm.metrics);
   } finally {
     await pm.close();
   }
