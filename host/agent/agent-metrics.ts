@@ -24,11 +24,11 @@ export class AgentMetrics {
   }
 
   /** A state-file agent's: its tables are the state file's, fixed for the run. */
-  static forStateFile(metrics: Metrics, opts: { services?: readonly unknown[]; policy?: EngineChange }): AgentMetrics {
+  static forStateFile(metrics: Metrics, opts: { services?: readonly unknown[]; policy?: EngineChange; policyRules?: number }): AgentMetrics {
     const m = new AgentMetrics(metrics);
     const endpoints = opts.policy?.endpoints.upsert ?? [];
     const identities = new Set([...endpoints.map((e) => e.identity), ...(opts.policy?.ipcache.upsert ?? []).map((i) => i.identity)]);
-    m.tables = () => ({ services: opts.services?.length ?? 0, identities: identities.size });
+    m.tables = () => ({ services: opts.services?.length ?? 0, identities: identities.size, policies: opts.policyRules ?? 0 });
     m.pendingRegenerations = endpoints.length;
     return m;
   }

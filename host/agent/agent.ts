@@ -69,6 +69,8 @@ export interface AgentOptions {
   signals?: SignalSource;
   /** `--metrics`: the registry the datapath, bootstrap and regenerations are exported through. */
   metrics?: Metrics;
+  /** Policy rules the state file holds (membrane_policy). */
+  policyRules?: number;
 }
 
 /** Validates "10.0.0.0/8" or "fd00::/64" before anything is set up. */
@@ -97,9 +99,10 @@ export function parseSnapshotInterval(value: string): number {
  * anything is set up: the datapath options (NAT included), the services, and
  * the policy engine's tables (endpoints, ipcache, policy entries).
  */
-export function loadAgentConfig(path: string): Pick<AgentOptions, "options" | "services" | "policy"> {
-  const { options, services, policy } = datapathState(loadState(path));
-  return { options, services: services && [...services], policy };
+export function loadAgentConfig(path: string): Pick<AgentOptions, "options" | "services" | "policy" | "policyRules"> {
+  const state = loadState(path);
+  const { options, services, policy } = datapathState(state);
+  return { options, services: services && [...services], policy, policyRules: state.engine.allRules().length };
 }
 
 const ago = (ms: number) => `${(Math.max(0, Date.now() - ms) / 1000).toFixed(1)} s ago`;

@@ -59,6 +59,7 @@ describeIf("a running agent's metrics endpoint", agentUnavailable() ?? promtoolM
     expect(sample(text, "membrane_agent_bootstrap_seconds_count", { scope: "overall", outcome: "success" })).toBe(1);
     expect(sample(text, "membrane_endpoint_regenerations_total", { outcome: "success" })).toBe(1);
     expect(sample(text, "membrane_identity")).toBeGreaterThanOrEqual(1);
+    expect(sample(text, "membrane_policy")).toBe(1);
     expect(sample(text, "membrane_forwarder_packets_total")).toBeGreaterThanOrEqual(8);
     expect(promtool(text)).toBe("");
   });
