@@ -53,6 +53,8 @@ export interface AgentOptions {
   device?: string;
   mtu?: number;
   offloads?: boolean;
+  /** TUN queues (WorkerStart.device.queues). */
+  queues?: number;
   routes: string[];
   /** Put the routes in this table (policy routing) instead of main. */
   routeTable?: number;
@@ -180,7 +182,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         options,
         services: opts.services,
         policy: opts.policy,
-        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
+        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues },
         snapshotPath: snapshotPath(dir),
         snapshotEveryMs: everyMs,
         reportEveryMs: REPORT_EVERY_MS,

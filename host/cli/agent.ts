@@ -3,6 +3,7 @@
  * checked here, then handed to host/agent. The options are one list
  * (AGENT_OPTIONS): a new one is a line there and a field in agentOptions().
  */
+import { availableParallelism } from "node:os";
 import { Command, Option } from "commander";
 import { loadAgentConfig, parseSnapshotInterval, runAgent, type AgentOptions } from "../agent/agent.js";
 import { parseRouteRule, parseRouteTable } from "../agent/routing.js";
@@ -23,6 +24,7 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--device <name>", "TUN device name").default("mbr0"),
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
   new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
+  new Option("--queues <n>", "TUN queues, 1..256 (IFF_MULTI_QUEUE; one conntrack view over all; default: the number of CPUs)"),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
   new Option("--route-table <n>", "put those routes in table n instead of main (policy routing)"),
   new Option("--route-rule <sel>", 'ip rule selector sending traffic to --route-table, e.g. "iif lxc-pod1 pref 100" (repeatable; added at start, removed at stop)').argParser(collect),
@@ -42,6 +44,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const datapath = str(flags, "datapath");
   if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
   const mtu = integerArg("mtu", str(flags, "mtu"), 576, 65535);
+  const queues = integerArg("queues", str(flags, "queues"), 1, 256) ?? Math.min(256, availableParallelism());
   const secondsText = str(flags, "seconds");
   const seconds = secondsText === undefined ? undefined : Number(secondsText);
   if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${secondsText}"`);
@@ -52,7 +55,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const config = str(flags, "config");
   const state = config ? loadAgentConfig(config) : undefined;
   return {
-    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true,
+    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues,
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
     snapshotInterval, discardSnapshot: flags.discardSnapshot === true,
@@ -63,7 +66,7 @@ export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
   for (const o of AGENT_OPTIONS) cmd.addOption(o);
-  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
+  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads --queues 2");
   addClusterAgentOptions(cmd);
   addMetricsOption(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {

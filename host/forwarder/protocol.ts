@@ -21,7 +21,11 @@ export interface WorkerStart {
    */
   policy?: EngineChange;
   /** TUN device to create ("mbr%d" picks a free name). */
-  device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
+  device: {
+    name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode;
+    /** TUN queues (IFF_MULTI_QUEUE), all decided by this worker's one datapath; default 1 (open-device.ts). */
+    queues?: number;
+  };
   /**
    * Conntrack snapshot: restored at start when present (refused whole when
    * bad), then written at once, every `snapshotEveryMs` while forwarding
@@ -32,6 +36,8 @@ export interface WorkerStart {
   snapshotEveryMs?: number;
   snapshotJitter?: number;
   batchSize?: number;
+  /** Time the per-batch pipeline's stages into the reported stats (ForwarderOptions.stageTiming). */
+  stageTiming?: boolean;
   /** Int32Array over it: [0] = stop requested. */
   control: SharedArrayBuffer;
   /** How often the worker reports (ms). */

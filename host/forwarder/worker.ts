@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { Datapath } from "../datapath.js";
-import { openTun } from "../tun/linux-tun.js";
+import { openForwarderDevice } from "./open-device.js";
 import { Forwarder } from "./forwarder.js";
 import { prepareDatapath } from "./setup.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
@@ -71,14 +71,10 @@ async function main(): Promise<void> {
     ? new SnapshotWriter(dp, { path: start.snapshotPath, everyMs: start.snapshotEveryMs, jitter: start.snapshotJitter, horizon: snapshot?.horizon })
     : undefined;
   const saved = snapshots?.write();
-  const offloads = start.device.offloads ?? false;
-  const device = openTun({
-    name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
-    offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
-  });
+  const device = openForwarderDevice(start.device);
   try {
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
-    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
+    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, stageTiming: start.stageTiming, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
     dp.monitor().listener = (events) => post({ type: "monitor", events });
     dp.capture().listener = (packets, missed) => post({ type: "capture", packets, missed });

@@ -14,6 +14,7 @@ import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitFor } from "./wait-for.js";
 
 export const ETCD_BINARY = process.env.MEMBRANE_TEST_ETCD ?? "/usr/bin/etcd";
 
@@ -115,18 +116,15 @@ export class TestEtcd {
       this.stderr = (this.stderr + d.toString()).slice(-4000);
     });
     this.child = child;
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`etcd exited while starting (code ${child.exitCode}, signal ${child.signalCode}): ${this.stderr}`);
-      }
-      if (await this.healthy()) return;
-      if (Date.now() > deadline) {
-        this.killNow("SIGKILL");
-        throw new Error(`etcd did not become healthy within 30 s: ${this.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const exited = () => child.exitCode !== null || child.signalCode !== null;
+    await waitFor("etcd to become healthy", async () => exited() || (await this.healthy()), {
+      intervalMs: 100,
+      detail: () => this.stderr,
+    }).catch((err: Error) => {
+      this.killNow("SIGKILL");
+      throw err;
+    });
+    if (exited()) throw new Error(`etcd exited while starting (code ${child.exitCode}, signal ${child.signalCode}): ${this.stderr}`);
   }
 
   /** etcd's /health over loopback; with TLS, trusting the test CA (and presenting the server pair as client cert). */
