@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { NetnsLab, sweep } from "../../host/sys/netns/lab.js";
 import type { NetnsProcess } from "../../host/sys/netns/process.js";
 import { CLI } from "../agent/agent-lab.js";
@@ -29,9 +29,8 @@ export async function policyStateFile(dir: string): Promise<string> {
   const policyFile = join(dir, "policy.yaml");
   writeFileSync(policyFile, POLICY);
   for (const args of [["endpoint", "add", "1", "--labels", "app=src", "--ipv4", SRC], ["policy", "import", policyFile]]) {
-    const err: string[] = [];
-    const code = await run([...args, "--config", state], { out: () => {}, err: (l) => err.push(l) });
-    if (code !== 0) throw new Error(`${args.join(" ")}: ${err.join("\n")}`);
+    const r = await cli(...args, "--config", state);
+    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.err}`);
   }
   return state;
 }
