@@ -73,11 +73,12 @@ async function main(): Promise<void> {
   const saved = snapshots?.write();
   const device = openForwarderDevice(start.device);
   try {
+    // Before the Forwarder takes its views of Wasm memory: creating the monitor ring grows memory.
+    dp.monitor().listener = (events) => post({ type: "monitor", events });
+    dp.capture().listener = (packets, missed) => post({ type: "capture", packets, missed });
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, stageTiming: start.stageTiming, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
-    dp.monitor().listener = (events) => post({ type: "monitor", events });
-    dp.capture().listener = (packets, missed) => post({ type: "capture", packets, missed });
     const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
     report();
