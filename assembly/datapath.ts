@@ -7,7 +7,7 @@ import {
 import { PARSE_UNTRACKED, parsePacket } from "./parse";
 import { fragProcess } from "./frag";
 import { ctCreate, ctDir, ctEntry, ctLookup, ctResult, ctTableId } from "./conntrack";
-import { flowIdentity, flowPoliced, policyNewFlow, policyStoreIdentity } from "./policy";
+import { flowIdentity, flowPoliced, policyNewFlow, policyPeerIngress, policyStoreIdentity } from "./policy";
 import { monitorPacket, monitorPolicyVerdict } from "./monitor";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
@@ -65,6 +65,7 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
     reason = policyNewFlow(ctDir);
     monitorPolicyVerdict(d, flowPoliced, reason, ctDir, ctResult, flowIdentity);
   }
+  if (reason == 0 && ctResult == CT_NEW && dirIn == DIR_AUTO && ctDir == CT_EGRESS) reason = policyPeerIngress();
   // SNAT may translate a reply back and look it up again (then no longer CT_NEW).
   reason = natStage(reason, dirIn, now);
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);

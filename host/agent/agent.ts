@@ -25,6 +25,7 @@ import { rmSync } from "node:fs";
 import { ForwarderHandle } from "../forwarder/controller.js";
 import type { WorkerMessage } from "../forwarder/protocol.js";
 import type { SnapshotWritten } from "../forwarder/snapshot-writer.js";
+import type { EspPathOptions } from "../forwarder/esp-path.js";
 import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.js";
 import { writeStatus, statusPath, readStatus, type AgentStatus } from "./status-file.js";
@@ -67,6 +68,8 @@ export interface AgentOptions {
   discardSnapshot?: boolean;
   /** Stop after this many seconds (tests, demos); run until a signal otherwise. */
   seconds?: number;
+  /** Userspace ESP to other nodes (host/forwarder/esp-path.ts; host/cli/agent-encrypt.ts checks it). */
+  encrypt?: EspPathOptions;
   /** Where SIGINT/SIGTERM come from (default: the process). */
   signals?: SignalSource;
   /** `--metrics`: the registry the datapath, bootstrap and regenerations are exported through. */
@@ -183,6 +186,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         services: opts.services,
         policy: opts.policy,
         device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues },
+        encrypt: opts.encrypt,
         snapshotPath: snapshotPath(dir),
         snapshotEveryMs: everyMs,
         reportEveryMs: REPORT_EVERY_MS,
@@ -221,6 +225,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
     });
     const snap = fwd.ready.snapshot;
     const restoredEntries = snap?.entries ?? 0;
+    if (opts.encrypt) io.out(`membrane agent: encryption: ${opts.encrypt.kernel ?? "kernel ESP available; the userspace path is used on the TUN"}; ESP in UDP on ${opts.encrypt.listen}:4500; \`membrane encrypt status\` shows the SAs`);
     if (snap?.skipped) io.out(`membrane agent: conntrack snapshot ${snap.path} not restored: ${snap.skipped}`);
 
     if (!signals.received) {

@@ -12,6 +12,7 @@ import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
 import { addMetricsOption, withMetrics } from "./metrics-option.js";
+import { ENCRYPT_AGENT_OPTIONS, encryptFromFlags } from "./agent-encrypt.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
 type AgentFlags = Record<string, string | string[] | boolean | undefined>;
@@ -59,21 +60,22 @@ function agentOptions(flags: AgentFlags): AgentOptions {
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
     snapshotInterval, discardSnapshot: flags.discardSnapshot === true,
+    ...encryptFromFlags(flags, str(flags, "stateDir")!, mtu, flags.offloads === true),
   };
 }
 
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
-  for (const o of AGENT_OPTIONS) cmd.addOption(o);
+  for (const o of [...AGENT_OPTIONS, ...ENCRYPT_AGENT_OPTIONS]) cmd.addOption(o);
   example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads --queues 2");
   addClusterAgentOptions(cmd);
   addMetricsOption(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
     if (isClusterMode(flags)) {
-      const { device, mtu, offloads, routes, stateDir, seconds } = agentOptions({ ...flags, config: undefined });
-      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, metrics }, io));
+      const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
+      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt, metrics }, io));
     }
     const options = agentOptions(flags);
     await withMetrics(flags, io, "agent", (metrics) => runAgent({ ...options, metrics }, io));

@@ -24,6 +24,7 @@ import { registerOperator } from "./operator.js";
 import { registerCluster } from "./cluster.js";
 import { registerMonitor } from "./monitor.js";
 import { registerCapture } from "./capture.js";
+import { registerEncrypt } from "./encrypt.js";
 import { outputOf } from "./command.js";
 
 /** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
@@ -48,6 +49,7 @@ export function buildProgram(io: Output = processOutput): Command {
   registerCluster(program);
   registerMonitor(program);
   registerCapture(program);
+  registerEncrypt(program);
   finishTree(program, io);
   return program;
 }

@@ -25,6 +25,7 @@ export interface ForwarderStartOptions {
   snapshotEveryMs?: number;
   snapshotJitter?: number;
   batchSize?: number;
+  encrypt?: WorkerStart["encrypt"];
   /** Time the pipeline's stages (WorkerStart.stageTiming): the reports' stats.stages. */
   stageTiming?: boolean;
   reportEveryMs?: number;
@@ -62,6 +63,7 @@ export class ForwarderHandle implements ForwarderController {
     const data: WorkerStart = {
       options: opts.options ?? {}, services: opts.services, policy: opts.policy, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
       snapshotEveryMs: opts.snapshotEveryMs, snapshotJitter: opts.snapshotJitter, batchSize: opts.batchSize, stageTiming: opts.stageTiming, control, reportEveryMs: opts.reportEveryMs, commands: channel.port2,
+      encrypt: opts.encrypt,
     };
     const commands = new CommandClient(channel.port1);
     // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).

@@ -9,6 +9,7 @@ import type { EngineChange } from "../policy/engine.js";
 import type { SnapshotWritten } from "./snapshot-writer.js";
 import type { RawMonitorEvents } from "../monitor/raw-events.js";
 import type { CapturedPacket } from "../capture/settings.js";
+import type { EspPathOptions } from "./esp-path.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
@@ -42,6 +43,8 @@ export interface WorkerStart {
   control: SharedArrayBuffer;
   /** How often the worker reports (ms). */
   reportEveryMs?: number;
+  /** Userspace ESP to the peers' forwarders (esp-path.ts); the device must be without offloads. */
+  encrypt?: EspPathOptions;
   /** The worker's end of the command channel (transferred): CommandRequest in, CommandReply out (commands.ts). */
   commands: MessagePort;
 }

@@ -9,6 +9,7 @@ import { Datapath } from "../datapath.js";
 import { openForwarderDevice } from "./open-device.js";
 import { Forwarder } from "./forwarder.js";
 import { prepareDatapath } from "./setup.js";
+import { openEspPath } from "./esp-path.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
 import { CommandApplier } from "./command-applier.js";
 import { CommandInbox } from "./command-inbox.js";
@@ -71,7 +72,8 @@ async function main(): Promise<void> {
     ? new SnapshotWriter(dp, { path: start.snapshotPath, everyMs: start.snapshotEveryMs, jitter: start.snapshotJitter, horizon: snapshot?.horizon })
     : undefined;
   const saved = snapshots?.write();
-  const device = openForwarderDevice(start.device);
+  // Encryption seals packet by packet on one queue (esp-path.ts); without it, the queues asked for.
+  const device = start.encrypt ? openEspPath(openForwarderDevice({ ...start.device, queues: 1 }), start.encrypt) : openForwarderDevice(start.device);
   try {
     // Before the Forwarder takes its views of Wasm memory: creating the monitor ring grows memory.
     dp.monitor().listener = (events) => post({ type: "monitor", events });

@@ -114,7 +114,9 @@ describeIf("differential: policy (Wasm vs kernel)", kernelUnavailable(), () => {
           : family === 4 ? (b as ReturnType<typeof packet4>).icmpEcho({ request: true, id: sport++ & 0xffff, seq: 1 })
           : (b as ReturnType<typeof packet6>).icmp6Echo({ request: true, id: sport++ & 0xffff, seq: 1 });
         if (sport > 65000) sport = 20_000;
-        events.push({ kind: "packet", frame: frame(pkt), direction: rand() < 0.5 ? "egress" : "ingress", now, note: `round ${round} flow ${i}` });
+        // "auto" as the TUN forwarder decides: the source's egress and then the local destination's ingress.
+        const dir = rand();
+        events.push({ kind: "packet", frame: frame(pkt), direction: dir < 0.35 ? "egress" : dir < 0.7 ? "ingress" : "auto", now, note: `round ${round} flow ${i}` });
       }
       const result = runDifferential(pair, events, 250);
       expect(result.divergence, `round ${round}`).toBeUndefined();
