@@ -7,7 +7,8 @@ import {
 import { PARSE_UNTRACKED, parsePacket } from "./parse";
 import { fragProcess } from "./frag";
 import { ctCreate, ctDir, ctEntry, ctLookup, ctResult, ctTableId } from "./conntrack";
-import { policyNewFlow, policyPeerIngress, policyStoreIdentity } from "./policy";
+import { flowIdentity, flowPoliced, policyNewFlow, policyPeerIngress, policyStoreIdentity } from "./policy";
+import { monitorPacket, monitorPolicyVerdict } from "./monitor";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
 import { lbAfterCt, lbForward } from "./lb";
@@ -20,6 +21,7 @@ function finish(d: usize, verdict: i32, reason: i32, dir: i32, result: i32, tabl
   store<u8>(d + PKT_DESC_CT_RESULT, <u8>result);
   store<u8>(d + PKT_DESC_CT_TABLE, <u8>tableId);
   count(reason, dir, len);
+  monitorPacket(d, verdict, reason, dir, result, len);
 }
 
 /** A descriptor whose packet lies outside its buffer or outside memory is dropped, not trusted. */
@@ -59,7 +61,10 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
   reason = ctLookup(dirIn, now);
   // A new flow is decided here, before its entry exists. Policy comes first: it
   // judges the packet as the endpoint sent it, and a refused flow takes no NAT port.
-  if (reason == 0 && ctResult == CT_NEW) reason = policyNewFlow(ctDir);
+  if (reason == 0 && ctResult == CT_NEW) {
+    reason = policyNewFlow(ctDir);
+    monitorPolicyVerdict(d, flowPoliced, reason, ctDir, ctResult, flowIdentity);
+  }
   if (reason == 0 && ctResult == CT_NEW && dirIn == DIR_AUTO && ctDir == CT_EGRESS) reason = policyPeerIngress();
   // SNAT may translate a reply back and look it up again (then no longer CT_NEW).
   reason = natStage(reason, dirIn, now);

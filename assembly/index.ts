@@ -12,6 +12,7 @@ import { dumpCount, dumpNothing, tableDeleteKey, tableDumpRecords, tableRestoreR
 import { createMetrics, metricsBase } from "./metrics";
 import { regionAlloc, regionUsed } from "./region";
 export { processBatch as process, parseBatch as parse_batch } from "./datapath";
+export { monitor_create } from "./monitor";
 import { createPolicyTables } from "./policy";
 import { policyTablesReady } from "./policy-exports";
 

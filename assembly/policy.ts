@@ -121,8 +121,8 @@ export function policyDecide(endpointId: u16, identity: u32, port: u16, proto: i
 }
 
 // ---- the flow being decided, between policyNewFlow and policyStoreIdentity ----
-let flowPoliced = false;
-let flowIdentity: u32 = 0;
+export let flowPoliced = false;
+export let flowIdentity: u32 = 0;
 
 /**
  * Policy for a CT_NEW packet in direction `dir` (after ctLookup, before

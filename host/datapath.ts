@@ -20,6 +20,8 @@ import { WasmPolicyTables } from "./wasm/policy-tables.js";
 import { WasmLbTables } from "./wasm/lb-tables.js";
 import { ServiceManager } from "./lb/manager.js";
 import { WasmNat } from "./wasm/nat-tables.js";
+import { WasmMonitorRing } from "./wasm/monitor-ring.js";
+import { WasmCaptureTap } from "./wasm/capture-tap.js";
 
 export interface BatchOptions {
   /** Bytes per buffer, headroom included (default 2048 + headroom). */
@@ -39,6 +41,8 @@ export class Datapath implements DatapathEngine {
   private policy?: WasmPolicyTables;
   private lb?: WasmLbTables;
   private serviceManager?: ServiceManager;
+  private monitorRing?: WasmMonitorRing;
+  private captureTap?: WasmCaptureTap;
   /** SNAT tables: list, flush, stats (host/nat/tables.ts). */
   readonly nat: WasmNat;
 
@@ -66,7 +70,20 @@ export class Datapath implements DatapathEngine {
 
   /** Decides every packet pushed into `batch`, in place. `now` is the datapath clock in seconds. */
   process(batch: PacketBatch, now: number): void {
+    this.captureTap?.before(batch.raw, batch.length);
     this.core.process(batch.raw, batch.length, now);
+    this.monitorRing?.afterBatch();
+    this.captureTap?.after(batch.raw, batch.length);
+  }
+
+  /** The packet capture tap (off until configured): host/wasm/capture-tap.ts. */
+  capture(): WasmCaptureTap {
+    return (this.captureTap ??= new WasmCaptureTap(this.core));
+  }
+
+  /** The monitor's event ring (created on first use; off until configured): host/wasm/monitor-ring.ts. */
+  monitor(): WasmMonitorRing {
+    return (this.monitorRing ??= new WasmMonitorRing(this.core));
   }
 
   /** Decides one packet. Convenient for tests and what-if questions; forwarders use batches. */

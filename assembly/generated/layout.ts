@@ -138,6 +138,19 @@ export const NAT_DIR_INGRESS: i32 = 1; // reverse: remote -> masquerade address
 export const NAT_F_ENABLE4: i32 = 1; // masquerade IPv4
 export const NAT_F_ENABLE6: i32 = 2; // masquerade IPv6
 
+// enum monitor_type (monitor.h)
+export const MONITOR_DROP: i32 = 1; // drop
+export const MONITOR_TRACE: i32 = 2; // trace
+export const MONITOR_POLICY_VERDICT: i32 = 3; // policy-verdict
+
+// enum monitor_flags (monitor.h)
+export const MONITOR_F_DROP: i32 = 1; // drops
+export const MONITOR_F_TRACE: i32 = 2; // forwarded packets
+export const MONITOR_F_POLICY: i32 = 4; // policy verdicts of new flows of local endpoints
+
+// enum monitor_limits (monitor.h)
+export const MONITOR_CAP_BYTES: i32 = 64; // bytes of the packet an event carries (link, IP and L4 headers)
+
 // struct ct_tuple4 (ct.h): 14 bytes, packed
 export const CT_TUPLE4_SIZE: i32 = 14;
 export const CT_TUPLE4_SADDR: i32 = 0;
@@ -410,3 +423,25 @@ export const NAT_STATS_ALLOC_FAILED: i32 = 24;
 export const NAT_STATS_STALE_REMOVED: i32 = 32;
 export const NAT_STATS_GC_DELETED: i32 = 40;
 export const NAT_STATS_GC_REQUESTS: i32 = 48;
+
+// struct monitor_event (monitor.h): 80 bytes
+export const MONITOR_EVENT_SIZE: i32 = 80;
+export const MONITOR_EVENT_TYPE: i32 = 0;
+export const MONITOR_EVENT_REASON: i32 = 1;
+export const MONITOR_EVENT_DIR: i32 = 2;
+export const MONITOR_EVENT_CT_RESULT: i32 = 3;
+export const MONITOR_EVENT_LINK: i32 = 4;
+export const MONITOR_EVENT_CAP_LEN: i32 = 6;
+export const MONITOR_EVENT_LEN: i32 = 8;
+export const MONITOR_EVENT_IDENTITY: i32 = 12;
+export const MONITOR_EVENT_DATA: i32 = 16;
+
+// struct monitor_config (monitor.h): 32 bytes
+export const MONITOR_CONFIG_SIZE: i32 = 32;
+export const MONITOR_CONFIG_MODE: i32 = 0;
+export const MONITOR_CONFIG_SAMPLE: i32 = 4;
+export const MONITOR_CONFIG_BUDGET: i32 = 8;
+export const MONITOR_CONFIG_COUNT: i32 = 12;
+export const MONITOR_CONFIG_CAPACITY: i32 = 16;
+export const MONITOR_CONFIG_LOST: i32 = 20;
+export const MONITOR_CONFIG_SEEN: i32 = 24;

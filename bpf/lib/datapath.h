@@ -12,12 +12,14 @@
 #include "metrics.h"
 #include "policy.h"
 #include "nat.h"
+#include "monitor.h"
 
 static __always_inline int finish(struct __sk_buff *skb, __u8 verdict, __u8 reason, __u8 dir, __u8 result, __u8 table, __u32 len)
 {
 	skb->cb[0] = (__u32)verdict | ((__u32)reason << 8) | ((__u32)result << 16) | ((__u32)dir << 24);
 	skb->cb[1] = table;
 	metrics_count(reason, dir, len);
+	monitor_packet(skb, verdict, reason, dir, result);
 	return verdict == VERDICT_PASS ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
@@ -60,8 +62,10 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 	/* A new flow is decided here, before its entry exists. Policy comes first:
 	 * it judges the packet as the endpoint sent it, and a refused flow takes
 	 * no NAT port. */
-	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW)
+	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW) {
 		reason = policy_new_flow(p, out.dir, &pol);
+		monitor_policy_verdict(skb, pol.policed, reason, out.dir, out.result, pol.identity);
+	}
 	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW && dir_in == DIR_AUTO && out.dir == CT_EGRESS)
 		reason = policy_peer_ingress(p, &pol);
 	/* SNAT may translate a reply back and look it up again (then no longer CT_NEW). */

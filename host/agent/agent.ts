@@ -38,6 +38,10 @@ import { datapathState } from "../state/schema.js";
 import { discardSnapshot, lockStateDir, prepareStateDir, removeUnfinishedWrites, snapshotPath } from "./state-dir.js";
 import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signals.js";
 import { AgentRouting, type RouteRule } from "./routing.js";
+import { AgentMetrics } from "./agent-metrics.js";
+import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
+import { startMonitorApi } from "./monitor-api.js";
+import type { Metrics } from "../metrics/registry.js";
 
 export const REPORT_EVERY_MS = 1000;
 
@@ -68,6 +72,10 @@ export interface AgentOptions {
   encrypt?: EspPathOptions;
   /** Where SIGINT/SIGTERM come from (default: the process). */
   signals?: SignalSource;
+  /** `--metrics`: the registry the datapath, bootstrap and regenerations are exported through. */
+  metrics?: Metrics;
+  /** Policy rules the state file holds (membrane_policy). */
+  policyRules?: number;
 }
 
 /** Validates "10.0.0.0/8" or "fd00::/64" before anything is set up. */
@@ -96,9 +104,10 @@ export function parseSnapshotInterval(value: string): number {
  * anything is set up: the datapath options (NAT included), the services, and
  * the policy engine's tables (endpoints, ipcache, policy entries).
  */
-export function loadAgentConfig(path: string): Pick<AgentOptions, "options" | "services" | "policy"> {
-  const { options, services, policy } = datapathState(loadState(path));
-  return { options, services: services && [...services], policy };
+export function loadAgentConfig(path: string): Pick<AgentOptions, "options" | "services" | "policy" | "policyRules"> {
+  const state = loadState(path);
+  const { options, services, policy } = datapathState(state);
+  return { options, services: services && [...services], policy, policyRules: state.engine.allRules().length };
 }
 
 const ago = (ms: number) => `${(Math.max(0, Date.now() - ms) / 1000).toFixed(1)} s ago`;
@@ -111,6 +120,8 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
   const options = opts.options ?? resolveOptions({});
   const dir = opts.stateDir;
   const everyMs = Math.round((opts.snapshotInterval ?? 10) * 1000);
+  const observed = opts.metrics && AgentMetrics.forStateFile(opts.metrics, opts);
+  const monitor = new AgentMonitor(endpointLookup(() => opts.policy?.endpoints.upsert ?? []));
 
   prepareStateDir(dir);
   const lock = await lockStateDir(dir, () => {
@@ -180,9 +191,12 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         snapshotEveryMs: everyMs,
         reportEveryMs: REPORT_EVERY_MS,
         onReport: (r) => {
+          observed?.report(r);
           lastReport = r;
           saveStatus();
         },
+        onMonitor: monitor.deliver,
+        onCapture: monitor.deliverCapture,
         onSnapshot: (m) => {
           if (m.saved) {
             lastSaved = m.saved;
@@ -204,6 +218,11 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       throw err;
     }
     lastSaved = fwd.ready.saved;
+    monitor.attach(fwd);
+    const api = await startMonitorApi(dir, monitor, opts.metrics).catch(async (err) => {
+      await fwd.stop().catch(() => undefined);
+      throw err;
+    });
     const snap = fwd.ready.snapshot;
     const restoredEntries = snap?.entries ?? 0;
     if (opts.encrypt) io.out(`membrane agent: encryption: ${opts.encrypt.kernel ?? "kernel ESP available; the userspace path is used on the TUN"}; ESP in UDP on ${opts.encrypt.listen}:4500; \`membrane encrypt status\` shows the SAs`);
@@ -215,6 +234,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         r.apply();
         installed = r;
       } catch (err) {
+        await api.close();
         await fwd.stop().catch(() => undefined);
         throw err;
       }
@@ -228,12 +248,14 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       const endpoints = opts.policy?.endpoints.upsert.length;
       const policy = endpoints ? `, policy for ${endpoints} endpoints` : "";
       const from = snap && !snap.skipped ? ` (snapshot #${snap.sequence} of pid ${snap.pid}, run ${snap.runId}, written ${ago(snap.writtenAt)})` : "";
+      observed?.started();
       io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
 
       await untilStopRequested(signals, opts.seconds);
     }
 
     stopping = true;
+    await api.close();
     let stopped: Extract<WorkerMessage, { type: "stopped" }>;
     try {
       stopped = await fwd.stop();

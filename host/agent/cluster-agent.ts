@@ -28,6 +28,10 @@ import { agentSocketPath } from "../api/socket-path.js";
 import { ClusterAgentCore } from "../cluster/agent-core.js";
 import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
+import { AgentMetrics } from "./agent-metrics.js";
+import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
+import { monitorApiRoutes } from "../monitor/api-route.js";
+import { captureApiRoutes } from "../capture/api-route.js";
 import type { EspPathOptions } from "../forwarder/esp-path.js";
 import { keyIndexOf, prepareClusterEncryption, startEncryptionSync } from "./cluster-encryption.js";
 
@@ -64,18 +68,24 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   prepareStateDir(opts.stateDir);
   const lock = await lockStateDir(opts.stateDir, () => undefined);
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
+  const observed = opts.metrics && new AgentMetrics(opts.metrics);
+  let core: ClusterAgentCore | undefined;
+  const monitor = new AgentMonitor(endpointLookup(() => core?.localEndpoints() ?? []));
   const fwd = await ForwarderHandle.start({
     options,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     encrypt: prepareClusterEncryption(opts.stateDir, opts.encrypt),
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
+    onMonitor: monitor.deliver,
+    onCapture: monitor.deliverCapture,
     onReport: (r) => {
+      observed?.report(r);
       if (!latest) return;
       writeStatus(opts.stateDir, { ...latest, updatedAt: new Date().toISOString(), entries: r.entries, stats: r.stats, counters: r.counters, flows: r.flows, services: r.services, nat: r.nat, natMappings: r.natMappings });
     },
   });
   const tunRoutes = [...new Set([...opts.routes, ...[opts.ipv4AllocCidr, opts.ipv6AllocCidr].filter((c): c is string => c !== undefined)])];
-  let core: ClusterAgentCore | undefined;
+  monitor.attach(fwd);
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
   let sync: ReturnType<typeof startEncryptionSync> | undefined;
   const stopAll = async () => {
@@ -99,7 +109,8 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
     sync = opts.encrypt ? startEncryptionSync(core, opts.node, opts.stateDir, keyIndexOf(opts.encrypt), (line) => io.err(`${stamp()} membrane agent: ${line}`)) : undefined;
-    api = await startApiServer(agentSocketPath(opts.stateDir), clusterApiRoutes(core), opts.metrics);
+    if (observed) observed.tables = () => core!.status().counts;
+    api = await startApiServer(agentSocketPath(opts.stateDir), { ...clusterApiRoutes(core), ...monitorApiRoutes(monitor.hub), ...captureApiRoutes(monitor) }, opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
     io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
   } catch (err) {

@@ -24,6 +24,15 @@ export interface ApiRequest {
 
 export type ApiHandler = (req: ApiRequest) => unknown | Promise<unknown>;
 
+/**
+ * A reply that goes on: a handler returning one streams newline-delimited
+ * JSON (one value per `send`) until `run` resolves or the client goes away
+ * (`closed` resolves then). Used by GET /v1/monitor.
+ */
+export class ApiStream {
+  constructor(readonly run: (send: (value: unknown) => void, closed: Promise<void>) => Promise<void>) {}
+}
+
 /** "GET /v1/status" -> handler. */
 export type ApiRoutes = Record<string, ApiHandler>;
 
@@ -49,6 +58,21 @@ export async function startApiServer(socketPath: string, routes: ApiRoutes, metr
         Number(process.hrtime.bigint() - started) / 1e9,
       );
     };
+    const stream = async (s: ApiStream): Promise<void> => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.flushHeaders();
+      const closed = new Promise<void>((resolve) => res.once("close", () => resolve()));
+      const send = (value: unknown) => {
+        if (!res.writableEnded && !res.destroyed) res.write(JSON.stringify(value) + "\n");
+      };
+      try {
+        await s.run(send, closed);
+      } catch (err) {
+        send({ error: err instanceof Error ? err.message : String(err), code: err instanceof MembraneError ? err.code : "INTERNAL" });
+      }
+      res.end();
+      metrics?.apiProcessTime.observe({ method: req.method ?? "?", path: url.pathname, return_code: "200" }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
     if (!handler) {
       reply(404, { error: `no such endpoint: ${key}`, code: "NOT_FOUND", endpoints: Object.keys(routes).sort() });
       return;
@@ -56,7 +80,7 @@ export async function startApiServer(socketPath: string, routes: ApiRoutes, metr
     readBody(req)
       .then((body) => handler({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, body }))
       .then(
-        (value) => reply(200, value ?? {}),
+        (value) => (value instanceof ApiStream ? stream(value) : reply(200, value ?? {})),
         (err: unknown) => {
           const status = err instanceof InvalidInputError ? 400 : 500;
           reply(status, { error: err instanceof Error ? err.message : String(err), code: err instanceof MembraneError ? err.code : "INTERNAL" });

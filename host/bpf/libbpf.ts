@@ -22,6 +22,7 @@ import { BpfSyscallError } from "./errors.js";
 import { koffi, type Koffi, type NativeFunction } from "../sys/ffi.js";
 import { libc } from "../sys/libc.js";
 import { emitLibbpfMessage, LIBBPF_LEVELS, libbpfLevelWanted } from "./libbpf-log.js";
+import { instrumentSyscalls } from "./syscall-observer.js";
 
 /** An opaque native pointer (struct bpf_object *, struct bpf_map *, ...). */
 export type Ptr = bigint;
@@ -111,6 +112,22 @@ export interface Libbpf {
   /** errno left by the last native call (for NULL-returning calls). */
   errno(): number;
 }
+
+/** The bindings that are one bpf(2) call each, by Cilium's operation names (bpf_syscall_duration_seconds). */
+const BPF_SYSCALL_OPERATIONS = {
+  bpf_map_lookup_elem: "lookup",
+  bpf_map_update_elem: "update",
+  bpf_map_delete_elem: "delete",
+  bpf_map_get_next_key: "getNextKey",
+  bpf_map_lookup_batch: "lookupBatch",
+  bpf_map_create: "create",
+  bpf_prog_load: "progLoad",
+  bpf_prog_test_run_opts: "progTestRun",
+  bpf_obj_pin: "objPin",
+  bpf_obj_get: "objGet",
+  bpf_obj_get_info_by_fd: "objGetInfoByFD",
+  bpf_object__load: "objectLoad",
+} as const;
 
 let cached: Libbpf | undefined;
 
@@ -259,6 +276,7 @@ export function libbpf(): Libbpf {
     libbpf_strerror: (err, buf, size) => b.strerror(err, buf, size),
     errno: () => k.errno(),
   };
+  cached = instrumentSyscalls(cached, BPF_SYSCALL_OPERATIONS);
   return cached;
 }
 

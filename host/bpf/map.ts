@@ -14,6 +14,7 @@ import { isOnBpffs } from "./bpffs.js";
 import { possibleCpus } from "./cpus.js";
 import { BpfSyscallError } from "./errors.js";
 import { captureLibbpfLog } from "./libbpf-log.js";
+import { noteMapOp } from "./syscall-observer.js";
 import { check, decodeStruct, describeErrno, libbpf, type Ptr } from "./libbpf.js";
 import { libc } from "../sys/libc.js";
 import { mapTypeName } from "./elf/map-types.js";
@@ -167,6 +168,7 @@ export class BpfMap {
     this.#checkKey(key);
     const value = new Uint8Array(this.valueBufferSize);
     const ret = libbpf().bpf_map_lookup_elem(this.fd, key, value);
+    noteMapOp(this.name, "lookup", ret === -ENOENT ? 0 : ret);
     if (ret === -ENOENT) return undefined;
     check(ret, `look up in map ${this.name}`);
     return value;
@@ -181,6 +183,7 @@ export class BpfMap {
       throw new InvalidInputError(`value for map ${this.name} must be ${this.valueBufferSize} bytes${per}, got ${value.length}`);
     }
     const ret = libbpf().bpf_map_update_elem(this.fd, key, value, MAP_UPDATE_FLAGS[flags]);
+    noteMapOp(this.name, "update", ret);
     if (ret >= 0) return;
     let hint = "";
     if (ret === -EEXIST && flags === "noexist") hint = ": key already present";
@@ -193,6 +196,7 @@ export class BpfMap {
   delete(key: Uint8Array): boolean {
     this.#checkKey(key);
     const ret = libbpf().bpf_map_delete_elem(this.fd, key);
+    noteMapOp(this.name, "delete", ret === -ENOENT ? 0 : ret);
     if (ret === -ENOENT) return false;
     if (ret === -EINVAL && ARRAY_TYPES.has(this.type)) {
       throw new BpfSyscallError(`delete from map ${this.name}: array maps have no delete; write a zero value instead`, ret);

@@ -12,6 +12,7 @@ import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
 import { addKernelAgentOptions, runKernelAgentFromFlags } from "./kernel-agent-options.js";
+import { addMetricsOption, withMetrics } from "./metrics-option.js";
 import { ENCRYPT_AGENT_OPTIONS, encryptFromFlags } from "./agent-encrypt.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
@@ -72,13 +73,15 @@ export function registerAgent(program: Command): void {
     "sudo membrane agent --datapath bpf --config state.json --endpoint-device 41=lxc41 --external-device eth0");
   addClusterAgentOptions(cmd);
   addKernelAgentOptions(cmd);
+  addMetricsOption(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
     if (flags.datapath === "bpf" && !isClusterMode(flags)) return runKernelAgentFromFlags(flags, io);
     if (isClusterMode(flags)) {
       const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
-      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt }, io);
+      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt, metrics }, io));
     }
-    await runAgent(agentOptions(flags), io);
+    const options = agentOptions(flags);
+    await withMetrics(flags, io, "agent", (metrics) => runAgent({ ...options, metrics }, io));
   });
 }

@@ -14,6 +14,7 @@ import type { EspPathOptions } from "../forwarder/esp-path.js";
 import { integerArg } from "./command.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
 import type { Output } from "../format/output.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { Command } from "commander";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -84,11 +85,11 @@ export function clusterAgentFlags(flags: Flags): { node: string; addresses: Node
  */
 export async function runClusterAgentFromFlags(
   flags: Flags,
-  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number; encrypt?: EspPathOptions },
+  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number; encrypt?: EspPathOptions; metrics?: Metrics },
   io: Output,
 ): Promise<void> {
   const cluster = clusterAgentFlags(flags);
-  const store = await openKvstoreFromOptions(flags as KvstoreCliOptions);
+  const store = await openKvstoreFromOptions(flags as KvstoreCliOptions, process.env, common.metrics);
   try {
     await runClusterAgent({ ...common, ...cluster, store }, io);
   } catch (err) {

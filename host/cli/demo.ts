@@ -11,6 +11,7 @@ import { packageRoot } from "../package-root.js";
 import { example, jsonOption, outputOf, setExitCode } from "./command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../format/output.js";
 import { replay } from "./replay.js";
+import { addMetricsOption, withMetrics } from "./metrics-option.js";
 
 export function registerDemo(program: Command): void {
   const cmd = program.command("demo")
@@ -20,12 +21,14 @@ export function registerDemo(program: Command): void {
     .option("--offloads", "--single: TSO/USO and checksum offload on the TUN device", false)
     .addOption(new Option("--kvstore <spec>", "the cluster's kvstore: embedded:<dir> or etcd:<host:port,...> reachable from the node namespaces (default: an embedded store in a temporary dir)"));
   jsonOption(cmd);
-  example(cmd, "sudo membrane demo", "sudo membrane demo --single --seconds 10", "membrane demo --json");
-  cmd.action(async (o: { single: boolean; seconds?: string; json: boolean; offloads: boolean; kvstore?: string }, self: Command) => {
+  addMetricsOption(cmd);
+  example(cmd, "sudo membrane demo", "sudo membrane demo --single --seconds 10", "membrane demo --json", "sudo membrane demo --single --seconds 60 --metrics 127.0.0.1:9962");
+  cmd.action(async (o: { single: boolean; seconds?: string; json: boolean; offloads: boolean; kvstore?: string; metrics?: string }, self: Command) => {
     const io = outputOf(self);
     const seconds = o.seconds === undefined ? undefined : Number(o.seconds);
     if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new InvalidInputError(`--seconds: expected 1..3600, got "${o.seconds}"`);
     if (!o.single && (o.seconds !== undefined || o.offloads)) throw new InvalidInputError("--seconds and --offloads belong to the single-node demo: add --single");
+    if (!o.single && o.metrics !== undefined) throw new InvalidInputError("--metrics is wired for the single-node demo only: add --single");
     if (o.single && o.kvstore !== undefined) throw new InvalidInputError("--kvstore belongs to the cluster demo: drop --single");
     if (o.kvstore !== undefined && !/^(embedded|etcd):./.test(o.kvstore)) throw new InvalidInputError(`--kvstore ${o.kvstore}: expected embedded:<dir> or etcd:<host:port,...>`);
     if (!o.single) {
@@ -36,7 +39,7 @@ export function registerDemo(program: Command): void {
       }
       io.err(`membrane demo: ${r.reason}; replaying examples/sample.pcap instead`);
     } else {
-      const r = await runDemo(io, { seconds, json: o.json, offloads: o.offloads });
+      const r = await withMetrics(o, io, "demo", (metrics) => runDemo(io, { seconds, json: o.json, offloads: o.offloads, metrics }));
       if (r.ran) {
         setExitCode(self, r.summary.interrupted || r.summary.traffic.every((t) => t.result === "ok") ? EXIT_OK : EXIT_FAILURE);
         return;

@@ -11,6 +11,8 @@ import { DisciplinedKvStore } from "../kvstore/disciplined-store.js";
 import { DEFAULT_EMBEDDED_PATH, openKvStore, parseKvStoreSpec } from "../kvstore/open.js";
 import type { EtcdOptions } from "../kvstore/options.js";
 import { parseRateLimit } from "../kvstore/rate-limit.js";
+import { MeteredKvStore } from "../kvstore/metered-store.js";
+import type { Metrics } from "../metrics/registry.js";
 
 export interface KvstoreCliOptions {
   kvstore?: string;
@@ -43,7 +45,7 @@ function readable(file: string, option: string): string {
 }
 
 /** Validates the options fully, then opens the store behind membrane's client discipline. */
-export async function openKvstoreFromOptions(o: KvstoreCliOptions, env: NodeJS.ProcessEnv = process.env): Promise<DisciplinedKvStore> {
+export async function openKvstoreFromOptions(o: KvstoreCliOptions, env: NodeJS.ProcessEnv = process.env, metrics?: Pick<Metrics, "kvstoreOperations">): Promise<DisciplinedKvStore> {
   const spec = parseKvStoreSpec(o.kvstore, "--kvstore");
   const rateLimit = parseRateLimit({ qps: o.kvstoreQps, burst: o.kvstoreBurst }, "--kvstore-qps/--kvstore-burst");
   const etcdOnly = (["kvstoreCa", "kvstoreCert", "kvstoreKey", "kvstoreUser", "kvstorePassword", "kvstorePasswordFile"] as const).filter((k) => o[k] !== undefined);
@@ -76,5 +78,5 @@ export async function openKvstoreFromOptions(o: KvstoreCliOptions, env: NodeJS.P
     etcd = { tls, username: o.kvstoreUser, password };
   }
   const inner = await openKvStore(spec, { etcd });
-  return new DisciplinedKvStore(inner, { rateLimit });
+  return new DisciplinedKvStore(metrics ? new MeteredKvStore(inner, metrics.kvstoreOperations) : inner, { rateLimit });
 }

@@ -22,6 +22,8 @@ import { registerKvstore } from "./kvstore.js";
 import { registerApply } from "./apply.js";
 import { registerOperator } from "./operator.js";
 import { registerCluster } from "./cluster.js";
+import { registerMonitor } from "./monitor.js";
+import { registerCapture } from "./capture.js";
 import { registerEncrypt } from "./encrypt.js";
 import { outputOf } from "./command.js";
 
@@ -45,6 +47,8 @@ export function buildProgram(io: Output = processOutput): Command {
   registerApply(program);
   registerOperator(program);
   registerCluster(program);
+  registerMonitor(program);
+  registerCapture(program);
   registerEncrypt(program);
   finishTree(program, io);
   return program;

@@ -10,12 +10,14 @@ import { InvalidInputError } from "../errors.js";
 import { DEFAULT_IDENTITY_GC_INTERVAL_MS, DEFAULT_LEASE_TTL_SECONDS, runOperator } from "../operator/operator.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
 import { processOutput, type Output } from "../format/output.js";
+import { addMetricsOption, withMetrics } from "./metrics-option.js";
 
 interface OperatorCliOptions extends KvstoreCliOptions {
   leaseTtl: string;
   identityGcInterval: string;
   watchDir?: string;
   name?: string;
+  metrics?: string;
 }
 
 export interface RegisterOperatorOptions {
@@ -40,33 +42,36 @@ export function registerOperator(program: Command, options: RegisterOperatorOpti
     .addOption(new Option("--watch-dir <dir>", "also follow a directory of manifest files as desired state"))
     .addOption(new Option("--name <name>", "this instance's name in log lines (default operator-<pid>)"));
   addKvstoreOptions(cmd);
-  cmd.addHelpText("after", "\nExamples:\n  $ membrane operator --kvstore embedded:/var/lib/membrane/kvstore\n  $ membrane operator --kvstore etcd:127.0.0.1:2379 --lease-ttl 5 --watch-dir manifests/");
+  addMetricsOption(cmd);
+  cmd.addHelpText("after", "\nExamples:\n  $ membrane operator --kvstore embedded:/var/lib/membrane/kvstore\n  $ membrane operator --kvstore etcd:127.0.0.1:2379 --lease-ttl 5 --watch-dir manifests/\n  $ membrane operator --kvstore embedded:/var/lib/membrane/kvstore --metrics 127.0.0.1:9963");
   cmd.action(async (o: OperatorCliOptions, self: Command) => {
     const io = output(self);
     const ttl = positive(o.leaseTtl, "--lease-ttl", 1);
     if (!Number.isInteger(ttl)) throw new InvalidInputError(`--lease-ttl: whole seconds, got ${o.leaseTtl}`);
     const gcMs = positive(o.identityGcInterval, "--identity-gc-interval", 0) * 1000;
     const name = o.name ?? `operator-${process.pid}`;
-    const store = await openKvstoreFromOptions(o);
-    const stop = new AbortController();
-    const onSignal = () => stop.abort();
-    if (options.signal) options.signal.addEventListener("abort", onSignal, { once: true });
-    else {
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-    }
-    try {
-      await runOperator(store, {
-        leaseTtlSeconds: ttl,
-        identityGcIntervalMs: gcMs,
-        watchDir: o.watchDir,
-        signal: stop.signal,
-        log: (line) => io.out(`${new Date().toISOString()} ${name}: ${line}`),
-      });
-    } finally {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      await store.close();
-    }
+    return withMetrics(o, io, "operator", async (metrics) => {
+      const store = await openKvstoreFromOptions(o, process.env, metrics);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      if (options.signal) options.signal.addEventListener("abort", onSignal, { once: true });
+      else {
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+      }
+      try {
+        await runOperator(store, {
+          leaseTtlSeconds: ttl,
+          identityGcIntervalMs: gcMs,
+          watchDir: o.watchDir,
+          signal: stop.signal,
+          log: (line) => io.out(`${new Date().toISOString()} ${name}: ${line}`),
+        });
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+        await store.close();
+      }
+    });
   });
 }

@@ -9,7 +9,7 @@ import { emitAssemblyScript } from "./emit-as.js";
 import { emitTypeScript } from "./emit-ts.js";
 
 /** Header order matters: a header may only use structs of headers before it. */
-export const HEADER_ORDER = ["common.h", "ct.h", "frag.h", "config.h", "metrics.h", "batch.h", "policy.h", "lb.h", "nat.h"];
+export const HEADER_ORDER = ["common.h", "ct.h", "frag.h", "config.h", "metrics.h", "batch.h", "policy.h", "lb.h", "nat.h", "monitor.h"];
 
 export function generateLayouts(root: string): { path: string; content: string }[] {
   const dir = join(root, "bpf/include/types");

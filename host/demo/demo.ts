@@ -28,6 +28,8 @@ import { formatServiceFlows } from "../format/service-flows.js";
 import { flowsTable } from "../format/flows.js";
 import { natLines } from "../format/nat-summary.js";
 import { demoNat } from "./nat.js";
+import { AgentMetrics } from "../agent/agent-metrics.js";
+import type { Metrics } from "../metrics/registry.js";
 
 export const DEMO_PREFIX = "mbr-demo";
 export const DEMO_SECONDS = 10;
@@ -43,6 +45,8 @@ export interface DemoOptions {
   prefix?: string;
   /** Open the TUN with a virtio-net header and TSO/USO/checksum offloads (the forwarder's offload path). */
   offloads?: boolean;
+  /** `--metrics`: the forwarder's datapath series go here, labelled with the node namespace. */
+  metrics?: Metrics;
 }
 
 export interface TrafficOutcome {
@@ -211,6 +215,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
   let seenByExt: ExtPeer[] = [];
   try {
     topo = await ForwarderTopology.create(prefix, { masquerade: true });
+    const observed = opts.metrics && new AgentMetrics(opts.metrics, topo.node);
     await topo.resolveNeighbours();
     if (interrupted) throw new Error("interrupted while setting up");
     const started = Date.now();
@@ -220,6 +225,7 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
     fwd = await ForwarderHandle.start({
       options: { ...OPTIONS, nat: demoNat(topo) }, services: demoServices(topo.pod2), device: { name: `${prefix}-tun`, offloads: opts.offloads ?? false }, reportEveryMs: 1000,
       onReport: (r) => {
+        observed?.report(r);
         stats = r.stats;
         serviceRows = r.services;
         natRows = { nat: r.nat, natMappings: r.natMappings };

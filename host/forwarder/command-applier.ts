@@ -14,6 +14,7 @@ import { resolveLiveNat } from "../nat/live-change.js";
 import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
 import type { EngineChange } from "../policy/engine.js";
 import { parseIp } from "../packet/address.js";
+import { applyCapture, applyMonitor } from "./observe-commands.js";
 import { COMMAND_KINDS, type CommandKind, type CommandResult, type ForwarderCommand } from "./commands.js";
 
 const COMMAND_KEYS: Record<CommandKind, string[]> = {
@@ -22,6 +23,8 @@ const COMMAND_KEYS: Record<CommandKind, string[]> = {
   policy: ["kind", "change"],
   "conntrack-flush": ["kind"],
   "conntrack-gc": ["kind"],
+  monitor: ["kind", "settings"],
+  capture: ["kind", "settings"],
 };
 
 interface Applied {
@@ -81,6 +84,8 @@ export class CommandApplier {
         this.dp.flush();
         return { summary: `conntrack flushed: ${entries} entries removed` };
       }
+      case "monitor": return applyMonitor(this.dp, command.settings);
+      case "capture": return applyCapture(this.dp, command.settings);
       case "conntrack-gc": {
         const results = this.dp.gc(this.opts.clock());
         const deleted = results.reduce((n, r) => n + r.deleted, 0);

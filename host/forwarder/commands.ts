@@ -9,6 +9,8 @@
 import type { ServiceFrontend, ServiceSpec } from "../lb/manager.js";
 import type { NatOptions } from "../nat/config.js";
 import type { EngineChange } from "../policy/engine.js";
+import type { MonitorSettings } from "../monitor/settings.js";
+import type { CaptureSettings } from "../capture/settings.js";
 
 export type ForwarderCommand =
   /** Services created or changed (upsert) and removed (delete), as one change: deletes go first. */
@@ -24,10 +26,14 @@ export type ForwarderCommand =
   /** Empties conntrack (and the NAT and fragment tables with it): every flow is new again. */
   | { kind: "conntrack-flush" }
   /** Removes expired conntrack and NAT entries now, on the forwarder's clock. */
-  | { kind: "conntrack-gc" };
+  | { kind: "conntrack-gc" }
+  /** Monitor events on with these settings (checked by the worker), or off (no settings): host/monitor. */
+  | { kind: "monitor"; settings?: MonitorSettings }
+  /** Packet capture on with these settings (checked by the worker), or off: host/capture. */
+  | { kind: "capture"; settings?: CaptureSettings };
 
 export type CommandKind = ForwarderCommand["kind"];
-export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc"];
+export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc", "monitor", "capture"];
 
 export interface CommandApplied {
   ok: true;

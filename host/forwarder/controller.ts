@@ -32,6 +32,10 @@ export interface ForwarderStartOptions {
   onReport?: (report: Extract<WorkerMessage, { type: "report" }>) => void;
   /** A periodic snapshot was written (or failed: `error`). */
   onSnapshot?: (m: Extract<WorkerMessage, { type: "snapshot" }>) => void;
+  /** Monitor events, while a `monitor` command has them on. */
+  onMonitor?: (events: Extract<WorkerMessage, { type: "monitor" }>["events"]) => void;
+  /** Captured packets, while a `capture` command has capture on. */
+  onCapture?: (m: Extract<WorkerMessage, { type: "capture" }>) => void;
 }
 
 export class ForwarderHandle implements ForwarderController {
@@ -75,6 +79,8 @@ export class ForwarderHandle implements ForwarderController {
         if (m.type === "ready") { started = true; resolve(new ForwarderHandle(worker, new Int32Array(control), m, done, commands)); }
         else if (m.type === "report") opts.onReport?.(m);
         else if (m.type === "snapshot") opts.onSnapshot?.(m);
+        else if (m.type === "monitor") opts.onMonitor?.(m.events);
+        else if (m.type === "capture") opts.onCapture?.(m);
         else if (m.type === "stopped") resolveDone(m);
         else if (m.type === "error") {
           const err = new MembraneError(m.code ?? "FORWARDER", `forwarder: ${m.message}`);

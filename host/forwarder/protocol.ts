@@ -7,6 +7,8 @@ import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { SnapshotWritten } from "./snapshot-writer.js";
+import type { RawMonitorEvents } from "../monitor/raw-events.js";
+import type { CapturedPacket } from "../capture/settings.js";
 import type { EspPathOptions } from "./esp-path.js";
 
 export interface WorkerStart {
@@ -71,6 +73,10 @@ export type WorkerMessage =
   /** A periodic snapshot was written, or could not be (forwarding goes on; the next one is tried an interval later). */
   | { type: "snapshot"; saved?: SnapshotWritten; error?: string }
   | { type: "stopped"; stats: ForwarderStats; snapshotEntries: number; saved?: SnapshotWritten }
+  /** Monitor events drained after a batch (only while a monitor is on). */
+  | { type: "monitor"; events: RawMonitorEvents }
+  /** Captured packets of a batch, and how many the capture's rate cap refused (only while a capture is on). */
+  | { type: "capture"; packets: CapturedPacket[]; missed: number }
   | { type: "error"; message: string; code?: string };
 
 /** What became of the snapshot found at start. */

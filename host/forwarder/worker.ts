@@ -75,6 +75,9 @@ async function main(): Promise<void> {
   // Encryption seals packet by packet on one queue (esp-path.ts); without it, the queues asked for.
   const device = start.encrypt ? openEspPath(openForwarderDevice({ ...start.device, queues: 1 }), start.encrypt) : openForwarderDevice(start.device);
   try {
+    // Before the Forwarder takes its views of Wasm memory: creating the monitor ring grows memory.
+    dp.monitor().listener = (events) => post({ type: "monitor", events });
+    dp.capture().listener = (packets, missed) => post({ type: "capture", packets, missed });
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, stageTiming: start.stageTiming, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));

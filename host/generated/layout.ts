@@ -487,6 +487,54 @@ export const natConfigFlagsText: Readonly<Record<number, string>> = {
   2: "masquerade IPv6",
 };
 
+/** enum monitor_type (monitor.h) */
+export const MonitorType = {
+  MONITOR_DROP: 1,
+  MONITOR_TRACE: 2,
+  MONITOR_POLICY_VERDICT: 3,
+} as const;
+export type MonitorType = (typeof MonitorType)[keyof typeof MonitorType];
+export const monitorTypeName: Readonly<Record<number, string>> = {
+  1: "MONITOR_DROP",
+  2: "MONITOR_TRACE",
+  3: "MONITOR_POLICY_VERDICT",
+};
+export const monitorTypeText: Readonly<Record<number, string>> = {
+  1: "drop",
+  2: "trace",
+  3: "policy-verdict",
+};
+
+/** enum monitor_flags (monitor.h) */
+export const MonitorFlags = {
+  MONITOR_F_DROP: 1,
+  MONITOR_F_TRACE: 2,
+  MONITOR_F_POLICY: 4,
+} as const;
+export type MonitorFlags = (typeof MonitorFlags)[keyof typeof MonitorFlags];
+export const monitorFlagsName: Readonly<Record<number, string>> = {
+  1: "MONITOR_F_DROP",
+  2: "MONITOR_F_TRACE",
+  4: "MONITOR_F_POLICY",
+};
+export const monitorFlagsText: Readonly<Record<number, string>> = {
+  1: "drops",
+  2: "forwarded packets",
+  4: "policy verdicts of new flows of local endpoints",
+};
+
+/** enum monitor_limits (monitor.h) */
+export const MonitorLimits = {
+  MONITOR_CAP_BYTES: 64,
+} as const;
+export type MonitorLimits = (typeof MonitorLimits)[keyof typeof MonitorLimits];
+export const monitorLimitsName: Readonly<Record<number, string>> = {
+  64: "MONITOR_CAP_BYTES",
+};
+export const monitorLimitsText: Readonly<Record<number, string>> = {
+  64: "bytes of the packet an event carries (link, IP and L4 headers)",
+};
+
 /** struct ct_tuple4 (ct.h): 14 bytes, packed. */
 export interface CtTuple4 {
   saddr: number;
@@ -1628,4 +1676,88 @@ export function encodeNatStats(value: NatStats, bytes: Uint8Array, off = 0): voi
   v.setBigUint64(32, value.staleRemoved, true);
   v.setBigUint64(40, value.gcDeleted, true);
   v.setBigUint64(48, value.gcRequests, true);
+}
+
+/** struct monitor_event (monitor.h): 80 bytes. */
+export interface MonitorEvent {
+  type: number; // enum monitor_type
+  reason: number; // enum drop_reason (DROP_NONE: forwarded / allowed)
+  dir: number; // enum ct_dir
+  ctResult: number; // enum ct_result
+  link: number; // enum link_type of data[]
+  capLen: number; // bytes of data[] that hold the packet
+  len: number; // the packet's length
+  identity: number; // policy verdicts: the remote peer's identity
+  data: Uint8Array; // the packet's first MONITOR_CAP_BYTES bytes
+}
+export const MONITOR_EVENT = {
+  size: 80,
+  align: 4,
+  offsets: { type: 0, reason: 1, dir: 2, ctResult: 3, link: 4, capLen: 6, len: 8, identity: 12, data: 16 },
+} as const;
+export function decodeMonitorEvent(bytes: Uint8Array, off = 0): MonitorEvent {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 80);
+  return {
+    type: v.getUint8(0),
+    reason: v.getUint8(1),
+    dir: v.getUint8(2),
+    ctResult: v.getUint8(3),
+    link: v.getUint8(4),
+    capLen: v.getUint16(6, true),
+    len: v.getUint32(8, true),
+    identity: v.getUint32(12, true),
+    data: bytes.slice(off + 16, off + 80),
+  };
+}
+export function encodeMonitorEvent(value: MonitorEvent, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 80);
+  bytes.fill(0, off, off + 80);
+  v.setUint8(0, value.type);
+  v.setUint8(1, value.reason);
+  v.setUint8(2, value.dir);
+  v.setUint8(3, value.ctResult);
+  v.setUint8(4, value.link);
+  v.setUint16(6, value.capLen, true);
+  v.setUint32(8, value.len, true);
+  v.setUint32(12, value.identity, true);
+  bytes.set(value.data.subarray(0, 64), off + 16);
+}
+
+/** struct monitor_config (monitor.h): 32 bytes. */
+export interface MonitorConfig {
+  mode: number; // enum monitor_flags bits; 0: off
+  sample: number; // trace events: one in `sample` (0 and 1: every one)
+  budget: number; // Wasm: events still allowed until the next drain (the rate cap)
+  count: number; // Wasm: events in the ring
+  capacity: number; // Wasm: events the ring holds
+  lost: number; // events not delivered: ring full or budget spent
+  seen: number; // trace candidates so far (the sampling counter)
+}
+export const MONITOR_CONFIG = {
+  size: 32,
+  align: 4,
+  offsets: { mode: 0, sample: 4, budget: 8, count: 12, capacity: 16, lost: 20, seen: 24 },
+} as const;
+export function decodeMonitorConfig(bytes: Uint8Array, off = 0): MonitorConfig {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 32);
+  return {
+    mode: v.getUint32(0, true),
+    sample: v.getUint32(4, true),
+    budget: v.getUint32(8, true),
+    count: v.getUint32(12, true),
+    capacity: v.getUint32(16, true),
+    lost: v.getUint32(20, true),
+    seen: v.getUint32(24, true),
+  };
+}
+export function encodeMonitorConfig(value: MonitorConfig, bytes: Uint8Array, off = 0): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + off, 32);
+  bytes.fill(0, off, off + 32);
+  v.setUint32(0, value.mode, true);
+  v.setUint32(4, value.sample, true);
+  v.setUint32(8, value.budget, true);
+  v.setUint32(12, value.count, true);
+  v.setUint32(16, value.capacity, true);
+  v.setUint32(20, value.lost, true);
+  v.setUint32(24, value.seen, true);
 }

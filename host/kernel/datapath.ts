@@ -29,6 +29,7 @@ import { loadConfiguredObject, setKernelClock } from "./load.js";
 import { KernelPolicyTables } from "./policy-tables.js";
 import { KernelLbTables } from "./lb-tables.js";
 import { KernelNat } from "./nat-tables.js";
+import { KernelMonitorRing } from "./monitor-ring.js";
 
 
 
@@ -89,6 +90,12 @@ export class KernelDatapath implements DatapathEngine {
   private readonly byDirection?: { egress: BpfProgram; ingress: BpfProgram };
   /** SNAT maps: list, flush, stats, GC (host/nat/tables.ts). */
   readonly nat: KernelNat;
+  private monitorRing?: KernelMonitorRing;
+
+  /** The programs' monitor ring buffer (off until configured): host/kernel/monitor-ring.ts. */
+  monitor(): KernelMonitorRing {
+    return (this.monitorRing ??= new KernelMonitorRing(this.object));
+  }
 
   private constructor(readonly options: ResolvedOptions, private readonly object: BpfObject, programs?: { egress: string; ingress: string }) {
     if (programs) this.byDirection = { egress: object.program(programs.egress), ingress: object.program(programs.ingress) };
@@ -236,6 +243,7 @@ export class KernelDatapath implements DatapathEngine {
   }
 
   close(): void {
+    this.monitorRing?.close();
     this.object.close();
   }
 }

@@ -115,3 +115,12 @@ export function longestMatch<T extends { prefix: Prefix }>(items: Iterable<T>, a
   }
   return best;
 }
+
+/**
+ * A filter's address flag ("10.0.0.1" or "10.0.0.0/24") as a test: true when
+ * one of the given addresses lies within it (monitor and capture filters).
+ */
+export function addressMatcher(text: string, path: string): (addresses: readonly (string | undefined)[]) => boolean {
+  const prefix = text.includes("/") ? parsePrefix(text, path) : hostPrefix(text, path);
+  return (addresses) => addresses.some((a) => a !== undefined && prefixContains(prefix, hostPrefix(a, path)));
+}

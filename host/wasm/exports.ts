@@ -30,6 +30,8 @@ export interface ConntrackExports {
   table_delete(id: number, key: number): number;
   process(desc: number, count: number, now: number): void;
   parse_batch(desc: number, count: number): number;
+  /** The monitor's config and ring (assembly/monitor.ts); 0 when memory is full. */
+  monitor_create(capacity: number): number;
 }
 
 /** Service load-balancing tables (assembly/lb-exports.ts). */

@@ -11,18 +11,7 @@ import { createMetrics, registerDatapathCollector, startMetricsServer, parseList
 import { packet4, packet6 } from "../../host/packet/index.js";
 import { kernelUnavailable } from "../differential/kernel-available.js";
 import { describeIf } from "../support/describe-if.js";
-
-/** Value of one series in a text exposition, or undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries([...(m[3] ?? "").matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v) && Object.keys(got).length === Object.keys(labels).length) return Number(m[4]);
-  }
-  return undefined;
-}
+import { sample } from "./support.js";
 
 /** Traffic with known outcomes: 3 forwarded egress, 2 forwarded ingress, 2 malformed (egress). */
 function drive(dp: DatapathEngine): void {
