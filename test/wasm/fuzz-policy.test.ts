@@ -120,16 +120,27 @@ describe("Wasm core with policy tables populated", () => {
             const m = b.model;
             if (!m || m.quoted || m.frag === "later" || v.ct !== "new" || (v.direction !== "egress" && v.direction !== "ingress")) continue;
             const direction = v.direction;
-            const local = engine.resolveAddress(formatIp(direction === "egress" ? m.src : m.dst));
-            const ep = local.endpoint === undefined ? undefined : engine.endpoint(local.endpoint);
-            if (!ep) {
+            // The verdicts that judge this new flow: the endpoint on the policed side by its own
+            // policy, and with direction auto an egress flow's local destination by its ingress
+            // policy too (policyPeerIngress: the forwarder sits between both ends).
+            const judges: Array<{ side: "egress" | "ingress"; endpoint: string; remote: string }> = [
+              { side: direction, endpoint: formatIp(direction === "egress" ? m.src : m.dst), remote: formatIp(direction === "egress" ? m.dst : m.src) },
+            ];
+            if (s.direction === "auto" && direction === "egress") judges.push({ side: "ingress", endpoint: formatIp(m.dst), remote: formatIp(m.src) });
+            const port = m.proto === 6 || m.proto === 17 ? m.dport : 0;
+            const verdicts = judges.flatMap((j) => {
+              const local = engine.resolveAddress(j.endpoint);
+              const ep = local.endpoint === undefined ? undefined : engine.endpoint(local.endpoint);
+              if (!ep) return [];
+              const remote = engine.resolveAddress(j.remote).identity;
+              return [lookup(ep.entries, j.side === "ingress" ? ep.record.enforceIngress : ep.record.enforceEgress, { direction: j.side, identity: remote, port, proto: m.proto }).verdict];
+            });
+            if (verdicts.length === 0) {
               expect(v.dropReason, `unpoliced flow ${where()}`).not.toBe("DROP_POLICY");
               continue;
             }
             policed++;
-            const remote = engine.resolveAddress(formatIp(direction === "egress" ? m.dst : m.src)).identity;
-            const port = m.proto === 6 || m.proto === 17 ? m.dport : 0;
-            const want = lookup(ep.entries, direction === "ingress" ? ep.record.enforceIngress : ep.record.enforceEgress, { direction, identity: remote, port, proto: m.proto }).verdict;
+            const want = verdicts.includes("deny") ? "deny" : "allow";
             if (want === "deny") denied++;
             if (want === "deny") expect(v.dropReason, `policy should deny ${where()}`).toBe("DROP_POLICY");
             else expect(v.dropReason, `policy should allow ${where()}`).not.toBe("DROP_POLICY");
