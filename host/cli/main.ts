@@ -22,6 +22,7 @@ import { registerKvstore } from "./kvstore.js";
 import { registerApply } from "./apply.js";
 import { registerOperator } from "./operator.js";
 import { registerCluster } from "./cluster.js";
+import { registerSim } from "./sim.js";
 import { outputOf } from "./command.js";
 
 /** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
@@ -44,6 +45,7 @@ export function buildProgram(io: Output = processOutput): Command {
   registerApply(program);
   registerOperator(program);
   registerCluster(program);
+  registerSim(program);
   finishTree(program, io);
   return program;
 }

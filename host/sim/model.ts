@@ -6,7 +6,7 @@
  * - node i: `sim-node-i`, InternalIP 172.16.0.0/12 + i + 1, pod CIDR 10.(64 + i/256).(i%256).0/24;
  * - pod p runs on node p % nodes at slot p / nodes of that node's /24, so
  *   at most MAX_PODS_PER_NODE pods per node (slots above are churn's);
- * - pod p has label set p % labelSets: app, team, env and its namespace, so
+ * - pod p has label set (p + slot) % labelSets: app, team, env and its namespace, so
  *   labelSets distinct identities are shared by all pods (id 1000 + set);
  * - service s: cluster IP 10.96.0.0/12 + s + 1, port 80, 3 backends (pods).
  */
@@ -54,7 +54,8 @@ export const podIpAt = (node: number, slot: number) => `10.${64 + (node >> 8)}.$
 export const podNode = (p: number, size: ClusterSize) => p % size.nodes;
 export const podSlot = (p: number, size: ClusterSize) => Math.floor(p / size.nodes);
 export const podIp = (p: number, size: ClusterSize) => podIpAt(podNode(p, size), podSlot(p, size));
-export const podLabelSet = (p: number, size: ClusterSize) => p % size.labelSets;
+/** Spread so one node's pods carry different label sets (a deployment's replicas land on different nodes). */
+export const podLabelSet = (p: number, size: ClusterSize) => (p + podSlot(p, size)) % size.labelSets;
 export const identityOf = (labelSet: number) => FIRST_SIM_IDENTITY + labelSet;
 export const serviceIp = (s: number) => addressAfter((10 << 24) | (96 << 16), s + 1);
 
