@@ -56,6 +56,8 @@ export class CountingAgent {
   private loops: Promise<void>[] = [];
   private resync?: PeriodicTimer;
   upAt = 0;
+  /** The bootstrap step running now ("up" once bootstrapped), for progress lines. */
+  step = "stopped";
 
   constructor(readonly options: CountingAgentOptions) {}
 
@@ -69,32 +71,28 @@ export class CountingAgent {
     const name = this.name;
     this.counters.bootstraps++;
     const ready: Promise<void>[] = [];
+    const named = (name: string, run: () => Promise<unknown>) => ({ name, run: () => ((this.step = name), run()) });
     this.counters.bootstrapFailures += await bootstrapSteps(
       [
-        { name: "read the node from the apiserver", run: () => apiserverGet(apiserver, `/api/v1/nodes/${name}`) },
-        {
-          name: "grant the node lease",
-          run: async () => {
-            this.lease?.release();
-            this.lease = await store.grantLease(this.options.leaseTtlSeconds);
-          },
-        },
-        { name: "register the node", run: () => store.put(nodePut(this.options.node).key, nodePut(this.options.node).value, { lease: this.lease!.id }) },
-        { name: "list the node's pods from the apiserver", run: () => apiserverGet(apiserver, `/api/v1/pods?fieldSelector=spec.nodeName%3D${name}`) },
-        {
-          name: "list and watch cluster state",
-          run: async () => {
-            ready.length = 0;
-            await this.stopWatches();
-            for (const prefix of AGENT_PREFIXES) ready.push(this.follow(prefix));
-            await Promise.all(ready);
-          },
-        },
+        named("read the node from the apiserver", () => apiserverGet(apiserver, `/api/v1/nodes/${name}`)),
+        named("grant the node lease", async () => {
+          this.lease?.release();
+          this.lease = await store.grantLease(this.options.leaseTtlSeconds);
+        }),
+        named("register the node", () => store.put(nodePut(this.options.node).key, nodePut(this.options.node).value, { lease: this.lease!.id })),
+        named("list the node's pods from the apiserver", () => apiserverGet(apiserver, `/api/v1/pods?fieldSelector=spec.nodeName%3D${name}`)),
+        named("list and watch cluster state", async () => {
+          ready.length = 0;
+          await this.stopWatches();
+          for (const prefix of AGENT_PREFIXES) ready.push(this.follow(prefix));
+          await Promise.all(ready);
+        }),
       ],
       policy,
       this.abort.signal,
     );
     this.upAt = performance.now();
+    this.step = "up";
   }
 
   /** Lists `prefix` (decoding every record), then watches it from there; resolves once the list is done. */
@@ -191,6 +189,7 @@ export class CountingAgent {
   /** Stops like a killed agent: watches closed, keep-alive stopped, the lease left to expire. */
   async stop(): Promise<void> {
     this.abort.abort();
+    this.step = "stopped";
     await this.stopResync();
     await this.stopWatches();
     await Promise.all(this.loops.splice(0));

@@ -214,9 +214,21 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
       counting.push(new CountingAgent({ index: i, node: o.fullAgents + i, store, apiserver: standin.url, leaseTtlSeconds: o.leaseTtlSeconds, backoff, onKey }));
     }
+    const startCounting = async (policy: BootstrapPolicy) => {
+      const progress = setInterval(() => {
+        const by = new Map<string, number>();
+        for (const a of counting) by.set(a.step, (by.get(a.step) ?? 0) + 1);
+        log(`sim:   agents by bootstrap step: ${[...by].map(([k, v]) => `${k}: ${v}`).join(", ")}`);
+      }, 10_000);
+      try {
+        await Promise.all(counting.map((a) => a.start(policy)));
+      } finally {
+        clearInterval(progress);
+      }
+    };
     const countingSeconds = await phase(`${countingCount} counting agents join`, async () => {
       const t0 = performance.now();
-      await Promise.all(counting.map((a) => a.start(basePolicy)));
+      await startCounting(basePolicy);
       return (performance.now() - t0) / 1000;
     });
     const gc = gcNow();
@@ -346,7 +358,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const fails0 = counting.reduce((s, a) => s + a.counters.bootstrapFailures, 0);
       standin.resetTimeline();
       const t0 = performance.now();
-      await Promise.all(counting.map((a) => a.start(policy)));
+      await startCounting(policy);
       const untilAllUpMs = performance.now() - t0;
       restarts.push({
         variant, agents: counting.length, untilAllUpMs, apiserverRequests: standin.counts.requests, apiserverTooMany: standin.counts.tooMany,
