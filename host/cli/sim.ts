@@ -15,6 +15,7 @@ interface SimCliOptions {
   pods?: string;
   services?: string;
   labelSets?: string;
+  agents?: string;
   fullAgents?: string;
   agentsPerClient?: string;
   kvstore: string;
@@ -36,6 +37,7 @@ export function registerSim(program: Command): void {
     .addOption(new Option("--pods <n>", "pods (at most 200 per node)").default(String(DEFAULT_SIM.pods)))
     .addOption(new Option("--services <n>", "services with 3 backends each").default(String(DEFAULT_SIM.services)))
     .addOption(new Option("--label-sets <n>", "distinct pod label sets (= identities shared by the pods)").default(String(DEFAULT_SIM.labelSets)))
+    .addOption(new Option("--agents <n>", "agents to run, on nodes 0..n-1 (default: one per node)"))
     .addOption(new Option("--full-agents <n>", "agents running the real agent core (the rest count events)").default(String(DEFAULT_SIM.fullAgents)))
     .addOption(new Option("--agents-per-client <n>", "agents sharing one kvstore client connection").default(String(DEFAULT_SIM.agentsPerClient)))
     .addOption(new Option("--kvstore <spec>", "etcd (start a private one on loopback), etcd:<endpoints> or embedded[:<path>]").default("etcd"))
@@ -66,6 +68,7 @@ export function registerSim(program: Command): void {
       pods: int("pods", o.pods, 2, 2_000_000),
       services: int("services", o.services, 1, 1_000_000),
       labelSets: int("label-sets", o.labelSets, 1, 59_000),
+      agents: integerArg("agents", o.agents, 2, 60_000) ?? 0,
       fullAgents: int("full-agents", o.fullAgents, 2, 1000),
       agentsPerClient: int("agents-per-client", o.agentsPerClient, 1, 100_000),
       churnSeconds: int("churn-seconds", o.churnSeconds, 1, 3600),

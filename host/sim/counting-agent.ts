@@ -16,6 +16,7 @@ import { PODS_PREFIX } from "../cluster/cluster-records.js";
 import { decodeManifest } from "../operator/manifest-store.js";
 import { apiserverGet } from "./apiserver-standin.js";
 import { bootstrapSteps, type BootstrapPolicy } from "./bootstrap.js";
+import { retryInPlace } from "../kvstore/retry-in-place.js";
 import { nodeName, nodePut } from "./model.js";
 
 /** The prefixes an agent follows (host/cluster/agent-core.ts), in the same order. */
@@ -28,6 +29,7 @@ export interface CountingCounters {
   bootstraps: number;
   bootstrapFailures: number;
   resyncs: number;
+  leasesLost: number;
 }
 
 export interface CountingAgentOptions {
@@ -45,7 +47,7 @@ export interface CountingAgentOptions {
 }
 
 export class CountingAgent {
-  readonly counters: CountingCounters = { events: 0, listed: 0, decodeErrors: 0, bootstraps: 0, bootstrapFailures: 0, resyncs: 0 };
+  readonly counters: CountingCounters = { events: 0, listed: 0, decodeErrors: 0, bootstraps: 0, bootstrapFailures: 0, resyncs: 0, leasesLost: 0 };
   /** Node records this agent knows of (its idea of the cluster size, for interval scaling). */
   knownNodes = 0;
   /** Keys currently present per prefix (counts only, from list + events). */
@@ -75,10 +77,7 @@ export class CountingAgent {
     this.counters.bootstrapFailures += await bootstrapSteps(
       [
         named("read the node from the apiserver", () => apiserverGet(apiserver, `/api/v1/nodes/${name}`)),
-        named("grant the node lease", async () => {
-          this.lease?.release();
-          this.lease = await store.grantLease(this.options.leaseTtlSeconds);
-        }),
+        named("grant the node lease", () => this.grantLease()),
         named("register the node", () => store.put(nodePut(this.options.node).key, nodePut(this.options.node).value, { lease: this.lease!.id })),
         named("list the node's pods from the apiserver", () => apiserverGet(apiserver, `/api/v1/pods?fieldSelector=spec.nodeName%3D${name}`)),
         named("list and watch cluster state", async () => {
@@ -93,6 +92,29 @@ export class CountingAgent {
     );
     this.upAt = performance.now();
     this.step = "up";
+  }
+
+  private async grantLease(): Promise<void> {
+    this.lease?.release();
+    const lease = await this.options.store.grantLease(this.options.leaseTtlSeconds);
+    this.lease = lease;
+    lease.onLost(() => void this.leaseLost(lease));
+  }
+
+  /**
+   * The lease expired under us (keep-alives late on a loaded machine): a new
+   * lease and the node key again, retried in place, as the agent core does.
+   */
+  private async leaseLost(lost: Lease): Promise<void> {
+    if (this.abort.signal.aborted || this.lease !== lost) return;
+    this.counters.leasesLost++;
+    await retryInPlace(
+      { name: "register the node again", run: async () => {
+        await this.grantLease();
+        await this.options.store.put(nodePut(this.options.node).key, nodePut(this.options.node).value, { lease: this.lease!.id });
+      } },
+      { backoff: this.options.backoff, signal: this.abort.signal },
+    ).catch(() => {});
   }
 
   /** Lists `prefix` (decoding every record), then watches it from there; resolves once the list is done. */

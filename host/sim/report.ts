@@ -17,7 +17,7 @@ export function reportLines(r: SimReport): string[] {
   const o = r.options;
   const out: string[] = [];
   out.push(`membrane sim: ${n0(o.nodes)} nodes, ${n0(o.pods)} pods, ${n0(o.services)} services, ${n0(o.labelSets)} label sets; kvstore ${r.kvstore.location}`);
-  out.push(`agents: ${o.fullAgents} full (ClusterAgentCore, null sink) + ${n0(o.nodes - o.fullAgents)} counting; ${r.kvstore.clients} kvstore client connection(s) (${r.kvstore.agentsPerClient} agents per client, +1 for the operator)`);
+  out.push(`agents: ${o.fullAgents} full (ClusterAgentCore, null sink) + ${n0(o.agents - o.fullAgents)} counting${o.agents < o.nodes ? ` on ${n0(o.agents)} of the ${n0(o.nodes)} nodes (the others have records and pods, no agent)` : ""}; ${r.kvstore.clients} kvstore client connection(s) (${r.kvstore.agentsPerClient} agents per client, +1 for the operator)`);
   out.push(`wall ${n2(r.wallSeconds)} s, peak RSS ${mib(r.peakRssBytes)} (this process), etcd peak RSS ${mib(r.kvstore.etcdPeakRssBytes)}, load average ${r.loadAverage.map((x) => x.toFixed(2)).join(" ")}`);
   out.push(`operator wrote ${n0(r.write.records)} records in ${n2(r.write.seconds)} s (${n0(r.write.opsPerSecond)} txns/s of <= 128 ops); counting agents joined in ${n2(r.join.countingSeconds)} s, full agents in ${n2(r.join.fullSeconds)} s`);
   out.push("");
@@ -34,6 +34,7 @@ export function reportLines(r: SimReport): string[] {
   const m = r.fullAgentMemory;
   out.push(`full agents' memory: heap grew ${mib(m.heapDeltaBytes)} for ${o.fullAgents} full agents = ${n0(m.perAgentPerPodBytes)} bytes per agent per cluster pod (goal <= ${m.goalBytes}; Cilium 1.5 ~10.5 KiB)${m.measured ? "" : " (no full GC available: upper bound)"}${m.measured && m.perAgentPerPodBytes > m.goalBytes ? " NOT MET" : ""}`);
   out.push(`churn: ${r.churn.created} pods created (${r.churn.newIdentities} with a new identity), ${r.churn.deleted} deleted; until every agent had a new pod: p50 ${n0(r.churn.untilEveryAgentP50Ms)} ms, p99 ${n0(r.churn.untilEveryAgentP99Ms)} ms`);
+  out.push(`counting agents' node leases lost (keep-alives late; granted again and the node re-registered): ${r.leasesLost}`);
   out.push(`node burst: ${r.nodeBurst.nodes} nodes joined at once, every agent knew them after ${n0(r.nodeBurst.untilEveryAgentMs)} ms`);
   out.push("");
   out.push(renderTable([

@@ -39,6 +39,8 @@ import { startSimStore, type SimStore } from "./store-target.js";
 export interface SimOptions extends ClusterSize {
   /** "etcd" (start a private one), "etcd:<endpoints>" or "embedded:<path>". */
   kvstore: string;
+  /** Agents to run, one per node from node 0 (0: one per node). Nodes beyond them have records and pods but no agent. */
+  agents: number;
   fullAgents: number;
   agentsPerClient: number;
   operatorQps: number;
@@ -58,7 +60,7 @@ export interface SimOptions extends ClusterSize {
 }
 
 export const DEFAULT_SIM: Omit<SimOptions, "log"> = {
-  nodes: 50, pods: 1000, services: 200, labelSets: 100, kvstore: "etcd", fullAgents: 20, agentsPerClient: 50,
+  nodes: 50, pods: 1000, services: 200, labelSets: 100, kvstore: "etcd", agents: 0, fullAgents: 20, agentsPerClient: 50,
   operatorQps: 200, churnSeconds: 5, podRate: 10, joinNodes: 10, apiserverQps: 50, backoffMinMs: 200, backoffMaxMs: 10_000,
   fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: 15,
 };
@@ -98,6 +100,8 @@ export interface SimReport {
   join: { countingSeconds: number; fullSeconds: number };
   kinds: KindFigures[];
   fullAgentMemory: { heapDeltaBytes: number; perAgentPerPodBytes: number; goalBytes: number; measured: boolean };
+  /** Counting agents' node leases that expired under them (keep-alives late) and were granted again. */
+  leasesLost: number;
   churn: { created: number; deleted: number; newIdentities: number; untilEveryAgentP50Ms: number; untilEveryAgentP99Ms: number };
   nodeBurst: { nodes: number; untilEveryAgentMs: number };
   counts: { agent: string; kind: string; nodes: number; ipcache: number; identities: number; services: number; policies: number; ok: boolean }[];
@@ -149,7 +153,9 @@ async function writeAll(store: KvStore, batches: TxnOp[][], inFlight = 8): Promi
 export function validateSimOptions(o: Omit<SimOptions, "log">): void {
   checkSize(o);
   if (o.fullAgents < 2) throw new InvalidInputError(`--full-agents: at least 2 (one runs full regeneration as the control), got ${o.fullAgents}`);
-  if (o.fullAgents > o.nodes) throw new InvalidInputError(`--full-agents: at most --nodes (${o.nodes}), got ${o.fullAgents}`);
+  if (o.agents > o.nodes) throw new InvalidInputError(`--agents: at most --nodes (${o.nodes}), got ${o.agents}`);
+  const agents = o.agents || o.nodes;
+  if (o.fullAgents > agents) throw new InvalidInputError(`--full-agents: at most the number of agents (${agents}), got ${o.fullAgents}`);
   if (o.labelSets > o.pods) throw new InvalidInputError(`--label-sets: at most --pods (${o.pods}), got ${o.labelSets}`);
   if (o.pods < o.nodes) throw new InvalidInputError(`--pods: at least one per node (${o.nodes}), got ${o.pods}`);
 }
@@ -179,8 +185,9 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
   const clients: KvStore[] = [];
   let tracker: ConvergenceTracker | undefined;
   try {
-    const countingCount = o.nodes - o.fullAgents;
-    const clientCount = Math.ceil(o.nodes / o.agentsPerClient) + 1;
+    const agentCount = o.agents || o.nodes;
+    const countingCount = agentCount - o.fullAgents;
+    const clientCount = Math.ceil(agentCount / o.agentsPerClient) + 1;
     // One connection per group of agents (the etcd3 client multiplexes every watch of its agents over it); the last is the operator's.
     for (let i = 0; i < clientCount; i++) clients.push(target.backend === "embedded" && i > 0 ? clients[0]! : await target.open());
     const clientFor = (agent: number) => clients[Math.floor(agent / o.agentsPerClient)]!;
@@ -203,7 +210,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     });
 
     // ---- 2. agents join
-    const total = o.nodes;
+    const total = agentCount;
     tracker = undefined;
     const onKey = (i: number, key: string) => tracker?.note(i, key);
     const basePolicy: BootstrapPolicy = { retry: "backoff", onFailure: "retry-in-place", backoff, fixedMs: o.fixedRetryMs };
@@ -337,18 +344,20 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
 
     // ---- 3e. resync intervals, fixed vs ln(1 + nodes) (counting agents, time-compressed base)
     await phase("periodic resync, fixed interval then ln(1 + nodes)", async () => {
+      // a window of at least three scaled periods, the same for both
+      const windowMs = Math.max(o.resyncWindowMs, 3 * clusterSizeDependantInterval(o.resyncBaseMs, o.nodes + o.joinNodes));
       const measure = async (scaled: boolean) => {
         const r0 = counting.reduce((s, a) => s + a.counters.resyncs, 0);
         for (const a of counting) a.startResync(o.resyncBaseMs, scaled);
-        await new Promise((r) => setTimeout(r, o.resyncWindowMs));
+        await new Promise((r) => setTimeout(r, windowMs));
         await Promise.all(counting.map((a) => a.stopResync()));
-        return (counting.reduce((s, a) => s + a.counters.resyncs, 0) - r0) / (o.resyncWindowMs / 1000);
+        return (counting.reduce((s, a) => s + a.counters.resyncs, 0) - r0) / (windowMs / 1000);
       };
       const fixed = await measure(false);
       const scaled = await measure(true);
       const nodesNow = o.nodes + o.joinNodes;
       const to5min = 300_000 / o.resyncBaseMs;
-      mechanisms.push({ mechanism: "interval scaling", measure: `resync ops/s of ${counting.length} counting agents (${nodesNow} nodes), base ${o.resyncBaseMs} ms`, on: scaled, off: fixed, onLabel: "base x ln(1+nodes)", offLabel: "fixed", note: `measured; as a 5-minute base (divided by ${to5min.toFixed(0)}): ${(scaled / to5min).toFixed(3)} vs ${(fixed / to5min).toFixed(3)} ops/s. Computed, not measured: 5 min at 100 nodes ${(100 / 300).toFixed(2)} vs ${(100 / (clusterSizeDependantInterval(300_000, 100) / 1000)).toFixed(3)} ops/s, at 5,000 nodes ${(5000 / 300).toFixed(1)} vs ${(5000 / (clusterSizeDependantInterval(300_000, 5000) / 1000)).toFixed(2)} ops/s` });
+      mechanisms.push({ mechanism: "interval scaling", measure: `resync ops/s of ${counting.length} counting agents (${nodesNow} nodes), base ${o.resyncBaseMs} ms, ${(windowMs / 1000).toFixed(1)} s window`, on: scaled, off: fixed, onLabel: "base x ln(1+nodes)", offLabel: "fixed", note: `measured; as a 5-minute base (divided by ${to5min.toFixed(0)}): ${(scaled / to5min).toFixed(3)} vs ${(fixed / to5min).toFixed(3)} ops/s. Computed, not measured: 5 min at 100 nodes ${(100 / 300).toFixed(2)} vs ${(100 / (clusterSizeDependantInterval(300_000, 100) / 1000)).toFixed(3)} ops/s, at 5,000 nodes ${(5000 / 300).toFixed(1)} vs ${(5000 / (clusterSizeDependantInterval(300_000, 5000) / 1000)).toFixed(2)} ops/s` });
     });
 
     // ---- 3f. synchronized restart of every counting agent, three ways
@@ -414,7 +423,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     // ---- every agent back at the steady cluster (the last deletes delivered) before counting
     const ipcacheKey = AGENT_PREFIXES[2]!;
     await until("every agent holds the steady cluster", o.convergeTimeoutMs, () =>
-      counting.every((ag) => ag.present.get(ipcacheKey) === o.pods) && full.every((f) => f.core.ipcache.records.size === o.pods),
+      counting.every((ag) => ag.present.get(ipcacheKey) === o.pods && ag.knownNodes === o.nodes + o.joinNodes) &&
+      full.every((f) => f.core.ipcache.records.size === o.pods && f.core.nodes.records.size === o.nodes + o.joinNodes),
     ).catch((err) => log((err as Error).message));
 
     // ---- figures
@@ -443,7 +453,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     const every = churnTracker.untilEveryAgent().filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
     const etcdMem = target.memory();
     const report: SimReport = {
-      options: { ...o, log: undefined } as unknown as SimReport["options"],
+      options: { ...o, agents: agentCount, log: undefined } as unknown as SimReport["options"],
       kvstore: { location: target.location, backend: target.backend, clients: target.backend === "embedded" ? 1 : clients.length, agentsPerClient: o.agentsPerClient, etcdPeakRssBytes: etcdMem?.peakRssBytes ?? null },
       wallSeconds: (performance.now() - started) / 1000,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
@@ -453,6 +463,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       join: { countingSeconds, fullSeconds },
       kinds,
       fullAgentMemory: { heapDeltaBytes: heapDelta, perAgentPerPodBytes: heapDelta / o.fullAgents / o.pods, goalBytes: 2048, measured: gc !== undefined },
+      leasesLost: counting.reduce((sum, ag) => sum + ag.counters.leasesLost, 0),
       churn: { created, deleted, newIdentities, untilEveryAgentP50Ms: percentile(every, 0.5), untilEveryAgentP99Ms: percentile(every, 0.99) },
       nodeBurst: { nodes: o.joinNodes, untilEveryAgentMs: joinMs },
       counts,
