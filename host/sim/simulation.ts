@@ -133,7 +133,7 @@ async function until(what: string, timeoutMs: number, check: () => boolean): Pro
 }
 
 function txnBatches(puts: readonly Put[], deletes: readonly string[] = []): TxnOp[][] {
-  const ops: TxnOp[] = [...puts.map((p): TxnOp => ({ type: "put", key: p.key, value: p.value })), ...deletes.map((key): TxnOp => ({ type: "delete", key }))];
+  const ops: TxnOp[] = [...puts.map((p): TxnOp => ({ type: "put", key: p.key, value: p.value })), ...[...new Set(deletes)].map((key): TxnOp => ({ type: "delete", key }))];
   const out: TxnOp[][] = [];
   for (let i = 0; i < ops.length; i += 128) out.push(ops.slice(i, i + 128));
   return out;
