@@ -193,7 +193,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     const clientFor = (agent: number) => clients[Math.floor(agent / o.agentsPerClient)]!;
     const backoff: BackoffOptions = { minMs: o.backoffMinMs, maxMs: o.backoffMaxMs };
     const operatorMeter = new MeteredKvStore(clients.at(-1)!, timeline);
-    const operator = new DisciplinedKvStore(operatorMeter, { rateLimit: limited(o.operatorQps, Math.max(1, Math.round(o.operatorQps / 10))) });
+    const operatorBurst = Math.max(1, Math.round(o.operatorQps / 10));
+    const operator = new DisciplinedKvStore(operatorMeter, { rateLimit: limited(o.operatorQps, operatorBurst) });
     const operatorUnlimited = new DisciplinedKvStore(operatorMeter, { rateLimit: UNLIMITED });
     const size: ClusterSize = o;
 
@@ -299,7 +300,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       return { seconds, rate: count / seconds };
     };
     await phase("services scaled (operator rate limited, then unlimited)", async () => {
-      const half = Math.max(1, Math.floor(Math.min(o.services, 3 * o.operatorQps) / 2));
+      // at least three bursts' worth, so the limit (not its burst) decides the rate
+      const half = Math.max(3 * operatorBurst, Math.floor(Math.min(o.services, 3 * o.operatorQps) / 2));
       const on = await scaleServices(operator, 0, half);
       const off = await scaleServices(operatorUnlimited, half, half);
       mechanisms.push({ mechanism: "rate limit (operator)", measure: `operator writes/s scaling ${half} services (5 backends)`, on: on.rate, off: off.rate, onLabel: `${o.operatorQps} qps`, offLabel: "unlimited", note: `took ${on.seconds.toFixed(2)} s vs ${off.seconds.toFixed(2)} s` });

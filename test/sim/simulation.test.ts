@@ -10,7 +10,7 @@ import { etcdMissing, TestEtcd } from "../support/etcd.js";
 import { DEFAULT_SIM, runSimulation, type SimReport } from "../../host/sim/simulation.js";
 import { tempEmbeddedSpec } from "../../host/sim/store-target.js";
 
-const SMALL = { ...DEFAULT_SIM, nodes: 24, pods: 480, services: 40, labelSets: 30, fullAgents: 3, agentsPerClient: 8, churnSeconds: 1.5, podRate: 10, joinNodes: 5, apiserverQps: 20, resyncWindowMs: 1500, resyncBaseMs: 300, backoffMinMs: 100, fixedRetryMs: 100 };
+const SMALL = { ...DEFAULT_SIM, operatorQps: 50, nodes: 24, pods: 480, services: 40, labelSets: 30, fullAgents: 3, agentsPerClient: 8, churnSeconds: 1.5, podRate: 10, joinNodes: 5, apiserverQps: 20, resyncWindowMs: 1500, resyncBaseMs: 300, backoffMinMs: 100, fixedRetryMs: 100 };
 
 function checkReport(r: SimReport): void {
   // every agent of both kinds converged on every churned pod
@@ -31,7 +31,11 @@ function checkReport(r: SimReport): void {
   expect(m["selective regeneration"]!.off).toBeGreaterThan(m["selective regeneration"]!.on);
   // ln(1 + nodes) makes the resync rarer
   expect(m["interval scaling"]!.on).toBeLessThan(m["interval scaling"]!.off);
-  // the limited operator never exceeds its rate by much; restart from scratch repeats steps
+  // the operator's limiter holds its writes near its rate; without it they go as fast as the store takes them
+  expect(m["rate limit (operator)"]!.on).toBeLessThan(m["rate limit (operator)"]!.off);
+  expect(m["rate limit (operator)"]!.on).toBeLessThanOrEqual(SMALL.operatorQps * 2);
+  // exponential backoff with jitter is refused less often than a fixed retry; restart from scratch repeats steps
+  expect(m["backoff with jitter"]!.on).toBeLessThan(m["backoff with jitter"]!.off);
   expect(m["retry in place"]!.off).toBeGreaterThanOrEqual(m["retry in place"]!.on);
   expect(r.restarts).toHaveLength(3);
   for (const x of r.restarts) expect(x.apiserverRequests).toBeGreaterThanOrEqual(2 * x.agents);
