@@ -24,6 +24,7 @@ interface SimCliOptions {
   joinNodes?: string;
   apiserverQps?: string;
   operatorQps?: string;
+  leaseTtl?: string;
   out?: string;
   json: boolean;
   quiet: boolean;
@@ -46,6 +47,7 @@ export function registerSim(program: Command): void {
     .addOption(new Option("--join-nodes <n>", "nodes joining in one burst").default(String(DEFAULT_SIM.joinNodes)))
     .addOption(new Option("--apiserver-qps <n>", "rate above which the apiserver stand-in answers 429").default(String(DEFAULT_SIM.apiserverQps)))
     .addOption(new Option("--operator-qps <n>", "the operator's kvstore rate limit").default(String(DEFAULT_SIM.operatorQps)))
+    .addOption(new Option("--lease-ttl <seconds>", "agents' node lease TTL (Cilium 1.5: 900)").default(String(DEFAULT_SIM.leaseTtlSeconds)))
     .addOption(new Option("--out <dir>", "also write sim-report.txt, sim-report.json and the SVG plots here"))
     .addOption(new Option("--quiet", "no progress lines on stderr").default(false));
   jsonOption(cmd, "the report as one JSON object instead of tables");
@@ -76,6 +78,7 @@ export function registerSim(program: Command): void {
       joinNodes: int("join-nodes", o.joinNodes, 0, 50_000),
       apiserverQps: int("apiserver-qps", o.apiserverQps, 1, 1_000_000),
       operatorQps: int("operator-qps", o.operatorQps, 1, 1_000_000),
+      leaseTtlSeconds: int("lease-ttl", o.leaseTtl, 5, 3600),
       kvstore,
       log: o.quiet ? () => {} : (line) => io.err(line),
     };

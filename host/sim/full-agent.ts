@@ -20,6 +20,7 @@ export interface FullAgentOptions {
   tracker: () => ConvergenceTracker | undefined;
   backoff: BackoffOptions;
   mode: RegenerationMode;
+  leaseTtlSeconds: number;
   log?: (line: string) => void;
 }
 
@@ -46,6 +47,7 @@ export class FullAgent {
       backoff: options.backoff,
       mode: options.mode,
       healthIdleMs: 60_000,
+      leaseTtlSeconds: options.leaseTtlSeconds,
       log: options.log,
     });
   }

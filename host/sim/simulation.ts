@@ -249,7 +249,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         const meter = new MeteredKvStore(clientFor(countingCount + f), timeline);
         fullMeters.push(meter);
         const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
-        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
+        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
       }
       // a few at a time: each lists the whole cluster
       for (let f = 0; f < full.length; f += 4) await Promise.all(full.slice(f, f + 4).map((a) => a.start()));
