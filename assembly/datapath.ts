@@ -7,7 +7,7 @@ import {
 import { PARSE_UNTRACKED, parsePacket } from "./parse";
 import { fragProcess } from "./frag";
 import { ctCreate, ctDir, ctEntry, ctLookup, ctResult, ctTableId } from "./conntrack";
-import { policyNewFlow, policyStoreIdentity } from "./policy";
+import { policyNewFlow, policyPeerIngress, policyStoreIdentity } from "./policy";
 import { count } from "./metrics";
 import { setCsumPartialMode } from "./checksum";
 import { lbAfterCt, lbForward } from "./lb";
@@ -60,6 +60,7 @@ function processOne(d: usize, now: u32, memEnd: u64): void {
   // A new flow is decided here, before its entry exists. Policy comes first: it
   // judges the packet as the endpoint sent it, and a refused flow takes no NAT port.
   if (reason == 0 && ctResult == CT_NEW) reason = policyNewFlow(ctDir);
+  if (reason == 0 && ctResult == CT_NEW && dirIn == DIR_AUTO && ctDir == CT_EGRESS) reason = policyPeerIngress();
   // SNAT may translate a reply back and look it up again (then no longer CT_NEW).
   reason = natStage(reason, dirIn, now);
   if (reason == 0 && ctResult == CT_NEW) reason = ctCreate(now);

@@ -142,6 +142,28 @@ export function policyNewFlow(dir: i32): i32 {
   return policyDecide(load<u16>(ep + ENDPOINT_INFO_ID), flowIdentity, port, pProto, dir);
 }
 
+/**
+ * With DIR_AUTO the datapath sits between both ends of a flow (the TUN
+ * forwarder routes for every endpoint of its node, and for packets arriving
+ * from other nodes): a new flow classified egress was judged by policyNewFlow
+ * on its source's egress policy only, and that source may be on another node.
+ * Its destination, when local, judges it too, by its ingress policy against
+ * the source's identity from the ipcache (the identity recorded in the entry
+ * when the source was not local). bpf/lib/policy.h policy_peer_ingress.
+ */
+export function policyPeerIngress(): i32 {
+  const ep = endpointAt(pDaddr);
+  if (ep == 0) return 0;
+  const identity = identityOf(pFamily, pSaddr);
+  if (!flowPoliced) {
+    flowPoliced = true;
+    flowIdentity = identity;
+  }
+  if ((<i32>load<u8>(ep + ENDPOINT_INFO_FLAGS) & ENDPOINT_F_ENFORCE_INGRESS) == 0) return 0;
+  const port: u16 = pProto == PROTO_TCP || pProto == PROTO_UDP ? pDport : 0;
+  return policyDecide(load<u16>(ep + ENDPOINT_INFO_ID), identity, port, pProto, CT_INGRESS);
+}
+
 /** Records the remote identity in the entry ctCreate just made for the flow policyNewFlow saw. */
 export function policyStoreIdentity(entry: usize): void {
   if (flowPoliced && entry != 0) store<u32>(entry + CT_ENTRY_SRC_SEC_ID, flowIdentity);

@@ -62,6 +62,8 @@ static __always_inline int datapath_process(struct __sk_buff *skb, __u8 dir_in)
 	 * no NAT port. */
 	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW)
 		reason = policy_new_flow(p, out.dir, &pol);
+	if (ENABLE_POLICY && reason == 0 && out.result == CT_NEW && dir_in == DIR_AUTO && out.dir == CT_EGRESS)
+		reason = policy_peer_ingress(p, &pol);
 	/* SNAT may translate a reply back and look it up again (then no longer CT_NEW). */
 	if (ENABLE_NAT)
 		reason = nat_stage(skb, p, reason, dir_in, now, cfg, &out);

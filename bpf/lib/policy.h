@@ -171,6 +171,32 @@ static __always_inline int policy_new_flow(struct pkt *p, __u8 dir, struct polic
 	return policy_decide(id, out->identity, port, p->proto, dir);
 }
 
+/* With DIR_AUTO the datapath sits between both ends of a flow (the TUN
+ * forwarder routes for every endpoint of its node, and for packets arriving
+ * from other nodes): a new flow classified egress was judged above by its
+ * source's egress policy only, and that source may be on another node. Its
+ * destination, when local, judges it too, by its ingress policy against the
+ * source's identity from the ipcache (the identity recorded in the entry
+ * when the source was not local). */
+static __always_inline int policy_peer_ingress(struct pkt *p, struct policy_out *out)
+{
+	struct endpoint_info *ep = policy_endpoint_at(p->family, &p->daddr);
+	__u32 identity;
+	__be16 port;
+
+	if (!ep)
+		return 0;
+	identity = policy_identity_of(p->family, &p->saddr);
+	if (!out->policed) {
+		out->policed = 1;
+		out->identity = identity;
+	}
+	if (!(ep->flags & ENDPOINT_F_ENFORCE_INGRESS))
+		return 0;
+	port = (p->proto == PROTO_TCP || p->proto == PROTO_UDP) ? p->dport : 0;
+	return policy_decide(ep->id, identity, port, p->proto, CT_INGRESS);
+}
+
 /* Records the remote identity in the entry ct_create just made. */
 static __always_inline void policy_store_identity(struct policy_out *pol, struct ct_entry *entry)
 {

@@ -25,6 +25,7 @@ import { rmSync } from "node:fs";
 import { ForwarderHandle } from "../forwarder/controller.js";
 import type { WorkerMessage } from "../forwarder/protocol.js";
 import type { SnapshotWritten } from "../forwarder/snapshot-writer.js";
+import type { EspPathOptions } from "../forwarder/esp-path.js";
 import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.js";
 import { writeStatus, statusPath, readStatus, type AgentStatus } from "./status-file.js";
@@ -49,6 +50,8 @@ export interface AgentOptions {
   device?: string;
   mtu?: number;
   offloads?: boolean;
+  /** TUN queues (WorkerStart.device.queues). */
+  queues?: number;
   routes: string[];
   /** Put the routes in this table (policy routing) instead of main. */
   routeTable?: number;
@@ -61,6 +64,8 @@ export interface AgentOptions {
   discardSnapshot?: boolean;
   /** Stop after this many seconds (tests, demos); run until a signal otherwise. */
   seconds?: number;
+  /** Userspace ESP to other nodes (host/forwarder/esp-path.ts; host/cli/agent-encrypt.ts checks it). */
+  encrypt?: EspPathOptions;
   /** Where SIGINT/SIGTERM come from (default: the process). */
   signals?: SignalSource;
 }
@@ -169,7 +174,8 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         options,
         services: opts.services,
         policy: opts.policy,
-        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
+        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues },
+        encrypt: opts.encrypt,
         snapshotPath: snapshotPath(dir),
         snapshotEveryMs: everyMs,
         reportEveryMs: REPORT_EVERY_MS,
@@ -200,6 +206,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
     lastSaved = fwd.ready.saved;
     const snap = fwd.ready.snapshot;
     const restoredEntries = snap?.entries ?? 0;
+    if (opts.encrypt) io.out(`membrane agent: encryption: ${opts.encrypt.kernel ?? "kernel ESP available; the userspace path is used on the TUN"}; ESP in UDP on ${opts.encrypt.listen}:4500; \`membrane encrypt status\` shows the SAs`);
     if (snap?.skipped) io.out(`membrane agent: conntrack snapshot ${snap.path} not restored: ${snap.skipped}`);
 
     if (!signals.received) {

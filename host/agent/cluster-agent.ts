@@ -18,6 +18,7 @@ import { resolveOptions, type ResolvedOptions } from "../config.js";
 import { NotSupportedError } from "../errors.js";
 import { ip } from "../sys/netns/iproute2.js";
 import { writeStatus, statusPath, type AgentStatus } from "./status-file.js";
+import { lockStateDir, prepareStateDir } from "./state-dir.js";
 import type { Output } from "../format/output.js";
 import type { KvStore } from "../kvstore/store.js";
 import type { NodeAddress } from "../kvstore/records/node.js";
@@ -27,6 +28,8 @@ import { agentSocketPath } from "../api/socket-path.js";
 import { ClusterAgentCore } from "../cluster/agent-core.js";
 import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
+import type { EspPathOptions } from "../forwarder/esp-path.js";
+import { keyIndexOf, prepareClusterEncryption, startEncryptionSync } from "./cluster-encryption.js";
 
 export interface ClusterAgentRunOptions {
   /** Opened by the caller (the CLI validates the --kvstore options first). Closed when the agent stops. */
@@ -47,6 +50,8 @@ export interface ClusterAgentRunOptions {
   stateDir: string;
   seconds?: number;
   metrics?: Metrics;
+  /** Userspace ESP to the other nodes; their keys come from the node records (encryption-sync.ts). */
+  encrypt?: EspPathOptions;
 }
 
 const stamp = () => new Date().toISOString();
@@ -55,10 +60,14 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent: creating a TUN device and routes needs root (CAP_NET_ADMIN)");
   const options = opts.options ?? resolveOptions({});
   const started = new Date().toISOString();
+  // As the state-file agent: the dir made 0700 if missing, one agent per dir (the lock dies with its holder).
+  prepareStateDir(opts.stateDir);
+  const lock = await lockStateDir(opts.stateDir, () => undefined);
   let latest: Omit<AgentStatus, "stats" | "counters" | "flows" | "entries" | "updatedAt"> | undefined;
   const fwd = await ForwarderHandle.start({
     options,
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
+    encrypt: prepareClusterEncryption(opts.stateDir, opts.encrypt),
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
     onReport: (r) => {
       if (!latest) return;
@@ -68,7 +77,9 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   const tunRoutes = [...new Set([...opts.routes, ...[opts.ipv4AllocCidr, opts.ipv6AllocCidr].filter((c): c is string => c !== undefined)])];
   let core: ClusterAgentCore | undefined;
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
+  let sync: ReturnType<typeof startEncryptionSync> | undefined;
   const stopAll = async () => {
+    sync?.stop();
     await core?.stop();
     await api?.close();
     await opts.store.close();
@@ -82,17 +93,19 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       addresses: opts.addresses,
       ipv4AllocCidr: opts.ipv4AllocCidr,
       ipv6AllocCidr: opts.ipv6AllocCidr,
-      encryptionKey: opts.encryptionKey,
+      encryptionKey: opts.encrypt ? keyIndexOf(opts.encrypt) : opts.encryptionKey,
       sink: new ForwarderSink(fwd, new IpRouteSink(opts.routeDevice)),
       metrics: opts.metrics,
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
+    sync = opts.encrypt ? startEncryptionSync(core, opts.node, opts.stateDir, keyIndexOf(opts.encrypt), (line) => io.err(`${stamp()} membrane agent: ${line}`)) : undefined;
     api = await startApiServer(agentSocketPath(opts.stateDir), clusterApiRoutes(core), opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
     io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
   } catch (err) {
     await stopAll();
     await fwd.stop();
+    lock.release();
     throw err;
   }
 
@@ -113,5 +126,6 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
   await joined;
   const stopped = await fwd.stop();
   rmSync(statusPath(opts.stateDir), { force: true });
+  lock.release();
   io.out(`membrane agent: stopped after ${stopped.stats.packetsIn} packets in, ${stopped.stats.packetsOut} out; ${stopped.snapshotEntries} conntrack entries saved`);
 }

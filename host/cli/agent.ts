@@ -3,6 +3,7 @@
  * checked here, then handed to host/agent. The options are one list
  * (AGENT_OPTIONS): a new one is a line there and a field in agentOptions().
  */
+import { availableParallelism } from "node:os";
 import { Command, Option } from "commander";
 import { loadAgentConfig, parseSnapshotInterval, runAgent, type AgentOptions } from "../agent/agent.js";
 import { parseRouteRule, parseRouteTable } from "../agent/routing.js";
@@ -10,6 +11,7 @@ import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
+import { ENCRYPT_AGENT_OPTIONS, encryptFromFlags } from "./agent-encrypt.js";
 
 /** What commander hands the action: every option below, by its camelCase name. */
 type AgentFlags = Record<string, string | string[] | boolean | undefined>;
@@ -22,6 +24,7 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--device <name>", "TUN device name").default("mbr0"),
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
   new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
+  new Option("--queues <n>", "TUN queues, 1..256 (IFF_MULTI_QUEUE; one conntrack view over all; default: the number of CPUs)"),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
   new Option("--route-table <n>", "put those routes in table n instead of main (policy routing)"),
   new Option("--route-rule <sel>", 'ip rule selector sending traffic to --route-table, e.g. "iif lxc-pod1 pref 100" (repeatable; added at start, removed at stop)').argParser(collect),
@@ -41,6 +44,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const datapath = str(flags, "datapath");
   if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
   const mtu = integerArg("mtu", str(flags, "mtu"), 576, 65535);
+  const queues = integerArg("queues", str(flags, "queues"), 1, 256) ?? Math.min(256, availableParallelism());
   const secondsText = str(flags, "seconds");
   const seconds = secondsText === undefined ? undefined : Number(secondsText);
   if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${secondsText}"`);
@@ -51,24 +55,25 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const config = str(flags, "config");
   const state = config ? loadAgentConfig(config) : undefined;
   return {
-    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true,
+    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues,
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
     snapshotInterval, discardSnapshot: flags.discardSnapshot === true,
+    ...encryptFromFlags(flags, str(flags, "stateDir")!, mtu, flags.offloads === true),
   };
 }
 
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
-  for (const o of AGENT_OPTIONS) cmd.addOption(o);
-  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads");
+  for (const o of [...AGENT_OPTIONS, ...ENCRYPT_AGENT_OPTIONS]) cmd.addOption(o);
+  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads --queues 2");
   addClusterAgentOptions(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
     if (isClusterMode(flags)) {
-      const { device, mtu, offloads, routes, stateDir, seconds } = agentOptions({ ...flags, config: undefined });
-      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds }, io);
+      const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
+      return runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt }, io);
     }
     await runAgent(agentOptions(flags), io);
   });

@@ -10,6 +10,7 @@ import { parseIp } from "../packet/address.js";
 import { parsePrefix } from "../packet/cidr.js";
 import type { NodeAddress } from "../kvstore/records/node.js";
 import { runClusterAgent } from "../agent/cluster-agent.js";
+import type { EspPathOptions } from "../forwarder/esp-path.js";
 import { integerArg } from "./command.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
 import type { Output } from "../format/output.js";
@@ -83,7 +84,7 @@ export function clusterAgentFlags(flags: Flags): { node: string; addresses: Node
  */
 export async function runClusterAgentFromFlags(
   flags: Flags,
-  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number },
+  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number; encrypt?: EspPathOptions },
   io: Output,
 ): Promise<void> {
   const cluster = clusterAgentFlags(flags);

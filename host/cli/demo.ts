@@ -1,7 +1,11 @@
-/** `membrane demo [--seconds N] [--json] [--offloads]`: the live demo, or the replay of the sample when it cannot run. */
+/**
+ * `membrane demo`: the two-node cluster demo (host/demo/cluster/); `--single`
+ * the single-node forwarder demo; without root, the replay of the sample.
+ */
 import { join } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { runDemo } from "../demo/demo.js";
+import { clusterDemoOk, runClusterDemo } from "../demo/cluster/cluster-demo.js";
 import { InvalidInputError } from "../errors.js";
 import { packageRoot } from "../package-root.js";
 import { example, jsonOption, outputOf, setExitCode } from "./command.js";
@@ -10,21 +14,35 @@ import { replay } from "./replay.js";
 
 export function registerDemo(program: Command): void {
   const cmd = program.command("demo")
-    .description("live: the TUN forwarder between network namespaces with a service, policy and NAT (root); without root, the replay of examples/sample.pcap")
-    .option("--seconds <n>", "how long the traffic runs, 1..3600")
-    .option("--offloads", "TSO/USO and checksum offload on the TUN device", false);
+    .description("live (root): a two-node cluster (agents with TUN forwarders, operator, kvstore) under traffic and changes; --single: one node's forwarder; without root, the replay of examples/sample.pcap")
+    .option("--single", "the single-node demo: one forwarder between namespaces with a service, policy and NAT", false)
+    .option("--seconds <n>", "--single: how long the traffic runs, 1..3600")
+    .option("--offloads", "--single: TSO/USO and checksum offload on the TUN device", false)
+    .addOption(new Option("--kvstore <spec>", "the cluster's kvstore: embedded:<dir> or etcd:<host:port,...> reachable from the node namespaces (default: an embedded store in a temporary dir)"));
   jsonOption(cmd);
-  example(cmd, "sudo membrane demo --seconds 10", "membrane demo --json");
-  cmd.action(async (o: { seconds?: string; json: boolean; offloads: boolean }, self: Command) => {
+  example(cmd, "sudo membrane demo", "sudo membrane demo --single --seconds 10", "membrane demo --json");
+  cmd.action(async (o: { single: boolean; seconds?: string; json: boolean; offloads: boolean; kvstore?: string }, self: Command) => {
     const io = outputOf(self);
     const seconds = o.seconds === undefined ? undefined : Number(o.seconds);
     if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new InvalidInputError(`--seconds: expected 1..3600, got "${o.seconds}"`);
-    const r = await runDemo(io, { seconds, json: o.json, offloads: o.offloads });
-    if (r.ran) {
-      setExitCode(self, r.summary.interrupted || r.summary.traffic.every((t) => t.result === "ok") ? EXIT_OK : EXIT_FAILURE);
-      return;
+    if (!o.single && (o.seconds !== undefined || o.offloads)) throw new InvalidInputError("--seconds and --offloads belong to the single-node demo: add --single");
+    if (o.single && o.kvstore !== undefined) throw new InvalidInputError("--kvstore belongs to the cluster demo: drop --single");
+    if (o.kvstore !== undefined && !/^(embedded|etcd):./.test(o.kvstore)) throw new InvalidInputError(`--kvstore ${o.kvstore}: expected embedded:<dir> or etcd:<host:port,...>`);
+    if (!o.single) {
+      const r = await runClusterDemo(io, { kvstore: o.kvstore, json: o.json });
+      if (r.ran) {
+        setExitCode(self, r.summary.interrupted || clusterDemoOk(r.summary) ? EXIT_OK : EXIT_FAILURE);
+        return;
+      }
+      io.err(`membrane demo: ${r.reason}; replaying examples/sample.pcap instead`);
+    } else {
+      const r = await runDemo(io, { seconds, json: o.json, offloads: o.offloads });
+      if (r.ran) {
+        setExitCode(self, r.summary.interrupted || r.summary.traffic.every((t) => t.result === "ok") ? EXIT_OK : EXIT_FAILURE);
+        return;
+      }
+      io.err(`membrane demo: ${r.reason}; replaying examples/sample.pcap instead`);
     }
-    io.err(`membrane demo: ${r.reason}; replaying examples/sample.pcap instead`);
     await replay({
       input: join(packageRoot(), "examples/sample.pcap"), engine: "wasm", json: o.json,
       direction: "auto", gc: "adaptive", summaryOnly: false,

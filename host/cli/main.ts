@@ -23,6 +23,7 @@ import { registerApply } from "./apply.js";
 import { registerOperator } from "./operator.js";
 import { registerCluster } from "./cluster.js";
 import { registerSim } from "./sim.js";
+import { registerEncrypt } from "./encrypt.js";
 import { outputOf } from "./command.js";
 
 /** The whole command tree, printing through `io`. A new program per run: tests call run() many times. */
@@ -46,6 +47,7 @@ export function buildProgram(io: Output = processOutput): Command {
   registerOperator(program);
   registerCluster(program);
   registerSim(program);
+  registerEncrypt(program);
   finishTree(program, io);
   return program;
 }

@@ -232,6 +232,13 @@ export class ClusterAgentCore {
     return r;
   }
 
+  /** Advertises a new IPsec key index in this node's record (encryption-sync.ts: only once the key is installed). */
+  async setEncryptionKey(keyIndex: number): Promise<void> {
+    this.options.encryptionKey = keyIndex;
+    // Before the bootstrap registered the node, its first record carries the key.
+    if (this.lease) await this.register();
+  }
+
   private async register(): Promise<void> {
     await this.options.store.put(keys.node(this.cluster, this.options.node), JSON.stringify(this.nodeRecord()), { lease: this.lease!.id });
   }

@@ -6,10 +6,14 @@
  *
  * A record has frontends (one per cluster IP and service port) and backends
  * carrying the service port's name; a frontend's backends are those with its
- * port name and protocol.
+ * port name and protocol, and of its address family: a dual-stack Service
+ * has an IPv4 and an IPv6 cluster IP, and an IPv4 frontend cannot forward to
+ * an IPv6 backend (nor the reverse).
  */
 import type { ServiceFrontend, ServiceSpec } from "../lb/manager.js";
 import type { ServiceRecord } from "../kvstore/records/service.js";
+
+const isIpv6 = (ip: string) => ip.includes(":");
 
 export function frontendKey(f: ServiceFrontend): string {
   return `${f.vip}|${f.port}|${f.proto}`;
@@ -19,7 +23,7 @@ export function frontendKey(f: ServiceFrontend): string {
 export function serviceSpecsOf(record: ServiceRecord): ServiceSpec[] {
   return record.frontends.map((f) => {
     const backends = record.backends
-      .filter((b) => (b.name ?? "") === (f.name ?? "") && b.protocol === f.protocol)
+      .filter((b) => (b.name ?? "") === (f.name ?? "") && b.protocol === f.protocol && isIpv6(b.ip) === isIpv6(f.ip))
       .map((b) => ({ addr: b.ip, port: b.port }))
       .sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : a.port - b.port));
     return { vip: f.ip, port: f.port, proto: f.protocol === "UDP" ? "udp" : "tcp", backends } satisfies ServiceSpec;

@@ -25,6 +25,9 @@ export interface ForwarderStartOptions {
   snapshotEveryMs?: number;
   snapshotJitter?: number;
   batchSize?: number;
+  encrypt?: WorkerStart["encrypt"];
+  /** Time the pipeline's stages (WorkerStart.stageTiming): the reports' stats.stages. */
+  stageTiming?: boolean;
   reportEveryMs?: number;
   onReport?: (report: Extract<WorkerMessage, { type: "report" }>) => void;
   /** A periodic snapshot was written (or failed: `error`). */
@@ -55,7 +58,8 @@ export class ForwarderHandle implements ForwarderController {
     const channel = new MessageChannel();
     const data: WorkerStart = {
       options: opts.options ?? {}, services: opts.services, policy: opts.policy, device: opts.device ?? {}, snapshotPath: opts.snapshotPath,
-      snapshotEveryMs: opts.snapshotEveryMs, snapshotJitter: opts.snapshotJitter, batchSize: opts.batchSize, control, reportEveryMs: opts.reportEveryMs, commands: channel.port2,
+      snapshotEveryMs: opts.snapshotEveryMs, snapshotJitter: opts.snapshotJitter, batchSize: opts.batchSize, stageTiming: opts.stageTiming, control, reportEveryMs: opts.reportEveryMs, commands: channel.port2,
+      encrypt: opts.encrypt,
     };
     const commands = new CommandClient(channel.port1);
     // Workers load compiled JS: always the one in dist/, also when the caller runs from source (tests).

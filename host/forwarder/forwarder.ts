@@ -17,6 +17,7 @@ import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/vir
 import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
 import { TunIoError } from "../tun/errors.js";
 import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../tun/offload/index.js";
+import { StageTimer, type StageTimes } from "./stage-timer.js";
 
 export interface ForwarderStats {
   batches: number;
@@ -45,6 +46,8 @@ export interface ForwarderStats {
   /** Packets the device refused (EIO while down, EINVAL for one packet) or pushed back (EAGAIN). */
   writeErrors: number;
   gcRuns: number;
+  /** Time per pipeline stage, with ForwarderOptions.stageTiming only (stage-timer.ts). */
+  stages?: StageTimes;
 }
 
 /**
@@ -76,6 +79,8 @@ export interface ForwarderOptions {
    * decided half under one state and half under another.
    */
   betweenBatches?: () => void;
+  /** Time each stage of the per-batch pipeline into stats.stages (stage-timer.ts); off by default. */
+  stageTiming?: boolean;
 }
 
 const IP_AUTO: PacketMeta = { link: "ip", direction: "auto" };
@@ -111,6 +116,7 @@ export class Forwarder {
   private readonly stagingSizes: number[];
   private readonly udpCoalescing: boolean;
   private readonly betweenBatches?: () => void;
+  private readonly timer?: StageTimer;
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
@@ -139,6 +145,11 @@ export class Forwarder {
     this.staging = Array.from({ length: stagingCount }, () => new Uint8Array(VIRTIO_NET_HDR_LEN + device.readCapacity));
     this.stagingSizes = new Array(stagingCount).fill(0);
     this.betweenBatches = opts.betweenBatches;
+    if (opts.stageTiming) {
+      this.timer = new StageTimer();
+      this.stats.stages = this.timer.times;
+      this.timer.start();
+    }
     this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
   }
 
@@ -149,6 +160,8 @@ export class Forwarder {
   /** One batch: read what is ready, decide, write. Returns the packets read. */
   step(): number {
     this.betweenBatches?.();
+    // Since the last batch: the run loop's callback, waiting, commands (stage-timer.ts).
+    this.timer?.mark("housekeeping");
     // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
     if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
     if (!this.device.vnetHdr) return this.stepPlain();
@@ -159,9 +172,11 @@ export class Forwarder {
   private stepPlain(): number {
     const n = this.device.read(this.views, this.sizes, this.batch.raw.headroom);
     if (n === 0) return 0;
+    this.timer?.mark("read");
     this.stats.reads += n;
     this.stats.wirePacketsIn += n;
     this.batch.fill(this.sizes, n, IP_AUTO);
+    this.timer?.mark("admit");
     this.decideAndWrite(n);
     return n;
   }
@@ -175,6 +190,7 @@ export class Forwarder {
     const headroom = this.batch.raw.headroom;
     const n = this.device.read(this.views, this.sizes, headroom);
     if (n === 0) return 0;
+    this.timer?.mark("read");
     this.stats.reads += n;
     this.batch.fill(this.sizes, n, IP_AUTO);
     const at = headroom - VIRTIO_NET_HDR_LEN;
@@ -194,6 +210,7 @@ export class Forwarder {
       wire += gsoSize > 0 && this.sizes[i] > hdrLen ? Math.ceil((this.sizes[i] - hdrLen) / gsoSize) : 1;
     }
     this.stats.wirePacketsIn += wire;
+    this.timer?.mark("admit");
     this.decideAndWrite(n);
     return n;
   }
@@ -211,12 +228,14 @@ export class Forwarder {
   private stepSplit(): number {
     const n = this.device.read(this.staging, this.stagingSizes, VIRTIO_NET_HDR_LEN);
     if (n === 0) return 0;
+    this.timer?.mark("read");
     this.stats.reads += n;
     const headroom = this.batch.raw.headroom;
     let filled = 0;
     const flush = () => {
       this.stats.wirePacketsIn += filled;
       this.batch.fill(this.sizes, filled, IP_AUTO);
+      this.timer?.mark("admit");
       this.decideAndWrite(filled);
       filled = 0;
     };
@@ -251,6 +270,7 @@ export class Forwarder {
     const headroom = this.batch.raw.headroom;
     const now = this.clock();
     this.dp.process(this.batch, now);
+    this.timer?.mark("decide");
     this.batch.outcomesInto(n, this.pass, this.offs, this.lens);
     const passthrough = this.passthrough;
     this.out.length = 0;
@@ -279,8 +299,14 @@ export class Forwarder {
     this.stats.batches++;
     this.stats.packetsIn += n;
     this.stats.packetsOut += this.out.length;
+    if (this.timer) {
+      this.timer.times.batches++;
+      this.timer.mark("collect");
+    }
     if (this.out.length) this.writeOut(headroom);
+    this.timer?.mark("write");
     if (now >= this.nextGc || this.natGc.due(now)) this.collect(now);
+    this.timer?.mark("housekeeping");
   }
 
   /**

@@ -7,6 +7,7 @@ import type { ServiceSpec } from "../lb/manager.js";
 import type { ServiceFlowSummary } from "../lb/service-flows.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { SnapshotWritten } from "./snapshot-writer.js";
+import type { EspPathOptions } from "./esp-path.js";
 
 export interface WorkerStart {
   options: DatapathOptions;
@@ -19,7 +20,11 @@ export interface WorkerStart {
    */
   policy?: EngineChange;
   /** TUN device to create ("mbr%d" picks a free name). */
-  device: { name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode };
+  device: {
+    name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode;
+    /** TUN queues (IFF_MULTI_QUEUE), all decided by this worker's one datapath; default 1 (open-device.ts). */
+    queues?: number;
+  };
   /**
    * Conntrack snapshot: restored at start when present (refused whole when
    * bad), then written at once, every `snapshotEveryMs` while forwarding
@@ -30,10 +35,14 @@ export interface WorkerStart {
   snapshotEveryMs?: number;
   snapshotJitter?: number;
   batchSize?: number;
+  /** Time the per-batch pipeline's stages into the reported stats (ForwarderOptions.stageTiming). */
+  stageTiming?: boolean;
   /** Int32Array over it: [0] = stop requested. */
   control: SharedArrayBuffer;
   /** How often the worker reports (ms). */
   reportEveryMs?: number;
+  /** Userspace ESP to the peers' forwarders (esp-path.ts); the device must be without offloads. */
+  encrypt?: EspPathOptions;
   /** The worker's end of the command channel (transferred): CommandRequest in, CommandReply out (commands.ts). */
   commands: MessagePort;
 }

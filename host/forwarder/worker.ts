@@ -6,9 +6,10 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { Datapath } from "../datapath.js";
-import { openTun } from "../tun/linux-tun.js";
+import { openForwarderDevice } from "./open-device.js";
 import { Forwarder } from "./forwarder.js";
 import { prepareDatapath } from "./setup.js";
+import { openEspPath } from "./esp-path.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
 import { CommandApplier } from "./command-applier.js";
 import { CommandInbox } from "./command-inbox.js";
@@ -71,14 +72,11 @@ async function main(): Promise<void> {
     ? new SnapshotWriter(dp, { path: start.snapshotPath, everyMs: start.snapshotEveryMs, jitter: start.snapshotJitter, horizon: snapshot?.horizon })
     : undefined;
   const saved = snapshots?.write();
-  const offloads = start.device.offloads ?? false;
-  const device = openTun({
-    name: start.device.name, mtu: start.device.mtu, vnetHdr: offloads,
-    offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
-  });
+  // Encryption seals packet by packet on one queue (esp-path.ts); without it, the queues asked for.
+  const device = start.encrypt ? openEspPath(openForwarderDevice({ ...start.device, queues: 1 }), start.encrypt) : openForwarderDevice(start.device);
   try {
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
-    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
+    const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, stageTiming: start.stageTiming, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
     const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.

@@ -18,26 +18,25 @@ import { Backoff, type BackoffOptions } from "./backoff.js";
 import { systemClock, type Clock } from "./clock.js";
 import { Liveness } from "./liveness.js";
 import { DEFAULT_RATE_LIMIT, TokenBucket, type RateLimit } from "./rate-limit.js";
-import {
-  isRetryableKvStoreError,
-  type ConditionalResult,
-  type DeleteResult,
-  type KeyValue,
-  type KvStore,
-  type Lease,
-  type LeaseOptions,
-  type ListOptions,
-  type ListResult,
-  type Lock,
-  type LockOptions,
-  type PutOptions,
-  type Revision,
-  type Txn,
-  type TxnResult,
-  type Watch,
-  type WatchEvent,
-  type WatchOptions,
-} from "./store.js";
+import { isRetryableKvStoreError, type KvStore, type LockOptions, type Watch, type WatchEvent, type WatchOptions } from "./store.js";
+
+/** The operations that go through the discipline (watch and close have their own), each with how a retry or an error names it. */
+type Operation = Exclude<keyof KvStore, "backend" | "location" | "watch" | "close">;
+const OPERATIONS: { readonly [K in Operation]: (...args: Parameters<KvStore[K]>) => string } = {
+  get: (key) => `get ${key}`,
+  list: (prefix) => `list ${prefix}`,
+  revision: () => "revision",
+  put: (key) => `put ${key}`,
+  create: (key) => `create ${key}`,
+  compareAndSwap: (key) => `compare-and-swap ${key}`,
+  delete: (key) => `delete ${key}`,
+  deletePrefix: (prefix) => `delete prefix ${prefix}`,
+  txn: () => "txn",
+  compact: (revision) => `compact ${revision}`,
+  compactedRevision: () => "compacted revision",
+  grantLease: (ttlSeconds) => `grant lease ${ttlSeconds}s`,
+  lock: (name) => `lock ${name}`,
+};
 
 export interface DisciplineOptions {
   /** Default 20 qps, burst 20. Pass UNLIMITED (rate-limit.ts) to turn the limit off. */
@@ -52,6 +51,9 @@ export interface DisciplineOptions {
   /** Told before each retry wait. */
   onRetry?: (info: { operation: string; attempt: number; waitMs: number; error: unknown }) => void;
 }
+
+// The operations are defined on the prototype from OPERATIONS (the static block below).
+export interface DisciplinedKvStore extends Pick<KvStore, Operation> {}
 
 export class DisciplinedKvStore implements KvStore {
   readonly backend: KvStore["backend"];
@@ -69,6 +71,22 @@ export class DisciplinedKvStore implements KvStore {
     this.liveness = new Liveness(options.staleAfterMs ?? 60_000, this.clock);
     this.maxAttempts = options.maxAttempts ?? 5;
     new Backoff(options.backoff, this.clock); // validate the options now
+  }
+
+  /** Every operation: the same call on the backend, through call() (a lock waits abortably, on its options' signal). */
+  static {
+    for (const op of Object.keys(OPERATIONS) as Operation[]) {
+      const name = OPERATIONS[op] as (...args: unknown[]) => string;
+      Object.defineProperty(DisciplinedKvStore.prototype, op, {
+        configurable: true,
+        writable: true,
+        value: function (this: DisciplinedKvStore, ...args: unknown[]): Promise<unknown> {
+          const backend = this.inner[op] as (...args: unknown[]) => Promise<unknown>;
+          const signal = op === "lock" ? (args[2] as LockOptions | undefined)?.signal : undefined;
+          return this.call(name(...args), () => backend.apply(this.inner, args), signal);
+        },
+      });
+    }
   }
 
   /** Rate limit, call, retry retryable failures with backoff. */
@@ -91,46 +109,6 @@ export class DisciplinedKvStore implements KvStore {
         await this.clock.sleep(waitMs, signal);
       }
     }
-  }
-
-  get(key: string): Promise<KeyValue | undefined> {
-    return this.call(`get ${key}`, () => this.inner.get(key));
-  }
-  list(prefix: string, options?: ListOptions): Promise<ListResult> {
-    return this.call(`list ${prefix}`, () => this.inner.list(prefix, options));
-  }
-  revision(): Promise<Revision> {
-    return this.call("revision", () => this.inner.revision());
-  }
-  put(key: string, value: string, options?: PutOptions): Promise<Revision> {
-    return this.call(`put ${key}`, () => this.inner.put(key, value, options));
-  }
-  create(key: string, value: string, options?: PutOptions): Promise<ConditionalResult> {
-    return this.call(`create ${key}`, () => this.inner.create(key, value, options));
-  }
-  compareAndSwap(key: string, expectedModRevision: Revision, value: string, options?: PutOptions): Promise<ConditionalResult> {
-    return this.call(`compare-and-swap ${key}`, () => this.inner.compareAndSwap(key, expectedModRevision, value, options));
-  }
-  delete(key: string, options?: { readonly expectedModRevision?: Revision }): Promise<DeleteResult> {
-    return this.call(`delete ${key}`, () => this.inner.delete(key, options));
-  }
-  deletePrefix(prefix: string): Promise<DeleteResult> {
-    return this.call(`delete prefix ${prefix}`, () => this.inner.deletePrefix(prefix));
-  }
-  txn(txn: Txn): Promise<TxnResult> {
-    return this.call("txn", () => this.inner.txn(txn));
-  }
-  compact(revision: Revision): Promise<void> {
-    return this.call(`compact ${revision}`, () => this.inner.compact(revision));
-  }
-  compactedRevision(): Promise<Revision> {
-    return this.call("compacted revision", () => this.inner.compactedRevision());
-  }
-  grantLease(ttlSeconds: number, options?: LeaseOptions): Promise<Lease> {
-    return this.call(`grant lease ${ttlSeconds}s`, () => this.inner.grantLease(ttlSeconds, options));
-  }
-  lock(name: string, lease: Lease, options?: LockOptions): Promise<Lock> {
-    return this.call(`lock ${name}`, () => this.inner.lock(name, lease, options), options?.signal);
   }
 
   /**

@@ -11,8 +11,8 @@
  * back at once, so a blocking recv with a receive timeout is fine for the
  * control-plane calls this serves (XFRM state and policy changes).
  */
-import { libcLibrary } from "./libc.js";
-import { koffi, type NativeFunction } from "./ffi.js";
+import { socketCalls } from "./socket-calls.js";
+import { koffi } from "./ffi.js";
 import { errnoName } from "./errno.js";
 import { MembraneError } from "../errors.js";
 
@@ -46,29 +46,6 @@ export class NetlinkError extends MembraneError {
   }
 }
 
-interface Calls {
-  socket: NativeFunction;
-  bind: NativeFunction;
-  setsockopt: NativeFunction;
-  sendto: NativeFunction;
-  recv: NativeFunction;
-  close: NativeFunction;
-}
-let calls: Calls | undefined;
-function libcCalls(): Calls {
-  if (calls) return calls;
-  const lib = libcLibrary();
-  calls = {
-    socket: lib.func("socket", "int", ["int", "int", "int"]),
-    bind: lib.func("bind", "int", ["int", "void *", "uint32_t"]),
-    setsockopt: lib.func("setsockopt", "int", ["int", "int", "int", "void *", "uint32_t"]),
-    sendto: lib.func("sendto", "intptr_t", ["int", "void *", "size_t", "int", "void *", "uint32_t"]),
-    recv: lib.func("recv", "intptr_t", ["int", "void *", "size_t", "int"]),
-    close: lib.func("close", "int", ["int"]),
-  };
-  return calls;
-}
-
 function fail(action: string): never {
   const errno = koffi().errno();
   throw new NetlinkError(errno, errnoName(errno), undefined, action);
@@ -85,7 +62,7 @@ export class NetlinkSocket {
   ) {}
 
   static open(protocol: number, timeoutMs = 2000): NetlinkSocket {
-    const c = libcCalls();
+    const c = socketCalls();
     const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number;
     if (fd < 0) fail(`open netlink socket (protocol ${protocol})`);
     const one = Buffer.alloc(4);
@@ -126,7 +103,7 @@ export class NetlinkSocket {
    */
   request(type: number, flags: number, payload: Uint8Array, action: string): { type: number; payload: Buffer }[] {
     if (this.closed) throw new MembraneError("NETLINK", `${action}: socket is closed`);
-    const c = libcCalls();
+    const c = socketCalls();
     const seq = this.seq++;
     const dump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
     const msg = NetlinkSocket.frame(type, flags | NLM_F.REQUEST | (dump ? 0 : NLM_F.ACK), seq, payload);
@@ -161,7 +138,7 @@ export class NetlinkSocket {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    libcCalls().close(this.fd);
+    socketCalls().close(this.fd);
   }
 }
 

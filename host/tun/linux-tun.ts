@@ -26,6 +26,7 @@ import {
   IFF_NO_PI,
   IFF_TUN,
   IFF_UP,
+  IFF_MULTI_QUEUE,
   IFF_VNET_HDR,
   IFNAMSIZ,
   IFREQ_FLAGS_OFFSET,
@@ -85,6 +86,12 @@ export interface OpenTunOptions {
   /** Exchange a virtio_net_hdr with every packet (IFF_VNET_HDR); needed for any offload. */
   vnetHdr?: boolean;
   offloads?: TunOffloadOptions;
+  /**
+   * Open the device as one queue of several (IFF_MULTI_QUEUE): every fd
+   * opened on the same name with this flag is a queue of its own, and the
+   * kernel picks a queue per packet by flow (openTunQueues).
+   */
+  multiQueue?: boolean;
   /** The TUN clone device; only tests and unusual systems change it. */
   devicePath?: string;
 }
@@ -122,10 +129,13 @@ export class LinuxTun implements TunDevice {
   /**
    * The view each read(2)/write(2) gets: a caller's buffer from `offset - hdr`
    * to its end, made once per buffer and start rather than per packet (a
-   * subarray per syscall is garbage at a million packets a second). Weak:
-   * buffers detached by a growing Wasm memory are replaced by new ones.
+   * subarray per syscall is garbage at a million packets a second). Looked up
+   * first by batch slot (a forwarder passes the same buffer in the same slot
+   * batch after batch: one comparison), then by buffer (WeakMap: buffers
+   * detached by a growing Wasm memory are replaced by new ones).
    */
   readonly #views = new WeakMap<Uint8Array, { start: number; view: Uint8Array }>();
+  readonly #slots = { read: new SlotViews(), write: new SlotViews() };
 
   /** Use openTun(). */
   constructor(opened: Opened) {
@@ -154,7 +164,7 @@ export class LinuxTun implements TunDevice {
     while (i < bufs.length) {
       // The view starts at the header (when there is one) and runs to the end
       // of the buffer: one read(2) returns header + packet, written in place.
-      const view = this.#view(bufs[i]!, offset - hdr);
+      const view = this.#slotView(this.#slots.read, i, bufs[i]!, offset - hdr);
       const n = c.read(fd, view, view.length);
       if (n < 0) {
         const errno = c.errno();
@@ -177,7 +187,7 @@ export class LinuxTun implements TunDevice {
     let i = 0;
     while (i < bufs.length) {
       // The view runs to the end of the buffer; the count says where the packet ends.
-      const n = c.write(fd, this.#view(bufs[i]!, offset - hdr), hdr + sizes[i]!);
+      const n = c.write(fd, this.#slotView(this.#slots.write, i, bufs[i]!, offset - hdr), hdr + sizes[i]!);
       if (n < 0) {
         const errno = c.errno();
         if (errno === EINTR) continue;
@@ -223,6 +233,19 @@ export class LinuxTun implements TunDevice {
     libc().close(fd);
   }
 
+  #slotView(slots: SlotViews, i: number, buf: Uint8Array, start: number): Uint8Array {
+    if (slots.bufs[i] === buf && slots.start === start) return slots.views[i]!;
+    if (slots.start !== start) {
+      slots.bufs.length = 0;
+      slots.views.length = 0;
+      slots.start = start;
+    }
+    const view = this.#view(buf, start);
+    slots.bufs[i] = buf;
+    slots.views[i] = view;
+    return view;
+  }
+
   #view(buf: Uint8Array, start: number): Uint8Array {
     const cached = this.#views.get(buf);
     if (cached !== undefined && cached.start === start) return cached.view;
@@ -235,6 +258,13 @@ export class LinuxTun implements TunDevice {
     if (this.#fd < 0) throw new TunClosedError(this.name);
     return this.#fd;
   }
+}
+
+/** Views by batch slot for one direction: slot i's last buffer and its view (all made at `start`). */
+class SlotViews {
+  start = -1;
+  readonly bufs: Uint8Array[] = [];
+  readonly views: Uint8Array[] = [];
 }
 
 /**
@@ -256,7 +286,67 @@ export function openTun(options: OpenTunOptions = {}): LinuxTun {
   }
 }
 
+/**
+ * Opens `queues` queues of one TUN device (IFF_MULTI_QUEUE): the first
+ * creates it (name, MTU, offloads as openTun), the others attach to it by its
+ * resolved name. For each packet the kernel sends into the device it picks a
+ * queue by flow: the queue a packet of that flow was last *written* on (its
+ * flow table, keyed by the symmetric flow hash, entries age out after a few
+ * seconds, at most 4096 flows), else the symmetric flow hash spread over the
+ * queues. The device goes when the last queue is closed.
+ */
+export function openTunQueues(options: OpenTunOptions, queues: number): LinuxTun[] {
+  if (!Number.isInteger(queues) || queues < 1 || queues > 256) {
+    throw new InvalidInputError(`TUN queues must be an integer in 1..256, got ${queues}`);
+  }
+  const first = openTun({ ...options, multiQueue: true });
+  const all = [first];
+  try {
+    for (let i = 1; i < queues; i++) all.push(openTun({ ...options, name: first.name, mtu: undefined, multiQueue: true }));
+  } catch (err) {
+    for (const q of all) q.close();
+    throw err;
+  }
+  return all;
+}
+
+/**
+ * Blocks (poll(2) over every queue's fd) up to timeoutMs until one of the
+ * queues has a packet to read; MultiQueueTun's wait for real devices.
+ */
+export const linuxQueueWaiter = {
+  waitAny(queues: readonly TunDevice[], timeoutMs: number): boolean {
+    if (!Number.isFinite(timeoutMs)) throw new InvalidInputError(`wait timeout must be a finite number of milliseconds, got ${timeoutMs}`);
+    const fds = queues.map((q) => {
+      if (!(q instanceof LinuxTun)) throw new InvalidInputError(`queue ${q.name} is not a Linux TUN: it cannot be polled with the others`);
+      if (q.fd < 0) throw new TunClosedError(q.name);
+      return q.fd;
+    });
+    const pollfds = new Uint8Array(POLLFD_SIZE * fds.length);
+    const view = new DataView(pollfds.buffer);
+    const c = libcTun();
+    const deadline = performance.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      fds.forEach((fd, i) => {
+        view.setInt32(i * POLLFD_SIZE, fd, LITTLE_ENDIAN);
+        view.setInt16(i * POLLFD_SIZE + 4, POLLIN, LITTLE_ENDIAN);
+        view.setInt16(i * POLLFD_SIZE + 6, 0, LITTLE_ENDIAN);
+      });
+      const r = c.poll(pollfds, fds.length, Math.max(0, Math.ceil(deadline - performance.now())));
+      if (r < 0) {
+        const errno = c.errno();
+        if (errno === EINTR) continue;
+        throw new TunIoError(`poll ${queues[0]!.name} (${fds.length} queues)`, errno);
+      }
+      if (r === 0) return false;
+      // POLLERR/POLLHUP count as ready: the next read surfaces the error (as LinuxTun.wait).
+      return fds.some((_, i) => (view.getInt16(i * POLLFD_SIZE + 6, LITTLE_ENDIAN) & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) !== 0);
+    }
+  },
+};
+
 interface Plan {
+  multiQueue: boolean;
   name: string;
   mtu: number | undefined;
   vnetHdr: boolean;
@@ -290,7 +380,7 @@ function validate(options: OpenTunOptions): Plan {
   if (tso) offloadBits |= TUN_F_TSO4 | TUN_F_TSO6;
   // The kernel accepts USO only as the pair.
   if (uso) offloadBits |= TUN_F_USO4 | TUN_F_USO6;
-  return { name, mtu, vnetHdr, offloadBits, devicePath: options.devicePath ?? "/dev/net/tun" };
+  return { name, mtu, vnetHdr, offloadBits, multiQueue: options.multiQueue ?? false, devicePath: options.devicePath ?? "/dev/net/tun" };
 }
 
 function openError(path: string, errno: number): MembraneError {
@@ -318,7 +408,7 @@ function configure(fd: number, plan: Plan): Opened {
   const ifr = new Uint8Array(IFREQ_SIZE);
   const ifrView = new DataView(ifr.buffer);
   ifr.set(Buffer.from(plan.name));
-  ifrView.setUint16(IFREQ_FLAGS_OFFSET, IFF_TUN | IFF_NO_PI | (plan.vnetHdr ? IFF_VNET_HDR : 0), LITTLE_ENDIAN);
+  ifrView.setUint16(IFREQ_FLAGS_OFFSET, IFF_TUN | IFF_NO_PI | (plan.vnetHdr ? IFF_VNET_HDR : 0) | (plan.multiQueue ? IFF_MULTI_QUEUE : 0), LITTLE_ENDIAN);
   if (c.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
     const errno = c.errno();
     if (errno === EPERM || errno === EACCES) {

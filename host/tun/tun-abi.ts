@@ -39,6 +39,8 @@ export const SIOCSIFMTU = 0x8922;
 export const IFF_TUN = 0x0001;
 export const IFF_NO_PI = 0x1000;
 export const IFF_VNET_HDR = 0x4000;
+/** Several fds (queues) on one device; the kernel spreads transmitted packets over them by flow. */
+export const IFF_MULTI_QUEUE = 0x0100;
 
 /** net_device_flags (linux/if.h). */
 export const IFF_UP = 0x1;

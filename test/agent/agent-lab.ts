@@ -7,6 +7,7 @@
  * agent's routes.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NetnsLab, sweep } from "../../host/sys/netns/lab.js";
@@ -91,6 +92,22 @@ export class AgentRun {
 }
 
 let tgkill: ((...args: unknown[]) => unknown) | undefined;
+
+/**
+ * A describe block's lab: made before its tests (with UDP flows every
+ * `trafficMs` when given), `use` told of it; the agents a test left running
+ * killed after each test; torn down, and checked clean, after all.
+ */
+export function labForSuite(tag: string, trafficMs: number | undefined, use: (lab: AgentLab) => void): void {
+  let lab: AgentLab | undefined;
+  beforeAll(async () => {
+    lab = await AgentLab.create(tag);
+    if (trafficMs !== undefined) lab.startTraffic(trafficMs);
+    use(lab);
+  });
+  afterEach(() => lab?.killAgents());
+  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+}
 
 export class AgentLab {
   readonly lab: NetnsLab;
@@ -198,15 +215,4 @@ export class AgentLab {
 export function restoredFrom(line: string): { entries: number; sequence: number; pid: number; runId: string } | undefined {
   const m = /(\d+) conntrack entries restored \(snapshot #(\d+) of pid (\d+), run ([0-9a-f]+),/.exec(line);
   return m ? { entries: Number(m[1]), sequence: Number(m[2]), pid: Number(m[3]), runId: m[4] } : undefined;
-}
-
-/** Polls `probe` (bounded) until it returns a value. */
-export async function waitFor<T>(what: string, ms: number, probe: () => T | undefined | false): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

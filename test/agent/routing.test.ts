@@ -2,9 +2,10 @@
 // to a table whose route leads into the device), the table's route and the rule are set up at every start,
 // the flows take that path, and the rule is removed at stop (the route goes with the device). A rule left by
 // a SIGKILLed agent is taken over at the next start, not added twice.
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, waitFor } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
+import { waitFor } from "../support/wait-for.js";
 import { readStatus } from "../../host/agent/status-file.js";
 
 const TABLE = "100";
@@ -12,13 +13,8 @@ const RULE = "from 10.76.0.0/24 pref 100";
 const ARGS = ["--route", FLOW_PREFIX, "--route-table", TABLE, "--route-rule", RULE];
 
 describeIf("the agent's routing (issue 19, failure 15)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("route");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("route", 200, (l) => (lab = l));
 
   const rules = () => lab.ip("-4", "rule", "show", "pref", "100").trim().split("\n").filter(Boolean);
   const tableRoutes = () => lab.ip("route", "show", "table", TABLE).trim();
@@ -32,7 +28,7 @@ describeIf("the agent's routing (issue 19, failure 15)", agentUnavailable(), () 
       expect(rules()).toEqual(["100:\tfrom 10.76.0.0/24 lookup 100"]);
       // Only the rule routes the flows' prefix: the main table has no route for it.
       expect(lab.ip("route", "show", FLOW_PREFIX).trim()).toBe("");
-      await waitFor("flows through the rule's table into the device", 10_000, () => (readStatus(lab.stateDir)?.entries ?? 0) > 0);
+      await waitFor("flows through the rule's table into the device", () => (readStatus(lab.stateDir)?.entries ?? 0) > 0, { timeoutMs: 10_000 });
       agent.signal("SIGINT");
       expect((await agent.exit()).code).toBe(0);
       expect(rules()).toEqual([]);

@@ -5,9 +5,10 @@
 // thread (tgkill) and one at the process.
 import { EventEmitter } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, waitFor } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
+import { waitFor } from "../support/wait-for.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
 import { readStatus } from "../../host/agent/status-file.js";
 import { ShutdownSignals, type ShutdownSignal } from "../../host/agent/signals.js";
@@ -36,20 +37,15 @@ describe("ShutdownSignals, the agent's answer to SIGINT and SIGTERM", () => {
 });
 
 describeIf("agent signals (issue 19, failure 8)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("sig");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("sig", 200, (l) => (lab = l));
 
   const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
   test("a second SIGINT during shutdown is reported and ignored: conntrack is saved and no status file is left", async () => {
     const agent = lab.agent(["--route", FLOW_PREFIX]);
     await agent.forwarding();
-    await waitFor("flows in the agent's status", 10_000, () => (readStatus(lab.stateDir)?.entries ?? 0) > 0);
+    await waitFor("flows in the agent's status", () => (readStatus(lab.stateDir)?.entries ?? 0) > 0, { timeoutMs: 10_000 });
 
     agent.signal("SIGSTOP");
     agent.signalThread("SIGINT");

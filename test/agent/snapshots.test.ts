@@ -2,29 +2,24 @@
 // refused whole with a way out (failure 6), snapshots are written while running, and a SIGKILL never
 // brings back an older run's snapshot (failure 7).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom, waitFor } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX, restoredFrom } from "./agent-lab.js";
+import { waitFor } from "../support/wait-for.js";
 import { parseSnapshot } from "../../host/conntrack/snapshot.js";
 import { readStatus } from "../../host/agent/status-file.js";
 
 const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
 describeIf("the agent's conntrack snapshots (issue 19, failures 6 and 7)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("snap");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("snap", 200, (l) => (lab = l));
 
   /** Runs an agent until it has seen flows, then stops it cleanly: a snapshot with entries on disk. */
   async function cleanRun(args: string[] = []) {
     const agent = lab.agent(["--route", FLOW_PREFIX, ...args]);
     await agent.forwarding();
-    await waitFor("flows in the agent's status", 10_000, () => (readStatus(lab.stateDir)?.entries ?? 0) > 0);
+    await waitFor("flows in the agent's status", () => (readStatus(lab.stateDir)?.entries ?? 0) > 0, { timeoutMs: 10_000 });
     agent.signal("SIGINT");
     expect((await agent.exit()).code).toBe(0);
     return agent;
@@ -78,10 +73,14 @@ describeIf("the agent's conntrack snapshots (issue 19, failures 6 and 7)", agent
     const agent = lab.agent(["--route", FLOW_PREFIX, "--snapshot-interval", "0.2"]);
     await agent.forwarding();
     // Three periodic writes after the one at start, each by this run, each holding flows.
-    const meta = await waitFor("three periodic snapshots", 10_000, () => {
-      const m = lab.snapshotMeta();
-      return m && m.pid === agent.pid && m.sequence >= 3 ? m : undefined;
-    });
+    const meta = await waitFor(
+      "three periodic snapshots",
+      () => {
+        const m = lab.snapshotMeta();
+        return m && m.pid === agent.pid && m.sequence >= 3 ? m : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
     expect(ctEntries(readFileSync(lab.snapshotFile()))).toBeGreaterThan(0);
     agent.signal("SIGKILL");
     expect((await agent.exit()).signal).toBe("SIGKILL");

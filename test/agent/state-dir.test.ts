@@ -3,27 +3,17 @@
 // planted symlink (13), and a status file in place the moment the agent says it forwards (14).
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX } from "./agent-lab.js";
 import { readStatus } from "../../host/agent/status-file.js";
-import { run } from "../../host/cli/main.js";
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { cli } from "../support/run-cli.js";
 
 const mode = (path: string) => statSync(path).mode & 0o777;
 
 describeIf("the agent's state dir (issue 19, failures 9, 10, 13, 14)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("dir");
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("dir", undefined, (l) => (lab = l));
 
   test("failure 9: a second agent on a state dir in use exits 2 before it touches a route or a device", async () => {
     const first = lab.agent(["--route", FLOW_PREFIX]);

@@ -5,18 +5,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { writeStatus, type AgentStatus } from "../../host/agent/status-file.js";
 import { lockStateDir, stateDirHeld } from "../../host/agent/state-dir.js";
 
 const root = mkdtempSync(join(tmpdir(), "membrane-liveness-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 function status(pid: number, updatedAt: Date): AgentStatus {
   return {

@@ -2,12 +2,13 @@
 // kernels membrane is built on; a helper id no kernel has is reported as
 // NotSupported naming the helper, its minimum kernel and this kernel.
 import { release } from "node:os";
-import { describe, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { HELPERS, helperSupported, requireHelper } from "../../host/bpf/helper-probe.js";
 import { NotSupportedError } from "../../host/errors.js";
-import { TEMPLATE_SKIP } from "../kernel/template-env.js";
+import { templateUnavailable } from "../kernel/template-env.js";
+import { describeIf } from "../support/describe-if.js";
 
-describe.skipIf(TEMPLATE_SKIP)("BPF helper probes", () => {
+describeIf("BPF helper probes", templateUnavailable(), () => {
   test("bpf_loop is found on this kernel (Linux >= 5.17)", () => {
     const [major, minor] = release().split(".").map(Number) as [number, number];
     expect(helperSupported(HELPERS.loop)).toBe(major > 5 || (major === 5 && minor >= 17));

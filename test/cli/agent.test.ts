@@ -3,19 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { writeStatus } from "../../host/agent/status-file.js";
 import { lockStateDir } from "../../host/agent/state-dir.js";
 import { parseCidr } from "../../host/agent/agent.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-agent-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 describe("membrane agent", () => {
   test.each([

@@ -1,12 +1,13 @@
 // `membrane bpf template list|get` (alias `bpf sha`) over a real templates dir:
 // a compiled template with one recorded endpoint, listed as a table and as
 // JSON, fetched by a hash prefix; bad hashes are refused with a clear message.
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test } from "vitest";
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { run } from "../../host/cli/main.js";
 import { TemplateCache } from "../../host/kernel/templates/cache.js";
-import { TEMPLATE_SKIP, tempTemplatesDir } from "../kernel/template-env.js";
+import { templateUnavailable, tempTemplatesDir } from "../kernel/template-env.js";
+import { describeIf } from "../support/describe-if.js";
 
 async function cli(args: string[]): Promise<string[]> {
   const lines: string[] = [];
@@ -15,8 +16,8 @@ async function cli(args: string[]): Promise<string[]> {
   return lines;
 }
 
-describe.skipIf(TEMPLATE_SKIP)("membrane bpf template", () => {
-  const dir = TEMPLATE_SKIP ? "" : tempTemplatesDir();
+describeIf("membrane bpf template", templateUnavailable(), () => {
+  const dir = templateUnavailable() !== undefined ? "" : tempTemplatesDir();
   let key = "";
   beforeAll(async () => {
     const cache = new TemplateCache({ dir });

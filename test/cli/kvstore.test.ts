@@ -9,6 +9,7 @@ import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerKvstore } from "../../host/cli/kvstore.js";
 import type { Output } from "../../host/format/output.js";
+import { waitFor } from "../support/wait-for.js";
 
 let dir: string;
 beforeAll(() => {
@@ -73,8 +74,8 @@ describe("membrane kvstore", () => {
     const abort = new AbortController();
     const lines: string[] = [];
     const watching = run(["kvstore", "watch", "w/", "--rev", String(first), "--json", "--kvstore", store()], abort.signal, lines);
-    // The three past events arrive from history; wait for them (polling the captured output), then stop.
-    while (lines.length < 3) await new Promise((r) => setTimeout(r, 10));
+    // The three past events arrive from history; wait for them in the captured output, then stop.
+    await waitFor("the three past events from history", () => lines.length >= 3, { intervalMs: 10, detail: () => lines.join(" | ") });
     abort.abort();
     await watching;
     const events = lines.map((l) => JSON.parse(l));

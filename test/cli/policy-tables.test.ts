@@ -8,7 +8,8 @@ import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { KernelPolicyTables } from "../../host/kernel/policy-tables.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { ENDPOINTS, IPCACHE, POLICY_A, policyDiff } from "../fixtures/policy-scenarios.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { describeIf } from "../support/describe-if.js";
 
 async function cli(...argv: string[]) {
   const out: string[] = [], err: string[] = [];
@@ -32,7 +33,7 @@ describe("policy listings: bad arguments", () => {
   });
 });
 
-describe.skipIf(KERNEL_SKIP)("policy listings of pinned kernel maps", () => {
+describeIf("policy listings of pinned kernel maps", kernelUnavailable(), () => {
   const pinDir = `/sys/fs/bpf/mbr-policy-cli-${process.pid}`;
   let object: BpfObject | undefined;
   afterAll(() => {

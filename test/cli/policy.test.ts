@@ -3,17 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { loadStateFile } from "../../host/state/file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-policy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 const policyFile = (name: string, doc: unknown) => {
   const p = join(dir, name);

@@ -4,33 +4,19 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { LinkType, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { testIf } from "../support/describe-if.js";
+import { WEB_EGRESS_POLICY } from "../fixtures/web-policy.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-policy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n"), lines: out };
-}
-
 const WEB4 = "10.0.1.10", DB4 = "10.0.1.20", WEB6 = "fd00:1::a", DB6 = "fd00:1::14";
 const POLICY_YAML = `# web may talk to db on 5432 and to one outside /24 on 443; db takes 5432 from web only
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  egress:
-  - toEndpoints: [{matchLabels: {app: db}}]
-    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-  - toCIDR: [93.184.216.0/24]
-    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
----
+${WEB_EGRESS_POLICY}---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: db}
@@ -126,7 +112,7 @@ describe("membrane replay with endpoints and policies in the state file", () => 
     expect(r.lines.filter((l) => /^\s+\d+\s/.test(l))).toEqual([]);
   });
 
-  test.skipIf(KERNEL_SKIP)("the kernel program (--engine bpf) gives the same output", async () => {
+  testIf("the kernel program (--engine bpf) gives the same output", kernelUnavailable(), async () => {
     for (const [file, direction, expected] of [[egress, "auto", EGRESS], [ingress, "ingress", INGRESS]] as const) {
       const wasm = await cli("replay", file, "--gc", "off", "--direction", direction, "--config", state);
       const bpf = await cli("replay", file, "--gc", "off", "--direction", direction, "--config", state, "--engine", "bpf");

@@ -3,21 +3,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { readCapture } from "../../host/pcap/index.js";
 import { packageRoot } from "../../host/package-root.js";
 import { buildSampleCapture } from "../fixtures/sample-capture.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { describeIf } from "../support/describe-if.js";
 
 const SAMPLE = join(packageRoot(), "examples/sample.pcap");
 const dir = mkdtempSync(join(tmpdir(), "membrane-replay-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n"), lines: out };
-}
 
 describe("membrane replay", () => {
   test("examples/sample.pcap is what the fixture builds", () => {
@@ -110,7 +105,7 @@ describe("membrane replay", () => {
   });
 });
 
-describe.skipIf(KERNEL_SKIP)("membrane replay --engine bpf", () => {
+describeIf("membrane replay --engine bpf", kernelUnavailable(), () => {
   test("prints the same as the Wasm engine on the sample capture", async () => {
     const wasm = await cli("replay", SAMPLE, "--gc", "off");
     const bpf = await cli("replay", SAMPLE, "--gc", "off", "--engine", "bpf");

@@ -4,11 +4,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { LinkType, readCapture, writeCapture } from "../../host/pcap/index.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
 import { BpfObject } from "../../host/bpf/object.js";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { resolveOptions } from "../../host/config.js";
@@ -18,15 +18,10 @@ import { ServiceManager } from "../../host/lb/manager.js";
 import { applyServices } from "../../host/state/services.js";
 import { readLbListing } from "../../host/lb/listing.js";
 import { Datapath } from "../../host/datapath.js";
+import { describeIf, testIf } from "../support/describe-if.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-services-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n"), lines: out };
-}
 
 const POD_MAC = "02:00:0a:00:01:0a", GW_MAC = "02:00:0a:00:01:01";
 const CLIENT4 = "10.0.1.10", VIP4 = "10.96.0.10", BACKEND4 = "10.0.2.20";
@@ -111,7 +106,7 @@ describe("state file services", () => {
     checkReplay(await replayServices("wasm"));
   });
 
-  test.skipIf(KERNEL_SKIP)("replay --engine bpf gives the same packets and tables", async () => {
+  testIf("replay --engine bpf gives the same packets and tables", kernelUnavailable(), async () => {
     const wasm = await replayServices("wasm");
     const bpf = await replayServices("bpf");
     checkReplay(bpf);
@@ -190,7 +185,7 @@ describe("state file services", () => {
   });
 });
 
-describe.skipIf(KERNEL_SKIP)("bpf lb list on pinned kernel maps", () => {
+describeIf("bpf lb list on pinned kernel maps", kernelUnavailable(), () => {
   const pinDir = `/sys/fs/bpf/mbr-lbcli-${process.pid}`;
   let object: BpfObject | undefined;
   afterAll(() => {

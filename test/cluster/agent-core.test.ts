@@ -5,21 +5,19 @@
  * regenerates only the endpoints it selects; a changed service is the only
  * one re-programmed.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterAgentCore } from "../../host/cluster/agent-core.js";
 import { keys } from "../../host/kvstore/keys.js";
-import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
-import { put, RecordingSink, waitFor } from "./support.js";
+import { put, RecordingSink } from "./support.js";
+import { tempEmbeddedStore, type TempStore } from "../support/kvstores.js";
+import { waitFor } from "../support/wait-for.js";
 
 const FRONT = 1000;
 
 describe("agent core on the embedded store", () => {
-  let dir: string;
+  let temp: TempStore | undefined;
   let store: KvStore;
   let core: ClusterAgentCore;
   const sink = new RecordingSink();
@@ -35,8 +33,8 @@ describe("agent core on the embedded store", () => {
   const idOf = (pod: string) => core.localEndpoints().find((e) => e.pod === pod)!.id;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "membrane-agent-core-"));
-    store = await openKvStore(`embedded:${join(dir, "store")}`);
+    temp = await tempEmbeddedStore("membrane-agent-core-");
+    store = temp.store;
     await put.node(store, "node-b", "10.0.0.2", "10.2.0.0/24");
     await put.pod(store, "shop", "web-1", "node-a", "10.1.0.5", { app: "web" });
     await put.pod(store, "shop", "db-1", "node-a", "10.1.0.8", { app: "db" });
@@ -56,8 +54,7 @@ describe("agent core on the embedded store", () => {
 
   afterAll(async () => {
     await core?.stop();
-    await store?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   it("registers its node under a lease", async () => {

@@ -18,7 +18,8 @@ import { decodeManifest } from "../../host/operator/manifest-store.js";
 import { PODS_PREFIX } from "../../host/cluster/cluster-records.js";
 import { describeIf } from "../support/describe-if.js";
 import { TestEtcd, etcdMissing } from "../support/etcd.js";
-import { put, RecordingSink, waitFor } from "./support.js";
+import { put, RecordingSink } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 const MIN = 100;
 const MAX = 3200;
@@ -101,7 +102,7 @@ describeIf("agent core while etcd is down", etcdMissing(), () => {
     const tablesBefore = canon(actualTables(sink, core));
 
     await etcd.kill9();
-    await waitFor("five reconnect attempts", async () => (core.reconnectAttempts.length >= 5 ? true : undefined), 60_000);
+    await waitFor("five reconnect attempts", async () => (core.reconnectAttempts.length >= 5 ? true : undefined), { timeoutMs: 60_000 });
     // Nothing was taken out of (or put into) the datapath while the store was away.
     expect(sink.calls).toBe(calls);
     expect(canon(actualTables(sink, core))).toBe(tablesBefore);
@@ -126,7 +127,7 @@ describeIf("agent core while etcd is down", etcdMissing(), () => {
     await put.policy(writer, "shop", "web", "web", "web", 8080);
     await put.node(writer, "node-c", "10.0.0.3", "10.3.0.0/24");
 
-    await waitFor("the agent to reconnect", async () => (core.status().kvstore.state === "reachable" ? true : undefined), 60_000);
+    await waitFor("the agent to reconnect", async () => (core.status().kvstore.state === "reachable" ? true : undefined), { timeoutMs: 60_000 });
     expect(lines.some((l) => l.includes("reachable again") && l.includes("resyncing"))).toBe(true);
     let last = "";
     const want = await waitFor(
@@ -137,10 +138,8 @@ describeIf("agent core while etcd is down", etcdMissing(), () => {
         last = `expected ${JSON.stringify(exp)}\nactual   ${JSON.stringify(actualTables(sink, core))}\nlog:\n${lines.slice(-15).join("\n")}`;
         return canon(actualTables(sink, core)) === canon(exp) ? exp : undefined;
       },
-      30_000,
-    ).catch((err) => {
-      throw new Error(`${(err as Error).message}\n${last}`);
-    });
+      { detail: () => last },
+    );
     expect(actualTables(sink, core)).toEqual(want);
     expect(want.pods).toEqual(["shop/web-1", "shop/web-3"]);
     expect(want.routes).toEqual({ "10.2.0.0/24": "10.0.0.2", "10.3.0.0/24": "10.0.0.3" });

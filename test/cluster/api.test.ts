@@ -3,8 +3,7 @@
  * that ask the running agent: node list, ipcache list, cluster status and
  * policy, and endpoint/identity/service list without --config.
  */
-import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApiServer, type ApiServer } from "../../host/api/server.js";
@@ -12,9 +11,9 @@ import { callAgent } from "../../host/api/client.js";
 import { ClusterAgentCore } from "../../host/cluster/agent-core.js";
 import { clusterApiRoutes } from "../../host/cluster/api-routes.js";
 import { buildProgram } from "../../host/cli/main.js";
-import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore } from "../../host/kvstore/store.js";
 import { put, RecordingSink } from "./support.js";
+import { tempEmbeddedStore, type TempStore } from "../support/kvstores.js";
 
 async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; error?: Error }> {
   const out: string[] = [];
@@ -30,15 +29,15 @@ async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; e
 }
 
 describe("agent API: cluster routes and the CLI lists", () => {
-  let dir: string;
+  let temp: TempStore | undefined;
   let store: KvStore;
   let core: ClusterAgentCore;
   let api: ApiServer;
   let socket: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "membrane-cluster-api-"));
-    store = await openKvStore(`embedded:${join(dir, "store")}`);
+    temp = await tempEmbeddedStore("membrane-cluster-api-");
+    store = temp.store;
     await put.node(store, "node-b", "10.0.0.2", "10.2.0.0/24");
     await put.pod(store, "shop", "web-1", "node-a", "10.1.0.5", { app: "web" });
     await put.remotePod(store, "shop", "front-1", 1000, "10.2.0.7", "10.0.0.2", { app: "front" });
@@ -46,15 +45,14 @@ describe("agent API: cluster routes and the CLI lists", () => {
     await put.policy(store, "shop", "web", "web", "front", 8080);
     core = new ClusterAgentCore({ store, node: "node-a", addresses: [{ type: "InternalIP", ip: "10.0.0.1" }], ipv4AllocCidr: "10.1.0.0/24", sink: new RecordingSink() });
     await core.start();
-    socket = join(dir, "agent.sock");
+    socket = join(temp!.dir, "agent.sock");
     api = await startApiServer(socket, clusterApiRoutes(core));
   });
 
   afterAll(async () => {
     await api?.close();
     await core?.stop();
-    await store?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   it("serves status and lists as JSON on a socket only its owner can open", async () => {
@@ -99,7 +97,7 @@ describe("agent API: cluster routes and the CLI lists", () => {
   });
 
   it("says plainly when no agent runs", async () => {
-    const r = await cli("node", "list", "--socket", join(dir, "none.sock"));
-    expect(r.error?.message).toContain(`no agent is running (nothing answers on ${join(dir, "none.sock")})`);
+    const r = await cli("node", "list", "--socket", join(temp!.dir, "none.sock"));
+    expect(r.error?.message).toContain(`no agent is running (nothing answers on ${join(temp!.dir, "none.sock")})`);
   });
 });

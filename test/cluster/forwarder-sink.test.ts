@@ -6,9 +6,6 @@
  * established flow passes on its conntrack entry, and a service's backend
  * added to a service takes new flows only. No restart anywhere.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterAgentCore } from "../../host/cluster/agent-core.js";
@@ -18,19 +15,20 @@ import { CommandApplier } from "../../host/forwarder/command-applier.js";
 import { CommandClient } from "../../host/forwarder/command-client.js";
 import { CommandInbox } from "../../host/forwarder/command-inbox.js";
 import { Forwarder } from "../../host/forwarder/forwarder.js";
-import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore } from "../../host/kvstore/store.js";
 import { packet4 } from "../../host/packet/build.js";
 import { decodePacket } from "../../host/packet/decode.js";
 import { FakeTun } from "../../host/tun/fake-tun.js";
 import { put } from "./support.js";
+import { tempEmbeddedStore, type TempStore } from "../support/kvstores.js";
+import { waitFor } from "../support/wait-for.js";
 
 const WEB = "10.1.0.5", FRONT = "10.2.0.7", OTHER = "10.2.0.8", VIP = "10.96.0.10", B2 = "10.2.0.6";
 const syn = (src: string, dst: string, sport: number, dport: number) => packet4({ src, dst }).tcp({ sport, dport, flags: { syn: true } });
 const ack = (src: string, dst: string, sport: number, dport: number) => packet4({ src, dst }).tcp({ sport, dport, flags: { ack: true } });
 
 describe("agent core -> forwarder command channel", () => {
-  let dir: string;
+  let temp: TempStore | undefined;
   let store: KvStore;
   let core: ClusterAgentCore;
   let dp: Datapath;
@@ -45,7 +43,7 @@ describe("agent core -> forwarder command channel", () => {
     const pump = setInterval(() => fwd.step(), 1);
     try {
       const rev = (await write) ?? 0;
-      while (followed && followed.syncedRevision < rev) await new Promise((r) => setTimeout(r, 5));
+      if (followed) await waitFor(`the agent to follow revision ${rev}`, () => followed.syncedRevision >= rev, { intervalMs: 5 });
       await core.settled();
     } finally {
       clearInterval(pump);
@@ -59,8 +57,8 @@ describe("agent core -> forwarder command channel", () => {
   const policyDrops = () => dp.counters().drops.find((d) => d.reason === "DROP_POLICY")?.packets ?? 0;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "membrane-agent-fwd-"));
-    store = await openKvStore(`embedded:${join(dir, "store")}`);
+    temp = await tempEmbeddedStore("membrane-agent-fwd-");
+    store = temp.store;
     await put.node(store, "node-b", "10.0.0.2", "10.2.0.0/24");
     await put.pod(store, "shop", "web-1", "node-a", WEB, { app: "web" });
     await put.remotePod(store, "shop", "front-1", 1000, FRONT, "10.0.0.2", { app: "front" });
@@ -92,8 +90,7 @@ describe("agent core -> forwarder command channel", () => {
     await core?.stop();
     client?.close();
     inbox?.close();
-    await store?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   it("records in the kvstore decide packets: web may reach front on 8080 (a pod of another node), not other; the VIP balances to web", () => {

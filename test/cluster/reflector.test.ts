@@ -4,9 +4,6 @@
  * embedded store) and across an etcd SIGKILL + restart, a re-list that diffs
  * after compaction, undecodable records skipped.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { InvalidInputError } from "../../host/errors.js";
 import { Reflector } from "../../host/kvstore/reflector.js";
@@ -15,7 +12,8 @@ import type { KeyValue, KvStore } from "../../host/kvstore/store.js";
 import { describeIf } from "../support/describe-if.js";
 import { TestEtcd, etcdMissing } from "../support/etcd.js";
 import { flaky } from "./flaky-store.js";
-import { waitFor } from "./support.js";
+import { tempEmbeddedStore } from "../support/kvstores.js";
+import { waitFor } from "../support/wait-for.js";
 
 const P = "membrane/test/reflector/";
 
@@ -154,19 +152,7 @@ function suite(name: string, open: () => Promise<{ store: KvStore; close(): Prom
   });
 }
 
-const dirs: string[] = [];
-suite("the embedded store", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "membrane-reflector-"));
-  dirs.push(dir);
-  const store = await openKvStore(`embedded:${join(dir, "store")}`);
-  return {
-    store,
-    close: async () => {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-});
+suite("the embedded store", () => tempEmbeddedStore("membrane-reflector-"));
 
 describeIf("reflector on etcd", etcdMissing(), () => {
   suite("etcd", async () => {
@@ -216,4 +202,3 @@ describeIf("reflector on etcd", etcdMissing(), () => {
     }
   });
 });
-void dirs;

@@ -1,21 +1,4 @@
 /** Shared by the cluster-agent tests. */
-
-/** Polls until `check` returns a value (not undefined); fails naming `what` after 30 s. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 import { entryKey, type EngineChange } from "../../host/policy/engine.js";
 import type { EndpointRecord, PolicyEntry } from "../../host/policy/types.js";
 import type { ServiceFrontend, ServiceSpec } from "../../host/lb/manager.js";
@@ -73,6 +56,17 @@ export class RecordingSink implements DatapathSink {
   }
 }
 
+/** A NetworkPolicy record with `spec`, as the operator writes it. */
+function putNetworkPolicy(s: KvStore, namespace: string, name: string, spec: Record<string, unknown>) {
+  return s.put(
+    keys.policy(namespace, name),
+    encodeRecord("policy", {
+      name: `${namespace}/${name}`,
+      document: { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace }, spec },
+    }),
+  );
+}
+
 /** Writers of cluster records, as the operator and other nodes' agents would leave them. */
 export const put = {
   node: (s: KvStore, name: string, ip: string, cidr: string) =>
@@ -99,26 +93,15 @@ export const put = {
     ),
   /** A NetworkPolicy: pods labelled `app=<target>` accept TCP `port` from pods labelled `app=<from>`. */
   policy: (s: KvStore, namespace: string, name: string, target: string, from: string, port: number) =>
-    s.put(
-      keys.policy(namespace, name),
-      encodeRecord("policy", {
-        name: `${namespace}/${name}`,
-        document: {
-          apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace },
-          spec: { podSelector: { matchLabels: { app: target } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: from } } }], ports: [{ port, protocol: "TCP" }] }] },
-        },
-      }),
-    ),
+    putNetworkPolicy(s, namespace, name, {
+      podSelector: { matchLabels: { app: target } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: from } } }], ports: [{ port, protocol: "TCP" }] }],
+    }),
   /** A NetworkPolicy: pods labelled `app=<source>` may open TCP `port` only toward pods labelled `app=<to>`. */
   egressPolicy: (s: KvStore, namespace: string, name: string, source: string, to: string, port: number) =>
-    s.put(
-      keys.policy(namespace, name),
-      encodeRecord("policy", {
-        name: `${namespace}/${name}`,
-        document: {
-          apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name, namespace },
-          spec: { podSelector: { matchLabels: { app: source } }, policyTypes: ["Egress"], egress: [{ to: [{ podSelector: { matchLabels: { app: to } } }], ports: [{ port, protocol: "TCP" }] }] },
-        },
-      }),
-    ),
+    putNetworkPolicy(s, namespace, name, {
+      podSelector: { matchLabels: { app: source } },
+      policyTypes: ["Egress"],
+      egress: [{ to: [{ podSelector: { matchLabels: { app: to } } }], ports: [{ port, protocol: "TCP" }] }],
+    }),
 };

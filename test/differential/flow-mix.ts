@@ -10,22 +10,12 @@ import {
   ethernet, fragment4, fragment6, packet4, packet6, quoteForIcmpError, type TcpFlags,
 } from "../../host/packet/build.js";
 import type { Direction } from "../../host/wasm/batch.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 export type MixEvent =
   | { kind: "packet"; frame: Uint8Array; direction: Direction; now: number; note: string }
   | { kind: "gc"; now: number };
 
-/** mulberry32: small, fast, and the same sequence on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Flow {
   family: 4 | 6;
@@ -43,7 +33,7 @@ const TCP_FLAGS: TcpFlags[] = [
 
 export function flowMix(seed: number, count: number, opts: { poolSize?: number; startNow?: number } = {}): MixEvent[] {
   const poolSize = opts.poolSize ?? 48;
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const int = (n: number) => Math.floor(rnd() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
   const flows: Flow[] = Array.from({ length: poolSize }, (_, i) => {

@@ -1,7 +1,7 @@
 /**
  * Whether the kernel tests can run here: root, bpf(2), the compiled object.
- * Outside CI they skip with the reason; in CI (CI=true) a missing piece fails,
- * because it means an install step is missing.
+ * The reason goes to describeIf/testIf (test/support/describe-if.ts): outside
+ * CI the suite skips with it; in CI a missing piece fails.
  */
 import { existsSync } from "node:fs";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
@@ -11,10 +11,3 @@ export function kernelUnavailable(): string | undefined {
   if (!existsSync(bpfObjectPath("bpf_test"))) return `${bpfObjectPath("bpf_test")} is missing: install clang and libbpf-dev, run npm run build`;
   return undefined;
 }
-
-export const KERNEL_SKIP = (() => {
-  const reason = kernelUnavailable();
-  if (reason && process.env.CI === "true") throw new Error(`kernel tests cannot run in CI: ${reason}`);
-  if (reason) console.warn(`skipping kernel tests: ${reason}`);
-  return reason !== undefined;
-})();

@@ -6,16 +6,17 @@
 // packet (verdict, reason, output bytes, checksums by full recompute), and
 // after every change and at the end (conntrack tables, LB tables record by
 // record, Maglev rows, counters).
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { compareTables, createPair, decideBoth, runDifferential, type Pair } from "./harness.js";
-import { KERNEL_SKIP } from "./kernel-available.js";
-import { prng } from "./flow-mix.js";
+import { kernelUnavailable } from "./kernel-available.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { ServiceManager, type ServiceSpec } from "../../host/lb/manager.js";
 import { LB_TABLE_NAMES } from "../../host/lb/tables.js";
 import { ethernet, packet4, packet6, quoteForIcmpError } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
 import type { Direction } from "../../host/wasm/batch.js";
 import { LB_TEST_OPTIONS, V4, V6, type Family } from "../lb/fixtures.js";
+import { describeIf } from "../support/describe-if.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
@@ -36,7 +37,7 @@ interface Flow { svc: number; proto: "tcp" | "udp"; cport: number; client: strin
 
 function scenario(f: Family, seed: number, steps: number) {
   return async (pair: Pair) => {
-    const rnd = prng(seed);
+    const rnd = seededRandom(seed);
     const int = (n: number) => Math.floor(rnd() * n);
     const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
     const manager = new ServiceManager([pair.wasm.lbTables(), pair.kernel.lbTables()], pair.wasm.options.lb);
@@ -128,7 +129,7 @@ function scenario(f: Family, seed: number, steps: number) {
   };
 }
 
-describe.skipIf(KERNEL_SKIP)("differential: services (Wasm vs kernel)", () => {
+describeIf("differential: services (Wasm vs kernel)", kernelUnavailable(), () => {
   const pairs: Pair[] = [];
   afterAll(() => pairs.forEach((p) => p.close()));
   for (const f of [V4, V6]) {

@@ -9,7 +9,7 @@
 import { ethernet, packet4, packet6, quoteForIcmpError } from "../../host/packet/build.js";
 import type { NatTables } from "../../host/nat/tables.js";
 import type { NatRecord } from "../../host/nat/records.js";
-import { prng } from "./flow-mix.js";
+import { seededRandom } from "../support/seeded-random.js";
 import type { DiffEvent } from "./harness.js";
 
 export const MIX_MASQ4 = "192.0.2.1";
@@ -26,7 +26,7 @@ const frame = (pkt: Uint8Array) => ethernet({ etherType: pkt[0] >> 4 === 4 ? 0x0
 
 /** `count` events; `mappings` reads the live reverse mappings (the Wasm side's) when a reply is built. */
 export function* natMix(seed: number, count: number, mappings: NatTables, startNow = 10_000): Generator<DiffEvent> {
-  const rand = prng(seed);
+  const rand = seededRandom(seed);
   const pick = <T>(a: readonly T[]) => a[Math.floor(rand() * a.length)];
   let now = startNow;
   for (let i = 0; i < count; i++) {

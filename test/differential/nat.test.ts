@@ -2,14 +2,15 @@
 // output bytes) and table by table, NAT tables and counters included:
 // named scenarios and seeded mixes with a tiny port range (collisions and
 // exhaustion).
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { createPair, runDifferential, type DiffEvent, type Pair } from "./harness.js";
-import { KERNEL_SKIP } from "./kernel-available.js";
+import { kernelUnavailable } from "./kernel-available.js";
 import { MIX_MASQ4, MIX_MASQ6, natMix } from "./nat-mix.js";
 import type { DatapathOptions } from "../../host/config.js";
 import { NAT_TABLE_NAMES } from "../../host/nat/tables.js";
 import { decodeNatRecord } from "../../host/nat/records.js";
 import { ethernet, packet4 } from "../../host/packet/build.js";
+import { describeIf } from "../support/describe-if.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
@@ -63,7 +64,7 @@ function runChecked(pair: Pair, events: Iterable<DiffEvent>, every = 50): { pack
   return { packets, divergence: d };
 }
 
-describe.skipIf(KERNEL_SKIP)("differential: NAT (Wasm vs kernel)", () => {
+describeIf("differential: NAT (Wasm vs kernel)", kernelUnavailable(), () => {
   const pairs: Pair[] = [];
   afterAll(() => pairs.forEach((p) => p.close()));
 

@@ -3,15 +3,16 @@
 // seeded random policy world, compared packet by packet (verdict, drop reason,
 // conntrack result, output bytes), then every conntrack table (the remote
 // identity included) and every policy table (hit counters included).
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { createPair, runDifferential, type DiffEvent, type Pair } from "./harness.js";
-import { KERNEL_SKIP } from "./kernel-available.js";
-import { prng } from "./flow-mix.js";
+import { kernelUnavailable } from "./kernel-available.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { POLICY_TABLE_NAMES } from "../../host/policy/tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyEntry, PolicyProto } from "../../host/policy/types.js";
 import { ENDPOINTS, IPCACHE, POLICY_A, policyDiff, policySteps } from "../fixtures/policy-scenarios.js";
+import { describeIf } from "../support/describe-if.js";
 
 const frame = (packet: Uint8Array) => ethernet({ etherType: packet[0] >> 4 === 4 ? 0x0800 : 0x86dd }, packet);
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -33,7 +34,7 @@ async function policyPair(): Promise<{ pair: Pair; writer: PolicyDatapathWriter 
   return { pair, writer: new PolicyDatapathWriter([pair.wasm.policyTables(), pair.kernel.policyTables()]) };
 }
 
-describe.skipIf(KERNEL_SKIP)("differential: policy (Wasm vs kernel)", () => {
+describeIf("differential: policy (Wasm vs kernel)", kernelUnavailable(), () => {
   const pairs: Pair[] = [];
   afterAll(() => pairs.forEach((p) => p.close()));
 
@@ -58,7 +59,7 @@ describe.skipIf(KERNEL_SKIP)("differential: policy (Wasm vs kernel)", () => {
   test("a seeded random policy world: 4000 new flows, policy rewritten between rounds", { timeout: 120_000 }, async () => {
     const { pair, writer } = await policyPair();
     pairs.push(pair);
-    const rand = prng(5150);
+    const rand = seededRandom(5150);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)];
     // Addresses around a few bases so prefixes nest and endpoints sit inside them.
     const v4 = (a: number, b: number) => `10.${a}.${b}.${1 + Math.floor(rand() * 6)}`;
@@ -113,7 +114,9 @@ describe.skipIf(KERNEL_SKIP)("differential: policy (Wasm vs kernel)", () => {
           : family === 4 ? (b as ReturnType<typeof packet4>).icmpEcho({ request: true, id: sport++ & 0xffff, seq: 1 })
           : (b as ReturnType<typeof packet6>).icmp6Echo({ request: true, id: sport++ & 0xffff, seq: 1 });
         if (sport > 65000) sport = 20_000;
-        events.push({ kind: "packet", frame: frame(pkt), direction: rand() < 0.5 ? "egress" : "ingress", now, note: `round ${round} flow ${i}` });
+        // "auto" as the TUN forwarder decides: the source's egress and then the local destination's ingress.
+        const dir = rand();
+        events.push({ kind: "packet", frame: frame(pkt), direction: dir < 0.35 ? "egress" : dir < 0.7 ? "ingress" : "auto", now, note: `round ${round} flow ${i}` });
       }
       const result = runDifferential(pair, events, 250);
       expect(result.divergence, `round ${round}`).toBeUndefined();

@@ -1,15 +1,16 @@
 // Seeded random flow mixes through both datapaths: 100k packets by default,
 // DIFF_PACKETS=10000000 for a long run. Prints the first divergence.
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { flowMix } from "./flow-mix.js";
 import { createPair, runDifferential, type Pair } from "./harness.js";
-import { KERNEL_SKIP } from "./kernel-available.js";
+import { kernelUnavailable } from "./kernel-available.js";
+import { describeIf } from "../support/describe-if.js";
 
 const TOTAL = Number(process.env.DIFF_PACKETS ?? 100_000);
 const CHUNK = 20_000;
 const SEED = Number(process.env.DIFF_SEED ?? 20261123);
 
-describe.skipIf(KERNEL_SKIP)("differential: seeded random flow mixes (Wasm vs kernel)", () => {
+describeIf("differential: seeded random flow mixes (Wasm vs kernel)", kernelUnavailable(), () => {
   let pair: Pair | undefined;
   afterAll(() => pair?.close());
 

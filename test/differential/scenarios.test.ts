@@ -1,9 +1,10 @@
 // The named conntrack scenarios through both datapaths, compared after every packet.
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { SCENARIOS } from "../fixtures/scenarios.js";
 import { createPair, runDifferential, type DiffEvent, type Pair } from "./harness.js";
-import { KERNEL_SKIP } from "./kernel-available.js";
+import { kernelUnavailable } from "./kernel-available.js";
 import { ethernet } from "../../host/packet/build.js";
+import { describeIf } from "../support/describe-if.js";
 
 /** Scenarios the comparison excludes, and why. */
 const EXCLUDED: Record<string, string> = {
@@ -18,7 +19,7 @@ function asFrame(packet: Uint8Array, link: "ip" | "ethernet" | undefined): Uint8
   return ethernet({ etherType: version === 4 ? 0x0800 : version === 6 ? 0x86dd : 0x0000 }, packet);
 }
 
-describe.skipIf(KERNEL_SKIP)("differential: named scenarios (Wasm vs kernel)", () => {
+describeIf("differential: named scenarios (Wasm vs kernel)", kernelUnavailable(), () => {
   const pairs: Pair[] = [];
   afterAll(() => pairs.forEach((p) => p.close()));
 

@@ -15,10 +15,12 @@
  * Finally a clean start and stop.
  */
 import { readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
-import { AgentLab, agentUnavailable, FLOW_PREFIX, restoredFrom, type AgentRun } from "../agent/agent-lab.js";
+import { AgentLab, labForSuite, agentUnavailable, FLOW_PREFIX, restoredFrom, type AgentRun } from "../agent/agent-lab.js";
 import { parseSnapshot, type SnapshotMeta } from "../../host/conntrack/snapshot.js";
+import { pause } from "../support/wait-for.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 const KILLS = 20;
 const INTERVAL_S = 0.25;
@@ -27,32 +29,15 @@ const INTERVAL_MS = INTERVAL_S * 1000;
 const SLACK_MS = 1000;
 const SEED = Number(process.env.MEMBRANE_CRASH_SEED ?? 19);
 
-/** mulberry32: a small seeded generator, so a failing sequence of kill moments can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ctEntries = (bytes: Uint8Array) => parseSnapshot(bytes).tables.filter((t) => /^(tcp|any)[46]$/.test(t.table)).reduce((n, t) => n + t.records.length, 0);
 
 describeIf("the agent killed with SIGKILL at random moments (issue 19, crash test)", agentUnavailable(), () => {
-  let lab: AgentLab;
-  beforeAll(async () => {
-    lab = await AgentLab.create("crash");
-    lab.startTraffic(200);
-  });
-  afterEach(() => lab?.killAgents());
-  afterAll(async () => expect(await lab?.teardown()).toEqual([]));
+  let lab!: AgentLab;
+  labForSuite("crash", 200, (l) => (lab = l));
 
   test(`${KILLS} kills (seed ${SEED}): every restart succeeds and restores the newest snapshot, no older than one interval`, async () => {
-    const random = seeded(SEED);
+    const random = seededRandom(SEED); // a failing sequence of kill moments replays from its seed
     const killedAt = new Map<number, number>();
     const ages: number[] = [];
     const args = ["--route", FLOW_PREFIX, "--snapshot-interval", String(INTERVAL_S)];
@@ -82,14 +67,15 @@ describeIf("the agent killed with SIGKILL at random moments (issue 19, crash tes
       const duringStartup = random() < 0.25;
       const delay = duringStartup ? random() * 700 : random() * 3 * INTERVAL_MS;
       const agent: AgentRun = lab.agent(args);
+      // A random moment to kill at: the pauses deliberately let time pass, there is nothing to wait on.
       if (duringStartup) {
-        await sleep(delay);
+        await pause(delay);
         const line = agent.out.find((l) => l.startsWith("membrane agent: forwarding on "));
         if (line) checkRestore(line, expected, kill);
       } else {
         checkRestore(await agent.forwarding(), expected, kill);
         restarts++;
-        await sleep(delay);
+        await pause(delay);
       }
       killedAt.set(agent.pid, Date.now());
       agent.signal("SIGKILL");

@@ -15,81 +15,39 @@
  * Topology: host/demo/topology.ts, namespaces named mbrl<pid>-* (the
  * forwarder suite's are mbrf<pid>-*). See test/e2e/forwarder.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ForwarderHandle } from "../../host/forwarder/controller.js";
-import type { WorkerMessage } from "../../host/forwarder/protocol.js";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { ForwarderHandle } from "../../host/forwarder/controller.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { ForwarderTopology } from "../../host/demo/topology.js";
+import type { ForwarderTopology } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";
 import { SERVICE_TCP_PORT, SERVICE_VIP4 } from "../../host/demo/services.js";
 import { PolicyEngine } from "../../host/policy/engine.js";
 import { cnp, ep } from "../policy/helpers.js";
-
-type Report = Extract<WorkerMessage, { type: "report" }>;
-
-const MISSING = demoUnavailable();
-if (MISSING && process.env.CI === "true") throw new Error(`forwarder namespace tests cannot run in CI: ${MISSING}`);
-if (MISSING) console.warn(`skipping live forwarder namespace tests: ${MISSING}`);
+import { describeIf } from "../support/describe-if.js";
+import { waitFor } from "../support/wait-for.js";
+import { ForwarderLab } from "./forwarder-lab.js";
 
 const PREFIX = `mbrl${process.pid}`;
-const TUN = `${PREFIX}-tun`;
 const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 4096, otherEntries: 4096 }, lb: { services: 16, backends: 8 } };
 const BACKENDS = [8080, 8081];
 /** Echoes of the long connections: long enough to span a change (100 ms apart, within the agent's 8 s limit). */
 const STREAM = 30;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, ms: number, probe: () => T | undefined, detail?: () => string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${ms} ms${detail ? `; ${detail()}` : ""}`);
-    await sleep(25);
-  }
-}
-
-describe.skipIf(MISSING !== undefined)("a running TUN forwarder takes changes between namespaces", () => {
+describeIf("a running TUN forwarder takes changes between namespaces", demoUnavailable(), () => {
+  const lab = new ForwarderLab(PREFIX);
   let topo: ForwarderTopology | undefined;
   let fwd: ForwarderHandle | undefined;
-  const reports: Report[] = [];
-  const latest = () => reports.at(-1);
+  const latest = () => lab.latest();
   const policyDrops = () => latest()?.counters.drops.find((d) => d.reason === "DROP_POLICY")?.packets ?? 0;
 
   beforeAll(async () => {
-    try {
-      topo = await ForwarderTopology.create(PREFIX);
-      await topo.resolveNeighbours();
-      fwd = await ForwarderHandle.start({ options: OPTIONS, device: { name: TUN }, reportEveryMs: 100, onReport: (r) => reports.push(r) });
-      topo.attachTun(fwd.ready.device);
-    } catch (err) {
-      await teardown();
-      throw err;
-    }
+    await lab.open({}, async () => {
+      topo = lab.topo;
+      fwd = await lab.start({ options: OPTIONS });
+    });
   }, 30_000);
 
-  async function teardown(): Promise<string[]> {
-    const problems: string[] = [];
-    if (fwd) {
-      const handle = fwd;
-      fwd = undefined;
-      try {
-        await Promise.race([handle.stop(), sleep(5_000).then(() => { throw new Error("forwarder did not stop within 5 s"); })]);
-        await topo?.releaseTun();
-      } catch (err) {
-        problems.push(`stop forwarder: ${(err as Error).message}`);
-      }
-    }
-    if (topo) problems.push(...(await topo.teardown()));
-    return problems;
-  }
-
-  afterAll(async () => {
-    const problems = await teardown();
-    const left = topo?.leftovers() ?? [];
-    if (problems.length || left.length) throw new Error(`cleanup incomplete: ${[...problems, ...left].join("; ")}`);
-  }, 30_000);
+  afterAll(() => lab.close(), 30_000);
 
   const service = (ports: number[]) => ({ vip: SERVICE_VIP4, port: SERVICE_TCP_PORT, proto: "tcp" as const, backends: ports.map((port) => ({ addr: topo!.pod2.v4, port })) });
 
@@ -102,10 +60,10 @@ describe.skipIf(MISSING !== undefined)("a running TUN forwarder takes changes be
     const stream = topo!.agent(pod1, ["tcp-stream", SERVICE_VIP4, SERVICE_TCP_PORT, STREAM, 100]);
     const { localPort } = await stream.waitLine<{ localPort: number }>("the stream's connection", (l) => (l as { connected?: boolean }).connected === true);
     await stream.waitLine("the first echo", (l) => (l as { echo?: number }).echo === 1);
-    const serving = await waitFor("the backend serving the stream", 5_000, () => {
+    const serving = await waitFor("the backend serving the stream", () => {
       const i = servers.findIndex((s) => s.lines.some((l) => (l as { peer?: { port: number } }).peer?.port === localPort));
       return i >= 0 ? BACKENDS[i] : undefined;
-    });
+    }, { timeoutMs: 5_000 });
 
     // Remove the other backend while the stream runs.
     const removed = await fwd!.apply({ kind: "services", upsert: [service([serving])] });
@@ -117,10 +75,10 @@ describe.skipIf(MISSING !== undefined)("a running TUN forwarder takes changes be
     for (let i = 0; i < 4; i++) {
       const c = await topo!.agent(pod1, ["tcp-stream", SERVICE_VIP4, SERVICE_TCP_PORT, 1, 10]).result<{ echoed: number; localPort: number }>(8_000);
       expect(c.echoed).toBe(1);
-      const at = await waitFor(`the backend of connection ${c.localPort}`, 5_000, () => {
+      const at = await waitFor(`the backend of connection ${c.localPort}`, () => {
         const k = servers.findIndex((s) => s.lines.some((l) => (l as { peer?: { port: number } }).peer?.port === c.localPort));
         return k >= 0 ? BACKENDS[k] : undefined;
-      });
+      }, { timeoutMs: 5_000 });
       expect(at).toBe(serving);
     }
     // The stream got every echo, in order, with no reset, across the change.
@@ -151,7 +109,10 @@ describe.skipIf(MISSING !== undefined)("a running TUN forwarder takes changes be
     expect(fresh.echoed).toBe(1);
     // A new connection on the old port: its SYNs are dropped by policy (counted), it never connects.
     const denied = topo!.agent(pod1, ["tcp-stream", pod2.v4, OLD, 1, 10]);
-    await waitFor("DROP_POLICY in the forwarder's counters", 5_000, () => (policyDrops() > dropsBefore ? true : undefined), () => JSON.stringify(latest()?.counters.drops));
+    await waitFor("DROP_POLICY in the forwarder's counters", () => policyDrops() > dropsBefore, {
+      timeoutMs: 5_000,
+      detail: () => JSON.stringify(latest()?.counters.drops),
+    });
     expect(denied.lines.some((l) => (l as { connected?: boolean }).connected)).toBe(false);
     denied.kill();
 

@@ -9,47 +9,25 @@
  *
  * Topology as in forwarder.test.ts (host/demo/topology.ts), namespaces mbro<pid>-*.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ForwarderHandle } from "../../host/forwarder/controller.js";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import type { OffloadMode } from "../../host/forwarder/forwarder.js";
-import type { WorkerMessage } from "../../host/forwarder/protocol.js";
 import { formatTuple } from "../../host/conntrack/records.js";
-import { ForwarderTopology } from "../../host/demo/topology.js";
+import type { ForwarderTopology } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";
-
-type Report = Extract<WorkerMessage, { type: "report" }>;
-
-const MISSING = demoUnavailable();
-if (MISSING && process.env.CI === "true") throw new Error(`forwarder offload tests cannot run in CI: ${MISSING}`);
-if (MISSING) console.warn(`skipping forwarder offload tests: ${MISSING}`);
+import { describeIf } from "../support/describe-if.js";
+import { ForwarderLab } from "./forwarder-lab.js";
 
 const PREFIX = `mbro${process.pid}`;
-const TUN = `${PREFIX}-tun`;
 const BULK_BYTES = 16 * 1024 * 1024;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe.skipIf(MISSING !== undefined)("the TUN forwarder with offloads", () => {
+describeIf("the TUN forwarder with offloads", demoUnavailable(), () => {
+  const lab = new ForwarderLab(PREFIX);
   let topo: ForwarderTopology | undefined;
-  let fwd: ForwarderHandle | undefined;
-  let reports: Report[] = [];
   let port = 7600;
+  const latest = () => lab.latest();
 
   async function start(offloadMode: OffloadMode): Promise<void> {
-    reports = [];
-    fwd = await ForwarderHandle.start({
-      options: { conntrack: { tcpEntries: 4096, otherEntries: 4096 } },
-      device: { name: TUN, offloads: true, offloadMode }, reportEveryMs: 100,
-      onReport: (r) => reports.push(r),
-    });
-    topo!.attachTun(fwd.ready.device);
-  }
-
-  async function stop(): Promise<Extract<WorkerMessage, { type: "stopped" }>> {
-    const h = fwd!;
-    fwd = undefined;
-    const stopped = await h.stop();
-    await topo!.releaseTun();
-    return stopped;
+    await lab.start({ options: { conntrack: { tcpEntries: 4096, otherEntries: 4096 } }, device: { offloads: true, offloadMode } });
   }
 
   /** Bulk TCP pod1 -> pod2; returns the flow as the forwarder's report shows it once the connection closed. */
@@ -66,39 +44,22 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder with offloads", () => 
     ]);
     expect(r).toEqual({ received: BULK_BYTES, sha256: s.sha256 });
     const flow = formatTuple({ family, src: family === 4 ? pod1.v4 : pod1.v6, dst, sport: s.localPort, dport: p, proto: 6, flags: 0 });
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const f = reports.at(-1)?.flows.find((x) => x.flow === flow);
-      if (f && f.state.includes("tx-closing") && f.state.includes("rx-closing")) return f;
-      if (Date.now() > deadline) throw new Error(`flow ${flow} not seen closed in the reports: ${JSON.stringify(reports.at(-1)?.flows)}`);
-      await sleep(25);
-    }
+    return lab.waitForFlow(flow, (f) => f.state.includes("tx-closing") && f.state.includes("rx-closing"));
   }
 
   beforeAll(async () => {
-    try {
-      topo = await ForwarderTopology.create(PREFIX);
-      await topo.resolveNeighbours();
+    await lab.open({}, async () => {
+      topo = lab.topo;
       await start("passthrough");
-    } catch (err) {
-      if (fwd) await stop().catch(() => {});
-      await topo?.teardown();
-      throw err;
-    }
+    });
   }, 30_000);
 
-  afterAll(async () => {
-    const problems: string[] = [];
-    if (fwd) await stop().catch((e: Error) => problems.push(e.message));
-    if (topo) problems.push(...(await topo.teardown()), ...topo.leftovers());
-    if (problems.length) throw new Error(`cleanup incomplete: ${problems.join("; ")}`);
-  }, 30_000);
+  afterAll(() => lab.close(), 30_000);
 
   it.each([4, 6] as const)("passthrough: 16 MiB of TCP over IPv%i arrive intact, as super-packets decided once each", async (family) => {
-    const before = reports.at(-1)?.stats;
+    const before = latest()?.stats;
     const f = await bulk(family);
-    await sleep(150);
-    const st = reports.at(-1)!.stats;
+    const st = (await lab.reportAfterNow()).stats;
     const read = st.packetsIn - (before?.packetsIn ?? 0);
     const wire = st.wirePacketsIn - (before?.wirePacketsIn ?? 0);
     // 16 MiB is at least 11,000 MTU-sized segments; super-packets carried them in far fewer reads.
@@ -122,11 +83,10 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder with offloads", () => 
   });
 
   it("split mode: 16 MiB of TCP arrive intact, segmented in JS and coalesced on the way out", async () => {
-    await stop();
+    await lab.stop();
     await start("split");
     await bulk(4);
-    await sleep(150);
-    const st = reports.at(-1)!.stats;
+    const st = (await lab.reportAfterNow()).stats;
     expect(st.packetsIn).toBe(st.wirePacketsIn);
     expect(st.packetsIn).toBeGreaterThan(BULK_BYTES / 1500);
     // Coalescing: fewer writes than segments.

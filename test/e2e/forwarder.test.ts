@@ -35,130 +35,63 @@
  * client sees every echo in order and no reset or close, and the flow's
  * entry in the new forwarder carries on counting from the snapshot.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ForwarderHandle } from "../../host/forwarder/controller.js";
-import type { FlowSummary, WorkerMessage } from "../../host/forwarder/protocol.js";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { ForwarderHandle } from "../../host/forwarder/controller.js";
+import type { FlowSummary } from "../../host/forwarder/protocol.js";
 import { Datapath } from "../../host/datapath.js";
 import { restoreSnapshot } from "../../host/conntrack/snapshot.js";
 import { formatTuple } from "../../host/conntrack/records.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { ForwarderTopology } from "../../host/demo/topology.js";
+import type { ForwarderTopology } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";
 import { runDemo, type DemoSummary } from "../../host/demo/demo.js";
 import { linkNames, netnsList } from "../../host/sys/netns/iproute2.js";
 import { sweep } from "../../host/sys/netns/lab.js";
 import { demoNat } from "../../host/demo/nat.js";
+import { describeIf } from "../support/describe-if.js";
+import { waitFor } from "../support/wait-for.js";
+import { ForwarderLab, type Stopped } from "./forwarder-lab.js";
 import { BACKEND_TCP_PORTS, BACKEND_UDP_PORT, SERVICE_TCP_PORT, SERVICE_UDP_PORT, SERVICE_VIP4, SERVICE_VIP6, demoServices } from "../../host/demo/services.js";
 
-type Report = Extract<WorkerMessage, { type: "report" }>;
-
-const MISSING = demoUnavailable();
-if (MISSING && process.env.CI === "true") throw new Error(`forwarder namespace tests cannot run in CI: ${MISSING}`);
-if (MISSING) console.warn(`skipping forwarder namespace tests: ${MISSING}`);
-
 const PREFIX = `mbrf${process.pid}`;
-/** At most 15 bytes: "mbrf" + a pid of up to 7 digits + "-tun". */
-const TUN = `${PREFIX}-tun`;
 const SNAPSHOT = join(tmpdir(), `${PREFIX}-conntrack.snap`);
 const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 4096, otherEntries: 4096 } };
 const ROUNDS = 3;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, ms: number, probe: () => T | undefined, detail?: () => string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${ms} ms${detail ? `; ${detail()}` : ""}`);
-    await sleep(25);
-  }
-}
-
-describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namespaces", () => {
+describeIf("the TUN forwarder between network namespaces", demoUnavailable(), () => {
+  const lab = new ForwarderLab(PREFIX, [SNAPSHOT]);
+  const TUN = lab.tun;
   let topo: ForwarderTopology | undefined;
-  let fwd: ForwarderHandle | undefined;
-  let reports: Report[] = [];
-  const starts: Array<ForwarderHandle["ready"]> = [];
-
-  const latest = () => reports.at(-1);
-  const describeFlows = () => `latest report's flows: ${JSON.stringify(latest()?.flows ?? "none")}`;
+  const latest = () => lab.latest();
 
   /** Starts a forwarder (restoring SNAPSHOT when it exists) and attaches its TUN to the node. */
-  async function startForwarder(): Promise<ForwarderHandle> {
-    reports = [];
-    const handle = await ForwarderHandle.start({
-      options: { ...OPTIONS, nat: demoNat(topo!) }, services: demoServices(topo!.pod2), device: { name: TUN }, snapshotPath: SNAPSHOT, reportEveryMs: 100,
-      onReport: (r) => reports.push(r),
-    });
-    fwd = handle;
-    starts.push(handle.ready);
-    topo!.attachTun(handle.ready.device);
-    return handle;
+  function startForwarder(): Promise<ForwarderHandle> {
+    return lab.start({ options: { ...OPTIONS, nat: demoNat(topo!) }, services: demoServices(topo!.pod2), device: { queues: 2 }, snapshotPath: SNAPSHOT });
   }
 
-  async function stopForwarder(): Promise<Extract<WorkerMessage, { type: "stopped" }>> {
-    const handle = fwd!;
-    fwd = undefined;
-    const stopped = await handle.stop();
-    // Closing the fd destroys the device, and with it the route into it.
+  async function stopForwarder(): Promise<Stopped> {
+    const { stopped, reclaimedFds } = await lab.stop();
     // The worker closes its device before it reports "stopped": no fd may be left to reclaim.
-    expect(await topo!.releaseTun()).toEqual([]);
+    expect(reclaimedFds).toEqual([]);
     return stopped;
   }
 
-  /** Waits for a report whose flow `flow` satisfies `ok`. */
-  function waitForFlow(flow: string, ok: (f: FlowSummary) => boolean, ms = 5_000): Promise<FlowSummary> {
-    return waitFor(`flow ${flow} in the forwarder's report`, ms, () => latest()?.flows.find((f) => f.flow === flow && ok(f)), describeFlows);
-  }
-
-  async function teardown(): Promise<string[]> {
-    const problems: string[] = [];
-    if (fwd) {
-      const handle = fwd;
-      fwd = undefined;
-      try {
-        await Promise.race([handle.stop(), sleep(5_000).then(() => { throw new Error("forwarder did not stop within 5 s"); })]);
-        await topo?.releaseTun();
-      } catch (err) {
-        problems.push(`stop forwarder: ${(err as Error).message}`);
-      }
-    }
-    if (topo) problems.push(...(await topo.teardown()));
-    for (const f of [SNAPSHOT, `${SNAPSHOT}.tmp`]) rmSync(f, { force: true });
-    return problems;
-  }
-
-  function leftovers(): string[] {
-    const left = topo?.leftovers() ?? [];
-    for (const f of [SNAPSHOT, `${SNAPSHOT}.tmp`]) if (existsSync(f)) left.push(`file ${f}`);
-    return left;
-  }
+  const waitForFlow = (flow: string, ok: (f: FlowSummary) => boolean) => lab.waitForFlow(flow, ok);
 
   beforeAll(async () => {
-    try {
-      rmSync(SNAPSHOT, { force: true });
-      topo = await ForwarderTopology.create(PREFIX, { masquerade: true });
-      await topo.resolveNeighbours();
+    await lab.open({ masquerade: true }, async () => {
+      topo = lab.topo;
       await startForwarder();
-    } catch (err) {
-      const problems = await teardown();
-      if (problems.length) (err as Error).message += `; cleanup: ${problems.join("; ")}`;
-      throw err;
-    }
+    });
   }, 30_000);
 
-  afterAll(async () => {
-    const problems = await teardown();
-    const left = leftovers();
-    if (problems.length || left.length) throw new Error(`cleanup incomplete: ${[...problems, ...left].join("; ")}`);
-  }, 30_000);
+  afterAll(() => lab.close(), 30_000);
 
   it("creates its TUN in this namespace and runs with it moved into the node", () => {
-    expect(starts[0]).toMatchObject({ device: TUN, mtu: 1500, restored: {} });
+    expect(lab.starts[0]).toMatchObject({ device: TUN, mtu: 1500, restored: {} });
     expect(topo!.tunPresent()).toBe(true);
   });
 
@@ -257,10 +190,10 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
       { proto: "UDP", flow: `${bracket(v(pod1), uc.localPort)} -> ${bracket(v(ext), port)}`, source: bracket(node, uc.localPort) },
       { proto: family === 4 ? "ICMP" : "ICMPv6", flow: `${v(pod2)} -> ${v(ext)} id=${id}`, source: `${node} id=${id}` },
     ].map((m) => ({ table: `nat${family}`, ...m }));
-    const rows = await waitFor("the NAT mappings in the report", 5_000, () => {
+    const rows = await waitFor("the NAT mappings in the report", () => {
       const nat = latest()?.nat ?? [];
       return expected.every((m) => nat.some((r) => JSON.stringify(r) === JSON.stringify(m))) ? nat : undefined;
-    }, () => JSON.stringify(latest()?.nat));
+    }, { timeoutMs: 5_000, detail: () => JSON.stringify(latest()?.nat) });
     expect(rows.filter((r) => r.table === `nat${family}` && !r.source.includes(node))).toEqual([]);
   });
 
@@ -280,11 +213,11 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
     const c = await topo!.agent(pod1, ["tcp-stream", vip, SERVICE_TCP_PORT, ROUNDS, 50]).result<{ sent: number; echoed: number; localPort: number }>(8_000);
     expect(c).toMatchObject({ sent: ROUNDS, echoed: ROUNDS });
     // Exactly one backend served the connection, and saw the client's own address and port (no SNAT).
-    const served = await waitFor("the backend's connection line", 5_000, () => {
+    const served = await waitFor("the backend's connection line", () => {
       const seen = servers.map((srv, i) => ({ port: BACKEND_TCP_PORTS[i], line: srv.lines.find((l) => (l as { connection?: { remotePort: number } }).connection?.remotePort === c.localPort) }));
       const hit = seen.filter((x) => x.line);
       return hit.length ? hit : undefined;
-    });
+    }, { timeoutMs: 5_000 });
     expect(served).toHaveLength(1);
     expect((served[0].line as { connection: { remoteAddress: string; hadError: boolean } }).connection).toMatchObject({ remoteAddress: src, hadError: false });
     const backendPort = served[0].port;
@@ -300,12 +233,12 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
 
     // The report's per-backend view names the backend that answered.
     const bracket = (a: string) => (family === 6 ? `[${a}]` : a);
-    const row = await waitFor("the service rows", 5_000, () => {
+    const row = await waitFor("the service rows", () => {
       const rows = latest()?.services.filter((r) => r.frontend.startsWith(`${bracket(vip)}:`));
       const tcp = rows?.find((r) => r.backend === `${bracket(backend)}:${backendPort}` && r.flows >= 1 && r.rxPackets >= 3);
       const udp = rows?.find((r) => r.backend === `${bracket(backend)}:${BACKEND_UDP_PORT}` && r.flows >= 1 && r.rxPackets >= ROUNDS);
       return tcp && udp ? rows : undefined;
-    }, () => JSON.stringify(latest()?.services));
+    }, { timeoutMs: 5_000, detail: () => JSON.stringify(latest()?.services) });
     expect(row.map((r) => r.frontend).sort()).toEqual([
       `${bracket(vip)}:${SERVICE_UDP_PORT}/udp`, `${bracket(vip)}:${SERVICE_TCP_PORT}/tcp`, `${bracket(vip)}:${SERVICE_TCP_PORT}/tcp`,
     ]);
@@ -314,8 +247,7 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
 
   it("counted every packet it read, passed them all, and dropped nothing", async () => {
     // Read once the last flow's packets are in: a report after everything above.
-    await sleep(250);
-    const r = latest()!;
+    const r = await lab.reportAfterNow();
     // Per flow above: TCP >= 7 packets, UDP and ping >= 6 (both families each).
     expect(r.stats.packetsIn).toBeGreaterThanOrEqual(2 * (7 + 6 + 6));
     expect(r.stats.packetsOut).toBe(r.stats.packetsIn);
@@ -401,13 +333,13 @@ describe.skipIf(MISSING !== undefined)("the TUN forwarder between network namesp
   }, 60_000);
 
   it("removes the namespaces, veths, TUN, agents and snapshot", async () => {
-    expect(await teardown()).toEqual([]);
-    expect(leftovers()).toEqual([]);
+    expect(await lab.teardown()).toEqual([]);
+    expect(lab.leftovers()).toEqual([]);
   }, 30_000);
 });
 
 
-describe.skipIf(MISSING !== undefined)("membrane demo (runDemo)", () => {
+describeIf("membrane demo (runDemo)", demoUnavailable(), () => {
   const prefix = `mbrd${process.pid}`;
 
   afterAll(async () => {

@@ -11,13 +11,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { KernelAgentDatapath } from "../../host/kernel/agent-datapath.js";
 import type { EngineChange } from "../../host/policy/engine.js";
 import type { EndpointRecord } from "../../host/policy/types.js";
 import { resolveOptions } from "../../host/config.js";
 import { BpfMap } from "../../host/bpf/map.js";
-import { E2E_SKIP, Topology, tc } from "./netns.js";
+import { e2eUnavailable, Topology, tc } from "./netns.js";
+import { describeIf } from "../support/describe-if.js";
 
 const ADDRS = { pod4: "10.252.0.2", peer4: "10.252.0.1", pod6: "fd00:252::2", peer6: "fd00:252::1" };
 const TAG = `kag${process.pid}`;
@@ -38,7 +39,7 @@ function initial(): EngineChange {
   };
 }
 
-describe.skipIf(E2E_SKIP)("agent kernel datapath: start, relabel, restart, stop", () => {
+describeIf("agent kernel datapath: start, relabel, restart, stop", e2eUnavailable(), () => {
   const topo = new Topology(TAG, ADDRS);
   const work = mkdtempSync(join(tmpdir(), "membrane-e2e-kag-"));
   const templatesDir = join(work, "templates");

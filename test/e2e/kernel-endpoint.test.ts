@@ -30,7 +30,7 @@
  */
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
 import { readPinnedConntrack, monotonicSeconds } from "../../host/kernel/pinned-conntrack.js";
 import { run } from "../../host/cli/main.js";
@@ -38,7 +38,9 @@ import { BpfMap } from "../../host/bpf/map.js";
 import { CT_TABLES, formatTuple, type CtRecord, type CtTableName } from "../../host/conntrack/records.js";
 import { CtEntryFlags, TupleFlags, decodeMetricsValue, dropReasonName } from "../../host/generated/layout.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { E2E_SKIP, Topology, netnsList, tc, withNetns } from "./netns.js";
+import { e2eUnavailable, Topology, netnsList, tc, withNetns } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
+import { describeIf } from "../support/describe-if.js";
 
 const ADDRS = { pod4: "10.250.0.2", peer4: "10.250.0.1", pod6: "fd00:250::2", peer6: "fd00:250::1" };
 const TAG = String(process.pid);
@@ -105,16 +107,6 @@ interface Observed {
 const TCP_SYN = 0x02, TCP_FIN = 0x01, TCP_ACK = 0x10;
 const CLOSED = CtEntryFlags.CT_F_TX_CLOSING | CtEntryFlags.CT_F_RX_CLOSING | CtEntryFlags.CT_F_SEEN_NON_SYN;
 
-async function waitFor<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 function sumPerCpu(map: BpfMap, slot: number): { packets: bigint; bytes: bigint } {
   const key = new Uint8Array(4);
   new DataView(key.buffer).setUint32(0, slot, true);
@@ -129,7 +121,7 @@ function sumPerCpu(map: BpfMap, slot: number): { packets: bigint; bytes: bigint 
   return total;
 }
 
-describe.skipIf(E2E_SKIP)("bpf_lxc on a veth between network namespaces", () => {
+describeIf("bpf_lxc on a veth between network namespaces", e2eUnavailable(), () => {
   const topo = new Topology(TAG, ADDRS);
   let dp: AttachedDatapath | undefined;
   const observed: Observed[] = [];
@@ -240,14 +232,20 @@ describe.skipIf(E2E_SKIP)("bpf_lxc on a veth between network namespaces", () => 
     const matches = (r: CtRecord) =>
       r.tuple.src === src && r.tuple.dst === dst && r.tuple.sport === sport && r.tuple.dport === dport && r.tuple.proto === proto;
     // The last packets (a FIN's ACK) may still be in flight when the agents exit: wait, bounded.
-    const record = await waitFor(`${flow.label} in ct_${table}`, 3_000, () =>
-      readPinnedConntrack(PIN_DIR, [table]).find(
-        (r) => matches(r) && r.entry.txPackets >= min.tx && r.entry.rxPackets >= min.rx && (proto !== 6 || r.entry.flags === CLOSED),
-      ),
-    ).catch((err: Error) => {
-      const seen = readPinnedConntrack(PIN_DIR, CT_TABLES).filter(matches);
-      throw new Error(`${err.message}; matching entries: ${JSON.stringify(seen, (_k, v) => (typeof v === "bigint" ? Number(v) : v))}`);
-    });
+    const record = await waitFor(
+      `${flow.label} in ct_${table}`,
+      () =>
+        readPinnedConntrack(PIN_DIR, [table]).find(
+          (r) => matches(r) && r.entry.txPackets >= min.tx && r.entry.rxPackets >= min.rx && (proto !== 6 || r.entry.flags === CLOSED),
+        ),
+      {
+        timeoutMs: 3_000,
+        detail: () => {
+          const seen = readPinnedConntrack(PIN_DIR, CT_TABLES).filter(matches);
+          return `matching entries: ${JSON.stringify(seen, (_k, v) => (typeof v === "bigint" ? Number(v) : v))}`;
+        },
+      },
+    );
     const now = monotonicSeconds();
 
     expect(record.table).toBe(table);

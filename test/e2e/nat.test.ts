@@ -13,7 +13,7 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
 import { NetnsLab } from "../../host/sys/netns/lab.js";
@@ -21,8 +21,9 @@ import { netnsList, withNetns, ip } from "../../host/sys/netns/index.js";
 import { startAgent } from "../../host/demo/agents.js";
 import { run } from "../../host/cli/main.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { E2E_SKIP } from "./netns.js";
+import { e2eUnavailable } from "./netns.js";
 import { describeIf } from "../support/describe-if.js";
+import { pause } from "../support/wait-for.js";
 
 const TAG = String(process.pid);
 const PIN_DIR = `/sys/fs/bpf/mbr-nat-${TAG}`;
@@ -46,7 +47,7 @@ const nftMissing = (): string | undefined => (spawnSync("nft", ["--version"]).st
 interface Peer { remoteAddress: string; remotePort: number }
 interface Observed { tcp: Peer[]; udp: Peer[]; echoIds: number[] }
 
-describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
+describeIf("masquerading between network namespaces", e2eUnavailable(), () => {
   const lab = new NetnsLab(`mbr-nat-${TAG}`);
   const ns = { c1: `${lab.prefix}-c1`, c2: `${lab.prefix}-c2`, node: `${lab.prefix}-node`, srv: `${lab.prefix}-srv` };
   let dp: AttachedDatapath | undefined;
@@ -96,8 +97,12 @@ describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
     expect(netnsList().filter((n) => n.startsWith(lab.prefix))).toEqual([]);
   }, 30_000);
 
-  /** Both clients: TCP and UDP from the same source port, ping with the same identifier, to the server. */
-  async function traffic(family: 4 | 6, readEchoIds: () => number[]): Promise<Observed> {
+  /**
+   * Both clients: TCP and UDP from the same source port, ping with the same
+   * identifier, to the server. The echo identifiers are the caller's to read
+   * (from membrane's NAT map or netfilter's conntrack) once the pings are done.
+   */
+  async function traffic(family: 4 | 6): Promise<Observed> {
     const server = family === 4 ? SERVER4 : SERVER6;
     const tcpServer = node(["tcp-server", server, "8080", "2"], ns.srv, "tcp-server");
     const udpServer = node(["udp-server", server, "9090", "2"], ns.srv, "udp-server");
@@ -112,16 +117,13 @@ describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
     // packets do not race to the same translated tuple at one instant, which netfilter's
     // conntrack may resolve by dropping one (seen once in CI: a reference-run ping went unanswered).
     const pings = [startAgent(lab, ns.c1, ["ping", server, ECHO_ID, 3, 200], { limitMs: 8000 })];
-    await new Promise((r) => setTimeout(r, 50));
+    await pause(50); // pacing: the stagger described above
     pings.push(startAgent(lab, ns.c2, ["ping", server, ECHO_ID, 3, 200], { limitMs: 8000 }));
-    // Both ping flows are live together for a while: read the identifiers they got while they are.
-    await new Promise((r) => setTimeout(r, 200));
-    const echoIds = readEchoIds();
     const pinged = await Promise.all(pings.map((p) => p.result<{ replies: number }>(10_000)));
     expect(pinged.map((p) => p.replies)).toEqual([3, 3]);
     const tcp = (await tcpServer.result<{ peers: Peer[] }>(10_000)).peers;
     const udp = (await udpServer.result<{ peers: Peer[] }>(10_000)).peers;
-    return { tcp, udp, echoIds };
+    return { tcp, udp, echoIds: [] };
   }
 
   async function natList(): Promise<Array<{ table: string; dir: string; proto: number; sport: number; dport: number; toPort: number }>> {
@@ -145,10 +147,9 @@ describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
     results.membrane = {} as Record<4 | 6, Observed>;
     for (const family of [4, 6] as const) {
       const proto = family === 4 ? 1 : 58;
-      let ids: number[] = [];
-      const o = await traffic(family, () => ids);
+      const o = await traffic(family);
       // Read the echo identifiers from the kernel's NAT map (the pings are done by now, their entries live on for 60 s).
-      ids = (await natList()).filter((r) => r.proto === proto && r.dir === "egress" && r.dport === ECHO_ID).map((r) => r.toPort);
+      const ids = (await natList()).filter((r) => r.proto === proto && r.dir === "egress" && r.dport === ECHO_ID).map((r) => r.toPort);
       o.echoIds = ids;
       results.membrane[family] = o;
       expectMasqueraded(o, family === 4 ? MASQ4 : MASQ6);
@@ -175,7 +176,7 @@ describe.skipIf(E2E_SKIP)("masquerading between network namespaces", () => {
       nft(["table inet mbrnat {", "  chain post {", "    type nat hook postrouting priority srcnat;", '    oifname "ext0" masquerade', "  }", "}"].join("\n"));
       results.linux = {} as Record<4 | 6, Observed>;
       for (const family of [4, 6] as const) {
-        const o = await traffic(family, () => []);
+        const o = await traffic(family);
         const ct = spawnSync("ip", ["netns", "exec", ns.node, "cat", "/proc/net/nf_conntrack"], { encoding: "utf8" }).stdout ?? "";
         // Echo identifiers as the kernel translated them: reply-direction "id=" of the icmp entries.
         o.echoIds = ct.split("\n").filter((l) => l.startsWith(`ipv${family} `) && / icmp(v6)? /.test(l) && l.includes(`id=${ECHO_ID} `))

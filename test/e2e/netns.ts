@@ -23,14 +23,6 @@ export function e2eUnavailable(): string | undefined {
   return iproute2Unavailable() ?? agentMissing();
 }
 
-/** KERNEL_SKIP's rule: skip with the reason outside CI, fail in CI (an install step is missing). */
-export const E2E_SKIP = (() => {
-  const reason = e2eUnavailable();
-  if (reason && process.env.CI === "true") throw new Error(`namespace tests cannot run in CI: ${reason}`);
-  if (reason) console.warn(`skipping namespace tests: ${reason}`);
-  return reason !== undefined;
-})();
-
 /**
  * Two namespaces joined by one veth. The endpoint's end of the veth (the
  * "host side", where Cilium attaches bpf_lxc) is in `peer`; the pod's end,

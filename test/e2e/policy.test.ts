@@ -10,7 +10,7 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { AttachedDatapath } from "../../host/kernel/attached.js";
 import { KernelPolicyTables } from "../../host/kernel/policy-tables.js";
 import { BpfMap } from "../../host/bpf/map.js";
@@ -25,10 +25,8 @@ import { parseEndpoint } from "../../host/policy/endpoint.js";
 import { PolicyEngine } from "../../host/policy/engine.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { e2eUnavailable } from "./netns.js";
+import { describeIf } from "../support/describe-if.js";
 
-const MISSING = demoUnavailable() ?? e2eUnavailable();
-if (MISSING && process.env.CI === "true") throw new Error(`policy namespace tests cannot run in CI: ${MISSING}`);
-if (MISSING) console.warn(`skipping the policy namespace tests: ${MISSING}`);
 
 const PREFIX = `mbr-pol-${process.pid}`;
 const PIN_ROOT = `/sys/fs/bpf/${PREFIX}`;
@@ -57,7 +55,7 @@ function policyDrops(pinDir: string, direction: "egress" | "ingress"): bigint {
   }
 }
 
-describe.skipIf(MISSING !== undefined)("policy through bpf_lxc between two pods", () => {
+describeIf("policy through bpf_lxc between two pods", demoUnavailable() ?? e2eUnavailable(), () => {
   let topo: ForwarderTopology | undefined;
   const attached: AttachedDatapath[] = [];
 

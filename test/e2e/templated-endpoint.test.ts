@@ -14,7 +14,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { TemplateCache } from "../../host/kernel/templates/cache.js";
 import { TemplatedEndpoints } from "../../host/kernel/templates/endpoint-programs.js";
 import { KernelPolicyTables } from "../../host/kernel/policy-tables.js";
@@ -22,7 +22,8 @@ import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { BpfMap } from "../../host/bpf/map.js";
 import { DropReason, decodeMetricsValue } from "../../host/generated/layout.js";
 import type { DatapathOptions } from "../../host/config.js";
-import { E2E_SKIP, Topology, tc } from "./netns.js";
+import { e2eUnavailable, Topology, tc } from "./netns.js";
+import { describeIf } from "../support/describe-if.js";
 
 const ADDRS = { pod4: "10.251.0.2", peer4: "10.251.0.1", pod6: "fd00:251::2", peer6: "fd00:251::1" };
 const TAG = `tpl${process.pid}`;
@@ -46,7 +47,7 @@ function policyDrops(pinDir: string): bigint {
   }
 }
 
-describe.skipIf(E2E_SKIP)("templated bpf_lxc on a veth: add, relabel, restart, remove", () => {
+describeIf("templated bpf_lxc on a veth: add, relabel, restart, remove", e2eUnavailable(), () => {
   const topo = new Topology(TAG, ADDRS);
   const work = mkdtempSync(join(tmpdir(), "membrane-e2e-tpl-"));
   const templatesDir = join(work, "templates");

@@ -14,22 +14,12 @@ import { FakeTun } from "../../host/tun/fake-tun.js";
 import { packet4 } from "../../host/packet/build.js";
 import { takeSnapshot } from "../../host/conntrack/snapshot.js";
 import { decodePacket } from "../../host/packet/decode.js";
+import { WEB_EGRESS_POLICY } from "../fixtures/web-policy.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-agent-state-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const WEB = "10.0.1.10", DB = "10.0.1.20", OUTSIDE = "93.184.216.34", NODE = "192.0.2.1";
-const POLICY_YAML = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  egress:
-  - toEndpoints: [{matchLabels: {app: db}}]
-    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-  - toCIDR: [93.184.216.0/24]
-    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
-`;
 const state = join(dir, "state.json");
 const snapshot = join(dir, "conntrack.snap");
 const syn = (src: string, dst: string, sport: number, dport: number) => packet4({ src, dst }).tcp({ sport, dport, flags: { syn: true } });
@@ -53,7 +43,7 @@ beforeAll(async () => {
     conntrack: { tcpEntries: 1024, otherEntries: 1024 },
     nat: { ipv4: { address: NODE, clusterCidrs: ["10.0.1.0/24"] }, seed: 1 },
   }));
-  writeFileSync(join(dir, "policy.yaml"), POLICY_YAML);
+  writeFileSync(join(dir, "policy.yaml"), WEB_EGRESS_POLICY);
   for (const args of [
     ["endpoint", "add", "1", "--labels", "app=web", "--ipv4", WEB],
     ["endpoint", "add", "2", "--labels", "app=db", "--ipv4", DB],

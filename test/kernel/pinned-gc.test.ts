@@ -3,7 +3,7 @@
 // nothing expired at 130, everything (conntrack and the NAT pairs with it)
 // at 1000, and the adaptive schedule reacting to both runs.
 import { readFileSync, rmSync } from "node:fs";
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { resolveOptions } from "../../host/config.js";
 import { loadConfiguredObject, setKernelClock } from "../../host/kernel/load.js";
 import { PinnedGc } from "../../host/kernel/pinned-gc.js";
@@ -12,11 +12,12 @@ import { DIRECTION_CODE } from "../../host/engine.js";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { ethernet, packet4 } from "../../host/packet/build.js";
 import { GC_ADAPTIVE_START_SECONDS } from "../../host/conntrack/gc-schedule.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { describeIf } from "../support/describe-if.js";
 
 const PIN_DIR = `/sys/fs/bpf/membrane-test-gc${process.pid}`;
 
-describe.skipIf(KERNEL_SKIP)("GC on pinned maps", () => {
+describeIf("GC on pinned maps", kernelUnavailable(), () => {
   afterAll(() => rmSync(PIN_DIR, { recursive: true, force: true }));
 
   test("expired conntrack entries and their NAT pairs go; live ones stay; the schedule adapts", () => {

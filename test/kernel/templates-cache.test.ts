@@ -3,7 +3,7 @@
 // which is the cross-process flock path); a corrupt entry is detected by its
 // checksum and rebuilt; a source change is a new key; unused templates are
 // removed; an instantiated template loads and carries the endpoint's values.
-import { afterAll, describe, expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,11 +11,12 @@ import { TemplateCache } from "../../host/kernel/templates/cache.js";
 import { resolveOptions } from "../../host/config.js";
 import { packageRoot } from "../../host/package-root.js";
 import { InvalidInputError } from "../../host/errors.js";
-import { CountingCompiler, TEMPLATE_SKIP, tempTemplatesDir } from "./template-env.js";
+import { CountingCompiler, templateUnavailable, tempTemplatesDir } from "./template-env.js";
+import { describeIf } from "../support/describe-if.js";
 
 const EP = { id: 7, identity: 4242, ipv4: "10.0.9.7", ipv6: "fd00::9:7", mac: "02:00:00:00:09:07", ifindex: 77 };
 
-describe.skipIf(TEMPLATE_SKIP)("template cache", () => {
+describeIf("template cache", templateUnavailable(), () => {
   const cleanup: string[] = [];
   afterAll(() => cleanup.forEach((d) => rmSync(d, { recursive: true, force: true })));
   const newDir = () => {

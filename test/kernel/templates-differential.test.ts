@@ -6,7 +6,7 @@
 // BPF_PROG_TEST_RUN (from_container for egress, to_container for ingress);
 // verdict, drop reason, conntrack result, bytes, every conntrack table, the
 // policy table with its hit counters, and the counters must match.
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test } from "vitest";
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { KernelDatapath } from "../../host/kernel/datapath.js";
@@ -16,9 +16,10 @@ import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import type { EndpointRecord } from "../../host/policy/types.js";
 import { compareTables, runDifferential, type DiffEvent, type Pair } from "../differential/harness.js";
-import { prng } from "../differential/flow-mix.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { ENDPOINTS, EP_A, EP_B, IPCACHE, POLICY_A, policyDiff, policySteps } from "../fixtures/policy-scenarios.js";
-import { TEMPLATE_SKIP, tempTemplatesDir } from "./template-env.js";
+import { templateUnavailable, tempTemplatesDir } from "./template-env.js";
+import { describeIf } from "../support/describe-if.js";
 
 const frame = (packet: Uint8Array) => ethernet({ etherType: packet[0]! >> 4 === 4 ? 0x0800 : 0x86dd }, packet);
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -29,9 +30,9 @@ function policyRows(d: KernelDatapath): string[] {
   return d.policyTables().dump("policy").map(([k, v]) => `${hex(k)}=${hex(v)}`).sort();
 }
 
-describe.skipIf(TEMPLATE_SKIP)("templated bpf_lxc == generic bpf_lxc with the same values", () => {
-  const dir = TEMPLATE_SKIP ? "" : tempTemplatesDir();
-  const cache = TEMPLATE_SKIP ? undefined! : new TemplateCache({ dir });
+describeIf("templated bpf_lxc == generic bpf_lxc with the same values", templateUnavailable(), () => {
+  const dir = templateUnavailable() !== undefined ? "" : tempTemplatesDir();
+  const cache = templateUnavailable() !== undefined ? undefined! : new TemplateCache({ dir });
   const open: KernelDatapath[] = [];
   afterAll(() => {
     open.forEach((d) => d.close());
@@ -63,7 +64,7 @@ describe.skipIf(TEMPLATE_SKIP)("templated bpf_lxc == generic bpf_lxc with the sa
     for (const family of [4, 6] as const) {
       for (const s of policySteps(family)) out.push({ kind: "packet", frame: frame(s.packet), direction: s.direction, now: 1000, note: s.note });
     }
-    const rand = prng(1414);
+    const rand = seededRandom(1414);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
     const peers = { 4: ["10.0.2.5", "10.0.2.9", "10.3.0.1", "8.8.8.8", EP_B.v4], 6: ["fd00::2:5", "fd00::2:9", "fd00::3:1", "2001:db8::8", EP_B.v6] };
     const self = { 4: EP_A.v4, 6: EP_A.v6 };

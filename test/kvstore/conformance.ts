@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { InvalidInputError } from "../../host/errors.js";
 import { CompactedError, KvStoreError, type KvStore, type Watch, type WatchEvent } from "../../host/kvstore/store.js";
+import { pause, waitFor } from "../support/wait-for.js";
 
 export interface ConformanceTarget {
   /** Opens a NEW client on the same store (another connection / another handle on the path). */
@@ -51,17 +52,20 @@ export async function take(watch: Watch, n: number, what = "events", waitMs = 20
 
 /** Retries an operation while the backend is unreachable (etcd restarting). */
 export async function retrying<T>(fn: () => Promise<T>, what: string): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!(err instanceof KvStoreError) || err.code !== "KVSTORE_UNAVAILABLE" || Date.now() > deadline) {
-        throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
+  const outcome = await waitFor(
+    what,
+    async (): Promise<{ value: T } | { error: unknown }> => {
+      try {
+        return { value: await fn() };
+      } catch (err) {
+        if (err instanceof KvStoreError && err.code === "KVSTORE_UNAVAILABLE") throw err; // not back yet: ask again
+        return { error: err };
       }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+    },
+    { intervalMs: 100 },
+  );
+  if ("error" in outcome) throw new Error(`${what}: ${(outcome.error as Error).message}`, { cause: outcome.error });
+  return outcome.value;
 }
 
 export function kvStoreConformance(target: ConformanceTarget, getStore: () => KvStore): void {
@@ -346,8 +350,8 @@ export function kvStoreConformance(target: ConformanceTarget, getStore: () => Kv
       const lease = await s.grantLease(target.leaseTtl, { autoKeepAlive: true });
       await s.put(`${p}a`, "1", { lease: lease.id });
       const from = await s.revision();
-      // outlive the TTL by watching an unrelated marker written after it
-      await new Promise((r) => setTimeout(r, lease.ttl * 1000 + 1500));
+      // a deliberate pause: outlive the TTL, which only time can do, so keep-alive has to be what holds the lease
+      await pause(lease.ttl * 1000 + 1500);
       expect((await s.get(`${p}a`))?.value).toBe("1");
       await lease.revoke();
       expect(await s.get(`${p}a`)).toBeUndefined();

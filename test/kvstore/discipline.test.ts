@@ -7,7 +7,8 @@ import { retryInPlace, runSteps } from "../../host/kvstore/retry-in-place.js";
 import { InvalidInputError } from "../../host/errors.js";
 import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
 import { KvStoreError, type KvStore } from "../../host/kvstore/store.js";
-import { ManualClock, seededRandom, settle } from "../support/manual-clock.js";
+import { ManualClock, settle } from "../support/manual-clock.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 describe("rate limit options", () => {
   it("absent or empty options give the default 20 qps, burst 20", () => {

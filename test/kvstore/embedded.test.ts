@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { openKvStore, parseKvStoreSpec } from "../../host/kvstore/open.js";
 import { CompactedError, type KvStore } from "../../host/kvstore/store.js";
 import { kvStoreConformance, take } from "./conformance.js";
+import { waitFor } from "../support/wait-for.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-kv-"));
 const path = join(dir, "kvstore");
@@ -63,12 +64,15 @@ describe("embedded kvstore specifics", () => {
     try {
       for (let i = 0; i < 60; i++) await s.put("k", String(i));
       const rev = await s.revision();
-      let compacted = await s.compactedRevision();
-      // maintenance runs on its own timer: wait (bounded) for it to catch up with the last write
-      for (let i = 0; i < 100 && rev - compacted > 22; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        compacted = await s.compactedRevision();
-      }
+      // maintenance runs on its own timer: wait for it to catch up with the last write
+      const compacted = await waitFor(
+        "maintenance to compact up to the last 22 revisions",
+        async () => {
+          const c = await s.compactedRevision();
+          return rev - c <= 22 ? c : undefined;
+        },
+        { intervalMs: 50, timeoutMs: 5_000 },
+      );
       expect(compacted).toBeGreaterThan(0);
       // never more than asked: the last N revisions stay watchable
       expect(rev - compacted).toBeGreaterThanOrEqual(20);

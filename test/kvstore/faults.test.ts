@@ -18,24 +18,20 @@ import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore, Watch, WatchEvent } from "../../host/kvstore/store.js";
 import { describeIf } from "../support/describe-if.js";
 import { TestEtcd, etcdMissing } from "../support/etcd.js";
-import { transpileForChild, type ChildModules } from "../support/child-modules.js";
+import { REPO_ROOT, tsNodeArgs } from "../support/ts-child.js";
 import { retrying } from "./conformance.js";
+import { pause, waitFor } from "../support/wait-for.js";
 
 /** Collects a watch's events in the background. */
 class Collector {
   readonly events: WatchEvent[] = [];
   error: unknown;
-  private waiters: Array<() => void> = [];
   constructor(readonly watch: Watch) {
     void (async () => {
       try {
-        for await (const ev of watch) {
-          this.events.push(ev);
-          for (const w of this.waiters.splice(0)) w();
-        }
+        for await (const ev of watch) this.events.push(ev);
       } catch (err) {
         this.error = err;
-        for (const w of this.waiters.splice(0)) w();
       }
     })();
   }
@@ -44,15 +40,10 @@ class Collector {
   }
   /** Waits until an event at `revision` or later arrived (fails instead of hanging). */
   async until(revision: number, what: string): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    while (this.lastRevision < revision) {
-      if (this.error) throw new Error(`${what}: watch failed: ${String(this.error)}`);
-      if (Date.now() > deadline) throw new Error(`${what}: reached revision ${this.lastRevision}, not ${revision}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200);
-      });
-    }
+    await waitFor(what, () => this.error !== undefined || this.lastRevision >= revision, {
+      detail: () => `reached revision ${this.lastRevision}, not ${revision}`,
+    });
+    if (this.error) throw new Error(`${what}: watch failed: ${String(this.error)}`);
     // the other events of that revision were pushed in the same tick: let the loop drain them
     await new Promise((r) => setImmediate(r));
   }
@@ -109,14 +100,14 @@ describeIf("etcd killed with SIGKILL under write and watch churn", etcdMissing()
       let late: Collector | undefined;
       for (let round = 0; round < 2; round++) {
         const before = acked.length;
-        while (acked.length < before + 40) await new Promise((r) => setTimeout(r, 10));
+        await waitFor("40 more acknowledged writes", () => acked.length >= before + 40, { intervalMs: 10 });
         await etcd.kill9();
         // a watch created while etcd is down, from an old revision, must catch up once it is back
         if (round === 0) late = new Collector(watcherStore.watch(p, { fromRevision: start }));
         await etcd.restart();
       }
       const beforeStop = acked.length;
-      while (acked.length < beforeStop + 40) await new Promise((r) => setTimeout(r, 10));
+      await waitFor("40 more acknowledged writes after the restarts", () => acked.length >= beforeStop + 40, { intervalMs: 10 });
       stop = true;
       await Promise.all(loops);
       const final = await writer.revision();
@@ -153,13 +144,11 @@ describeIf("etcd killed with SIGKILL under write and watch churn", etcdMissing()
 
 describe("embedded store under process faults", () => {
   let dir: string;
-  let modules: ChildModules;
+  const fixture = (name: string) => join(REPO_ROOT, "test/fixtures/kvstore", name);
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "membrane-kvfault-"));
-    modules = transpileForChild(["test/fixtures/kvstore/writer.ts", "test/fixtures/kvstore/lease-holder.ts"]);
   });
   afterAll(() => {
-    modules?.remove();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -173,7 +162,7 @@ describe("embedded store under process faults", () => {
   }
 
   function startWriter(spec: string, prefix: string, count: number, counterKey?: string): Writer {
-    const args = [join(modules.root, "test/fixtures/kvstore/writer.js"), spec, prefix, String(count)];
+    const args = tsNodeArgs(fixture("writer.ts"), spec, prefix, String(count));
     if (counterKey) args.push(counterKey);
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     const acks = new Map<number, number>();
@@ -295,7 +284,7 @@ describe("embedded store under process faults", () => {
     const path = join(dir, "lease");
     const spec = `embedded:${path}`;
     const s = await openKvStore(spec, { embedded: { maintenanceIntervalMs: 100 } });
-    const child = spawn(process.execPath, [join(modules.root, "test/fixtures/kvstore/lease-holder.js"), spec, "node/a", "2"], {
+    const child = spawn(process.execPath, tsNodeArgs(fixture("lease-holder.ts"), spec, "node/a", "2"), {
       stdio: ["ignore", "pipe", "inherit"],
     });
     try {
@@ -306,7 +295,8 @@ describe("embedded store under process faults", () => {
       const [, leaseId, revText] = line.split(" ");
       const rev = Number(revText);
       // past its TTL the key is still there: the child's keep-alive works across processes
-      await new Promise((r) => setTimeout(r, 3000));
+      // (a deliberate pause: the 2 s TTL must run out with nothing to wait on but time)
+      await pause(3000);
       expect(await s.get("node/a")).toMatchObject({ lease: leaseId, modRevision: rev });
       const w = s.watch("node/", { fromRevision: rev + 1 });
       const exited = new Promise((r) => child.once("exit", r));

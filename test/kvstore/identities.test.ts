@@ -25,16 +25,16 @@ import type { IdentityValueRecord } from "../../host/kvstore/records/identity.js
 import type { KvStore, Lease } from "../../host/kvstore/store.js";
 import { describeIf } from "../support/describe-if.js";
 import { etcdMissing, TestEtcd } from "../support/etcd.js";
+import { REPO_ROOT, tsNodeArgs } from "../support/ts-child.js";
+import { pause } from "../support/wait-for.js";
 
-const ROOT = join(import.meta.dirname, "..", "..");
 const WORKER = join(import.meta.dirname, "identity-race-worker.ts");
-const REGISTER = join(ROOT, "test", "support", "ts-register.mjs");
 
 const labelSet = (i: number) => LabelSet.parse([`k8s:app=app-${i}`, `k8s:io.kubernetes.pod.namespace=ns-${i % 3}`]);
 
 function runWorker(spec: string, plan: unknown): Promise<{ allocations: { node: string; labels: string; id: number; created: boolean }[]; released: { node: string; labels: string; deleted: boolean }[]; errors: string[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", REGISTER, WORKER, spec, JSON.stringify(plan)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, tsNodeArgs(WORKER, spec, JSON.stringify(plan)), { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));
@@ -238,8 +238,8 @@ for (const backend of backends) {
           runs++;
           // Yield to timers between runs (the embedded store answers reads
           // without a macrotask, so a bare loop would starve the watches that
-          // wake lock waiters).
-          await new Promise((r) => setTimeout(r, 2));
+          // wake lock waiters): pacing, not waiting on anything.
+          await pause(2);
         }
         return runs;
       })();

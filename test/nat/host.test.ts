@@ -9,19 +9,13 @@ import { Datapath } from "../../host/datapath.js";
 import { encodeNat } from "../../host/nat/config.js";
 import { NatGcSignal } from "../../host/nat/gc-signal.js";
 import { decodeNatConfig } from "../../host/generated/layout.js";
-import { run } from "../../host/cli/main.js";
+import { cli } from "../support/run-cli.js";
 import { writeCapture, LinkType } from "../../host/pcap/index.js";
 import { packet4 } from "../../host/packet/build.js";
 import { options, MASQ4 } from "./support.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-nat-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  const out: string[] = [], err: string[] = [];
-  const code = await run(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
 
 describe("NAT configuration", () => {
   const bad: [unknown, string][] = [

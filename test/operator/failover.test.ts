@@ -11,14 +11,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { listClusterIdentities } from "../../host/kvstore/identity-gc.js";
 import { keys } from "../../host/kvstore/keys.js";
-import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore, Lease, Lock, Txn, TxnResult } from "../../host/kvstore/store.js";
 import { runOperator } from "../../host/operator/operator.js";
 import { describeIf } from "../support/describe-if.js";
-import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service, waitFor } from "./support.js";
+import { backends, cli, FakeAgent, manifestDir, operatorCluster, pods, records, type OperatorCluster } from "./support.js";
+import { pause, waitFor } from "../support/wait-for.js";
+import { REPO_ROOT, tsNodeArgs } from "../support/ts-child.js";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const REGISTER = join(ROOT, "test", "support", "ts-register.mjs");
 const WORKER = join(import.meta.dirname, "operator-worker.ts");
 const TTL = 2;
 
@@ -30,8 +29,8 @@ class OperatorProcess {
   constructor(readonly name: string, spec: string) {
     this.child = spawn(
       process.execPath,
-      ["--import", REGISTER, WORKER, "operator", "--kvstore", spec, "--kvstore-qps", "unlimited", "--lease-ttl", String(TTL), "--identity-gc-interval", "0.3", "--name", name],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+      tsNodeArgs(WORKER, "operator", "--kvstore", spec, "--kvstore-qps", "unlimited", "--lease-ttl", String(TTL), "--identity-gc-interval", "0.3", "--name", name),
+      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
     );
     let buf = "";
     let stderr = "";
@@ -57,6 +56,7 @@ class OperatorProcess {
 
 for (const backend of backends()) {
   describeIf(`operator failover on ${backend.name}`, backend.missing, () => {
+    let cluster: OperatorCluster | undefined;
     let spec: string;
     let store: KvStore;
     let files: ReturnType<typeof manifestDir>;
@@ -65,15 +65,8 @@ for (const backend of backends()) {
     const procs: OperatorProcess[] = [];
 
     beforeAll(async () => {
-      spec = await backend.setup();
-      store = await openKvStore(spec);
-      files = manifestDir();
-      files.write("nodes.yaml", NODES);
-      files.write("pods.yaml", pods());
-      files.write("service.yaml", service());
-      files.write("policy.yaml", POLICY);
-      agentA = await FakeAgent.start(store, "node-a");
-      agentB = await FakeAgent.start(store, "node-b", { register: { ip: "10.0.0.2", cidr: "10.2.0.0/24" } });
+      cluster = await operatorCluster(backend);
+      ({ spec, store, files, agentA, agentB } = cluster);
       expect((await cli(["apply", "-f", files.dir, "--kvstore", spec])).error).toBeUndefined();
       await agentA.allocate("shop", { app: "web" });
       await agentA.allocate("shop", { app: "front" });
@@ -84,9 +77,7 @@ for (const backend of backends()) {
       for (const p of procs) await p.kill("SIGTERM");
       await agentA?.lease.revoke().catch(() => undefined);
       await agentB?.lease.revoke().catch(() => undefined);
-      await store?.close();
-      files?.remove();
-      await backend.teardown();
+      await cluster?.close();
     });
 
     it("the active operator is SIGKILLed; the standby takes over within two TTLs; no identity duplicated or lost", async () => {
@@ -118,7 +109,9 @@ for (const backend of backends()) {
         return kv && JSON.parse(kv.value).identity === idNext ? true : undefined;
       });
       // Several identity GC rounds of the new leader later: every identity in use is still there, one ID per label set.
-      await new Promise((r) => setTimeout(r, 1000)); // GC runs every 0.3 s
+      // Deliberately let time pass: several rounds of the new leader's identity GC (every 0.3 s) must run
+      // and keep every identity in use; there is no event to wait on for "a round that collected nothing".
+      await pause(1000);
       const identitiesAfter = await listClusterIdentities(store);
       for (const [id, labels] of identitiesBefore) expect(identitiesAfter.get(id), `identity ${id}`).toBe(labels);
       expect([...identitiesAfter.values()].filter((l) => l.includes("app=web-next"))).toHaveLength(1);

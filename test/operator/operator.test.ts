@@ -10,15 +10,16 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
 import { listClusterIdentities } from "../../host/kvstore/identity-gc.js";
 import { keys } from "../../host/kvstore/keys.js";
-import { openKvStore } from "../../host/kvstore/open.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import type { KvStore } from "../../host/kvstore/store.js";
 import { runOperator } from "../../host/operator/operator.js";
 import { describeIf } from "../support/describe-if.js";
-import { backends, cli, FakeAgent, manifestDir, NODES, pods, POLICY, records, service, waitFor } from "./support.js";
+import { backends, cli, FakeAgent, manifestDir, NODES, operatorCluster, pods, POLICY, records, service, type OperatorCluster } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 for (const backend of backends()) {
   describeIf(`operator on ${backend.name}`, backend.missing, () => {
+    let cluster: OperatorCluster | undefined;
     let spec: string;
     let store: KvStore;
     let files: ReturnType<typeof manifestDir>;
@@ -49,24 +50,14 @@ for (const backend of backends()) {
     };
 
     beforeAll(async () => {
-      spec = await backend.setup();
-      store = await openKvStore(spec);
-      files = manifestDir();
-      files.write("nodes.yaml", NODES);
-      files.write("pods.yaml", pods());
-      files.write("service.yaml", service());
-      files.write("policy.yaml", POLICY);
-      // node-b's agent registers its node under its lease; node-a's record comes from its manifest.
-      agentA = await FakeAgent.start(store, "node-a");
-      agentB = await FakeAgent.start(store, "node-b", { register: { ip: "10.0.0.2", cidr: "10.2.0.0/24" } });
+      cluster = await operatorCluster(backend);
+      ({ spec, store, files, agentA, agentB } = cluster);
       startOperator();
     }, 60_000);
 
     afterAll(async () => {
       await stopOperator().catch(() => undefined);
-      await store?.close();
-      files?.remove();
-      await backend.teardown();
+      await cluster?.close();
     });
 
     it("apply and delete have --help with an example", async () => {

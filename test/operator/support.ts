@@ -1,9 +1,9 @@
 /**
- * Shared by the operator tests: the two backends (an embedded store in a
- * temp dir, a real etcd on loopback), a small cluster as manifest files, the
- * CLI run in-process through commander, and an agent's part (registering its
- * node under a lease, allocating its pods' identities on the cluster
- * allocator) played with the real allocator.
+ * Shared by the operator tests: the two backends (test/support/kvstores.ts),
+ * a small cluster as manifest files, the CLI run in-process through
+ * commander, and an agent's part (registering its node under a lease,
+ * allocating its pods' identities on the cluster allocator) played with the
+ * real allocator.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,41 +17,11 @@ import { keys } from "../../host/kvstore/keys.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import type { KvStore, Lease } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
-import { TestEtcd, etcdMissing } from "../support/etcd.js";
+import { openKvStore } from "../../host/kvstore/open.js";
+import { backends as kvBackends, type Backend } from "../support/kvstores.js";
 
-export interface Backend {
-  name: string;
-  missing: string | undefined;
-  setup(): Promise<string>;
-  teardown(): Promise<void>;
-}
-
-export function backends(): Backend[] {
-  let dir = "";
-  let etcd: TestEtcd | undefined;
-  return [
-    {
-      name: "embedded",
-      missing: undefined,
-      setup: async () => {
-        dir = mkdtempSync(join(tmpdir(), "membrane-operator-"));
-        return `embedded:${join(dir, "store")}`;
-      },
-      teardown: async () => rmSync(dir, { recursive: true, force: true }),
-    },
-    {
-      name: "etcd",
-      missing: etcdMissing(),
-      setup: async () => {
-        etcd = await TestEtcd.start();
-        return etcd.spec;
-      },
-      teardown: async () => {
-        await etcd?.stop();
-      },
-    },
-  ];
-}
+/** The operator tests' backends: test/support/kvstores.ts, with the operator's temp-dir name. */
+export const backends = () => kvBackends("membrane-operator-");
 
 export const NODES = `
 apiVersion: v1
@@ -179,19 +149,42 @@ export class FakeAgent {
   }
 }
 
-/** Polls until `check` returns a value (not undefined); fails naming `what` after 30 s. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
-    await new Promise((r) => setTimeout(r, 50));
+/**
+ * Where the operator tests start from: a fresh store on `backend`, the
+ * cluster's manifests as files (not yet applied), and the agents of node-a
+ * and node-b; node-b's agent registers its node under its lease, node-a's
+ * record comes from its manifest.
+ */
+export interface OperatorCluster {
+  spec: string;
+  store: KvStore;
+  files: ReturnType<typeof manifestDir>;
+  agentA: FakeAgent;
+  agentB: FakeAgent;
+  /** Closes the store, removes the files and the backend. */
+  close(): Promise<void>;
+}
+
+export async function operatorCluster(backend: Backend): Promise<OperatorCluster> {
+  const spec = await backend.setup();
+  const store = await openKvStore(spec);
+  const files = manifestDir();
+  const close = async () => {
+    await store.close();
+    files.remove();
+    await backend.teardown();
+  };
+  try {
+    files.write("nodes.yaml", NODES);
+    files.write("pods.yaml", pods());
+    files.write("service.yaml", service());
+    files.write("policy.yaml", POLICY);
+    const agentA = await FakeAgent.start(store, "node-a");
+    const agentB = await FakeAgent.start(store, "node-b", { register: { ip: "10.0.0.2", cidr: "10.2.0.0/24" } });
+    return { spec, store, files, agentA, agentB, close };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }
 

@@ -14,7 +14,8 @@ import type { KvStore } from "../../host/kvstore/store.js";
 import { manifestKey } from "../../host/operator/manifest-store.js";
 import { runOperator } from "../../host/operator/operator.js";
 import { describeIf } from "../support/describe-if.js";
-import { backends, FakeAgent, manifestDir, NODES, pods, waitFor } from "./support.js";
+import { backends, FakeAgent, manifestDir, NODES, pods } from "./support.js";
+import { waitFor } from "../support/wait-for.js";
 
 async function operatorCli(args: string[]): Promise<{ help: string; error?: Error }> {
   let help = "";

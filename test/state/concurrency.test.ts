@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { loadState } from "../../host/state/file.js";
 import { packageRoot } from "../../host/package-root.js";
+import { pause } from "../support/wait-for.js";
 
 const root = packageRoot();
 const MAIN = join(root, "dist/host/cli/main.js");
@@ -55,7 +56,7 @@ describe("50 concurrent writer processes on one state file", () => {
         } catch (err) {
           loadFailures.push((err as Error).message);
         }
-        await new Promise((r) => setTimeout(r, 2));
+        await pause(2); // pacing: read the state file again and again while the writers run
       }
     })();
     await Promise.all(writers.map((w) => runWriter(state, w)));

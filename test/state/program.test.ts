@@ -15,7 +15,8 @@ import { readLbListing } from "../../host/lb/listing.js";
 import { packet4 } from "../../host/packet/build.js";
 import { decodePacket } from "../../host/packet/decode.js";
 import { run } from "../../host/cli/main.js";
-import { KERNEL_SKIP } from "../differential/kernel-available.js";
+import { kernelUnavailable } from "../differential/kernel-available.js";
+import { testIf } from "../support/describe-if.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-state-program-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -84,7 +85,7 @@ describe("programDatapath", () => {
     expect(err).toEqual([expect.stringMatching(/^membrane replay: .*Maglev table size 251 <= 100 x 3 backends/)]);
   });
 
-  test.skipIf(KERNEL_SKIP)("the kernel program gets the same tables and warnings, and decides the same", async () => {
+  testIf("the kernel program gets the same tables and warnings, and decides the same", kernelUnavailable(), async () => {
     const s = datapathState(loadState(state));
     const wasm = await Datapath.create(s.options);
     const kernel = await KernelDatapath.create(s.options);

@@ -1,9 +1,9 @@
 /**
  * A clock that moves only when the test says so (host/kvstore/clock.ts's
- * Clock), and a seeded random source, so rate limits, backoff and timers are
- * tested without waiting and without timed assertions.
+ * Clock), so rate limits, backoff and timers are tested without waiting and
+ * without timed assertions (their random source: seeded-random.ts).
  */
-import type { Clock, Random } from "../../host/kvstore/clock.js";
+import type { Clock } from "../../host/kvstore/clock.js";
 
 interface Timer {
   at: number;
@@ -64,14 +64,3 @@ export async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 }
 
-/** A small deterministic PRNG (mulberry32). */
-export function seededRandom(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -1,7 +1,8 @@
 // Module hooks that let a child process run membrane's TypeScript sources
 // directly (Node 20 has no type stripping): `.js` specifiers resolve to the
 // `.ts` file beside them, and `.ts` files are transpiled on load. Tests that
-// need several real processes spawn `node --import test/support/ts-register.mjs`.
+// need several real processes spawn `node --import test/support/ts-register.mjs`
+// through tsNodeArgs() in ts-child.ts.
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";

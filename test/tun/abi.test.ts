@@ -39,6 +39,7 @@ describeIf("TUN kernel ABI mirrored by host/tun", missingCc(), () => {
     "IFF_TUN",
     "IFF_NO_PI",
     "IFF_VNET_HDR",
+    "IFF_MULTI_QUEUE",
     "IFF_UP",
     "TUN_F_CSUM",
     "TUN_F_TSO4",

@@ -5,7 +5,6 @@
 // the TUN reaches the socket (write side), and with vnetHdr + offloads the
 // virtio_net_hdr arrives in the headroom. The real part needs root, /dev/net/tun
 // and iproute2; outside CI it skips with the reason, in CI it fails.
-import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidInputError, NotSupportedError } from "../../host/errors.js";
 import { MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, type TunDevice } from "../../host/tun/device.js";
@@ -22,7 +21,7 @@ import {
 import { internetChecksum, verifyChecksums } from "../../host/packet/checksum.js";
 import { packet4 } from "../../host/packet/build.js";
 import { decodePacket } from "../../host/packet/decode.js";
-import { describeIf, missingTun } from "./env.js";
+import { describeIf, missingTun, scratchNetns } from "./env.js";
 import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
 import { UdpSocket } from "./udp-socket.js";
 
@@ -230,16 +229,7 @@ describeIf("Linux TUN device in a scratch namespace", missingTun(), () => {
   let vsock: UdpSocket;
 
   beforeAll(() => {
-    ip("netns", "add", ns);
-    withNetns(ns, () => {
-      // IPv6 would put router solicitations and MLD reports on the TUNs
-      // (addrconf configures ARPHRD_NONE links too); the batch counts below
-      // must see only the datagrams the tests send. /proc/sys/net is the
-      // opener's namespace, and writeFileSync opens on this thread.
-      writeFileSync("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-      writeFileSync("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-    });
-    ip("-n", ns, "link", "set", "lo", "up");
+    scratchNetns(ns);
     tun = withNetns(ns, () => openTun({ name: "mbrt%d", mtu: 1400 }));
     ip("-n", ns, "addr", "add", `${local}/24`, "dev", tun.name);
     vtun = withNetns(ns, () => openTun({ name: "mbrv%d", vnetHdr: true, offloads: { tso: true, uso: true } }));

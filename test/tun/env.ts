@@ -2,7 +2,8 @@
 // outside CI a missing piece skips the suite with a printed reason; with
 // CI=true the suite fails instead, because there a missing install step is a bug.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { ip, withNetns } from "../../host/sys/netns/index.js";
 
 export function hasCommand(cmd: string, args = ["--version"]): boolean {
   try {
@@ -30,3 +31,19 @@ export function missingCc(): string | undefined {
 }
 
 export { describeIf } from "../support/describe-if.js";
+
+/**
+ * Makes network namespace `ns` for TUN tests: IPv6 off, loopback up. IPv6
+ * would put router solicitations and MLD reports on the TUNs (addrconf
+ * configures ARPHRD_NONE links too); the tests' batch counts must see only
+ * the datagrams they send. /proc/sys/net is the opener's namespace, and
+ * writeFileSync opens on this thread.
+ */
+export function scratchNetns(ns: string): void {
+  ip("netns", "add", ns);
+  withNetns(ns, () => {
+    writeFileSync("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+    writeFileSync("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+  });
+  ip("-n", ns, "link", "set", "lo", "up");
+}

@@ -8,12 +8,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
-import type { TableName } from "../../host/wasm/core.js";
 import {
-  CtModel, TailProbe, buildStep, checkTables, checkVerdict, compareWithModel, countedTotals, fcParams, flowArb, hex, runs,
-  seqStepArb, snapshot, type ModelConfig,
+  TailProbe, buildStep, checkSequenceStep, compareWithModel, fcParams, flowArb, hex, runs,
+  seqStepArb,
   decideOrExplain,
 } from "./fuzz-inputs.js";
+import { CtModel, snapshot, type ModelConfig } from "./conntrack-model.js";
 
 const CONFIG: ModelConfig = {
   tcpEntries: 4096,
@@ -38,7 +38,6 @@ beforeAll(async () => {
   probe = new TailProbe(dp);
 });
 
-const TABLES: TableName[] = ["tcp4", "any4", "tcp6", "any6", "frag4", "frag6"];
 
 describe("Wasm core on packet sequences", () => {
   it(`never traps, keeps tables and counters consistent, and agrees with the model (${runs(1 / 20)} sequences)`, () => {
@@ -62,14 +61,7 @@ describe("Wasm core on packet sequences", () => {
             const v = decideOrExplain(dp, b.bytes, { link: b.link, direction: s.direction, now }, where);
             decided++;
             decidedBytes += b.bytes.length;
-            checkVerdict(v, b.bytes, b.link);
-            checkTables(dp);
-            const counted = countedTotals(dp);
-            expect(counted, `counters ${where()}`).toEqual({ packets: decided, bytes: decidedBytes });
-            for (const t of TABLES) {
-              const info = dp.tableInfo(t);
-              expect(info.count, `${t} over capacity ${where()}`).toBeLessThanOrEqual(info.capacity);
-            }
+            checkSequenceStep(dp, v, b, { packets: decided, bytes: decidedBytes }, where);
             if (b.model) {
               const want = model.decide(b.model, s.direction, now);
               expect(compareWithModel(model, want, v, snapshot(dp)), `model disagrees ${where()}`).toEqual([]);

@@ -10,10 +10,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
 import type { Direction } from "../../host/wasm/batch.js";
-import {
-  CT_NAMES, CtModel, buildStep, checkTables, checkVerdict, compareWithModel, fcParams, flowArb, hex, runs, seqStepArb,
-  snapshot, type CtName, type ModelConfig, type ModelPkt, type Snapshot,
-} from "./fuzz-inputs.js";
+import { buildStep, checkTables, checkVerdict, compareWithModel, fcParams, flowArb, hex, runs, seqStepArb } from "./fuzz-inputs.js";
+import { CT_NAMES, CtModel, snapshot, type CtName, type ModelConfig, type ModelPkt, type Snapshot } from "./conntrack-model.js";
 
 const CAPACITY = 4;
 const base: Omit<ModelConfig, "whenFull"> = {

@@ -7,7 +7,7 @@ import { Datapath } from "../../host/index.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { decodeIpcacheRow, decodePolicyRow } from "../../host/policy/records.js";
 import { parseIp } from "../../host/packet/address.js";
-import { packet6 } from "../../host/packet/build.js";
+import { packet4, packet6 } from "../../host/packet/build.js";
 import {
   CLUSTER, ENDPOINTS, EP_A, EP_B, HOST_IN_SUBNET, IPCACHE, POLICY_A, SUBNET, addr, policyDiff, policySteps,
 } from "../fixtures/policy-scenarios.js";
@@ -249,4 +249,30 @@ describe("ipcache longest-prefix match against a brute-force reference", () => {
     expect(dp.policyTables().identityOf(parseIp("2001:db8::1").bytes)).toBe(78);
     expect(EP_A.id).toBe(101);
   });
+});
+
+describe("direction auto (the TUN forwarder between both ends of a flow)", () => {
+  for (const family of [4, 6] as const) {
+    const tcpSyn = (src: string, dst: string, sport: number, dport: number) =>
+      family === 4 ? packet4({ src, dst }).tcp({ sport, dport, flags: { syn: true } }) : packet6({ src, dst }).tcp({ sport, dport, flags: { syn: true } });
+
+    test(`IPv${family}: a flow from outside the node is judged by the local destination's ingress policy`, async () => {
+      const { dp } = await setup();
+      const A = addr(family, "A"), world = addr(family, "world");
+      // world -> A: no local source, so before the fix nothing policed it.
+      expect(dp.decide(tcpSyn(world, A, 41000, 8080), { direction: "auto", now: NOW })).toMatchObject({ verdict: "drop", dropReason: "DROP_POLICY" });
+      expect(dp.decide(tcpSyn(world, A, 41001, 22), { direction: "auto", now: NOW })).toMatchObject({ verdict: "pass" });
+      const entry = [...dp.conntrack()].find((r) => (r.tuple as { dport: number }).dport === 22);
+      expect(entry?.entry.srcSecId).toBe(ReservedIdentity.world);
+    });
+
+    test(`IPv${family}: a remote pod's identity decides, and an explicit egress direction keeps judging the source only`, async () => {
+      const { dp } = await setup();
+      const A = addr(family, "A"), B = addr(family, "B"), remote = addr(family, "cluster");
+      // A's ingress allows B's identity (any port) and anyone on 22; the cluster identity on 8080: nothing.
+      expect(dp.decide(tcpSyn(remote, A, 42000, 8080), { direction: "auto", now: NOW })).toMatchObject({ verdict: "drop", dropReason: "DROP_POLICY" });
+      expect(dp.decide(tcpSyn(B, A, 42001, 9090), { direction: "auto", now: NOW })).toMatchObject({ verdict: "pass" });
+      expect(dp.decide(tcpSyn(remote, A, 42002, 8080), { direction: "egress", now: NOW })).toMatchObject({ verdict: "pass" });
+    });
+  }
 });

@@ -32,8 +32,6 @@ import { InvalidInputError, wrap } from "../../errors.js";
 import {
   CompactedError,
   KvStoreError,
-  type ConditionalResult,
-  type DeleteResult,
   type KeyValue,
   type KvStore,
   type Lease,
@@ -54,6 +52,7 @@ import {
 } from "../store.js";
 import type { EmbeddedOptions } from "../options.js";
 import { WatchStream } from "../watch-stream.js";
+import { TxnDerivedWrites } from "../txn-writes.js";
 import { KeptLease } from "../lease-keeper.js";
 import { acquireLock } from "../lock.js";
 import { checkKey, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue, compareHolds } from "../validate.js";
@@ -128,7 +127,7 @@ interface EmbeddedWatcher {
   next: number; // next revision to deliver
 }
 
-class EmbeddedKvStore implements KvStore {
+class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
   readonly backend = "embedded" as const;
   readonly location: string;
   private readonly meta: Database<number, string>;
@@ -147,6 +146,7 @@ class EmbeddedKvStore implements KvStore {
     private readonly root: RootDatabase,
     private readonly opts: Required<EmbeddedOptions>,
   ) {
+    super();
     this.location = path;
     this.meta = root.openDB({ name: "meta" });
     this.kv = root.openDB({ name: "kv" });
@@ -291,42 +291,6 @@ class EmbeddedKvStore implements KvStore {
   async put(key: string, value: string, options: PutOptions = {}): Promise<Revision> {
     const r = await this.txn({ compare: [], success: [{ type: "put", key, value, lease: options.lease }] });
     return r.revision;
-  }
-
-  async create(key: string, value: string, options: PutOptions = {}): Promise<ConditionalResult> {
-    return this.conditionalPut(key, 0, value, options);
-  }
-
-  async compareAndSwap(key: string, expectedModRevision: Revision, value: string, options: PutOptions = {}): Promise<ConditionalResult> {
-    checkRevision(expectedModRevision, `compareAndSwap ${key} expected mod revision`);
-    return this.conditionalPut(key, expectedModRevision, value, options);
-  }
-
-  private async conditionalPut(key: string, modRevision: number, value: string, options: PutOptions): Promise<ConditionalResult> {
-    const r = await this.txn({
-      compare: [{ key, target: "modRevision", op: "==", value: modRevision }],
-      success: [{ type: "put", key, value, lease: options.lease }],
-      failure: [{ type: "get", key }],
-    });
-    if (r.succeeded) return { succeeded: true, revision: r.revision };
-    const got = r.results[0];
-    return { succeeded: false, revision: r.revision, current: got?.type === "get" ? got.kv : undefined };
-  }
-
-  async delete(key: string, options: { readonly expectedModRevision?: Revision } = {}): Promise<DeleteResult> {
-    const compare =
-      options.expectedModRevision === undefined
-        ? []
-        : [{ key, target: "modRevision" as const, op: "==" as const, value: checkRevision(options.expectedModRevision, `delete ${key} expected mod revision`) }];
-    const r = await this.txn({ compare, success: [{ type: "delete", key }] });
-    const first = r.results[0];
-    return { deleted: r.succeeded && first?.type === "delete" ? first.deleted : 0, revision: r.revision };
-  }
-
-  async deletePrefix(prefix: string): Promise<DeleteResult> {
-    const r = await this.txn({ compare: [], success: [{ type: "deletePrefix", prefix }] });
-    const first = r.results[0];
-    return { deleted: first?.type === "deletePrefix" ? first.deleted : 0, revision: r.revision };
   }
 
   async txn(txn: Txn): Promise<TxnResult> {

@@ -23,8 +23,6 @@ import {
   CompactedError,
   KvStoreError,
   type Compare,
-  type ConditionalResult,
-  type DeleteResult,
   type KeyValue,
   type KvStore,
   type Lease,
@@ -44,6 +42,7 @@ import {
 } from "../store.js";
 import type { EtcdOptions } from "../options.js";
 import { WatchStream } from "../watch-stream.js";
+import { TxnDerivedWrites } from "../txn-writes.js";
 import { KeptLease } from "../lease-keeper.js";
 import { acquireLock } from "../lock.js";
 import { checkKey, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue } from "../validate.js";
@@ -197,7 +196,7 @@ function mapError(err: unknown, what: string, where: string): Error {
   return new KvStoreError("KVSTORE_UNAVAILABLE", `etcd ${where}: ${what}: ${message}`, { cause: err });
 }
 
-class EtcdKvStore implements KvStore {
+class EtcdKvStore extends TxnDerivedWrites implements KvStore {
   readonly backend = "etcd" as const;
   private readonly watches = new Set<EtcdWatch>();
   private readonly keptLeases = new Set<KeptLease>();
@@ -208,7 +207,9 @@ class EtcdKvStore implements KvStore {
     readonly location: string,
     private readonly client: Etcd3,
     private readonly timeoutMs: number,
-  ) {}
+  ) {
+    super();
+  }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new KvStoreError("KVSTORE_CLOSED", `etcd ${this.location}: ${what} after close`);
@@ -243,42 +244,6 @@ class EtcdKvStore implements KvStore {
     const lease = options.lease === undefined || options.lease === "" ? 0 : options.lease;
     const res = await this.call("put", () => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease }));
     return Number(res.header.revision);
-  }
-
-  async create(key: string, value: string, options: PutOptions = {}): Promise<ConditionalResult> {
-    return this.conditionalPut(key, 0, value, options);
-  }
-
-  async compareAndSwap(key: string, expectedModRevision: Revision, value: string, options: PutOptions = {}): Promise<ConditionalResult> {
-    checkRevision(expectedModRevision, `compareAndSwap ${key} expected mod revision`);
-    return this.conditionalPut(key, expectedModRevision, value, options);
-  }
-
-  private async conditionalPut(key: string, modRevision: number, value: string, options: PutOptions): Promise<ConditionalResult> {
-    const r = await this.txn({
-      compare: [{ key, target: "modRevision", op: "==", value: modRevision }],
-      success: [{ type: "put", key, value, lease: options.lease }],
-      failure: [{ type: "get", key }],
-    });
-    if (r.succeeded) return { succeeded: true, revision: r.revision };
-    const got = r.results[0];
-    return { succeeded: false, revision: r.revision, current: got?.type === "get" ? got.kv : undefined };
-  }
-
-  async delete(key: string, options: { readonly expectedModRevision?: Revision } = {}): Promise<DeleteResult> {
-    const compare: Compare[] =
-      options.expectedModRevision === undefined
-        ? []
-        : [{ key, target: "modRevision", op: "==", value: checkRevision(options.expectedModRevision, `delete ${key} expected mod revision`) }];
-    const r = await this.txn({ compare, success: [{ type: "delete", key }] });
-    const first = r.results[0];
-    return { deleted: r.succeeded && first?.type === "delete" ? first.deleted : 0, revision: r.revision };
-  }
-
-  async deletePrefix(prefix: string): Promise<DeleteResult> {
-    const r = await this.txn({ compare: [], success: [{ type: "deletePrefix", prefix }] });
-    const first = r.results[0];
-    return { deleted: first?.type === "deletePrefix" ? first.deleted : 0, revision: r.revision };
   }
 
   async txn(txn: Txn): Promise<TxnResult> {

@@ -4,24 +4,23 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test } from "vitest";
 import { MembraneError } from "../../../host/errors.js";
 import {
   EM_BPF, SHF_EXECINSTR, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_SYMTAB, STB_GLOBAL, STB_LOCAL, STT_FUNC, STT_OBJECT, STT_SECTION,
   findSection, readElf, sectionData, type ElfFile,
 } from "../../../host/bpf/elf/elf.js";
-import { FIXTURES, compileBpf, missingBpfToolchain, requireTools, shouldSkip } from "./toolchain.js";
+import { FIXTURES, compileBpf, missingBpfToolchain } from "./toolchain.js";
+import { describeIf } from "../../support/describe-if.js";
 
 const missing = missingBpfToolchain();
-const skip = shouldSkip("BPF ELF reader tests", missing);
 
 let dir = "";
 let bytes: Uint8Array = new Uint8Array(0);
 let elf: ElfFile;
 
 beforeAll(() => {
-  if (skip) return;
-  requireTools("BPF ELF reader tests", missing);
+  if (missing) return; // the suites below say why (describeIf)
   dir = mkdtempSync(join(tmpdir(), "membrane-elf-"));
   bytes = compileBpf(join(FIXTURES, "objects.c"), join(dir, "objects.o"));
   elf = readElf(bytes);
@@ -52,7 +51,7 @@ function patchSection(index: number, field: number, value: number | bigint, widt
   return b;
 }
 
-describe.skipIf(skip)("readElf", () => {
+describeIf("readElf", missing, () => {
   test("header: relocatable BPF object", () => {
     expect(elf.header).toMatchObject({ type: 1, machine: EM_BPF, version: 1, entry: 0, sectionHeaderSize: 64 });
     expect(elf.sections).toHaveLength(elf.header.sectionCount);
@@ -105,7 +104,7 @@ describe.skipIf(skip)("readElf", () => {
   });
 });
 
-describe.skipIf(skip)("readElf rejects structural corruption with the byte offset", () => {
+describeIf("readElf rejects structural corruption with the byte offset", missing, () => {
   test("32-bit class", () => {
     const b = bytes.slice();
     b[4] = 1;

@@ -5,17 +5,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test } from "vitest";
 import { MembraneError } from "../../../host/errors.js";
 import { readBpfSpec, readElf, specToJson, structLayout, type BpfObjectSpec, type BpfProgramSpec } from "../../../host/bpf/elf/index.js";
 import {
-  FIXTURES, compileBpf, compileHost, missingBpfToolchain, missingHostCompiler, requireTools, shouldSkip,
+  FIXTURES, compileBpf, compileHost, missingBpfToolchain, missingHostCompiler,
 } from "./toolchain.js";
+import { describeIf, testIf } from "../../support/describe-if.js";
 
 const missingBpf = missingBpfToolchain();
 const missingHost = missingHostCompiler();
-const skipBpf = shouldSkip("BPF ELF spec tests", missingBpf);
-const skipHost = skipBpf || shouldSkip("wrong-machine ELF test", missingHost);
 
 const LD_IMM64 = 0x18;
 const CALL = 0x85;
@@ -26,8 +25,7 @@ let objectBytes: Uint8Array = new Uint8Array(0);
 let spec: BpfObjectSpec;
 
 beforeAll(() => {
-  if (skipBpf) return;
-  requireTools("BPF ELF spec tests", missingBpf);
+  if (missingBpf) return; // the suites below say why (describeIf)
   dir = mkdtempSync(join(tmpdir(), "membrane-elf-"));
   objectBytes = compileBpf(join(FIXTURES, "objects.c"), join(dir, "objects.o"));
   spec = readBpfSpec(objectBytes, "objects.o");
@@ -54,7 +52,7 @@ function errorOf(bytes: Uint8Array): MembraneError {
   throw new Error("readBpfSpec accepted the input");
 }
 
-describe.skipIf(skipBpf)("readBpfSpec on a compiled object", () => {
+describeIf("readBpfSpec on a compiled object", missingBpf, () => {
   test("BTF-defined maps: type, sizes, entries, flags, pinning and key/value types", () => {
     expect(spec.maps).toEqual([
       {
@@ -203,7 +201,7 @@ describe.skipIf(skipBpf)("readBpfSpec on a compiled object", () => {
   });
 });
 
-describe.skipIf(skipBpf)("readBpfSpec on map-in-map and prog-array definitions", () => {
+describeIf("readBpfSpec on map-in-map and prog-array definitions", missingBpf, () => {
   test("__array(values, ...) gives 4-byte fd values and the inner map template", () => {
     const s = readBpfSpec(compileBpf(join(FIXTURES, "map-in-map.c"), join(dir, "map-in-map.o")), "map-in-map.o");
     expect(s.maps).toEqual([
@@ -223,7 +221,7 @@ describe.skipIf(skipBpf)("readBpfSpec on map-in-map and prog-array definitions",
   });
 });
 
-describe.skipIf(skipBpf)("readBpfSpec rejects bad objects with BPF_ELF_INVALID", () => {
+describeIf("readBpfSpec rejects bad objects with BPF_ELF_INVALID", missingBpf, () => {
   test("not an ELF file", () => {
     const err = errorOf(new TextEncoder().encode("#!/bin/sh\necho hello\n"));
     expect(err.code).toBe("BPF_ELF_INVALID");
@@ -240,8 +238,7 @@ describe.skipIf(skipBpf)("readBpfSpec rejects bad objects with BPF_ELF_INVALID",
     expect(errorOf(objectBytes.subarray(0, objectBytes.length - 1)).message).toMatch(/truncated/);
   });
 
-  test.skipIf(skipHost)("an x86-64 object from the host compiler is the wrong machine", () => {
-    requireTools("wrong-machine ELF test", missingHost);
+  testIf("an x86-64 object from the host compiler is the wrong machine", missingHost, () => {
     const host = compileHost(join(FIXTURES, "host.c"), join(dir, "host.o"));
     const err = errorOf(host);
     expect(err.code).toBe("BPF_ELF_INVALID");
@@ -282,7 +279,7 @@ describe.skipIf(skipBpf)("readBpfSpec rejects bad objects with BPF_ELF_INVALID",
   });
 });
 
-describe.skipIf(skipBpf)("readBpfSpec on garbage never throws anything but its own errors", () => {
+describeIf("readBpfSpec on garbage never throws anything but its own errors", missingBpf, () => {
   const ours = (err: unknown): boolean =>
     err instanceof MembraneError && (err.code === "BPF_ELF_INVALID" || err.code === "BPF_BTF_INVALID");
 

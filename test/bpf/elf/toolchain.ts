@@ -1,7 +1,7 @@
 // Compiling C fixtures for the ELF reader's tests. The reader is tested on what
 // clang really writes, not on hand-made ELF, so the tests need clang and
-// libbpf-dev. Outside CI a missing toolchain skips with a message; in CI
-// (CI=true) it must fail, because a missing install step is a bug there.
+// libbpf-dev; the suites pass what is missing to describeIf, so outside CI a
+// missing toolchain skips with a message and in CI (CI=true) it fails.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -27,22 +27,6 @@ export function missingBpfToolchain(): string | undefined {
 /** Why a host object cannot be compiled here, or undefined if it can. */
 export function missingHostCompiler(): string | undefined {
   return hasCommand("cc") ? undefined : "no host C compiler (cc)";
-}
-
-/**
- * Decides whether a suite needing `missing` tools may skip. Prints the reason
- * when skipping; in CI returns false so the suite runs and fails loudly.
- */
-export function shouldSkip(suite: string, missing: string | undefined): boolean {
-  if (missing === undefined) return false;
-  if (process.env.CI === "true") return false;
-  console.warn(`skipping ${suite}: ${missing}`);
-  return true;
-}
-
-/** For beforeAll in CI: fail with what is missing instead of a bare spawn ENOENT. */
-export function requireTools(suite: string, missing: string | undefined): void {
-  if (missing !== undefined) throw new Error(`${suite} cannot run: ${missing}; CI=true, so this fails instead of skipping`);
 }
 
 /** clang -O2 -g --target=bpf -c; returns the object's bytes. */

@@ -1,0 +1,312 @@
+/**
+ * `membrane demo`: a two-node cluster on this machine (topology.ts). Each
+ * node runs a real `membrane agent --kvstore --node` with its TUN forwarder;
+ * one `membrane operator`; the kvstore (embedded in a temporary dir, or
+ * `--kvstore etcd:...`) shared by all. The manifests of examples/cluster are
+ * applied with `membrane apply`, then:
+ *
+ *   1. traffic: cross-node pod to pod (allowed by the NetworkPolicy, and
+ *      denied), pod to the service VIP answered from the other node, pods
+ *      (on both nodes) to the external host;
+ *   2. while a TCP stream runs from frontend (n1) to backend-b (n2): a
+ *      backend added, one removed, a label change flipping a verdict, and
+ *      n2's agent SIGKILLed and started again, the stream surviving;
+ *   3. a live view once a second, a summary of what each change did and how
+ *      long it took to take effect, and cleanup of everything (also on
+ *      SIGINT/SIGTERM and on errors).
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Output } from "../../format/output.js";
+import { renderTable } from "../../format/table.js";
+
+/** A table of plain string rows, headers in order. */
+const table = (headers: string[], rows: string[][]) => renderTable(headers.map((header, i) => ({ header, value: (r: string[]) => r[i] ?? "", right: false })), rows);
+import { packageRoot } from "../../package-root.js";
+import { sweep } from "../../sys/netns/lab.js";
+import type { NetnsProcess } from "../../sys/netns/process.js";
+import { demoUnavailable } from "../requirements.js";
+import { ClusterProcesses, cliMissing } from "./processes.js";
+import { KvstoreBridge } from "./kvstore-bridge.js";
+import { BACKEND_PORT, ClusterTopology, EXT, EXT_PORT, SERVICE_PORT, SERVICE_VIP, type ClusterNode, type NodeName, type PodName } from "./topology.js";
+
+export const CLUSTER_DEMO_PREFIX = "mbc";
+
+export interface ClusterDemoOptions {
+  /** --kvstore spec; default an embedded store in a temporary dir. */
+  kvstore?: string;
+  /** Namespace/link prefix; default "mbc". */
+  prefix?: string;
+  json?: boolean;
+}
+
+export interface Outcome {
+  what: string;
+  expected: "allowed" | "denied";
+  result: "ok" | "failed";
+  detail: string;
+}
+
+export interface ChangeOutcome {
+  change: string;
+  effect: string;
+  /** From the apply (or the kill) to the moment the new state was seen; undefined when it never was. */
+  ms?: number;
+  how: string;
+}
+
+export interface ClusterDemoSummary {
+  kvstore: string;
+  interrupted: boolean;
+  traffic: Outcome[];
+  changes: ChangeOutcome[];
+  /** The stream frontend -> backend-b across every change: echoes received, and whether it ended cleanly. */
+  stream: { echoes: number; ok: boolean; detail: string };
+  cleanup: string[];
+}
+
+export type ClusterDemoResult = { ran: true; summary: ClusterDemoSummary } | { ran: false; reason: string };
+
+const STREAM_LINES = 400;
+const STREAM_EVERY_MS = 50;
+const DENIED_WAIT_MS = 1_500;
+
+class Interrupted extends Error {}
+
+interface AgentStatus {
+  counts: { nodes: number; endpoints: number; ipcache: number; identities: number; services: number; policies: number; routes: number };
+  events: number;
+  regenerations: number;
+  kvstore: { state: string };
+}
+
+export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}): Promise<ClusterDemoResult> {
+  const why = demoUnavailable() ?? cliMissing();
+  if (why) return { ran: false, reason: why };
+  const prefix = opts.prefix ?? CLUSTER_DEMO_PREFIX;
+  const say = (text: string, json?: object) => (opts.json ? io.out(JSON.stringify(json ?? { say: text })) : io.out(text));
+  const stale = await sweep(prefix);
+  if (stale.length) say(`removed leftovers of an earlier run: ${stale.join(", ")}`);
+
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const kvstore = opts.kvstore ?? `embedded:${join(dir, "kvstore")}`;
+  const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], stream: { echoes: 0, ok: false, detail: "not started" }, cleanup: [] };
+  let topo: ClusterTopology | undefined;
+  let procs: ClusterProcesses | undefined;
+  let bridge: KvstoreBridge | undefined;
+  let interrupt: () => void = () => {};
+  const interrupted = new Promise<never>((_, reject) => (interrupt = () => reject(new Interrupted())));
+  interrupted.catch(() => {});
+  const onSignal = () => {
+    summary.interrupted = true;
+    interrupt();
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const race = <T>(p: Promise<T>) => Promise.race([p, interrupted]);
+  let live: NodeJS.Timeout | undefined;
+  try {
+    topo = await race(ClusterTopology.create(prefix));
+    bridge = await race(KvstoreBridge.open(kvstore, dir));
+    for (const ns of [topo.control, topo.nodes.n1.ns, topo.nodes.n2.ns]) await race(bridge.attach(topo.lab, ns));
+    procs = new ClusterProcesses(topo, bridge.spec, dir);
+    const { n1, n2 } = topo.nodes;
+    say(`cluster: nodes n1 (${n1.ip}, pods ${n1.podCidr}) and n2 (${n2.ip}, pods ${n2.podCidr}) joined by ${n1.link}; kvstore ${kvstore}`);
+    procs.startOperator();
+    await race(Promise.all([procs.startAgent(n1), procs.startAgent(n2)]));
+    say("agents forwarding on both nodes; operator started; applying examples/cluster");
+    await race(procs.apply(join(packageRoot(), "examples/cluster")));
+    await race(topo.resolveNeighbours());
+    const servers = {
+      bea: topo.traffic("bea", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 3_600_000),
+      beb: topo.traffic("beb", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 3_600_000),
+      bec: topo.traffic("bec", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 3_600_000),
+      ext: topo.traffic("ext", ["tcp-echo", "0.0.0.0", EXT_PORT], 3_600_000),
+    };
+    await race(Promise.all(Object.values(servers).map((s) => s.ready(8_000))));
+    const converged = performance.now();
+    await race(waitForState(procs, [n1, n2], (s, node) => s.counts.services === 1 && s.counts.policies === 1 && s.counts.endpoints === (node.name === "n1" ? 3 : 1) && s.counts.ipcache >= 4 && s.counts.routes >= 1, 30_000));
+    say(`control plane converged in ${((performance.now() - converged) / 1000).toFixed(2)} s after the servers were up`);
+
+    const probe = (from: PodName, to: string, port: number, ms = 3_000) => tcpOnce(topo!, from, to, port, ms);
+    const check = async (what: string, expected: "allowed" | "denied", from: PodName, to: string, port: number) => {
+      const r = await race(probe(from, to, port, expected === "denied" ? DENIED_WAIT_MS : 4_000));
+      const ok = (r.ok && expected === "allowed") || (!r.ok && expected === "denied");
+      const outcome: Outcome = { what, expected, result: ok ? "ok" : "failed", detail: r.ok ? "connected, echoed" : r.why };
+      summary.traffic.push(outcome);
+      say(`${ok ? "ok    " : "FAILED"} ${what}: ${expected}, ${outcome.detail}`, { traffic: outcome });
+    };
+    const ip = (p: PodName) => topo!.pods[p].ip;
+    await check("frontend (n1) -> backend-b (n2) TCP 8080", "allowed", "fe", ip("beb"), BACKEND_PORT);
+    await check("other (n1) -> backend-b (n2) TCP 8080", "denied", "other", ip("beb"), BACKEND_PORT);
+    await check("frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)", "denied", "fe", ip("beb"), 9000);
+    await check("frontend (n1) -> external host", "allowed", "fe", EXT.ip, EXT_PORT);
+    await check("backend-b (n2) -> external host (through n1)", "allowed", "beb", EXT.ip, EXT_PORT);
+    // The VIP: connections until one is answered from n2 (backend-b), each on a new source port.
+    const vip = await race(answeredBy(topo, servers, "fe", ["beb"], 16));
+    const vipOutcome: Outcome = {
+      what: `frontend (n1) -> service ${SERVICE_VIP}:${SERVICE_PORT} answered from n2`, expected: "allowed",
+      result: vip.hit ? "ok" : "failed", detail: `${vip.tries} connection(s); answered by ${Object.entries(vip.by).map(([k, v]) => `${k} ${v}`).join(", ") || "nobody"}`,
+    };
+    summary.traffic.push(vipOutcome);
+    say(`${vip.hit ? "ok    " : "FAILED"} ${vipOutcome.what}: ${vipOutcome.detail}`, { traffic: vipOutcome });
+
+    // The stream that must survive every change, n2's agent's SIGKILL included.
+    const stream = topo.traffic("fe", ["tcp-stream", ip("beb"), BACKEND_PORT, STREAM_LINES, STREAM_EVERY_MS], 120_000);
+    await race(stream.waitLine("connected", (l) => typeof l === "object" && l !== null && "connected" in l, 8_000));
+    const startedAt = Date.now();
+    live = setInterval(() => void liveFrame(procs!, [n1, n2], stream, startedAt, say), 1_000);
+
+    const change = async (c: ChangeOutcome) => {
+      summary.changes.push(c);
+      say(`change: ${c.change}: ${c.effect}${c.ms === undefined ? " (not seen)" : ` in ${c.ms.toFixed(0)} ms`} (${c.how})`, { change: c });
+    };
+    let t0 = performance.now();
+    await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-added.yaml")));
+    let ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.some((x) => x.backends.some((b) => b.addr === ip("bec"))), t0));
+    const added = await race(answeredBy(topo, servers, "fe", ["bec"], 16));
+    await change({ change: "backend-c (n2) added to the service", effect: `in every node's LB table; frontend's connections to the VIP then answered by ${Object.entries(added.by).map(([k, v]) => `${k} ${v}`).join(", ")}`, ms, how: "apply -> every agent's /v1/services lists it" });
+
+    t0 = performance.now();
+    await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-removed.yaml")));
+    ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.every((x) => !x.backends.some((b) => b.addr === ip("bea"))), t0));
+    const removed = await race(answeredBy(topo, servers, "fe", [], 8));
+    await change({ change: "backend-a (n1) removed from the service", effect: `gone from every node's LB table; 8 new connections answered by ${Object.entries(removed.by).map(([k, v]) => `${k} ${v}`).join(", ")}`, ms, how: "apply -> no agent's /v1/services lists it" });
+
+    t0 = performance.now();
+    await race(procs.apply(join(packageRoot(), "examples/cluster/changes/label-flip.yaml")));
+    ms = undefined;
+    for (let i = 0; i < 20 && ms === undefined; i++) {
+      const r = await race(probe("other", ip("beb"), BACKEND_PORT, 1_000));
+      if (r.ok) ms = performance.now() - t0;
+    }
+    await change({ change: "pod other relabelled app=frontend", effect: ms === undefined ? "other -> backend-b (n2) still denied" : "other -> backend-b (n2) TCP 8080 now allowed (n2's ingress policy regenerated)", ms, how: "apply -> first connection from other accepted on n2" });
+
+    const echoesBefore = echoes(stream);
+    t0 = performance.now();
+    await race(procs.killAgent(n2));
+    const killedAt = performance.now();
+    await race(procs.startAgent(n2));
+    const restarted = performance.now();
+    await race(waitForState(procs, [n2], (s) => s.counts.endpoints === 2 && s.counts.services === 1 && s.counts.policies === 1, 30_000));
+    const rejoined = performance.now();
+    await race(stream.waitLine("an echo after the restart", (l) => typeof l === "object" && l !== null && "echo" in l && (l as { echo: number }).echo > echoesBefore + 1, 20_000).catch(() => undefined));
+    await change({
+      change: "n2's agent SIGKILLed and started again",
+      effect: `forwarding again ${((restarted - killedAt) / 1000).toFixed(2)} s after the kill, its tables back ${((rejoined - restarted) / 1000).toFixed(2)} s later; the stream frontend -> backend-b went on`,
+      ms: rejoined - t0, how: "SIGKILL -> the restarted agent's API shows its endpoints, service and policy",
+    });
+
+    const end = await race(stream.exited);
+    summary.stream = { echoes: echoes(stream), ok: end === 0, detail: end === 0 ? `all ${STREAM_LINES} lines echoed in order, no reset` : stream.stderr.trim().split("\n").at(-1) ?? `exit ${end}` };
+    say(`${summary.stream.ok ? "ok    " : "FAILED"} TCP stream frontend (n1) -> backend-b (n2) across every change: ${summary.stream.detail}`, { stream: summary.stream });
+  } catch (err) {
+    if (!(err instanceof Interrupted)) {
+      summary.traffic.push({ what: "the demo", expected: "allowed", result: "failed", detail: (err as Error).message });
+      io.err(`membrane demo: ${(err as Error).message}`);
+    }
+  } finally {
+    if (live) clearInterval(live);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await procs?.stop();
+    summary.cleanup = (await topo?.teardown()) ?? [];
+    bridge?.close();
+    summary.cleanup.push(...(await sweep(prefix)).map((l) => `left over: ${l}`));
+    rmSync(dir, { recursive: true, force: true });
+  }
+  printSummary(io, summary, opts.json === true);
+  return { ran: true, summary };
+}
+
+/** One TCP connection with one line echoed back (the echo servers echo bytes as they are): ok, or why not. */
+async function tcpOnce(topo: ClusterTopology, from: PodName, to: string, port: number, ms: number): Promise<{ ok: true } | { ok: false; why: string }> {
+  const p = topo.traffic(from, ["tcp-stream", to, port, 1, 1], ms);
+  const code = await p.exited;
+  return code === 0 ? { ok: true } : { ok: false, why: p.stderr.trim().split("\n").at(-1) || `exit ${code}` };
+}
+
+/** Connections from `from` to the VIP until one of `want` answers (or `max`); who answered each. */
+async function answeredBy(topo: ClusterTopology, servers: Record<string, NetnsProcess>, from: PodName, want: string[], max: number): Promise<{ hit: boolean; tries: number; by: Record<string, number> }> {
+  const src = topo.pods[from].ip;
+  const peers = (s: NetnsProcess) => s.lines.filter((l) => (l as { peer?: { address: string } } | null)?.peer?.address === src).length;
+  const by: Record<string, number> = {};
+  let tries = 0;
+  for (; tries < max; ) {
+    const before = Object.fromEntries(Object.entries(servers).map(([k, s]) => [k, peers(s)]));
+    tries++;
+    const r = await tcpOnce(topo, from, SERVICE_VIP, SERVICE_PORT, 4_000);
+    if (!r.ok) continue;
+    const who = Object.entries(servers).find(([k, s]) => peers(s) > before[k]!)?.[0] ?? "?";
+    by[who] = (by[who] ?? 0) + 1;
+    if (want.includes(who)) return { hit: true, tries, by };
+  }
+  return { hit: want.length === 0, tries, by };
+}
+
+function echoes(stream: NetnsProcess): number {
+  return stream.lines.filter((l) => typeof (l as { echo?: number } | null)?.echo === "number").length;
+}
+
+async function statusOf(procs: ClusterProcesses, node: ClusterNode): Promise<AgentStatus | undefined> {
+  try {
+    return await procs.api<AgentStatus>(node, "/v1/status");
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitForState(procs: ClusterProcesses, nodes: ClusterNode[], ok: (s: AgentStatus, node: ClusterNode) => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const all = await Promise.all(nodes.map((n) => statusOf(procs, n)));
+    if (all.every((s, i) => s !== undefined && ok(s, nodes[i]!))) return;
+    if (Date.now() > deadline) throw new Error(`the agents did not converge within ${ms} ms: ${JSON.stringify(all.map((s) => s?.counts))}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Milliseconds from `t0` until every node's API answer at `path` satisfies `ok` (polled every 10 ms; bounded 20 s). */
+async function timeUntil<T>(procs: ClusterProcesses, nodes: ClusterNode[], path: string, ok: (body: T) => boolean, t0: number): Promise<number | undefined> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const all = await Promise.all(nodes.map((n) => procs.api<T>(n, path).catch(() => undefined)));
+    if (all.every((b) => b !== undefined && ok(b))) return performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return undefined;
+}
+
+async function liveFrame(procs: ClusterProcesses, nodes: ClusterNode[], stream: NetnsProcess, startedAt: number, say: (t: string, j?: object) => void): Promise<void> {
+  const rows = await Promise.all(nodes.map(async (n) => {
+    const s = await statusOf(procs, n);
+    return s
+      ? [n.name, s.kvstore.state, String(s.counts.endpoints), String(s.counts.ipcache), String(s.counts.identities), String(s.counts.services), String(s.counts.policies), String(s.counts.routes), String(s.events), String(s.regenerations)]
+      : [n.name, "(agent down)", "", "", "", "", "", "", "", ""];
+  }));
+  const t = ((Date.now() - startedAt) / 1000).toFixed(0);
+  const text = `── ${t}s ─ stream frontend -> backend-b: ${echoes(stream)}/${STREAM_LINES} echoed ${"─".repeat(20)}\n` +
+    table(["node", "kvstore", "endpoints", "ipcache", "identities", "services", "policies", "routes", "events", "regenerations"], rows);
+  say(text, { live: { t: Number(t), echoes: echoes(stream), nodes: rows } });
+}
+
+function printSummary(io: Output, s: ClusterDemoSummary, json: boolean): void {
+  if (json) {
+    io.out(JSON.stringify({ summary: s }));
+    return;
+  }
+  io.out(`\nsummary (kvstore ${s.kvstore}${s.interrupted ? "; interrupted" : ""})`);
+  io.out(table(["traffic", "expected", "result", "detail"], s.traffic.map((t) => [t.what, t.expected, t.result, t.detail])));
+  io.out("");
+  io.out(table(["change", "took effect", "what it did", "measured as"], s.changes.map((c) => [c.change, c.ms === undefined ? "never" : `${c.ms.toFixed(0)} ms`, c.effect, c.how])));
+  io.out(`\nstream: ${s.stream.echoes} echoes; ${s.stream.detail}`);
+  io.out(s.cleanup.length ? `cleanup: could not remove ${s.cleanup.join("; ")}` : "cleanup: every namespace, link, process and the kvstore dir removed");
+}
+
+/** Whether every traffic check, change and the stream came out as expected. */
+export function clusterDemoOk(s: ClusterDemoSummary): boolean {
+  return s.traffic.every((t) => t.result === "ok") && s.changes.length === 4 && s.changes.every((c) => c.ms !== undefined) && s.stream.ok;
+}
+
+export type { NodeName };

@@ -1,0 +1,186 @@
+/**
+ * The cluster demo's network: two nodes, each a namespace with its pods
+ * (namespaces) behind veths, joined by one veth (direct routing), and an
+ * external host beside n1.
+ *
+ *   <p>-fe     10.211.1.2 ┐                                   ┌ 10.211.2.2 <p>-beb
+ *   <p>-other  10.211.1.3 ├ <p>-n1 10.211.0.1 ==veth== 10.211.0.2 <p>-n2 ┤
+ *   <p>-bea    10.211.1.4 ┘   │ lxc-ext 10.211.9.1                ┗ 10.211.2.3 <p>-bec
+ *                             └── <p>-ext 10.211.9.2
+ *
+ * A pod has its address as a /32 and a default route via its node's gateway
+ * address (10.211.N.1/32 on every lxc veth of node N, Cilium's way); the node
+ * routes each pod's /32 to its veth. The node's agent routes its pod CIDR
+ * into its TUN (main table) and each remote node's pod CIDR via that node's
+ * address (kvstore node records). What makes every packet cross the
+ * forwarder is policy routing, as in the single-node demo:
+ *
+ *   ip rule add iif lxc-<pod>|lxc-ext|<link> lookup 100 pref 100
+ *   table 100:  default dev <tun> metric 10         (attachTun, after each agent start)
+ *               unreachable default metric 65535    (fail closed while no agent runs)
+ *
+ * So a packet from a local pod, from ext or from the other node goes into
+ * the TUN (unless it is for the node itself: the local table comes first);
+ * what the forwarder writes back arrives with iif <tun> and the main table
+ * takes it to a pod's veth, ext or the other node.
+ *
+ * ext has a default route via n1 (no masquerading: see docs/cluster-demo.md).
+ */
+import { NetnsLab } from "../../sys/netns/lab.js";
+import { ip, linkExists } from "../../sys/netns/iproute2.js";
+import { startAgent } from "../agents.js";
+import type { NetnsProcess } from "../../sys/netns/process.js";
+
+export const TABLE = 100;
+export const RULE_PREF = 100;
+export const TUN_NAME = "mbc0";
+
+export type NodeName = "n1" | "n2";
+export type PodName = "fe" | "other" | "bea" | "beb" | "bec" | "ext";
+
+export interface ClusterNode {
+  name: NodeName;
+  ns: string;
+  /** Its address on the link between the nodes (--node-ip). */
+  ip: string;
+  podCidr: string;
+  /** The pods' gateway (on every lxc veth). */
+  gateway: string;
+  /** Its end of the link between the nodes (--route-device). */
+  link: string;
+}
+
+export interface ClusterPod {
+  name: PodName;
+  ns: string;
+  node: NodeName;
+  ip: string;
+  /** The node's end of its veth. */
+  nodeIf: string;
+}
+
+const NODES: Record<NodeName, { n: number }> = { n1: { n: 1 }, n2: { n: 2 } };
+const PODS: Array<{ name: PodName; node: NodeName; ip: string }> = [
+  { name: "fe", node: "n1", ip: "10.211.1.2" },
+  { name: "other", node: "n1", ip: "10.211.1.3" },
+  { name: "bea", node: "n1", ip: "10.211.1.4" },
+  { name: "beb", node: "n2", ip: "10.211.2.2" },
+  { name: "bec", node: "n2", ip: "10.211.2.3" },
+];
+export const EXT = { ip: "10.211.9.2", gateway: "10.211.9.1", cidr: "10.211.9.0/24" } as const;
+export const SERVICE_VIP = "10.96.211.10";
+export const SERVICE_PORT = 80;
+export const BACKEND_PORT = 8080;
+export const EXT_PORT = 9000;
+
+export class ClusterTopology {
+  readonly lab: NetnsLab;
+  readonly nodes: Record<NodeName, ClusterNode>;
+  readonly pods: Record<PodName, ClusterPod>;
+  /** Where the control plane (operator, apply) runs: a namespace with nothing in it. */
+  readonly control: string;
+
+  private constructor(readonly prefix: string) {
+    this.lab = new NetnsLab(prefix);
+    const node = (name: NodeName): ClusterNode => {
+      const { n } = NODES[name];
+      return { name, ns: `${prefix}-${name}`, ip: `10.211.0.${n}`, podCidr: `10.211.${n}.0/24`, gateway: `10.211.${n}.1`, link: `${prefix}-l${n}` };
+    };
+    this.nodes = { n1: node("n1"), n2: node("n2") };
+    const pods = Object.fromEntries(PODS.map((p) => [p.name, { ...p, ns: `${prefix}-${p.name}`, nodeIf: `lxc-${p.name}` }]));
+    pods.ext = { name: "ext", node: "n1", ip: EXT.ip, ns: `${prefix}-ext`, nodeIf: "lxc-ext" };
+    this.pods = pods as Record<PodName, ClusterPod>;
+    this.control = `${prefix}-ctl`;
+  }
+
+  /** Builds everything; on failure removes what was made and rethrows. */
+  static async create(prefix: string): Promise<ClusterTopology> {
+    const t = new ClusterTopology(prefix);
+    try {
+      await t.#build();
+    } catch (err) {
+      await t.lab.teardown();
+      throw err;
+    }
+    return t;
+  }
+
+  async #build(): Promise<void> {
+    const { lab } = this;
+    lab.addNamespace("ctl");
+    for (const node of Object.values(this.nodes)) {
+      lab.addNamespace(node.name);
+      for (const [key, value] of [
+        ["net.ipv4.ip_forward", 1],
+        ["net.ipv4.conf.all.rp_filter", 0],
+        ["net.ipv4.conf.default.rp_filter", 0],
+        ["net.ipv4.conf.all.send_redirects", 0],
+        ["net.ipv4.conf.default.send_redirects", 0],
+      ] as const) lab.sysctl(node.ns, key, value);
+      lab.addRoute(node.ns, 4, ["unreachable", "default", "metric", "65535", "table", String(TABLE)]);
+    }
+    const { n1, n2 } = this.nodes;
+    lab.addVeth({ ns: n1.ns, name: n1.link }, { ns: n2.ns, name: n2.link });
+    for (const node of [n1, n2]) {
+      lab.addAddress(node.ns, node.link, `${node.ip}/24`);
+      lab.linkUp(node.ns, node.link);
+      lab.addRule(node.ns, 4, ["iif", node.link, "lookup", String(TABLE), "pref", String(RULE_PREF)]);
+    }
+    // n2 reaches ext through n1 (n1 reaches it on its own veth).
+    lab.addRoute(n2.ns, 4, [EXT.cidr, "via", n1.ip, "dev", n2.link]);
+    for (const pod of Object.values(this.pods)) {
+      const node = this.nodes[pod.node];
+      lab.addNamespace(pod.name);
+      lab.addVeth({ ns: node.ns, name: pod.nodeIf }, { ns: pod.ns, name: "eth0" });
+      lab.linkUp(node.ns, pod.nodeIf);
+      lab.linkUp(pod.ns, "eth0");
+      lab.addRule(node.ns, 4, ["iif", pod.nodeIf, "lookup", String(TABLE), "pref", String(RULE_PREF)]);
+      if (pod.name === "ext") {
+        lab.addAddress(node.ns, pod.nodeIf, `${EXT.gateway}/24`);
+        lab.addAddress(pod.ns, "eth0", `${EXT.ip}/24`);
+        lab.addRoute(pod.ns, 4, ["default", "via", EXT.gateway]);
+        continue;
+      }
+      lab.addAddress(node.ns, pod.nodeIf, `${node.gateway}/32`);
+      lab.addRoute(node.ns, 4, [`${pod.ip}/32`, "dev", pod.nodeIf]);
+      lab.addAddress(pod.ns, "eth0", `${pod.ip}/32`);
+      lab.addRoute(pod.ns, 4, [node.gateway, "dev", "eth0", "scope", "link"]);
+      lab.addRoute(pod.ns, 4, ["default", "via", node.gateway]);
+    }
+    for (const pod of Object.values(this.pods)) {
+      await lab.waitUp(this.nodes[pod.node].ns, pod.nodeIf);
+      await lab.waitUp(pod.ns, "eth0");
+    }
+    for (const node of [n1, n2]) await lab.waitUp(node.ns, node.link);
+  }
+
+  /**
+   * The node's agent created its TUN (it runs in the node's namespace):
+   * table 100 into it. A restarted agent has a new device, so this runs
+   * after every start; the route goes with the device.
+   */
+  attachTun(node: NodeName): void {
+    const { ns } = this.nodes[node];
+    if (!linkExists(TUN_NAME, ns)) throw new Error(`${ns} has no ${TUN_NAME}: the agent did not create it`);
+    this.lab.sysctl(ns, `net/ipv4/conf/${TUN_NAME}/rp_filter`, 0);
+    ip("-n", ns, "-4", "route", "replace", "default", "dev", TUN_NAME, "metric", "10", "table", String(TABLE));
+  }
+
+  /** Starts the traffic agent (host/demo/agent.ts) in a pod. */
+  traffic(pod: PodName, args: Array<string | number>, limitMs = 8000): NetnsProcess {
+    return startAgent(this.lab, this.pods[pod].ns, args, { limitMs });
+  }
+
+  /**
+   * Each pod pings its gateway (answered by the node itself): afterwards both
+   * ends know each other's link-layer address, so first packets do not wait.
+   */
+  async resolveNeighbours(): Promise<void> {
+    await Promise.all(Object.values(this.pods).map((p, i) =>
+      this.traffic(p.name, ["ping", p.name === "ext" ? EXT.gateway : this.nodes[p.node].gateway, 4200 + i, 1]).result(8_000)));
+  }
+
+  async teardown(): Promise<string[]> {
+    return this.lab.teardown();
+  }
+}

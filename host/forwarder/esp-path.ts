@@ -1,0 +1,302 @@
+/**
+ * Userspace ESP between the TUN forwarders of different nodes. EspDevice
+ * wraps the forwarder's TUN device, so the forwarder loop does not change:
+ *
+ * - write(): of the packets the datapath passed, those whose destination is
+ *   a peer's pod CIDR are sealed (ESP tunnel mode, AES-GCM, in UDP 4500;
+ *   host/encrypt/tunnel.ts) and sent to the peer's underlay address; the
+ *   rest go to the TUN as before.
+ * - read(): datagrams waiting on the UDP socket are opened first and their
+ *   inner packets handed to the datapath like packets read from the TUN (so
+ *   the receiving node's policy sees them); then the TUN fills the batch.
+ * - wait(): poll(2) on both.
+ *
+ * Once a second (between batches) it re-reads the key file and the peers
+ * file when they changed (a new SPI installs the new key for every peer at
+ * once: the rolling update of REFERENCE.md), expires keys past their grace
+ * period, and writes the status file `membrane encrypt status` reads. The
+ * SA state (tunnel.ts: sequence reservations, replay windows) is saved
+ * whenever a reservation moved, before the next batch.
+ *
+ * Offloads must be off on the device: a TSO super-packet would have to be
+ * split before sealing, and a sealed packet is never one the kernel could
+ * segment.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { TunDevice } from "../tun/device.js";
+import { parseKeyFile, describeKey } from "../encrypt/key-file.js";
+import { Keyring, DEFAULT_GRACE_SECONDS } from "../encrypt/keyring.js";
+import { EspTunnel, type Peer, type TunnelDrop } from "../encrypt/tunnel.js";
+import { ESP_UDP_PORT } from "../encrypt/esp.js";
+import { parsePeersFile } from "../encrypt/peers-file.js";
+import { UdpSocket, sockaddrIn } from "../sys/udp-socket.js";
+import { writeFileAtomic } from "../sys/atomic-file.js";
+import { InvalidInputError } from "../errors.js";
+import { ESP_STATUS_FILE, loadEspState, saveEspState } from "./esp-state-file.js";
+
+export interface EspPathOptions {
+  keyFile: string;
+  /** Static peers (host/encrypt/peers-file.ts); without it, peers come from setPeers(). */
+  peersFile?: string;
+  /** The underlay IPv4 address to receive ESP-in-UDP on. */
+  listen: string;
+  port?: number;
+  /** Where the SA state and the status file live. */
+  stateDir: string;
+  graceSeconds?: number;
+  /** Why the kernel path is not used (probeKernelEsp), for status. */
+  kernel?: string;
+  /** Wall clock, seconds (default Date.now() / 1000): grace periods and ages. */
+  clock?: () => number;
+}
+
+/** What `membrane encrypt status` shows (no key material). */
+export interface EncryptionStatus {
+  path: "userspace";
+  kernel?: string;
+  pid: number;
+  updatedAt: number;
+  listen: string;
+  keyFile: string;
+  currentKey: number;
+  keys: { spi: number; current: boolean; algorithm: string; icvBits: number; ageSeconds: number; retiredSecondsAgo?: number; removedInSeconds?: number }[];
+  graceSeconds: number;
+  keyFileError?: string;
+  peersFileError?: string;
+  peers: ReturnType<EspTunnel["status"]>;
+  counters: EspTunnel["counters"] & { sendPushedBack: number };
+}
+
+const UDP_BUFFER = 65536;
+
+export class EspDevice implements TunDevice {
+  readonly keyring: Keyring;
+  readonly tunnel: EspTunnel;
+  readonly readCapacity: number;
+  private readonly socket: UdpSocket;
+  /** A received UDP payload lands at 8, behind a UDP header the codec reads the port from (RFC 3948 framing). */
+  private readonly rx = Buffer.alloc(UDP_BUFFER + 8);
+  private readonly rxPayload = this.rx.subarray(8);
+  private readonly tailSizes: number[] = [];
+  private readonly addresses = new Map<string, Buffer>();
+  private readonly clock: () => number;
+  private readonly grace: number;
+  private readonly port: number;
+  private nextTick = 0;
+  private keyStamp = "";
+  private peersStamp = "";
+  private keyFileError?: string;
+  private peersFileError?: string;
+  private sendPushedBack = 0;
+  private readonly installedAt = new Map<number, number>();
+  /** Pending local packets of a write(), reused. */
+  private readonly localBufs: Uint8Array[] = [];
+  private readonly localSizes: number[] = [];
+
+  constructor(private readonly tun: TunDevice & { fd: number }, private readonly opts: EspPathOptions) {
+    if (tun.vnetHdr) throw new InvalidInputError(`encryption on the TUN path needs the device without offloads (${tun.name} has a virtio_net_hdr)`);
+    this.clock = opts.clock ?? (() => Date.now() / 1000);
+    this.grace = opts.graceSeconds ?? DEFAULT_GRACE_SECONDS;
+    this.port = opts.port ?? ESP_UDP_PORT;
+    this.keyring = new Keyring(this.grace);
+    // The key file is read before anything is opened: a bad one fails the start with its line and field.
+    this.reloadKeys(true);
+    this.tunnel = new EspTunnel(this.keyring, loadEspState(opts.stateDir));
+    if (opts.peersFile) this.reloadPeers(true);
+    this.readCapacity = tun.readCapacity;
+    this.rx.writeUInt16BE(this.port, 0);
+    this.rx.writeUInt16BE(ESP_UDP_PORT, 2);
+    this.socket = UdpSocket.bind(opts.listen, this.port);
+    this.saveIfDirty();
+  }
+
+  get name(): string { return this.tun.name; }
+  get mtu(): number { return this.tun.mtu; }
+  get vnetHdr(): boolean { return false; }
+  get fd(): number { return this.tun.fd; }
+
+  /** Peers from the control plane (node records), when there is no peers file. */
+  setPeers(peers: Peer[]): void {
+    this.tunnel.setPeers(peers);
+    for (const p of peers) if (!this.addresses.has(p.address)) this.addresses.set(p.address, sockaddrIn(p.address, this.port));
+    // A peer's SAs restored from the last run carry a new reservation: on disk before anything is sent under it.
+    this.saveIfDirty();
+  }
+
+  read(bufs: Uint8Array[], sizes: number[], offset: number): number {
+    this.tick();
+    let n = 0;
+    while (n < bufs.length) {
+      const got = this.socket.receive(this.rxPayload);
+      if (!got) break;
+      const inner = this.tunnel.open(got.from, this.rx.subarray(0, got.length + 8), this.clock());
+      if (typeof inner === "string") continue;
+      if (inner.length > bufs[n]!.length - offset) {
+        this.tunnel.counters.drops.truncated++;
+        continue;
+      }
+      bufs[n]!.set(inner, offset);
+      sizes[n] = inner.length;
+      n++;
+    }
+    if (n === 0) return this.tun.read(bufs, sizes, offset);
+    if (n === bufs.length) return n;
+    // The rest of the batch from the TUN (a copy of the arrays: only when ESP filled part of it).
+    const tail = bufs.slice(n);
+    this.tailSizes.length = tail.length;
+    const more = this.tun.read(tail, this.tailSizes, offset);
+    for (let i = 0; i < more; i++) sizes[n + i] = this.tailSizes[i]!;
+    return n + more;
+  }
+
+  write(bufs: Uint8Array[], sizes: number[], offset: number): number {
+    this.localBufs.length = 0;
+    this.localSizes.length = 0;
+    for (let i = 0; i < bufs.length; i++) {
+      const pkt = bufs[i]!.subarray(offset, offset + sizes[i]!);
+      const peer = this.tunnel.route(pkt);
+      if (!peer) {
+        this.localBufs.push(bufs[i]!);
+        this.localSizes.push(sizes[i]!);
+        continue;
+      }
+      const sealed = this.tunnel.seal(pkt, peer);
+      if (typeof sealed === "string") continue;
+      // The socket adds its own UDP header: send what follows ours.
+      if (!this.socket.send(sealed.datagram.subarray(8), sealed.datagram.length - 8, this.address(peer.address))) this.sendPushedBack++;
+    }
+    // The reservation moved: on disk before another batch goes out (tunnel.ts says why).
+    this.saveIfDirty();
+    const local = this.localBufs.length ? this.tun.write(this.localBufs, this.localSizes, offset) : 0;
+    return bufs.length - (this.localBufs.length - local);
+  }
+
+  wait(timeoutMs: number): boolean {
+    return this.socket.waitWith(this.tun.fd, Math.min(timeoutMs, 1000));
+  }
+
+  close(): void {
+    try {
+      this.saveIfDirty(true);
+      this.writeStatus();
+    } finally {
+      this.socket.close();
+      this.tun.close();
+    }
+  }
+
+  status(): EncryptionStatus {
+    const now = this.clock();
+    return {
+      path: "userspace",
+      ...(this.opts.kernel ? { kernel: this.opts.kernel } : {}),
+      pid: process.pid,
+      updatedAt: Date.now(),
+      listen: `${this.opts.listen}:${this.port}`,
+      keyFile: this.opts.keyFile,
+      currentKey: this.keyring.current,
+      keys: this.keyring.held().map((h) => {
+        const k = describeKey(this.keyring.receiveKey(h.spi)!);
+        return {
+          spi: h.spi, current: h.current, algorithm: k.algorithm, icvBits: k.icvBits, ageSeconds: round(now - (this.installedAt.get(h.spi) ?? now)),
+          ...(h.retiredAt !== undefined ? { retiredSecondsAgo: round(now - h.retiredAt), removedInSeconds: round(Math.max(0, h.retiredAt + this.grace - now)) } : {}),
+        };
+      }),
+      graceSeconds: this.grace,
+      ...(this.keyFileError ? { keyFileError: this.keyFileError } : {}),
+      ...(this.peersFileError ? { peersFileError: this.peersFileError } : {}),
+      peers: this.tunnel.status(now),
+      counters: { ...this.tunnel.counters, drops: { ...this.tunnel.counters.drops }, sendPushedBack: this.sendPushedBack },
+    };
+  }
+
+  /** Drops so far, by name. */
+  drops(): Record<TunnelDrop, number> {
+    return { ...this.tunnel.counters.drops };
+  }
+
+  /** Once a second: watched files, grace periods, the status file. */
+  private tick(): void {
+    const now = this.clock();
+    if (now < this.nextTick) return;
+    this.nextTick = now + 1;
+    this.reloadKeys(false);
+    if (this.opts.peersFile) this.reloadPeers(false);
+    this.tunnel.forgetKeys(this.keyring.expire(now));
+    this.writeStatus();
+  }
+
+  private reloadKeys(first: boolean): void {
+    const stamp = fileStamp(this.opts.keyFile);
+    if (!first && stamp === this.keyStamp) return;
+    try {
+      const key = parseKeyFile(readFileSync(this.opts.keyFile, "utf8"), this.opts.keyFile);
+      if (this.keyring.install(key, this.clock()) === "installed") this.installedAt.set(key.spi, this.clock());
+      this.keyFileError = undefined;
+    } catch (err) {
+      // At start a bad file stops the start; later the keys in use stay, and status says why the new file was not taken.
+      if (first) throw err;
+      this.keyFileError = (err as Error).message;
+    }
+    this.keyStamp = stamp;
+  }
+
+  private reloadPeers(first: boolean): void {
+    const file = this.opts.peersFile!;
+    const stamp = fileStamp(file);
+    if (!first && stamp === this.peersStamp) return;
+    try {
+      this.setPeers(parsePeersFile(readFileSync(file, "utf8"), file));
+      this.peersFileError = undefined;
+    } catch (err) {
+      if (first) throw err;
+      this.peersFileError = (err as Error).message;
+    }
+    this.peersStamp = stamp;
+  }
+
+  private saveIfDirty(force = false): void {
+    if (this.tunnel.dirty || force) saveEspState(this.opts.stateDir, this.tunnel.snapshot());
+  }
+
+  private writeStatus(): void {
+    try {
+      writeFileAtomic(join(this.opts.stateDir, ESP_STATUS_FILE), JSON.stringify(this.status()));
+    } catch {
+      // Status is for people; a full disk must not stop forwarding.
+    }
+  }
+
+  private address(ip: string): Buffer {
+    let sa = this.addresses.get(ip);
+    if (!sa) {
+      sa = sockaddrIn(ip, this.port);
+      this.addresses.set(ip, sa);
+    }
+    return sa;
+  }
+}
+
+/** The TUN wrapped for encryption; the TUN is closed when the ESP path cannot start (a bad key file), so no device is left. */
+export function openEspPath(tun: TunDevice, opts: EspPathOptions): EspDevice {
+  try {
+    // One poll(2) waits on the TUN and the UDP socket together: a single-queue device with its fd.
+    if (!("fd" in tun) || typeof tun.fd !== "number") throw new InvalidInputError(`encryption on the TUN path needs a single-queue device (${tun.name} has several queues)`);
+    return new EspDevice(tun as TunDevice & { fd: number }, opts);
+  } catch (err) {
+    tun.close();
+    throw err;
+  }
+}
+
+function fileStamp(path: string): string {
+  try {
+    const s = statSync(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch (err) {
+    return `missing:${(err as NodeJS.ErrnoException).code}`;
+  }
+}
+
+const round = (s: number) => Math.round(s * 10) / 10;

@@ -1,0 +1,21 @@
+/**
+ * The TUN device a forwarder worker forwards on: one queue, or several
+ * (IFF_MULTI_QUEUE) read and written by this one worker through
+ * MultiQueueTun, so every queue's packets are decided against one datapath
+ * and one conntrack view (docs/forwarder.md, "More than one queue").
+ */
+import type { TunDevice } from "../tun/device.js";
+import { linuxQueueWaiter, openTun, openTunQueues, type OpenTunOptions } from "../tun/linux-tun.js";
+import { MultiQueueTun } from "../tun/multi-queue.js";
+import type { WorkerStart } from "./protocol.js";
+
+export function openForwarderDevice(device: WorkerStart["device"]): TunDevice {
+  const offloads = device.offloads ?? false;
+  const options: OpenTunOptions = {
+    name: device.name, mtu: device.mtu, vnetHdr: offloads,
+    offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
+  };
+  const queues = device.queues ?? 1;
+  if (queues === 1) return openTun(options);
+  return new MultiQueueTun(openTunQueues(options, queues), linuxQueueWaiter);
+}
