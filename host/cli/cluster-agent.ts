@@ -10,6 +10,8 @@ import { parseIp } from "../packet/address.js";
 import { parsePrefix } from "../packet/cidr.js";
 import type { NodeAddress } from "../kvstore/records/node.js";
 import { runClusterAgent } from "../agent/cluster-agent.js";
+import { loadDatapathOptionsFile } from "../state/datapath-options.js";
+import type { ResolvedOptions } from "../config.js";
 import type { EspPathOptions } from "../forwarder/esp-path.js";
 import { integerArg } from "./command.js";
 import { addKvstoreOptions, openKvstoreFromOptions, type KvstoreCliOptions } from "./kvstore-options.js";
@@ -26,6 +28,7 @@ export const CLUSTER_AGENT_OPTIONS: Option[] = [
   new Option("--pod-cidr <cidr>", "cluster mode: this node's pod CIDR (repeatable; one per family), routed into the device").argParser(collect),
   new Option("--encryption-key <n>", "cluster mode: IPsec key index (SPI) this node sends with, 0..15 (default 0: none)"),
   new Option("--route-device <name>", "cluster mode: the link toward the other nodes (default: the kernel's choice for each next hop)"),
+  new Option("--datapath-options <file>", "cluster mode: JSON with the state file's datapath options (conntrack, fragments, hashSeed, policy, lb, nat: masquerading)"),
 ];
 
 /** Adds cluster mode's options (and the shared --kvstore ones) to the agent command. */
@@ -42,7 +45,7 @@ type Flags = Record<string, string | string[] | boolean | undefined>;
 const str = (flags: Flags, key: string) => (typeof flags[key] === "string" ? (flags[key] as string) : undefined);
 
 /** The cluster-mode flags, checked before anything is opened or set up. */
-export function clusterAgentFlags(flags: Flags): { node: string; addresses: NodeAddress[]; ipv4AllocCidr?: string; ipv6AllocCidr?: string; encryptionKey: number; routeDevice?: string } {
+export function clusterAgentFlags(flags: Flags): { node: string; addresses: NodeAddress[]; ipv4AllocCidr?: string; ipv6AllocCidr?: string; encryptionKey: number; routeDevice?: string; options?: ResolvedOptions } {
   if (flags.config !== undefined) throw new InvalidInputError("agent: --config and --node/--kvstore exclude each other (in cluster mode the kvstore holds the services and policies)");
   const node = str(flags, "node");
   if (node === undefined || node.trim() === "") throw new InvalidInputError("agent: --node <name> is required with --kvstore");
@@ -75,7 +78,9 @@ export function clusterAgentFlags(flags: Flags): { node: string; addresses: Node
     }
   }
   const encryptionKey = integerArg("encryption-key", str(flags, "encryptionKey"), 0, 15, "an IPsec key index") ?? 0;
-  return { node, addresses, ipv4AllocCidr, ipv6AllocCidr, encryptionKey, routeDevice: str(flags, "routeDevice") };
+  const optionsFile = str(flags, "datapathOptions");
+  const options = optionsFile === undefined ? undefined : loadDatapathOptionsFile(optionsFile);
+  return { node, addresses, ipv4AllocCidr, ipv6AllocCidr, encryptionKey, routeDevice: str(flags, "routeDevice"), options };
 }
 
 /**

@@ -11,6 +11,8 @@
  */
 import { DATAPATH_OPTION_KEYS, resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import type { FirstSectionContext, StateSection } from "./section.js";
+import { InvalidInputError } from "../errors.js";
+import { readStateObject } from "./read.js";
 
 export const datapathSection: StateSection<ResolvedOptions, FirstSectionContext> = {
   name: "datapath options",
@@ -30,4 +32,20 @@ export function isOlderPolicyEntries(v: unknown): boolean {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
   const entries = Object.entries(v);
   return entries.length > 0 && entries.every(([k, list]) => /^[1-9]\d{0,4}$/.test(k) && Array.isArray(list));
+}
+
+/**
+ * A file holding only the datapath section (`membrane agent --kvstore
+ * --datapath-options FILE`: a cluster agent has no state file, but takes the
+ * same options, nat included): read and validated exactly as that section of
+ * a state file; errors name the file and the key.
+ */
+export function loadDatapathOptionsFile(path: string): ResolvedOptions {
+  const section = readStateObject(path);
+  try {
+    return datapathSection.read(section, { warnings: [] });
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw new InvalidInputError(`${path}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }

@@ -1,5 +1,8 @@
 /** Cluster mode's flags (host/cli/cluster-agent.ts): checked whole before anything is opened, each error naming its flag. */
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { clusterAgentFlags, isClusterMode } from "../../host/cli/cluster-agent.js";
 
 describe("membrane agent --kvstore --node flags", () => {
@@ -28,5 +31,30 @@ describe("membrane agent --kvstore --node flags", () => {
     [{ node: "a", nodeIp: ["10.0.0.1"], encryptionKey: "16" }, "--encryption-key: expected 0..15"],
   ])("refuses %j naming the flag", (flags, message) => {
     expect(() => clusterAgentFlags(flags as Record<string, string | string[]>)).toThrow(message);
+  });
+
+  describe("--datapath-options (the state file's datapath section: nat)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dm-flags-"));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    const file = (name: string, body: unknown) => {
+      const path = join(dir, name);
+      writeFileSync(path, JSON.stringify(body));
+      return path;
+    };
+
+    it("takes masquerading per family, validated as in a state file", () => {
+      const path = file("ok.json", { nat: { ipv4: { address: "10.0.0.1", clusterCidrs: ["10.1.0.0/24"] }, ipv6: { address: "fd00::1" }, ports: { min: 1024, max: 65534 } } });
+      const { options } = clusterAgentFlags({ node: "a", nodeIp: ["10.0.0.1"], datapathOptions: path });
+      expect(options?.nat).toMatchObject({ ipv4: { address: "10.0.0.1", clusterCidrs: ["10.1.0.0/24"], excludedCidrs: [] }, ipv6: { address: "fd00::1" }, ports: { min: 1024, max: 65534 } });
+      expect(clusterAgentFlags({ node: "a", nodeIp: ["10.0.0.1"] }).options).toBeUndefined();
+    });
+
+    it("refuses a bad file naming the file and the key", () => {
+      const v6 = file("v6.json", { nat: { ipv4: { address: "fd00::1" } } });
+      expect(() => clusterAgentFlags({ node: "a", nodeIp: ["10.0.0.1"], datapathOptions: v6 })).toThrow(`${v6}: nat.ipv4.address: expected an IPv4 address`);
+      const unknown = file("unknown.json", { services: [] });
+      expect(() => clusterAgentFlags({ node: "a", nodeIp: ["10.0.0.1"], datapathOptions: unknown })).toThrow(`${unknown}: services: unknown key`);
+      expect(() => clusterAgentFlags({ node: "a", nodeIp: ["10.0.0.1"], datapathOptions: join(dir, "missing.json") })).toThrow("missing.json");
+    });
   });
 });
