@@ -64,21 +64,12 @@ import { libc } from "../sys/libc.js";
 import { ip, linkExists } from "../sys/netns/iproute2.js";
 import { startAgent, type TrafficAgentOptions } from "./agents.js";
 import type { NetnsProcess } from "../sys/netns/process.js";
+import { MASQUERADE_TABLE, moveLocalRule, steerMasqueradeReplies } from "./masquerade-steering.js";
+
+export { NAT_PORTS } from "./masquerade-steering.js";
 
 export const FORWARD_TABLE = 100;
 export const FORWARD_RULE_PREF = 100;
-/** With masquerade: replies from ext to the node's address go through table 101 into the TUN. */
-export const MASQUERADE_TABLE = 101;
-export const MASQUERADE_RULE_PREF = 10;
-/** Where the local table's rule moves to (from 0), so MASQUERADE_RULE_PREF comes before it. */
-export const LOCAL_RULE_PREF = 50;
-/**
- * The ports (and echo identifiers) the demo's NAT hands out, and the replies
- * steered into the TUN. Not up to 65535: the kernel refuses a rule's port
- * range that ends there (fib_rule_port_range_valid wants end < 0xffff).
- */
-export const NAT_PORTS = { min: 1024, max: 65534 } as const;
-
 export interface TopologyOptions {
   /** ext is outside the cluster and sees pods only through the node's masquerade address (see above). */
   masquerade?: boolean;
@@ -192,14 +183,8 @@ export class ForwarderTopology {
   #steerReplies(): void {
     const { lab, node, ext } = this;
     for (const family of [4, 6] as const) {
-      // Add the new local rule before removing the old one: the node never goes without local delivery.
-      lab.addRule(node, family, ["pref", String(LOCAL_RULE_PREF), "lookup", "local"]);
-      ip("-n", node, `-${family}`, "rule", "del", "pref", "0", "lookup", "local");
-      const to = family === 4 ? ext.gw4 : ext.gw6;
-      const rule = ["iif", ext.nodeIf, "to", to];
-      const steer = ["lookup", String(MASQUERADE_TABLE), "pref", String(MASQUERADE_RULE_PREF)];
-      for (const proto of ["tcp", "udp"]) lab.addRule(node, family, [...rule, "ipproto", proto, "dport", `${NAT_PORTS.min}-${NAT_PORTS.max}`, ...steer]);
-      lab.addRule(node, family, [...rule, "ipproto", family === 4 ? "icmp" : "ipv6-icmp", ...steer]);
+      moveLocalRule(lab, node, family);
+      steerMasqueradeReplies(lab, node, family, ext.nodeIf, family === 4 ? ext.gw4 : ext.gw6);
     }
     const mac = (ns: string, dev: string) => /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", ns, "link", "show", "dev", dev))![1];
     ip("-n", node, "-6", "neigh", "replace", ext.v6, "lladdr", mac(ext.ns, ext.ifname), "dev", ext.nodeIf, "nud", "permanent");

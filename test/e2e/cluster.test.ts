@@ -3,7 +3,7 @@
 // --kvstore --node` (dist/), an operator, examples/cluster applied; traffic
 // across nodes (allowed and denied by the NetworkPolicy, enforced by the
 // destination node's ingress), to the service VIP answered from the other
-// node and to the external host; then, under a TCP stream, a backend added
+// node and to the external host (masqueraded: it sees the nodes' addresses); then, under a TCP stream, a backend added
 // and one removed, a label change flipping the verdict, and n2's agent
 // SIGKILLed and restarted with the stream surviving; nothing left behind.
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -31,6 +31,7 @@ async function runAndCheck(prefix: string, kvstore: string | undefined): Promise
     ["frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)", "denied"],
     ["frontend (n1) -> external host", "allowed"],
     ["backend-b (n2) -> external host (through n1)", "allowed"],
+    ["external host saw the nodes' addresses (masqueraded)", "allowed"],
     ["frontend (n1) -> service 10.96.211.10:80 answered from n2", "allowed"],
   ]);
   expect(s.changes.map((c) => [c.change, c.ms !== undefined])).toEqual([
@@ -41,6 +42,8 @@ async function runAndCheck(prefix: string, kvstore: string | undefined): Promise
   ]);
   // After its removal backend-a answers none of the new connections to the VIP.
   expect(s.changes[1]!.effect).not.toMatch(/\bbea\b/);
+  // ext routes only the nodes' link: both pods reached it masqueraded to their node's address.
+  expect(s.masquerade).toEqual({ addresses: ["10.211.0.1", "10.211.0.2"], seenByExt: ["10.211.0.1", "10.211.0.2"] });
   expect(s.stream).toMatchObject({ ok: true, echoes: 400 });
   expect(s.cleanup).toEqual([]);
   expect(clusterDemoOk(s)).toBe(true);

@@ -7,7 +7,8 @@
  *
  *   1. traffic: cross-node pod to pod (allowed by the NetworkPolicy, and
  *      denied), pod to the service VIP answered from the other node, pods
- *      (on both nodes) to the external host;
+ *      (on both nodes) to the external host, masqueraded to their node's
+ *      address (the summary lists the peers ext saw: the nodes' addresses);
  *   2. while a TCP stream runs from frontend (n1) to backend-b (n2): a
  *      backend added, one removed, a label change flipping a verdict, and
  *      n2's agent SIGKILLed and started again, the stream surviving;
@@ -63,6 +64,8 @@ export interface ClusterDemoSummary {
   changes: ChangeOutcome[];
   /** The stream frontend -> backend-b across every change: echoes received, and whether it ended cleanly. */
   stream: { echoes: number; ok: boolean; detail: string };
+  /** The nodes' masquerade addresses, and every distinct peer address ext's server saw (masqueraded: only those). */
+  masquerade: { addresses: string[]; seenByExt: string[] };
   cleanup: string[];
 }
 
@@ -91,7 +94,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
 
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const kvstore = opts.kvstore ?? `embedded:${join(dir, "kvstore")}`;
-  const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], stream: { echoes: 0, ok: false, detail: "not started" }, cleanup: [] };
+  const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], stream: { echoes: 0, ok: false, detail: "not started" }, masquerade: { addresses: [], seenByExt: [] }, cleanup: [] };
   let topo: ClusterTopology | undefined;
   let procs: ClusterProcesses | undefined;
   let bridge: KvstoreBridge | undefined;
@@ -143,6 +146,15 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     await check("frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)", "denied", "fe", ip("beb"), 9000);
     await check("frontend (n1) -> external host", "allowed", "fe", EXT.ip, EXT_PORT);
     await check("backend-b (n2) -> external host (through n1)", "allowed", "beb", EXT.ip, EXT_PORT);
+    // ext routes only the nodes' link: it saw (and answered) the nodes' addresses, never a pod's.
+    summary.masquerade = { addresses: [n1.ip, n2.ip], seenByExt: peerAddresses(servers.ext) };
+    const masqueraded = summary.masquerade.seenByExt.join() === summary.masquerade.addresses.join();
+    const masqOutcome: Outcome = {
+      what: "external host saw the nodes' addresses (masqueraded)", expected: "allowed", result: masqueraded ? "ok" : "failed",
+      detail: `peers ${summary.masquerade.seenByExt.join(", ") || "none"}; node addresses ${summary.masquerade.addresses.join(", ")}`,
+    };
+    summary.traffic.push(masqOutcome);
+    say(`${masqueraded ? "ok    " : "FAILED"} ${masqOutcome.what}: ${masqOutcome.detail}`, { traffic: masqOutcome });
     // The VIP: connections until one is answered from n2 (backend-b), each on a new source port.
     const vip = await race(answeredBy(topo, servers, "fe", ["beb"], 16));
     const vipOutcome: Outcome = {
@@ -243,6 +255,12 @@ async function answeredBy(topo: ClusterTopology, servers: Record<string, NetnsPr
     if (want.includes(who)) return { hit: true, tries, by };
   }
   return { hit: want.length === 0, tries, by };
+}
+
+/** The distinct peer addresses a server reported ({"peer":{...}} lines), sorted. */
+function peerAddresses(server: NetnsProcess): string[] {
+  const seen = server.lines.map((l) => (l as { peer?: { address?: unknown } } | null)?.peer?.address).filter((a): a is string => typeof a === "string");
+  return [...new Set(seen)].sort();
 }
 
 function echoes(stream: NetnsProcess): number {

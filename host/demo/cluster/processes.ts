@@ -5,7 +5,8 @@
  * CLI as built (dist/), like the forwarder worker: what runs is what ships.
  */
 import { join } from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { clusterDatapathOptions } from "./masquerade.js";
 import { packageRoot } from "../../package-root.js";
 import { callAgent } from "../../api/client.js";
 import { agentSocketPath } from "../../api/socket-path.js";
@@ -34,10 +35,13 @@ export class ClusterProcesses {
 
   /** Starts (or restarts) the node's agent; resolves once it forwards and its TUN carries table 100. */
   async startAgent(node: ClusterNode): Promise<NetnsProcess> {
+    const options = join(this.dir, `${node.name}-datapath.json`);
+    writeFileSync(options, JSON.stringify(clusterDatapathOptions(this.topo, node)), { mode: 0o600 });
     const argv = [
       process.execPath, cliPath(), "agent", "--datapath", "tun", "--device", TUN_NAME,
       "--kvstore", this.kvstore, "--node", node.name, "--node-ip", node.ip, "--pod-cidr", node.podCidr,
       "--route-device", node.link, "--state-dir", this.stateDir(node), "--snapshot-interval", "1",
+      "--datapath-options", options,
     ];
     const p = this.topo.lab.spawn(node.ns, argv, { label: `${node.name}: membrane agent` });
     this.agents.set(node.name, p);

@@ -24,12 +24,23 @@
  * what the forwarder writes back arrives with iif <tun> and the main table
  * takes it to a pod's veth, ext or the other node.
  *
- * ext has a default route via n1 (no masquerading: see docs/cluster-demo.md).
+ * ext is outside the cluster: it routes only the nodes' link (10.211.0.0/24,
+ * via n1), so it can answer nothing but a node's address and a pod reaches
+ * it only masqueraded. Each agent masquerades its pods' traffic to ext to
+ * its node's address (masquerade.ts, --datapath-options). The replies come
+ * back addressed to the node itself, which the local table would take, so
+ * each node steers them into its TUN (host/demo/masquerade-steering.ts:
+ * local rule moved to pref 50, pref 10 rules into table 101 = default dev
+ * <tun>): n1 for what arrives on lxc-ext for 10.211.0.1, n2 for what arrives
+ * on its link for 10.211.0.2 (n1 forwards ext's replies to n2 untranslated).
+ * The translated packets leave the TUN from the node's own address, so the
+ * TUN accepts local sources (accept_local=1, attachTun).
  */
 import { NetnsLab } from "../../sys/netns/lab.js";
 import { ip, linkExists } from "../../sys/netns/iproute2.js";
 import { startAgent } from "../agents.js";
 import type { NetnsProcess } from "../../sys/netns/process.js";
+import { MASQUERADE_TABLE, moveLocalRule, steerMasqueradeReplies } from "../masquerade-steering.js";
 
 export const TABLE = 100;
 export const RULE_PREF = 100;
@@ -68,6 +79,8 @@ const PODS: Array<{ name: PodName; node: NodeName; ip: string }> = [
   { name: "bec", node: "n2", ip: "10.211.2.3" },
 ];
 export const EXT = { ip: "10.211.9.2", gateway: "10.211.9.1", cidr: "10.211.9.0/24" } as const;
+/** The link between the nodes: the only prefix ext routes (masquerading makes it enough). */
+export const NODE_LINK_CIDR = "10.211.0.0/24";
 export const SERVICE_VIP = "10.96.211.10";
 export const SERVICE_PORT = 80;
 export const BACKEND_PORT = 8080;
@@ -138,7 +151,7 @@ export class ClusterTopology {
       if (pod.name === "ext") {
         lab.addAddress(node.ns, pod.nodeIf, `${EXT.gateway}/24`);
         lab.addAddress(pod.ns, "eth0", `${EXT.ip}/24`);
-        lab.addRoute(pod.ns, 4, ["default", "via", EXT.gateway]);
+        lab.addRoute(pod.ns, 4, [NODE_LINK_CIDR, "via", EXT.gateway]);
         continue;
       }
       lab.addAddress(node.ns, pod.nodeIf, `${node.gateway}/32`);
@@ -147,6 +160,10 @@ export class ClusterTopology {
       lab.addRoute(pod.ns, 4, [node.gateway, "dev", "eth0", "scope", "link"]);
       lab.addRoute(pod.ns, 4, ["default", "via", node.gateway]);
     }
+    // Replies to masqueraded flows into the TUN (see the file comment).
+    for (const node of [n1, n2]) moveLocalRule(lab, node.ns, 4);
+    steerMasqueradeReplies(lab, n1.ns, 4, this.pods.ext.nodeIf, n1.ip);
+    steerMasqueradeReplies(lab, n2.ns, 4, n2.link, n2.ip);
     for (const pod of Object.values(this.pods)) {
       await lab.waitUp(this.nodes[pod.node].ns, pod.nodeIf);
       await lab.waitUp(pod.ns, "eth0");
@@ -163,7 +180,10 @@ export class ClusterTopology {
     const { ns } = this.nodes[node];
     if (!linkExists(TUN_NAME, ns)) throw new Error(`${ns} has no ${TUN_NAME}: the agent did not create it`);
     this.lab.sysctl(ns, `net/ipv4/conf/${TUN_NAME}/rp_filter`, 0);
+    // Masqueraded packets come out of the TUN from the node's own address (see the file comment).
+    this.lab.sysctl(ns, `net/ipv4/conf/${TUN_NAME}/accept_local`, 1);
     ip("-n", ns, "-4", "route", "replace", "default", "dev", TUN_NAME, "metric", "10", "table", String(TABLE));
+    ip("-n", ns, "-4", "route", "replace", "default", "dev", TUN_NAME, "table", String(MASQUERADE_TABLE));
   }
 
   /** Starts the traffic agent (host/demo/agent.ts) in a pod. */
