@@ -1,4 +1,4 @@
-// The cluster demo's scenarios as end-to-end tests, on the embedded kvstore
+// The cluster demo's scenarios (IPv4 and IPv6) as end-to-end tests, on the embedded kvstore
 // and on etcd: two node namespaces each with a real `membrane agent
 // --kvstore --node` (dist/), an operator, examples/cluster applied; traffic
 // across nodes (allowed and denied by the NetworkPolicy, enforced by the
@@ -26,13 +26,16 @@ async function runAndCheck(prefix: string, kvstore: string | undefined): Promise
   expect(s.interrupted).toBe(false);
   expect(s.traffic.filter((t) => t.result !== "ok")).toEqual([]);
   expect(s.traffic.map((t) => [t.what, t.expected])).toEqual([
-    ["frontend (n1) -> backend-b (n2) TCP 8080", "allowed"],
-    ["other (n1) -> backend-b (n2) TCP 8080", "denied"],
-    ["frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)", "denied"],
-    ["frontend (n1) -> external host", "allowed"],
-    ["backend-b (n2) -> external host (through n1)", "allowed"],
+    ...[4, 6].flatMap((f) => [
+      [`IPv${f} frontend (n1) -> backend-b (n2) TCP 8080`, "allowed"],
+      [`IPv${f} other (n1) -> backend-b (n2) TCP 8080`, "denied"],
+      [`IPv${f} frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)`, "denied"],
+      [`IPv${f} frontend (n1) -> external host`, "allowed"],
+      [`IPv${f} backend-b (n2) -> external host (through n1)`, "allowed"],
+    ]),
     ["external host saw the nodes' addresses (masqueraded)", "allowed"],
-    ["frontend (n1) -> service 10.96.211.10:80 answered from n2", "allowed"],
+    ["IPv4 frontend (n1) -> service 10.96.211.10:80 answered from n2", "allowed"],
+    ["IPv6 frontend (n1) -> service [fd00:96:211::10]:80 answered from n2", "allowed"],
   ]);
   expect(s.changes.map((c) => [c.change, c.ms !== undefined])).toEqual([
     ["backend-c (n2) added to the service", true],
@@ -43,7 +46,8 @@ async function runAndCheck(prefix: string, kvstore: string | undefined): Promise
   // After its removal backend-a answers none of the new connections to the VIP.
   expect(s.changes[1]!.effect).not.toMatch(/\bbea\b/);
   // ext routes only the nodes' link: both pods reached it masqueraded to their node's address.
-  expect(s.masquerade).toEqual({ addresses: ["10.211.0.1", "10.211.0.2"], seenByExt: ["10.211.0.1", "10.211.0.2"] });
+  const nodes = ["10.211.0.1", "10.211.0.2", "fd00:211::1", "fd00:211::2"];
+  expect(s.masquerade).toEqual({ addresses: nodes, seenByExt: nodes });
   expect(s.stream).toMatchObject({ ok: true, echoes: 400 });
   expect(s.cleanup).toEqual([]);
   expect(clusterDemoOk(s)).toBe(true);

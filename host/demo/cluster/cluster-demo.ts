@@ -30,7 +30,7 @@ import type { NetnsProcess } from "../../sys/netns/process.js";
 import { demoUnavailable } from "../requirements.js";
 import { ClusterProcesses, cliMissing } from "./processes.js";
 import { KvstoreBridge } from "./kvstore-bridge.js";
-import { BACKEND_PORT, ClusterTopology, EXT, EXT_PORT, SERVICE_PORT, SERVICE_VIP, type ClusterNode, type NodeName, type PodName } from "./topology.js";
+import { BACKEND_PORT, ClusterTopology, EXT_PORT, SERVICE_PORT, SERVICE_VIP, SERVICE_VIP6, type ClusterNode, type NodeName, type PodName } from "./topology.js";
 
 export const CLUSTER_DEMO_PREFIX = "mbc";
 
@@ -121,15 +121,13 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     say("agents forwarding on both nodes; operator started; applying examples/cluster");
     await race(procs.apply(join(packageRoot(), "examples/cluster")));
     await race(topo.resolveNeighbours());
-    const servers = {
-      bea: topo.traffic("bea", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 3_600_000),
-      beb: topo.traffic("beb", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 3_600_000),
-      bec: topo.traffic("bec", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 3_600_000),
-      ext: topo.traffic("ext", ["tcp-echo", "0.0.0.0", EXT_PORT], 3_600_000),
-    };
-    await race(Promise.all(Object.values(servers).map((s) => s.ready(8_000))));
+    // One echo server per pod and family (each on its own address: what it reports is unambiguous).
+    const listen = (p: PodName, port: number) => FAMILIES.map((f) => topo!.traffic(p, ["tcp-echo", addressOf(topo!, p, f), port], 3_600_000));
+    const servers: Servers = { bea: listen("bea", BACKEND_PORT), beb: listen("beb", BACKEND_PORT), bec: listen("bec", BACKEND_PORT) };
+    const extServers = listen("ext", EXT_PORT);
+    await race(Promise.all([...Object.values(servers).flat(), ...extServers].map((s) => s.ready(8_000))));
     const converged = performance.now();
-    await race(waitForState(procs, [n1, n2], (s, node) => s.counts.services === 1 && s.counts.policies === 1 && s.counts.endpoints === (node.name === "n1" ? 3 : 1) && s.counts.ipcache >= 4 && s.counts.routes >= 1, 30_000));
+    await race(waitForState(procs, [n1, n2], (s, node) => s.counts.services === 2 && s.counts.policies === 1 && s.counts.endpoints === (node.name === "n1" ? 3 : 1) && s.counts.ipcache >= 8 && s.counts.routes >= 2, 30_000));
     say(`control plane converged in ${((performance.now() - converged) / 1000).toFixed(2)} s after the servers were up`);
 
     const probe = (from: PodName, to: string, port: number, ms = 3_000) => tcpOnce(topo!, from, to, port, ms);
@@ -141,13 +139,16 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
       say(`${ok ? "ok    " : "FAILED"} ${what}: ${expected}, ${outcome.detail}`, { traffic: outcome });
     };
     const ip = (p: PodName) => topo!.pods[p].ip;
-    await check("frontend (n1) -> backend-b (n2) TCP 8080", "allowed", "fe", ip("beb"), BACKEND_PORT);
-    await check("other (n1) -> backend-b (n2) TCP 8080", "denied", "other", ip("beb"), BACKEND_PORT);
-    await check("frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)", "denied", "fe", ip("beb"), 9000);
-    await check("frontend (n1) -> external host", "allowed", "fe", EXT.ip, EXT_PORT);
-    await check("backend-b (n2) -> external host (through n1)", "allowed", "beb", EXT.ip, EXT_PORT);
+    for (const f of FAMILIES) {
+      const at = (p: PodName) => addressOf(topo!, p, f);
+      await check(`IPv${f} frontend (n1) -> backend-b (n2) TCP 8080`, "allowed", "fe", at("beb"), BACKEND_PORT);
+      await check(`IPv${f} other (n1) -> backend-b (n2) TCP 8080`, "denied", "other", at("beb"), BACKEND_PORT);
+      await check(`IPv${f} frontend (n1) -> backend-b (n2) TCP 9000 (no port in the policy)`, "denied", "fe", at("beb"), 9000);
+      await check(`IPv${f} frontend (n1) -> external host`, "allowed", "fe", at("ext"), EXT_PORT);
+      await check(`IPv${f} backend-b (n2) -> external host (through n1)`, "allowed", "beb", at("ext"), EXT_PORT);
+    }
     // ext routes only the nodes' link: it saw (and answered) the nodes' addresses, never a pod's.
-    summary.masquerade = { addresses: [n1.ip, n2.ip], seenByExt: peerAddresses(servers.ext) };
+    summary.masquerade = { addresses: [n1.ip, n2.ip, n1.ip6, n2.ip6], seenByExt: extServers.flatMap(peerAddresses) };
     const masqueraded = summary.masquerade.seenByExt.join() === summary.masquerade.addresses.join();
     const masqOutcome: Outcome = {
       what: "external host saw the nodes' addresses (masqueraded)", expected: "allowed", result: masqueraded ? "ok" : "failed",
@@ -155,14 +156,16 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     };
     summary.traffic.push(masqOutcome);
     say(`${masqueraded ? "ok    " : "FAILED"} ${masqOutcome.what}: ${masqOutcome.detail}`, { traffic: masqOutcome });
-    // The VIP: connections until one is answered from n2 (backend-b), each on a new source port.
-    const vip = await race(answeredBy(topo, servers, "fe", ["beb"], 16));
-    const vipOutcome: Outcome = {
-      what: `frontend (n1) -> service ${SERVICE_VIP}:${SERVICE_PORT} answered from n2`, expected: "allowed",
-      result: vip.hit ? "ok" : "failed", detail: `${vip.tries} connection(s); answered by ${Object.entries(vip.by).map(([k, v]) => `${k} ${v}`).join(", ") || "nobody"}`,
-    };
-    summary.traffic.push(vipOutcome);
-    say(`${vip.hit ? "ok    " : "FAILED"} ${vipOutcome.what}: ${vipOutcome.detail}`, { traffic: vipOutcome });
+    // The VIP of each family: connections until one is answered from n2 (backend-b), each on a new source port.
+    for (const f of FAMILIES) {
+      const vip = await race(answeredBy(topo, servers, "fe", ["beb"], 16, f));
+      const vipOutcome: Outcome = {
+        what: `IPv${f} frontend (n1) -> service ${f === 4 ? SERVICE_VIP : `[${SERVICE_VIP6}]`}:${SERVICE_PORT} answered from n2`, expected: "allowed",
+        result: vip.hit ? "ok" : "failed", detail: `${vip.tries} connection(s); answered by ${Object.entries(vip.by).map(([k, v]) => `${k} ${v}`).join(", ") || "nobody"}`,
+      };
+      summary.traffic.push(vipOutcome);
+      say(`${vip.hit ? "ok    " : "FAILED"} ${vipOutcome.what}: ${vipOutcome.detail}`, { traffic: vipOutcome });
+    }
 
     // The stream that must survive every change, n2's agent's SIGKILL included.
     const stream = topo.traffic("fe", ["tcp-stream", ip("beb"), BACKEND_PORT, STREAM_LINES, STREAM_EVERY_MS], 120_000);
@@ -176,13 +179,13 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     };
     let t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-added.yaml")));
-    let ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.some((x) => x.backends.some((b) => b.addr === ip("bec"))), t0));
+    let ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => FAMILIES.every((f) => s.some((x) => x.backends.some((b) => b.addr === addressOf(topo!, "bec", f)))), t0));
     const added = await race(answeredBy(topo, servers, "fe", ["bec"], 16));
     await change({ change: "backend-c (n2) added to the service", effect: `in every node's LB table; frontend's connections to the VIP then answered by ${Object.entries(added.by).map(([k, v]) => `${k} ${v}`).join(", ")}`, ms, how: "apply -> every agent's /v1/services lists it" });
 
     t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-removed.yaml")));
-    ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.every((x) => !x.backends.some((b) => b.addr === ip("bea"))), t0));
+    ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.every((x) => !x.backends.some((b) => b.addr === ip("bea") || b.addr === topo!.pods.bea.ip6)), t0));
     const removed = await race(answeredBy(topo, servers, "fe", [], 8));
     await change({ change: "backend-a (n1) removed from the service", effect: `gone from every node's LB table; 8 new connections answered by ${Object.entries(removed.by).map(([k, v]) => `${k} ${v}`).join(", ")}`, ms, how: "apply -> no agent's /v1/services lists it" });
 
@@ -201,7 +204,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     const killedAt = performance.now();
     await race(procs.startAgent(n2));
     const restarted = performance.now();
-    await race(waitForState(procs, [n2], (s) => s.counts.endpoints === 2 && s.counts.services === 1 && s.counts.policies === 1, 30_000));
+    await race(waitForState(procs, [n2], (s) => s.counts.endpoints === 2 && s.counts.services === 2 && s.counts.policies === 1, 30_000));
     const rejoined = performance.now();
     await race(stream.waitLine("an echo after the restart", (l) => typeof l === "object" && l !== null && "echo" in l && (l as { echo: number }).echo > echoesBefore + 1, 20_000).catch(() => undefined));
     await change({
@@ -240,21 +243,30 @@ async function tcpOnce(topo: ClusterTopology, from: PodName, to: string, port: n
 }
 
 /** Connections from `from` to the VIP until one of `want` answers (or `max`); who answered each. */
-async function answeredBy(topo: ClusterTopology, servers: Record<string, NetnsProcess>, from: PodName, want: string[], max: number): Promise<{ hit: boolean; tries: number; by: Record<string, number> }> {
-  const src = topo.pods[from].ip;
-  const peers = (s: NetnsProcess) => s.lines.filter((l) => (l as { peer?: { address: string } } | null)?.peer?.address === src).length;
+async function answeredBy(topo: ClusterTopology, servers: Servers, from: PodName, want: string[], max: number, family: Family = 4): Promise<{ hit: boolean; tries: number; by: Record<string, number> }> {
+  const src = addressOf(topo, from, family);
+  const peers = (s: NetnsProcess[]) => s.flatMap((p) => p.lines).filter((l) => (l as { peer?: { address: string } } | null)?.peer?.address === src).length;
   const by: Record<string, number> = {};
   let tries = 0;
   for (; tries < max; ) {
     const before = Object.fromEntries(Object.entries(servers).map(([k, s]) => [k, peers(s)]));
     tries++;
-    const r = await tcpOnce(topo, from, SERVICE_VIP, SERVICE_PORT, 4_000);
+    const r = await tcpOnce(topo, from, family === 4 ? SERVICE_VIP : SERVICE_VIP6, SERVICE_PORT, 4_000);
     if (!r.ok) continue;
     const who = Object.entries(servers).find(([k, s]) => peers(s) > before[k]!)?.[0] ?? "?";
     by[who] = (by[who] ?? 0) + 1;
     if (want.includes(who)) return { hit: true, tries, by };
   }
   return { hit: want.length === 0, tries, by };
+}
+
+type Family = 4 | 6;
+const FAMILIES: readonly Family[] = [4, 6];
+/** Echo servers by pod name, one per family. */
+type Servers = Record<string, NetnsProcess[]>;
+
+function addressOf(topo: ClusterTopology, pod: PodName, family: Family): string {
+  return family === 4 ? topo.pods[pod].ip : topo.pods[pod].ip6;
 }
 
 /** The distinct peer addresses a server reported ({"peer":{...}} lines), sorted. */

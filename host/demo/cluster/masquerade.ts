@@ -11,6 +11,12 @@ import { NAT_PORTS } from "../masquerade-steering.js";
 import type { ClusterNode, ClusterTopology } from "./topology.js";
 
 export function clusterDatapathOptions(topo: ClusterTopology, node: ClusterNode): DatapathOptions {
-  const pods = Object.values(topo.nodes).map((n) => n.podCidr);
-  return { nat: { ipv4: { address: node.ip, clusterCidrs: pods }, ports: { ...NAT_PORTS } } };
+  const nodes = Object.values(topo.nodes);
+  return {
+    nat: {
+      ipv4: { address: node.ip, clusterCidrs: nodes.map((n) => n.podCidr) },
+      ipv6: { address: node.ip6, clusterCidrs: nodes.map((n) => n.podCidr6) },
+      ports: { ...NAT_PORTS },
+    },
+  };
 }

@@ -39,7 +39,8 @@ export class ClusterProcesses {
     writeFileSync(options, JSON.stringify(clusterDatapathOptions(this.topo, node)), { mode: 0o600 });
     const argv = [
       process.execPath, cliPath(), "agent", "--datapath", "tun", "--device", TUN_NAME,
-      "--kvstore", this.kvstore, "--node", node.name, "--node-ip", node.ip, "--pod-cidr", node.podCidr,
+      "--kvstore", this.kvstore, "--node", node.name, "--node-ip", node.ip, "--node-ip", node.ip6,
+      "--pod-cidr", node.podCidr, "--pod-cidr", node.podCidr6,
       "--route-device", node.link, "--state-dir", this.stateDir(node), "--snapshot-interval", "1",
       "--datapath-options", options,
     ];
