@@ -80,7 +80,8 @@ async function main(): Promise<void> {
     const hasBackend = async (n: ClusterNode, ip: string) => (await services(n)).some((s) => s.backends.some((b) => b.addr === ip));
     const endpoints = (n: ClusterNode) => procs.api<Array<{ pod: string; id: number; identity: number }>>(n, "/v1/endpoints");
     const ipcache = (n: ClusterNode) => procs.api<Array<{ cidr: string }>>(n, "/v1/ipcache");
-    await every([n1, n2], async (n) => (await services(n)).length === 1 && (await endpoints(n)).length === (n === n1 ? 3 : 1), performance.now());
+    // The dual-stack service: one frontend per family.
+    await every([n1, n2], async (n) => (await services(n)).length === 2 && (await endpoints(n)).length === (n === n1 ? 3 : 1), performance.now());
 
     const samples: Record<string, number[]> = { "backend added": [], "backend removed": [], "label: verdict to allow": [], "label: verdict to deny": [], "pod created": [], "pod deleted": [] };
     const sliceWith = read("changes/backend-added.yaml").filter((m) => m.kind !== "Pod");

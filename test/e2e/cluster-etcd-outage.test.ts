@@ -67,7 +67,7 @@ describeIf("cluster: etcd down for 30 s under traffic", MISSING, () => {
     const { n1, n2 } = topo.nodes;
     await waitFor("both agents hold the applied state", async () => {
       const [a, b] = await Promise.all([status(n1), status(n2)]);
-      return a.counts.endpoints === 3 && b.counts.endpoints === 1 && a.counts.services === 1 && b.counts.policies === 1 && a.counts.ipcache >= 4 && b.counts.ipcache >= 4;
+      return a.counts.endpoints === 3 && b.counts.endpoints === 1 && a.counts.services === 2 && b.counts.policies === 1 && a.counts.ipcache >= 8 && b.counts.ipcache >= 8;
     });
     const servers = [topo.traffic("beb", ["tcp-echo", "0.0.0.0", BACKEND_PORT], 600_000), topo.traffic("ext", ["udp-echo", "0.0.0.0", UDP_PORT], 600_000)];
     await Promise.all(servers.map((s) => s.ready(8_000)));
@@ -115,14 +115,14 @@ describeIf("cluster: etcd down for 30 s under traffic", MISSING, () => {
         return { ipcache, services, policies };
       };
       const have = async (node: ClusterNode) => {
-        const ipcache = (await procs.api<Array<{ cidr: string; identity: number }>>(node, "/v1/ipcache")).filter((e) => e.cidr.startsWith("10.211.")).map((e) => `${e.cidr}=${e.identity}`).sort();
+        const ipcache = (await procs.api<Array<{ cidr: string; identity: number }>>(node, "/v1/ipcache")).filter((e) => e.cidr.startsWith("10.211.") || e.cidr.startsWith("fd00:211:")).map((e) => `${e.cidr}=${e.identity}`).sort();
         const services = (await procs.api<ServiceSpec[]>(node, "/v1/services")).map((s) => JSON.stringify(s)).sort();
         return { ipcache, services, policies: (await status(node)).counts.policies! };
       };
       await waitFor("every agent's tables equal the kvstore", async () => {
         const w = await want();
         const all = await Promise.all([have(n1), have(n2)]);
-        return w.ipcache.length === 5 && all.every((h) => JSON.stringify(h) === JSON.stringify(w));
+        return w.ipcache.length === 10 && all.every((h) => JSON.stringify(h) === JSON.stringify(w));
       }, { timeoutMs: 30_000, detail: () => "see the last comparison" });
       const endpoints = await Promise.all([n1, n2].map((n) => procs.api<Array<{ ipv4?: string }>>(n, "/v1/endpoints")));
       expect(endpoints.map((e) => e.map((x) => x.ipv4).sort())).toEqual([["10.211.1.2", "10.211.1.3", "10.211.1.4"], ["10.211.2.2", "10.211.2.3"]]);

@@ -8,6 +8,10 @@
  *   <p>-bea    10.211.1.4 ┘   │ lxc-ext 10.211.9.1                ┗ 10.211.2.3 <p>-bec
  *                             └── <p>-ext 10.211.9.2
  *
+ * Dual-stack: each address has an IPv6 twin (nodes fd00:211::N on the link,
+ * pods fd00:211:N::x, gateways fd00:211:N::1/128, ext fd00:211:9::2); every
+ * rule and route below exists for both families.
+ *
  * A pod has its address as a /32 and a default route via its node's gateway
  * address (10.211.N.1/32 on every lxc veth of node N, Cilium's way); the node
  * routes each pod's /32 to its veth. The node's agent routes its pod CIDR
