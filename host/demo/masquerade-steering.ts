@@ -5,7 +5,10 @@
  * LOCAL_RULE_PREF and, before it, rules send what can be such a reply (TCP
  * and UDP to a NAT port, ICMP whole) arriving on `iif` for `to` into
  * MASQUERADE_TABLE, which holds "default dev <tun>" while a forwarder runs
- * (empty otherwise: the packets fall through to the local table). Used by
+ * (empty otherwise: the packets fall through to the local table). IPv6
+ * neighbour discovery to the node's address would take that detour too and
+ * arrive with its hop limit decremented, which ND ignores: pinNeighbours
+ * pins both ends of such a link instead. Used by
  * the single-node demo (topology.ts, whose file comment has the details) and
  * the cluster demo (cluster/topology.ts).
  */
@@ -38,3 +41,10 @@ export function steerMasqueradeReplies(lab: NetnsLab, ns: string, family: 4 | 6,
   for (const proto of ["tcp", "udp"]) lab.addRule(ns, family, [...rule, "ipproto", proto, "dport", `${NAT_PORTS.min}-${NAT_PORTS.max}`, ...steer]);
   lab.addRule(ns, family, [...rule, "ipproto", family === 4 ? "icmp" : "ipv6-icmp", ...steer]);
 }
+/** Each end of a link pins the other's IPv6 address to its link-layer address (no solicitation, no advertisement). */
+export function pinNeighbours(nsA: string, devA: string, ipA: string, nsB: string, devB: string, ipB: string): void {
+  const mac = (ns: string, dev: string) => /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", ns, "link", "show", "dev", dev))![1]!;
+  ip("-n", nsA, "-6", "neigh", "replace", ipB, "lladdr", mac(nsB, devB), "dev", devA, "nud", "permanent");
+  ip("-n", nsB, "-6", "neigh", "replace", ipA, "lladdr", mac(nsA, devA), "dev", devB, "nud", "permanent");
+}
+

@@ -64,7 +64,7 @@ import { libc } from "../sys/libc.js";
 import { ip, linkExists } from "../sys/netns/iproute2.js";
 import { startAgent, type TrafficAgentOptions } from "./agents.js";
 import type { NetnsProcess } from "../sys/netns/process.js";
-import { MASQUERADE_TABLE, moveLocalRule, steerMasqueradeReplies } from "./masquerade-steering.js";
+import { MASQUERADE_TABLE, moveLocalRule, pinNeighbours, steerMasqueradeReplies } from "./masquerade-steering.js";
 
 export { NAT_PORTS } from "./masquerade-steering.js";
 
@@ -186,9 +186,7 @@ export class ForwarderTopology {
       moveLocalRule(lab, node, family);
       steerMasqueradeReplies(lab, node, family, ext.nodeIf, family === 4 ? ext.gw4 : ext.gw6);
     }
-    const mac = (ns: string, dev: string) => /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", ns, "link", "show", "dev", dev))![1];
-    ip("-n", node, "-6", "neigh", "replace", ext.v6, "lladdr", mac(ext.ns, ext.ifname), "dev", ext.nodeIf, "nud", "permanent");
-    ip("-n", ext.ns, "-6", "neigh", "replace", ext.gw6, "lladdr", mac(node, ext.nodeIf), "dev", ext.ifname, "nud", "permanent");
+    pinNeighbours(node, ext.nodeIf, ext.gw6, ext.ns, ext.ifname, ext.v6);
   }
 
   /**

@@ -44,14 +44,7 @@ import { NetnsLab } from "../../sys/netns/lab.js";
 import { ip, linkExists } from "../../sys/netns/iproute2.js";
 import { startAgent } from "../agents.js";
 import type { NetnsProcess } from "../../sys/netns/process.js";
-import { MASQUERADE_TABLE, moveLocalRule, steerMasqueradeReplies } from "../masquerade-steering.js";
-
-/** Each end of a link pins the other's IPv6 address to its link-layer address (no solicitation, no advertisement). */
-function pinNeighbours(nsA: string, devA: string, ipA: string, nsB: string, devB: string, ipB: string): void {
-  const mac = (ns: string, dev: string) => /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", ns, "link", "show", "dev", dev))![1]!;
-  ip("-n", nsA, "-6", "neigh", "replace", ipB, "lladdr", mac(nsB, devB), "dev", devA, "nud", "permanent");
-  ip("-n", nsB, "-6", "neigh", "replace", ipA, "lladdr", mac(nsA, devA), "dev", devB, "nud", "permanent");
-}
+import { MASQUERADE_TABLE, moveLocalRule, pinNeighbours, steerMasqueradeReplies } from "../masquerade-steering.js";
 
 export const TABLE = 100;
 export const RULE_PREF = 100;
