@@ -107,6 +107,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       ipv4AllocCidr: opts.ipv4AllocCidr,
       ipv6AllocCidr: opts.ipv6AllocCidr,
       encryptionKey: opts.encrypt ? keyIndexOf(opts.encrypt) : opts.encryptionKey,
+      encryptInto: opts.encrypt ? fwd.ready.device : undefined,
       sink: new ForwarderSink(fwd, new IpRouteSink(opts.routeDevice)),
       metrics: opts.metrics,
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
