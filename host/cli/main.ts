@@ -24,6 +24,7 @@ import { registerOperator } from "./operator.js";
 import { registerCluster } from "./cluster.js";
 import { registerMonitor } from "./monitor.js";
 import { registerCapture } from "./capture.js";
+import { registerSim } from "./sim.js";
 import { registerEncrypt } from "./encrypt.js";
 import { outputOf } from "./command.js";
 
@@ -49,6 +50,7 @@ export function buildProgram(io: Output = processOutput): Command {
   registerCluster(program);
   registerMonitor(program);
   registerCapture(program);
+  registerSim(program);
   registerEncrypt(program);
   finishTree(program, io);
   return program;

@@ -91,6 +91,8 @@ export async function openEtcdKvStore(endpoints: string[], options: EtcdOptions 
     // streams (watch, keep-alive) live as long as they are needed; unary calls get a deadline
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     faultHandling: { host: () => passThrough, global: passThrough },
+    // a list of a large cluster's prefix (100,000 ipcache records) is tens of MB: grpc-js refuses replies above 4 MB by default
+    grpcOptions: { "grpc.max_receive_message_length": -1 },
   });
   return new EtcdKvStore(endpoints.join(","), client, timeout);
 }

@@ -1,0 +1,94 @@
+/**
+ * `membrane sim`: simulate a cluster against a real kvstore (a private etcd
+ * on loopback by default) and report convergence, kvstore load, per-agent
+ * cost and each Cilium 1.5 scale mechanism on and off (host/sim/).
+ */
+import { Command, Option } from "commander";
+import { example, integerArg, jsonOption, outputOf } from "./command.js";
+import { InvalidInputError } from "../errors.js";
+import { DEFAULT_SIM, runSimulation, type SimOptions } from "../sim/simulation.js";
+import { reportJson, reportLines, writeReportFiles } from "../sim/report.js";
+import { tempEmbeddedSpec } from "../sim/store-target.js";
+
+interface SimCliOptions {
+  nodes?: string;
+  pods?: string;
+  services?: string;
+  labelSets?: string;
+  agents?: string;
+  fullAgents?: string;
+  agentsPerClient?: string;
+  kvstore: string;
+  churnSeconds?: string;
+  podRate?: string;
+  joinNodes?: string;
+  apiserverQps?: string;
+  operatorQps?: string;
+  leaseTtl?: string;
+  out?: string;
+  json: boolean;
+  quiet: boolean;
+}
+
+export function registerSim(program: Command): void {
+  const cmd = program
+    .command("sim")
+    .description("simulate a cluster (operator, full and counting agents, churn, mass restart) against a real kvstore and report what each scale mechanism does")
+    .addOption(new Option("--nodes <n>", "nodes, one agent each").default(String(DEFAULT_SIM.nodes)))
+    .addOption(new Option("--pods <n>", "pods (at most 200 per node)").default(String(DEFAULT_SIM.pods)))
+    .addOption(new Option("--services <n>", "services with 3 backends each").default(String(DEFAULT_SIM.services)))
+    .addOption(new Option("--label-sets <n>", "distinct pod label sets (= identities shared by the pods)").default(String(DEFAULT_SIM.labelSets)))
+    .addOption(new Option("--agents <n>", "agents to run, on nodes 0..n-1 (default: one per node)"))
+    .addOption(new Option("--full-agents <n>", "agents running the real agent core (the rest count events)").default(String(DEFAULT_SIM.fullAgents)))
+    .addOption(new Option("--agents-per-client <n>", "agents sharing one kvstore client connection").default(String(DEFAULT_SIM.agentsPerClient)))
+    .addOption(new Option("--kvstore <spec>", "etcd (start a private one on loopback), etcd:<endpoints> or embedded[:<path>]").default("etcd"))
+    .addOption(new Option("--churn-seconds <s>", "how long pods are created and deleted").default(String(DEFAULT_SIM.churnSeconds)))
+    .addOption(new Option("--pod-rate <n>", "pods created per second during churn").default(String(DEFAULT_SIM.podRate)))
+    .addOption(new Option("--join-nodes <n>", "nodes joining in one burst").default(String(DEFAULT_SIM.joinNodes)))
+    .addOption(new Option("--apiserver-qps <n>", "rate above which the apiserver stand-in answers 429").default(String(DEFAULT_SIM.apiserverQps)))
+    .addOption(new Option("--operator-qps <n>", "the operator's kvstore rate limit").default(String(DEFAULT_SIM.operatorQps)))
+    .addOption(new Option("--lease-ttl <seconds>", "agents' node lease TTL (Cilium 1.5: 900)").default(String(DEFAULT_SIM.leaseTtlSeconds)))
+    .addOption(new Option("--out <dir>", "also write sim-report.txt, sim-report.json and the SVG plots here"))
+    .addOption(new Option("--quiet", "no progress lines on stderr").default(false));
+  jsonOption(cmd, "the report as one JSON object instead of tables");
+  example(cmd, "membrane sim --nodes 50 --pods 1000 --services 200", "membrane sim --nodes 5000 --pods 100000 --services 20000 --label-sets 2000 --out bench/results", "membrane sim --kvstore embedded --json");
+  cmd.action(async (o: SimCliOptions, self: Command) => {
+    const io = outputOf(self);
+    const int = (name: string, v: string | undefined, min: number, max: number) => integerArg(name, v, min, max)!;
+    let kvstore = o.kvstore;
+    let cleanup = () => {};
+    if (kvstore === "embedded") {
+      const t = tempEmbeddedSpec();
+      kvstore = t.spec;
+      cleanup = t.remove;
+    } else if (kvstore !== "etcd" && !/^(etcd|embedded):./.test(kvstore)) {
+      throw new InvalidInputError(`--kvstore: expected etcd, etcd:<endpoints>, embedded or embedded:<path>, got "${kvstore}"`);
+    }
+    const options: SimOptions = {
+      ...DEFAULT_SIM,
+      nodes: int("nodes", o.nodes, 2, 60_000),
+      pods: int("pods", o.pods, 2, 2_000_000),
+      services: int("services", o.services, 1, 1_000_000),
+      labelSets: int("label-sets", o.labelSets, 1, 59_000),
+      agents: integerArg("agents", o.agents, 2, 60_000) ?? 0,
+      fullAgents: int("full-agents", o.fullAgents, 2, 1000),
+      agentsPerClient: int("agents-per-client", o.agentsPerClient, 1, 100_000),
+      churnSeconds: int("churn-seconds", o.churnSeconds, 1, 3600),
+      podRate: int("pod-rate", o.podRate, 1, 10_000),
+      joinNodes: int("join-nodes", o.joinNodes, 0, 50_000),
+      apiserverQps: int("apiserver-qps", o.apiserverQps, 1, 1_000_000),
+      operatorQps: int("operator-qps", o.operatorQps, 1, 1_000_000),
+      leaseTtlSeconds: int("lease-ttl", o.leaseTtl, 5, 3600),
+      kvstore,
+      log: o.quiet ? () => {} : (line) => io.err(line),
+    };
+    try {
+      const report = await runSimulation(options);
+      if (o.out) writeReportFiles(report, o.out);
+      if (o.json) io.out(reportJson(report));
+      else for (const line of reportLines(report)) io.out(line);
+    } finally {
+      cleanup();
+    }
+  });
+}

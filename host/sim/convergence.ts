@@ -1,0 +1,103 @@
+/**
+ * Convergence of new pods: a probe starts when the operator side writes a
+ * pod's records, and ends for one agent when that agent has both the pod's
+ * ipcache record and its identity (the master key of a new label set; an
+ * identity the agent already had counts as present). The latency is kept per
+ * (pod, agent), so p50/p99 are over every agent's view, and split by agent
+ * kind (full agents see the ipcache entry at their datapath sink, counting
+ * agents when the event is decoded).
+ */
+export const IP_SEEN = 1;
+export const IDENTITY_SEEN = 2;
+
+export interface Probe {
+  readonly ipKey: string;
+  readonly identityKey: string | undefined;
+  readonly identity: number;
+  readonly start: number;
+  readonly seen: Uint8Array;
+  /** ms per agent; NaN until converged. */
+  readonly latency: Float64Array;
+  done: number;
+}
+
+export class ConvergenceTracker {
+  private readonly byKey = new Map<string, Probe[]>();
+  readonly probes: Probe[] = [];
+
+  constructor(readonly agents: number) {}
+
+  /** A pod's records are about to be written: `identityKey` when its identity is new to the cluster. */
+  start(ipKey: string, identity: number, identityKey?: string): Probe {
+    const p: Probe = {
+      ipKey, identityKey, identity, start: performance.now(),
+      seen: new Uint8Array(this.agents).fill(identityKey ? 0 : IDENTITY_SEEN),
+      latency: new Float64Array(this.agents).fill(NaN), done: 0,
+    };
+    this.probes.push(p);
+    this.index(ipKey, p);
+    if (identityKey) this.index(identityKey, p);
+    return p;
+  }
+
+  private index(key: string, p: Probe): void {
+    const list = this.byKey.get(key);
+    if (list) list.push(p);
+    else this.byKey.set(key, [p]);
+  }
+
+  /** Agent `agent` now has `key` (an ipcache or identity master key). Cheap when nobody waits for it. */
+  note(agent: number, key: string): void {
+    const list = this.byKey.get(key);
+    if (!list) return;
+    for (const p of list) this.mark(p, agent, key === p.ipKey ? IP_SEEN : IDENTITY_SEEN);
+  }
+
+  mark(p: Probe, agent: number, bit: number): void {
+    if (p.seen[agent]! === (IP_SEEN | IDENTITY_SEEN)) return;
+    p.seen[agent]! |= bit;
+    if (p.seen[agent] === (IP_SEEN | IDENTITY_SEEN)) {
+      p.latency[agent] = performance.now() - p.start;
+      if (++p.done === this.agents) {
+        this.unindex(p.ipKey, p);
+        if (p.identityKey) this.unindex(p.identityKey, p);
+      }
+    }
+  }
+
+  private unindex(key: string, p: Probe): void {
+    const list = this.byKey.get(key)?.filter((x) => x !== p);
+    if (!list?.length) this.byKey.delete(key);
+    else this.byKey.set(key, list);
+  }
+
+  /** Probes some agent has not converged on yet. */
+  pending(): Probe[] {
+    return this.probes.filter((p) => p.done < this.agents);
+  }
+
+  /** Latencies (ms) of agents in [from, to), over every probe; unconverged pairs are counted apart. */
+  latencies(from: number, to: number): { ms: number[]; missing: number } {
+    const ms: number[] = [];
+    let missing = 0;
+    for (const p of this.probes) {
+      for (let a = from; a < to; a++) {
+        const v = p.latency[a]!;
+        if (Number.isNaN(v)) missing++;
+        else ms.push(v);
+      }
+    }
+    ms.sort((a, b) => a - b);
+    return { ms, missing };
+  }
+
+  /** Per probe: ms until the last agent had it (NaN if one never did). */
+  untilEveryAgent(): number[] {
+    return this.probes.map((p) => (p.done < this.agents ? NaN : Math.max(...p.latency)));
+  }
+}
+
+export function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}

@@ -1,0 +1,113 @@
+/**
+ * The simulation's report for people: text tables (each figure labelled with
+ * the kind of agent it comes from) and SVG plots written by host/format/svg-chart.ts.
+ */
+import { writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { groupedBarChart, lineChart } from "../format/svg-chart.js";
+import { renderTable } from "../format/table.js";
+import { STANDIN_BUCKET_MS } from "./apiserver-standin.js";
+import type { SimReport } from "./simulation.js";
+
+const n0 = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "-");
+const n2 = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "-");
+const mib = (v: number | null) => (v === null || !Number.isFinite(v) ? "-" : `${(v / 2 ** 20).toFixed(0)} MiB`);
+
+export function reportLines(r: SimReport): string[] {
+  const o = r.options;
+  const out: string[] = [];
+  out.push(`membrane sim: ${n0(o.nodes)} nodes, ${n0(o.pods)} pods, ${n0(o.services)} services, ${n0(o.labelSets)} label sets; kvstore ${r.kvstore.location}`);
+  out.push(`agents: ${o.fullAgents} full (ClusterAgentCore, null sink) + ${n0(o.agents - o.fullAgents)} counting${o.agents < o.nodes ? ` on ${n0(o.agents)} of the ${n0(o.nodes)} nodes (the others have records and pods, no agent)` : ""}; ${r.kvstore.clients} kvstore client connection(s) (${r.kvstore.agentsPerClient} agents per client, +1 for the operator)`);
+  out.push(`wall ${n2(r.wallSeconds)} s, peak RSS ${mib(r.peakRssBytes)} (this process), etcd peak RSS ${mib(r.kvstore.etcdPeakRssBytes)}, load average ${r.loadAverage.map((x) => x.toFixed(2)).join(" ")}`);
+  out.push(`operator wrote ${n0(r.write.records)} records in ${n2(r.write.seconds)} s (${n0(r.write.opsPerSecond)} txns/s of <= 128 ops); counting agents joined in ${n2(r.join.countingSeconds)} s, full agents in ${n2(r.join.fullSeconds)} s`);
+  out.push("");
+  out.push(renderTable([
+    { header: "FROM", value: (k) => `${k.kind} (${k.agents})` },
+    { header: "CONVERGE p50 ms", value: (k) => n0(k.convergenceP50Ms) },
+    { header: "p99 ms", value: (k) => n0(k.convergenceP99Ms) },
+    { header: "NOT CONVERGED", value: (k) => k.notConverged },
+    { header: "EVENTS/AGENT", value: (k) => n0(k.eventsPerAgent) },
+    { header: "BYTES/AGENT", value: (k) => n0(k.bytesPerAgent) },
+    { header: "BYTES/RECORD", value: (k) => n0(k.bytesPerEvent) },
+    { header: "KV OPS/AGENT", value: (k) => n0(k.kvOpsPerAgent) },
+  ], r.kinds));
+  const m = r.fullAgentMemory;
+  out.push(`full agents' memory: heap grew ${mib(m.heapDeltaBytes)} for ${o.fullAgents} full agents = ${n0(m.perAgentPerPodBytes)} bytes per agent per cluster pod (goal <= ${m.goalBytes}; Cilium 1.5 ~10.5 KiB)${m.measured ? "" : " (no full GC available: upper bound)"}${m.measured && m.perAgentPerPodBytes > m.goalBytes ? " NOT MET" : ""}`);
+  out.push(`churn: ${r.churn.created} pods created (${r.churn.newIdentities} with a new identity), ${r.churn.deleted} deleted; until every agent had a new pod: p50 ${n0(r.churn.untilEveryAgentP50Ms)} ms, p99 ${n0(r.churn.untilEveryAgentP99Ms)} ms`);
+  out.push(`counting agents' node leases lost (keep-alives late; granted again and the node re-registered): ${r.leasesLost}`);
+  out.push(`node burst: ${r.nodeBurst.nodes} nodes joined at once, every agent knew them after ${n0(r.nodeBurst.untilEveryAgentMs)} ms`);
+  out.push("");
+  out.push(renderTable([
+    { header: "MECHANISM", value: (x) => x.mechanism },
+    { header: "MEASURE", value: (x) => x.measure },
+    { header: "ON", value: (x) => `${n2(x.on)} (${x.onLabel})` },
+    { header: "OFF", value: (x) => `${n2(x.off)} (${x.offLabel})` },
+    { header: "NOTE", value: (x) => x.note },
+  ], r.mechanisms));
+  out.push("");
+  out.push(renderTable([
+    { header: "SYNCHRONIZED RESTART (counting agents)", value: (x) => x.variant },
+    { header: "AGENTS", value: (x) => x.agents },
+    { header: "ALL UP s", value: (x) => n2(x.untilAllUpMs / 1000) },
+    { header: "APISERVER REQ", value: (x) => x.apiserverRequests },
+    { header: "429s", value: (x) => x.apiserverTooMany },
+    { header: "PEAK REQ/s", value: (x) => n0(x.apiserverPeakPerSecond) },
+    { header: "PEAK KV OPS/s", value: (x) => n0(x.kvstorePeakOpsPerSecond) },
+  ], r.restarts));
+  out.push("");
+  out.push(renderTable([
+    { header: "AGENT", value: (c) => c.agent },
+    { header: "KIND", value: (c) => c.kind },
+    { header: "NODES", value: (c) => c.nodes },
+    { header: "IPCACHE", value: (c) => c.ipcache },
+    { header: "IDENTITIES", value: (c) => c.identities },
+    { header: "SERVICES", value: (c) => c.services },
+    { header: "POLICIES", value: (c) => c.policies },
+    { header: "MATCHES STORE", value: (c) => (c.ok ? "yes" : "NO") },
+  ], r.counts));
+  out.push("");
+  out.push(renderTable([
+    { header: "PHASE", value: (p) => p.name },
+    { header: "START s", value: (p) => n2(p.startS) },
+    { header: "SECONDS", value: (p) => n2(p.seconds) },
+  ], r.phases));
+  return out;
+}
+
+function cdf(ms: readonly number[]): [number, number][] {
+  const step = Math.max(1, Math.floor(ms.length / 200));
+  const pts: [number, number][] = [];
+  for (let i = 0; i < ms.length; i += step) pts.push([ms[i]!, (i + 1) / ms.length]);
+  if (ms.length) pts.push([ms.at(-1)!, 1]);
+  return pts;
+}
+
+/** Writes the plots into `dir`; returns the file names. */
+export function writePlots(r: SimReport, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const files: [string, string][] = [
+    ["sim-convergence.svg", lineChart({ title: "New pod visible (identity + ipcache) per agent: CDF", xLabel: "ms after the operator wrote it", yLabel: "fraction of (pod, agent) pairs", series: r.convergenceCdf.map((c) => ({ name: c.kind, points: cdf(c.ms) })) })],
+    ["sim-kvstore-ops.svg", lineChart({ title: "kvstore operations per second (all clients)", xLabel: "seconds since start", yLabel: "ops/s", series: [{ name: "ops/s", points: r.kvstoreOpsPerSecond.map((v, i) => [i, v] as [number, number]) }] })],
+    ["sim-restart.svg", lineChart({ title: "apiserver stand-in requests during a synchronized restart", xLabel: "seconds since the restart", yLabel: "requests/s", series: r.restarts.map((x) => ({ name: `${x.variant}: ${x.apiserverTooMany} x 429`, points: x.timeline.map((v, i) => [(i * STANDIN_BUCKET_MS) / 1000, v] as [number, number]) })) })],
+    ["sim-mechanisms.svg", groupedBarChart({ title: "Each 1.5 mechanism on and off (each pair scaled to its own maximum)", yLabel: "relative to the larger of the pair", bars: ["on", "off"], groups: r.mechanisms.map((x) => ({ label: x.mechanism, values: [x.on, x.off] })) })],
+    ["sim-per-agent.svg", groupedBarChart({ title: "Per agent, by kind", yLabel: "relative", bars: r.kinds.map((k) => k.kind), groups: [
+      { label: "events/agent", values: r.kinds.map((k) => k.eventsPerAgent) },
+      { label: "bytes/agent", values: r.kinds.map((k) => k.bytesPerAgent) },
+      { label: "kv ops/agent", values: r.kinds.map((k) => k.kvOpsPerAgent) },
+      { label: "p99 converge ms", values: r.kinds.map((k) => k.convergenceP99Ms) },
+    ] })],
+  ];
+  for (const [name, svg] of files) writeFileSync(join(dir, name), svg);
+  return files.map(([name]) => name);
+}
+
+/** The report as JSON, without the bulky series (they are in the plots). */
+export function reportJson(r: SimReport): string {
+  return JSON.stringify({ ...r, convergenceCdf: undefined, restarts: r.restarts.map((x) => ({ ...x, timeline: undefined })) });
+}
+
+export function writeReportFiles(r: SimReport, dir: string): void {
+  writePlots(r, dir);
+  writeFileSync(join(dir, "sim-report.txt"), reportLines(r).join("\n") + "\n");
+  writeFileSync(join(dir, "sim-report.json"), reportJson(r) + "\n");
+}

@@ -1,0 +1,488 @@
+/**
+ * `membrane sim`: one process plays the operator, a sample of full agents
+ * and thousands of counting agents against one kvstore (a private etcd by
+ * default), drives the churn of issue 16 and measures each Cilium 1.5
+ * mechanism on and off in the same run. Phases, in order:
+ *   write -> agents join -> full agents join -> pod churn -> services scaled
+ *   (operator limited / unlimited) -> node burst -> few-endpoint policies
+ *   (incremental / full regeneration) -> resync intervals (fixed / scaled)
+ *   -> synchronized restarts (backoff+jitter in place / fixed retry /
+ *   restart from scratch) -> slim vs full objects.
+ * Every figure says which kind of agent it comes from; nothing is
+ * extrapolated.
+ */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { InvalidInputError } from "../errors.js";
+import { DisciplinedKvStore } from "../kvstore/disciplined-store.js";
+import { clusterSizeDependantInterval, type BackoffOptions } from "../kvstore/backoff.js";
+import { keys } from "../kvstore/keys.js";
+import { openKvStore } from "../kvstore/open.js";
+import { limited, UNLIMITED } from "../kvstore/rate-limit.js";
+import { encodeRecord } from "../kvstore/records/codec.js";
+import type { KvStore, TxnOp, WatchEvent } from "../kvstore/store.js";
+import { PODS_PREFIX } from "../cluster/cluster-records.js";
+import { processMemory } from "../sys/process-memory.js";
+import { ApiserverStandin } from "./apiserver-standin.js";
+import type { BootstrapPolicy } from "./bootstrap.js";
+import { ConvergenceTracker, percentile } from "./convergence.js";
+import { AGENT_PREFIXES, CountingAgent } from "./counting-agent.js";
+import { FullAgent } from "./full-agent.js";
+import { fullPodObject, parseAllocations } from "./full-pod.js";
+import { MeteredKvStore, OpsTimeline, eventBytes } from "./metered-store.js";
+import {
+  CHURN_SLOT_BASE, checkSize, identityOf, identityPut, labelsOf, nodePut, podKeys, podPuts, servicePut, steadyPod,
+  type ClusterSize, type Put, type SimPod,
+} from "./model.js";
+import { startSimStore, type SimStore } from "./store-target.js";
+
+export interface SimOptions extends ClusterSize {
+  /** "etcd" (start a private one), "etcd:<endpoints>" or "embedded:<path>". */
+  kvstore: string;
+  /** Agents to run, one per node from node 0 (0: one per node). Nodes beyond them have records and pods but no agent. */
+  agents: number;
+  fullAgents: number;
+  agentsPerClient: number;
+  operatorQps: number;
+  churnSeconds: number;
+  podRate: number;
+  joinNodes: number;
+  apiserverQps: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  fixedRetryMs: number;
+  resyncBaseMs: number;
+  resyncWindowMs: number;
+  convergeTimeoutMs: number;
+  leaseTtlSeconds: number;
+  etcdBinary?: string;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_SIM: Omit<SimOptions, "log"> = {
+  nodes: 50, pods: 1000, services: 200, labelSets: 100, kvstore: "etcd", agents: 0, fullAgents: 20, agentsPerClient: 50,
+  operatorQps: 200, churnSeconds: 5, podRate: 10, joinNodes: 10, apiserverQps: 50, backoffMinMs: 200, backoffMaxMs: 10_000,
+  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: 15,
+};
+
+export interface KindFigures {
+  kind: string;
+  agents: number;
+  convergenceP50Ms: number;
+  convergenceP99Ms: number;
+  notConverged: number;
+  eventsPerAgent: number;
+  bytesPerAgent: number;
+  bytesPerEvent: number;
+  kvOpsPerAgent: number;
+}
+
+export interface RestartFigures {
+  variant: string;
+  agents: number;
+  untilAllUpMs: number;
+  apiserverRequests: number;
+  apiserverTooMany: number;
+  apiserverPeakPerSecond: number;
+  kvstorePeakOpsPerSecond: number;
+  bootstrapFailures: number;
+  timeline: number[];
+}
+
+export interface SimReport {
+  options: Omit<SimOptions, "log">;
+  kvstore: { location: string; backend: string; clients: number; agentsPerClient: number; etcdPeakRssBytes: number | null };
+  wallSeconds: number;
+  peakRssBytes: number;
+  loadAverage: number[];
+  phases: { name: string; startS: number; seconds: number }[];
+  write: { records: number; seconds: number; opsPerSecond: number };
+  join: { countingSeconds: number; fullSeconds: number };
+  kinds: KindFigures[];
+  fullAgentMemory: { heapDeltaBytes: number; perAgentPerPodBytes: number; goalBytes: number; measured: boolean };
+  /** Counting agents' node leases that expired under them (keep-alives late) and were granted again. */
+  leasesLost: number;
+  churn: { created: number; deleted: number; newIdentities: number; untilEveryAgentP50Ms: number; untilEveryAgentP99Ms: number };
+  nodeBurst: { nodes: number; untilEveryAgentMs: number };
+  counts: { agent: string; kind: string; nodes: number; ipcache: number; identities: number; services: number; policies: number; ok: boolean }[];
+  mechanisms: { mechanism: string; measure: string; on: number; off: number; onLabel: string; offLabel: string; note: string }[];
+  restarts: RestartFigures[];
+  kvstoreOpsPerSecond: number[];
+  convergenceCdf: { kind: string; ms: number[] }[];
+}
+
+/** Full GC when available (node --expose-gc, or the flag set at run time). */
+function gcNow(): (() => void) | undefined {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) return g;
+  try {
+    setFlagsFromString("--expose-gc");
+    return runInNewContext("gc") as () => void;
+  } catch {
+    return undefined;
+  }
+}
+
+async function until(what: string, timeoutMs: number, check: () => boolean): Promise<number> {
+  const t0 = performance.now();
+  while (!check()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`sim: ${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return performance.now() - t0;
+}
+
+function txnBatches(puts: readonly Put[], deletes: readonly string[] = []): TxnOp[][] {
+  const ops: TxnOp[] = [...puts.map((p): TxnOp => ({ type: "put", key: p.key, value: p.value })), ...[...new Set(deletes)].map((key): TxnOp => ({ type: "delete", key }))];
+  const out: TxnOp[][] = [];
+  for (let i = 0; i < ops.length; i += 128) out.push(ops.slice(i, i + 128));
+  return out;
+}
+
+/** Writes through `store` with up to `inFlight` transactions of 128 operations at a time. */
+async function writeAll(store: KvStore, batches: TxnOp[][], inFlight = 8): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(inFlight, batches.length) }, async () => {
+    while (next < batches.length) {
+      const b = batches[next++]!;
+      await store.txn({ compare: [], success: b });
+    }
+  }));
+}
+
+export function validateSimOptions(o: Omit<SimOptions, "log">): void {
+  checkSize(o);
+  if (o.fullAgents < 2) throw new InvalidInputError(`--full-agents: at least 2 (one runs full regeneration as the control), got ${o.fullAgents}`);
+  if (o.agents > o.nodes) throw new InvalidInputError(`--agents: at most --nodes (${o.nodes}), got ${o.agents}`);
+  const agents = o.agents || o.nodes;
+  if (o.fullAgents > agents) throw new InvalidInputError(`--full-agents: at most the number of agents (${agents}), got ${o.fullAgents}`);
+  if (o.labelSets > o.pods) throw new InvalidInputError(`--label-sets: at most --pods (${o.pods}), got ${o.labelSets}`);
+  if (o.pods < o.nodes) throw new InvalidInputError(`--pods: at least one per node (${o.nodes}), got ${o.pods}`);
+}
+
+export async function runSimulation(options: SimOptions): Promise<SimReport> {
+  const o = options;
+  validateSimOptions(o);
+  const log = o.log;
+  const started = performance.now();
+  const timeline = new OpsTimeline(started);
+  const phases: SimReport["phases"] = [];
+  const phase = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    log(`sim: ${name} ...`);
+    try {
+      return await body();
+    } finally {
+      phases.push({ name, startS: (t0 - started) / 1000, seconds: (performance.now() - t0) / 1000 });
+      log(`sim: ${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  };
+
+  const target: SimStore = await startSimStore(o.kvstore, o.etcdBinary);
+  const standin = await ApiserverStandin.start({ qps: o.apiserverQps });
+  const counting: CountingAgent[] = [];
+  const full: FullAgent[] = [];
+  const clients: KvStore[] = [];
+  let tracker: ConvergenceTracker | undefined;
+  try {
+    const agentCount = o.agents || o.nodes;
+    const countingCount = agentCount - o.fullAgents;
+    const clientCount = Math.ceil(agentCount / o.agentsPerClient) + 1;
+    // One connection per group of agents (the etcd3 client multiplexes every watch of its agents over it); the last is the operator's.
+    for (let i = 0; i < clientCount; i++) clients.push(target.backend === "embedded" && i > 0 ? clients[0]! : await target.open());
+    const clientFor = (agent: number) => clients[Math.floor(agent / o.agentsPerClient)]!;
+    const backoff: BackoffOptions = { minMs: o.backoffMinMs, maxMs: o.backoffMaxMs };
+    const operatorMeter = new MeteredKvStore(clients.at(-1)!, timeline);
+    const operatorBurst = Math.max(1, Math.round(o.operatorQps / 10));
+    const operator = new DisciplinedKvStore(operatorMeter, { rateLimit: limited(o.operatorQps, operatorBurst) });
+    const operatorUnlimited = new DisciplinedKvStore(operatorMeter, { rateLimit: UNLIMITED });
+    const size: ClusterSize = o;
+
+    // ---- 1. the operator writes the cluster
+    const puts: Put[] = [];
+    for (let n = 0; n < o.nodes; n++) puts.push(nodePut(n));
+    for (let l = 0; l < o.labelSets; l++) puts.push(identityPut(l));
+    for (let p = 0; p < o.pods; p++) puts.push(...podPuts(steadyPod(p, size)));
+    for (let s = 0; s < o.services; s++) puts.push(servicePut(s, size));
+    const writeSeconds = await phase("operator writes the cluster", async () => {
+      const t0 = performance.now();
+      await writeAll(operator, txnBatches(puts));
+      return (performance.now() - t0) / 1000;
+    });
+
+    // ---- 2. agents join
+    const total = agentCount;
+    tracker = undefined;
+    const onKey = (i: number, key: string) => tracker?.note(i, key);
+    const basePolicy: BootstrapPolicy = { retry: "backoff", onFailure: "retry-in-place", backoff, fixedMs: o.fixedRetryMs };
+    const countingMeters: MeteredKvStore[] = [];
+    for (let i = 0; i < countingCount; i++) {
+      const meter = new MeteredKvStore(clientFor(i), timeline, undefined);
+      countingMeters.push(meter);
+      const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
+      counting.push(new CountingAgent({ index: i, node: o.fullAgents + i, store, apiserver: standin.url, leaseTtlSeconds: o.leaseTtlSeconds, backoff, onKey }));
+    }
+    const startCounting = async (policy: BootstrapPolicy) => {
+      const progress = setInterval(() => {
+        const by = new Map<string, number>();
+        for (const a of counting) by.set(a.step, (by.get(a.step) ?? 0) + 1);
+        log(`sim:   agents by bootstrap step: ${[...by].map(([k, v]) => `${k}: ${v}`).join(", ")}`);
+      }, 10_000);
+      try {
+        await Promise.all(counting.map((a) => a.start(policy)));
+      } finally {
+        clearInterval(progress);
+      }
+    };
+    const countingSeconds = await phase(`${countingCount} counting agents join`, async () => {
+      const t0 = performance.now();
+      await startCounting(basePolicy);
+      return (performance.now() - t0) / 1000;
+    });
+    const gc = gcNow();
+    gc?.();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const fullMeters: MeteredKvStore[] = [];
+    const fullSeconds = await phase(`${o.fullAgents} full agents join`, async () => {
+      const t0 = performance.now();
+      for (let f = 0; f < o.fullAgents; f++) {
+        const meter = new MeteredKvStore(clientFor(countingCount + f), timeline);
+        fullMeters.push(meter);
+        const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
+        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
+      }
+      // a few at a time: each lists the whole cluster
+      for (let f = 0; f < full.length; f += 4) await Promise.all(full.slice(f, f + 4).map((a) => a.start()));
+      return (performance.now() - t0) / 1000;
+    });
+    gc?.();
+    const heapDelta = process.memoryUsage().heapUsed - heapBefore;
+
+    // ---- 3a. pod churn, every new pod a convergence probe
+    tracker = new ConvergenceTracker(total);
+    let created = 0;
+    let deleted = 0;
+    let newIdentities = 0;
+    await phase("pod churn", async () => {
+      const live: SimPod[] = [];
+      const interval = 1000 / o.podRate;
+      const end = performance.now() + o.churnSeconds * 1000;
+      const writes: Promise<unknown>[] = [];
+      for (let k = 0; performance.now() < end; k++) {
+        const node = k % o.nodes;
+        const fresh = k % 5 === 4; // one in five is a new deployment: a label set the cluster has not seen
+        const labelSet = fresh ? o.labelSets + newIdentities++ : k % o.labelSets;
+        const pod: SimPod = { name: `churn-${k}`, node, ip: `10.${64 + (node >> 8)}.${node & 255}.${CHURN_SLOT_BASE + 2 + (Math.floor(k / o.nodes) % 50)}`, labelSet };
+        const ipKey = podKeys(pod)[1]!;
+        tracker!.start(ipKey, identityOf(labelSet), fresh ? identityPut(labelSet).key : undefined);
+        const batch = [...(fresh ? [identityPut(labelSet)] : []), ...podPuts(pod)];
+        const old = live.length >= o.podRate * 2 ? live.shift() : undefined;
+        live.push(pod);
+        created++;
+        if (old) deleted++;
+        writes.push(operator.txn({ compare: [], success: txnBatches(batch, old ? podKeys(old) : [])[0]! }));
+        await new Promise((r) => setTimeout(r, interval));
+      }
+      await Promise.all(writes);
+      await until("every agent has every churned pod", o.convergeTimeoutMs, () => tracker!.pending().length === 0).catch((err) => log((err as Error).message));
+      await writeAll(operator, txnBatches([], live.flatMap(podKeys)));
+      deleted += live.length;
+    });
+    const churnTracker = tracker;
+    tracker = undefined;
+
+    // ---- 3b. services scaled by the operator, rate limited then unlimited (same count of writes)
+    const mechanisms: SimReport["mechanisms"] = [];
+    const scaleServices = async (store: KvStore, from: number, count: number) => {
+      const w0 = performance.now();
+      await Promise.all(Array.from({ length: count }, (_, i) => servicePut((from + i) % o.services, size, 5)).map((p) => store.put(p.key, p.value)));
+      const seconds = (performance.now() - w0) / 1000;
+      return { seconds, rate: count / seconds };
+    };
+    await phase("services scaled (operator rate limited, then unlimited)", async () => {
+      // at least three bursts' worth, so the limit (not its burst) decides the rate
+      const half = Math.max(3 * operatorBurst, Math.floor(Math.min(o.services, 3 * o.operatorQps) / 2));
+      const on = await scaleServices(operator, 0, half);
+      const off = await scaleServices(operatorUnlimited, half, half);
+      mechanisms.push({ mechanism: "rate limit (operator)", measure: `operator writes/s scaling ${half} services (5 backends)`, on: on.rate, off: off.rate, onLabel: `${o.operatorQps} qps`, offLabel: "unlimited", note: `took ${on.seconds.toFixed(2)} s vs ${off.seconds.toFixed(2)} s` });
+    });
+
+    // ---- 3c. nodes join in one burst
+    const joinMs = await phase(`${o.joinNodes} nodes join in one burst`, async () => {
+      const t0 = performance.now();
+      await writeAll(operator, txnBatches(Array.from({ length: o.joinNodes }, (_, j) => nodePut(o.nodes + j))));
+      const want = o.nodes + o.joinNodes;
+      await until("every agent knows the new nodes", o.convergeTimeoutMs, () => counting.every((a) => a.knownNodes >= want) && full.every((a) => a.core.nodes.records.size >= want));
+      return performance.now() - t0;
+    });
+
+    // ---- 3d. a policy that selects at most 10 endpoints of node 0: incremental (full agent 0) vs full regeneration (full agent 1)
+    await phase("a policy selecting <= 10 endpoints of a node", async () => {
+      const before = full.map((x) => x.core.counters.regenerations);
+      const appOf = (labels: string[]) => labels.find((l) => l.startsWith("k8s:app="))?.slice("k8s:app=".length);
+      const perApp = new Map<string, number>();
+      for (const e of full[0]!.core.localEndpoints()) {
+        const app = appOf(e.labels);
+        if (app) perApp.set(app, (perApp.get(app) ?? 0) + 1);
+      }
+      // and one endpoint of node 1 (an app node 0 does not run), so the control agent has a change to make at all
+      const control = full[1]!.core.localEndpoints().map((e) => appOf(e.labels)).find((app) => app !== undefined && !perApp.has(app));
+      const apps: string[] = [];
+      let selected = 0;
+      for (const [app, n] of [...perApp].sort((x, y) => x[1] - y[1])) {
+        if (selected + n > 10) break;
+        apps.push(app);
+        selected += n;
+      }
+      const name = "sim-few-endpoints";
+      const document = { apiVersion: "cilium.io/v2", kind: "CiliumClusterwideNetworkPolicy", metadata: { name }, spec: { endpointSelector: { matchExpressions: [{ key: "app", operator: "In", values: [...apps, ...(control ? [control] : [])] }] }, ingress: [{ fromEndpoints: [{ matchLabels: { env: "prod" } }] }] } };
+      await operator.put(keys.policy(undefined, name), encodeRecord("policy", { name, document }));
+      await until("the policy reached the full agents", o.convergeTimeoutMs, () => full.every((x) => x.core.policies.records.size >= 1));
+      for (const x of full) await x.core.settled();
+      const d = full.map((x, i) => x.core.counters.regenerations - before[i]!);
+      const locals = full[1]!.core.localEndpoints().length;
+      mechanisms.push({ mechanism: "selective regeneration", measure: `endpoint regenerations for a rule selecting ${selected} endpoints of node 0`, on: d[0]!, off: d[1]!, onLabel: "incremental", offLabel: "full", note: `full agent 0 (incremental, ${selected} selected) vs full agent 1 (full regeneration, ${locals} local endpoints)` });
+    });
+
+    // ---- 3e. resync intervals, fixed vs ln(1 + nodes) (counting agents, time-compressed base)
+    await phase("periodic resync, fixed interval then ln(1 + nodes)", async () => {
+      // a window of at least three scaled periods, the same for both
+      const windowMs = Math.max(o.resyncWindowMs, 3 * clusterSizeDependantInterval(o.resyncBaseMs, o.nodes + o.joinNodes));
+      const measure = async (scaled: boolean) => {
+        const r0 = counting.reduce((s, a) => s + a.counters.resyncs, 0);
+        for (const a of counting) a.startResync(o.resyncBaseMs, scaled);
+        await new Promise((r) => setTimeout(r, windowMs));
+        await Promise.all(counting.map((a) => a.stopResync()));
+        return (counting.reduce((s, a) => s + a.counters.resyncs, 0) - r0) / (windowMs / 1000);
+      };
+      const fixed = await measure(false);
+      const scaled = await measure(true);
+      const nodesNow = o.nodes + o.joinNodes;
+      const to5min = 300_000 / o.resyncBaseMs;
+      mechanisms.push({ mechanism: "interval scaling", measure: `resync ops/s of ${counting.length} counting agents (${nodesNow} nodes), base ${o.resyncBaseMs} ms, ${(windowMs / 1000).toFixed(1)} s window`, on: scaled, off: fixed, onLabel: "base x ln(1+nodes)", offLabel: "fixed", note: `measured; as a 5-minute base (divided by ${to5min.toFixed(0)}): ${(scaled / to5min).toFixed(3)} vs ${(fixed / to5min).toFixed(3)} ops/s. Computed, not measured: 5 min at 100 nodes ${(100 / 300).toFixed(2)} vs ${(100 / (clusterSizeDependantInterval(300_000, 100) / 1000)).toFixed(3)} ops/s, at 5,000 nodes ${(5000 / 300).toFixed(1)} vs ${(5000 / (clusterSizeDependantInterval(300_000, 5000) / 1000)).toFixed(2)} ops/s` });
+    });
+
+    // ---- 3f. synchronized restart of every counting agent, three ways
+    const restarts: RestartFigures[] = [];
+    const restartAll = async (variant: string, policy: BootstrapPolicy) => {
+      await Promise.all(counting.map((a) => a.stop()));
+      const fails0 = counting.reduce((s, a) => s + a.counters.bootstrapFailures, 0);
+      standin.resetTimeline();
+      const t0 = performance.now();
+      await startCounting(policy);
+      const untilAllUpMs = performance.now() - t0;
+      restarts.push({
+        variant, agents: counting.length, untilAllUpMs, apiserverRequests: standin.counts.requests, apiserverTooMany: standin.counts.tooMany,
+        apiserverPeakPerSecond: standin.peakPerSecond(), kvstorePeakOpsPerSecond: timeline.peak(t0 - started, performance.now() - started + 1),
+        bootstrapFailures: counting.reduce((s, a) => s + a.counters.bootstrapFailures, 0) - fails0, timeline: standin.timeline(),
+      });
+    };
+    await phase("synchronized restart of all counting agents (3 variants)", async () => {
+      await restartAll("backoff + jitter, retry in place (1.5)", basePolicy);
+      await restartAll("fixed retry, in place", { ...basePolicy, retry: "fixed" });
+      await restartAll("backoff + jitter, restart from scratch", { ...basePolicy, onFailure: "restart" });
+    });
+    const [a, b, c] = restarts;
+    if (a && b && c) {
+      mechanisms.push({ mechanism: "backoff with jitter", measure: "apiserver 429s in a synchronized restart", on: a.apiserverTooMany, off: b.apiserverTooMany, onLabel: "exp. backoff + jitter", offLabel: `fixed ${o.fixedRetryMs} ms`, note: `peak ${a.apiserverPeakPerSecond.toFixed(0)} vs ${b.apiserverPeakPerSecond.toFixed(0)} req/s; every agent up after ${(a.untilAllUpMs / 1000).toFixed(2)} vs ${(b.untilAllUpMs / 1000).toFixed(2)} s` });
+      mechanisms.push({ mechanism: "retry in place", measure: "apiserver requests in a synchronized restart", on: a.apiserverRequests, off: c.apiserverRequests, onLabel: "retry the failed step", offLabel: "restart from scratch", note: `every agent up after ${(a.untilAllUpMs / 1000).toFixed(2)} vs ${(c.untilAllUpMs / 1000).toFixed(2)} s` });
+    }
+
+    // ---- 3g. slim records vs full objects, delivered to a watcher on the same store
+    await phase("slim records vs full objects", async () => {
+      const events = 20;
+      const FULL_PREFIX = "membrane/sim/full-pods/";
+      const seen = { slim: { n: 0, bytes: 0, allocs: 0 }, full: { n: 0, bytes: 0, allocs: 0 } };
+      const watchers = [
+        { which: "slim" as const, w: clients[0]!.watch(keys.ipcacheAll()) },
+        { which: "slim" as const, w: clients[0]!.watch(PODS_PREFIX) },
+        { which: "full" as const, w: clients[0]!.watch(FULL_PREFIX) },
+      ];
+      await Promise.all(watchers.map((x) => x.w.ready));
+      const loops = watchers.map(async ({ which, w }) => {
+        for await (const ev of w as AsyncIterable<WatchEvent>) {
+          if (ev.type !== "put") continue;
+          seen[which].n++;
+          seen[which].bytes += eventBytes(ev);
+          seen[which].allocs += parseAllocations(ev.kv.value);
+        }
+      });
+      const pods: SimPod[] = Array.from({ length: events }, (_, k) => ({ name: `slim-${k}`, node: k % o.nodes, ip: `10.${64 + ((k % o.nodes) >> 8)}.${(k % o.nodes) & 255}.${CHURN_SLOT_BASE + 53}`, labelSet: k % o.labelSets }));
+      for (const [k, pod] of pods.entries()) {
+        const [manifest, ipcache] = podPuts(pod);
+        await operator.txn({ compare: [], success: [manifest!, ipcache!].map((p): TxnOp => ({ type: "put", key: p.key, value: p.value })) });
+        const { namespace } = labelsOf(pod.labelSet);
+        await operator.put(`${FULL_PREFIX}${namespace}/${pod.name}`, JSON.stringify(fullPodObject(pod, k)));
+      }
+      await until("the watchers got the pod changes", 30_000, () => seen.full.n >= events && seen.slim.n >= 2 * events);
+      for (const x of watchers) await x.w.close();
+      await Promise.all(loops);
+      await writeAll(operator, txnBatches([], [...pods.flatMap((p) => podKeys(p).slice(0, 2)), ...pods.map((p) => `${FULL_PREFIX}${labelsOf(p.labelSet).namespace}/${p.name}`)]));
+      const perPod = (x: { bytes: number }) => x.bytes / events;
+      mechanisms.push({ mechanism: "slim records", measure: "bytes delivered per pod change", on: perPod(seen.slim), off: perPod(seen.full), onLabel: "ipcache + reduced manifest", offLabel: "full Pod object", note: `${(perPod(seen.full) / perPod(seen.slim)).toFixed(1)}x fewer bytes (goal >= 10x); allocations per change ${(seen.slim.allocs / events).toFixed(0)} vs ${(seen.full.allocs / events).toFixed(0)}` });
+    });
+
+    // ---- every agent back at the steady cluster (the last deletes delivered) before counting
+    const ipcacheKey = AGENT_PREFIXES[2]!;
+    await until("every agent holds the steady cluster", o.convergeTimeoutMs, () =>
+      counting.every((ag) => ag.present.get(ipcacheKey) === o.pods && ag.knownNodes === o.nodes + o.joinNodes) &&
+      full.every((f) => f.core.ipcache.records.size === o.pods && f.core.nodes.records.size === o.nodes + o.joinNodes),
+    ).catch((err) => log((err as Error).message));
+
+    // ---- figures
+    const kindFigures = (kind: string, from: number, to: number, meters: MeteredKvStore[]): KindFigures => {
+      const lat = churnTracker.latencies(from, to);
+      const n = Math.max(1, to - from);
+      const sum = (f: (m: MeteredKvStore) => number) => meters.reduce((s, m) => s + f(m), 0);
+      const records = sum((m) => m.counts.events + m.counts.listed);
+      return {
+        kind, agents: to - from, convergenceP50Ms: percentile(lat.ms, 0.5), convergenceP99Ms: percentile(lat.ms, 0.99), notConverged: lat.missing,
+        eventsPerAgent: sum((m) => m.counts.events) / n, bytesPerAgent: sum((m) => m.counts.bytes) / n,
+        bytesPerEvent: records ? sum((m) => m.counts.bytes) / records : 0, kvOpsPerAgent: sum((m) => m.counts.ops) / n,
+      };
+    };
+    const kinds = [kindFigures("counting agents", 0, countingCount, countingMeters), kindFigures("full agents", countingCount, total, fullMeters)];
+    const counts: SimReport["counts"] = [];
+    const nodesNow = o.nodes + o.joinNodes;
+    for (const f of full) {
+      const s = f.core.status().counts;
+      counts.push({ agent: f.core.node, kind: f.kind, nodes: s.nodes, ipcache: s.ipcache, identities: s.identities, services: s.services, policies: s.policies, ok: s.nodes === nodesNow && s.ipcache === o.pods && s.services === o.services && s.policies === 1 });
+    }
+    for (const ag of counting.slice(0, 3)) {
+      const p = (i: number) => ag.present.get(AGENT_PREFIXES[i]!)!;
+      counts.push({ agent: ag.name, kind: "counting agent", nodes: p(0), ipcache: p(2), identities: p(1), services: p(3), policies: p(4), ok: p(0) === nodesNow && p(2) === o.pods && p(3) === o.services && p(4) === 1 });
+    }
+    const every = churnTracker.untilEveryAgent().filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
+    const etcdMem = target.memory();
+    const report: SimReport = {
+      options: { ...o, agents: agentCount, log: undefined } as unknown as SimReport["options"],
+      kvstore: { location: target.location, backend: target.backend, clients: target.backend === "embedded" ? 1 : clients.length, agentsPerClient: o.agentsPerClient, etcdPeakRssBytes: etcdMem?.peakRssBytes ?? null },
+      wallSeconds: (performance.now() - started) / 1000,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      loadAverage: (await import("node:os")).loadavg(),
+      phases,
+      write: { records: puts.length, seconds: writeSeconds, opsPerSecond: operatorMeter.counts.ops / Math.max(0.001, writeSeconds) },
+      join: { countingSeconds, fullSeconds },
+      kinds,
+      fullAgentMemory: { heapDeltaBytes: heapDelta, perAgentPerPodBytes: heapDelta / o.fullAgents / o.pods, goalBytes: 2048, measured: gc !== undefined },
+      leasesLost: counting.reduce((sum, ag) => sum + ag.counters.leasesLost, 0),
+      churn: { created, deleted, newIdentities, untilEveryAgentP50Ms: percentile(every, 0.5), untilEveryAgentP99Ms: percentile(every, 0.99) },
+      nodeBurst: { nodes: o.joinNodes, untilEveryAgentMs: joinMs },
+      counts,
+      mechanisms,
+      restarts,
+      kvstoreOpsPerSecond: timeline.perSecond,
+      convergenceCdf: [
+        { kind: "counting agents", ms: churnTracker.latencies(0, countingCount).ms },
+        { kind: "full agents", ms: churnTracker.latencies(countingCount, total).ms },
+      ],
+    };
+    return report;
+  } finally {
+    await Promise.all(full.map((a) => a.stop().catch(() => {})));
+    await Promise.all(counting.map((a) => a.stop().catch(() => {})));
+    for (const c of new Set(clients)) await c.close().catch(() => {});
+    await standin.stop();
+    await target.stop();
+  }
+}
