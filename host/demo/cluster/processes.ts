@@ -26,8 +26,12 @@ export class ClusterProcesses {
   readonly agents = new Map<string, NetnsProcess>();
   operator: NetnsProcess | undefined;
 
-  /** `kvstore`: the --kvstore spec every process gets; `dir`: state dirs live under it. */
-  constructor(readonly topo: ClusterTopology, readonly kvstore: string, readonly dir: string) {}
+  /**
+   * `kvstore`: the --kvstore spec every process gets; `dir`: state dirs live
+   * under it; `metricsPort`: each agent serves --metrics on 127.0.0.1:<port>
+   * of its namespace (metrics-bridge.ts brings it to the host).
+   */
+  constructor(readonly topo: ClusterTopology, readonly kvstore: string, readonly dir: string, readonly metricsPort?: number) {}
 
   stateDir(node: ClusterNode): string {
     return join(this.dir, node.name);
@@ -43,6 +47,7 @@ export class ClusterProcesses {
       "--pod-cidr", node.podCidr, "--pod-cidr", node.podCidr6,
       "--route-device", node.link, "--state-dir", this.stateDir(node), "--snapshot-interval", "1",
       "--datapath-options", options,
+      ...(this.metricsPort === undefined ? [] : ["--metrics", `127.0.0.1:${this.metricsPort}`]),
     ];
     const p = this.topo.lab.spawn(node.ns, argv, { label: `${node.name}: membrane agent` });
     this.agents.set(node.name, p);
