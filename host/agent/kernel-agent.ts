@@ -35,6 +35,8 @@ import { datapathState, type DatapathState } from "../state/schema.js";
 import { interfaceNameOf } from "../sys/interface-name.js";
 import { lockStateDir, prepareStateDir } from "./state-dir.js";
 import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signals.js";
+import { KernelAgentObserver } from "./kernel-observe.js";
+import type { Metrics } from "../metrics/registry.js";
 
 export interface KernelAgentRunOptions {
   /** The state file: datapath options, services, endpoints, policies. Watched for edits. */
@@ -53,6 +55,8 @@ export interface KernelAgentRunOptions {
   watchEveryMs?: number;
   seconds?: number;
   signals?: SignalSource;
+  /** `--metrics`: datapath counters read from the pinned maps at each scrape. */
+  metrics?: Metrics;
 }
 
 const EMPTY: EngineChange = { policy: { recomputed: [], changes: new Map() }, endpoints: { upsert: [], remove: [] }, ipcache: { upsert: [], remove: [] }, entriesComputed: 0 };
@@ -86,7 +90,9 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       }
     }
   };
+  const observer = new KernelAgentObserver({ stateDir: opts.stateDir, pinDir: opts.pinDir, externalDevice: opts.externalDevice, metrics: opts.metrics, state: () => state, warn });
   const onGc = (run: PinnedGcRun) => {
+    observer.gcRan(run);
     const deleted = run.tables.reduce((n, t) => n + t.deleted, 0);
     if (deleted || run.natDeleted) say(`gc: ${deleted} conntrack and ${run.natDeleted} NAT entries expired; next run in ${run.nextSeconds.toFixed(0)} s`);
   };
@@ -100,11 +106,12 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       externalDevice: opts.externalDevice ? { ifname: opts.externalDevice } : undefined, onGc,
     }, state);
     const running = agent;
+    await observer.attach(running);
     for (const w of running.warnings) warn(w);
     say(`kernel ${release()}: ${Object.values(HELPERS).map((h) => `${h.name} (Linux ${h.since}+, ${h.usedBy}): ${helperSupported(h) ? "yes" : "no"}`).join("; ")}`);
     if (state.options.nat && !opts.externalDevice) warn("NAT is configured in the state file but no --external-device is given: masquerading happens in bpf_host there, so nothing is masqueraded");
     for (const [id, live] of running.endpoints.endpoints) say(`endpoint ${id} on ${live.device.ifname}: template ${live.key.slice(0, 12)}, programs ${live.attachments.map((a) => a.progId).join(",")}`);
-    say(`kernel datapath running: ${running.endpoints.endpoints.size} endpoint(s), ${running.cache.stats.compiles} template(s) compiled${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}, maps pinned in ${opts.pinDir}; watching ${opts.config}`);
+    say(`kernel datapath running: ${running.endpoints.endpoints.size} endpoint(s), ${running.cache.stats.compiles} template(s) compiled${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}, maps pinned in ${opts.pinDir}; watching ${opts.config}; status in ${opts.stateDir}`);
 
     // Edits to the state file, applied one at a time in the order seen.
     let applying = Promise.resolve();
@@ -149,6 +156,7 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       await applying;
     }
   } finally {
+    await observer.close();
     if (agent) {
       agent.stop({ keepPrograms: !opts.detachOnStop });
       say(opts.detachOnStop

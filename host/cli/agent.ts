@@ -76,7 +76,7 @@ export function registerAgent(program: Command): void {
   addMetricsOption(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
-    if (flags.datapath === "bpf" && !isClusterMode(flags)) return runKernelAgentFromFlags(flags, io);
+    if (flags.datapath === "bpf" && !isClusterMode(flags)) return withMetrics(flags, io, "agent", (metrics) => runKernelAgentFromFlags(flags, io, metrics));
     if (isClusterMode(flags)) {
       const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
       return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt, metrics }, io));

@@ -8,6 +8,7 @@ import { runKernelAgent } from "../agent/kernel-agent.js";
 import { pinDir as defaultPinDir } from "../bpf/bpffs.js";
 import { InvalidInputError } from "../errors.js";
 import type { Output } from "../format/output.js";
+import type { Metrics } from "../metrics/registry.js";
 import { integerArg } from "./command.js";
 
 type Flags = Record<string, string | string[] | boolean | undefined>;
@@ -43,7 +44,7 @@ export function parseEndpointDevices(values: readonly string[]): Map<number, str
   return out;
 }
 
-export async function runKernelAgentFromFlags(flags: Flags, io: Output): Promise<void> {
+export async function runKernelAgentFromFlags(flags: Flags, io: Output, metrics?: Metrics): Promise<void> {
   for (const key of TUN_ONLY) {
     const given = flags[key];
     if (given !== undefined && !(Array.isArray(given) && given.length === 0)) {
@@ -60,6 +61,6 @@ export async function runKernelAgentFromFlags(flags: Flags, io: Output): Promise
   await runKernelAgent({
     config, stateDir: str(flags, "stateDir")!, pinDir, templatesDir: str(flags, "templatesDir"),
     endpointDevices: parseEndpointDevices((flags.endpointDevice as string[] | undefined) ?? []),
-    externalDevice: str(flags, "externalDevice"), detachOnStop: flags.detachOnStop === true, seconds,
+    externalDevice: str(flags, "externalDevice"), detachOnStop: flags.detachOnStop === true, seconds, metrics,
   }, io);
 }
