@@ -70,7 +70,9 @@ function describeUpsert(id: number, device: EndpointDevice | undefined, r: Upser
 export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): Promise<void> {
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent --datapath bpf: loading and attaching BPF programs needs root (CAP_BPF, CAP_NET_ADMIN)");
   // Validated whole before anything is set up.
-  let state: DatapathState = datapathState(loadState(opts.config));
+  const loaded = loadState(opts.config);
+  let state: DatapathState = datapathState(loaded);
+  let policyRules = loaded.engine.allRules().length;
   prepareStateDir(opts.stateDir);
   const lock = await lockStateDir(opts.stateDir, () => `a kernel datapath agent on pins ${opts.pinDir}`);
   const say = (line: string) => io.out(`membrane agent: ${line}`);
@@ -90,7 +92,7 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       }
     }
   };
-  const observer = new KernelAgentObserver({ stateDir: opts.stateDir, pinDir: opts.pinDir, externalDevice: opts.externalDevice, metrics: opts.metrics, state: () => state, warn });
+  const observer = new KernelAgentObserver({ stateDir: opts.stateDir, pinDir: opts.pinDir, externalDevice: opts.externalDevice, metrics: opts.metrics, state: () => state, policyRules: () => policyRules, warn });
   const onGc = (run: PinnedGcRun) => {
     observer.gcRan(run);
     const deleted = run.tables.reduce((n, t) => n + t.deleted, 0);
@@ -117,8 +119,11 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
     let applying = Promise.resolve();
     const reload = async () => {
       let next: DatapathState;
+      let nextRules: number;
       try {
-        next = datapathState(loadState(opts.config));
+        const file = loadState(opts.config);
+        next = datapathState(file);
+        nextRules = file.engine.allRules().length;
       } catch (err) {
         warn(`${(err as Error).message}; not applied, the datapath runs as before`);
         return;
@@ -141,6 +146,7 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
         for (const [id, r] of results) say(describeUpsert(id, devices.get(id), r));
         for (const id of change.endpoints.remove) say(`endpoint ${id} removed: programs detached, its map records deleted`);
         state = next;
+        policyRules = nextRules;
         say(`applied ${opts.config}: ${change.endpoints.upsert.length} endpoint(s) changed, ${change.endpoints.remove.length} removed, ${running.cache.stats.compiles - compilesBefore} template(s) compiled`);
       } catch (err) {
         warn(`${opts.config}: ${(err as Error).message}; not applied`);

@@ -38,6 +38,8 @@ export interface KernelObserveOptions {
   metrics?: Metrics;
   /** The state the agent runs now (endpoints for the monitor's lookup, table sizes for metrics). */
   state: () => DatapathState;
+  /** Policy rules the state file holds now. */
+  policyRules: () => number;
   /** Said once per distinct problem (a status write that failed). */
   warn: (line: string) => void;
 }
@@ -63,7 +65,7 @@ export class KernelAgentObserver {
         const identities = new Set([...eps.map((e) => e.identity), ...(s.policy?.ipcache.upsert ?? []).map((i) => i.identity)]);
         return {
           counters: this.counters(), lastGcSeconds: this.#gc.lastSeconds, services: s.services?.length ?? 0,
-          identities: identities.size,
+          identities: identities.size, policies: opts.policyRules(),
         };
       });
     }
