@@ -91,6 +91,8 @@ export class KernelAgentObserver {
   /** The datapath runs: serve the API socket and start writing the status file. */
   async attach(datapath: KernelAgentDatapath): Promise<void> {
     this.#datapath = datapath;
+    // Off until a client asks: an agent that died with a monitor on left the pinned settings on.
+    datapath.monitor().configure(undefined);
     this.#api = await startApiServer(agentSocketPath(this.opts.stateDir), monitorApiRoutes(this.hub), this.opts.metrics);
     this.#writeStatus();
     this.#reportTimer = setInterval(() => this.#writeStatus(), REPORT_EVERY_MS);
