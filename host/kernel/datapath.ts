@@ -8,7 +8,6 @@
 import { readFileSync } from "node:fs";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import { BpfObject, type GlobalPatch } from "../bpf/object.js";
-import type { BpfMap } from "../bpf/map.js";
 import { SKB_TEST_RUN_LIMITS, ETH_HLEN, type BpfProgram } from "../bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../bpf/skb-ctx.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";

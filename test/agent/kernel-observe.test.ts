@@ -18,6 +18,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { startAgent } from "../../host/demo/agents.js";
 import { NetnsProcess } from "../../host/sys/netns/process.js";
 import { describeIf } from "../support/describe-if.js";
+import { monitorChild } from "../monitor/monitor-child.js";
 import { waitFor } from "../support/wait-for.js";
 import { Topology, e2eUnavailable } from "../e2e/netns.js";
 import { freePort, promtool, promtoolMissing, sum } from "../metrics/support.js";
@@ -39,22 +40,7 @@ const STATE = {
   }],
 };
 
-/** `membrane monitor ...` as a child process: its stdout lines, its stderr, its exit. */
-function monitor(args: string[]) {
-  const child = spawn(process.execPath, [MAIN, "monitor", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const out: string[] = [];
-  let err = "";
-  let buf = "";
-  child.stdout.setEncoding("utf8").on("data", (c: string) => {
-    buf += c;
-    const lines = buf.split("\n");
-    buf = lines.pop()!;
-    out.push(...lines);
-  });
-  child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c));
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  return { child, out, get err() { return err; }, exited };
-}
+const monitor = monitorChild;
 
 describeIf("membrane agent --datapath bpf: monitor, metrics and status", e2eUnavailable() ?? promtoolMissing, () => {
   const topo = new Topology(TAG, ADDRS);
