@@ -4,7 +4,10 @@
  * through the kernel datapath's ServiceManager, policy changes through its
  * apply() (maps first, then each endpoint with a device re-instantiated from
  * its template when its values changed), routes to a RouteSink as for the
- * forwarder. Not yet selected by `membrane agent --kvstore --node`.
+ * forwarder. `membrane agent --datapath bpf --kvstore --node` selects it
+ * (host/agent/cluster-kernel-agent.ts); `beforePolicy` lets it place the
+ * core's newly numbered endpoints on their veths before their programs are
+ * instantiated.
  */
 import type { KernelAgentDatapath } from "../kernel/agent-datapath.js";
 import type { ServiceFrontend, ServiceSpec } from "../lb/manager.js";
@@ -14,7 +17,7 @@ import type { RouteSink } from "./forwarder-sink.js";
 import type { Route } from "./routes.js";
 
 export class KernelSink implements DatapathSink {
-  constructor(private readonly kernel: KernelAgentDatapath, private readonly routes?: RouteSink) {}
+  constructor(private readonly kernel: KernelAgentDatapath, private readonly routes?: RouteSink, private readonly beforePolicy?: () => void) {}
 
   async applyServices(upsert: ServiceSpec[], remove: ServiceFrontend[]): Promise<void> {
     // Deletes first, as the sink contract says: a frontend moved between specs is freed before it is taken.
@@ -23,6 +26,7 @@ export class KernelSink implements DatapathSink {
   }
 
   async applyPolicy(change: EngineChange): Promise<void> {
+    this.beforePolicy?.();
     await this.kernel.apply(change);
   }
 
