@@ -90,17 +90,23 @@ export async function runClusterKernelAgent(opts: ClusterKernelAgentRunOptions, 
         if (deleted || run.natDeleted) say(`gc: ${deleted} conntrack and ${run.natDeleted} NAT entries expired; next run in ${run.nextSeconds.toFixed(0)} s`);
       },
     });
+    const running = kernel;
     for (const w of kernel.warnings) log(`warning: ${w}`);
     say(`kernel ${release()}: ${Object.values(HELPERS).map((h) => `${h.name} (Linux ${h.since}+, ${h.usedBy}): ${helperSupported(h) ? "yes" : "no"}`).join("; ")}`);
     core = new ClusterAgentCore({
       store: opts.store, node: opts.node, addresses: opts.addresses,
       ipv4AllocCidr: opts.ipv4AllocCidr, ipv6AllocCidr: opts.ipv6AllocCidr, encryptionKey: opts.encryptionKey,
-      sink: new KernelSink(kernel, new IpRouteSink(opts.routeDevice), placePods),
+      sink: new KernelSink(kernel, new IpRouteSink(opts.routeDevice), {
+        beforePolicy: placePods,
+        afterPolicy: (change, programs) => {
+          for (const [id, r] of programs) say(`endpoint ${id} on ${devices.get(id)?.ifname}: template ${r.key.slice(0, 12)} instantiated (${r.compiled ? "compiled" : "no compile"}), programs ${r.progIds.join(",")} ${r.replaced ? "replaced in place" : "attached"}; ${running.cache.stats.compiles} template(s) compiled in all`);
+          for (const id of change.endpoints.remove) say(`endpoint ${id} removed: programs detached, its map records deleted`);
+        },
+      }),
       metrics: opts.metrics, log,
     });
     api = await startApiServer(agentSocketPath(opts.stateDir), clusterApiRoutes(core), opts.metrics);
     say(`kernel datapath running: maps pinned in ${opts.pinDir}${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}; joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
-    const running = kernel;
     joined = core.start().then(
       () => say(`node ${opts.node} joined: ${JSON.stringify(core!.status().counts)}; ${running.endpoints.endpoints.size} endpoint program(s), ${running.cache.stats.compiles} template(s) compiled`),
       (err: unknown) => log(`bootstrap stopped: ${(err as Error).message}`),
