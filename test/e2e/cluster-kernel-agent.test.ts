@@ -6,7 +6,10 @@
  * and a NetworkPolicy (egress denied to every pod, TCP to the node allowed
  * for app=frontend): frontend's connection goes through, other's is dropped
  * by its templated program. Relabelling other app=frontend (one `membrane
- * apply`) flips the verdict: its program re-instantiated, no compile.
+ * apply`) flips the verdict: its program re-instantiated, no compile. The
+ * agent restarted under a TCP stream: the stream loses nothing, the new agent
+ * compiles nothing and replaces the programs in place. A pod deleted
+ * (`membrane delete`): its filters detached.
  *
  * Namespaces "bc<pid>-node|a|b", pins under /sys/fs/bpf/membrane-test-bc<pid>.
  */
@@ -74,6 +77,15 @@ describeIf("membrane agent --datapath bpf in cluster mode: kvstore pods and Netw
   const connect = (ns: string, to: string) => startAgent(lab, ns, ["tcp-stream", to, PORT, 2, 10], { limitMs: 10_000 }).result(15_000);
   const lines = () => agent.lines.filter((l): l is string => typeof l === "string");
 
+  const startMembraneAgent = () => {
+    const p = new NetnsProcess(spawn("nsenter", [`--net=/run/netns/${node}`, process.execPath, MAIN, "agent", "--datapath", "bpf",
+      "--kvstore", kvstore, "--node", "n1", "--node-ip", "192.0.2.1", "--pod-cidr", "10.254.0.0/16", "--state-dir", stateDir,
+      "--pin-dir", PIN_DIR, "--templates-dir", join(work, "templates"), "--external-device", `${TAG}x`,
+      "--endpoint-device", `default/${PODS.a.name}=${PODS.a.dev}`, "--endpoint-device", `default/${PODS.b.name}=${PODS.b.dev}`], { stdio: ["ignore", "pipe", "pipe"] }), "membrane agent --datapath bpf (cluster)");
+    procs.push(p);
+    return p;
+  };
+
   beforeAll(async () => {
     lab.addNamespace("node");
     for (const p of Object.values(PODS)) {
@@ -94,11 +106,7 @@ describeIf("membrane agent --datapath bpf in cluster mode: kvstore pods and Netw
     lab.linkUp(node, `${TAG}x`);
     const operator = new NetnsProcess(spawn(process.execPath, [MAIN, "operator", "--kvstore", kvstore, "--lease-ttl", "5"], { stdio: ["ignore", "pipe", "pipe"] }), "membrane operator");
     procs.push(operator);
-    agent = new NetnsProcess(spawn("nsenter", [`--net=/run/netns/${node}`, process.execPath, MAIN, "agent", "--datapath", "bpf",
-      "--kvstore", kvstore, "--node", "n1", "--node-ip", "192.0.2.1", "--pod-cidr", "10.254.0.0/16", "--state-dir", stateDir,
-      "--pin-dir", PIN_DIR, "--templates-dir", join(work, "templates"), "--external-device", `${TAG}x`,
-      "--endpoint-device", `default/${PODS.a.name}=${PODS.a.dev}`, "--endpoint-device", `default/${PODS.b.name}=${PODS.b.dev}`], { stdio: ["ignore", "pipe", "pipe"] }), "membrane agent --datapath bpf (cluster)");
-    procs.push(agent);
+    agent = startMembraneAgent();
     await agent.waitLine("kernel datapath running", (l) => typeof l === "string" && /kernel datapath running/.test(l), 60_000);
   }, 120_000);
 
@@ -143,4 +151,30 @@ describeIf("membrane agent --datapath bpf in cluster mode: kvstore pods and Netw
     expect(await connect(`${lab.prefix}-${PODS.b.name}`, PODS.b.node)).toMatchObject({ sent: 2, echoed: 2 });
     expect(await connect(`${lab.prefix}-${PODS.a.name}`, PODS.a.node)).toMatchObject({ sent: 2, echoed: 2 });
   }, 150_000);
+
+  it("restarts under a TCP stream: the stream survives, the programs are replaced in place, nothing compiled", async () => {
+    const stream = startAgent(lab, `${lab.prefix}-${PODS.a.name}`, ["tcp-stream", PODS.a.node, PORT, 200, 50], { limitMs: 60_000 });
+    await stream.waitLine("3 echoes", (l) => (l as { echo?: number }).echo === 3, 15_000);
+    const kept = progIds(PODS.a.dev);
+    agent.child.kill("SIGTERM");
+    expect(await agent.exited).toBe(0);
+    expect(lines().join("\n")).toMatch(/programs left attached for the next agent/);
+    expect(progIds(PODS.a.dev)).toEqual(kept); // no agent runs; the programs do
+    agent = startMembraneAgent();
+    const joined = await agent.waitLine("joined", (l) => typeof l === "string" && /node n1 joined/.test(l), 60_000);
+    expect(joined).toMatch(/2 endpoint program\(s\), 0 template\(s\) compiled/);
+    expect(stream.running).toBe(true); // the restart happened while it was still sending
+    expect(progIds(PODS.a.dev)).toHaveLength(1);
+    expect(progIds(PODS.a.dev)).not.toEqual(kept);
+    expect(await stream.result(60_000)).toMatchObject({ sent: 200, echoed: 200 });
+  }, 150_000);
+
+  it("a pod deleted with membrane delete: its filters detached, the other pod's stay", async () => {
+    writeFileSync(join(work, "other.yaml"), pod(PODS.b.name, PODS.b.ip, "frontend"));
+    membrane("delete", "-f", join(work, "other.yaml"), "--kvstore", kvstore);
+    await waitFor("other's filters detached", () => progIds(PODS.b.dev).length === 0, { timeoutMs: 60_000 });
+    await agent.waitLine("the removal said", (l) => typeof l === "string" && /endpoint \d+ removed: programs detached/.test(l), 10_000);
+    expect(progIds(PODS.a.dev)).toHaveLength(1);
+    expect(await connect(`${lab.prefix}-${PODS.a.name}`, PODS.a.node)).toMatchObject({ sent: 2, echoed: 2 });
+  }, 120_000);
 });
