@@ -13,8 +13,6 @@
  * pinned (--detach-on-stop removes the programs), and the next agent
  * replaces each program in place, as in state-file mode (kernel-agent.ts).
  */
-import { release } from "node:os";
-import { HELPERS, helperSupported } from "../bpf/helper-probe.js";
 import { NotSupportedError } from "../errors.js";
 import type { Output } from "../format/output.js";
 import { KernelAgentDatapath } from "../kernel/agent-datapath.js";
@@ -28,6 +26,7 @@ import { ClusterAgentCore } from "../cluster/agent-core.js";
 import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { IpRouteSink } from "../cluster/forwarder-sink.js";
 import { KernelSink } from "../cluster/kernel-sink.js";
+import { describeUpsert, gcReporter, kernelFeaturesLine, stopKernelDatapath } from "./kernel-agent-lines.js";
 import { lockStateDir, prepareStateDir } from "./state-dir.js";
 import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signals.js";
 
@@ -85,21 +84,18 @@ export async function runClusterKernelAgent(opts: ClusterKernelAgentRunOptions, 
     kernel = await KernelAgentDatapath.start({
       pinDir: opts.pinDir, templatesDir: opts.templatesDir, devices,
       externalDevice: opts.externalDevice ? { ifname: opts.externalDevice } : undefined,
-      onGc: (run) => {
-        const deleted = run.tables.reduce((n, t) => n + t.deleted, 0);
-        if (deleted || run.natDeleted) say(`gc: ${deleted} conntrack and ${run.natDeleted} NAT entries expired; next run in ${run.nextSeconds.toFixed(0)} s`);
-      },
+      onGc: gcReporter(say),
     });
     const running = kernel;
     for (const w of kernel.warnings) log(`warning: ${w}`);
-    say(`kernel ${release()}: ${Object.values(HELPERS).map((h) => `${h.name} (Linux ${h.since}+, ${h.usedBy}): ${helperSupported(h) ? "yes" : "no"}`).join("; ")}`);
+    say(kernelFeaturesLine());
     core = new ClusterAgentCore({
       store: opts.store, node: opts.node, addresses: opts.addresses,
       ipv4AllocCidr: opts.ipv4AllocCidr, ipv6AllocCidr: opts.ipv6AllocCidr, encryptionKey: opts.encryptionKey,
       sink: new KernelSink(kernel, new IpRouteSink(opts.routeDevice), {
         beforePolicy: placePods,
         afterPolicy: (change, programs) => {
-          for (const [id, r] of programs) say(`endpoint ${id} on ${devices.get(id)?.ifname}: template ${r.key.slice(0, 12)} instantiated (${r.compiled ? "compiled" : "no compile"}), programs ${r.progIds.join(",")} ${r.replaced ? "replaced in place" : "attached"}; ${running.cache.stats.compiles} template(s) compiled in all`);
+          for (const [id, r] of programs) say(`${describeUpsert(id, devices.get(id), r)}; ${running.cache.stats.compiles} template(s) compiled in all`);
           for (const id of change.endpoints.remove) say(`endpoint ${id} removed: programs detached, its map records deleted`);
         },
       }),
@@ -118,10 +114,7 @@ export async function runClusterKernelAgent(opts: ClusterKernelAgentRunOptions, 
     await api?.close();
     await opts.store.close();
     if (kernel) {
-      kernel.stop({ keepPrograms: !opts.detachOnStop });
-      say(opts.detachOnStop
-        ? `stopped: programs detached; maps stay pinned in ${opts.pinDir}`
-        : `stopped: programs left attached for the next agent, maps pinned in ${opts.pinDir}`);
+      stopKernelDatapath(kernel, opts.detachOnStop === true, opts.pinDir, say);
     }
     signals.dispose();
     lock.release();
