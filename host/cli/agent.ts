@@ -80,8 +80,8 @@ export function registerAgent(program: Command): void {
     if (flags.datapath === "bpf" && !isClusterMode(flags)) return runKernelAgentFromFlags(flags, io);
     if (flags.datapath === "bpf") return withMetrics(flags, io, "agent", (metrics) => runClusterKernelAgentFromFlags(flags, metrics, io));
     if (isClusterMode(flags)) {
-      const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
-      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt, metrics }, io));
+      const { device, mtu, offloads, routes, stateDir, seconds, snapshotInterval, encrypt } = agentOptions({ ...flags, config: undefined });
+      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, snapshotInterval, encrypt, metrics }, io));
     }
     const options = agentOptions(flags);
     await withMetrics(flags, io, "agent", (metrics) => runAgent({ ...options, metrics }, io));
