@@ -64,6 +64,7 @@ export class AgentMetrics {
       counters: r.counters,
       forwarder: r.stats,
       natMappings: r.natMappings,
+      lastGcSeconds: r.stats.lastGcSeconds,
       ...this.tables(),
     };
   }

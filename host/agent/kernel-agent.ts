@@ -20,21 +20,22 @@
  * priority). --detach-on-stop removes the programs instead.
  */
 import { unwatchFile, watchFile } from "node:fs";
-import { release } from "node:os";
-import { HELPERS, helperSupported } from "../bpf/helper-probe.js";
 import { NotSupportedError } from "../errors.js";
 import type { Output } from "../format/output.js";
 import { KernelAgentDatapath } from "../kernel/agent-datapath.js";
 import type { PinnedGcRun } from "../kernel/pinned-gc.js";
-import type { EndpointDevice, UpsertResult } from "../kernel/templates/endpoint-programs.js";
+import type { EndpointDevice } from "../kernel/templates/endpoint-programs.js";
 import type { ServiceFrontend } from "../lb/manager.js";
 import { changeBetween } from "../policy/change-between.js";
 import type { EngineChange } from "../policy/engine.js";
 import { loadState } from "../state/file.js";
 import { datapathState, type DatapathState } from "../state/schema.js";
 import { interfaceNameOf } from "../sys/interface-name.js";
+import { describeUpsert, gcReporter, kernelFeaturesLine, stopKernelDatapath } from "./kernel-agent-lines.js";
 import { lockStateDir, prepareStateDir } from "./state-dir.js";
 import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signals.js";
+import { KernelAgentObserver } from "./kernel-observe.js";
+import type { Metrics } from "../metrics/registry.js";
 
 export interface KernelAgentRunOptions {
   /** The state file: datapath options, services, endpoints, policies. Watched for edits. */
@@ -53,20 +54,19 @@ export interface KernelAgentRunOptions {
   watchEveryMs?: number;
   seconds?: number;
   signals?: SignalSource;
+  /** `--metrics`: datapath counters read from the pinned maps at each scrape. */
+  metrics?: Metrics;
 }
 
 const EMPTY: EngineChange = { policy: { recomputed: [], changes: new Map() }, endpoints: { upsert: [], remove: [] }, ipcache: { upsert: [], remove: [] }, entriesComputed: 0 };
 const frontendKey = (s: ServiceFrontend) => `${s.vip}|${s.port}|${s.proto}`;
 
-/** One line per endpoint instantiated: what the tests and an operator read. */
-function describeUpsert(id: number, device: EndpointDevice | undefined, r: UpsertResult): string {
-  return `endpoint ${id} on ${device?.ifname}: template ${r.key.slice(0, 12)} instantiated (${r.compiled ? "compiled" : "no compile"}), programs ${r.progIds.join(",")} ${r.replaced ? "replaced in place" : "attached"}`;
-}
-
 export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): Promise<void> {
   if (process.getuid?.() !== 0) throw new NotSupportedError("agent --datapath bpf: loading and attaching BPF programs needs root (CAP_BPF, CAP_NET_ADMIN)");
   // Validated whole before anything is set up.
-  let state: DatapathState = datapathState(loadState(opts.config));
+  const loaded = loadState(opts.config);
+  let state: DatapathState = datapathState(loaded);
+  let policyRules = loaded.engine.allRules().length;
   prepareStateDir(opts.stateDir);
   const lock = await lockStateDir(opts.stateDir, () => `a kernel datapath agent on pins ${opts.pinDir}`);
   const say = (line: string) => io.out(`membrane agent: ${line}`);
@@ -86,9 +86,11 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       }
     }
   };
+  const observer = new KernelAgentObserver({ stateDir: opts.stateDir, pinDir: opts.pinDir, externalDevice: opts.externalDevice, metrics: opts.metrics, state: () => state, policyRules: () => policyRules, warn });
+  const reportGc = gcReporter(say);
   const onGc = (run: PinnedGcRun) => {
-    const deleted = run.tables.reduce((n, t) => n + t.deleted, 0);
-    if (deleted || run.natDeleted) say(`gc: ${deleted} conntrack and ${run.natDeleted} NAT entries expired; next run in ${run.nextSeconds.toFixed(0)} s`);
+    observer.gcRan(run);
+    reportGc(run);
   };
 
   const signals = new ShutdownSignals(io, { lost: () => "nothing (the programs and pinned maps stay)", force: (_s, code) => process.exit(code) }, opts.signals);
@@ -100,18 +102,22 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       externalDevice: opts.externalDevice ? { ifname: opts.externalDevice } : undefined, onGc,
     }, state);
     const running = agent;
+    await observer.attach(running);
     for (const w of running.warnings) warn(w);
-    say(`kernel ${release()}: ${Object.values(HELPERS).map((h) => `${h.name} (Linux ${h.since}+, ${h.usedBy}): ${helperSupported(h) ? "yes" : "no"}`).join("; ")}`);
+    say(kernelFeaturesLine());
     if (state.options.nat && !opts.externalDevice) warn("NAT is configured in the state file but no --external-device is given: masquerading happens in bpf_host there, so nothing is masqueraded");
     for (const [id, live] of running.endpoints.endpoints) say(`endpoint ${id} on ${live.device.ifname}: template ${live.key.slice(0, 12)}, programs ${live.attachments.map((a) => a.progId).join(",")}`);
-    say(`kernel datapath running: ${running.endpoints.endpoints.size} endpoint(s), ${running.cache.stats.compiles} template(s) compiled${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}, maps pinned in ${opts.pinDir}; watching ${opts.config}`);
+    say(`kernel datapath running: ${running.endpoints.endpoints.size} endpoint(s), ${running.cache.stats.compiles} template(s) compiled${opts.externalDevice ? `, bpf_host on ${opts.externalDevice}` : ""}, maps pinned in ${opts.pinDir}; watching ${opts.config}; status in ${opts.stateDir}`);
 
     // Edits to the state file, applied one at a time in the order seen.
     let applying = Promise.resolve();
     const reload = async () => {
       let next: DatapathState;
+      let nextRules: number;
       try {
-        next = datapathState(loadState(opts.config));
+        const file = loadState(opts.config);
+        next = datapathState(file);
+        nextRules = file.engine.allRules().length;
       } catch (err) {
         warn(`${(err as Error).message}; not applied, the datapath runs as before`);
         return;
@@ -134,6 +140,7 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
         for (const [id, r] of results) say(describeUpsert(id, devices.get(id), r));
         for (const id of change.endpoints.remove) say(`endpoint ${id} removed: programs detached, its map records deleted`);
         state = next;
+        policyRules = nextRules;
         say(`applied ${opts.config}: ${change.endpoints.upsert.length} endpoint(s) changed, ${change.endpoints.remove.length} removed, ${running.cache.stats.compiles - compilesBefore} template(s) compiled`);
       } catch (err) {
         warn(`${opts.config}: ${(err as Error).message}; not applied`);
@@ -149,11 +156,9 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       await applying;
     }
   } finally {
+    await observer.close();
     if (agent) {
-      agent.stop({ keepPrograms: !opts.detachOnStop });
-      say(opts.detachOnStop
-        ? `stopped: programs detached; maps stay pinned in ${opts.pinDir}`
-        : `stopped: programs left attached for the next agent, maps pinned in ${opts.pinDir}`);
+      stopKernelDatapath(agent, opts.detachOnStop === true, opts.pinDir, say);
     }
     signals.dispose();
     lock.release();

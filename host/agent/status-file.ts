@@ -20,7 +20,7 @@ export const DEFAULT_STATE_DIR = "/run/membrane";
 
 export interface AgentStatus {
   pid: number;
-  datapath: "tun";
+  datapath: "tun" | "bpf";
   device: string;
   mtu: number;
   routes: string[];
@@ -38,6 +38,8 @@ export interface AgentStatus {
   natMappings?: number;
   /** How often the agent reports (ms): a report much older than this means a stuck agent. */
   reportEveryMs?: number;
+  /** The kernel datapath's (datapath "bpf"): where its maps are pinned, each endpoint's device and programs. */
+  kernel?: { pinDir: string; endpoints: { id: number; device: string; programs: number[] }[] };
   /** The newest conntrack snapshot this agent wrote. */
   snapshot?: { path: string; sequence: number; writtenAt: string; entries: number; everyMs: number };
 }

@@ -11,7 +11,7 @@ import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { InvalidInputError } from "../errors.js";
 import { example, integerArg, outputOf } from "./command.js";
 import { addClusterAgentOptions, isClusterMode, runClusterAgentFromFlags } from "./cluster-agent.js";
-import { addKernelAgentOptions, runKernelAgentFromFlags } from "./kernel-agent-options.js";
+import { addKernelAgentOptions, runClusterKernelAgentFromFlags, runKernelAgentFromFlags } from "./kernel-agent-options.js";
 import { addMetricsOption, withMetrics } from "./metrics-option.js";
 import { ENCRYPT_AGENT_OPTIONS, encryptFromFlags } from "./agent-encrypt.js";
 
@@ -44,7 +44,7 @@ function str(flags: AgentFlags, key: string): string | undefined {
 /** The flags, checked, as runAgent's options (the state file loaded and validated before anything is set up). */
 function agentOptions(flags: AgentFlags): AgentOptions {
   const datapath = str(flags, "datapath");
-  if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" or "bpf" (bpf not yet in cluster mode) (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
+  if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" or "bpf" (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
   const mtu = integerArg("mtu", str(flags, "mtu"), 576, 65535);
   const queues = integerArg("queues", str(flags, "queues"), 1, 256) ?? Math.min(256, availableParallelism());
   const secondsText = str(flags, "seconds");
@@ -70,13 +70,15 @@ export function registerAgent(program: Command): void {
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
   for (const o of [...AGENT_OPTIONS, ...ENCRYPT_AGENT_OPTIONS]) cmd.addOption(o);
   example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads --queues 2",
-    "sudo membrane agent --datapath bpf --config state.json --endpoint-device 41=lxc41 --external-device eth0");
+    "sudo membrane agent --datapath bpf --config state.json --endpoint-device 41=lxc41 --external-device eth0",
+    "sudo membrane agent --datapath bpf --kvstore etcd --node n1 --node-ip 192.0.2.1 --endpoint-device default/web=lxcweb --external-device eth0");
   addClusterAgentOptions(cmd);
   addKernelAgentOptions(cmd);
   addMetricsOption(cmd);
   cmd.action(async (flags: AgentFlags, self: Command) => {
     const io = outputOf(self);
-    if (flags.datapath === "bpf" && !isClusterMode(flags)) return runKernelAgentFromFlags(flags, io);
+    if (flags.datapath === "bpf" && !isClusterMode(flags)) return withMetrics(flags, io, "agent", (metrics) => runKernelAgentFromFlags(flags, io, metrics));
+    if (flags.datapath === "bpf") return withMetrics(flags, io, "agent", (metrics) => runClusterKernelAgentFromFlags(flags, metrics, io));
     if (isClusterMode(flags)) {
       const { device, mtu, offloads, routes, stateDir, seconds, snapshotInterval, encrypt } = agentOptions({ ...flags, config: undefined });
       return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, snapshotInterval, encrypt, metrics }, io));

@@ -34,9 +34,16 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
     io.err(`membrane status: warning: the agent's last report is ${age === undefined ? "of unknown age" : `${Math.round(age / 1000)} s old`} (it reports every ${Math.round((s.reportEveryMs ?? 1000) / 1000)} s): it holds ${dir} but may be stuck`);
   }
   const drops = s.counters.drops.reduce((n, d) => n + d.packets, 0);
-  io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
-  io.out(`routes: ${s.routes.join(", ") || "none"}; conntrack: ${s.entries} entries (${s.restoredEntries} restored at start)`);
-  io.out(`packets: ${s.stats.packetsIn} in, ${s.stats.packetsOut} out, ${drops} dropped in ${s.stats.batches} batches; GC runs ${s.stats.gcRuns}`);
+  if (s.kernel) {
+    // The kernel datapath: programs on the endpoints' veths, no device or batches of its own.
+    io.out(`agent pid ${s.pid}, datapath ${s.datapath}, maps pinned in ${s.kernel.pinDir}${s.device === "-" ? "" : `, bpf_host on ${s.device}`}, up since ${s.startedAt}, updated ${s.updatedAt}`);
+    io.out(`endpoints: ${s.kernel.endpoints.map((e) => `${e.id} on ${e.device} (programs ${e.programs.join(",")})`).join("; ") || "none"}; conntrack: ${s.entries} entries`);
+    io.out(`packets: ${s.stats.packetsOut} forwarded, ${drops} dropped; GC runs ${s.stats.gcRuns}`);
+  } else {
+    io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
+    io.out(`routes: ${s.routes.join(", ") || "none"}; conntrack: ${s.entries} entries (${s.restoredEntries} restored at start)`);
+    io.out(`packets: ${s.stats.packetsIn} in, ${s.stats.packetsOut} out, ${drops} dropped in ${s.stats.batches} batches; GC runs ${s.stats.gcRuns}`);
+  }
   if (s.flows.length) io.out(flowsTable(s.flows));
   if (s.services?.length) io.out(formatServiceFlows(s.services));
   for (const line of natLines({ nat: s.nat ?? [], natMappings: s.natMappings ?? 0 }, STATUS_NAT_ROWS)) io.out(line);

@@ -46,6 +46,8 @@ export interface ForwarderStats {
   /** Packets the device refused (EIO while down, EINVAL for one packet) or pushed back (EAGAIN). */
   writeErrors: number;
   gcRuns: number;
+  /** How long the last conntrack GC run took, seconds (absent before the first). */
+  lastGcSeconds?: number;
   /** Time per pipeline stage, with ForwarderOptions.stageTiming only (stage-timer.ts). */
   stages?: StageTimes;
 }
@@ -370,7 +372,9 @@ export class Forwarder {
   }
 
   private collect(now: number): void {
+    const startedAt = performance.now();
     const results = this.dp.gc(now);
+    this.stats.lastGcSeconds = (performance.now() - startedAt) / 1000;
     const scanned = results.reduce((s, r) => s + r.scanned, 0);
     const ratio = Math.max(...results.map((r) => (r.scanned ? r.deleted / r.scanned : 0)));
     this.nextGc = now + this.gc.next(scanned ? ratio : NaN);

@@ -33,6 +33,9 @@ import type { TemplateShape } from "./templates/shape.js";
 import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { EndpointRecord } from "../policy/types.js";
+import type { DatapathCounters } from "../engine.js";
+import { readKernelCounters } from "./counters.js";
+import { KernelMonitorRing } from "./monitor-ring.js";
 
 export interface KernelAgentOptions {
   options?: ResolvedOptions;
@@ -147,6 +150,18 @@ export class KernelAgentDatapath {
     return results;
   }
 
+  #monitor: KernelMonitorRing | undefined;
+
+  /** Forwards, drops and conntrack stats from the pinned maps, read now (at a scrape or a status write). */
+  counters(): DatapathCounters {
+    return readKernelCounters(this.#maps);
+  }
+
+  /** The programs' shared monitor ring buffer and settings (pinned: every endpoint instance writes the one ring). */
+  monitor(): KernelMonitorRing {
+    return (this.#monitor ??= new KernelMonitorRing(this.#maps));
+  }
+
   /** The node's endpoint, ipcache and policy maps (for programDatapath). */
   policyTables(): KernelPolicyTables {
     return new KernelPolicyTables(this.#maps);
@@ -164,6 +179,8 @@ export class KernelAgentDatapath {
    */
   stop({ keepPrograms }: { keepPrograms: boolean }): void {
     this.gc.close();
+    // Monitoring off: programs left running must not keep filling a ring nobody reads.
+    if (this.#monitor) this.#monitor.configure(undefined);
     if (keepPrograms) this.endpoints.release();
     else {
       for (const id of [...this.endpoints.endpoints.keys()]) this.endpoints.remove(id);

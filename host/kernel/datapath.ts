@@ -8,7 +8,6 @@
 import { readFileSync } from "node:fs";
 import { resolveOptions, type DatapathOptions, type ResolvedOptions } from "../config.js";
 import { BpfObject, type GlobalPatch } from "../bpf/object.js";
-import type { BpfMap } from "../bpf/map.js";
 import { SKB_TEST_RUN_LIMITS, ETH_HLEN, type BpfProgram } from "../bpf/program.js";
 import { decodeSkbCtx, encodeSkbCtx } from "../bpf/skb-ctx.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";
@@ -16,12 +15,11 @@ import { DIRECTION_CODE, type PacketMeta } from "../engine.js";
 import { describeVerdict, type PacketVerdict } from "../verdict.js";
 import type { DatapathEngine, PacketInput } from "../engine.js";
 import { CT_TABLES, decodeCtRecord, joinRecord, type CtRecord, type CtTableName } from "../conntrack/records.js";
-import type { DatapathCounters, DropCount, GcResult } from "../engine.js";
+import type { DatapathCounters, GcResult } from "../engine.js";
 import type { TableName } from "../conntrack/tables.js";
-import { METRICS_SLOTS, TABLE_NAMES } from "../conntrack/tables.js";
+import { TABLE_NAMES } from "../conntrack/tables.js";
 import {
-  CT_ENTRY, CT_STATS, FRAG_ENTRY, decodeCtStats, decodeMetricsValue, dropReasonName, dropReasonText,
-  type CtStats,
+  CT_ENTRY, FRAG_ENTRY,
 } from "../generated/layout.js";
 import { MembraneError, NotSupportedError, wrap } from "../errors.js";
 import { KERNEL_MAP_OF } from "./maps.js";
@@ -30,6 +28,7 @@ import { KernelPolicyTables } from "./policy-tables.js";
 import { KernelLbTables } from "./lb-tables.js";
 import { KernelNat } from "./nat-tables.js";
 import { KernelMonitorRing } from "./monitor-ring.js";
+import { readKernelCounters } from "./counters.js";
 
 
 
@@ -44,12 +43,6 @@ function toFrame(packet: Uint8Array, link: PacketMeta["link"]): Uint8Array {
   frame[13] = etherType & 0xff;
   frame.set(packet, ETH_HLEN);
   return frame;
-}
-
-function sumPerCpu<T>(map: BpfMap, key: Uint8Array, decode: (b: Uint8Array) => T, add: (a: T, b: T) => T): T | undefined {
-  const value = map.lookup(key);
-  if (!value) return undefined;
-  return map.perCpuValues(value).map(decode).reduce(add);
 }
 
 /**
@@ -203,34 +196,7 @@ export class KernelDatapath implements DatapathEngine {
   }
 
   counters(): DatapathCounters {
-    const metrics = this.object.map("metrics");
-    const forwarded = { egress: { packets: 0, bytes: 0 }, ingress: { packets: 0, bytes: 0 } };
-    const drops: DropCount[] = [];
-    const key = new Uint8Array(4);
-    const view = new DataView(key.buffer);
-    for (let slot = 0; slot < METRICS_SLOTS; slot++) {
-      view.setUint32(0, slot, true);
-      const v = sumPerCpu(metrics, key, (b) => decodeMetricsValue(b), (a, b) => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes }));
-      if (!v || v.packets === 0n) continue;
-      const reason = slot >> 1;
-      const direction = slot & 1 ? "ingress" : "egress";
-      const count = { packets: Number(v.packets), bytes: Number(v.bytes) };
-      if (reason === 0) forwarded[direction] = count;
-      else drops.push({ reason: dropReasonName[reason] ?? `DROP_${reason}`, code: reason, text: dropReasonText[reason] ?? "", direction, ...count });
-    }
-    const statsMap = this.object.map("ct_stats");
-    const tables = {} as Record<TableName, CtStats>;
-    TABLE_NAMES.forEach((table, id) => {
-      view.setUint32(0, id, true);
-      const s = sumPerCpu(statsMap, key, (b) => decodeCtStats(b), (a, b) => {
-        const out = { ...a };
-        for (const k of Object.keys(out) as (keyof CtStats)[]) out[k] = a[k] + b[k];
-        return out;
-      }) ?? decodeCtStats(new Uint8Array(CT_STATS.size));
-      s.entries = BigInt(this.object.map(KERNEL_MAP_OF[table]).dump().length);
-      tables[table] = s;
-    });
-    return { forwarded, drops, tables };
+    return readKernelCounters(this.object);
   }
 
   /** Endpoints, ipcache and policy maps (written through host/policy/datapath-writer). */

@@ -38,6 +38,8 @@ export interface PinnedGcRun {
   maxDeleteRatio: number;
   /** Seconds until the next run, before jitter. */
   nextSeconds: number;
+  /** How long the run took, seconds (datapath_conntrack_gc_duration_seconds). */
+  seconds: number;
 }
 
 export const monotonicSeconds = (): number => Number(process.hrtime.bigint() / 1_000_000_000n);
@@ -63,6 +65,7 @@ export class PinnedGc {
 
   /** One run now (or at `now` seconds of the datapath clock). */
   runOnce(now = (this.opts.clock ?? monotonicSeconds)()): PinnedGcRun {
+    const startedAt = performance.now();
     const tables: GcResult[] = [];
     for (const table of TABLE_NAMES) {
       const name = KERNEL_MAP_OF[table];
@@ -83,7 +86,7 @@ export class PinnedGc {
     const ratios = tables.filter((t) => !t.table.startsWith("frag") && t.scanned > 0).map((t) => t.deleted / t.scanned);
     const maxDeleteRatio = ratios.length ? Math.max(...ratios) : NaN;
     const nextSeconds = this.schedule.next(maxDeleteRatio);
-    const run = { now, tables, natDeleted, maxDeleteRatio, nextSeconds };
+    const run = { now, tables, natDeleted, maxDeleteRatio, nextSeconds, seconds: (performance.now() - startedAt) / 1000 };
     this.opts.onRun?.(run);
     return run;
   }

@@ -13,7 +13,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("membrane agent", () => {
   test.each([
-    [["agent"], '--datapath must be "tun" or "bpf" (bpf not yet in cluster mode) (got nothing)'],
+    [["agent"], '--datapath must be "tun" or "bpf" (got nothing)'],
     [["agent", "--datapath", "xdp"], '(got "xdp")'],
     [["agent", "--datapath", "bpf"], "--config <state file> is required"],
     [["agent", "--datapath", "bpf", "--config", "s.json", "--route", "10.0.0.0/8"], "--route is for the TUN datapath only"],
@@ -21,6 +21,10 @@ describe("membrane agent", () => {
     [["agent", "--datapath", "bpf", "--config", "s.json", "--endpoint-device", "0=lxc0"], "--endpoint-device: expected 1..65535"],
     [["agent", "--datapath", "bpf", "--config", "s.json", "--endpoint-device", "4=lxc0", "--endpoint-device", "4=lxc1"], "endpoint 4 given twice"],
     [["agent", "--datapath", "bpf", "--config", "/nonexistent/state.json", "--state-dir", "/nonexistent/run"], "/nonexistent/state.json"],
+    [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1", "--node-ip", "192.0.2.1", "--endpoint-device", "41=lxc41"], "in cluster mode expected NAMESPACE/POD=IFNAME"],
+    [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1", "--node-ip", "192.0.2.1", "--endpoint-device", "default/web=lxcweb", "--endpoint-device", "default/web=lxcw2"], "pod default/web given twice"],
+    [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1", "--node-ip", "192.0.2.1", "--route", "10.0.0.0/8"], "--route is for the TUN datapath only"],
+    [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1"], "--node-ip <address> is required"],
     [["agent", "--datapath", "tun", "--mtu", "9"], "--mtu: expected 576..65535"],
     [["agent", "--datapath", "tun", "--route", "10.0.0.0/33"], "prefix length 33 is too long for IPv4"],
     [["agent", "--datapath", "tun", "--route", "banana"], "expected ADDRESS/PREFIX-LENGTH"],

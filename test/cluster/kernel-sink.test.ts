@@ -36,7 +36,11 @@ describeIf("the kernel datapath as the cluster agent's sink", templateUnavailabl
 
   it("puts the core's services and policy into the pinned maps, and takes them out again", async () => {
     kernel = await KernelAgentDatapath.start({ options: OPTIONS, pinDir: PIN_DIR, templatesDir, devices: new Map() });
-    const sink = new KernelSink(kernel);
+    const seen: string[] = [];
+    const sink = new KernelSink(kernel, undefined, {
+      beforePolicy: () => seen.push("before"),
+      afterPolicy: (c, programs) => seen.push(`after ${c.endpoints.upsert.length}+${c.endpoints.remove.length} ${programs.size}`),
+    });
     const svc = { vip: "10.96.0.7", port: 80, proto: "tcp" as const, backends: [{ addr: "10.8.0.1", port: 8080 }, { addr: "10.8.0.2", port: 8080 }] };
     await sink.applyServices([svc], []);
     await sink.applyPolicy(change(false));
@@ -46,10 +50,12 @@ describeIf("the kernel datapath as the cluster agent's sink", templateUnavailabl
     const tables = kernel.policyTables();
     expect([tables.dump("endpoints4").length, tables.dump("ipcache4").length, tables.dump("policy").length]).toEqual([1, 2, 1]);
     expect(kernel.cache.stats.compiles).toBe(0); // no device, no instance: nothing compiled for map records
+    expect(seen).toEqual(["before", "after 1+0 0"]); // the hooks around the change; no device, no program
 
     await sink.applyServices([], [svc]);
     await sink.applyPolicy(change(true));
     expect(readLbListing(kernel.lbTables()).services).toEqual([]);
     expect([tables.dump("endpoints4").length, tables.dump("policy").length]).toEqual([0, 0]);
+    expect(seen.slice(2)).toEqual(["before", "after 0+1 0"]);
   }, 60_000);
 });

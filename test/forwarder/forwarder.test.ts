@@ -42,10 +42,13 @@ describe("forwarder", () => {
     tun.inject(out(7, { syn: true }));
     fwd.step();
     expect(dp.tableInfo("tcp4").count).toBe(1);
+    expect(fwd.stats.lastGcSeconds).toBeUndefined();
     now += 24 * 3600; // past the SYN timeout and any GC interval
     tun.inject(out(8, { syn: true }));
     fwd.step();
     expect(fwd.stats.gcRuns).toBe(1);
+    // Timed: datapath_conntrack_gc_duration_seconds is no longer always 0.
+    expect(fwd.stats.lastGcSeconds).toBeGreaterThan(0);
     expect([...dp.conntrack("tcp4")].map((r) => r.tuple.sport)).toEqual([8]);
   });
 

@@ -3,33 +3,18 @@
 // shows the drops of the traffic the policy denies, with the reason and the
 // endpoint, and nothing of the allowed traffic; filters narrow what it shows;
 // a bad filter is refused before anything is turned on.
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { NetnsLab } from "../../host/sys/netns/lab.js";
-import { agentUnavailable, CLI } from "../agent/agent-lab.js";
+import { agentUnavailable } from "../agent/agent-lab.js";
 import { describeIf } from "../support/describe-if.js";
+import { monitorChild } from "./monitor-child.js";
 import { waitFor } from "../support/wait-for.js";
 import { policyLab, policyStateFile, sendUdp, startPolicyAgent } from "./policy-lab.js";
 
-/** `membrane monitor ...` as a child process: its stdout lines, its stderr, its exit. */
-function monitor(args: string[]) {
-  const child = spawn(process.execPath, [CLI, "monitor", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const out: string[] = [];
-  let err = "";
-  let buf = "";
-  child.stdout.setEncoding("utf8").on("data", (c: string) => {
-    buf += c;
-    const lines = buf.split("\n");
-    buf = lines.pop()!;
-    out.push(...lines);
-  });
-  child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c));
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  return { child, out, get err() { return err; }, exited };
-}
+const monitor = monitorChild;
 
 describeIf("membrane monitor on a running agent", agentUnavailable(), () => {
   const dir = mkdtempSync(join(tmpdir(), "membrane-ob-monitor-"));
