@@ -27,7 +27,7 @@ export const KERNEL_AGENT_OPTIONS: Option[] = [
 ];
 
 /** Flags that only the TUN datapath has: given with --datapath bpf they are an error, not ignored. */
-const TUN_ONLY = ["route", "routeTable", "routeRule", "mtu", "queues", "snapshotInterval", "encryptKeys", "encryptListen", "encryptPeers", "encryptGrace"] as const;
+const TUN_ONLY = ["route", "routeTable", "routeRule", "mtu", "queues", "snapshotInterval", "encryptKeys", "encryptListen", "encryptPeers", "encryptGrace", "datapathOptions"] as const;
 
 export function addKernelAgentOptions(cmd: Command): void {
   for (const o of KERNEL_AGENT_OPTIONS) cmd.addOption(o);
