@@ -95,6 +95,8 @@ class ProbeLog {
   #read = 0;
   #kept: ProbeAttempt[] = [];
   total = 0;
+  first = Infinity;
+  last = -Infinity;
 
   constructor(readonly process: NetnsProcess) {}
 
@@ -105,6 +107,8 @@ class ProbeLog {
       if (isProbeAttempt(l)) {
         this.#kept.push(l);
         this.total++;
+        this.first = Math.min(this.first, l.t);
+        this.last = Math.max(this.last, l.t);
       }
     }
     lines.length = 0;
@@ -246,7 +250,10 @@ async function main(): Promise<void> {
       await deleteManifests(store, pod);
       record("pod deleted (n2 ipcache)", undefined, await every([n2], async (n) => !(await ipcache(n)).some((e) => e.cidr === `${ip}/32`), t0));
     }
-    const attempts = [viaN1, viaN2, toBeb].reduce((n, p) => n + p.total, 0);
+    const logs = [viaN1, viaN2, toBeb];
+    const attempts = logs.reduce((n, p) => n + p.total, 0);
+    // setInterval on a loaded machine fires late: the interval achieved is the real resolution.
+    const achieved = Math.max(...logs.map((p) => (p.last - p.first) / Math.max(1, p.total - 1)));
     const ms = (xs: number[], p: number) => (xs.length ? num(percentile([...xs].sort((a, b) => a - b), p), 1) : "-");
     const rows = Object.entries(samples).map(([kind, s]) => ({
       change: kind,
@@ -255,7 +262,7 @@ async function main(): Promise<void> {
       "API p50 ms": ms(s.api, 50), "API p99 ms": ms(s.api, 99),
     }));
     printTable(`convergence: apply -> first new flow decided under the new state on every node (packet) / every agent's API shows it (API); ${spec.split(":")[0]} kvstore, ${ROUNDS} rounds`, rows, [
-      `probes: a new TCP connection every ${EVERY_MS} ms from each of 3 pods (${attempts} in all); packet figures resolve to one interval`,
+      `probes: a new TCP connection every ${EVERY_MS} ms asked, ${num(achieved, 1)} ms achieved (the slowest client's mean), from each of 3 pods (${attempts} in all): the packet figures' resolution`,
       "pod created/deleted: API only (no pod behind the address sends a packet)",
       `load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} (a shared machine: figures are noisy)`,
     ]);
