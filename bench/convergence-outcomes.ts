@@ -9,6 +9,7 @@ export interface ProbeAttempt {
   t: number;
   ok: boolean;
   reply: string;
+  port?: number;
 }
 
 export function isProbeAttempt(line: unknown): line is ProbeAttempt {

@@ -6,7 +6,8 @@
  *   connect <addr> <port> <everyMs> <timeoutMs>    a NEW connection every everyMs (a new source port, so
  *                                                  a new flow the datapath decides afresh: LB choice and
  *                                                  policy), until killed; one JSON line per attempt:
- *                                                  {"t":<send time, ms since the epoch>,"ok":bool,"reply":name}
+ *                                                  {"t":<send time, ms since the epoch>,"ok":bool,"reply":name,
+ *                                                  "port":<its source port once connected, else 0>}
  *
  * Times are performance.timeOrigin + performance.now(): the same clock as
  * the bench process on this machine, sub-millisecond. `t` is when the
@@ -30,15 +31,17 @@ if (mode === "serve") {
     const t = now();
     let reply = "";
     let settled = false;
+    let localPort = 0;
     const s = net.connect({ host: addr, port });
     const finish = (ok: boolean) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       s.destroy();
-      print({ t, ok, reply: reply.trim() });
+      print({ t, ok, reply: reply.trim(), port: localPort });
     };
     const timer = setTimeout(() => finish(false), timeoutMs);
+    s.on("connect", () => (localPort = s.localPort ?? 0));
     s.setEncoding("utf8");
     s.on("data", (chunk: string) => (reply += chunk));
     s.on("end", () => finish(reply.length > 0));

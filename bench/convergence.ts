@@ -165,7 +165,7 @@ async function main(): Promise<void> {
     const services = (n: ClusterNode) => procs.api<Array<{ backends: Array<{ addr: string }> }>>(n, "/v1/services");
     const hasBackend = async (n: ClusterNode, ip: string) => (await services(n)).some((s) => s.backends.some((b) => b.addr === ip));
     const endpoints = (n: ClusterNode) => procs.api<Array<{ pod: string; id: number; identity: number }>>(n, "/v1/endpoints");
-    const ipcache = (n: ClusterNode) => procs.api<Array<{ cidr: string }>>(n, "/v1/ipcache");
+    const ipcache = (n: ClusterNode) => procs.api<Array<{ cidr: string; identity: number }>>(n, "/v1/ipcache");
     await every([n1, n2], async (n) => (await services(n)).length === 1 && (await endpoints(n)).length === (n === n1 ? 3 : 1), wallNow());
 
     const sliceWith = read("changes/backend-added.yaml").filter((m) => m.kind !== "Pod");
@@ -186,7 +186,9 @@ async function main(): Promise<void> {
     // The service answers on both nodes before anything is timed.
     const t = wallNow();
     await until("the service answering on both nodes", () =>
-      [viaN1, viaN2].every((p) => firstNewOutcome(p.since(t), t, (a) => a.ok) !== undefined) ? 0 : undefined);
+      [viaN1, viaN2].every((p) => firstNewOutcome(p.since(t), t, (a) => a.ok) !== undefined) ? 0 : undefined).catch((err: Error) => {
+      throw new Error(`${err.message}; last attempts: ${JSON.stringify([viaN1, viaN2].map((p) => p.since(t).slice(-3)))}`);
+    });
 
     const samples: Record<string, { packet: number[]; api: number[] }> = {};
     const record = (kind: string, packet: number | undefined, api: number) => {
@@ -200,6 +202,11 @@ async function main(): Promise<void> {
     const byOthers = (a: ProbeAttempt) => a.ok && a.reply !== "bec";
     const otherAs = (app: string) => read("changes/label-flip.yaml").map((m) => ({ ...m, labels: { app } }));
     const otherIdentity = async () => (await endpoints(n1)).find((e) => e.pod.endsWith("/other"))?.identity;
+    /** n2 maps other's address to `identity` and backend-b's ingress policy admits it (or, with `admit` false, not). */
+    const decidedOnN2 = async (identity: number | undefined, admit: boolean) => {
+      const remote = (await ipcache(n2)).find((e) => e.cidr === `${topo.pods.other.ip}/32`);
+      return remote?.identity === identity && (await admitted(identity)) === admit;
+    };
     const admitted = async (identity: number | undefined) => {
       const beb = (await endpoints(n2)).find((e) => e.pod.endsWith("/backend-b"));
       if (!beb || identity === undefined) return false;
@@ -228,7 +235,7 @@ async function main(): Promise<void> {
       t0 = wallNow();
       await applyManifests(store, otherAs("frontend"));
       [api, ...packets] = await Promise.all([
-        every([n1, n2], async () => { const id = await otherIdentity(); return id !== before && admitted(id); }, t0),
+        every([n1, n2], async () => { const id = await otherIdentity(); return id !== before && decidedOnN2(id, true); }, t0),
         until("other admitted by backend-b", () => firstNewOutcome(toBeb.since(t0), t0, (a) => a.ok)),
       ]);
       record("label: verdict to allow", packets[0], api!);
@@ -236,7 +243,7 @@ async function main(): Promise<void> {
       t0 = wallNow();
       await applyManifests(store, otherAs("other"));
       [api, ...packets] = await Promise.all([
-        every([n1, n2], async () => { const id = await otherIdentity(); return id !== allowedId && !(await admitted(id)); }, t0),
+        every([n1, n2], async () => { const id = await otherIdentity(); return id !== allowedId && decidedOnN2(id, false); }, t0),
         until("other refused by backend-b", () => afterLastOldOutcome(toBeb.since(t0), t0, (a) => a.ok, (a) => !a.ok, CONFIRM)),
       ]);
       record("label: verdict to deny", packets[0], api!);
