@@ -53,6 +53,8 @@ export interface ClusterAgentRunOptions {
   routeDevice?: string;
   stateDir: string;
   seconds?: number;
+  /** Seconds between conntrack snapshots while forwarding (default 10), as for the state-file agent. */
+  snapshotInterval?: number;
   metrics?: Metrics;
   /** Userspace ESP to the other nodes; their keys come from the node records (encryption-sync.ts). */
   encrypt?: EspPathOptions;
@@ -76,6 +78,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
     device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads },
     encrypt: prepareClusterEncryption(opts.stateDir, opts.encrypt),
     snapshotPath: join(opts.stateDir, "conntrack.snap"),
+    snapshotEveryMs: Math.round((opts.snapshotInterval ?? 10) * 1000),
     onMonitor: monitor.deliver,
     onCapture: monitor.deliverCapture,
     onReport: (r) => {
@@ -104,6 +107,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       ipv4AllocCidr: opts.ipv4AllocCidr,
       ipv6AllocCidr: opts.ipv6AllocCidr,
       encryptionKey: opts.encrypt ? keyIndexOf(opts.encrypt) : opts.encryptionKey,
+      encryptInto: opts.encrypt ? fwd.ready.device : undefined,
       sink: new ForwarderSink(fwd, new IpRouteSink(opts.routeDevice)),
       metrics: opts.metrics,
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),

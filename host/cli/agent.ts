@@ -78,8 +78,8 @@ export function registerAgent(program: Command): void {
     const io = outputOf(self);
     if (flags.datapath === "bpf" && !isClusterMode(flags)) return runKernelAgentFromFlags(flags, io);
     if (isClusterMode(flags)) {
-      const { device, mtu, offloads, routes, stateDir, seconds, encrypt } = agentOptions({ ...flags, config: undefined });
-      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, encrypt, metrics }, io));
+      const { device, mtu, offloads, routes, stateDir, seconds, snapshotInterval, encrypt } = agentOptions({ ...flags, config: undefined });
+      return withMetrics(flags, io, "agent", (metrics) => runClusterAgentFromFlags(flags, { device, mtu, offloads, routes, stateDir, seconds, snapshotInterval, encrypt, metrics }, io));
     }
     const options = agentOptions(flags);
     await withMetrics(flags, io, "agent", (metrics) => runAgent({ ...options, metrics }, io));

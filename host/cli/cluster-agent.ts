@@ -81,11 +81,11 @@ export function clusterAgentFlags(flags: Flags): { node: string; addresses: Node
 /**
  * Runs the agent in cluster mode. `common` are the flags both modes share,
  * already checked by host/cli/agent.ts (device, mtu, offloads, routes, state
- * dir, seconds).
+ * dir, seconds, snapshot interval).
  */
 export async function runClusterAgentFromFlags(
   flags: Flags,
-  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number; encrypt?: EspPathOptions; metrics?: Metrics },
+  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number; snapshotInterval?: number; encrypt?: EspPathOptions; metrics?: Metrics },
   io: Output,
 ): Promise<void> {
   const cluster = clusterAgentFlags(flags);

@@ -70,6 +70,7 @@ const COLUMNS: Record<string, Column<Row>[]> = {
   routes: [
     { header: "PREFIX", value: (r) => s(r.prefix) },
     { header: "VIA", value: (r) => s(r.via) },
+    { header: "DEVICE", value: (r) => s(r.device) }, // set: into the encrypting TUN, not via the underlay
     { header: "NODE", value: (r) => s(r.node) },
   ],
 };

@@ -74,6 +74,8 @@ export interface ClusterAgentOptions {
   ipv6AllocCidr?: string;
   /** IPsec key index (SPI) this node sends with; 0: no encryption. */
   encryptionKey?: number;
+  /** Encryption on: other nodes' pod CIDRs are routed into this device (the TUN, where the ESP path seals them; routes.ts). */
+  encryptInto?: string;
   sink: DatapathSink;
   /** Node lease TTL in seconds (default 15). */
   leaseTtlSeconds?: number;
@@ -489,7 +491,7 @@ export class ClusterAgentCore {
   }
 
   private async applyRoutes(): Promise<void> {
-    const next = computeRoutes(this.options.node, this.nodes.records.values(), this.ipcache.records.values());
+    const next = computeRoutes(this.options.node, this.nodes.records.values(), this.ipcache.records.values(), { encryptInto: this.options.encryptInto });
     const d = diffRoutes(this.routes, next);
     if (!d.add.length && !d.remove.length) return;
     try {

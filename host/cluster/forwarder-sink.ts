@@ -41,19 +41,25 @@ export class ForwarderSink implements DatapathSink {
 /**
  * Routes in the kernel of the current network namespace through iproute2
  * (`ip route replace|del`), toward `device` when given (the link to the
- * other nodes). Replace is idempotent, so a resync re-sends routes safely.
+ * other nodes); a route with its own device (into the encrypting TUN) goes
+ * there without a next hop. Replace is idempotent, so a resync re-sends
+ * routes safely.
  */
 export class IpRouteSink implements RouteSink {
   constructor(private readonly device?: string) {}
 
   async replace(routes: Route[]): Promise<void> {
-    for (const r of routes) ip("route", "replace", r.prefix, "via", r.via, ...(this.device ? ["dev", this.device] : []));
+    for (const r of routes) {
+      if (r.device) ip("route", "replace", r.prefix, "dev", r.device);
+      else ip("route", "replace", r.prefix, "via", r.via, ...(this.device ? ["dev", this.device] : []));
+    }
   }
 
   async remove(routes: Route[]): Promise<void> {
     for (const r of routes) {
       try {
-        ip("route", "del", r.prefix, "via", r.via);
+        if (r.device) ip("route", "del", r.prefix, "dev", r.device);
+        else ip("route", "del", r.prefix, "via", r.via);
       } catch {
         // already gone (removed by hand, or its link went down): nothing to undo
       }

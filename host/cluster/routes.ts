@@ -4,10 +4,19 @@
  * address, and a host route for a remote pod outside its node's CIDR (a pod
  * address from elsewhere, as the ipcache says). Computing is pure; putting
  * routes in the kernel is the RouteSink's business (datapath-sink.ts).
+ *
+ * With encryption on, a remote node's pod CIDRs are routed into the TUN
+ * device instead of over the underlay: the ESP path there
+ * (host/forwarder/esp-path.ts) seals what goes to an ESP peer's pod CIDR, and
+ * a route via the underlay would send it past the forwarder in the clear.
+ * Only nodes the ESP path has as peers (peersFromNodes: an IPv4 address) get
+ * such a route; anything else would come back out of the TUN unsealed and
+ * loop.
  */
 import { parsePrefix, prefixContains, type Prefix } from "../packet/cidr.js";
 import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
 import type { NodeRecord } from "../kvstore/records/node.js";
+import { peersFromNodes } from "./encryption-peers.js";
 
 export interface Route {
   /** Destination prefix, "10.2.0.0/24". */
@@ -16,6 +25,13 @@ export interface Route {
   via: string;
   /** The node name, for people. */
   node: string;
+  /** Set when the route goes into this device (the encrypting TUN) rather than via the node's address. */
+  device?: string;
+}
+
+export interface RouteOptions {
+  /** Encryption is on: remote ESP peers' pod CIDRs go into this device (the TUN), to be sealed there. */
+  encryptInto?: string;
 }
 
 const family = (ip: string): 4 | 6 => (ip.includes(":") ? 6 : 4);
@@ -26,7 +42,9 @@ function nodeAddress(node: NodeRecord, fam: 4 | 6): string | undefined {
 }
 
 /** The route set for node `self`, from the other nodes' records and the ipcache. */
-export function computeRoutes(self: string, nodes: Iterable<NodeRecord>, ipcache: Iterable<IpcacheRecord>): Route[] {
+export function computeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, ipcache: Iterable<IpcacheRecord>, opts: RouteOptions = {}): Route[] {
+  const nodes = [...nodeRecords];
+  const sealed = new Set(opts.encryptInto === undefined ? [] : peersFromNodes(self, nodes).map((p) => p.name));
   const out = new Map<string, Route>();
   const cidrs: { prefix: Prefix; node: string }[] = [];
   const byAddress = new Map<string, string>();
@@ -37,7 +55,7 @@ export function computeRoutes(self: string, nodes: Iterable<NodeRecord>, ipcache
       if (cidr === undefined) continue;
       const via = nodeAddress(n, fam);
       if (via === undefined) continue;
-      out.set(cidr, { prefix: cidr, via, node: n.name });
+      out.set(cidr, sealed.has(n.name) ? { prefix: cidr, via, node: n.name, device: opts.encryptInto } : { prefix: cidr, via, node: n.name });
       cidrs.push({ prefix: parsePrefix(cidr, `node ${n.name}`), node: n.name });
     }
   }
@@ -57,11 +75,11 @@ export interface RouteDiff {
   remove: Route[];
 }
 
-/** Routes to replace (new or a different next hop) and to remove. */
+/** Routes to replace (new, or a different next hop or device) and to remove. */
 export function diffRoutes(before: readonly Route[], after: readonly Route[]): RouteDiff {
   const b = new Map(before.map((r) => [r.prefix, r]));
   const a = new Map(after.map((r) => [r.prefix, r]));
-  const add = after.filter((r) => b.get(r.prefix)?.via !== r.via);
+  const add = after.filter((r) => b.get(r.prefix)?.via !== r.via || b.get(r.prefix)?.device !== r.device);
   const remove = before.filter((r) => !a.has(r.prefix));
   return { add, remove };
 }

@@ -29,6 +29,8 @@ import type { NetnsProcess } from "../../sys/netns/process.js";
 import { demoUnavailable } from "../requirements.js";
 import { ClusterProcesses, cliMissing } from "./processes.js";
 import { KvstoreBridge } from "./kvstore-bridge.js";
+import { AGENT_METRICS_PORT, MetricsBridge, nodeMetricsAddresses, showAddress } from "./metrics-bridge.js";
+import type { ListenAddress } from "../../metrics/server.js";
 import { BACKEND_PORT, ClusterTopology, EXT, EXT_PORT, SERVICE_PORT, SERVICE_VIP, type ClusterNode, type NodeName, type PodName } from "./topology.js";
 
 export const CLUSTER_DEMO_PREFIX = "mbc";
@@ -39,6 +41,8 @@ export interface ClusterDemoOptions {
   /** Namespace/link prefix; default "mbc". */
   prefix?: string;
   json?: boolean;
+  /** --metrics: node i's agent metrics on the host at this address's port + i (metrics-bridge.ts). */
+  metrics?: ListenAddress;
 }
 
 export interface Outcome {
@@ -95,6 +99,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
   let topo: ClusterTopology | undefined;
   let procs: ClusterProcesses | undefined;
   let bridge: KvstoreBridge | undefined;
+  const metricsBridge = opts.metrics && new MetricsBridge();
   let interrupt: () => void = () => {};
   const interrupted = new Promise<never>((_, reject) => (interrupt = () => reject(new Interrupted())));
   interrupted.catch(() => {});
@@ -110,8 +115,13 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     topo = await race(ClusterTopology.create(prefix));
     bridge = await race(KvstoreBridge.open(kvstore, dir));
     for (const ns of [topo.control, topo.nodes.n1.ns, topo.nodes.n2.ns]) await race(bridge.attach(topo.lab, ns));
-    procs = new ClusterProcesses(topo, bridge.spec, dir);
+    procs = new ClusterProcesses(topo, bridge.spec, dir, opts.metrics && AGENT_METRICS_PORT);
     const { n1, n2 } = topo.nodes;
+    if (metricsBridge) {
+      const at = nodeMetricsAddresses(opts.metrics!, [n1.name, n2.name]);
+      await race(metricsBridge.expose(topo.lab, dir, at.map((a) => ({ ...a, ns: topo!.nodes[a.node as NodeName].ns }))));
+      say(`metrics: ${at.map((a) => `${a.node}'s agent on http://${showAddress(a.address)}/metrics`).join(", ")}`);
+    }
     say(`cluster: nodes n1 (${n1.ip}, pods ${n1.podCidr}) and n2 (${n2.ip}, pods ${n2.podCidr}) joined by ${n1.link}; kvstore ${kvstore}`);
     procs.startOperator();
     await race(Promise.all([procs.startAgent(n1), procs.startAgent(n2)]));
@@ -213,6 +223,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     await procs?.stop();
     summary.cleanup = (await topo?.teardown()) ?? [];
     bridge?.close();
+    metricsBridge?.close();
     summary.cleanup.push(...(await sweep(prefix)).map((l) => `left over: ${l}`));
     rmSync(dir, { recursive: true, force: true });
   }

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { packageRoot } from "../../package-root.js";
 import { parseKvStoreSpec } from "../../kvstore/open.js";
 import type { NetnsLab } from "../../sys/netns/lab.js";
+import { pipeBothWays } from "./pipe.js";
 
 const FIRST_PORT = 23790;
 
@@ -43,18 +44,10 @@ export class KvstoreBridge {
       const server = net.createServer((client) => {
         const up = net.connect(port, host);
         for (const s of [client, up]) b.#sockets.add(s);
-        client.pipe(up);
-        up.pipe(client);
-        const close = () => {
-          client.destroy();
-          up.destroy();
+        pipeBothWays(client, up, () => {
           b.#sockets.delete(client);
           b.#sockets.delete(up);
-        };
-        for (const s of [client, up]) {
-          s.on("error", close);
-          s.on("close", close);
-        }
+        });
       });
       await new Promise<void>((resolve, reject) => server.once("error", reject).listen(path, () => resolve()));
       chmodSync(path, 0o600);

@@ -25,8 +25,12 @@ export class ClusterProcesses {
   readonly agents = new Map<string, NetnsProcess>();
   operator: NetnsProcess | undefined;
 
-  /** `kvstore`: the --kvstore spec every process gets; `dir`: state dirs live under it. */
-  constructor(readonly topo: ClusterTopology, readonly kvstore: string, readonly dir: string) {}
+  /**
+   * `kvstore`: the --kvstore spec every process gets; `dir`: state dirs live
+   * under it; `metricsPort`: each agent serves --metrics on 127.0.0.1:<port>
+   * of its namespace (metrics-bridge.ts brings it to the host).
+   */
+  constructor(readonly topo: ClusterTopology, readonly kvstore: string, readonly dir: string, readonly metricsPort?: number) {}
 
   stateDir(node: ClusterNode): string {
     return join(this.dir, node.name);
@@ -38,6 +42,7 @@ export class ClusterProcesses {
       process.execPath, cliPath(), "agent", "--datapath", "tun", "--device", TUN_NAME,
       "--kvstore", this.kvstore, "--node", node.name, "--node-ip", node.ip, "--pod-cidr", node.podCidr,
       "--route-device", node.link, "--state-dir", this.stateDir(node), "--snapshot-interval", "1",
+      ...(this.metricsPort === undefined ? [] : ["--metrics", `127.0.0.1:${this.metricsPort}`]),
     ];
     const p = this.topo.lab.spawn(node.ns, argv, { label: `${node.name}: membrane agent` });
     this.agents.set(node.name, p);
