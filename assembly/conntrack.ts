@@ -2,8 +2,13 @@
 // - lookup order: the reverse tuple first (a reply or related packet wins), then
 //   the forward tuple; a miss creates the entry (NEW);
 // - TCP without a state machine: FIN closes its direction, RST closes both, both
-//   closed means the close timeout; SYN on a closing entry reopens it; the SYN
-//   timeout applies until a packet without SYN is seen;
+//   closed means the close timeout; the SYN timeout applies until a packet
+//   without SYN is seen;
+// - a SYN on a closing entry starts a new connection on a reused 5-tuple: it is
+//   NEW (so policy judges it again, as Cilium judges CT_REOPENED). In the
+//   original direction ctCreate replaces the entry; in the reply direction the
+//   new connection runs the other way, so it gets its own entry and the old one
+//   is retired when that is created. Refused, the old entry stays as it was;
 // - ICMP errors are RELATED to the flow of the packet they quote;
 // - an entry whose lifetime has passed is treated as absent (Cilium 1.5 still
 //   matched it until GC; the kernel program here does the same as this file).
@@ -37,6 +42,8 @@ export let ctResult: i32 = 0;
 export let ctDir: i32 = 0;
 export let ctTableId: i32 = 0;
 export let ctEntry: usize = 0; // the entry, for later stages (LB, NAT, policy)
+// A closing entry in the reply direction that a new flow replaces (its key is in keyRev).
+let ctRetireReverse: bool = false;
 
 export function writeTuple(key: usize, saddr: usize, daddr: usize, sport: u16, dport: u16, proto: i32): void {
   if (pFamily == 4) {
@@ -81,6 +88,12 @@ export function lookupLive(t: Table, key: usize, flags: i32, now: u32): u32 {
   return load<u32>(slotAddr(t, idx) + CT_ENTRY_LIFETIME) >= now ? idx : 0;
 }
 
+/** Whether the packet, a SYN on closing entry `e`, starts a new connection on a reused 5-tuple. */
+function startsOver(e: usize): bool {
+  return pProto == PROTO_TCP && (pTcpFlags & TCP_SYN) != 0
+    && (<i32>load<u8>(e + CT_ENTRY_FLAGS) & (CT_F_TX_CLOSING | CT_F_RX_CLOSING)) != 0;
+}
+
 /** Lifetime after a packet: close timeout once both sides closed, else by SYN/non-SYN or protocol. */
 function refreshLifetime(e: usize, now: u32): void {
   let timeout: u32;
@@ -101,7 +114,9 @@ function tcpTrack(e: usize, isReply: bool): void {
   let f = <i32>load<u8>(e + CT_ENTRY_FLAGS);
   const closing = CT_F_TX_CLOSING | CT_F_RX_CLOSING;
   if ((tcp & TCP_SYN) != 0 && (f & closing) != 0) {
-    // A new SYN on a closing entry: the 5-tuple is being reused, start over.
+    // A new SYN on a closing entry: the 5-tuple is being reused, start over. Flow entries
+    // never get here (ctLookup makes such a packet NEW); service entries, which see
+    // only the client's packets and carry the backend, do.
     f &= ~(closing | CT_F_SEEN_NON_SYN);
   }
   if ((tcp & TCP_RST) != 0) f |= closing; // the connection is gone in both directions
@@ -146,6 +161,13 @@ export function ctCreate(now: u32): i32 {
   const e = ctCreateKey(ctTableId, keyFwd, now);
   if (e == 0) return DROP_CT_CREATE_FAILED;
   ctEntry = e;
+  if (ctRetireReverse) {
+    // Slots never move in the table, so ctEntry stays valid across the removal.
+    const t = table(ctTableId);
+    const old = tableLookup(t, keyRev);
+    if (old != 0) tableRemove(t, old);
+    ctRetireReverse = false;
+  }
   return 0;
 }
 
@@ -231,6 +253,7 @@ export function ctLookup(dirIn: i32, now: u32): i32 {
   ctEntry = 0;
   ctResult = CT_NONE;
   ctTableId = 0;
+  ctRetireReverse = false;
   if (dirIn != CT_EGRESS && dirIn != CT_INGRESS && dirIn != DIR_AUTO) {
     ctDir = CT_EGRESS;
     return DROP_CT_INVALID_HDR;
@@ -250,6 +273,12 @@ export function ctLookup(dirIn: i32, now: u32): i32 {
   } else {
     idx = lookupLive(t, keyRev, flagFor(dir) ^ 1, now);
   }
+  if (idx != 0 && startsOver(slotAddr(t, idx))) {
+    // A SYN answering a closed connection opens a new one the other way round.
+    ctRetireReverse = true;
+    idx = 0;
+    if (dirIn == DIR_AUTO) dir = CT_EGRESS;
+  }
   ctDir = dir;
   if (idx != 0) {
     ctResult = CT_REPLY;
@@ -257,7 +286,8 @@ export function ctLookup(dirIn: i32, now: u32): i32 {
     return 0;
   }
   idx = lookupLive(t, keyFwd, flagFor(dir), now);
-  if (idx != 0) {
+  if (idx != 0 && !startsOver(slotAddr(t, idx))) {
+    ctRetireReverse = false; // the packet continues a flow: nothing is replaced
     ctResult = CT_ESTABLISHED;
     update(t, idx, false, now);
     return 0;

@@ -2,7 +2,10 @@
  * Lookup order: reversed tuple with the opposite direction's flag (reply),
  * then the packet's own tuple (established), else create (new). Entries whose
  * lifetime passed count as absent. ICMP errors are related to the flow of the
- * packet they quote. */
+ * packet they quote. A SYN on a closing entry starts a new connection on a
+ * reused 5-tuple and is NEW, so policy judges it again: in the original
+ * direction ct_create replaces the entry, in the reply direction the old
+ * entry is retired once the new one is created. */
 #pragma once
 #include "parse.h"
 #include "maps.h"
@@ -19,6 +22,8 @@ struct ct_out {
 	__u8 result;            /* enum ct_result */
 	__u8 dir;               /* enum ct_dir */
 	__u8 table;             /* enum ct_table */
+	__u8 retire;            /* a closing reply-direction entry the new flow replaces */
+	__u8 retire_flags;      /* ... under the reversed tuple with these flags */
 	struct ct_entry *entry; /* the live entry (0 until created for CT_NEW) */
 	union ct_key fwd;
 };
@@ -84,6 +89,13 @@ static __always_inline struct ct_entry *lookup_live(void *map, union ct_key *k, 
 	return 0;
 }
 
+/* Whether the packet, a SYN on closing entry e, starts a new connection on a reused 5-tuple. */
+static __always_inline int ct_starts_over(const struct ct_entry *e, const struct pkt *p)
+{
+	return p->proto == PROTO_TCP && (p->tcp_flags & TCP_SYN) &&
+	       (e->flags & (CT_F_TX_CLOSING | CT_F_RX_CLOSING));
+}
+
 static __always_inline void refresh_lifetime(struct ct_entry *e, struct pkt *p, __u32 now, struct dp_config *cfg)
 {
 	__u32 timeout;
@@ -107,6 +119,8 @@ static __always_inline void tcp_track(struct ct_entry *e, struct pkt *p, int is_
 	__u8 f = e->flags;
 	__u8 closing = CT_F_TX_CLOSING | CT_F_RX_CLOSING;
 
+	/* Only service entries get here with a SYN on a closing entry (ct_lookup
+	 * makes it NEW for flow entries): start over, keeping the backend. */
 	if ((tcp & TCP_SYN) && (f & closing))
 		f &= ~(closing | CT_F_SEEN_NON_SYN);
 	if (tcp & TCP_RST)
@@ -157,6 +171,14 @@ static __always_inline int ct_create(struct pkt *p, __u32 now, struct dp_config 
 	}
 	stats_created(out->table);
 	out->entry = bpf_map_lookup_elem(map, &out->fwd);
+	if (out->retire) {
+		union ct_key rev;
+
+		write_tuple(&rev, p->family, &p->daddr, &p->saddr, p->dport, p->sport, p->proto);
+		set_flags(&rev, p->family, out->retire_flags);
+		bpf_map_delete_elem(map, &rev);
+		out->retire = 0;
+	}
 	return 0;
 }
 
@@ -210,6 +232,7 @@ static __always_inline int ct_lookup(struct pkt *p, __u8 dir_in, __u32 now, stru
 	out->result = CT_NONE;
 	out->table = 0;
 	out->entry = 0;
+	out->retire = 0;
 	if (dir_in != CT_EGRESS && dir_in != CT_INGRESS && dir_in != DIR_AUTO) {
 		out->dir = CT_EGRESS;
 		return DROP_CT_INVALID_HDR;
@@ -228,6 +251,14 @@ static __always_inline int ct_lookup(struct pkt *p, __u8 dir_in, __u32 now, stru
 	} else {
 		e = lookup_live(map, &rev, family, flag_for(dir) ^ 1, now);
 	}
+	if (e && ct_starts_over(e, p)) {
+		/* A SYN answering a closed connection opens a new one the other way round. */
+		out->retire = 1;
+		out->retire_flags = family == 4 ? rev.t4.flags : rev.t6.flags;
+		e = 0;
+		if (dir_in == DIR_AUTO)
+			dir = CT_EGRESS;
+	}
 	out->dir = dir;
 	if (e) {
 		out->result = CT_REPLY;
@@ -236,7 +267,8 @@ static __always_inline int ct_lookup(struct pkt *p, __u8 dir_in, __u32 now, stru
 		return 0;
 	}
 	e = lookup_live(map, &out->fwd, family, flag_for(dir), now);
-	if (e) {
+	if (e && !ct_starts_over(e, p)) {
+		out->retire = 0; /* the packet continues a flow: nothing is replaced */
 		out->result = CT_ESTABLISHED;
 		out->entry = e;
 		ct_update(e, p, 0, now, cfg);

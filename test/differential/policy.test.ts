@@ -11,7 +11,7 @@ import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
 import { POLICY_TABLE_NAMES } from "../../host/policy/tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyEntry, PolicyProto } from "../../host/policy/types.js";
-import { ENDPOINTS, IPCACHE, POLICY_A, policyDiff, policySteps } from "../fixtures/policy-scenarios.js";
+import { ENDPOINTS, IPCACHE, POLICY_A, policyDiff, policySteps, reusedTupleCase, type PolicyStep } from "../fixtures/policy-scenarios.js";
 import { describeIf } from "../support/describe-if.js";
 
 const frame = (packet: Uint8Array) => ethernet({ etherType: packet[0] >> 4 === 4 ? 0x0800 : 0x86dd }, packet);
@@ -53,6 +53,31 @@ describeIf("differential: policy (Wasm vs kernel)", kernelUnavailable(), () => {
       expect(comparePolicyTables(pair)).toBeUndefined();
       // The comparison saw what the steps expect, not two datapaths agreeing on nothing.
       expect(pair.kernel.counters().drops.find((d) => d.reason === "DROP_POLICY")?.packets).toBeGreaterThan(0);
+    });
+  }
+
+  for (const family of [4, 6] as const) {
+    test(`a 5-tuple reused after its rule is removed, IPv${family}: both judge it by the current policy`, async () => {
+      const { pair, writer } = await policyPair();
+      pairs.push(pair);
+      writer.setEndpoints(ENDPOINTS);
+      writer.setIpcache(IPCACHE);
+      writer.applyPolicy(policyDiff(POLICY_A));
+      const c = reusedTupleCase(family);
+      const run = (steps: PolicyStep[]) => {
+        const events: DiffEvent[] = steps.map((s) => ({ kind: "packet", frame: frame(s.packet), direction: s.direction, now: 1000, note: s.note }));
+        const result = runDifferential(pair, events, 1);
+        expect(result.divergence).toBeUndefined();
+        expect(result.packets).toBe(events.length);
+      };
+      run(c.before);
+      writer.applyPolicy(c.change);
+      run(c.after);
+      writer.applyPolicy(c.restore);
+      run(c.again);
+      expect(comparePolicyTables(pair)).toBeUndefined();
+      // Three refused SYNs on the reused tuple, in both datapaths.
+      expect(pair.kernel.counters().drops.filter((d) => d.reason === "DROP_POLICY").reduce((n, d) => n + d.packets, 0)).toBe(3);
     });
   }
 

@@ -130,9 +130,16 @@ interface PendingEviction {
   mayDrop: boolean;
 }
 
+/** A SYN on a closing entry starts a new connection on the reused 5-tuple (assembly/conntrack.ts startsOver). */
+export function startsOver(v: CtVal, p: Pick<ModelPkt, "proto" | "tcpFlags">): boolean {
+  return p.proto === 6 && (p.tcpFlags & 0x02) !== 0 && (v.flags & 3) !== 0;
+}
+
 export class CtModel {
   state: Snapshot = emptySnapshot();
   private pending: PendingEviction[] = [];
+  /** The closing reply-direction entry the last decide()'s new flow retires once it is created. */
+  private retiring: { table: CtName; key: string } | undefined;
 
   constructor(readonly cfg: ModelConfig) {}
 
@@ -198,7 +205,10 @@ export class CtModel {
         m.delete(p.newKey);
         continue;
       }
-      const gone = [...m.keys()].filter((k) => k !== p.newKey && !after.has(k));
+      const retiring = p.map === "ct" ? this.retiring?.key : undefined;
+      const gone = [...m.keys()].filter((k) => k !== p.newKey && k !== retiring && !after.has(k));
+      // The victim may be the very entry the new flow retires: then nothing else is gone.
+      if (gone.length === 0 && retiring !== undefined && p.candidates.has(retiring) && !after.has(retiring)) continue;
       if (gone.length !== 1 || !p.candidates.has(gone[0]!)) {
         problems.push(`full ${p.map} table ${p.table}: gave up ${JSON.stringify(gone)}; allowed: exactly one of ${JSON.stringify([...p.candidates])}`);
         continue;
@@ -206,11 +216,14 @@ export class CtModel {
       m.delete(gone[0]!);
     }
     this.pending = [];
+    if (this.retiring && got.dropReason !== "DROP_CT_CREATE_FAILED") this.state.ct[this.retiring.table].delete(this.retiring.key);
+    this.retiring = undefined;
     return problems;
   }
 
   decide(p: ModelPkt, dirIn: Direction, now: number): Prediction {
     this.pending = [];
+    this.retiring = undefined;
     const fallback = dirIn === "auto" ? "egress" : dirIn;
     let sport = p.sport;
     let dport = p.dport;
@@ -261,12 +274,19 @@ export class CtModel {
       dir = dirIn;
       if (this.live(t, rev(flagOf(dir) ^ 1), now)) replyKey = rev(flagOf(dir) ^ 1);
     }
+    if (replyKey && startsOver(this.state.ct[t].get(replyKey)!, p)) {
+      // A SYN answering a closed connection opens a new one the other way round.
+      this.retiring = { table: t, key: replyKey };
+      replyKey = undefined;
+      if (dirIn === "auto") dir = "egress";
+    }
     if (replyKey) {
       this.track(this.state.ct[t].get(replyKey)!, p, true, now);
       return { verdict: "pass", ct: "reply", direction: dir, ctTable: t };
     }
     const k = fwd(flagOf(dir));
-    if (this.live(t, k, now)) {
+    if (this.live(t, k, now) && !startsOver(this.state.ct[t].get(k)!, p)) {
+      this.retiring = undefined; // the packet continues a flow: nothing is replaced
       this.track(this.state.ct[t].get(k)!, p, false, now);
       return { verdict: "pass", ct: "established", direction: dir, ctTable: t };
     }
@@ -274,7 +294,7 @@ export class CtModel {
     const refused: ModelVerdict = { verdict: "drop", dropReason: "DROP_CT_CREATE_FAILED", ct: "new", direction: dir, ctTable: t };
     let alt: ModelVerdict | undefined;
     if (m.has(k)) {
-      m.delete(k); // an expired entry under the same key is reused
+      m.delete(k); // an entry under the same key (expired, or closing and started over) is replaced
     } else if (m.size >= this.capacity(t)) {
       const expired = [...m].filter(([, e]) => e.lifetime < now).map(([key]) => key);
       if (this.cfg.whenFull === "drop") {

@@ -11,7 +11,7 @@ import fc from "fast-check";
 import { Datapath } from "../../host/datapath.js";
 import type { Direction } from "../../host/wasm/batch.js";
 import { buildStep, checkTables, checkVerdict, compareWithModel, fcParams, flowArb, hex, runs, seqStepArb } from "./fuzz-inputs.js";
-import { CT_NAMES, CtModel, snapshot, type CtName, type ModelConfig, type ModelPkt, type Snapshot } from "./conntrack-model.js";
+import { CT_NAMES, CtModel, snapshot, startsOver, type CtName, type ModelConfig, type ModelPkt, type Snapshot } from "./conntrack-model.js";
 
 const CAPACITY = 4;
 const base: Omit<ModelConfig, "whenFull"> = {
@@ -45,15 +45,19 @@ function newFlowIntoFullTable(pre: Snapshot, p: ModelPkt, dir: Direction, now: n
   const live = (k: string) => (m.get(k)?.lifetime ?? -1) >= now;
   const rev = (f: number) => key(p.dst, p.src, p.dport, p.sport, p.proto, f);
   const fwd = (f: number) => key(p.src, p.dst, p.sport, p.dport, p.proto, f);
+  // A live entry the packet continues (not a SYN on a closing one, which starts over) takes it.
+  const continues = (k: string) => live(k) && !startsOver(m.get(k)!, p);
   let d: "egress" | "ingress";
   if (dir === "auto") {
-    if (live(rev(0)) || live(rev(1))) return false;
+    if (live(rev(0))) {
+      if (continues(rev(0))) return false;
+    } else if (continues(rev(1))) return false;
     d = "egress";
   } else {
     d = dir;
-    if (live(rev(flag(d) ^ 1))) return false;
+    if (continues(rev(flag(d) ^ 1))) return false;
   }
-  if (live(fwd(flag(d)))) return false;
+  if (m.has(fwd(flag(d)))) return false; // an entry under the flow's own key is replaced, not added
   return m.size >= CAPACITY && [...m.values()].every((v) => v.lifetime >= now);
 }
 

@@ -9,7 +9,7 @@ import { decodeIpcacheRow, decodePolicyRow } from "../../host/policy/records.js"
 import { parseIp } from "../../host/packet/address.js";
 import { packet4, packet6 } from "../../host/packet/build.js";
 import {
-  CLUSTER, ENDPOINTS, EP_A, EP_B, HOST_IN_SUBNET, IPCACHE, POLICY_A, SUBNET, addr, policyDiff, policySteps,
+  CLUSTER, ENDPOINTS, EP_A, EP_B, HOST_IN_SUBNET, IPCACHE, POLICY_A, SUBNET, addr, policyDiff, policySteps, reusedTupleCase,
 } from "../fixtures/policy-scenarios.js";
 import { ReservedIdentity } from "../../host/policy/types.js";
 
@@ -123,6 +123,26 @@ describe("policy changes", () => {
     writer.applyPolicy(policyDiff([rule]));
     expect(dp.decide(first.packet, { direction: "egress", now: NOW }).verdict).toBe("pass");
   });
+
+  for (const family of [4, 6] as const) {
+    test(`IPv${family}: a closed connection's 5-tuple reused after its rule is removed is judged by the current policy`, async () => {
+      const { dp, writer } = await setup();
+      const c = reusedTupleCase(family);
+      const run = (steps: typeof c.before, phase: string) => {
+        for (const [i, step] of steps.entries()) {
+          const v = dp.decide(step.packet, { direction: step.direction, now: NOW });
+          expect({ verdict: v.verdict, ct: v.ct, dropReason: v.dropReason }, `${phase} step ${i + 1}: ${step.note}`).toEqual({
+            verdict: step.expect.verdict, ct: step.expect.ct, dropReason: step.expect.dropReason,
+          });
+        }
+      };
+      run(c.before, "before");
+      writer.applyPolicy(c.change);
+      run(c.after, "after the change");
+      writer.applyPolicy(c.restore);
+      run(c.again, "with the rule back");
+    });
+  }
 
   test("re-adding an unchanged entry writes nothing and keeps its hits; an allow and a deny under one key: deny", async () => {
     const { dp, writer } = await setup();
