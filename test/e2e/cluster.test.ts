@@ -48,7 +48,7 @@ async function runAndCheck(prefix: string, kvstore: string | undefined): Promise
   // ext routes only the nodes' link: both pods reached it masqueraded to their node's address.
   const nodes = ["10.211.0.1", "10.211.0.2", "fd00:211::1", "fd00:211::2"];
   expect(s.masquerade).toEqual({ addresses: nodes, seenByExt: nodes });
-  expect(s.stream).toMatchObject({ ok: true, echoes: 400 });
+  expect(s.streams).toMatchObject([{ family: 4, ok: true, echoes: 400 }, { family: 6, ok: true, echoes: 400 }]);
   expect(s.cleanup).toEqual([]);
   expect(clusterDemoOk(s)).toBe(true);
   // The live view ran (one frame a second while the stream flowed).

@@ -9,9 +9,10 @@
  *      denied), pod to the service VIP answered from the other node, pods
  *      (on both nodes) to the external host, masqueraded to their node's
  *      address (the summary lists the peers ext saw: the nodes' addresses);
- *   2. while a TCP stream runs from frontend (n1) to backend-b (n2): a
- *      backend added, one removed, a label change flipping a verdict, and
- *      n2's agent SIGKILLed and started again, the stream surviving;
+ *   2. while a TCP stream per family runs from frontend (n1) to backend-b
+ *      (n2): a backend added, one removed, a label change flipping a
+ *      verdict, and n2's agent SIGKILLed and started again, both streams
+ *      surviving; every change is checked over IPv4 and IPv6;
  *   3. a live view once a second, a summary of what each change did and how
  *      long it took to take effect, and cleanup of everything (also on
  *      SIGINT/SIGTERM and on errors).
@@ -66,11 +67,18 @@ export interface ClusterDemoSummary {
   interrupted: boolean;
   traffic: Outcome[];
   changes: ChangeOutcome[];
-  /** The stream frontend -> backend-b across every change: echoes received, and whether it ended cleanly. */
-  stream: { echoes: number; ok: boolean; detail: string };
+  /** The stream frontend -> backend-b of each family across every change: echoes received, and whether it ended cleanly. */
+  streams: StreamOutcome[];
   /** The nodes' masquerade addresses, and every distinct peer address ext's server saw (masqueraded: only those). */
   masquerade: { addresses: string[]; seenByExt: string[] };
   cleanup: string[];
+}
+
+export interface StreamOutcome {
+  family: Family;
+  echoes: number;
+  ok: boolean;
+  detail: string;
 }
 
 export type ClusterDemoResult = { ran: true; summary: ClusterDemoSummary } | { ran: false; reason: string };
@@ -98,7 +106,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
 
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const kvstore = opts.kvstore ?? `embedded:${join(dir, "kvstore")}`;
-  const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], stream: { echoes: 0, ok: false, detail: "not started" }, masquerade: { addresses: [], seenByExt: [] }, cleanup: [] };
+  const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], streams: [], masquerade: { addresses: [], seenByExt: [] }, cleanup: [] };
   let topo: ClusterTopology | undefined;
   let procs: ClusterProcesses | undefined;
   let bridge: KvstoreBridge | undefined;
@@ -148,7 +156,6 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
       summary.traffic.push(outcome);
       say(`${ok ? "ok    " : "FAILED"} ${what}: ${expected}, ${outcome.detail}`, { traffic: outcome });
     };
-    const ip = (p: PodName) => topo!.pods[p].ip;
     for (const f of FAMILIES) {
       const at = (p: PodName) => addressOf(topo!, p, f);
       await check(`IPv${f} frontend (n1) -> backend-b (n2) TCP 8080`, "allowed", "fe", at("beb"), BACKEND_PORT);
@@ -177,38 +184,50 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
       say(`${vip.hit ? "ok    " : "FAILED"} ${vipOutcome.what}: ${vipOutcome.detail}`, { traffic: vipOutcome });
     }
 
-    // The stream that must survive every change, n2's agent's SIGKILL included.
-    const stream = topo.traffic("fe", ["tcp-stream", ip("beb"), BACKEND_PORT, STREAM_LINES, STREAM_EVERY_MS], 120_000);
-    await race(stream.waitLine("connected", (l) => typeof l === "object" && l !== null && "connected" in l, 8_000));
+    // The streams that must survive every change, n2's agent's SIGKILL included: one per family.
+    const streams = FAMILIES.map((f) => ({ family: f, p: topo!.traffic("fe", ["tcp-stream", addressOf(topo!, "beb", f), BACKEND_PORT, STREAM_LINES, STREAM_EVERY_MS], 120_000) }));
+    await race(Promise.all(streams.map((s) => s.p.waitLine(`IPv${s.family} stream connected`, (l) => typeof l === "object" && l !== null && "connected" in l, 8_000))));
     const startedAt = Date.now();
-    live = setInterval(() => void liveFrame(procs!, [n1, n2], stream, startedAt, say), 1_000);
+    live = setInterval(() => void liveFrame(procs!, [n1, n2], streams, startedAt, say), 1_000);
 
     const change = async (c: ChangeOutcome) => {
       summary.changes.push(c);
       say(`change: ${c.change}: ${c.effect}${c.ms === undefined ? " (not seen)" : ` in ${c.ms.toFixed(0)} ms`} (${c.how})`, { change: c });
     };
+    const answeredText = (by: Record<string, number>) => Object.entries(by).map(([k, v]) => `${k} ${v}`).join(", ") || "nobody";
     let t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-added.yaml")));
     let ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => FAMILIES.every((f) => s.some((x) => x.backends.some((b) => b.addr === addressOf(topo!, "bec", f)))), t0));
-    const added = await race(answeredBy(topo, servers, "fe", ["bec"], 16));
-    await change({ change: "backend-c (n2) added to the service", effect: `in every node's LB table; frontend's connections to the VIP then answered by ${Object.entries(added.by).map(([k, v]) => `${k} ${v}`).join(", ")}`, ms, how: "apply -> every agent's /v1/services lists it" });
+    const added: string[] = [];
+    for (const f of FAMILIES) {
+      const a = await race(answeredBy(topo, servers, "fe", ["bec"], 16, f));
+      added.push(`IPv${f} ${answeredText(a.by)}${a.hit ? "" : " (backend-c never answered)"}`);
+      if (!a.hit) ms = undefined;
+    }
+    await change({ change: "backend-c (n2) added to the service", effect: `in every node's LB table; frontend's connections to the VIP then answered by ${added.join("; ")}`, ms, how: "apply -> every agent's /v1/services lists it, and it answers over both families" });
 
     t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-removed.yaml")));
-    ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.every((x) => !x.backends.some((b) => b.addr === ip("bea") || b.addr === topo!.pods.bea.ip6)), t0));
-    const removed = await race(answeredBy(topo, servers, "fe", [], 8));
-    await change({ change: "backend-a (n1) removed from the service", effect: `gone from every node's LB table; 8 new connections answered by ${Object.entries(removed.by).map(([k, v]) => `${k} ${v}`).join(", ")}`, ms, how: "apply -> no agent's /v1/services lists it" });
+    ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => s.every((x) => !x.backends.some((b) => FAMILIES.some((f) => b.addr === addressOf(topo!, "bea", f)))), t0));
+    const removed: string[] = [];
+    for (const f of FAMILIES) removed.push(`IPv${f} ${answeredText((await race(answeredBy(topo, servers, "fe", [], 8, f))).by)}`);
+    await change({ change: "backend-a (n1) removed from the service", effect: `gone from every node's LB table; 8 new connections per family answered by ${removed.join("; ")}`, ms, how: "apply -> no agent's /v1/services lists it" });
 
     t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/label-flip.yaml")));
-    ms = undefined;
-    for (let i = 0; i < 20 && ms === undefined; i++) {
-      const r = await race(probe("other", ip("beb"), BACKEND_PORT, 1_000));
-      if (r.ok) ms = performance.now() - t0;
+    const allowedAt: Partial<Record<Family, number>> = {};
+    for (let i = 0; i < 20 && FAMILIES.some((f) => allowedAt[f] === undefined); i++) {
+      for (const f of FAMILIES) {
+        if (allowedAt[f] !== undefined) continue;
+        const r = await race(probe("other", addressOf(topo, "beb", f), BACKEND_PORT, 1_000));
+        if (r.ok) allowedAt[f] = performance.now() - t0;
+      }
     }
-    await change({ change: "pod other relabelled app=frontend", effect: ms === undefined ? "other -> backend-b (n2) still denied" : "other -> backend-b (n2) TCP 8080 now allowed (n2's ingress policy regenerated)", ms, how: "apply -> first connection from other accepted on n2" });
+    const stillDenied = FAMILIES.filter((f) => allowedAt[f] === undefined);
+    ms = stillDenied.length ? undefined : Math.max(...FAMILIES.map((f) => allowedAt[f]!));
+    await change({ change: "pod other relabelled app=frontend", effect: stillDenied.length ? `other -> backend-b (n2) still denied over ${stillDenied.map((f) => `IPv${f}`).join(", ")}` : "other -> backend-b (n2) TCP 8080 now allowed over IPv4 and IPv6 (n2's ingress policy regenerated)", ms, how: "apply -> first connection from other accepted on n2, in each family" });
 
-    const echoesBefore = echoes(stream);
+    const echoesBefore = streams.map((s) => echoes(s.p));
     t0 = performance.now();
     await race(procs.killAgent(n2));
     const killedAt = performance.now();
@@ -216,16 +235,19 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     const restarted = performance.now();
     await race(waitForState(procs, [n2], (s) => s.counts.endpoints === 2 && s.counts.services === 2 && s.counts.policies === 1, 30_000));
     const rejoined = performance.now();
-    await race(stream.waitLine("an echo after the restart", (l) => typeof l === "object" && l !== null && "echo" in l && (l as { echo: number }).echo > echoesBefore + 1, 20_000).catch(() => undefined));
+    await race(Promise.all(streams.map((s, i) => s.p.waitLine(`an IPv${s.family} echo after the restart`, (l) => typeof l === "object" && l !== null && "echo" in l && (l as { echo: number }).echo > echoesBefore[i]! + 1, 20_000).catch(() => undefined))));
     await change({
       change: "n2's agent SIGKILLed and started again",
-      effect: `forwarding again ${((restarted - killedAt) / 1000).toFixed(2)} s after the kill, its tables back ${((rejoined - restarted) / 1000).toFixed(2)} s later; the stream frontend -> backend-b went on`,
+      effect: `forwarding again ${((restarted - killedAt) / 1000).toFixed(2)} s after the kill, its tables back ${((rejoined - restarted) / 1000).toFixed(2)} s later; the streams frontend -> backend-b went on`,
       ms: rejoined - t0, how: "SIGKILL -> the restarted agent's API shows its endpoints, service and policy",
     });
 
-    const end = await race(stream.exited);
-    summary.stream = { echoes: echoes(stream), ok: end === 0, detail: end === 0 ? `all ${STREAM_LINES} lines echoed in order, no reset` : stream.stderr.trim().split("\n").at(-1) ?? `exit ${end}` };
-    say(`${summary.stream.ok ? "ok    " : "FAILED"} TCP stream frontend (n1) -> backend-b (n2) across every change: ${summary.stream.detail}`, { stream: summary.stream });
+    for (const s of streams) {
+      const end = await race(s.p.exited);
+      const outcome: StreamOutcome = { family: s.family, echoes: echoes(s.p), ok: end === 0, detail: end === 0 ? `all ${STREAM_LINES} lines echoed in order, no reset` : s.p.stderr.trim().split("\n").at(-1) ?? `exit ${end}` };
+      summary.streams.push(outcome);
+      say(`${outcome.ok ? "ok    " : "FAILED"} IPv${s.family} TCP stream frontend (n1) -> backend-b (n2) across every change: ${outcome.detail}`, { stream: outcome });
+    }
   } catch (err) {
     if (!(err instanceof Interrupted)) {
       summary.traffic.push({ what: "the demo", expected: "allowed", result: "failed", detail: (err as Error).message });
@@ -319,7 +341,7 @@ async function timeUntil<T>(procs: ClusterProcesses, nodes: ClusterNode[], path:
   return undefined;
 }
 
-async function liveFrame(procs: ClusterProcesses, nodes: ClusterNode[], stream: NetnsProcess, startedAt: number, say: (t: string, j?: object) => void): Promise<void> {
+async function liveFrame(procs: ClusterProcesses, nodes: ClusterNode[], streams: Array<{ family: Family; p: NetnsProcess }>, startedAt: number, say: (t: string, j?: object) => void): Promise<void> {
   const rows = await Promise.all(nodes.map(async (n) => {
     const s = await statusOf(procs, n);
     return s
@@ -327,9 +349,10 @@ async function liveFrame(procs: ClusterProcesses, nodes: ClusterNode[], stream: 
       : [n.name, "(agent down)", "", "", "", "", "", "", "", ""];
   }));
   const t = ((Date.now() - startedAt) / 1000).toFixed(0);
-  const text = `── ${t}s ─ stream frontend -> backend-b: ${echoes(stream)}/${STREAM_LINES} echoed ${"─".repeat(20)}\n` +
+  const progress = streams.map((s) => `IPv${s.family} ${echoes(s.p)}/${STREAM_LINES}`).join(", ");
+  const text = `── ${t}s ─ streams frontend -> backend-b: ${progress} echoed ${"─".repeat(20)}\n` +
     table(["node", "kvstore", "endpoints", "ipcache", "identities", "services", "policies", "routes", "events", "regenerations"], rows);
-  say(text, { live: { t: Number(t), echoes: echoes(stream), nodes: rows } });
+  say(text, { live: { t: Number(t), echoes: Object.fromEntries(streams.map((s) => [`ipv${s.family}`, echoes(s.p)])), nodes: rows } });
 }
 
 function printSummary(io: Output, s: ClusterDemoSummary, json: boolean): void {
@@ -341,13 +364,15 @@ function printSummary(io: Output, s: ClusterDemoSummary, json: boolean): void {
   io.out(table(["traffic", "expected", "result", "detail"], s.traffic.map((t) => [t.what, t.expected, t.result, t.detail])));
   io.out("");
   io.out(table(["change", "took effect", "what it did", "measured as"], s.changes.map((c) => [c.change, c.ms === undefined ? "never" : `${c.ms.toFixed(0)} ms`, c.effect, c.how])));
-  io.out(`\nstream: ${s.stream.echoes} echoes; ${s.stream.detail}`);
+  io.out("");
+  for (const st of s.streams) io.out(`IPv${st.family} stream: ${st.echoes} echoes; ${st.detail}`);
   io.out(s.cleanup.length ? `cleanup: could not remove ${s.cleanup.join("; ")}` : "cleanup: every namespace, link, process and the kvstore dir removed");
 }
 
-/** Whether every traffic check, change and the stream came out as expected. */
+/** Whether every traffic check, change and both streams came out as expected. */
 export function clusterDemoOk(s: ClusterDemoSummary): boolean {
-  return s.traffic.every((t) => t.result === "ok") && s.changes.length === 4 && s.changes.every((c) => c.ms !== undefined) && s.stream.ok;
+  return s.traffic.every((t) => t.result === "ok") && s.changes.length === 4 && s.changes.every((c) => c.ms !== undefined) &&
+    s.streams.length === FAMILIES.length && s.streams.every((st) => st.ok);
 }
 
 export type { NodeName };
