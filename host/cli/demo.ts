@@ -21,23 +21,24 @@ export function registerDemo(program: Command): void {
     .option("--single", "the single-node demo: one forwarder between namespaces with a service, policy and NAT", false)
     .option("--seconds <n>", "--single: how long the traffic runs, 1..3600")
     .option("--offloads", "--single: TSO/USO and checksum offload on the TUN device", false)
-    .addOption(new Option("--kvstore <spec>", "the cluster's kvstore: embedded:<dir> or etcd:<host:port,...> reachable from the node namespaces (default: an embedded store in a temporary dir)"));
+    .addOption(new Option("--kvstore <spec>", "the cluster's kvstore: embedded:<dir> or etcd:<host:port,...> reachable from the node namespaces (default: an embedded store in a temporary dir)"))
+    .option("--encrypt", "cluster demo: traffic between the nodes in userspace ESP (AES-GCM-128 in UDP 4500), and the key rotated under the streams", false);
   jsonOption(cmd);
   addMetricsOption(cmd);
   example(cmd, "sudo membrane demo", "sudo membrane demo --single --seconds 10", "membrane demo --json", "sudo membrane demo --single --seconds 60 --metrics 127.0.0.1:9962",
-    "sudo membrane demo --metrics 127.0.0.1:9962   # n1's agent on :9962, n2's on :9963");
-  cmd.action(async (o: { single: boolean; seconds?: string; json: boolean; offloads: boolean; kvstore?: string; metrics?: string }, self: Command) => {
+    "sudo membrane demo --metrics 127.0.0.1:9962   # n1's agent on :9962, n2's on :9963", "sudo membrane demo --encrypt");
+  cmd.action(async (o: { single: boolean; seconds?: string; json: boolean; offloads: boolean; kvstore?: string; metrics?: string; encrypt: boolean }, self: Command) => {
     const io = outputOf(self);
     const seconds = o.seconds === undefined ? undefined : Number(o.seconds);
     if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new InvalidInputError(`--seconds: expected 1..3600, got "${o.seconds}"`);
     if (!o.single && (o.seconds !== undefined || o.offloads)) throw new InvalidInputError("--seconds and --offloads belong to the single-node demo: add --single");
-    if (o.single && o.kvstore !== undefined) throw new InvalidInputError("--kvstore belongs to the cluster demo: drop --single");
+    if (o.single && (o.kvstore !== undefined || o.encrypt)) throw new InvalidInputError(`${o.encrypt ? "--encrypt" : "--kvstore"} belongs to the cluster demo: drop --single`);
     if (o.kvstore !== undefined && !/^(embedded|etcd):./.test(o.kvstore)) throw new InvalidInputError(`--kvstore ${o.kvstore}: expected embedded:<dir> or etcd:<host:port,...>`);
     if (!o.single) {
       // Each node's agent serves its own metrics; the demo brings n1's to the address given, n2's to the next port.
       const metrics = parseMetricsFlag(o.metrics);
       if (metrics) nodeMetricsAddresses(metrics, ["n1", "n2"]);
-      const r = await runClusterDemo(io, { kvstore: o.kvstore, json: o.json, metrics });
+      const r = await runClusterDemo(io, { kvstore: o.kvstore, json: o.json, metrics, encrypt: o.encrypt });
       if (r.ran) {
         setExitCode(self, r.summary.interrupted || clusterDemoOk(r.summary) ? EXIT_OK : EXIT_FAILURE);
         return;

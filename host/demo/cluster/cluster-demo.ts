@@ -13,11 +13,14 @@
  *      (n2): a backend added, one removed, a label change flipping a
  *      verdict, and n2's agent SIGKILLed and started again, both streams
  *      surviving; every change is checked over IPv4 and IPv6;
+ *      With --encrypt, what crosses between the nodes is userspace ESP
+ *      (AES-GCM-128 in UDP 4500, host/forwarder/esp-path.ts) and the key is
+ *      rotated under the streams too (3 -> 4): zero ESP drops on either node;
  *   3. a live view once a second, a summary of what each change did and how
  *      long it took to take effect, and cleanup of everything (also on
  *      SIGINT/SIGTERM and on errors).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Output } from "../../format/output.js";
@@ -33,6 +36,8 @@ import { ClusterProcesses, cliMissing } from "./processes.js";
 import { KvstoreBridge } from "./kvstore-bridge.js";
 import { AGENT_METRICS_PORT, MetricsBridge, nodeMetricsAddresses, showAddress } from "./metrics-bridge.js";
 import type { ListenAddress } from "../../metrics/server.js";
+import { ESP_STATUS_FILE } from "../../forwarder/esp-state-file.js";
+import type { EncryptionStatus } from "../../forwarder/esp-path.js";
 import { BACKEND_PORT, ClusterTopology, EXT_PORT, SERVICE_PORT, SERVICE_VIP, SERVICE_VIP6, type ClusterNode, type NodeName, type PodName } from "./topology.js";
 
 export const CLUSTER_DEMO_PREFIX = "mbc";
@@ -45,6 +50,8 @@ export interface ClusterDemoOptions {
   json?: boolean;
   /** --metrics: node i's agent metrics on the host at this address's port + i (metrics-bridge.ts). */
   metrics?: ListenAddress;
+  /** --encrypt: the agents seal node-to-node traffic in userspace ESP, and the demo rotates the key. */
+  encrypt?: boolean;
 }
 
 export interface Outcome {
@@ -64,6 +71,8 @@ export interface ChangeOutcome {
 
 export interface ClusterDemoSummary {
   kvstore: string;
+  /** Whether the node-to-node traffic was ESP (--encrypt): one change more, the key rotation. */
+  encrypted: boolean;
   interrupted: boolean;
   traffic: Outcome[];
   changes: ChangeOutcome[];
@@ -106,7 +115,7 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
 
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const kvstore = opts.kvstore ?? `embedded:${join(dir, "kvstore")}`;
-  const summary: ClusterDemoSummary = { kvstore, interrupted: false, traffic: [], changes: [], streams: [], masquerade: { addresses: [], seenByExt: [] }, cleanup: [] };
+  const summary: ClusterDemoSummary = { kvstore, encrypted: opts.encrypt === true, interrupted: false, traffic: [], changes: [], streams: [], masquerade: { addresses: [], seenByExt: [] }, cleanup: [] };
   let topo: ClusterTopology | undefined;
   let procs: ClusterProcesses | undefined;
   let bridge: KvstoreBridge | undefined;
@@ -126,14 +135,15 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     topo = await race(ClusterTopology.create(prefix));
     bridge = await race(KvstoreBridge.open(kvstore, dir));
     for (const ns of [topo.control, topo.nodes.n1.ns, topo.nodes.n2.ns]) await race(bridge.attach(topo.lab, ns));
-    procs = new ClusterProcesses(topo, bridge.spec, dir, opts.metrics && AGENT_METRICS_PORT);
+    procs = new ClusterProcesses(topo, bridge.spec, dir, opts.metrics && AGENT_METRICS_PORT, opts.encrypt);
+    if (opts.encrypt) procs.writeKeys(FIRST_KEY);
     const { n1, n2 } = topo.nodes;
     if (metricsBridge) {
       const at = nodeMetricsAddresses(opts.metrics!, [n1.name, n2.name]);
       await race(metricsBridge.expose(topo.lab, dir, at.map((a) => ({ ...a, ns: topo!.nodes[a.node as NodeName].ns }))));
       say(`metrics: ${at.map((a) => `${a.node}'s agent on http://${showAddress(a.address)}/metrics`).join(", ")}`);
     }
-    say(`cluster: nodes n1 (${n1.ip}, pods ${n1.podCidr}) and n2 (${n2.ip}, pods ${n2.podCidr}) joined by ${n1.link}; kvstore ${kvstore}`);
+    say(`cluster: nodes n1 (${n1.ip}, pods ${n1.podCidr}) and n2 (${n2.ip}, pods ${n2.podCidr}) joined by ${n1.link}; kvstore ${kvstore}${opts.encrypt ? `; node-to-node traffic in ESP, key ${FIRST_KEY}` : ""}`);
     procs.startOperator();
     await race(Promise.all([procs.startAgent(n1), procs.startAgent(n2)]));
     say("agents forwarding on both nodes; operator started; applying examples/cluster");
@@ -184,6 +194,17 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
       say(`${vip.hit ? "ok    " : "FAILED"} ${vipOutcome.what}: ${vipOutcome.detail}`, { traffic: vipOutcome });
     }
 
+    if (opts.encrypt) {
+      // Everything above between n1's and n2's pods crossed the link sealed: both nodes opened what the other sealed, under key 3.
+      const sealed = await race(encryptionSeen(procs, [n1, n2], (s) => s.counters.sealed > 0 && s.counters.opened > 0 && s.peers.every((p) => p.sendKey === FIRST_KEY), 5_000));
+      const outcome: Outcome = {
+        what: `pod traffic between the nodes in ESP with key ${FIRST_KEY}`, expected: "allowed", result: sealed.ok ? "ok" : "failed",
+        detail: sealed.statuses.map((s, i) => `${[n1, n2][i]!.name} ${s ? `sealed ${s.counters.sealed}, opened ${s.counters.opened}, sends with key ${s.peers.map((p) => p.sendKey).join("/")}` : "no encryption status"}`).join("; "),
+      };
+      summary.traffic.push(outcome);
+      say(`${sealed.ok ? "ok    " : "FAILED"} ${outcome.what}: ${outcome.detail}`, { traffic: outcome });
+    }
+
     // The streams that must survive every change, n2's agent's SIGKILL included: one per family.
     const streams = FAMILIES.map((f) => ({ family: f, p: topo!.traffic("fe", ["tcp-stream", addressOf(topo!, "beb", f), BACKEND_PORT, STREAM_LINES, STREAM_EVERY_MS], 120_000) }));
     await race(Promise.all(streams.map((s) => s.p.waitLine(`IPv${s.family} stream connected`, (l) => typeof l === "object" && l !== null && "connected" in l, 8_000))));
@@ -227,6 +248,18 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     ms = stillDenied.length ? undefined : Math.max(...FAMILIES.map((f) => allowedAt[f]!));
     await change({ change: "pod other relabelled app=frontend", effect: stillDenied.length ? `other -> backend-b (n2) still denied over ${stillDenied.map((f) => `IPv${f}`).join(", ")}` : "other -> backend-b (n2) TCP 8080 now allowed over IPv4 and IPv6 (n2's ingress policy regenerated)", ms, how: "apply -> first connection from other accepted on n2, in each family" });
 
+    if (opts.encrypt) {
+      // A rolling key update under the streams: each agent installs key 4, advertises it, and sends with it once its peer holds it too.
+      t0 = performance.now();
+      procs.writeKeys(FIRST_KEY + 1);
+      const rotated = await race(encryptionSeen(procs, [n1, n2], (s) => s.currentKey === FIRST_KEY + 1 && s.peers.every((p) => p.sendKey === FIRST_KEY + 1 && p.out.some((o) => o.keyIndex === FIRST_KEY + 1 && o.seq > 0)), 20_000));
+      await change({
+        change: `IPsec key rotated ${FIRST_KEY} -> ${FIRST_KEY + 1} on both nodes`,
+        effect: rotated.ok ? `both nodes send with key ${FIRST_KEY + 1}; the old key opens what was in flight for its grace period` : `not both on key ${FIRST_KEY + 1}: ${JSON.stringify(rotated.statuses.map((s) => s?.peers.map((p) => p.sendKey)))}`,
+        ms: rotated.ok ? performance.now() - t0 : undefined, how: "new key files -> each node's ESP status shows packets sent under the new key",
+      });
+    }
+
     const echoesBefore = streams.map((s) => echoes(s.p));
     t0 = performance.now();
     await race(procs.killAgent(n2));
@@ -247,6 +280,17 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
       const outcome: StreamOutcome = { family: s.family, echoes: echoes(s.p), ok: end === 0, detail: end === 0 ? `all ${STREAM_LINES} lines echoed in order, no reset` : s.p.stderr.trim().split("\n").at(-1) ?? `exit ${end}` };
       summary.streams.push(outcome);
       say(`${outcome.ok ? "ok    " : "FAILED"} IPv${s.family} TCP stream frontend (n1) -> backend-b (n2) across every change: ${outcome.detail}`, { stream: outcome });
+    }
+    if (opts.encrypt) {
+      // Nothing sealed under the old key or by the restarted agent was refused: a rotation or a restart that loses packets shows here.
+      const statuses = await Promise.all([n1, n2].map((n) => encryptionStatus(procs!, n)));
+      const dropped = statuses.map((s) => (s ? Object.entries(s.counters.drops).filter(([, v]) => v > 0) : [["no status", 1] as [string, number]]));
+      const outcome: Outcome = {
+        what: "no ESP packet dropped on either node (rotation and restart included)", expected: "allowed", result: dropped.every((d) => d.length === 0) ? "ok" : "failed",
+        detail: [n1, n2].map((n, i) => `${n.name} ${dropped[i]!.length ? dropped[i]!.map(([k, v]) => `${k} ${v}`).join(", ") : `0 drops, opened ${statuses[i]!.counters.opened}`}`).join("; "),
+      };
+      summary.traffic.push(outcome);
+      say(`${outcome.result === "ok" ? "ok    " : "FAILED"} ${outcome.what}: ${outcome.detail}`, { traffic: outcome });
     }
   } catch (err) {
     if (!(err instanceof Interrupted)) {
@@ -291,6 +335,28 @@ async function answeredBy(topo: ClusterTopology, servers: Servers, from: PodName
     if (want.includes(who)) return { hit: true, tries, by };
   }
   return { hit: want.length === 0, tries, by };
+}
+
+const FIRST_KEY = 3;
+
+/** The node's agent's ESP status (the file `membrane encrypt status` reads), or undefined while there is none. */
+async function encryptionStatus(procs: ClusterProcesses, node: ClusterNode): Promise<EncryptionStatus | undefined> {
+  try {
+    return JSON.parse(readFileSync(join(procs.stateDir(node), ESP_STATUS_FILE), "utf8")) as EncryptionStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls both nodes' ESP status until `ok` holds for each (bounded): whether it did, and the last statuses read. */
+async function encryptionSeen(procs: ClusterProcesses, nodes: ClusterNode[], ok: (s: EncryptionStatus) => boolean, ms: number): Promise<{ ok: boolean; statuses: Array<EncryptionStatus | undefined> }> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const statuses = await Promise.all(nodes.map((n) => encryptionStatus(procs, n)));
+    if (statuses.every((s) => s !== undefined && ok(s))) return { ok: true, statuses };
+    if (Date.now() > deadline) return { ok: false, statuses };
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 type Family = 4 | 6;
@@ -371,7 +437,7 @@ function printSummary(io: Output, s: ClusterDemoSummary, json: boolean): void {
 
 /** Whether every traffic check, change and both streams came out as expected. */
 export function clusterDemoOk(s: ClusterDemoSummary): boolean {
-  return s.traffic.every((t) => t.result === "ok") && s.changes.length === 4 && s.changes.every((c) => c.ms !== undefined) &&
+  return s.traffic.every((t) => t.result === "ok") && s.changes.length === (s.encrypted ? 5 : 4) && s.changes.every((c) => c.ms !== undefined) &&
     s.streams.length === FAMILIES.length && s.streams.every((st) => st.ok);
 }
 

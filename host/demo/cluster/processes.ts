@@ -5,7 +5,8 @@
  * CLI as built (dist/), like the forwarder worker: what runs is what ships.
  */
 import { join } from "node:path";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { clusterDatapathOptions } from "./masquerade.js";
 import { packageRoot } from "../../package-root.js";
 import { callAgent } from "../../api/client.js";
@@ -31,7 +32,27 @@ export class ClusterProcesses {
    * under it; `metricsPort`: each agent serves --metrics on 127.0.0.1:<port>
    * of its namespace (metrics-bridge.ts brings it to the host).
    */
-  constructor(readonly topo: ClusterTopology, readonly kvstore: string, readonly dir: string, readonly metricsPort?: number) {}
+  constructor(readonly topo: ClusterTopology, readonly kvstore: string, readonly dir: string, readonly metricsPort?: number, readonly encrypt = false) {}
+
+  /** With `encrypt`: the node's IPsec key file (Cilium's format), watched by its agent. */
+  keyFile(node: ClusterNode): string {
+    return join(this.dir, `${node.name}-ipsec-keys`);
+  }
+
+  /**
+   * Writes key `spi` (a fresh random AES-128-GCM key and salt) into every
+   * node's key file, one node after the other as an operator rolling a
+   * secret out would: each agent installs it, advertises the new index in its
+   * node record, and sends with it once its peer advertises it too.
+   */
+  writeKeys(spi: number): void {
+    const line = `${spi} rfc4106(gcm(aes)) 0x${randomBytes(20).toString("hex")} 128\n`;
+    for (const node of [this.topo.nodes.n1, this.topo.nodes.n2]) {
+      const file = this.keyFile(node);
+      writeFileSync(`${file}.new`, line, { mode: 0o600 });
+      renameSync(`${file}.new`, file);
+    }
+  }
 
   stateDir(node: ClusterNode): string {
     return join(this.dir, node.name);
@@ -48,6 +69,7 @@ export class ClusterProcesses {
       "--route-device", node.link, "--state-dir", this.stateDir(node), "--snapshot-interval", "1",
       "--datapath-options", options,
       ...(this.metricsPort === undefined ? [] : ["--metrics", `127.0.0.1:${this.metricsPort}`]),
+      ...(this.encrypt ? ["--encrypt-keys", this.keyFile(node), "--encrypt-listen", node.ip] : []),
     ];
     const p = this.topo.lab.spawn(node.ns, argv, { label: `${node.name}: membrane agent` });
     this.agents.set(node.name, p);
