@@ -10,12 +10,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
+import { NATIVE_LIBRARY, nativeLibraryPath } from "../sys/esp-native.js";
 
-export const NATIVE_LIBRARY = "build/native/libesp_gcm.so";
-
-export function nativeLibraryPath(): string {
-  return join(packageRoot(), NATIVE_LIBRARY);
-}
 
 /** cc flags: a position-independent shared object linked against libcrypto. */
 export function ccArgs(source: string, output: string): string[] {
