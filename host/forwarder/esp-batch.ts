@@ -246,8 +246,8 @@ export class EspBatch {
           this.admissions[i] = undefined;
           continue;
         }
-        // In place, where the native open leaves it.
-        this.slots.copyWithin(base + SLOT_BODY, inner.byteOffset - this.slots.byteOffset, inner.byteOffset - this.slots.byteOffset + inner.length);
+        // Where the native open leaves it (node:crypto decrypted into a new buffer).
+        this.slots.set(inner, base + SLOT_BODY);
         this.results[i] = inner.length;
       }
     }
