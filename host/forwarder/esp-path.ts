@@ -25,7 +25,7 @@
  * split before sealing, and a sealed packet is never one the kernel could
  * segment.
  */
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { TunDevice } from "../tun/device.js";
 import { parseKeyFile, describeKey } from "../encrypt/key-file.js";
@@ -36,6 +36,7 @@ import { parsePeersFile } from "../encrypt/peers-file.js";
 import { UdpSocket, sockaddrIn } from "../sys/udp-socket.js";
 import { writeFileAtomic } from "../sys/atomic-file.js";
 import { EspBatch } from "./esp-batch.js";
+import { heldKeysPath, heldKeysStamp, restoreHeldKeys, saveHeldKeys } from "./esp-held-keys.js";
 import { InvalidInputError } from "../errors.js";
 import { ESP_STATUS_FILE, loadEspState, saveEspState } from "./esp-state-file.js";
 
@@ -92,6 +93,7 @@ export class EspDevice implements TunDevice {
   private readonly grace: number;
   private readonly port: number;
   private nextTick = 0;
+  private heldStamp = "";
   private keyStamp = "";
   private peersStamp = "";
   private keyFileError?: string;
@@ -110,6 +112,11 @@ export class EspDevice implements TunDevice {
     this.keyring = new Keyring(this.grace);
     // The key file is read before anything is opened: a bad one fails the start with its line and field.
     this.reloadKeys(true);
+    // Keys retired in the last run whose grace period is not over: peers may still send under them.
+    const hadHeldKeys = existsSync(heldKeysPath(opts.stateDir));
+    restoreHeldKeys(opts.stateDir, this.keyring, this.clock(), this.grace);
+    this.heldStamp = heldKeysStamp(this.keyring);
+    if (hadHeldKeys) this.saveHeldKeys(); // rewritten without the keys whose grace period ended meanwhile
     this.tunnel = new EspTunnel(this.keyring, loadEspState(opts.stateDir));
     if (opts.peersFile) this.reloadPeers(true);
     this.readCapacity = tun.readCapacity;
@@ -235,6 +242,13 @@ export class EspDevice implements TunDevice {
     this.reloadKeys(false);
     if (this.opts.peersFile) this.reloadPeers(false);
     this.tunnel.forgetKeys(this.keyring.expire(now));
+    if (heldKeysStamp(this.keyring) !== this.heldStamp) {
+      try {
+        this.saveHeldKeys();
+      } catch {
+        // A full disk must not stop forwarding; the stamp did not move, so the next tick tries again.
+      }
+    }
     this.writeStatus();
   }
 
@@ -265,6 +279,12 @@ export class EspDevice implements TunDevice {
       this.peersFileError = (err as Error).message;
     }
     this.peersStamp = stamp;
+  }
+
+  /** The retired keys on disk (esp-held-keys.ts), so a restart within their grace period still opens under them. */
+  private saveHeldKeys(): void {
+    saveHeldKeys(this.opts.stateDir, this.keyring, this.clock(), this.grace);
+    this.heldStamp = heldKeysStamp(this.keyring);
   }
 
   private saveIfDirty(force = false): void {
