@@ -56,6 +56,23 @@ export class Keyring {
     return "installed";
   }
 
+  /**
+   * Takes back a key retired at `retiredAt` in an earlier run (its grace
+   * period not over: host/forwarder/esp-held-keys.ts), so packets still in
+   * flight under it open after a restart. A key index held already (the
+   * current key) is left as it is: false.
+   */
+  restoreRetired(key: IpsecKey, retiredAt: number): boolean {
+    if (this.keys.has(key.spi)) return false;
+    this.keys.set(key.spi, { key, retiredAt });
+    return true;
+  }
+
+  /** The retired keys held now with when they retired (what esp-held-keys.ts saves). */
+  retired(): { key: IpsecKey; retiredAt: number }[] {
+    return [...this.keys.values()].filter((h) => h.retiredAt !== undefined).map((h) => ({ key: h.key, retiredAt: h.retiredAt! }));
+  }
+
   /** The SPI to send to a peer that advertises `peerSpi` (0: the peer has no key; undefined: encryption cannot start). */
   sendSpi(peerSpi: number): number | undefined {
     if (this.currentSpi === 0 || peerSpi === 0) return undefined;

@@ -90,6 +90,26 @@ export interface TunnelSnapshot {
   }>;
 }
 
+/** A planned seal (planSeal): the crypto is the caller's, per batch. */
+export interface SealPlan {
+  peer: Peer;
+  /** The key of the SA's generation. */
+  key: IpsecKey;
+  spi: number;
+  seq: number;
+}
+
+/** An inbound datagram that passed the checks before decryption (admit). */
+export interface Admission {
+  /** The peer's SA state (opaque to callers). */
+  readonly state: unknown;
+  spi: number;
+  seq: number;
+  keyIndex: number;
+  generation: number;
+  key: IpsecKey;
+}
+
 export function wireSpi(keyIndex: number, generation: number): number {
   return ((generation << INDEX_BITS) | keyIndex) >>> 0;
 }
@@ -162,6 +182,18 @@ export class EspTunnel {
 
   /** Seals an inner packet towards the peer that owns its destination: the datagram and the peer, or a drop. */
   seal(inner: Uint8Array, peer?: Peer): { datagram: Buffer; peer: Peer } | TunnelDrop {
+    const plan = this.planSeal(inner, peer);
+    if (typeof plan === "string") return plan;
+    return { datagram: seal({ key: plan.key, spi: plan.spi, seq: plan.seq, inner }), peer: plan.peer };
+  }
+
+  /**
+   * Everything of seal() but the crypto: the peer, the key (of the SA's
+   * generation), the wire SPI and the next sequence number, which is taken
+   * (and counted as sealed) here. The forwarder plans a whole batch, then
+   * seals it in one call (host/forwarder/esp-batch.ts).
+   */
+  planSeal(inner: Uint8Array, peer?: Peer): SealPlan | TunnelDrop {
     const state = peer ? this.byName.get(peer.name) : this.stateFor(inner);
     if (!state) return this.drop("unknown-peer");
     const keyIndex = this.keyring.sendSpi(state.peer.keyIndex);
@@ -184,10 +216,9 @@ export class EspTunnel {
       out.reserved = seq + SEQ_RESERVE;
       this.dirty = true;
     }
-    const datagram = seal({ key: this.keyFor(key, out.generation), spi: wireSpi(keyIndex, out.generation), seq, inner });
     this.counters.sealed++;
     this.counters.bytesSealed += inner.length;
-    return { datagram, peer: state.peer };
+    return { peer: state.peer, key: this.keyFor(key, out.generation), spi: wireSpi(keyIndex, out.generation), seq };
   }
 
   /**
@@ -196,6 +227,20 @@ export class EspTunnel {
    * window is checked before decryption and moved only after the ICV verified.
    */
   open(from: number, datagram: Uint8Array, now = 0): Buffer | TunnelDrop {
+    const admitted = this.admit(from, datagram);
+    if (typeof admitted === "string") return admitted;
+    const inner = open(datagram, admitted.key);
+    if (typeof inner === "string") return this.reject(inner);
+    const accepted = this.accept(admitted, inner.length, now);
+    return typeof accepted === "string" ? accepted : inner;
+  }
+
+  /**
+   * The checks of open() before decryption: the peer, the header, the key of
+   * the wire SPI, the replay window. What passes is decrypted (per batch),
+   * then accept()ed or reject()ed.
+   */
+  admit(from: number, datagram: Uint8Array): Admission | TunnelDrop {
     const state = this.byAddress.get(from);
     if (!state) return this.drop("unknown-peer");
     const header = espHeader(datagram);
@@ -203,22 +248,43 @@ export class EspTunnel {
     const { keyIndex, generation } = splitWireSpi(header.spi);
     const base = this.keyring.receiveKey(keyIndex);
     if (!base) return this.drop("unknown-spi");
-    let window = state.windows.get(header.spi);
-    const check = (window ?? new ReplayWindow()).check(header.seq);
+    const check = (state.windows.get(header.spi) ?? new ReplayWindow()).check(header.seq);
     if (check === "replayed" || check === "too-old") return this.drop(check);
     if (check === "zero") return this.drop("bad-sequence");
-    const inner = open(datagram, this.keyFor(base, generation));
-    if (typeof inner === "string") return this.drop(inner);
-    if (!window) {
+    return { state, spi: header.spi, seq: header.seq, keyIndex, generation, key: this.keyFor(base, generation) };
+  }
+
+  /**
+   * An admitted datagram's ICV verified: the window moves. The window is
+   * checked again first, since a batch may hold the same sequence number
+   * twice (a replay within one batch) and admit() saw neither accepted yet.
+   */
+  accept(a: Admission, innerLength: number, now = 0): true | TunnelDrop {
+    const state = a.state as PeerState;
+    let window = state.windows.get(a.spi);
+    if (window) {
+      const check = window.check(a.seq);
+      if (check === "replayed" || check === "too-old") return this.drop(check);
+    } else {
       window = new ReplayWindow();
-      state.windows.set(header.spi, window);
-      this.forgetOldGenerations(state, keyIndex, generation);
+      state.windows.set(a.spi, window);
+      this.forgetOldGenerations(state, a.keyIndex, a.generation);
     }
-    window.accept(header.seq);
-    state.lastSeen.set(header.spi, now);
+    window.accept(a.seq);
+    state.lastSeen.set(a.spi, now);
     this.counters.opened++;
-    this.counters.bytesOpened += inner.length;
-    return inner;
+    this.counters.bytesOpened += innerLength;
+    return true;
+  }
+
+  /** An admitted datagram did not decrypt or was malformed inside: a named, counted drop. */
+  reject(why: EspDrop): TunnelDrop {
+    return this.drop(why);
+  }
+
+  /** Counts a drop the caller found (a packet too large for its batch slot). */
+  countDrop(why: TunnelDrop): TunnelDrop {
+    return this.drop(why);
   }
 
   /** Drops all SA state of key indexes the keyring no longer holds (after its grace period). */

@@ -7,6 +7,7 @@ const hex = (spi: number) => `0x${spi.toString(16).padStart(8, "0")}`;
 export function encryptionStatusLines(s: EncryptionStatus): string[] {
   const lines: string[] = [];
   lines.push(`path: ${s.path} (ESP in UDP on ${s.listen})${s.kernel ? `; kernel path not used: ${s.kernel}` : ""}`);
+  if (s.crypto) lines.push(`crypto: ${s.crypto === "native" ? "native (libcrypto, per batch)" : "node:crypto (native/esp_gcm.c not built)"}`);
   lines.push(`key file ${s.keyFile}: current key index ${s.currentKey}; grace period ${s.graceSeconds} s`);
   if (s.keyFileError) lines.push(`key file NOT applied (the keys in use stay): ${s.keyFileError}`);
   if (s.peersFileError) lines.push(`peers file NOT applied: ${s.peersFileError}`);

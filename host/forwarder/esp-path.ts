@@ -5,10 +5,13 @@
  * - write(): of the packets the datapath passed, those whose destination is
  *   a peer's pod CIDR are sealed (ESP tunnel mode, AES-GCM, in UDP 4500;
  *   host/encrypt/tunnel.ts) and sent to the peer's underlay address; the
- *   rest go to the TUN as before.
- * - read(): datagrams waiting on the UDP socket are opened first and their
- *   inner packets handed to the datapath like packets read from the TUN (so
- *   the receiving node's policy sees them); then the TUN fills the batch.
+ *   rest go to the TUN as before. The tunnel plans each packet (SPI,
+ *   sequence number); the crypto and the send run once per batch
+ *   (esp-batch.ts: native/esp_gcm.c and sendmmsg, or node:crypto).
+ * - read(): datagrams waiting on the UDP socket (one recvmmsg) are opened
+ *   as a batch and their inner packets handed to the datapath like packets
+ *   read from the TUN (so the receiving node's policy sees them); then the
+ *   TUN fills the batch.
  * - wait(): poll(2) on both.
  *
  * Once a second (between batches) it re-reads the key file and the peers
@@ -22,7 +25,7 @@
  * split before sealing, and a sealed packet is never one the kernel could
  * segment.
  */
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { TunDevice } from "../tun/device.js";
 import { parseKeyFile, describeKey } from "../encrypt/key-file.js";
@@ -32,6 +35,8 @@ import { ESP_UDP_PORT } from "../encrypt/esp.js";
 import { parsePeersFile } from "../encrypt/peers-file.js";
 import { UdpSocket, sockaddrIn } from "../sys/udp-socket.js";
 import { writeFileAtomic } from "../sys/atomic-file.js";
+import { EspBatch } from "./esp-batch.js";
+import { heldKeysPath, heldKeysStamp, restoreHeldKeys, saveHeldKeys } from "./esp-held-keys.js";
 import { InvalidInputError } from "../errors.js";
 import { ESP_STATUS_FILE, loadEspState, saveEspState } from "./esp-state-file.js";
 
@@ -42,6 +47,10 @@ export interface EspPathOptions {
   /** The underlay IPv4 address to receive ESP-in-UDP on. */
   listen: string;
   port?: number;
+  /** Packets per crypto batch (default: the forwarder's 128). */
+  batchSize?: number;
+  /** false: node:crypto even when native/esp_gcm.c is built (benchmarks). */
+  native?: boolean;
   /** Where the SA state and the status file live. */
   stateDir: string;
   graceSeconds?: number;
@@ -66,24 +75,25 @@ export interface EncryptionStatus {
   peersFileError?: string;
   peers: ReturnType<EspTunnel["status"]>;
   counters: EspTunnel["counters"] & { sendPushedBack: number };
+  /** Where the crypto runs: native/esp_gcm.c (libcrypto, per batch) or node:crypto. */
+  crypto: "native" | "node:crypto";
 }
 
-const UDP_BUFFER = 65536;
 
 export class EspDevice implements TunDevice {
   readonly keyring: Keyring;
   readonly tunnel: EspTunnel;
   readonly readCapacity: number;
   private readonly socket: UdpSocket;
-  /** A received UDP payload lands at 8, behind a UDP header the codec reads the port from (RFC 3948 framing). */
-  private readonly rx = Buffer.alloc(UDP_BUFFER + 8);
-  private readonly rxPayload = this.rx.subarray(8);
+  private readonly rx: EspBatch;
+  private readonly tx: EspBatch;
   private readonly tailSizes: number[] = [];
   private readonly addresses = new Map<string, Buffer>();
   private readonly clock: () => number;
   private readonly grace: number;
   private readonly port: number;
   private nextTick = 0;
+  private heldStamp = "";
   private keyStamp = "";
   private peersStamp = "";
   private keyFileError?: string;
@@ -102,11 +112,17 @@ export class EspDevice implements TunDevice {
     this.keyring = new Keyring(this.grace);
     // The key file is read before anything is opened: a bad one fails the start with its line and field.
     this.reloadKeys(true);
+    // Keys retired in the last run whose grace period is not over: peers may still send under them.
+    const hadHeldKeys = existsSync(heldKeysPath(opts.stateDir));
+    restoreHeldKeys(opts.stateDir, this.keyring, this.clock(), this.grace);
+    this.heldStamp = heldKeysStamp(this.keyring);
+    if (hadHeldKeys) this.saveHeldKeys(); // rewritten without the keys whose grace period ended meanwhile
     this.tunnel = new EspTunnel(this.keyring, loadEspState(opts.stateDir));
     if (opts.peersFile) this.reloadPeers(true);
     this.readCapacity = tun.readCapacity;
-    this.rx.writeUInt16BE(this.port, 0);
-    this.rx.writeUInt16BE(ESP_UDP_PORT, 2);
+    const batch = { capacity: opts.batchSize ?? 128, maxInner: tun.readCapacity, sourcePort: this.port, ...(opts.native === false ? { native: false } : {}) };
+    this.rx = new EspBatch(this.tunnel, batch);
+    this.tx = new EspBatch(this.tunnel, batch);
     this.socket = UdpSocket.bind(opts.listen, this.port);
     this.saveIfDirty();
   }
@@ -127,18 +143,13 @@ export class EspDevice implements TunDevice {
   read(bufs: Uint8Array[], sizes: number[], offset: number): number {
     this.tick();
     let n = 0;
+    const now = this.clock();
     while (n < bufs.length) {
-      const got = this.socket.receive(this.rxPayload);
-      if (!got) break;
-      const inner = this.tunnel.open(got.from, this.rx.subarray(0, got.length + 8), this.clock());
-      if (typeof inner === "string") continue;
-      if (inner.length > bufs[n]!.length - offset) {
-        this.tunnel.counters.drops.truncated++;
-        continue;
-      }
-      bufs[n]!.set(inner, offset);
-      sizes[n] = inner.length;
-      n++;
+      const want = Math.min(bufs.length - n, this.rx.capacity);
+      const got = this.rx.receive(this.socket, want);
+      if (got === 0) break;
+      n += this.rx.open(bufs, sizes, offset, n, now);
+      if (got < want) break; // the socket is drained
     }
     if (n === 0) return this.tun.read(bufs, sizes, offset);
     if (n === bufs.length) return n;
@@ -161,15 +172,21 @@ export class EspDevice implements TunDevice {
         this.localSizes.push(sizes[i]!);
         continue;
       }
-      const sealed = this.tunnel.seal(pkt, peer);
-      if (typeof sealed === "string") continue;
-      // The socket adds its own UDP header: send what follows ours.
-      if (!this.socket.send(sealed.datagram.subarray(8), sealed.datagram.length - 8, this.address(peer.address))) this.sendPushedBack++;
+      if (this.tx.full) this.flush();
+      this.tx.stage(pkt, peer, this.address(peer.address));
     }
-    // The reservation moved: on disk before another batch goes out (tunnel.ts says why).
-    this.saveIfDirty();
+    this.flush();
     const local = this.localBufs.length ? this.tun.write(this.localBufs, this.localSizes, offset) : 0;
     return bufs.length - (this.localBufs.length - local);
+  }
+
+  /** Seals and sends what write() staged. */
+  private flush(): void {
+    if (this.tx.count === 0) return;
+    this.tx.seal();
+    // A reservation moved: on disk before anything under it goes out (tunnel.ts says why).
+    this.saveIfDirty();
+    this.sendPushedBack += this.tx.send(this.socket);
   }
 
   wait(timeoutMs: number): boolean {
@@ -208,6 +225,7 @@ export class EspDevice implements TunDevice {
       ...(this.peersFileError ? { peersFileError: this.peersFileError } : {}),
       peers: this.tunnel.status(now),
       counters: { ...this.tunnel.counters, drops: { ...this.tunnel.counters.drops }, sendPushedBack: this.sendPushedBack },
+      crypto: this.tx.native ? "native" : "node:crypto",
     };
   }
 
@@ -224,6 +242,13 @@ export class EspDevice implements TunDevice {
     this.reloadKeys(false);
     if (this.opts.peersFile) this.reloadPeers(false);
     this.tunnel.forgetKeys(this.keyring.expire(now));
+    if (heldKeysStamp(this.keyring) !== this.heldStamp) {
+      try {
+        this.saveHeldKeys();
+      } catch {
+        // A full disk must not stop forwarding; the stamp did not move, so the next tick tries again.
+      }
+    }
     this.writeStatus();
   }
 
@@ -254,6 +279,12 @@ export class EspDevice implements TunDevice {
       this.peersFileError = (err as Error).message;
     }
     this.peersStamp = stamp;
+  }
+
+  /** The retired keys on disk (esp-held-keys.ts), so a restart within their grace period still opens under them. */
+  private saveHeldKeys(): void {
+    saveHeldKeys(this.opts.stateDir, this.keyring, this.clock(), this.grace);
+    this.heldStamp = heldKeysStamp(this.keyring);
   }
 
   private saveIfDirty(force = false): void {
