@@ -17,7 +17,8 @@
  * order (frontend first) and must still give each its id (from the pinned
  * records). `membrane monitor` shows other's policy drop; `membrane status`
  * lists the endpoints; the pinned endpoint records carry each pod's MAC (its
- * veth peer's).
+ * veth peer's). A pod deleted while no agent runs: the next agent
+ * reconciles (records gone, the program left on its veth detached).
  *
  * Namespaces "bc<pid>-node|a|b", pins under /sys/fs/bpf/membrane-test-bc<pid>.
  */
@@ -229,5 +230,19 @@ describeIf("membrane agent --datapath bpf in cluster mode: kvstore pods and Netw
     await agent.waitLine("the removal said", (l) => typeof l === "string" && /endpoint \d+ removed: programs detached/.test(l), 10_000);
     expect(progIds(PODS.a.dev)).toHaveLength(1);
     await bothFamilies(PODS.a, true);
+  }, 120_000);
+
+  it("a pod deleted while no agent runs: the next agent reconciles, its records and left programs removed", async () => {
+    agent.child.kill("SIGTERM");
+    expect(await agent.exited).toBe(0);
+    expect(progIds(PODS.a.dev)).toHaveLength(1); // left running for the next agent
+    writeFileSync(join(work, "frontend.yaml"), pod(PODS.a, "frontend"));
+    membrane("delete", "-f", join(work, "frontend.yaml"), "--kvstore", kvstore);
+    agent = startMembraneAgent();
+    const reconciled = await agent.waitLine("reconciled", (l) => typeof l === "string" && /reconciled with the cluster/.test(l), 60_000);
+    expect(reconciled).toMatch(/endpoint\(s\) [\d,]*2[\d,]* gone/);
+    expect(progIds(PODS.a.dev)).toHaveLength(0);
+    const listed = membrane("bpf", "endpoint", "list", "--pin-dir", PIN_DIR, "--templates-dir", join(work, "templates"));
+    expect(listed).not.toContain(PODS.a.ip);
   }, 120_000);
 });
