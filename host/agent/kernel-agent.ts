@@ -86,7 +86,13 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
       }
     }
   };
-  const observer = new KernelAgentObserver({ stateDir: opts.stateDir, pinDir: opts.pinDir, externalDevice: opts.externalDevice, metrics: opts.metrics, state: () => state, policyRules: () => policyRules, warn });
+  const observer = new KernelAgentObserver({ stateDir: opts.stateDir, pinDir: opts.pinDir, externalDevice: opts.externalDevice, metrics: opts.metrics, warn,
+    endpoints: () => state.policy?.endpoints.upsert ?? [],
+    tables: () => ({
+      services: state.services?.length ?? 0, policies: policyRules,
+      identities: new Set([...(state.policy?.endpoints.upsert ?? []).map((e) => e.identity), ...(state.policy?.ipcache.upsert ?? []).map((i) => i.identity)]).size,
+    }),
+  });
   const reportGc = gcReporter(say);
   const onGc = (run: PinnedGcRun) => {
     observer.gcRan(run);

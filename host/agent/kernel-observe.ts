@@ -10,7 +10,7 @@
  * Kept out of kernel-agent.ts so the agent carries one-line hooks.
  */
 import { rmSync } from "node:fs";
-import type { ApiServer } from "../api/server.js";
+import type { ApiRoutes, ApiServer } from "../api/server.js";
 import { startApiServer } from "../api/server.js";
 import { agentSocketPath } from "../api/socket-path.js";
 import type { DatapathCounters } from "../engine.js";
@@ -23,7 +23,6 @@ import type { Metrics } from "../metrics/registry.js";
 import { monitorApiRoutes } from "../monitor/api-route.js";
 import { MonitorHub } from "../monitor/hub.js";
 import type { MonitorSettings } from "../monitor/settings.js";
-import type { DatapathState } from "../state/schema.js";
 import { endpointLookup } from "./agent-monitor.js";
 import { statusPath, writeStatus } from "./status-file.js";
 
@@ -36,10 +35,10 @@ export interface KernelObserveOptions {
   pinDir: string;
   externalDevice?: string;
   metrics?: Metrics;
-  /** The state the agent runs now (endpoints for the monitor's lookup, table sizes for metrics). */
-  state: () => DatapathState;
-  /** Policy rules the state file holds now. */
-  policyRules: () => number;
+  /** The endpoints the agent runs now (the monitor's lookup by id and address). */
+  endpoints: () => Iterable<{ id: number; ipv4?: string; ipv6?: string }>;
+  /** What metrics count now: services, identities, policy rules (from the state file, or the cluster core). */
+  tables: () => { services: number; identities: number; policies: number };
   /** Said once per distinct problem (a status write that failed). */
   warn: (line: string) => void;
 }
@@ -55,18 +54,11 @@ export class KernelAgentObserver {
   readonly #gc = { runs: 0, deleted: new Map<string, number>(), lastSeconds: undefined as number | undefined };
 
   constructor(private readonly opts: KernelObserveOptions) {
-    const endpoints = () => (opts.state().policy?.endpoints.upsert ?? []);
-    this.hub = new MonitorHub(async (settings) => this.#configureMonitor(settings), endpointLookup(endpoints));
+    this.hub = new MonitorHub(async (settings) => this.#configureMonitor(settings), endpointLookup(opts.endpoints));
     if (opts.metrics) {
       registerDatapathCollector(opts.metrics.registry, () => {
         if (!this.#datapath) return undefined;
-        const s = opts.state();
-        const eps = s.policy?.endpoints.upsert ?? [];
-        const identities = new Set([...eps.map((e) => e.identity), ...(s.policy?.ipcache.upsert ?? []).map((i) => i.identity)]);
-        return {
-          counters: this.counters(), lastGcSeconds: this.#gc.lastSeconds, services: s.services?.length ?? 0,
-          identities: identities.size, policies: opts.policyRules(),
-        };
+        return { counters: this.counters(), lastGcSeconds: this.#gc.lastSeconds, ...opts.tables() };
       });
     }
   }
@@ -88,12 +80,12 @@ export class KernelAgentObserver {
     return c;
   }
 
-  /** The datapath runs: serve the API socket and start writing the status file. */
-  async attach(datapath: KernelAgentDatapath): Promise<void> {
+  /** The datapath runs: serve the API socket (the monitor, plus `routes`: the cluster core's in cluster mode) and start writing the status file. */
+  async attach(datapath: KernelAgentDatapath, routes: ApiRoutes = {}): Promise<void> {
     this.#datapath = datapath;
     // Off until a client asks: an agent that died with a monitor on left the pinned settings on.
     datapath.monitor().configure(undefined);
-    this.#api = await startApiServer(agentSocketPath(this.opts.stateDir), monitorApiRoutes(this.hub), this.opts.metrics);
+    this.#api = await startApiServer(agentSocketPath(this.opts.stateDir), { ...routes, ...monitorApiRoutes(this.hub) }, this.opts.metrics);
     this.#writeStatus();
     this.#reportTimer = setInterval(() => this.#writeStatus(), REPORT_EVERY_MS);
     this.#reportTimer.unref();

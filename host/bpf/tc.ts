@@ -207,6 +207,25 @@ function attachIn(program: BpfProgram, opts: TcAttachOptions, action: string, ke
   });
 }
 
+/**
+ * Removes the filter at `handle`/`priority` on one hook of `ifindex` (in this
+ * namespace) that no TcAttachment here holds: one a previous agent left for
+ * an endpoint that is gone. A filter or interface already gone is not an
+ * error; returns whether a filter was removed. The clsact qdisc stays.
+ */
+export function detachTcFilter(ifindex: number, direction: TcDirection, filter: { handle: number; priority: number }): boolean {
+  const lib = libbpf();
+  const action = `detach tc ${direction} filter ${filter.handle}/${filter.priority} from ifindex ${ifindex}`;
+  return captureLibbpfLog((log) => {
+    const hook = hookStruct(ifindex, direction === "ingress" ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+    const opts = encodeStruct(lib.structs.bpf_tc_opts, { handle: filter.handle, priority: filter.priority });
+    const ret = lib.bpf_tc_detach(hook, opts);
+    if (ret === -ENOENT || ret === -ENODEV || ret === -22) return false;
+    if (ret < 0) throw new BpfSyscallError(`${action}: ${describeErrno(ret)}`, ret, log.text("warn"));
+    return true;
+  });
+}
+
 /** The ifindex of interface `name` in this process's network namespace. */
 export function interfaceIndex(name: string): number {
   if (typeof name !== "string" || name.length === 0 || name.length > 15) {

@@ -28,7 +28,7 @@ export const CLUSTER_AGENT_OPTIONS: Option[] = [
   new Option("--pod-cidr <cidr>", "cluster mode: this node's pod CIDR (repeatable; one per family), routed into the device").argParser(collect),
   new Option("--encryption-key <n>", "cluster mode: IPsec key index (SPI) this node sends with, 0..15 (default 0: none)"),
   new Option("--route-device <name>", "cluster mode: the link toward the other nodes (default: the kernel's choice for each next hop)"),
-  new Option("--datapath-options <file>", "cluster mode, tun: JSON with the state file's datapath options (conntrack, fragments, hashSeed, policy, lb, nat: masquerading)"),
+  new Option("--datapath-options <file>", "cluster mode (tun or bpf; bpf NAT needs --external-device): JSON with the state file's datapath options (conntrack, fragments, hashSeed, policy, lb, nat: masquerading)"),
 ];
 
 /** Adds cluster mode's options (and the shared --kvstore ones) to the agent command. */

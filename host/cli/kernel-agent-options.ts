@@ -27,7 +27,7 @@ export const KERNEL_AGENT_OPTIONS: Option[] = [
 ];
 
 /** Flags that only the TUN datapath has: given with --datapath bpf they are an error, not ignored. */
-const TUN_ONLY = ["route", "routeTable", "routeRule", "mtu", "queues", "snapshotInterval", "encryptKeys", "encryptListen", "encryptPeers", "encryptGrace", "datapathOptions"] as const;
+const TUN_ONLY = ["route", "routeTable", "routeRule", "mtu", "queues", "snapshotInterval", "encryptKeys", "encryptListen", "encryptPeers", "encryptGrace"] as const;
 
 export function addKernelAgentOptions(cmd: Command): void {
   for (const o of KERNEL_AGENT_OPTIONS) cmd.addOption(o);
@@ -65,6 +65,7 @@ function checkedPinDir(flags: Flags): string {
 
 export async function runKernelAgentFromFlags(flags: Flags, io: Output, metrics?: Metrics): Promise<void> {
   refuseTunOnly(flags);
+  if (str(flags, "datapathOptions") !== undefined) throw new InvalidInputError("agent --datapath bpf --config: --datapath-options is for cluster mode (--kvstore); from a state file the datapath options are its own");
   const config = str(flags, "config");
   if (config === undefined) throw new InvalidInputError("agent --datapath bpf: --config <state file> is required (endpoints, policies and options come from it)");
   const secondsText = str(flags, "seconds");
@@ -100,12 +101,16 @@ export async function runClusterKernelAgentFromFlags(flags: Flags, metrics: Metr
   const seconds = secondsText === undefined ? undefined : Number(secondsText);
   if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${secondsText}"`);
   const pinDir = checkedPinDir(flags);
+  const externalDevice = str(flags, "externalDevice");
+  if (cluster.options?.nat && externalDevice === undefined) {
+    throw new InvalidInputError(`--datapath-options ${str(flags, "datapathOptions")}: nat is on, which with --datapath bpf needs --external-device (masquerading happens in bpf_host there)`);
+  }
   const podDevices = parsePodDevices((flags.endpointDevice as string[] | undefined) ?? []);
   const store = await openKvstoreFromOptions(flags as KvstoreCliOptions, process.env, metrics);
   try {
     await runClusterKernelAgent({
       ...cluster, store, stateDir: str(flags, "stateDir")!, pinDir, templatesDir: str(flags, "templatesDir"), podDevices,
-      externalDevice: str(flags, "externalDevice"), detachOnStop: flags.detachOnStop === true, seconds, metrics,
+      externalDevice, detachOnStop: flags.detachOnStop === true, seconds, metrics, options: cluster.options,
     }, io);
   } catch (err) {
     await store.close().catch(() => {}); // idempotent: the agent may have closed it already

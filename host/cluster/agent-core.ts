@@ -84,6 +84,16 @@ export interface ClusterAgentOptions {
   /** Check the store after this long without an event (default 5 s). */
   healthIdleMs?: number;
   mode?: RegenerationMode;
+  /**
+   * The ids a previous agent gave its endpoints, by address (a datapath
+   * that outlives the agent, such as pinned BPF maps, keeps them): a pod
+   * with one of these addresses gets its id again, and new pods are numbered
+   * around them, so a restart does not renumber endpoints whose records and
+   * programs are still in place.
+   */
+  previousEndpointIds?: ReadonlyMap<string, number>;
+  /** The pod's device on this node, read when its endpoint is made (host-side ifindex, pod-side MAC); undefined: 0 and a zero MAC. */
+  endpointDevice?: (pod: string) => { ifindex: number; mac: string } | undefined;
   metrics?: Metrics;
   log?: (line: string) => void;
 }
@@ -142,12 +152,16 @@ export class ClusterAgentCore {
   private readonly local = new Map<string, LocalEndpoint>();
   private readonly localPrefixes = new Set<string>();
   private readonly usedIds = new Set<number>();
+  private readonly previousIds: ReadonlyMap<string, number>;
+  private readonly reservedIds: ReadonlySet<number>;
   private readonly policyNames = new Map<string, string>();
   private bootstrapSeconds?: number;
 
   constructor(private readonly options: ClusterAgentOptions) {
     this.cluster = options.cluster ?? DEFAULT_CLUSTER;
     this.log = options.log ?? (() => {});
+    this.previousIds = options.previousEndpointIds ?? new Map();
+    this.reservedIds = new Set(this.previousIds.values());
     this.backoff = { minMs: 1000, maxMs: 30_000, ...options.backoff, nodes: options.backoff?.nodes ?? (() => this.nodes.records.size) };
     this.identities = new ClusterIdentityView(new LazyAllocator(() => this.kvAllocator));
     this.engine = new PolicyEngine({ allocator: this.identities, mode: options.mode });
@@ -283,6 +297,16 @@ export class ClusterAgentCore {
     this.lease?.release();
   }
 
+  /**
+   * Runs `fn` between rounds (no change half-applied while it runs): for a
+   * sink's reconciliation with what the core holds.
+   */
+  exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.work.then(fn);
+    this.work = run.then(() => {}, () => {});
+    return run;
+  }
+
   /** Waits until every change seen so far is applied. */
   async settled(): Promise<void> {
     for (;;) {
@@ -391,7 +415,18 @@ export class ClusterAgentCore {
     }
   }
 
+  /** The id a previous agent gave this address, when no endpoint here has it now. */
+  private previousEndpointId(ipv4: string | undefined, ipv6: string | undefined): number | undefined {
+    for (const a of [ipv4, ipv6]) {
+      const id = a === undefined ? undefined : this.previousIds.get(a);
+      if (id !== undefined && !this.usedIds.has(id)) return id;
+    }
+    return undefined;
+  }
+
   private freeEndpointId(): number {
+    // Ids a previous agent used are kept for their pods while any other is free.
+    for (let id = 1; id <= MAX_ENDPOINT_ID; id++) if (!this.usedIds.has(id) && !this.reservedIds.has(id)) return id;
     for (let id = 1; id <= MAX_ENDPOINT_ID; id++) if (!this.usedIds.has(id)) return id;
     throw wrap("local endpoints", new Error(`all ${MAX_ENDPOINT_ID} endpoint ids are in use`));
   }
@@ -425,10 +460,11 @@ export class ClusterAgentCore {
         this.log(`pod ${key}: ${(err as Error).message}`);
         continue;
       }
-      const id = cur?.id ?? this.freeEndpointId();
+      const id = cur?.id ?? this.previousEndpointId(ipv4, ipv6) ?? this.freeEndpointId();
       let change: EngineChange;
       try {
-        change = this.engine.upsertEndpoint({ id, labels, ipv4, ipv6, ifindex: 0, mac: "00:00:00:00:00:00" });
+        const device = this.options.endpointDevice?.(`${pod.namespace}/${pod.name}`) ?? { ifindex: 0, mac: "00:00:00:00:00:00" };
+        change = this.engine.upsertEndpoint({ id, labels, ipv4, ipv6, ifindex: device.ifindex, mac: device.mac });
       } catch (err) {
         this.kvAllocator!.releaseUnused();
         this.counters.regenerationFailures++;

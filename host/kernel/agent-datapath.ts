@@ -28,11 +28,12 @@ import { ServiceManager } from "../lb/manager.js";
 import { programDatapath } from "../state/program.js";
 import type { DatapathState } from "../state/schema.js";
 import { TemplateCache } from "./templates/cache.js";
-import { TemplatedEndpoints, type EndpointDevice, type UpsertResult } from "./templates/endpoint-programs.js";
+import { ENDPOINT_FILTER, TemplatedEndpoints, type EndpointDevice, type UpsertResult } from "./templates/endpoint-programs.js";
+import { detachTcFilter, interfaceIndex } from "../bpf/tc.js";
 import type { TemplateShape } from "./templates/shape.js";
 import { PolicyDatapathWriter } from "../policy/datapath-writer.js";
 import type { EngineChange } from "../policy/engine.js";
-import type { EndpointRecord } from "../policy/types.js";
+import type { EndpointRecord, IpcacheRecord } from "../policy/types.js";
 import type { DatapathCounters } from "../engine.js";
 import { readKernelCounters } from "./counters.js";
 import { KernelMonitorRing } from "./monitor-ring.js";
@@ -148,6 +149,61 @@ export class KernelAgentDatapath {
       this.#records.set(ep.id, ep);
     }
     return results;
+  }
+
+  /**
+   * The endpoint ids the pinned maps hold, by address: what a restarted
+   * agent numbered its endpoints with, so it can give each pod its id again
+   * (a pod renumbered would find its address taken by its old record).
+   */
+  previousEndpointIds(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, addresses] of this.#writer.endpointIds().records) for (const a of addresses) out.set(a, id);
+    return out;
+  }
+
+  /**
+   * Makes the maps and programs hold exactly `want` (engine.snapshot()) and
+   * `ipcache`: for an agent whose first full view of its endpoints is
+   * complete. Endpoints the pinned maps, the template cache or this process
+   * know that `want` does not have (gone while no agent ran, or numbered
+   * differently by an older agent) lose their policy entries, records and
+   * programs: filters this process holds are detached, and filters a previous
+   * agent left are removed from the ifindex its template record names,
+   * unless a current endpoint's device has that ifindex now.
+   */
+  reconcile(want: EngineChange, ipcache: readonly IpcacheRecord[]): { removed: number[]; detached: number } {
+    const current = new Set(want.endpoints.upsert.map((e) => e.id));
+    const held = this.#writer.endpointIds();
+    const recorded = new Map<number, number>(); // id -> ifindex, from the template cache's endpoint records
+    for (const entry of this.cache.list()) for (const ep of entry.endpoints) recorded.set(ep.id, ep.ifindex);
+    const stale = [...new Set([...held.records.keys(), ...held.policy, ...recorded.keys(), ...this.endpoints.endpoints.keys()])].filter((id) => !current.has(id)).sort((a, b) => a - b);
+    this.#writer.setPolicy(want.policy);
+    this.#writer.setIpcache(ipcache);
+    this.#writer.setEndpoints(want.endpoints.upsert.filter((e) => e.ipv4 !== undefined || e.ipv6 !== undefined));
+    const liveIfindexes = new Set<number>();
+    for (const live of this.endpoints.endpoints.values()) {
+      try {
+        if (!live.device.netns) liveIfindexes.add(interfaceIndex(live.device.ifname));
+      } catch {
+        // its device is gone: nothing of a stale endpoint can be on it
+      }
+    }
+    let detached = 0;
+    for (const id of stale) {
+      if (this.endpoints.remove(id)) detached++;
+      else {
+        const ifindex = recorded.get(id) ?? 0;
+        if (ifindex > 0 && !liveIfindexes.has(ifindex)) {
+          let any = false;
+          for (const direction of ["ingress", "egress"] as const) any = detachTcFilter(ifindex, direction, ENDPOINT_FILTER) || any;
+          if (any) detached++;
+        }
+      }
+      this.cache.forgetEndpoint(id);
+      this.#records.delete(id);
+    }
+    return { removed: stale, detached };
   }
 
   #monitor: KernelMonitorRing | undefined;

@@ -9,7 +9,7 @@
 import { InvalidInputError, MembraneError, wrap } from "../errors.js";
 import { POLICY_ENTRY, decodeEndpointInfo, decodePolicyKey } from "../generated/layout.js";
 import type { EngineChange } from "./engine.js";
-import { endpointRecords, ipcacheRecord, policyKey, policyValue, type TableRecord } from "./records.js";
+import { decodeEndpointRow, endpointRecords, ipcacheRecord, policyKey, policyValue, type TableRecord } from "./records.js";
 import { POLICY_TABLE_NAMES, type PolicyTableName, type PolicyTableStore } from "./tables.js";
 import type { EndpointRecord, IpcacheRecord, PolicyDiff } from "./types.js";
 
@@ -61,6 +61,29 @@ export class PolicyDatapathWriter {
   setIpcache(prefixes: readonly IpcacheRecord[]): WriteSummary {
     if (!Array.isArray(prefixes)) throw new InvalidInputError("ipcache: expected an array");
     return this.replace(["ipcache4", "ipcache6"], prefixes.map((p, i) => ipcacheRecord(p, `ipcache[${i}] (${JSON.stringify(p?.cidr)})`)), "prefix");
+  }
+
+  /**
+   * Replaces the whole policy table with `policy` (as engine.snapshot().policy
+   * gives it): each endpoint it names holds exactly its entries, and entries of
+   * endpoints it does not name are removed. Validated completely before a
+   * write. For an agent reconciling the pinned maps a restart found.
+   */
+  setPolicy(policy: PolicyDiff): WriteSummary {
+    return this.sync("policy", this.planPolicy(policy, new Map()), "policy entries");
+  }
+
+  /** Endpoint ids the tables hold now: endpoint records (with their addresses) and policy entries. */
+  endpointIds(): { records: Map<number, string[]>; policy: Set<number> } {
+    const records = new Map<number, string[]>();
+    for (const t of ["endpoints4", "endpoints6"] as const) {
+      for (const [k, v] of this.shadow.get(t)!) {
+        const row = decodeEndpointRow(t, bytes(k), bytes(v));
+        records.set(row.id, [...(records.get(row.id) ?? []), row.address]);
+      }
+    }
+    const policy = new Set([...this.shadow.get("policy")!.keys()].map((k) => decodePolicyKey(bytes(k)).endpointId));
+    return { records, policy };
   }
 
   /** Applies the engine's diff: per endpoint, removals first, then additions (a deny wins over an allow added under the same key). */

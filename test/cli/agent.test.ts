@@ -1,5 +1,5 @@
 // `membrane agent` and `membrane status`: arguments, and the status of a real agent run.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
@@ -10,6 +10,8 @@ import { parseCidr } from "../../host/agent/agent.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-agent-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const natOptions = join(dir, "nat.json");
+writeFileSync(natOptions, JSON.stringify({ nat: { ipv4: { address: "192.0.2.1" } } }));
 
 describe("membrane agent", () => {
   test.each([
@@ -25,6 +27,8 @@ describe("membrane agent", () => {
     [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1", "--node-ip", "192.0.2.1", "--endpoint-device", "default/web=lxcweb", "--endpoint-device", "default/web=lxcw2"], "pod default/web given twice"],
     [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1", "--node-ip", "192.0.2.1", "--route", "10.0.0.0/8"], "--route is for the TUN datapath only"],
     [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1"], "--node-ip <address> is required"],
+    [["agent", "--datapath", "bpf", "--kvstore", "embedded:/nonexistent/kv", "--node", "n1", "--node-ip", "192.0.2.1", "--datapath-options", natOptions], "nat is on, which with --datapath bpf needs --external-device"],
+    [["agent", "--datapath", "bpf", "--config", "s.json", "--datapath-options", natOptions], "--datapath-options is for cluster mode"],
     [["agent", "--datapath", "tun", "--mtu", "9"], "--mtu: expected 576..65535"],
     [["agent", "--datapath", "tun", "--route", "10.0.0.0/33"], "prefix length 33 is too long for IPv4"],
     [["agent", "--datapath", "tun", "--route", "banana"], "expected ADDRESS/PREFIX-LENGTH"],
