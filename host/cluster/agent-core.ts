@@ -65,6 +65,17 @@ import { KvstoreHealth } from "./kvstore-health.js";
 import { computeRoutes, diffRoutes, type Route } from "./routes.js";
 import { ServiceTable } from "./services.js";
 
+/**
+ * The node lease's TTL by default: 15 minutes, as Cilium 1.5 (it was 15 s).
+ * A lease must outlive a loaded machine's late keep-alives: with 15 s,
+ * agents starved of CPU (hundreds per process in the simulator, or one
+ * busy node) lost their leases and their node keys with them, and every
+ * re-registration was another write for all the others to receive. The
+ * price: a node whose agent died keeps its node key (and the identity keys
+ * under its lease) for up to 15 minutes.
+ */
+export const DEFAULT_NODE_LEASE_TTL_SECONDS = 900;
+
 export interface ClusterAgentOptions {
   store: KvStore;
   node: string;
@@ -77,7 +88,7 @@ export interface ClusterAgentOptions {
   /** Encryption on: other nodes' pod CIDRs are routed into this device (the TUN, where the ESP path seals them; routes.ts). */
   encryptInto?: string;
   sink: DatapathSink;
-  /** Node lease TTL in seconds (default 15). */
+  /** Node lease TTL in seconds (default DEFAULT_NODE_LEASE_TTL_SECONDS, 900). */
   leaseTtlSeconds?: number;
   /** Reconnects, failed bootstrap steps and failed watches (default min 1 s, max 30 s, jitter, scaled by ln(1 + nodes)). */
   backoff?: BackoffOptions;
@@ -196,7 +207,7 @@ export class ClusterAgentCore {
       [
         timedStep("reach the kvstore", () => store.revision()),
         timedStep("grant the node lease", async () => {
-          this.lease = await store.grantLease(this.options.leaseTtlSeconds ?? 15);
+          this.lease = await store.grantLease(this.options.leaseTtlSeconds ?? DEFAULT_NODE_LEASE_TTL_SECONDS);
           this.lease.onLost((err) => this.leaseLost(err));
           this.clusterAllocator = new ClusterIdentityAllocator(store, { node: this.options.node, lease: this.lease });
           this.kvAllocator = new KvstoreIdentityAllocator(this.clusterAllocator, (err) => this.log(`identity release: ${(err as Error).message}`));
@@ -257,7 +268,7 @@ export class ClusterAgentCore {
       {
         name: "register the node again",
         run: async () => {
-          const lease = await this.options.store.grantLease(this.options.leaseTtlSeconds ?? 15);
+          const lease = await this.options.store.grantLease(this.options.leaseTtlSeconds ?? DEFAULT_NODE_LEASE_TTL_SECONDS);
           this.lease = lease;
           lease.onLost((e) => this.leaseLost(e));
           (this.clusterAllocator as unknown as { options: { lease: Lease } }).options.lease = lease;

@@ -22,6 +22,7 @@ import { limited, UNLIMITED } from "../kvstore/rate-limit.js";
 import { encodeRecord } from "../kvstore/records/codec.js";
 import type { KvStore, TxnOp, WatchEvent } from "../kvstore/store.js";
 import { PODS_PREFIX } from "../cluster/cluster-records.js";
+import { DEFAULT_NODE_LEASE_TTL_SECONDS } from "../cluster/agent-core.js";
 import { processMemory } from "../sys/process-memory.js";
 import { ApiserverStandin } from "./apiserver-standin.js";
 import type { BootstrapPolicy } from "./bootstrap.js";
@@ -62,7 +63,7 @@ export interface SimOptions extends ClusterSize {
 export const DEFAULT_SIM: Omit<SimOptions, "log"> = {
   nodes: 50, pods: 1000, services: 200, labelSets: 100, kvstore: "etcd", agents: 0, fullAgents: 20, agentsPerClient: 50,
   operatorQps: 200, churnSeconds: 5, podRate: 10, joinNodes: 10, apiserverQps: 50, backoffMinMs: 200, backoffMaxMs: 10_000,
-  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: 15,
+  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: DEFAULT_NODE_LEASE_TTL_SECONDS,
 };
 
 export interface KindFigures {
