@@ -37,6 +37,7 @@ import { ClusterIdentityAllocator } from "../kvstore/identities.js";
 import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
 import { KvstoreIdentityAllocator } from "../kvstore/kvstore-identity-allocator.js";
 import { Reflector } from "../kvstore/reflector.js";
+import type { PageGate } from "../kvstore/paged-list.js";
 import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
 import type { NodeAddress, NodeRecord } from "../kvstore/records/node.js";
 import type { ServiceRecord } from "../kvstore/records/service.js";
@@ -92,6 +93,10 @@ export interface ClusterAgentOptions {
   leaseTtlSeconds?: number;
   /** Reconnects, failed bootstrap steps and failed watches (default min 1 s, max 30 s, jitter, scaled by ln(1 + nodes)). */
   backoff?: BackoffOptions;
+  /** Keys per list page of the reflectors (default paged-list.ts's). */
+  listPageSize?: number;
+  /** A queue of list pages shared with other agents (the simulator's). */
+  listGate?: PageGate;
   /** Check the store after this long without an event (default 5 s). */
   healthIdleMs?: number;
   mode?: RegenerationMode;
@@ -166,6 +171,8 @@ export class ClusterAgentCore {
       new Reflector<T>(options.store, prefix, {
         decode,
         backoffMs: (failures) => backoffDuration(failures, this.backoff),
+        pageSize: options.listPageSize,
+        gate: options.listGate,
         handlers: {
           upsert: (key) => this.mark(kind, key),
           delete: (key) => this.mark(kind, key),

@@ -20,8 +20,13 @@
 import { systemClock, type Clock } from "./clock.js";
 import { isRetryableKvStoreError, type KeyValue, type KvStore, type ListResult, type Revision } from "./store.js";
 
-/** Keys per page by default: about 300 KB of pod records, far inside any deadline. */
-export const DEFAULT_LIST_PAGE_SIZE = 1000;
+/**
+ * Keys per page by default: about 1.5 MB of pod records, far inside a 5 s
+ * deadline. Smaller pages cost etcd more: it walks the rest of the range for
+ * every page (to count it), so a 100,000-key prefix took 1.8 s in pages of
+ * 1,000 and 1.0 s in pages of 5,000 (1.1 s unpaged) on the shared machine.
+ */
+export const DEFAULT_LIST_PAGE_SIZE = 5000;
 
 /** A queue of page requests (host/sim/list-gate.ts): bounds how many pages are fetched and consumed at once. */
 export interface PageGate {
