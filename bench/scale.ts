@@ -20,13 +20,13 @@ import { reportLines, writeReportFiles } from "../host/sim/report.js";
 
 const FULL_SIZE = { nodes: 5000, pods: 100_000, services: 20_000, labelSets: 2000, joinNodes: 500, churnSeconds: 30, podRate: 20, apiserverQps: 200, operatorQps: 500 };
 
-function argsToOptions(argv: string[]): Record<string, number | string> {
-  const out: Record<string, number | string> = {};
+function argsToOptions(argv: string[]): Record<string, number | string | string[]> {
+  const out: Record<string, number | string | string[]> = {};
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i]!.replace(/^--/, "").replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
     const value = argv[i + 1];
     if (!(name in DEFAULT_SIM) || value === undefined) throw new Error(`bench:scale: unknown or incomplete option ${argv[i]}`);
-    out[name] = name === "kvstore" ? value : Number(value);
+    out[name] = name === "kvstore" ? value : name === "restartVariants" ? (value === "none" ? [] : value.split(",")) : Number(value);
   }
   return out;
 }

@@ -6,7 +6,7 @@
 import { Command, Option } from "commander";
 import { example, integerArg, jsonOption, outputOf } from "./command.js";
 import { InvalidInputError } from "../errors.js";
-import { DEFAULT_SIM, runSimulation, type SimOptions } from "../sim/simulation.js";
+import { DEFAULT_SIM, RESTART_VARIANTS, runSimulation, type RestartVariant, type SimOptions } from "../sim/simulation.js";
 import { reportJson, reportLines, writeReportFiles } from "../sim/report.js";
 import { tempEmbeddedSpec } from "../sim/store-target.js";
 
@@ -25,9 +25,26 @@ interface SimCliOptions {
   apiserverQps?: string;
   operatorQps?: string;
   leaseTtl?: string;
+  listPageSize?: string;
+  listPagesInFlight?: string;
+  restartVariants?: string;
+  resyncAgents?: string;
+  callTimeoutMs?: string;
   out?: string;
   json: boolean;
   quiet: boolean;
+}
+
+function parseRestartVariants(v: string): RestartVariant[] {
+  if (v.trim() === "none") return [];
+  const out: RestartVariant[] = [];
+  for (const part of v.split(",").map((x) => x.trim())) {
+    if (!(RESTART_VARIANTS as readonly string[]).includes(part)) {
+      throw new InvalidInputError(`--restart-variants: expected a comma-separated list of ${RESTART_VARIANTS.join(", ")} (or none), got "${part}"`);
+    }
+    out.push(part as RestartVariant);
+  }
+  return out;
 }
 
 export function registerSim(program: Command): void {
@@ -48,6 +65,11 @@ export function registerSim(program: Command): void {
     .addOption(new Option("--apiserver-qps <n>", "rate above which the apiserver stand-in answers 429").default(String(DEFAULT_SIM.apiserverQps)))
     .addOption(new Option("--operator-qps <n>", "the operator's kvstore rate limit").default(String(DEFAULT_SIM.operatorQps)))
     .addOption(new Option("--lease-ttl <seconds>", "agents' node lease TTL (Cilium 1.5: 900)").default(String(DEFAULT_SIM.leaseTtlSeconds)))
+    .addOption(new Option("--list-page-size <n>", "keys per list page (lists are paged at one pinned revision)").default(String(DEFAULT_SIM.listPageSize)))
+    .addOption(new Option("--list-pages-in-flight <n>", "list pages fetched and decoded at once across all agents (a queue, not a stampede); 0: no limit").default(String(DEFAULT_SIM.listPagesInFlight)))
+    .addOption(new Option("--restart-variants <list>", `synchronized restarts to run: comma-separated ${RESTART_VARIANTS.join(",")}, or none`).default(DEFAULT_SIM.restartVariants.join(",")))
+    .addOption(new Option("--resync-agents <n>", "counting agents in the resync-interval phase (0: all)").default(String(DEFAULT_SIM.resyncAgents)))
+    .addOption(new Option("--call-timeout-ms <ms>", "per-call deadline of the etcd clients (one list page is one call)").default(String(DEFAULT_SIM.callTimeoutMs)))
     .addOption(new Option("--out <dir>", "also write sim-report.txt, sim-report.json and the SVG plots here"))
     .addOption(new Option("--quiet", "no progress lines on stderr").default(false));
   jsonOption(cmd, "the report as one JSON object instead of tables");
@@ -79,6 +101,11 @@ export function registerSim(program: Command): void {
       apiserverQps: int("apiserver-qps", o.apiserverQps, 1, 1_000_000),
       operatorQps: int("operator-qps", o.operatorQps, 1, 1_000_000),
       leaseTtlSeconds: int("lease-ttl", o.leaseTtl, 5, 3600),
+      listPageSize: int("list-page-size", o.listPageSize, 1, 1_000_000),
+      listPagesInFlight: int("list-pages-in-flight", o.listPagesInFlight, 0, 1_000_000),
+      restartVariants: parseRestartVariants(o.restartVariants ?? DEFAULT_SIM.restartVariants.join(",")),
+      resyncAgents: int("resync-agents", o.resyncAgents, 0, 1_000_000),
+      callTimeoutMs: int("call-timeout-ms", o.callTimeoutMs, 100, 3_600_000),
       kvstore,
       log: o.quiet ? () => {} : (line) => io.err(line),
     };

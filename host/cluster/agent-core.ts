@@ -37,6 +37,7 @@ import { ClusterIdentityAllocator } from "../kvstore/identities.js";
 import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
 import { KvstoreIdentityAllocator } from "../kvstore/kvstore-identity-allocator.js";
 import { Reflector } from "../kvstore/reflector.js";
+import type { PageGate } from "../kvstore/paged-list.js";
 import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
 import type { NodeAddress, NodeRecord } from "../kvstore/records/node.js";
 import type { ServiceRecord } from "../kvstore/records/service.js";
@@ -65,6 +66,17 @@ import { KvstoreHealth } from "./kvstore-health.js";
 import { computeRoutes, diffRoutes, type Route } from "./routes.js";
 import { ServiceTable } from "./services.js";
 
+/**
+ * The node lease's TTL by default: 15 minutes, as Cilium 1.5 (it was 15 s).
+ * A lease must outlive a loaded machine's late keep-alives: with 15 s,
+ * agents starved of CPU (hundreds per process in the simulator, or one
+ * busy node) lost their leases and their node keys with them, and every
+ * re-registration was another write for all the others to receive. The
+ * price: a node whose agent died keeps its node key (and the identity keys
+ * under its lease) for up to 15 minutes.
+ */
+export const DEFAULT_NODE_LEASE_TTL_SECONDS = 900;
+
 export interface ClusterAgentOptions {
   store: KvStore;
   node: string;
@@ -77,10 +89,14 @@ export interface ClusterAgentOptions {
   /** Encryption on: other nodes' pod CIDRs are routed into this device (the TUN, where the ESP path seals them; routes.ts). */
   encryptInto?: string;
   sink: DatapathSink;
-  /** Node lease TTL in seconds (default 15). */
+  /** Node lease TTL in seconds (default DEFAULT_NODE_LEASE_TTL_SECONDS, 900). */
   leaseTtlSeconds?: number;
   /** Reconnects, failed bootstrap steps and failed watches (default min 1 s, max 30 s, jitter, scaled by ln(1 + nodes)). */
   backoff?: BackoffOptions;
+  /** Keys per list page of the reflectors (default paged-list.ts's). */
+  listPageSize?: number;
+  /** A queue of list pages shared with other agents (the simulator's). */
+  listGate?: PageGate;
   /** Check the store after this long without an event (default 5 s). */
   healthIdleMs?: number;
   mode?: RegenerationMode;
@@ -169,6 +185,8 @@ export class ClusterAgentCore {
       new Reflector<T>(options.store, prefix, {
         decode,
         backoffMs: (failures) => backoffDuration(failures, this.backoff),
+        pageSize: options.listPageSize,
+        gate: options.listGate,
         handlers: {
           upsert: (key) => this.mark(kind, key),
           delete: (key) => this.mark(kind, key),
@@ -210,7 +228,7 @@ export class ClusterAgentCore {
       [
         timedStep("reach the kvstore", () => store.revision()),
         timedStep("grant the node lease", async () => {
-          this.lease = await store.grantLease(this.options.leaseTtlSeconds ?? 15);
+          this.lease = await store.grantLease(this.options.leaseTtlSeconds ?? DEFAULT_NODE_LEASE_TTL_SECONDS);
           this.lease.onLost((err) => this.leaseLost(err));
           this.clusterAllocator = new ClusterIdentityAllocator(store, { node: this.options.node, lease: this.lease });
           this.kvAllocator = new KvstoreIdentityAllocator(this.clusterAllocator, (err) => this.log(`identity release: ${(err as Error).message}`));
@@ -271,7 +289,7 @@ export class ClusterAgentCore {
       {
         name: "register the node again",
         run: async () => {
-          const lease = await this.options.store.grantLease(this.options.leaseTtlSeconds ?? 15);
+          const lease = await this.options.store.grantLease(this.options.leaseTtlSeconds ?? DEFAULT_NODE_LEASE_TTL_SECONDS);
           this.lease = lease;
           lease.onLost((e) => this.leaseLost(e));
           (this.clusterAllocator as unknown as { options: { lease: Lease } }).options.lease = lease;

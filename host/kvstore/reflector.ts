@@ -5,6 +5,10 @@
  *
  * - Nothing is lost or repeated: the watch starts at list.revision + 1 and
  *   resumes from the last delivered revision + 1 after a failure.
+ * - Lists are paged (paged-list.ts): one consistent snapshot at the first
+ *   page's revision, each page its own call with its own deadline, and a
+ *   failed page retried in place with the caller's backoff (never the whole
+ *   list again for a transient failure).
  * - A compacted revision (the watch fell too far behind) means re-list: the
  *   new list is diffed against the mirror, so consumers see exactly the
  *   upserts and deletes that happened meanwhile, never a reset.
@@ -14,6 +18,7 @@
  *   by cluster size); the mirror keeps serving the last state meanwhile, which
  *   is what keeps a node forwarding while the kvstore is away.
  */
+import { pagedList, type PageGate } from "./paged-list.js";
 import { CompactedError, KvStoreError, type KeyValue, type KvStore, type Revision, type Watch } from "./store.js";
 
 export interface ReflectorHandlers<T> {
@@ -35,6 +40,10 @@ export interface ReflectorOptions<T> {
   backoffMs(failures: number): number;
   /** When the last event (or list) arrived, for liveness. */
   now?: () => number;
+  /** Keys per list page (default paged-list.ts's DEFAULT_LIST_PAGE_SIZE). */
+  pageSize?: number;
+  /** Queue for list pages shared with other reflectors (the simulator bounds pages in flight with it). */
+  gate?: PageGate;
 }
 
 export class Reflector<T> {
@@ -52,6 +61,8 @@ export class Reflector<T> {
   /** resync() asked for a re-list: the next loop turn lists instead of resuming the watch. */
   private resyncWanted = false;
   private readonly now: () => number;
+  /** Aborts a list waiting for a page retry or a gate turn when stopped. */
+  private readonly abort = new AbortController();
 
   constructor(
     private readonly store: KvStore,
@@ -120,6 +131,7 @@ export class Reflector<T> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort(new KvStoreError("KVSTORE_CLOSED", `${this.prefix}: reflector stopped`));
     this.wake?.();
     await this.watch?.close();
     await this.done;
@@ -162,7 +174,18 @@ export class Reflector<T> {
 
   /** List, and turn the difference with the mirror into upserts and deletes. */
   private async relist(): Promise<void> {
-    const list = await this.store.list(this.prefix);
+    const list = await pagedList(this.store, this.prefix, {
+      pageSize: this.options.pageSize,
+      gate: this.options.gate,
+      signal: this.abort.signal,
+      retryWaitMs: () => this.options.backoffMs(++this.failures),
+      onRetry: ({ page, attempt, waitMs, error }) => {
+        this.options.handlers.problem?.(
+          `${this.prefix}: list page ${page + 1}: ${(error as Error).message}; retrying that page in ${Math.round(waitMs)} ms (attempt ${attempt})`,
+          error,
+        );
+      },
+    });
     this.failures = 0;
     this.lastEventAt = this.now();
     const seen = new Set<string>();

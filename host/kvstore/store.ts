@@ -40,7 +40,10 @@ export interface KeyValue {
 /** A list, with the store revision it was read at: watch from `revision + 1` to miss nothing. */
 export interface ListResult {
   readonly kvs: KeyValue[];
+  /** The revision the keys reflect: `options.revision` when one was asked for, else the store's revision at the read. */
   readonly revision: Revision;
+  /** true when `limit` cut the answer and more keys follow (the next page starts after the last key). */
+  readonly more?: boolean;
 }
 
 export interface PutOptions {
@@ -48,9 +51,19 @@ export interface PutOptions {
   readonly lease?: LeaseId;
 }
 
+/**
+ * One page of a list (paged-list.ts walks all pages). A whole paged list is
+ * one consistent snapshot: the first page is read now, every later page at
+ * the first page's revision, starting after the previous page's last key
+ * (`startAfter`).
+ */
 export interface ListOptions {
-  /** At most this many keys (in key order). Undefined: all. */
+  /** At most this many keys (in key order): one page. Undefined: all. */
   readonly limit?: number;
+  /** Start after this key (exclusive; it must start with the prefix): the previous page's last key. Undefined: from the prefix's first key. */
+  readonly startAfter?: string;
+  /** Read the keys as they were at this revision (CompactedError when history before it was compacted). Undefined: now. */
+  readonly revision?: Revision;
 }
 
 /** The result of a conditional write (create-only, compare-and-swap, conditional delete). */

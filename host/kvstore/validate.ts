@@ -3,7 +3,7 @@
  * way (InvalidInputError naming the argument) before anything is written.
  */
 import { InvalidInputError } from "../errors.js";
-import { KvStoreError, type Txn, type TxnOp } from "./store.js";
+import { KvStoreError, type ListOptions, type Txn, type TxnOp } from "./store.js";
 
 /** LMDB keys are limited (lmdb-js: 1978 bytes); etcd allows far more. One limit for both backends. */
 export const MAX_KEY_BYTES = 1024;
@@ -25,6 +25,22 @@ function checkKeyText(key: string, what: string): string {
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidInputError(`kvstore ${what} "${key.slice(0, 40)}...": longer than ${MAX_KEY_BYTES} bytes`);
   if (CONTROL.test(key)) throw new InvalidInputError(`kvstore ${what} ${JSON.stringify(key)}: control characters are not allowed in keys`);
   return key;
+}
+
+/** A list's options: a page size >= 1, a start key inside the prefix, a revision >= 1. */
+export function checkListOptions(prefix: string, options: ListOptions): ListOptions {
+  const { limit, startAfter, revision } = options;
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) {
+    throw new InvalidInputError(`kvstore list ${prefix}: limit must be a whole number >= 1, got ${String(limit)}`);
+  }
+  if (startAfter !== undefined) {
+    checkKey(startAfter, "list startAfter");
+    if (!startAfter.startsWith(prefix)) throw new InvalidInputError(`kvstore list ${prefix}: startAfter ${JSON.stringify(startAfter)} does not start with the prefix`);
+  }
+  if (revision !== undefined && (checkRevision(revision, "list revision") < 1)) {
+    throw new InvalidInputError(`kvstore list ${prefix}: revision must be >= 1, got ${revision}`);
+  }
+  return options;
 }
 
 export function checkValue(value: unknown, key: string): string {

@@ -17,6 +17,7 @@ import { decodeManifest } from "../operator/manifest-store.js";
 import { apiserverGet } from "./apiserver-standin.js";
 import { bootstrapSteps, type BootstrapPolicy } from "./bootstrap.js";
 import { retryInPlace } from "../kvstore/retry-in-place.js";
+import { listPages, type PageGate } from "../kvstore/paged-list.js";
 import { nodeName, nodePut } from "./model.js";
 
 /** The prefixes an agent follows (host/cluster/agent-core.ts), in the same order. */
@@ -30,6 +31,10 @@ export interface CountingCounters {
   bootstrapFailures: number;
   resyncs: number;
   leasesLost: number;
+  /** List pages that failed (a deadline, the store away) and were asked for again in place. */
+  pageRetries: number;
+  /** Lists begun again from the first page (only after CompactedError). */
+  relists: number;
 }
 
 export interface CountingAgentOptions {
@@ -44,10 +49,14 @@ export interface CountingAgentOptions {
   backoff: BackoffOptions;
   /** Told about each key that arrived (convergence). */
   onKey: (index: number, key: string) => void;
+  /** Keys per list page. */
+  pageSize?: number;
+  /** The simulation's queue of list pages (list-gate.ts). */
+  gate?: PageGate;
 }
 
 export class CountingAgent {
-  readonly counters: CountingCounters = { events: 0, listed: 0, decodeErrors: 0, bootstraps: 0, bootstrapFailures: 0, resyncs: 0, leasesLost: 0 };
+  readonly counters: CountingCounters = { events: 0, listed: 0, decodeErrors: 0, bootstraps: 0, bootstrapFailures: 0, resyncs: 0, leasesLost: 0, pageRetries: 0, relists: 0 };
   /** Node records this agent knows of (its idea of the cluster size, for interval scaling). */
   knownNodes = 0;
   /** Keys currently present per prefix (counts only, from list + events). */
@@ -127,13 +136,24 @@ export class CountingAgent {
       let firstDone = false;
       while (!this.abort.signal.aborted) {
         try {
-          const list = await this.options.store.list(prefix);
+          // page by page, decoded as they arrive: nothing of the list is kept, and a failed page is asked for again in place
           let n = 0;
-          for (const kv of list.kvs) {
-            this.decode(prefix, kv);
-            this.options.onKey(this.options.index, kv.key);
-            n++;
+          let revision = 0;
+          for await (const page of listPages(this.options.store, prefix, {
+            pageSize: this.options.pageSize,
+            gate: this.options.gate,
+            signal: this.abort.signal,
+            retryWaitMs: (attempt) => backoffDuration(attempt, { ...this.options.backoff, nodes: () => this.knownNodes }),
+            onRetry: () => void this.counters.pageRetries++,
+          })) {
+            revision = page.revision;
+            for (const kv of page.kvs) {
+              this.decode(prefix, kv);
+              this.options.onKey(this.options.index, kv.key);
+              n++;
+            }
           }
+          const list = { revision };
           this.counters.listed += n;
           this.present.set(prefix, n);
           if (prefix === AGENT_PREFIXES[0]) this.knownNodes = n;
@@ -157,6 +177,7 @@ export class CountingAgent {
             failed(err);
             return;
           }
+          if (err instanceof CompactedError) this.counters.relists++;
           failures++;
           await new Promise((r) => setTimeout(r, backoffDuration(failures, { ...this.options.backoff, nodes: () => this.knownNodes })));
         }

@@ -9,6 +9,7 @@ import { NULL_SINK, type DatapathSink } from "../cluster/datapath-sink.js";
 import type { BackoffOptions } from "../kvstore/backoff.js";
 import { keys } from "../kvstore/keys.js";
 import type { KvStore } from "../kvstore/store.js";
+import type { PageGate } from "../kvstore/paged-list.js";
 import type { RegenerationMode } from "../policy/engine.js";
 import { IDENTITY_SEEN, type ConvergenceTracker } from "./convergence.js";
 import { nodeIp, nodeName, podCidr } from "./model.js";
@@ -21,6 +22,8 @@ export interface FullAgentOptions {
   backoff: BackoffOptions;
   mode: RegenerationMode;
   leaseTtlSeconds: number;
+  listPageSize?: number;
+  listGate?: PageGate;
   log?: (line: string) => void;
 }
 
@@ -48,6 +51,8 @@ export class FullAgent {
       mode: options.mode,
       healthIdleMs: 60_000,
       leaseTtlSeconds: options.leaseTtlSeconds,
+      listPageSize: options.listPageSize,
+      listGate: options.listGate,
       log: options.log,
     });
   }

@@ -20,6 +20,11 @@ export function reportLines(r: SimReport): string[] {
   out.push(`agents: ${o.fullAgents} full (ClusterAgentCore, null sink) + ${n0(o.agents - o.fullAgents)} counting${o.agents < o.nodes ? ` on ${n0(o.agents)} of the ${n0(o.nodes)} nodes (the others have records and pods, no agent)` : ""}; ${r.kvstore.clients} kvstore client connection(s) (${r.kvstore.agentsPerClient} agents per client, +1 for the operator)`);
   out.push(`wall ${n2(r.wallSeconds)} s, peak RSS ${mib(r.peakRssBytes)} (this process), etcd peak RSS ${mib(r.kvstore.etcdPeakRssBytes)}, load average ${r.loadAverage.map((x) => x.toFixed(2)).join(" ")}`);
   out.push(`operator wrote ${n0(r.write.records)} records in ${n2(r.write.seconds)} s (${n0(r.write.opsPerSecond)} txns/s of <= 128 ops); counting agents joined in ${n2(r.join.countingSeconds)} s, full agents in ${n2(r.join.fullSeconds)} s`);
+  const up = r.join.countingUpAtSeconds;
+  const at = (q: number) => (up.length ? n2(up[Math.min(up.length - 1, Math.floor(q * up.length))]!) : "-");
+  out.push(`counting agents up after (s since the join began): first ${at(0)}, p50 ${at(0.5)}, p99 ${at(0.99)}, last ${up.length ? n2(up.at(-1)!) : "-"}`);
+  const l = r.lists;
+  out.push(`lists: pages of ${n0(l.pageSize)} keys at one pinned revision, at most ${l.pagesInFlight || "unlimited"} pages in flight (peak ${l.gate.peakInFlight}, peak queued ${n0(l.gate.peakQueued)}, ${n0(l.gate.turns)} pages); counting agents' pages retried in place ${n0(l.pageRetries)}, lists begun again after compaction ${n0(l.relists)}`);
   out.push("");
   out.push(renderTable([
     { header: "FROM", value: (k) => `${k.kind} (${k.agents})` },

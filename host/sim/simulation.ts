@@ -22,6 +22,7 @@ import { limited, UNLIMITED } from "../kvstore/rate-limit.js";
 import { encodeRecord } from "../kvstore/records/codec.js";
 import type { KvStore, TxnOp, WatchEvent } from "../kvstore/store.js";
 import { PODS_PREFIX } from "../cluster/cluster-records.js";
+import { DEFAULT_NODE_LEASE_TTL_SECONDS } from "../cluster/agent-core.js";
 import { processMemory } from "../sys/process-memory.js";
 import { ApiserverStandin } from "./apiserver-standin.js";
 import type { BootstrapPolicy } from "./bootstrap.js";
@@ -34,7 +35,9 @@ import {
   CHURN_SLOT_BASE, checkSize, identityOf, identityPut, labelsOf, nodePut, podKeys, podPuts, servicePut, steadyPod,
   type ClusterSize, type Put, type SimPod,
 } from "./model.js";
-import { startSimStore, type SimStore } from "./store-target.js";
+import { DEFAULT_CALL_TIMEOUT_MS, startSimStore, type SimStore } from "./store-target.js";
+import { ListGate, type ListGateStats } from "./list-gate.js";
+import { DEFAULT_LIST_PAGE_SIZE } from "../kvstore/paged-list.js";
 
 export interface SimOptions extends ClusterSize {
   /** "etcd" (start a private one), "etcd:<endpoints>" or "embedded:<path>". */
@@ -55,14 +58,28 @@ export interface SimOptions extends ClusterSize {
   resyncWindowMs: number;
   convergeTimeoutMs: number;
   leaseTtlSeconds: number;
+  /** Keys per list page (every agent lists by pages at a pinned revision). */
+  listPageSize: number;
+  /** List pages fetched and decoded at once across all agents (list-gate.ts); 0: no limit. */
+  listPagesInFlight: number;
+  /** Which synchronized restarts of the counting agents to run (each re-lists the whole cluster on every counting agent). */
+  restartVariants: RestartVariant[];
+  /** Counting agents taking part in the resync-interval phase (0: all). */
+  resyncAgents: number;
+  /** Per-call deadline of the simulator's etcd clients (one list page is one call). */
+  callTimeoutMs: number;
   etcdBinary?: string;
   log: (line: string) => void;
 }
 
+export const RESTART_VARIANTS = ["backoff", "fixed", "scratch"] as const;
+export type RestartVariant = (typeof RESTART_VARIANTS)[number];
+
 export const DEFAULT_SIM: Omit<SimOptions, "log"> = {
   nodes: 50, pods: 1000, services: 200, labelSets: 100, kvstore: "etcd", agents: 0, fullAgents: 20, agentsPerClient: 50,
   operatorQps: 200, churnSeconds: 5, podRate: 10, joinNodes: 10, apiserverQps: 50, backoffMinMs: 200, backoffMaxMs: 10_000,
-  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: 15,
+  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: DEFAULT_NODE_LEASE_TTL_SECONDS,
+  listPageSize: DEFAULT_LIST_PAGE_SIZE, listPagesInFlight: 16, restartVariants: [...RESTART_VARIANTS], resyncAgents: 0, callTimeoutMs: DEFAULT_CALL_TIMEOUT_MS,
 };
 
 export interface KindFigures {
@@ -97,7 +114,9 @@ export interface SimReport {
   loadAverage: number[];
   phases: { name: string; startS: number; seconds: number }[];
   write: { records: number; seconds: number; opsPerSecond: number };
-  join: { countingSeconds: number; fullSeconds: number };
+  join: { countingSeconds: number; fullSeconds: number; countingUpAtSeconds: number[] };
+  /** The queue of list pages, and what paging cost the counting agents. */
+  lists: { pageSize: number; pagesInFlight: number; gate: ListGateStats; pageRetries: number; relists: number };
   kinds: KindFigures[];
   fullAgentMemory: { heapDeltaBytes: number; perAgentPerPodBytes: number; goalBytes: number; measured: boolean };
   /** Counting agents' node leases that expired under them (keep-alives late) and were granted again. */
@@ -178,7 +197,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     }
   };
 
-  const target: SimStore = await startSimStore(o.kvstore, o.etcdBinary);
+  const target: SimStore = await startSimStore(o.kvstore, o.etcdBinary, o.callTimeoutMs);
+  const gate = new ListGate(o.listPagesInFlight);
   const standin = await ApiserverStandin.start({ qps: o.apiserverQps });
   const counting: CountingAgent[] = [];
   const full: FullAgent[] = [];
@@ -220,13 +240,14 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const meter = new MeteredKvStore(clientFor(i), timeline, undefined);
       countingMeters.push(meter);
       const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
-      counting.push(new CountingAgent({ index: i, node: o.fullAgents + i, store, apiserver: standin.url, leaseTtlSeconds: o.leaseTtlSeconds, backoff, onKey }));
+      counting.push(new CountingAgent({ index: i, node: o.fullAgents + i, store, apiserver: standin.url, leaseTtlSeconds: o.leaseTtlSeconds, backoff, onKey, pageSize: o.listPageSize, gate }));
     }
     const startCounting = async (policy: BootstrapPolicy) => {
       const progress = setInterval(() => {
         const by = new Map<string, number>();
         for (const a of counting) by.set(a.step, (by.get(a.step) ?? 0) + 1);
-        log(`sim:   agents by bootstrap step: ${[...by].map(([k, v]) => `${k}: ${v}`).join(", ")}`);
+        const mem = process.memoryUsage();
+        log(`sim:   ${((performance.now() - started) / 1000).toFixed(0)} s: agents by bootstrap step: ${[...by].map(([k, v]) => `${k}: ${v}`).join(", ")}; list pages in flight ${gate.running}, queued ${gate.queued}, page retries ${counting.reduce((x, a) => x + a.counters.pageRetries, 0)}; rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, etcd ${((target.memory()?.rssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`);
       }, 10_000);
       try {
         await Promise.all(counting.map((a) => a.start(policy)));
@@ -234,9 +255,12 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         clearInterval(progress);
       }
     };
+    const countingUpAt: number[] = [];
     const countingSeconds = await phase(`${countingCount} counting agents join`, async () => {
       const t0 = performance.now();
       await startCounting(basePolicy);
+      for (const a of counting) countingUpAt.push((a.upAt - t0) / 1000);
+      countingUpAt.sort((x, y) => x - y);
       return (performance.now() - t0) / 1000;
     });
     const gc = gcNow();
@@ -249,7 +273,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         const meter = new MeteredKvStore(clientFor(countingCount + f), timeline);
         fullMeters.push(meter);
         const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
-        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
+        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, listPageSize: o.listPageSize, listGate: gate, log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
       }
       // a few at a time: each lists the whole cluster
       for (let f = 0; f < full.length; f += 4) await Promise.all(full.slice(f, f + 4).map((a) => a.start()));
@@ -348,18 +372,19 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     await phase("periodic resync, fixed interval then ln(1 + nodes)", async () => {
       // a window of at least three scaled periods, the same for both
       const windowMs = Math.max(o.resyncWindowMs, 3 * clusterSizeDependantInterval(o.resyncBaseMs, o.nodes + o.joinNodes));
+      const resyncing = o.resyncAgents > 0 ? counting.slice(0, o.resyncAgents) : counting;
       const measure = async (scaled: boolean) => {
-        const r0 = counting.reduce((s, a) => s + a.counters.resyncs, 0);
-        for (const a of counting) a.startResync(o.resyncBaseMs, scaled);
+        const r0 = resyncing.reduce((s, a) => s + a.counters.resyncs, 0);
+        for (const a of resyncing) a.startResync(o.resyncBaseMs, scaled);
         await new Promise((r) => setTimeout(r, windowMs));
-        await Promise.all(counting.map((a) => a.stopResync()));
-        return (counting.reduce((s, a) => s + a.counters.resyncs, 0) - r0) / (windowMs / 1000);
+        await Promise.all(resyncing.map((a) => a.stopResync()));
+        return (resyncing.reduce((s, a) => s + a.counters.resyncs, 0) - r0) / (windowMs / 1000);
       };
       const fixed = await measure(false);
       const scaled = await measure(true);
       const nodesNow = o.nodes + o.joinNodes;
       const to5min = 300_000 / o.resyncBaseMs;
-      mechanisms.push({ mechanism: "interval scaling", measure: `resync ops/s of ${counting.length} counting agents (${nodesNow} nodes), base ${o.resyncBaseMs} ms, ${(windowMs / 1000).toFixed(1)} s window`, on: scaled, off: fixed, onLabel: "base x ln(1+nodes)", offLabel: "fixed", note: `measured; as a 5-minute base (divided by ${to5min.toFixed(0)}): ${(scaled / to5min).toFixed(3)} vs ${(fixed / to5min).toFixed(3)} ops/s. Computed, not measured: 5 min at 100 nodes ${(100 / 300).toFixed(2)} vs ${(100 / (clusterSizeDependantInterval(300_000, 100) / 1000)).toFixed(3)} ops/s, at 5,000 nodes ${(5000 / 300).toFixed(1)} vs ${(5000 / (clusterSizeDependantInterval(300_000, 5000) / 1000)).toFixed(2)} ops/s` });
+      mechanisms.push({ mechanism: "interval scaling", measure: `resync ops/s of ${o.resyncAgents > 0 ? Math.min(o.resyncAgents, counting.length) : counting.length} counting agents (${nodesNow} nodes), base ${o.resyncBaseMs} ms, ${(windowMs / 1000).toFixed(1)} s window`, on: scaled, off: fixed, onLabel: "base x ln(1+nodes)", offLabel: "fixed", note: `measured; as a 5-minute base (divided by ${to5min.toFixed(0)}): ${(scaled / to5min).toFixed(3)} vs ${(fixed / to5min).toFixed(3)} ops/s. Computed, not measured: 5 min at 100 nodes ${(100 / 300).toFixed(2)} vs ${(100 / (clusterSizeDependantInterval(300_000, 100) / 1000)).toFixed(3)} ops/s, at 5,000 nodes ${(5000 / 300).toFixed(1)} vs ${(5000 / (clusterSizeDependantInterval(300_000, 5000) / 1000)).toFixed(2)} ops/s` });
     });
 
     // ---- 3f. synchronized restart of every counting agent, three ways
@@ -377,14 +402,23 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         bootstrapFailures: counting.reduce((s, a) => s + a.counters.bootstrapFailures, 0) - fails0, timeline: standin.timeline(),
       });
     };
-    await phase("synchronized restart of all counting agents (3 variants)", async () => {
-      await restartAll("backoff + jitter, retry in place (1.5)", basePolicy);
-      await restartAll("fixed retry, in place", { ...basePolicy, retry: "fixed" });
-      await restartAll("backoff + jitter, restart from scratch", { ...basePolicy, onFailure: "restart" });
-    });
-    const [a, b, c] = restarts;
-    if (a && b && c) {
+    const variants: Record<RestartVariant, [string, BootstrapPolicy]> = {
+      backoff: ["backoff + jitter, retry in place (1.5)", basePolicy],
+      fixed: ["fixed retry, in place", { ...basePolicy, retry: "fixed" }],
+      scratch: ["backoff + jitter, restart from scratch", { ...basePolicy, onFailure: "restart" }],
+    };
+    const chosen = RESTART_VARIANTS.filter((v) => o.restartVariants.includes(v));
+    if (chosen.length > 0) {
+      await phase(`synchronized restart of all counting agents (${chosen.join(", ")})`, async () => {
+        for (const v of chosen) await restartAll(...variants[v]);
+      });
+    }
+    const byVariant = (v: RestartVariant) => restarts.find((x) => x.variant === variants[v][0]);
+    const [a, b, c] = [byVariant("backoff"), byVariant("fixed"), byVariant("scratch")];
+    if (a && b) {
       mechanisms.push({ mechanism: "backoff with jitter", measure: "apiserver 429s in a synchronized restart", on: a.apiserverTooMany, off: b.apiserverTooMany, onLabel: "exp. backoff + jitter", offLabel: `fixed ${o.fixedRetryMs} ms`, note: `peak ${a.apiserverPeakPerSecond.toFixed(0)} vs ${b.apiserverPeakPerSecond.toFixed(0)} req/s; every agent up after ${(a.untilAllUpMs / 1000).toFixed(2)} vs ${(b.untilAllUpMs / 1000).toFixed(2)} s` });
+    }
+    if (a && c) {
       mechanisms.push({ mechanism: "retry in place", measure: "apiserver requests in a synchronized restart", on: a.apiserverRequests, off: c.apiserverRequests, onLabel: "retry the failed step", offLabel: "restart from scratch", note: `every agent up after ${(a.untilAllUpMs / 1000).toFixed(2)} vs ${(c.untilAllUpMs / 1000).toFixed(2)} s` });
     }
 
@@ -462,7 +496,11 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       loadAverage: (await import("node:os")).loadavg(),
       phases,
       write: { records: puts.length, seconds: writeSeconds, opsPerSecond: operatorMeter.counts.ops / Math.max(0.001, writeSeconds) },
-      join: { countingSeconds, fullSeconds },
+      join: { countingSeconds, fullSeconds, countingUpAtSeconds: countingUpAt },
+      lists: {
+        pageSize: o.listPageSize, pagesInFlight: o.listPagesInFlight, gate: { ...gate.stats },
+        pageRetries: counting.reduce((x, ag) => x + ag.counters.pageRetries, 0), relists: counting.reduce((x, ag) => x + ag.counters.relists, 0),
+      },
       kinds,
       fullAgentMemory: { heapDeltaBytes: heapDelta, perAgentPerPodBytes: heapDelta / o.fullAgents / o.pods, goalBytes: 2048, measured: gc !== undefined },
       leasesLost: counting.reduce((sum, ag) => sum + ag.counters.leasesLost, 0),

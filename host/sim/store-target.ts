@@ -23,14 +23,14 @@ export interface SimStore {
 }
 
 /**
- * Per-call deadline of the simulator's etcd clients. The default (5 s) makes
- * a few hundred agents listing a large cluster at once time out together and
- * list again together, for ever; the run reports that as a finding and uses a
- * longer deadline to measure the rest.
+ * Per-call deadline of the simulator's etcd clients: the agent's own (5 s).
+ * Whole-prefix lists needed 120 s here (a few hundred agents listing a large
+ * cluster at once timed out together and listed again together, for ever);
+ * lists are now paged and the deadline applies to one page.
  */
-export const SIM_ETCD_CALL_TIMEOUT_MS = 120_000;
+export const DEFAULT_CALL_TIMEOUT_MS = 5000;
 
-export async function startSimStore(spec: string, etcdBinary?: string): Promise<SimStore> {
+export async function startSimStore(spec: string, etcdBinary?: string, callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<SimStore> {
   if (spec === "etcd") {
     const etcd = await EtcdProcess.start({ binary: etcdBinary });
     // Interrupted (Ctrl-C, a timeout's SIGTERM): the private etcd goes too, by its PID, with its data dir.
@@ -46,14 +46,14 @@ export async function startSimStore(spec: string, etcdBinary?: string): Promise<
     return {
       backend: "etcd",
       location: `private etcd ${etcd.endpoint} (pid ${etcd.pid})`,
-      open: () => openKvStore(etcd.spec, { etcd: { dialTimeoutMs: SIM_ETCD_CALL_TIMEOUT_MS } }),
+      open: () => openKvStore(etcd.spec, { etcd: { dialTimeoutMs: callTimeoutMs } }),
       memory: () => (etcd.pid === undefined ? undefined : processMemory(etcd.pid)),
       stop: () => (forget(), etcd.stop()),
     };
   }
   const parsed = parseKvStoreSpec(spec, "--kvstore");
   if (parsed.backend === "etcd") {
-    return { backend: "etcd", location: parsed.endpoints.join(","), open: () => openKvStore(parsed, { etcd: { dialTimeoutMs: SIM_ETCD_CALL_TIMEOUT_MS } }), memory: () => undefined, stop: async () => {} };
+    return { backend: "etcd", location: parsed.endpoints.join(","), open: () => openKvStore(parsed, { etcd: { dialTimeoutMs: callTimeoutMs } }), memory: () => undefined, stop: async () => {} };
   }
   return { backend: "embedded", location: parsed.path, open: () => openKvStore(parsed), memory: () => undefined, stop: async () => {} };
 }

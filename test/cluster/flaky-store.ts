@@ -4,11 +4,14 @@
  * loss looks to a client; writes made meanwhile through the real store (an
  * operator on another connection) are what the follower must catch up on.
  */
-import { KvStoreError, type KvStore, type Watch, type WatchEvent, type WatchOptions } from "../../host/kvstore/store.js";
+import { KvStoreError, type KvStore, type ListOptions, type Watch, type WatchEvent, type WatchOptions } from "../../host/kvstore/store.js";
 
-export function flaky(inner: KvStore): KvStore & { down(): void; up(): void; listCount(): number } {
+export function flaky(inner: KvStore): KvStore & { down(): void; up(): void; listCount(): number; failListCall(n: number): void; listCalls: { options: ListOptions; failed: boolean }[] } {
   let isDown = false;
   let lists = 0;
+  /** List calls (0-based, counting failed ones) that fail once with KVSTORE_UNAVAILABLE, as a page past its deadline. */
+  const failAt = new Set<number>();
+  const listCalls: { options: ListOptions; failed: boolean }[] = [];
   const failures = new Set<(err: unknown) => void>();
   const unavailable = (what: string) => new KvStoreError("KVSTORE_UNAVAILABLE", `test: store down (${what})`);
   const guard = <T>(what: string, fn: () => Promise<T>): Promise<T> => (isDown ? Promise.reject(unavailable(what)) : fn());
@@ -53,7 +56,16 @@ export function flaky(inner: KvStore): KvStore & { down(): void; up(): void; lis
   return Object.assign(Object.create(inner) as KvStore, {
     backend: inner.backend,
     location: inner.location,
-    list: (prefix: string, o?: Parameters<KvStore["list"]>[1]) => guard("list", () => { lists++; return inner.list(prefix, o); }),
+    list: (prefix: string, o?: Parameters<KvStore["list"]>[1]) => {
+      const failed = failAt.delete(listCalls.length);
+      listCalls.push({ options: { ...o }, failed });
+      if (failed) return Promise.reject(unavailable("list: deadline exceeded"));
+      return guard("list", () => { lists++; return inner.list(prefix, o); });
+    },
+    listCalls,
+    failListCall(n: number) {
+      failAt.add(n);
+    },
     revision: () => guard("revision", () => inner.revision()),
     get: (key: string) => guard("get", () => inner.get(key)),
     put: (k: string, v: string, o?: Parameters<KvStore["put"]>[2]) => guard("put", () => inner.put(k, v, o)),

@@ -18,7 +18,7 @@ import { waitFor } from "../support/wait-for.js";
 const P = "membrane/test/reflector/";
 
 /** A reflector over P that logs every handler call; values are "v=<n>" and anything else is refused. */
-function follow(store: KvStore) {
+function follow(store: KvStore, pageSize?: number) {
   const log: string[] = [];
   const problems: string[] = [];
   const r = new Reflector<number>(store, P, {
@@ -28,6 +28,7 @@ function follow(store: KvStore) {
       return Number(m[1]);
     },
     backoffMs: () => 20,
+    pageSize,
     handlers: {
       upsert: (k, v, prev) => log.push(`upsert ${k.slice(P.length)} ${prev ?? "-"}->${v}`),
       delete: (k, prev) => log.push(`delete ${k.slice(P.length)} ${prev}`),
@@ -80,6 +81,28 @@ function suite(name: string, open: () => Promise<{ store: KvStore; close(): Prom
       await waitFor("the last write mirrored", async () => (f.r.syncedRevision >= last ? true : undefined));
       expect(f.log).toEqual(["upsert a -->1", "upsert b -->2", "upsert a 1->3", "delete b 2", "upsert c -->4", "upsert c 4->5"]);
       expect(mirror(f.r)).toEqual(await storeState(store));
+    });
+
+    it("lists in pages at one revision; a failed page is retried in place, not from the first page", async () => {
+      const store = flaky(env.store);
+      for (let i = 0; i < 7; i++) await env.store.put(`${P}k${i}`, `v=${i}`);
+      store.failListCall(2); // the third page, once
+      const f = follow(store, 2);
+      followers.push(f.r);
+      await f.r.start();
+      expect(mirror(f.r)).toEqual(await storeState(env.store));
+      const calls = store.listCalls;
+      expect(calls.map((c) => c.options.startAfter?.slice(P.length))).toEqual([undefined, "k1", "k3", "k3", "k5"]);
+      expect(calls.map((c) => c.failed)).toEqual([false, false, true, false, false]);
+      expect(calls.every((c) => c.options.limit === 2)).toBe(true);
+      const pinned = calls[1]!.options.revision!;
+      expect(calls.slice(1).every((c) => c.options.revision === pinned)).toBe(true);
+      expect(f.problems.some((p) => /list page 3: .*retrying that page/.test(p))).toBe(true);
+      expect(f.r.syncedRevision).toBe(pinned);
+      // and it watches on from there
+      const rev = await env.store.put(`${P}k0`, "v=10");
+      await waitFor("the write mirrored", async () => (f.r.syncedRevision >= rev ? true : undefined));
+      expect(mirror(f.r)).toEqual(await storeState(env.store));
     });
 
     it("skips a record that does not decode, names it, and takes it once it is fixed", async () => {

@@ -55,7 +55,8 @@ import { WatchStream } from "../watch-stream.js";
 import { TxnDerivedWrites } from "../txn-writes.js";
 import { KeptLease } from "../lease-keeper.js";
 import { acquireLock } from "../lock.js";
-import { checkKey, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue, compareHolds } from "../validate.js";
+import { checkKey, checkListOptions, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue, compareHolds } from "../validate.js";
+import { listAtRevision } from "./list-at-revision.js";
 
 /** A key's current state as stored in the index. */
 interface StoredKv {
@@ -267,11 +268,23 @@ class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
     checkPrefix(prefix);
+    checkListOptions(prefix, options);
     this.ensureOpen("list");
     this.fresh();
-    // one synchronous block = one read snapshot: the keys and the revision agree
-    const kvs = this.listNow(prefix, options.limit);
-    return { kvs, revision: this.currentRev() };
+    // one synchronous block = one read snapshot: the keys, the log and the revisions agree
+    const current = this.currentRev();
+    const revision = options.revision ?? current;
+    if (revision > current) throw new InvalidInputError(`embedded kvstore: list ${prefix} at revision ${revision}: a future revision (current ${current})`);
+    const compacted = this.compactRev();
+    if (revision < compacted) throw new CompactedError(revision, compacted, `embedded kvstore list ${prefix}`);
+    const page = listAtRevision(
+      {
+        index: (start) => this.kv.getRange({ start }),
+        log: (from, to) => this.log.getRange({ start: from, end: to + 1 }),
+      },
+      { prefix, startAfter: options.startAfter, limit: options.limit, revision, current },
+    );
+    return { kvs: page.entries.map((e) => toKeyValue(e.key, e.state)), revision, more: page.more };
   }
 
   async revision(): Promise<Revision> {

@@ -45,7 +45,7 @@ import { WatchStream } from "../watch-stream.js";
 import { TxnDerivedWrites } from "../txn-writes.js";
 import { KeptLease } from "../lease-keeper.js";
 import { acquireLock } from "../lock.js";
-import { checkKey, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue } from "../validate.js";
+import { checkKey, checkListOptions, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue } from "../validate.js";
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 
@@ -227,10 +227,34 @@ class EtcdKvStore extends TxnDerivedWrites implements KvStore {
     return kv ? toKeyValue(kv) : undefined;
   }
 
+  /**
+   * One range call, so the per-call deadline applies to one page, not to a
+   * whole paged list. Later pages read at the first page's revision (etcd
+   * serves a range at any revision not yet compacted), which keeps a paged
+   * list one consistent snapshot.
+   */
   async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
     checkPrefix(prefix);
-    const res = await this.call("list", () => this.client.kv.range({ ...rangeOf(prefix), limit: options.limit ?? 0 }));
-    return { kvs: res.kvs.map(toKeyValue), revision: Number(res.header.revision) };
+    checkListOptions(prefix, options);
+    const range = rangeOf(prefix);
+    // the smallest key after `startAfter`: the key itself followed by a zero byte
+    const key = options.startAfter === undefined ? range.key : Buffer.concat([Buffer.from(options.startAfter), Buffer.from([0])]);
+    let res;
+    try {
+      res = await this.call("list", () => this.client.kv.range({ key, range_end: range.range_end, limit: options.limit ?? 0, revision: options.revision ?? 0 }));
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (options.revision !== undefined && /required revision has been compacted/.test(msg)) {
+        // etcd's range error does not carry the compacted revision: ask for it (one round trip, only on this path)
+        const compacted = await this.compactedRevision().catch(() => options.revision! + 1);
+        throw new CompactedError(options.revision, compacted, `etcd list ${prefix}`);
+      }
+      if (options.revision !== undefined && /future revision/.test(msg)) {
+        throw new InvalidInputError(`etcd ${this.location}: list ${prefix} at revision ${options.revision}: a future revision`);
+      }
+      throw err;
+    }
+    return { kvs: res.kvs.map(toKeyValue), revision: options.revision ?? Number(res.header.revision), more: Boolean(res.more) };
   }
 
   async revision(): Promise<Revision> {
