@@ -78,6 +78,8 @@ export class RingTun implements TunDevice {
   /** Outbound rings written since the last wake check. */
   readonly #touched: Uint8Array;
   #closed = false;
+  /** Packets the decider took from each queue's inbound ring. */
+  readonly #perQueue: number[];
 
   constructor(queues: readonly LinuxTun[], opts: RingTunOptions = {}) {
     if (queues.length === 0) throw new InvalidInputError("a ring TUN needs at least one queue");
@@ -94,6 +96,7 @@ export class RingTun implements TunDevice {
     this.#hdr = q0.vnetHdr ? 10 : 0;
     this.#doorbell = new Int32Array(new SharedArrayBuffer(8));
     this.#touched = new Uint8Array(queues.length);
+    this.#perQueue = new Array<number>(queues.length).fill(0);
     const file = join(packageRoot(), "dist/host/tun/queue-io-worker.js");
     const c = libcTun();
     this.#queues = [];
@@ -143,6 +146,7 @@ export class RingTun implements TunDevice {
         this.#queueOf[got++] = q;
       }
       ring.release(ready);
+      this.#perQueue[q] += ready;
     }
     this.#first = (this.#first + 1) % n;
     this.#readBufs = bufs;
@@ -198,6 +202,11 @@ export class RingTun implements TunDevice {
   #anyReady(): boolean {
     for (const q of this.#queues) if (q.inbound.available() > 0) return true;
     return false;
+  }
+
+  /** Packets read from each queue so far (which queue the kernel put them on). */
+  queueReads(): number[] {
+    return [...this.#perQueue];
   }
 
   /** Packets lost because an inbound ring was full (the decider fell behind its I/O threads). */
