@@ -74,7 +74,8 @@ import type { StageTimes } from "../host/forwarder/stage-timer.js";
 import { TOOL_SOURCE } from "./forwarder-tools.js";
 import { num, printTable, type Row } from "./report.js";
 
-const PREFIX = "mbr-bfwd";
+// FORWARDER_BENCH_PREFIX: name the run's namespaces and links apart from another run on the same machine.
+const PREFIX = process.env.FORWARDER_BENCH_PREFIX ?? "mbr-bfwd";
 /** At most 15 bytes. */
 const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 65536, otherEntries: 65536 } };
 const BATCH = 128;
@@ -108,7 +109,8 @@ const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "forwarder-1q", "forward
 const TCP_ORDER: TcpVariant[] = ["offloads-on", "kernel", "kernel", "offloads-on", "offloads-off", "offloads-split"];
 
 const UDP_LABEL: Record<UdpVariant, string> = {
-  forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues)`,
+  // Several queues without offloads: an I/O thread per queue, one deciding thread (host/tun/ring-tun.ts).
+  forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""})`,
   "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
   "c-loop": "plain C read/write loop",
   kernel: "kernel forwarding, no TUN",

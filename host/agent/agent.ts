@@ -56,6 +56,8 @@ export interface AgentOptions {
   offloads?: boolean;
   /** TUN queues (WorkerStart.device.queues). */
   queues?: number;
+  /** false: no I/O thread per queue (WorkerStart.device.ioWorkers). */
+  ioWorkers?: boolean;
   routes: string[];
   /** Put the routes in this table (policy routing) instead of main. */
   routeTable?: number;
@@ -185,7 +187,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         options,
         services: opts.services,
         policy: opts.policy,
-        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues },
+        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues, ioWorkers: opts.ioWorkers },
         encrypt: opts.encrypt,
         snapshotPath: snapshotPath(dir),
         snapshotEveryMs: everyMs,

@@ -27,6 +27,7 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
   new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
   new Option("--queues <n>", "TUN queues, 1..256 (IFF_MULTI_QUEUE; one conntrack view over all; default: the number of CPUs)"),
+  new Option("--no-io-workers", "with several queues, do every queue's read/write on the deciding thread instead of an I/O thread per queue"),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
   new Option("--route-table <n>", "put those routes in table n instead of main (policy routing)"),
   new Option("--route-rule <sel>", 'ip rule selector sending traffic to --route-table, e.g. "iif lxc-pod1 pref 100" (repeatable; added at start, removed at stop)').argParser(collect),
@@ -57,7 +58,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const config = str(flags, "config");
   const state = config ? loadAgentConfig(config) : undefined;
   return {
-    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues,
+    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues, ioWorkers: flags.ioWorkers !== false,
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
     snapshotInterval, discardSnapshot: flags.discardSnapshot === true,

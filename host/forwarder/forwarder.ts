@@ -43,8 +43,13 @@ export interface ForwarderStats {
    * also counted in `dropped`. Use offloadMode "split" for such datapaths.
    */
   offloadUnwritable: number;
-  /** Packets the device refused (EIO while down, EINVAL for one packet) or pushed back (EAGAIN). */
+  /**
+   * Packets the device refused (EIO while down, EINVAL for one packet) or pushed back (EAGAIN);
+   * with I/O threads (ring-tun.ts) also those their outbound ring had no room for or write(2) refused.
+   */
   writeErrors: number;
+  /** With I/O threads: packets read from the device that found the inbound ring full (the decider fell behind). */
+  ringDrops?: number;
   gcRuns: number;
   /** How long the last conntrack GC run took, seconds (absent before the first). */
   lastGcSeconds?: number;
@@ -119,6 +124,9 @@ export class Forwarder {
   private readonly udpCoalescing: boolean;
   private readonly betweenBatches?: () => void;
   private readonly timer?: StageTimer;
+  /** A device whose writes complete later, on other threads (RingTun): its running totals of lost writes and reads. */
+  private readonly deferred?: { deferredWriteErrors(): number; ringDrops(): number };
+  private deferredSeen = 0;
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
@@ -151,6 +159,10 @@ export class Forwarder {
       this.timer = new StageTimer();
       this.stats.stages = this.timer.times;
       this.timer.start();
+    }
+    if ("deferredWriteErrors" in device && "ringDrops" in device) {
+      this.deferred = device as unknown as { deferredWriteErrors(): number; ringDrops(): number };
+      this.stats.ringDrops = 0;
     }
     this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
   }
@@ -306,6 +318,7 @@ export class Forwarder {
       this.timer.mark("collect");
     }
     if (this.out.length) this.writeOut(headroom);
+    if (this.deferred) this.countDeferred();
     this.timer?.mark("write");
     if (now >= this.nextGc || this.natGc.due(now)) this.collect(now);
     this.timer?.mark("housekeeping");
@@ -371,6 +384,14 @@ export class Forwarder {
     }
   }
 
+  /** Folds the device's lost writes (since the last look) into writeErrors, and its ring drops into ringDrops. */
+  private countDeferred(): void {
+    const lost = this.deferred!.deferredWriteErrors();
+    this.stats.writeErrors += lost - this.deferredSeen;
+    this.deferredSeen = lost;
+    this.stats.ringDrops = this.deferred!.ringDrops();
+  }
+
   private collect(now: number): void {
     const startedAt = performance.now();
     const results = this.dp.gc(now);
@@ -385,6 +406,7 @@ export class Forwarder {
   run(shouldStop: () => boolean, pollMs = 100): void {
     while (!shouldStop()) {
       if (this.step() === 0) {
+        if (this.deferred) this.countDeferred();
         if (this.clock() >= this.nextGc) this.collect(this.clock());
         this.device.wait(pollMs);
       }

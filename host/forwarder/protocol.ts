@@ -26,6 +26,12 @@ export interface WorkerStart {
     name?: string; mtu?: number; offloads?: boolean; offloadMode?: OffloadMode;
     /** TUN queues (IFF_MULTI_QUEUE), all decided by this worker's one datapath; default 1 (open-device.ts). */
     queues?: number;
+    /**
+     * With more than one queue and no offloads, an I/O thread per queue does
+     * the read(2)/write(2) and this worker only decides (host/tun/ring-tun.ts);
+     * default true. false: this worker does every queue's syscalls itself.
+     */
+    ioWorkers?: boolean;
   };
   /**
    * Conntrack snapshot: restored at start when present (refused whole when

@@ -1,6 +1,6 @@
 /**
  * The libc calls the TUN device needs beyond host/bpf/libc.ts (which gives
- * open, close and errno): read/write for packets, ioctl for TUNSETIFF and
+ * open, close and errno): read/write for packets, eventfd for waking a queue's I/O thread, ioctl for TUNSETIFF and
  * friends, socket for the interface ioctls, poll for wait().
  *
  * Packet buffers are declared `void *`: koffi then passes a pointer straight
@@ -25,6 +25,8 @@ export interface LibcTun {
   socket(domain: number, type: number, protocol: number): number;
   /** poll(2) over `fds`, an array of struct pollfd (8 bytes each). */
   poll(fds: Uint8Array, nfds: number, timeoutMs: number): number;
+  /** eventfd(2): how a decider wakes a queue's I/O thread blocked in poll(2) (ring-tun.ts). */
+  eventfd(initval: number, flags: number): number;
   /** errno of the last call made through koffi on this thread. */
   errno(): number;
 }
@@ -44,6 +46,7 @@ export function libcTun(): LibcTun {
   const ioctl: NativeFunction = lib.func("int ioctl(int fd, unsigned long request, ...)");
   const socket = fn("socket", "int", ["int", "int", "int"]);
   const poll = fn("poll", "int", ["void *", "unsigned long", "int"]);
+  const eventfd = fn("eventfd", "int", ["unsigned int", "int"]);
   cached = {
     read: (fd, buf, count) => read(fd, buf, count) as number,
     write: (fd, buf, count) => write(fd, buf, count) as number,
@@ -51,6 +54,7 @@ export function libcTun(): LibcTun {
     ioctlInt: (fd, request, arg) => ioctl(fd, request, "unsigned long", arg) as number,
     socket: (d, t, p) => socket(d, t, p) as number,
     poll: (fds, nfds, timeout) => poll(fds, nfds, timeout) as number,
+    eventfd: (initval, flags) => eventfd(initval, flags) as number,
     errno: () => k.errno(),
   };
   return cached;
