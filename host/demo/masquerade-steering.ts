@@ -21,14 +21,18 @@ export const MASQUERADE_RULE_PREF = 10;
 /** Where the local table's rule moves to (from 0), so MASQUERADE_RULE_PREF comes before it. */
 export const LOCAL_RULE_PREF = 50;
 /**
- * The NAT's port range, the one whose replies are steered into the TUN.
- * From 32768, the start of Linux's ephemeral range and of the range later
- * Cilium releases masquerade into: below it are ports the node itself serves
- * and must receive locally, such as ESP in UDP on 4500 between the agents of
- * `membrane demo --encrypt`. Not up to 65535: the kernel refuses a rule's
- * port range that ends there (fib_rule_port_range_valid wants end < 0xffff).
+ * The NAT's port range, the one whose replies are steered into the TUN. Not
+ * up to 65535: the kernel refuses a rule's port range that ends there
+ * (fib_rule_port_range_valid wants end < 0xffff).
  */
-export const NAT_PORTS = { min: 32768, max: 65534 } as const;
+export const NAT_PORTS = { min: 1024, max: 65534 } as const;
+/**
+ * ESP in UDP (RFC 3948) between the agents of `membrane demo --encrypt`: the
+ * node's own socket, so it is delivered locally by a rule just before the
+ * steering ones. (A masqueraded UDP flow given port 4500 would have its
+ * replies delivered locally too: the demo's NAT range includes it.)
+ */
+export const ESP_IN_UDP_PORT = 4500;
 
 /** Moves the local rule of `family` in `ns` to LOCAL_RULE_PREF (once per namespace and family). */
 export function moveLocalRule(lab: NetnsLab, ns: string, family: 4 | 6): void {
@@ -41,6 +45,7 @@ export function moveLocalRule(lab: NetnsLab, ns: string, family: 4 | 6): void {
 export function steerMasqueradeReplies(lab: NetnsLab, ns: string, family: 4 | 6, iif: string, to: string): void {
   const rule = ["iif", iif, "to", to];
   const steer = ["lookup", String(MASQUERADE_TABLE), "pref", String(MASQUERADE_RULE_PREF)];
+  lab.addRule(ns, family, [...rule, "ipproto", "udp", "dport", String(ESP_IN_UDP_PORT), "lookup", "local", "pref", String(MASQUERADE_RULE_PREF - 1)]);
   for (const proto of ["tcp", "udp"]) lab.addRule(ns, family, [...rule, "ipproto", proto, "dport", `${NAT_PORTS.min}-${NAT_PORTS.max}`, ...steer]);
   lab.addRule(ns, family, [...rule, "ipproto", family === 4 ? "icmp" : "ipv6-icmp", ...steer]);
 }
