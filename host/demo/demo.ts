@@ -268,8 +268,9 @@ export async function runDemo(io: Output, opts: DemoOptions = {}): Promise<DemoR
         return { what: "short TCP connections pod1 -> pod2 and the VIPs (IPv4, IPv6)", result: ok ? "ok" : stopped ? "interrupted" : "failed", detail };
       },
     });
-    // The long-running agents were sized to finish by the deadline: give them a moment, unless interrupted.
-    if (!interrupted) await Promise.race([Promise.all(traffic.map((t) => t.done)), pause(2_000)]);
+    // The long-running agents were sized to finish by the deadline, but on a loaded machine their
+    // processes start late: wait for them up to their own limit (5 s past it), unless interrupted.
+    if (!interrupted) await Promise.race([Promise.all(traffic.map((t) => t.done)), pause(Math.max(0, started + limit - Date.now()))]);
   } catch (err) {
     failure = err;
     // A Ctrl-C during a synchronous step reaches its child (ip, same process group) before our handler
