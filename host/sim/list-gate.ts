@@ -57,18 +57,21 @@ export class ListGate implements PageGate {
     if (!(this.limit > 0) || (this.inFlight < this.limit && this.heap.length === 0)) return Promise.resolve(this.grant());
     this.stats.waited++;
     return new Promise((resolve, reject) => {
-      const w: Waiter = { ticket, seq: this.seq++, resolve, reject, gone: false };
+      // The abort listener goes when the turn is granted: an agent's signal lives as long as
+      // the agent and sees one acquire per page, so listeners left behind would pile up on it.
+      const onAbort = (): void => {
+        if (w.gone) return;
+        w.gone = true; // left in the heap, skipped when it comes up
+        reject(signal!.reason);
+      };
+      const granted = (release: () => void): void => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(release);
+      };
+      const w: Waiter = { ticket, seq: this.seq++, resolve: granted, reject, gone: false };
       this.push(w);
       this.stats.peakQueued = Math.max(this.stats.peakQueued, this.heap.length);
-      signal?.addEventListener(
-        "abort",
-        () => {
-          if (w.gone) return;
-          w.gone = true; // left in the heap, skipped when it comes up
-          reject(signal.reason);
-        },
-        { once: true },
-      );
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
