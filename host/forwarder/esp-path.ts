@@ -89,6 +89,8 @@ export interface EncryptionStatus {
   restoredKeys: number[];
   /** Why the held-keys file was not used at start (the path started with the key file's key only). */
   keyStateError?: string;
+  /** Why the held keys could not be saved the last time they were (cleared by a save that works). */
+  keyStateSaveError?: string;
   peers: ReturnType<EspTunnel["status"]>;
   counters: EspTunnel["counters"] & { sendPushedBack: number };
   /** Where the crypto runs: native/esp_gcm.c (libcrypto, per batch) or node:crypto. */
@@ -115,6 +117,7 @@ export class EspDevice implements TunDevice {
   private keyFileError?: string;
   private peersFileError?: string;
   private keyStateError?: string;
+  private keyStateSaveError?: string;
   private restoredKeys: number[] = [];
   private sendPushedBack = 0;
   private readonly installedAt = new Map<number, number>();
@@ -133,7 +136,7 @@ export class EspDevice implements TunDevice {
     // Keys retired in the last run whose grace period is not over: peers may still send under them.
     this.restoreKeys();
     // On disk from the start (the current key too), without the keys whose grace period ended meanwhile.
-    this.saveHeldKeys();
+    this.trySaveHeldKeys();
     this.tunnel = new EspTunnel(this.keyring, loadEspState(opts.stateDir));
     if (opts.peersFile) this.reloadPeers(true);
     this.readCapacity = tun.readCapacity;
@@ -242,6 +245,7 @@ export class EspDevice implements TunDevice {
       ...(this.peersFileError ? { peersFileError: this.peersFileError } : {}),
       restoredKeys: this.restoredKeys,
       ...(this.keyStateError ? { keyStateError: this.keyStateError } : {}),
+      ...(this.keyStateSaveError ? { keyStateSaveError: this.keyStateSaveError } : {}),
       peers: this.tunnel.status(now),
       counters: { ...this.tunnel.counters, drops: { ...this.tunnel.counters.drops }, sendPushedBack: this.sendPushedBack },
       crypto: this.tx.native ? "native" : "node:crypto",
@@ -261,13 +265,7 @@ export class EspDevice implements TunDevice {
     this.reloadKeys(false);
     if (this.opts.peersFile) this.reloadPeers(false);
     this.tunnel.forgetKeys(this.keyring.expire(now));
-    if (heldKeysStamp(this.keyring) !== this.heldStamp) {
-      try {
-        this.saveHeldKeys();
-      } catch {
-        // A full disk must not stop forwarding; the stamp did not move, so the next tick tries again.
-      }
-    }
+    if (heldKeysStamp(this.keyring) !== this.heldStamp) this.trySaveHeldKeys();
     this.writeStatus();
   }
 
@@ -319,10 +317,25 @@ export class EspDevice implements TunDevice {
     for (const d of r.dropped) process.stderr.write(`membrane: encryption: saved key ${d.spi} not taken: ${d.why}\n`);
   }
 
-  /** The keys held, on disk (esp-held-keys.ts), so a restart within a grace period still opens under a retired key. */
-  private saveHeldKeys(): void {
-    saveHeldKeys(this.opts.stateDir, this.keyring);
-    this.heldStamp = heldKeysStamp(this.keyring);
+  /**
+   * The keys held, on disk (esp-held-keys.ts), so a restart within a grace
+   * period still opens under a retired key. A failure (a full disk, the path
+   * taken by a directory) must not stop forwarding: it is said once on
+   * stderr and in status (`keyStateSaveError`), and as the stamp did not
+   * move, the next tick tries again.
+   */
+  private trySaveHeldKeys(): void {
+    try {
+      saveHeldKeys(this.opts.stateDir, this.keyring);
+      this.heldStamp = heldKeysStamp(this.keyring);
+      this.keyStateSaveError = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== this.keyStateSaveError) {
+        process.stderr.write(`membrane: encryption: the held keys are not saved (a restart within a grace period would lose the retired keys): ${message}\n`);
+      }
+      this.keyStateSaveError = message;
+    }
   }
 
   private saveIfDirty(force = false): void {

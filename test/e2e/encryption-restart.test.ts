@@ -20,7 +20,7 @@
  * the 0600 held-keys file and the key files themselves.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeIf } from "../support/describe-if.js";
@@ -226,7 +226,7 @@ describeIf("encryption keys survive an agent restart (SIGTERM and SIGKILL) withi
     echo.kill();
   }, 60_000);
 
-  it("a corrupt held-keys file: B starts with the key file's key only and says so, naming the file and field", async () => {
+  it("a corrupt or unreadable held-keys file: B starts with the key file's key only and says so, naming the file and field", async () => {
     const bad = { version: 2, current: null, retired: [{ spi: 3, icvBits: 128, key: KEY3.slice(2), retiredAt: new Date().toISOString(), removeAt: new Date().toISOString() }] };
     const { status } = await restartB("SIGTERM", () => writeFileSync(heldKeysPath(b.dir), JSON.stringify(bad), { mode: 0o600 }));
     expect(status.keyStateError).toMatch(/held ESP keys .*esp-keys\.json: retired\[0\]\.key: expected 40 lower-case hex digits/);
@@ -240,7 +240,23 @@ describeIf("encryption keys survive an agent restart (SIGTERM and SIGKILL) withi
     const doc = JSON.parse(readFileSync(heldKeysPath(b.dir), "utf8")) as { current: { spi: number }; retired: unknown[] };
     expect(doc.current.spi).toBe(4);
     expect(doc.retired).toEqual([]);
-  }, 60_000);
+
+    // Unreadable and unwritable (a directory in its place): B still starts, says both, and saves once it can.
+    const { status: dirStatus } = await restartB("SIGTERM", () => {
+      rmSync(heldKeysPath(b.dir));
+      mkdirSync(heldKeysPath(b.dir));
+    });
+    expect(dirStatus.keyStateError).toMatch(/held ESP keys .*esp-keys\.json: cannot be read \(EISDIR\)/);
+    expect(dirStatus.keyStateSaveError).toMatch(/esp-keys\.json/);
+    expect(b.process!.running).toBe(true);
+    rmSync(heldKeysPath(b.dir), { recursive: true });
+    await waitFor("the held keys saved once the path is free", () => (existsSync(heldKeysPath(b.dir)) && statSync(heldKeysPath(b.dir)).isFile()) || undefined, { timeoutMs: 10_000 });
+    const saved = await waitFor("status without the save error", async () => {
+      const st = await statusOf(b);
+      return st.keyStateSaveError === undefined ? st : undefined;
+    }, { timeoutMs: 10_000 });
+    expect(saved.currentKey).toBe(4);
+  }, 90_000);
 
   it("no key's hex in any output, status, metric or state file but the held-keys file and the key files", async () => {
     const metrics = spawnSync("ip", ["netns", "exec", b.ns, process.execPath, "-e", `fetch("http://${METRICS}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`], { encoding: "utf8", timeout: 15_000 });
