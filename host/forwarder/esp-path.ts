@@ -304,9 +304,10 @@ export class EspDevice implements TunDevice {
     try {
       r = restoreHeldKeys(this.opts.stateDir, this.keyring, this.clock(), this.grace);
     } catch (err) {
-      if (!(err instanceof InvalidInputError)) throw err;
-      this.keyStateError = err.message;
-      process.stderr.write(`membrane: encryption: ${err.message}: starting with the key file's key only (packets under keys retired before this restart are dropped as unknown-spi until peers switch); the file is rewritten from the keys held now\n`);
+      // Any failure (a bad field, an unreadable file, a lock that cannot be taken): the messages name files and fields, never key bytes.
+      const message = (err as Error).message;
+      this.keyStateError = message;
+      process.stderr.write(`membrane: encryption: ${message}: starting with the key file's key only (packets under keys retired before this restart are dropped as unknown-spi until peers switch); the file is rewritten from the keys held now\n`);
       return;
     }
     this.restoredKeys = r.restored.map((k) => k.spi);
