@@ -3,7 +3,7 @@
  * agent would apply (never a key byte); exit 2 on a bad file.
  * `membrane encrypt status`: the running agent's SAs (host/forwarder/esp-path.ts
  * writes them to <state dir>/encryption.json once a second).
- * `membrane encrypt flush`: removes a stopped agent's saved SA state.
+ * `membrane encrypt flush`: removes a stopped agent's saved SA state and held keys.
  */
 import { Command } from "commander";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -15,6 +15,7 @@ import { ESP_UDP_PORT } from "../encrypt/esp.js";
 import { DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { stateDirHeld } from "../agent/state-dir.js";
 import { ESP_STATUS_FILE, espStatePath } from "../forwarder/esp-state-file.js";
+import { heldKeysPath } from "../forwarder/esp-held-keys.js";
 import type { EncryptionStatus } from "../forwarder/esp-path.js";
 import { InvalidInputError, MembraneError } from "../errors.js";
 import { encryptionStatusLines } from "../format/encryption.js";
@@ -72,17 +73,21 @@ export function registerEncrypt(program: Command): void {
   });
 
   const flush = group.command("flush")
-    .description("remove a stopped agent's saved SA state (sequence reservations, replay windows), so the next start begins fresh SAs")
+    .description("remove a stopped agent's saved SA state (sequence reservations, replay windows) and held keys, so the next start begins fresh SAs with the key file's key only")
     .option("--state-dir <dir>", `the agent's state directory (default ${DEFAULT_STATE_DIR})`);
   example(flush, "membrane encrypt flush --state-dir /run/membrane");
   flush.action((o: { stateDir?: string }, self: Command) => {
     const dir = o.stateDir ?? DEFAULT_STATE_DIR;
     if (stateDirHeld(dir)) throw new MembraneError("RUNNING", `an agent holds ${dir}: stop it first (its SAs are in use)`);
-    const path = espStatePath(dir);
-    const had = existsSync(path);
-    rmSync(path, { force: true });
+    // The SA state, the held keys (key material: nothing of it may outlive a flush) and their locks.
+    const saved = [espStatePath(dir), heldKeysPath(dir)];
+    const had = saved.filter((p) => existsSync(p));
+    for (const p of saved) {
+      rmSync(p, { force: true });
+      rmSync(`${p}.lock`, { force: true });
+    }
     rmSync(join(dir, ESP_STATUS_FILE), { force: true });
-    outputOf(self).out(had ? `removed ${path}` : `no SA state in ${dir}`);
+    outputOf(self).out(had.length ? had.map((p) => `removed ${p}`).join("\n") : `no SA state or held keys in ${dir}`);
   });
 }
 

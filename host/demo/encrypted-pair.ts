@@ -139,14 +139,16 @@ export class EncryptedPair {
   /**
    * Starts node n's forwarder as `membrane agent --datapath tun --encrypt-keys ...`
    * (dist/), its routing through the agent's own --route-table/--route-rule,
-   * and waits for its start line.
+   * and waits for its start line. `extraArgs` go to the agent as they are
+   * (e.g. --metrics).
    */
-  async startAgent(n: PairNode): Promise<NetnsProcess> {
+  async startAgent(n: PairNode, extraArgs: string[] = []): Promise<NetnsProcess> {
     const args = [
       join(packageRoot(), "dist/host/cli/main.js"), "agent", "--datapath", "tun", "--device", `en-tun${n.index}`, "--state-dir", n.dir,
       "--route", "0.0.0.0/0", "--route-table", String(TABLE),
       "--encrypt-keys", n.keyFile, "--encrypt-listen", n.underlayIp, "--encrypt-peers", n.peersFile,
       ...(this.opts.graceSeconds ? ["--encrypt-grace", String(this.opts.graceSeconds)] : []),
+      ...extraArgs,
     ];
     const proc = this.lab.spawn(n.ns, [process.execPath, ...args], { label: `agent n${n.index}` });
     n.process = proc;

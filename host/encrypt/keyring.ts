@@ -24,6 +24,8 @@ interface HeldKey {
   key: IpsecKey;
   /** When it stopped being current (seconds, the caller's clock); undefined while current. */
   retiredAt?: number;
+  /** When it is removed (seconds, the caller's clock): retiredAt + grace, or the deadline a restored key brought along. */
+  removeAt?: number;
 }
 
 export class Keyring {
@@ -49,7 +51,9 @@ export class Keyring {
       throw new Error(`SPI ${key.spi} is already in use with another key: a new key needs a new SPI`);
     }
     if (this.currentSpi !== 0) {
-      this.keys.get(this.currentSpi)!.retiredAt = now;
+      const old = this.keys.get(this.currentSpi)!;
+      old.retiredAt = now;
+      old.removeAt = now + this.graceSeconds;
     }
     this.keys.set(key.spi, { key });
     this.currentSpi = key.spi;
@@ -57,20 +61,25 @@ export class Keyring {
   }
 
   /**
-   * Takes back a key retired at `retiredAt` in an earlier run (its grace
-   * period not over: host/forwarder/esp-held-keys.ts), so packets still in
-   * flight under it open after a restart. A key index held already (the
-   * current key) is left as it is: false.
+   * Takes back a key retired at `retiredAt` in an earlier run, to be removed
+   * at `removeAt` (the deadline it had then: host/forwarder/esp-held-keys.ts),
+   * so packets still in flight under it open after a restart. A key index
+   * held already (the key file's current key) is left as it is: false.
    */
-  restoreRetired(key: IpsecKey, retiredAt: number): boolean {
+  restoreRetired(key: IpsecKey, retiredAt: number, removeAt: number): boolean {
     if (this.keys.has(key.spi)) return false;
-    this.keys.set(key.spi, { key, retiredAt });
+    this.keys.set(key.spi, { key, retiredAt, removeAt });
     return true;
   }
 
-  /** The retired keys held now with when they retired (what esp-held-keys.ts saves). */
-  retired(): { key: IpsecKey; retiredAt: number }[] {
-    return [...this.keys.values()].filter((h) => h.retiredAt !== undefined).map((h) => ({ key: h.key, retiredAt: h.retiredAt! }));
+  /** The current key, if any (what esp-held-keys.ts saves beside the retired ones). */
+  currentKey(): IpsecKey | undefined {
+    return this.keys.get(this.currentSpi)?.key;
+  }
+
+  /** The retired keys held now with when they retired and when they go (what esp-held-keys.ts saves). */
+  retired(): { key: IpsecKey; retiredAt: number; removeAt: number }[] {
+    return [...this.keys.values()].filter((h) => h.retiredAt !== undefined).map((h) => ({ key: h.key, retiredAt: h.retiredAt!, removeAt: h.removeAt! }));
   }
 
   /** The SPI to send to a peer that advertises `peerSpi` (0: the peer has no key; undefined: encryption cannot start). */
@@ -97,7 +106,7 @@ export class Keyring {
   expire(now: number): number[] {
     const gone: number[] = [];
     for (const [spi, held] of this.keys) {
-      if (held.retiredAt !== undefined && now - held.retiredAt >= this.graceSeconds) {
+      if (held.removeAt !== undefined && now >= held.removeAt) {
         this.keys.delete(spi);
         gone.push(spi);
       }
@@ -106,9 +115,9 @@ export class Keyring {
   }
 
   /** SPIs held now, newest first, for status. */
-  held(): { spi: number; current: boolean; retiredAt?: number }[] {
+  held(): { spi: number; current: boolean; retiredAt?: number; removeAt?: number }[] {
     return [...this.keys.entries()]
-      .map(([spi, h]) => ({ spi, current: spi === this.currentSpi, ...(h.retiredAt !== undefined ? { retiredAt: h.retiredAt } : {}) }))
+      .map(([spi, h]) => ({ spi, current: spi === this.currentSpi, ...(h.retiredAt !== undefined ? { retiredAt: h.retiredAt, removeAt: h.removeAt } : {}) }))
       .sort((a, b) => Number(b.current) - Number(a.current) || (b.retiredAt ?? 0) - (a.retiredAt ?? 0));
   }
 }

@@ -11,6 +11,9 @@ export function encryptionStatusLines(s: EncryptionStatus): string[] {
   lines.push(`key file ${s.keyFile}: current key index ${s.currentKey}; grace period ${s.graceSeconds} s`);
   if (s.keyFileError) lines.push(`key file NOT applied (the keys in use stay): ${s.keyFileError}`);
   if (s.peersFileError) lines.push(`peers file NOT applied: ${s.peersFileError}`);
+  if (s.restoredKeys?.length) lines.push(`held from before the last restart: key ${s.restoredKeys.join(", ")}`);
+  if (s.keyStateError) lines.push(`held keys NOT restored at start (started with the key file's key only): ${s.keyStateError}`);
+  if (s.keyStateSaveError) lines.push(`held keys NOT saved (a restart within a grace period would lose the retired keys): ${s.keyStateSaveError}`);
   lines.push(renderTable([
     { header: "KEY", value: (k: EncryptionStatus["keys"][number]) => k.spi },
     { header: "STATE", value: (k) => (k.current ? "current" : `retired ${k.retiredSecondsAgo} s ago, removed in ${k.removedInSeconds} s`) },

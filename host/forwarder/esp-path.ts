@@ -19,13 +19,25 @@
  * once: the rolling update of REFERENCE.md), expires keys past their grace
  * period, and writes the status file `membrane encrypt status` reads. The
  * SA state (tunnel.ts: sequence reservations, replay windows) is saved
- * whenever a reservation moved, before the next batch.
+ * whenever a reservation moved, before the next batch; the keys held
+ * (current and retired within their grace period: esp-held-keys.ts) whenever
+ * that set changed.
+ *
+ * A held-keys file that cannot be used at start does not stop the start:
+ * the key file is the authority and holds the current key, so the path
+ * starts with it alone, says so on stderr and in status (`keyStateError`),
+ * and rewrites the file from the keys it holds. What is lost is what the
+ * file would have saved: packets peers still send under a key retired
+ * before the restart are dropped as unknown-spi until the peers switch.
+ * Refusing would turn a damaged cache into an outage of all encrypted
+ * traffic. (A bad SA state file, by contrast, stops the start: sending
+ * without it could repeat a GCM nonce.)
  *
  * Offloads must be off on the device: a TSO super-packet would have to be
  * split before sealing, and a sealed packet is never one the kernel could
  * segment.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { TunDevice } from "../tun/device.js";
 import { parseKeyFile, describeKey } from "../encrypt/key-file.js";
@@ -36,7 +48,7 @@ import { parsePeersFile } from "../encrypt/peers-file.js";
 import { UdpSocket, sockaddrIn } from "../sys/udp-socket.js";
 import { writeFileAtomic } from "../sys/atomic-file.js";
 import { EspBatch } from "./esp-batch.js";
-import { heldKeysPath, heldKeysStamp, restoreHeldKeys, saveHeldKeys } from "./esp-held-keys.js";
+import { heldKeysStamp, restoreHeldKeys, saveHeldKeys, type HeldKeysRestore } from "./esp-held-keys.js";
 import { InvalidInputError } from "../errors.js";
 import { ESP_STATUS_FILE, loadEspState, saveEspState } from "./esp-state-file.js";
 
@@ -73,6 +85,12 @@ export interface EncryptionStatus {
   graceSeconds: number;
   keyFileError?: string;
   peersFileError?: string;
+  /** Retired keys taken back from the held-keys file at start (SPIs). */
+  restoredKeys: number[];
+  /** Why the held-keys file was not used at start (the path started with the key file's key only). */
+  keyStateError?: string;
+  /** Why the held keys could not be saved the last time they were (cleared by a save that works). */
+  keyStateSaveError?: string;
   peers: ReturnType<EspTunnel["status"]>;
   counters: EspTunnel["counters"] & { sendPushedBack: number };
   /** Where the crypto runs: native/esp_gcm.c (libcrypto, per batch) or node:crypto. */
@@ -98,6 +116,9 @@ export class EspDevice implements TunDevice {
   private peersStamp = "";
   private keyFileError?: string;
   private peersFileError?: string;
+  private keyStateError?: string;
+  private keyStateSaveError?: string;
+  private restoredKeys: number[] = [];
   private sendPushedBack = 0;
   private readonly installedAt = new Map<number, number>();
   /** Pending local packets of a write(), reused. */
@@ -113,10 +134,9 @@ export class EspDevice implements TunDevice {
     // The key file is read before anything is opened: a bad one fails the start with its line and field.
     this.reloadKeys(true);
     // Keys retired in the last run whose grace period is not over: peers may still send under them.
-    const hadHeldKeys = existsSync(heldKeysPath(opts.stateDir));
-    restoreHeldKeys(opts.stateDir, this.keyring, this.clock(), this.grace);
-    this.heldStamp = heldKeysStamp(this.keyring);
-    if (hadHeldKeys) this.saveHeldKeys(); // rewritten without the keys whose grace period ended meanwhile
+    this.restoreKeys();
+    // On disk from the start (the current key too), without the keys whose grace period ended meanwhile.
+    this.trySaveHeldKeys();
     this.tunnel = new EspTunnel(this.keyring, loadEspState(opts.stateDir));
     if (opts.peersFile) this.reloadPeers(true);
     this.readCapacity = tun.readCapacity;
@@ -217,12 +237,15 @@ export class EspDevice implements TunDevice {
         const k = describeKey(this.keyring.receiveKey(h.spi)!);
         return {
           spi: h.spi, current: h.current, algorithm: k.algorithm, icvBits: k.icvBits, ageSeconds: round(now - (this.installedAt.get(h.spi) ?? now)),
-          ...(h.retiredAt !== undefined ? { retiredSecondsAgo: round(now - h.retiredAt), removedInSeconds: round(Math.max(0, h.retiredAt + this.grace - now)) } : {}),
+          ...(h.retiredAt !== undefined ? { retiredSecondsAgo: round(now - h.retiredAt), removedInSeconds: round(Math.max(0, h.removeAt! - now)) } : {}),
         };
       }),
       graceSeconds: this.grace,
       ...(this.keyFileError ? { keyFileError: this.keyFileError } : {}),
       ...(this.peersFileError ? { peersFileError: this.peersFileError } : {}),
+      restoredKeys: this.restoredKeys,
+      ...(this.keyStateError ? { keyStateError: this.keyStateError } : {}),
+      ...(this.keyStateSaveError ? { keyStateSaveError: this.keyStateSaveError } : {}),
       peers: this.tunnel.status(now),
       counters: { ...this.tunnel.counters, drops: { ...this.tunnel.counters.drops }, sendPushedBack: this.sendPushedBack },
       crypto: this.tx.native ? "native" : "node:crypto",
@@ -242,13 +265,7 @@ export class EspDevice implements TunDevice {
     this.reloadKeys(false);
     if (this.opts.peersFile) this.reloadPeers(false);
     this.tunnel.forgetKeys(this.keyring.expire(now));
-    if (heldKeysStamp(this.keyring) !== this.heldStamp) {
-      try {
-        this.saveHeldKeys();
-      } catch {
-        // A full disk must not stop forwarding; the stamp did not move, so the next tick tries again.
-      }
-    }
+    if (heldKeysStamp(this.keyring) !== this.heldStamp) this.trySaveHeldKeys();
     this.writeStatus();
   }
 
@@ -281,10 +298,45 @@ export class EspDevice implements TunDevice {
     this.peersStamp = stamp;
   }
 
-  /** The retired keys on disk (esp-held-keys.ts), so a restart within their grace period still opens under them. */
-  private saveHeldKeys(): void {
-    saveHeldKeys(this.opts.stateDir, this.keyring, this.clock(), this.grace);
-    this.heldStamp = heldKeysStamp(this.keyring);
+  /** The held-keys file into the keyring; a file that cannot be used is said and skipped (the file comment says why). */
+  private restoreKeys(): void {
+    let r: HeldKeysRestore;
+    try {
+      r = restoreHeldKeys(this.opts.stateDir, this.keyring, this.clock(), this.grace);
+    } catch (err) {
+      // Any failure (a bad field, an unreadable file, a lock that cannot be taken): the messages name files and fields, never key bytes.
+      const message = (err as Error).message;
+      this.keyStateError = message;
+      process.stderr.write(`membrane: encryption: ${message}: starting with the key file's key only (packets under keys retired before this restart are dropped as unknown-spi until peers switch); the file is rewritten from the keys held now\n`);
+      return;
+    }
+    this.restoredKeys = r.restored.map((k) => k.spi);
+    for (const k of r.restored) this.installedAt.set(k.spi, this.clock());
+    if (r.restored.length) {
+      process.stderr.write(`membrane: encryption: holding key${r.restored.length > 1 ? "s" : ""} ${r.restored.map((k) => `${k.spi} (removed in ${Math.round(k.removeAt - this.clock())} s)`).join(", ")} from before the restart, beside the key file's key ${this.keyring.current}\n`);
+    }
+    for (const d of r.dropped) process.stderr.write(`membrane: encryption: saved key ${d.spi} not taken: ${d.why}\n`);
+  }
+
+  /**
+   * The keys held, on disk (esp-held-keys.ts), so a restart within a grace
+   * period still opens under a retired key. A failure (a full disk, the path
+   * taken by a directory) must not stop forwarding: it is said once on
+   * stderr and in status (`keyStateSaveError`), and as the stamp did not
+   * move, the next tick tries again.
+   */
+  private trySaveHeldKeys(): void {
+    try {
+      saveHeldKeys(this.opts.stateDir, this.keyring);
+      this.heldStamp = heldKeysStamp(this.keyring);
+      this.keyStateSaveError = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== this.keyStateSaveError) {
+        process.stderr.write(`membrane: encryption: the held keys are not saved (a restart within a grace period would lose the retired keys): ${message}\n`);
+      }
+      this.keyStateSaveError = message;
+    }
   }
 
   private saveIfDirty(force = false): void {

@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli } from "../support/run-cli.js";
 import { saveEspState, espStatePath } from "../../host/forwarder/esp-state-file.js";
+import { heldKeysPath, saveHeldKeys } from "../../host/forwarder/esp-held-keys.js";
+import { Keyring } from "../../host/encrypt/keyring.js";
+import { parseKeyFile } from "../../host/encrypt/key-file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-encrypt-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -76,7 +79,7 @@ describe("membrane encrypt", () => {
     expect(existsSync(state)).toBe(false); // nothing was set up
   });
 
-  it("status without an agent says so; flush removes a stopped agent's SA state", async () => {
+  it("status without an agent says so; flush removes a stopped agent's SA state and held keys", async () => {
     const state = join(dir, "state");
     const s = await cli("encrypt", "status", "--state-dir", state);
     expect(s.code).not.toBe(0);
@@ -84,10 +87,20 @@ describe("membrane encrypt", () => {
     rmSync(state, { recursive: true, force: true });
     mkdirSync(state, { mode: 0o700 });
     saveEspState(state, { version: 1, peers: { n2: { out: { "3": { generation: 0, reserved: 1 << 20 } }, windows: {} } } });
+    const ring = new Keyring();
+    ring.install(parseKeyFile(`3 rfc4106(gcm(aes)) 0x${HEX} 128`, "k"), 0);
+    saveHeldKeys(state, ring);
     expect(existsSync(espStatePath(state))).toBe(true);
+    expect(existsSync(heldKeysPath(state))).toBe(true);
     const f = await cli("encrypt", "flush", "--state-dir", state);
     expect(f.code, f.err).toBe(0);
-    expect(f.out).toContain("removed");
+    expect(f.out).toContain(`removed ${espStatePath(state)}`);
+    expect(f.out).toContain(`removed ${heldKeysPath(state)}`);
+    expect(f.out).not.toContain(HEX.slice(0, 12));
     expect(existsSync(espStatePath(state))).toBe(false);
+    expect(existsSync(heldKeysPath(state))).toBe(false);
+    expect(existsSync(`${heldKeysPath(state)}.lock`)).toBe(false);
+    const again = await cli("encrypt", "flush", "--state-dir", state);
+    expect(again.out).toContain("no SA state or held keys in");
   });
 });
