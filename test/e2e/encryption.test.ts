@@ -3,11 +3,11 @@
  * userspace (ESP in UDP 4500, AES-GCM-128), in network namespaces
  * (host/demo/encrypted-pair.ts; everything named en<pid>-*).
  *
- * - A UDP stream pod1 -> pod2 -> pod1 runs across a rolling key update
+ * - A UDP stream pod1 -> pod2 -> pod1 and a ping stream run across a rolling key update
  *   (SPI 3 -> 4) done in REFERENCE.md's order: both nodes get the new key
  *   file (installed for every peer), and only once both status files show
  *   it does each node's peers file advertise the other's new key index.
- *   Every datagram is answered: zero loss.
+ *   Every datagram and every echo request is answered: zero loss.
  * - The underlay is captured during the stream; tshark, given the two keys,
  *   decrypts it independently: both SPIs are on the wire, and the inner
  *   packets are the stream's UDP datagrams.
@@ -107,6 +107,9 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     await waitFor("dumpcap writing the capture", () => existsSync(pcap) || undefined, { timeoutMs: 10_000 });
     const stream = pair.lab.spawn(n1.pod, [process.execPath, traffic, "udp-stream", n2.podIp, String(ECHO_PORT), String(COUNT), "2"]);
     await stream.ready();
+    // A ping stream beside it, across the same switch: 600 echo requests 15 ms apart (9 s).
+    const pingOut = join(pair.stateRoot, "ping.txt");
+    const ping = pair.lab.spawn(n1.pod, ["sh", "-c", `ping -n -q -c 600 -i 0.015 -W 2 ${n2.podIp} > ${pingOut}; echo '{"done":true}'`]);
     await stream.waitLine("the stream under key 3", (l) => (l as { received?: number }).received! >= 300, 10_000);
     // 1. Both nodes install key 4 for every peer (key file watched).
     for (const n of pair.nodes) pair.writeKey(n, line(4, KEY4));
@@ -117,6 +120,7 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     for (const n of pair.nodes) pair.writePeers(n, 4);
     await waitFor("both nodes send under key 4", () => pair.nodes.every((n) => status(n)?.peers[0]?.sendKey === 4) || undefined, { timeoutMs: 10_000 });
     expect(stream.running, "the stream must still run under the new key").toBe(true);
+    expect(ping.running, "the ping stream must still run under the new key").toBe(true);
     // `membrane encrypt status` asks node 1's forwarder (its status file) mid-stream.
     // The status file is written once a second: wait for one written after the switch.
     const table = await waitFor("a status table with the SA under key 4", async () => {
@@ -133,6 +137,10 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     expect(result.sent).toBe(COUNT);
     expect(result.missing).toEqual([]);
     expect(result.received).toBe(COUNT);
+    await ping.waitLine("ping done", (l) => (l as { done?: boolean }).done === true, 30_000);
+    const pinged = /(\d+) packets transmitted, (\d+) received/.exec(readFileSync(pingOut, "utf8"));
+    expect(pinged, "ping's summary line").not.toBeNull();
+    expect([Number(pinged![1]), Number(pinged![2])], "echo requests sent and answered across the switch").toEqual([600, 600]);
     // 3. After the grace period the old key is gone.
     await waitFor("key 3 removed after the grace period", () => pair.nodes.every((n) => status(n)?.keys.map((k) => k.spi).join() === "4") || undefined, { timeoutMs: 15_000 });
     const s1 = status(n1)!;
@@ -148,7 +156,7 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     for (const [spi, hex] of [[3, KEY3], [4, KEY4]] as const) {
       args.push("-o", `uat:esp_sa:${sa(n1, n2, spi, hex)}`, "-o", `uat:esp_sa:${sa(n2, n1, spi, hex)}`);
     }
-    const r = spawnSync("tshark", [...args, "-Y", "esp", "-T", "fields", "-e", "esp.spi", "-e", "ip.dst", "-e", "udp.port"], { encoding: "utf8", maxBuffer: 64 << 20 });
+    const r = spawnSync("tshark", [...args, "-Y", "esp", "-T", "fields", "-e", "esp.spi", "-e", "ip.dst", "-e", "udp.port", "-e", "icmp.type"], { encoding: "utf8", maxBuffer: 64 << 20 });
     expect(r.status, r.stderr).toBe(0);
     const rows = r.stdout.trim().split("\n").map((l) => l.split("\t"));
     const spis = new Set(rows.map((f) => f[0]));
@@ -156,6 +164,9 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
     // Decrypted: the inner destination (a pod) and the stream's port, beside the outer ones.
     const decoded = rows.filter((f) => f[1]?.split(",").includes(n2.podIp) && f[2]?.split(",").includes(String(ECHO_PORT)));
     expect(decoded.length).toBeGreaterThan(COUNT * 0.9);
+    // The ping went sealed too: tshark finds echo requests (type 8) to the pod inside ESP.
+    const echoes = rows.filter((f) => f[1]?.split(",").includes(n2.podIp) && f[3]?.split(",").includes("8"));
+    expect(echoes.length).toBeGreaterThan(600 * 0.9);
     echo.kill();
   }, 120_000);
 
