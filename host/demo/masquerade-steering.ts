@@ -21,16 +21,19 @@ export const MASQUERADE_RULE_PREF = 10;
 /** Where the local table's rule moves to (from 0), so MASQUERADE_RULE_PREF comes before it. */
 export const LOCAL_RULE_PREF = 50;
 /**
- * The NAT's port range, the one whose replies are steered into the TUN. Not
- * up to 65535: the kernel refuses a rule's port range that ends there
- * (fib_rule_port_range_valid wants end < 0xffff).
+ * The NAT's port range, the one whose replies are steered into the TUN.
+ * From 32768, the start of Linux's ephemeral range: the pods' own source
+ * ports lie in it and are kept, and the ports below it stay the node's (such
+ * as ESP in UDP on 4500). Echo identifiers below it (ping's are small) are
+ * remapped into it, min + id % range first (docs/nat.md), and translated back
+ * in the replies. Not up to 65535: the kernel refuses a rule's port range
+ * that ends there (fib_rule_port_range_valid wants end < 0xffff).
  */
-export const NAT_PORTS = { min: 1024, max: 65534 } as const;
+export const NAT_PORTS = { min: 32768, max: 65534 } as const;
 /**
  * ESP in UDP (RFC 3948) between the agents of `membrane demo --encrypt`: the
- * node's own socket, so it is delivered locally by a rule just before the
- * steering ones. (A masqueraded UDP flow given port 4500 would have its
- * replies delivered locally too: the demo's NAT range includes it.)
+ * node's own socket, delivered locally by a rule just before the steering
+ * ones, so it stays local even if the NAT range is moved to include it.
  */
 export const ESP_IN_UDP_PORT = 4500;
 

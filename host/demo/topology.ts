@@ -39,7 +39,7 @@
  *     added by attachTun; empty without a forwarder, so such packets then
  *     fall through to the local table):
  *
- *       ip rule add iif lxc-ext to <gw> ipproto tcp dport 1024-65534 lookup 101 pref 10    (and udp)
+ *       ip rule add iif lxc-ext to <gw> ipproto tcp dport 32768-65534 lookup 101 pref 10    (and udp)
  *       ip rule add iif lxc-ext to <gw> ipproto icmp|ipv6-icmp lookup 101 pref 10
  *
  *     The port range is the NAT's (NAT_PORTS): only translated flows use it.

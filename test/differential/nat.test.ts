@@ -3,13 +3,15 @@
 // named scenarios and seeded mixes with a tiny port range (collisions and
 // exhaustion).
 import { afterAll, expect, test } from "vitest";
-import { createPair, runDifferential, type DiffEvent, type Pair } from "./harness.js";
+import { compareTables, createPair, decideBoth, runDifferential, type DiffEvent, type Pair } from "./harness.js";
 import { kernelUnavailable } from "./kernel-available.js";
 import { MIX_MASQ4, MIX_MASQ6, natMix } from "./nat-mix.js";
 import type { DatapathOptions } from "../../host/config.js";
 import { NAT_TABLE_NAMES } from "../../host/nat/tables.js";
 import { decodeNatRecord } from "../../host/nat/records.js";
-import { ethernet, packet4 } from "../../host/packet/build.js";
+import { ethernet, packet4, packet6 } from "../../host/packet/build.js";
+import { verifyChecksums } from "../../host/packet/checksum.js";
+import { icmpChecksumVerifies } from "../nat/support.js";
 import { describeIf } from "../support/describe-if.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -82,6 +84,47 @@ describeIf("differential: NAT (Wasm vs kernel)", kernelUnavailable(), () => {
     const r = runChecked(pair, events, 1);
     expect(r.divergence).toBeUndefined();
     expect(pair.wasm.nat.stats().nat4.allocFailed).toBe(1n);
+  });
+
+  test("ICMP and ICMPv6 echo below a range from 32768: remapped identically, replies translated back, checksums right", async () => {
+    const pair = await createPair(natOptions({ min: 32768, max: 65534 }, 16));
+    pairs.push(pair);
+    const range = 65534 - 32768 + 1;
+    // Every output is compared byte for byte; the checksums are then checked apart from both engines.
+    const run = (pkt: Uint8Array, direction: "egress" | "ingress", note: string) => {
+      const e = { kind: "packet" as const, frame: ethernet({ etherType: pkt[0] >> 4 === 4 ? 0x0800 : 0x86dd }, pkt), direction, now: 500, note };
+      const r = decideBoth(pair, e, 0);
+      expect(r.divergence).toBeUndefined();
+      const ip = r.wasm.data.subarray(14);
+      expect(verifyChecksums(ip, 0).problems, note).toEqual([]);
+      expect(icmpChecksumVerifies(ip), note).toBe(true);
+      return { verdict: r.wasm, ip };
+    };
+    const ids = [1, 2, 7, 777, 4404, 32767];
+    for (const v6 of [false, true]) {
+      const [pod, remote, masq] = v6 ? ["fd00:1::5", "2001:db8:7::9", MIX_MASQ6] : ["10.0.1.5", "198.51.100.9", MIX_MASQ4];
+      const echo = (src: string, dst: string, request: boolean, id: number) => {
+        const spec = { request, id, seq: id & 0xff, payload: new Uint8Array(40).fill(id & 0xff) };
+        return v6 ? packet6({ src, dst }).icmp6Echo(spec) : packet4({ src, dst }).icmpEcho(spec);
+      };
+      const l4 = v6 ? 40 : 20;
+      const translated = ids.map((id) => {
+        const { verdict, ip } = run(echo(pod, remote, true, id), "egress", `IPv${v6 ? 6 : 4} request id ${id}`);
+        expect(verdict.verdict).toBe("pass");
+        return (ip[l4 + 4] << 8) | ip[l4 + 5];
+      });
+      // Below the range, fresh and free: each takes its first candidate, min + id % range.
+      expect(translated).toEqual(ids.map((id) => 32768 + (id % range)));
+      ids.forEach((id, i) => {
+        const { verdict, ip } = run(echo(remote, masq, false, translated[i]), "ingress", `IPv${v6 ? 6 : 4} reply id ${translated[i]}`);
+        expect([verdict.verdict, verdict.ct]).toEqual(["pass", "reply"]);
+        expect((ip[l4 + 4] << 8) | ip[l4 + 5]).toBe(id);
+      });
+    }
+    expect(compareTables(pair)).toBeUndefined();
+    expect(compareNat(pair)).toBeUndefined();
+    expect(pair.wasm.nat.stats().nat4.created).toBe(BigInt(ids.length));
+    expect(pair.wasm.nat.stats().nat6.created).toBe(BigInt(ids.length));
   });
 
   for (const [name, ports, retries, count] of [

@@ -22,7 +22,9 @@
  * pods' traffic to it to the node's ext-link address, and the node steers the
  * replies to that address into the TUN. ext's servers report the peer they
  * saw: the node, for TCP, UDP and ping, in both families, and the pods get
- * their replies, which they could not without the translation back.
+ * their replies, which they could not without the translation back. The NAT
+ * range starts at 32768 (NAT_PORTS): the pods' ephemeral ports are kept, the
+ * ping's echo identifier (below it) is remapped, and ext sees the remapped one.
  *
  * Services (host/demo/services.ts): a VIP per family in front of pod2; TCP
  * and UDP to the VIP reach a pod2 backend (DNAT), the answers come from the
@@ -47,7 +49,8 @@ import { formatTuple } from "../../host/conntrack/records.js";
 import type { DatapathOptions } from "../../host/config.js";
 import type { ForwarderTopology } from "../../host/demo/topology.js";
 import { demoUnavailable } from "../../host/demo/requirements.js";
-import { runDemo, type DemoSummary } from "../../host/demo/demo.js";
+import { runDemo, type DemoSummary, type ExtPeer } from "../../host/demo/demo.js";
+import { NAT_PORTS } from "../../host/demo/topology.js";
 import { linkNames, netnsList } from "../../host/sys/netns/iproute2.js";
 import { sweep } from "../../host/sys/netns/lab.js";
 import { demoNat } from "../../host/demo/nat.js";
@@ -60,6 +63,12 @@ const PREFIX = `mbrf${process.pid}`;
 const SNAPSHOT = join(tmpdir(), `${PREFIX}-conntrack.snap`);
 const OPTIONS: DatapathOptions = { conntrack: { tcpEntries: 4096, otherEntries: 4096 } };
 const ROUNDS = 3;
+
+/** The identifier a fresh echo flow with identifier `id` leaves the node with: kept inside the NAT range, else its first candidate (docs/nat.md). */
+function translatedEchoId(id: number): number {
+  const range = NAT_PORTS.max - NAT_PORTS.min + 1;
+  return id >= NAT_PORTS.min && id <= NAT_PORTS.max ? id : NAT_PORTS.min + (id % range);
+}
 
 describeIf("the TUN forwarder between network namespaces", demoUnavailable(), () => {
   const lab = new ForwarderLab(PREFIX, [SNAPSHOT]);
@@ -173,14 +182,18 @@ describeIf("the TUN forwarder between network namespaces", demoUnavailable(), ()
     expect(uc).toMatchObject({ replies: ROUNDS, from: v(ext) });
     expect([us.remoteAddress, us.remotePort]).toEqual([node, uc.localPort]);
 
+    // The pod's echo identifier is below the NAT range (from 32768): the node sends it as the
+    // first candidate, min + id % range (docs/nat.md), so ext sees that identifier, not the pod's.
+    // All ROUNDS replies arriving means both ends' kernels accepted the rewritten ICMP checksums.
     const id = 7600 + family;
+    const sentId = translatedEchoId(id);
     const pinged = await topo!.agent(pod2, ["ping", v(ext), id, ROUNDS]).result<{ replies: number }>(10_000);
     expect(pinged.replies).toBe(ROUNDS);
     const seen = await watch.waitLine<{ peer: { proto: string; address: string; port: number } }>("the echo requests' source",
-      (l) => (l as { peer?: { port: number } }).peer?.port === id);
-    expect(seen.peer).toEqual({ proto: "icmp", address: node, port: id });
-    // Nobody but the node: no pod address reached ext.
-    expect(watch.lines.flatMap((l) => ((l as { peer?: { address: string } }).peer ? [(l as { peer: { address: string } }).peer.address] : []))).toEqual([node]);
+      (l) => (l as { peer?: { proto: string } }).peer?.proto === "icmp", 5_000);
+    expect(seen.peer).toEqual({ proto: "icmp", address: node, port: sentId });
+    // Nobody but the node, with nothing but the translated identifier: no pod address or identifier reached ext.
+    expect(watch.lines.flatMap((l) => ((l as { peer?: ExtPeer }).peer ? [(l as { peer: ExtPeer }).peer] : []))).toEqual([{ proto: "icmp", address: node, port: sentId }]);
     watch.kill();
 
     // The forwarder's report lists the three mappings, the flows as the pods sent them.
@@ -188,7 +201,7 @@ describeIf("the TUN forwarder between network namespaces", demoUnavailable(), ()
     const expected = [
       { proto: "TCP", flow: `${bracket(v(pod1), tc.localPort)} -> ${bracket(v(ext), port)}`, source: bracket(node, tc.localPort) },
       { proto: "UDP", flow: `${bracket(v(pod1), uc.localPort)} -> ${bracket(v(ext), port)}`, source: bracket(node, uc.localPort) },
-      { proto: family === 4 ? "ICMP" : "ICMPv6", flow: `${v(pod2)} -> ${v(ext)} id=${id}`, source: `${node} id=${id}` },
+      { proto: family === 4 ? "ICMP" : "ICMPv6", flow: `${v(pod2)} -> ${v(ext)} id=${id}`, source: `${node} id=${sentId}` },
     ].map((m) => ({ table: `nat${family}`, ...m }));
     const rows = await waitFor("the NAT mappings in the report", () => {
       const nat = latest()?.nat ?? [];

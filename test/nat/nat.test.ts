@@ -5,7 +5,7 @@
 import { afterAll, expect, test } from "vitest";
 import { describeIf } from "../support/describe-if.js";
 import { packet4, packet6, neighborSolicitation } from "../../host/packet/build.js";
-import { ENGINES, MASQ4, MASQ6, expectChecksumsOk, expectQuotedChecksumsOk, fields, options, type NatEngine } from "./support.js";
+import { ENGINES, MASQ4, MASQ6, expectChecksumsOk, expectQuotedChecksumsOk, fields, icmpChecksumVerifies, options, type NatEngine } from "./support.js";
 import type { DatapathOptions } from "../../host/config.js";
 
 const POD_A = "10.0.1.10";
@@ -141,6 +141,46 @@ for (const engine of ENGINES) {
       const synack = ingress(d, packet6({ src: REMOTE6, dst: MASQ6 }).tcp({ sport: 443, dport: 50000, flags: { syn: true, ack: true } }));
       expect(fields(synack.data)).toMatchObject({ dst: POD6, dport: 50000 });
       expectChecksumsOk(synack.data);
+    });
+
+    test("ICMP and ICMPv6 echo with a range from 32768: identifiers below it are remapped, the replies get the pod's back", async () => {
+      // As the demo's range: ping's small identifiers all lie below it. Identifier 0 goes first so
+      // 32767 (whose first candidate, 32768 + 32767 % 32767, is 0's) collides and takes a seeded one.
+      const d = await make(options({ ports: { min: 32768, max: 65534 } }));
+      const range = 65534 - 32768 + 1;
+      for (const v6 of [false, true]) {
+        const [pod, remote, masq] = v6 ? [POD6, REMOTE6, MASQ6] : [POD_A, REMOTE, MASQ4];
+        const echo = (src: string, dst: string, request: boolean, id: number) => {
+          const spec = { request, id, seq: 5, payload: new Uint8Array(56).fill(0xa5) };
+          return v6 ? packet6({ src, dst }).icmp6Echo(spec) : packet4({ src, dst }).icmpEcho(spec);
+        };
+        const sent = new Map<number, number>();
+        for (const id of [0, 1, 7, 4404, 7604, 32767, 40000]) {
+          const out = egress(d, echo(pod, remote, true, id));
+          expect(out.verdict, `IPv${v6 ? 6 : 4} id ${id}`).toBe("pass");
+          const f = fields(out.data);
+          expect(f.src).toBe(masq);
+          expect(f.icmpId).toBeGreaterThanOrEqual(32768);
+          expect(f.icmpId).toBeLessThanOrEqual(65534);
+          if (id === 40000) expect(f.icmpId).toBe(40000); // in range and free: kept
+          else if (id !== 32767) expect(f.icmpId).toBe(32768 + (id % range)); // the first candidate
+          expect([...sent.values()]).not.toContain(f.icmpId);
+          sent.set(id, f.icmpId);
+          expectChecksumsOk(out.data);
+          expect(icmpChecksumVerifies(out.data), `request id ${id}`).toBe(true);
+          const corrupt = out.data.slice();
+          corrupt[f.l4 + 4] ^= 0x80; // the identifier changed without the checksum: the hand check must see it
+          expect(icmpChecksumVerifies(corrupt)).toBe(false);
+        }
+        for (const [id, translated] of sent) {
+          const back = ingress(d, echo(remote, masq, false, translated));
+          expect([back.verdict, back.ct], `reply to id ${id}`).toEqual(["pass", "reply"]);
+          expect(fields(back.data)).toMatchObject({ src: remote, dst: pod, icmpId: id });
+          expectChecksumsOk(back.data);
+          expect(icmpChecksumVerifies(back.data), `reply id ${id}`).toBe(true);
+        }
+      }
+      expect(d.nat.stats().nat4.collisions).toBeGreaterThanOrEqual(1n);
     });
 
     test("ICMP errors about a translated flow are translated back, quoted header included", async () => {

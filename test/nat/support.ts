@@ -64,3 +64,27 @@ export function expectQuotedChecksumsOk(pkt: Uint8Array): void {
   expect(Buffer.from(quoted).toString("hex")).toBe(Buffer.from(recomputed).toString("hex"));
   expectChecksumsOk(quoted);
 }
+
+/**
+ * Whether the ICMP or ICMPv6 checksum of a raw IP packet verifies, summed here
+ * by hand (RFC 1071) rather than by host/packet/checksum.ts, so that a mistake
+ * shared by that module and the datapaths cannot hide: ICMPv4 covers the
+ * message alone, ICMPv6 also the pseudo-header (RFC 8200 8.1).
+ */
+export function icmpChecksumVerifies(pkt: Uint8Array): boolean {
+  const v4 = pkt[0] >> 4 === 4;
+  const l4 = v4 ? (pkt[0] & 15) * 4 : 40;
+  const end = v4 ? (pkt[2] << 8) | pkt[3] : 40 + ((pkt[4] << 8) | pkt[5]);
+  const message = pkt.subarray(l4, end);
+  let sum = 0;
+  const add = (b: Uint8Array) => {
+    for (let i = 0; i < b.length; i += 2) sum += (b[i] << 8) | (b[i + 1] ?? 0);
+  };
+  if (!v4) {
+    add(pkt.subarray(8, 40)); // source and destination addresses
+    sum += message.length + 58; // upper-layer length, next header
+  }
+  add(message);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum === 0xffff;
+}
