@@ -24,6 +24,7 @@ import { ENDPOINT_FILTER, TemplatedEndpoints } from "../host/kernel/templates/en
 import type { EndpointValues } from "../host/kernel/templates/endpoint-values.js";
 import { NetnsLab, sweep } from "../host/sys/netns/lab.js";
 import { withNetns } from "../host/sys/netns/enter.js";
+import { LXC_CALLS_MAP, LXC_ENDPOINT_PROGRAMS, lxcCallsPin } from "../host/kernel/lxc-stages.js";
 import { packageRoot } from "../host/package-root.js";
 import { num, printTable } from "./report.js";
 
@@ -70,6 +71,9 @@ export async function runTemplatingEndpoints(count: number): Promise<Record<stri
     // The node's maps, created and pinned once, shared by both runs (as on a node).
     const holder = await cache.get("bpf_lxc", SHAPE);
     held.push(loadConfiguredObject(holder.elf, OPTIONS, { name: "bench_maps", pinDir: pins, reusePinned: true }));
+    // The node-wide stages the compiled endpoints tail-call (once per node, not timed; the template run
+    // below installs them again inside its timing, at its first endpoint, as an agent does).
+    holder.installStages(OPTIONS, pins);
     rmSync(join(work, "templates"), { recursive: true, force: true }); // the template run starts from an empty cache
 
     // 1. Compile per endpoint.
@@ -79,7 +83,11 @@ export async function runTemplatingEndpoints(count: number): Promise<Record<stri
     for (let i = 0; i < count; i++) {
       const out = join(work, `ep${i}.o`);
       await clang.compile(join(packageRoot(), "bpf/bpf_lxc.c"), out, holder.meta.defines);
-      const object = loadConfiguredObject(readFileSync(out), OPTIONS, { name: `bench_c${i}`, pinDir: pins, reusePinned: true, globals: holder.patches(endpoint(i)) });
+      // What the endpoint loads: its two per-endpoint programs (the datapath is the node-wide stages).
+      const object = loadConfiguredObject(readFileSync(out), OPTIONS, {
+        name: `bench_c${i}`, pinDir: pins, reusePinned: true, globals: holder.patches(endpoint(i)),
+        programs: LXC_ENDPOINT_PROGRAMS, pinPaths: { [LXC_CALLS_MAP]: lxcCallsPin(pins, holder.key) },
+      });
       const attachments = withNetns(node, () => {
         const ifindex = interfaceIndex(devs[i]!);
         return (["ingress", "egress"] as const).map((direction) =>

@@ -57,6 +57,11 @@ export const LINK_ETHERNET: i32 = 1; // Ethernet II, optionally one 802.1Q tag
 export const IPV6_MAX_EXT_HEADERS: i32 = 4; // extension headers walked before a packet is dropped (Cilium's bound)
 export const METRICS_SLOTS: i32 = 512; // metrics entries: 256 drop reasons x 2 directions
 
+// enum lxc_call_slot (common.h)
+export const LXC_CALL_FROM_CONTAINER: i32 = 0; // the datapath for what the pod sends (CT_EGRESS)
+export const LXC_CALL_TO_CONTAINER: i32 = 1; // the datapath for what the pod receives (CT_INGRESS)
+export const LXC_CALL_SLOTS: i32 = 2;
+
 // enum drop_reason (common.h)
 export const DROP_NONE: i32 = 0; // not dropped
 export const DROP_POLICY: i32 = 133; // Policy denied
@@ -65,6 +70,7 @@ export const DROP_CT_INVALID_HDR: i32 = 135; // CT: invalid or truncated L4 head
 export const DROP_CT_UNKNOWN_PROTO: i32 = 137; // CT: unknown L4 protocol
 export const DROP_UNKNOWN_L3: i32 = 139; // Unknown L3 protocol
 export const DROP_CT_CREATE_FAILED: i32 = 155; // CT: table full of live entries, flow not created
+export const DROP_MISSED_TAIL_CALL: i32 = 151; // Missed tail call (an endpoint program's shared stage is not installed)
 export const DROP_INVALID_EXTHDR: i32 = 156; // Invalid or too many IPv6 extension headers
 export const DROP_FRAG_NOSUPPORT: i32 = 157; // Fragment of a datagram whose first fragment was not seen
 export const DROP_NO_SERVICE: i32 = 158; // Service has no backend

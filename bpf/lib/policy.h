@@ -143,6 +143,7 @@ static __always_inline int policy_decide(__u16 endpoint_id, __u32 identity, __be
 static __always_inline int policy_new_flow(struct pkt *p, __u8 dir, struct policy_out *out)
 {
 	struct endpoint_info *ep;
+	struct endpoint_self *self;
 	int egress = dir == CT_EGRESS;
 	__u8 enforce = egress ? ENDPOINT_F_ENFORCE_EGRESS : ENDPOINT_F_ENFORCE_INGRESS;
 	__be16 port;
@@ -153,9 +154,10 @@ static __always_inline int policy_new_flow(struct pkt *p, __u8 dir, struct polic
 	if (dir != CT_EGRESS && dir != CT_INGRESS)
 		return 0;
 	/* A templated endpoint knows itself: no lookup of its own address. */
-	if (endpoint_is_self(p->family, (const __u32 *)(egress ? &p->saddr : &p->daddr))) {
-		id = LXC_ID;
-		flags = ENDPOINT_POLICY_ENFORCE;
+	self = endpoint_handover();
+	if (endpoint_is_self(self, p->family, (const __u32 *)(egress ? &p->saddr : &p->daddr))) {
+		id = self->id;
+		flags = self->flags;
 	} else {
 		ep = policy_endpoint_at(p->family, egress ? &p->saddr : &p->daddr);
 		if (!ep)

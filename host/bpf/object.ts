@@ -54,6 +54,19 @@ export interface BpfObjectLoadOptions {
    * needs (bpf_loop, ...) is required, and it takes a fraction of a load.
    */
   mapsOnly?: boolean;
+  /**
+   * Load only these programs (by C function name); the others stay out of
+   * the kernel and off the verifier. E.g. an endpoint instance loads its two
+   * small per-endpoint programs and not the node-wide stages compiled into
+   * the same object. Unset: every program.
+   */
+  programs?: readonly string[];
+  /**
+   * With pinDir: pin (or reuse) these maps at their own absolute paths instead
+   * of `<pinDir>/<map name>`, e.g. a template's prog array under a name that
+   * carries the template's key.
+   */
+  pinPaths?: Readonly<Record<string, string>>;
 }
 
 /** `bytes` at `offset` in the global data section `section` (".rodata", ".data", ".rodata.foo"). */
@@ -195,18 +208,16 @@ export class BpfObject implements FdOwner {
       try {
         applyMapOverrides(ptr, opts, name);
         applyGlobals(ptr, opts.globals ?? [], name);
+        selectPrograms(ptr, opts, name);
         // After validation (bad input changes nothing), before creating maps.
         const pinDir = opts.pinDir !== undefined ? ensurePinDir(opts.pinDir) : undefined;
-        if (pinDir !== undefined && opts.reusePinned) reusePins(ptr, pinDir, name, reused);
-        if (opts.mapsOnly) {
-          for (let p = lib.bpf_object__next_program(ptr, null); p !== null; p = lib.bpf_object__next_program(ptr, p)) lib.bpf_program__set_autoload(p, false);
-        }
+        if (pinDir !== undefined && opts.reusePinned) reusePins(ptr, pinDir, name, reused, opts.pinPaths);
 
         const ret = lib.bpf_object__load(ptr);
         if (ret < 0) throw loadFailure(action, ret, log);
 
         obj = new BpfObject(name, ptr, reused);
-        if (pinDir !== undefined) pinAll(obj, pinDir, reused);
+        if (pinDir !== undefined) pinAll(obj, pinDir, reused, opts.pinPaths);
         return obj;
       } catch (err) {
         // Not handed out: free everything here.
@@ -236,6 +247,30 @@ function validate(elf: Uint8Array, opts: BpfObjectLoadOptions): void {
   if (opts.reusePinned && opts.pinDir === undefined) {
     throw new InvalidInputError(`load BPF object ${opts.name}: reusePinned needs pinDir`);
   }
+  for (const [map, path] of Object.entries(opts.pinPaths ?? {})) {
+    if (opts.pinDir === undefined) throw new InvalidInputError(`load BPF object ${opts.name}: pinPaths needs pinDir`);
+    if (typeof path !== "string" || !path.startsWith("/") || (path.split("/").pop() ?? "").includes(".")) {
+      throw new InvalidInputError(`load BPF object ${opts.name}: pinPaths.${map} must be an absolute path without '.' (bpffs refuses it), got ${JSON.stringify(path)}`);
+    }
+  }
+  if (opts.programs !== undefined && (!Array.isArray(opts.programs) || opts.programs.some((p) => typeof p !== "string"))) {
+    throw new InvalidInputError(`load BPF object ${opts.name}: programs must be an array of program names`);
+  }
+}
+
+/** mapsOnly and programs: switches autoload off for every program not asked for; an unknown name is refused. */
+function selectPrograms(ptr: Ptr, opts: BpfObjectLoadOptions, objName: string): void {
+  if (!opts.mapsOnly && opts.programs === undefined) return;
+  const lib = libbpf();
+  const all: Array<[Ptr, string]> = [];
+  for (let p = lib.bpf_object__next_program(ptr, null); p !== null; p = lib.bpf_object__next_program(ptr, p)) all.push([p, lib.bpf_program__name(p)]);
+  const wanted = new Set(opts.mapsOnly ? [] : opts.programs);
+  for (const w of wanted) {
+    if (!all.some(([, n]) => n === w)) {
+      throw new InvalidInputError(`load BPF object ${objName}: programs names unknown program ${w} (programs: ${all.map(([, n]) => n).join(", ")})`);
+    }
+  }
+  for (const [p, n] of all) if (!wanted.has(n)) lib.bpf_program__set_autoload(p, false);
 }
 
 function mapsOf(ptr: Ptr): Ptr[] {
@@ -332,12 +367,12 @@ function pinnable(m: Ptr): boolean {
  * each pinned map has the definition this object expects: reusing a map of
  * another shape would corrupt both sides.
  */
-function reusePins(ptr: Ptr, dir: string, objName: string, reused: Set<string>): void {
+function reusePins(ptr: Ptr, dir: string, objName: string, reused: Set<string>, pinPaths: Readonly<Record<string, string>> = {}): void {
   const lib = libbpf();
   for (const m of mapsOf(ptr)) {
     if (!pinnable(m)) continue;
     const mapName = lib.bpf_map__name(m);
-    const path = join(dir, mapName);
+    const path = pinPaths[mapName] ?? join(dir, mapName);
     if (!existsSync(path)) continue;
     const fd = lib.bpf_obj_get(path);
     if (fd < 0) throw new BpfSyscallError(`load BPF object ${objName}: open pinned map ${path}: ${describeErrno(fd)}`, fd);
@@ -377,11 +412,11 @@ function reusePins(ptr: Ptr, dir: string, objName: string, reused: Set<string>):
  * atomically (pin under a temporary name, then rename over it), so readers of
  * the path never find it missing.
  */
-function pinAll(obj: BpfObject, dir: string, reused: Set<string>): void {
+function pinAll(obj: BpfObject, dir: string, reused: Set<string>, pinPaths: Readonly<Record<string, string>> = {}): void {
   const lib = libbpf();
   for (const [mapName, map] of obj.maps) {
     if (map.internal) continue;
-    const path = join(dir, mapName);
+    const path = pinPaths[mapName] ?? join(dir, mapName);
     if (reused.has(mapName)) {
       map.markPinned(path);
       continue;

@@ -97,6 +97,11 @@ export class BpfProgram {
     return libbpf().bpf_program__fd(this.#ptr);
   }
 
+  /** Whether the kernel has this program: false for one left out of the load (BpfObjectLoadOptions.programs). */
+  get loaded(): boolean {
+    return this.fd >= 0;
+  }
+
   /** "sched_cls", "xdp", ... as libbpf names the type. */
   get typeName(): string {
     return libbpf().libbpf_bpf_prog_type_str(this.type) ?? `type ${this.type}`;

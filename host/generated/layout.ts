@@ -202,6 +202,24 @@ export const datapathLimitsText: Readonly<Record<number, string>> = {
   512: "metrics entries: 256 drop reasons x 2 directions",
 };
 
+/** enum lxc_call_slot (common.h) */
+export const LxcCallSlot = {
+  LXC_CALL_FROM_CONTAINER: 0,
+  LXC_CALL_TO_CONTAINER: 1,
+  LXC_CALL_SLOTS: 2,
+} as const;
+export type LxcCallSlot = (typeof LxcCallSlot)[keyof typeof LxcCallSlot];
+export const lxcCallSlotName: Readonly<Record<number, string>> = {
+  0: "LXC_CALL_FROM_CONTAINER",
+  1: "LXC_CALL_TO_CONTAINER",
+  2: "LXC_CALL_SLOTS",
+};
+export const lxcCallSlotText: Readonly<Record<number, string>> = {
+  0: "the datapath for what the pod sends (CT_EGRESS)",
+  1: "the datapath for what the pod receives (CT_INGRESS)",
+  2: "LXC_CALL_SLOTS",
+};
+
 /** enum drop_reason (common.h) */
 export const DropReason = {
   DROP_NONE: 0,
@@ -211,6 +229,7 @@ export const DropReason = {
   DROP_CT_UNKNOWN_PROTO: 137,
   DROP_UNKNOWN_L3: 139,
   DROP_CT_CREATE_FAILED: 155,
+  DROP_MISSED_TAIL_CALL: 151,
   DROP_INVALID_EXTHDR: 156,
   DROP_FRAG_NOSUPPORT: 157,
   DROP_NO_SERVICE: 158,
@@ -227,6 +246,7 @@ export const dropReasonName: Readonly<Record<number, string>> = {
   137: "DROP_CT_UNKNOWN_PROTO",
   139: "DROP_UNKNOWN_L3",
   155: "DROP_CT_CREATE_FAILED",
+  151: "DROP_MISSED_TAIL_CALL",
   156: "DROP_INVALID_EXTHDR",
   157: "DROP_FRAG_NOSUPPORT",
   158: "DROP_NO_SERVICE",
@@ -242,6 +262,7 @@ export const dropReasonText: Readonly<Record<number, string>> = {
   137: "CT: unknown L4 protocol",
   139: "Unknown L3 protocol",
   155: "CT: table full of live entries, flow not created",
+  151: "Missed tail call (an endpoint program's shared stage is not installed)",
   156: "Invalid or too many IPv6 extension headers",
   157: "Fragment of a datagram whose first fragment was not seen",
   158: "Service has no backend",

@@ -37,6 +37,7 @@ import type { EndpointRecord, IpcacheRecord } from "../policy/types.js";
 import type { DatapathCounters } from "../engine.js";
 import { readKernelCounters } from "./counters.js";
 import { KernelMonitorRing } from "./monitor-ring.js";
+import { removeStaleLxcCalls } from "./lxc-stages.js";
 
 export interface KernelAgentOptions {
   options?: ResolvedOptions;
@@ -95,7 +96,11 @@ export class KernelAgentDatapath {
     if (!(opts.devices instanceof Map)) throw new InvalidInputError("kernel datapath: devices must be a Map of endpoint id -> { ifname, netns? }");
     const resolved = opts.options ?? resolveOptions({});
     const cache = new TemplateCache({ dir: opts.templatesDir });
+    // Endpoints recorded on a template (even one found corrupt and removed, to be rebuilt under the same key) may have filters tail-calling its stages.
+    const used = cache.list().filter((e) => e.endpoints.length > 0).map((e) => e.key);
     cache.removeUnused([]);
+    // The node-wide stages of the templates just removed: nothing attached tail-calls them any more.
+    removeStaleLxcCalls(opts.pinDir, [...used, ...cache.list().map((e) => e.key)]);
     let maps: BpfObject;
     try {
       // The maps holder is the generic bpf_lxc as built (every map, no endpoint), its programs not loaded:

@@ -96,6 +96,15 @@ export class KernelDatapath implements DatapathEngine {
     this.nat = new KernelNat(object);
   }
 
+  /**
+   * Wraps an object loaded elsewhere (e.g. a template instance on pinned maps,
+   * whose per-endpoint programs tail-call installed stages), sized from
+   * `options`; the datapath owns it from here and closes it.
+   */
+  static fromObject(options: DatapathOptions, object: BpfObject, programs?: { egress: string; ingress: string }): KernelDatapath {
+    return new KernelDatapath(resolveOptions(options), object, programs);
+  }
+
   static async create(options: DatapathOptions = {}, kernel: KernelDatapathOptions = {}): Promise<KernelDatapath> {
     const resolved = resolveOptions(options);
     const path = kernel.objectPath ?? bpfObjectPath("bpf_test");

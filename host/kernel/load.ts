@@ -2,7 +2,8 @@
  * Loading a datapath object the one way every kernel user does it (test runs,
  * attached programs, benchmarks): maps sized and typed from the same options
  * as the Wasm tables, then the datapath, LB and NAT configuration written
- * before the first packet can run. A failure closes the object.
+ * before the first packet can run; a bpf_lxc's stages go into its prog array
+ * (lxc-stages.ts) when they were loaded. A failure closes the object.
  */
 import type { ResolvedOptions } from "../config.js";
 import { encodeConfig } from "../config.js";
@@ -10,6 +11,7 @@ import { BpfObject, type BpfObjectLoadOptions } from "../bpf/object.js";
 import { configureKernelLb } from "./lb-tables.js";
 import { configureKernelNat } from "./nat-tables.js";
 import { kernelMapSizes, kernelMapTypes } from "./maps.js";
+import { installLxcStages } from "./lxc-stages.js";
 
 export function loadConfiguredObject(elf: Uint8Array, resolved: ResolvedOptions, opts: Omit<BpfObjectLoadOptions, "mapSizes" | "mapTypes">): BpfObject {
   const object = BpfObject.load(elf, { ...opts, mapSizes: kernelMapSizes(resolved), mapTypes: kernelMapTypes(resolved) });
@@ -17,6 +19,8 @@ export function loadConfiguredObject(elf: Uint8Array, resolved: ResolvedOptions,
     object.map("config").update(new Uint8Array(4), encodeConfig(resolved));
     configureKernelLb(object, resolved.lb);
     configureKernelNat(object, resolved);
+    // A bpf_lxc loaded with its node-wide stages (whole, or the stages alone) puts them in its prog array.
+    installLxcStages(object);
     return object;
   } catch (err) {
     object.close();

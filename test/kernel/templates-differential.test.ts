@@ -10,6 +10,11 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { KernelDatapath } from "../../host/kernel/datapath.js";
+import { resolveOptions } from "../../host/config.js";
+import { BPFFS_ROOT } from "../../host/bpf/bpffs.js";
+import { join } from "node:path";
+import type { BpfObject } from "../../host/bpf/object.js";
+import { LXC_ENDPOINT_PROGRAMS, LXC_STAGES } from "../../host/kernel/lxc-stages.js";
 import { TemplateCache } from "../../host/kernel/templates/cache.js";
 import type { TemplateShape } from "../../host/kernel/templates/shape.js";
 import { PolicyDatapathWriter } from "../../host/policy/datapath-writer.js";
@@ -34,17 +39,31 @@ describeIf("templated bpf_lxc == generic bpf_lxc with the same values", template
   const dir = templateUnavailable() !== undefined ? "" : tempTemplatesDir();
   const cache = templateUnavailable() !== undefined ? undefined! : new TemplateCache({ dir });
   const open: KernelDatapath[] = [];
+  const pins = join(BPFFS_ROOT, `membrane-test-tpl-split-${process.pid}`);
   afterAll(() => {
     open.forEach((d) => d.close());
+    rmSync(pins, { recursive: true, force: true });
     if (dir) rmSync(dirname(dir), { recursive: true, force: true });
   });
 
+  /** The instance really is the split one: its per-endpoint programs in the kernel, the datapath stages not. */
+  function splitInstance(o: BpfObject): BpfObject {
+    expect(LXC_ENDPOINT_PROGRAMS.map((p) => o.program(p).loaded)).toEqual([true, true]);
+    expect(LXC_STAGES.map((s) => o.program(s.program).loaded)).toEqual([false, false]);
+    return o;
+  }
+
   /** generic: EP_A in the endpoint maps; templated: EP_A only in .rodata; control: neither. */
-  async function trio(shape: Partial<TemplateShape>, self: EndpointRecord, genericShape: Partial<TemplateShape> = shape) {
+  async function trio(shape: Partial<TemplateShape>, self: EndpointRecord, genericShape: Partial<TemplateShape> = shape, pinned = false) {
     const template = await cache.get("bpf_lxc", shape);
     const genericElf = (await cache.get("bpf_lxc", genericShape)).elf;
     const generic = await KernelDatapath.create(OPTIONS, { elf: genericElf, programs: LXC });
-    const templated = await KernelDatapath.create(OPTIONS, { elf: template.elf, programs: LXC, globals: template.patches(self) });
+    // pinned: as the agent runs it, the instance's two per-endpoint programs only, on the node's (here: a
+    // fresh) pinned maps, tail-calling the stages the template installed once in its pinned prog array.
+    // Otherwise a self-contained instance: the whole object, its stages in its own array.
+    const templated = pinned
+      ? KernelDatapath.fromObject(OPTIONS, splitInstance(template.instantiate(self, resolveOptions(OPTIONS), { name: "split_tpl", pinDir: pins, reusePinned: true })), LXC)
+      : await KernelDatapath.create(OPTIONS, { elf: template.elf, programs: LXC, globals: template.patches(self) });
     const control = await KernelDatapath.create(OPTIONS, { elf: template.elf, programs: LXC });
     open.push(generic, templated, control);
     const others = ENDPOINTS.filter((e) => e.id !== self.id);
@@ -94,15 +113,17 @@ describeIf("templated bpf_lxc == generic bpf_lxc with the same values", template
     return out;
   }
 
-  for (const [name, shape, genericShape] of [
+  for (const [name, shape, genericShape, pinned] of [
     ["enforcing both directions", {}, {}],
+    // The agent's form: an endpoint instance that loads no datapath of its own.
+    ["an instance on pinned maps (per-endpoint programs only, stages installed once)", { nat: false }, {}, true],
     ["enforcing ingress only", { enforceEgress: false }, { enforceEgress: false }],
     // The endpoint shape compiles the NAT stage out; with NAT not configured the full generic program decides the same.
     ["endpoint shape (no NAT stage) vs the full generic program", { nat: false }, {}],
   ] as const) {
     test(`${name}: same verdicts, bytes, conntrack and policy tables`, { timeout: 120_000 }, async () => {
       const self: EndpointRecord = { ...ENDPOINTS.find((e) => e.id === EP_A.id)!, enforceIngress: true, enforceEgress: (shape as Partial<TemplateShape>).enforceEgress ?? true };
-      const { generic, templated, control } = await trio(shape, self, genericShape);
+      const { generic, templated, control } = await trio(shape, self, genericShape, pinned === true);
       const pair = { wasm: generic, kernel: templated, close() {} } as unknown as Pair;
       const evs = events();
       const result = runDifferential(pair, evs, 100);

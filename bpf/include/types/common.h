@@ -89,6 +89,14 @@ enum datapath_limits {
 	METRICS_SLOTS = 512,      /* metrics entries: 256 drop reasons x 2 directions */
 };
 
+/* Slots of an endpoint template's prog array (lxc_calls, bpf/lib/lxc_calls.h):
+ * the node-wide stages its per-endpoint programs tail-call into. */
+enum lxc_call_slot {
+	LXC_CALL_FROM_CONTAINER = 0, /* the datapath for what the pod sends (CT_EGRESS) */
+	LXC_CALL_TO_CONTAINER = 1,   /* the datapath for what the pod receives (CT_INGRESS) */
+	LXC_CALL_SLOTS = 2,
+};
+
 /* Drop reasons. Values are Cilium's (its codes are the negatives of these) where
  * Cilium has the same reason; membrane's own reasons start at 200. A reason fits
  * in a byte because the metrics key stores it in one. */
@@ -100,6 +108,7 @@ enum drop_reason {
 	DROP_CT_UNKNOWN_PROTO = 137,  /* CT: unknown L4 protocol */
 	DROP_UNKNOWN_L3 = 139,        /* Unknown L3 protocol */
 	DROP_CT_CREATE_FAILED = 155,  /* CT: table full of live entries, flow not created */
+	DROP_MISSED_TAIL_CALL = 151,  /* Missed tail call (an endpoint program's shared stage is not installed) */
 	DROP_INVALID_EXTHDR = 156,    /* Invalid or too many IPv6 extension headers */
 	DROP_FRAG_NOSUPPORT = 157,    /* Fragment of a datagram whose first fragment was not seen */
 	DROP_NO_SERVICE = 158,        /* Service has no backend */

@@ -12,8 +12,13 @@ import { InvalidInputError } from "../../errors.js";
 import type { TemplateCompiler } from "./compiler.js";
 import { shapeDefines, type TemplateShape } from "./shape.js";
 
-/** Bumped when the key's recipe or the cache's layout changes. */
-const KEY_VERSION = "membrane-bpf-template-v1";
+/**
+ * Bumped when the key's recipe or the cache's layout changes. v2: a template
+ * is split into per-endpoint programs and node-wide stages that share one
+ * handover layout (bpf/lib/lxc_calls.h), so an instance only ever tail-calls
+ * stages of its own key (its prog array is pinned under the key's name).
+ */
+const KEY_VERSION = "membrane-bpf-template-v2";
 
 export interface SourceDigest {
   path: string;
