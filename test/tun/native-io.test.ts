@@ -22,7 +22,9 @@ import { existsSync, writeFileSync } from "node:fs";
 import { tunNativeLibraryPath } from "../../host/sys/tun-native.js";
 
 const MODES: TunIoMode[] = ["koffi", "batch", "uring"];
-const missing = missingTun() ?? (existsSync(tunNativeLibraryPath()) ? undefined : `${tunNativeLibraryPath()} not built (npm run build:native)`);
+const missing = missingTun()
+  ?? (process.env.MEMBRANE_TUN_NATIVE === "0" ? "MEMBRANE_TUN_NATIVE=0: the native TUN library is off in this run" : undefined)
+  ?? (existsSync(tunNativeLibraryPath()) ? undefined : `${tunNativeLibraryPath()} not built (npm run build:native)`);
 
 /** Packet i: UDP from 10.252.0.2 (behind A) to 10.252.1.2 (behind B), a size that varies with i. */
 function crafted(i: number): Uint8Array {
