@@ -24,8 +24,9 @@
  *      - (context) kernel forwarding without a TUN, at the end, after the
  *        policy-routing rules are removed.
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
- *    sampled again. Order F C F1 | F1 C F (F = default queues, F1 = one
- *    queue): every forwarder run is next to a C loop run, so drift on the
+ *    sampled again. Order F C F1 | F1 C F | K C (F = default queues, F1 = one
+ *    queue, both with native TUN I/O as the agent defaults it; K = one queue
+ *    with one koffi call per packet, the --no-native-io fallback, for context): every forwarder run is next to a C loop run, so drift on the
  *    machine (a shared VM) weighs on both alike; figures are over all
  *    windows (packets / seconds), and the ratio of each adjacent pair is
  *    shown too. Goals: F and F1 >= 1.0x the C loop; the forwarder (one
@@ -72,6 +73,7 @@ import { sweep } from "../host/sys/netns/lab.js";
 import { NetnsProcess } from "../host/sys/netns/process.js";
 import type { StageTimes } from "../host/forwarder/stage-timer.js";
 import { TOOL_SOURCE } from "./forwarder-tools.js";
+import type { TunIoChoice } from "../host/tun/tun-io-choice.js";
 import { num, printTable, type Row } from "./report.js";
 
 // FORWARDER_BENCH_PREFIX: name the run's namespaces and links apart from another run on the same machine.
@@ -100,11 +102,12 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-type UdpVariant = "forwarder" | "forwarder-1q" | "c-loop" | "kernel";
+type UdpVariant = "forwarder" | "forwarder-1q" | "forwarder-1q-koffi" | "c-loop" | "kernel";
 type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "kernel";
 
 // Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
-const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder"];
+// Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run.
+const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop"];
 // Offloads on next to kernel forwarding (ABBA), then the rest for context.
 const TCP_ORDER: TcpVariant[] = ["offloads-on", "kernel", "kernel", "offloads-on", "offloads-off", "offloads-split"];
 
@@ -112,6 +115,7 @@ const UDP_LABEL: Record<UdpVariant, string> = {
   // Several queues without offloads: an I/O thread per queue, one deciding thread (host/tun/ring-tun.ts).
   forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""})`,
   "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
+  "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet)`,
   "c-loop": "plain C read/write loop",
   kernel: "kernel forwarding, no TUN",
 };
@@ -423,10 +427,10 @@ export class Run {
    * (the race in the module comment); returns the worker thread's candidates
    * (new threads of this process).
    */
-  async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough", queues = 1): Promise<number[]> {
+  async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough", queues = 1, io?: TunIoChoice): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
       const before = new Set(tasks());
-      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues }, batchSize: BATCH, stageTiming: this.stageTiming });
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io }, batchSize: BATCH, stageTiming: this.stageTiming });
       this.handle = handle;
       try {
         this.topo.attachTun(handle.ready.device);
@@ -493,8 +497,8 @@ export class Run {
     let thread: { pid: number | "self"; tid: number } | undefined;
     let candidates: number[] = [];
     try {
-      if (variant === "forwarder" || variant === "forwarder-1q") {
-        candidates = await this.startForwarder(false, "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1);
+      if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
+        candidates = await this.startForwarder(false, "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
         if (candidates.length === 1) {
           thread = { pid: "self", tid: candidates[0]! };
           if (this.pin) this.pinThread(thread.tid, moverCpu);
@@ -513,7 +517,7 @@ export class Run {
       // Warm-up: the JIT, conntrack entries for every flow, the queues filled.
       const cpu0 = candidates.map((t) => threadCpuNs("self", t));
       await sleep(WARMUP_S * 1000);
-      if ((variant === "forwarder" || variant === "forwarder-1q") && !thread) {
+      if ((variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") && !thread) {
         // More than one new thread: the worker is the one that was busy.
         const busy = candidates.map((t, i) => threadCpuNs("self", t) - cpu0[i]!);
         thread = { pid: "self", tid: candidates[busy.indexOf(Math.max(...busy))]! };
@@ -546,7 +550,7 @@ export class Run {
         row.threadCpuNs = s1.threadNs! - s0.threadNs!;
         row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
         row.threadNsPerPacket = row.threadCpuNs / row.forwardedPackets;
-        if (variant === "forwarder" || variant === "forwarder-1q") {
+        if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
           row.processCpuNs = (s1.processUs! - s0.processUs!) * 1000;
           row.processNsPerPacket = row.processCpuNs / row.forwardedPackets;
         }
@@ -667,7 +671,7 @@ function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number
 
 function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
   const out: UdpSummary[] = [];
-  for (const variant of ["forwarder", "forwarder-1q", "c-loop", "kernel"] as const) {
+  for (const variant of ["forwarder", "forwarder-1q", "forwarder-1q-koffi", "c-loop", "kernel"] as const) {
     const ok = runs.filter((r) => r.variant === variant && !r.error);
     if (!ok.length) continue;
     const sum = (f: (r: UdpRun) => number | undefined) => ok.reduce((s, r) => s + (f(r) ?? 0), 0);
@@ -961,6 +965,15 @@ function udpGoalNotes(r: Measured): string[] {
       : `GOAL CPU per packet beyond the read and write syscalls <= ${beyond.target} ns: ${beyond.met ? "MET" : "NOT MET"} - ${num(beyond.value)} ns`
         + ` (forwarder, 1 queue, worker thread ns/pkt - C loop ns/pkt; bench:forwarder-stages breaks it down by stage).`,
   );
+  const n1 = r.udp.summary.find((s) => s.variant === "forwarder-1q");
+  const kf = r.udp.summary.find((s) => s.variant === "forwarder-1q-koffi");
+  const kfRun = r.udp.runs.find((row) => row.variant === "forwarder-1q-koffi" && !row.error);
+  const cLast = r.udp.runs.filter((row) => row.variant === "c-loop" && !row.error).at(-1);
+  if (n1 && kf) {
+    notes.push(`For context: one queue with native TUN I/O (io auto) / with one koffi call per packet (--no-native-io) = ${num(n1.receivedPps / kf.receivedPps, 2)}x pps`
+      + ` (${opt(n1.threadNsPerPacket)} vs ${opt(kf.threadNsPerPacket)} ns/pkt)`
+      + (kfRun && cLast ? `; koffi per packet vs the C loop run right after it: ${num(kfRun.receivedPps! / cLast.receivedPps!, 2)}x.` : "."));
+  }
   const f = r.udp.summary.find((s) => s.variant === "forwarder");
   if (f && k) notes.push(`For context: the forwarder passes ${num(f.receivedPps / k.receivedPps, 2)}x of what kernel forwarding passes (with the sender's one CPU doing everything).`);
   return notes;

@@ -21,6 +21,7 @@
  * routing removed, status file removed, lock released), the second is
  * reported and ignored, the third forces an exit and says what is lost.
  */
+import type { TunIoChoice } from "../tun/tun-io-choice.js";
 import { rmSync } from "node:fs";
 import { ForwarderHandle } from "../forwarder/controller.js";
 import type { WorkerMessage } from "../forwarder/protocol.js";
@@ -58,6 +59,8 @@ export interface AgentOptions {
   queues?: number;
   /** false: no I/O thread per queue (WorkerStart.device.ioWorkers). */
   ioWorkers?: boolean;
+  /** How TUN packets cross into JavaScript (WorkerStart.device.io); default "auto". */
+  tunIo?: TunIoChoice;
   routes: string[];
   /** Put the routes in this table (policy routing) instead of main. */
   routeTable?: number;
@@ -187,7 +190,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
         options,
         services: opts.services,
         policy: opts.policy,
-        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues, ioWorkers: opts.ioWorkers },
+        device: { name: opts.device, mtu: opts.mtu, offloads: opts.offloads, queues: opts.queues, ioWorkers: opts.ioWorkers, io: opts.tunIo },
         encrypt: opts.encrypt,
         snapshotPath: snapshotPath(dir),
         snapshotEveryMs: everyMs,
@@ -251,7 +254,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       const policy = endpoints ? `, policy for ${endpoints} endpoints` : "";
       const from = snap && !snap.skipped ? ` (snapshot #${snap.sequence} of pid ${snap.pid}, run ${snap.runId}, written ${ago(snap.writtenAt)})` : "";
       observed?.started();
-      io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
+      io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}${fwd.ready.tunIo ? `, tun io ${fwd.ready.tunIo}` : ""}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
 
       await untilStopRequested(signals, opts.seconds);
     }

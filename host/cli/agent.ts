@@ -3,6 +3,7 @@
  * checked here, then handed to host/agent. The options are one list
  * (AGENT_OPTIONS): a new one is a line there and a field in agentOptions().
  */
+import type { TunIoChoice } from "../tun/tun-io-choice.js";
 import { availableParallelism } from "node:os";
 import { Command, Option } from "commander";
 import { loadAgentConfig, parseSnapshotInterval, runAgent, type AgentOptions } from "../agent/agent.js";
@@ -27,6 +28,8 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
   new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
   new Option("--queues <n>", "TUN queues, 1..256 (IFF_MULTI_QUEUE; one conntrack view over all; default: the number of CPUs)"),
+  new Option("--tun-io <mode>", "how packets cross between the TUN and the forwarder: auto (io_uring batches, else read/write batches in C, else one FFI call per packet), uring, batch, koffi").choices(["auto", "uring", "batch", "koffi"]).default("auto"),
+  new Option("--no-native-io", "move TUN packets with one koffi FFI call per packet (the fallback), as --tun-io koffi"),
   new Option("--no-io-workers", "with several queues, do every queue's read/write on the deciding thread instead of an I/O thread per queue"),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
   new Option("--route-table <n>", "put those routes in table n instead of main (policy routing)"),
@@ -59,6 +62,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const state = config ? loadAgentConfig(config) : undefined;
   return {
     ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues, ioWorkers: flags.ioWorkers !== false,
+    tunIo: flags.nativeIo === false ? "koffi" : (str(flags, "tunIo") as TunIoChoice | undefined),
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,
     snapshotInterval, discardSnapshot: flags.discardSnapshot === true,

@@ -11,11 +11,17 @@ import { MultiQueueTun } from "../tun/multi-queue.js";
 import { RingTun } from "../tun/ring-tun.js";
 import type { WorkerStart } from "./protocol.js";
 
+/** The TUN I/O mode a device opened here uses (LinuxTun, RingTun, MultiQueueTun all say), for the ready message. */
+export function deviceTunIo(device: TunDevice): string | undefined {
+  return "io" in device && typeof device.io === "string" ? device.io : undefined;
+}
+
 export function openForwarderDevice(device: WorkerStart["device"]): TunDevice {
   const offloads = device.offloads ?? false;
   const options: OpenTunOptions = {
     name: device.name, mtu: device.mtu, vnetHdr: offloads,
     offloads: offloads ? { csum: true, tso: true, uso: true } : undefined,
+    io: device.io,
   };
   const queues = device.queues ?? 1;
   if (queues === 1) return openTun(options);

@@ -1,4 +1,5 @@
 /** Messages between the forwarder's worker thread and the thread that controls it. */
+import type { TunIoChoice } from "../tun/tun-io-choice.js";
 import type { MessagePort } from "node:worker_threads";
 import type { DatapathOptions } from "../config.js";
 import type { DatapathCounters } from "../engine.js";
@@ -32,6 +33,11 @@ export interface WorkerStart {
      * default true. false: this worker does every queue's syscalls itself.
      */
     ioWorkers?: boolean;
+    /**
+     * How packets cross between the kernel and JavaScript (host/tun/tun-io-choice.ts):
+     * default "auto" (io_uring batches, else read/write batches in C, else one koffi call per packet).
+     */
+    io?: TunIoChoice;
   };
   /**
    * Conntrack snapshot: restored at start when present (refused whole when
@@ -74,7 +80,7 @@ export interface NatSummary {
 }
 
 export type WorkerMessage =
-  | { type: "ready"; device: string; mtu: number; restored: Record<string, number>; snapshot?: RestoredSnapshot; saved?: SnapshotWritten }
+  | { type: "ready"; device: string; mtu: number; /** The TUN I/O mode in use (tun-io-choice.ts); absent for a device that is not a Linux TUN. */ tunIo?: string; restored: Record<string, number>; snapshot?: RestoredSnapshot; saved?: SnapshotWritten }
   | { type: "report"; stats: ForwarderStats; counters: DatapathCounters; flows: FlowSummary[]; entries: number; services: ServiceFlowSummary[]; nat: NatSummary[]; natMappings: number }
   /** A periodic snapshot was written, or could not be (forwarding goes on; the next one is tried an interval later). */
   | { type: "snapshot"; saved?: SnapshotWritten; error?: string }

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { Datapath } from "../datapath.js";
-import { openForwarderDevice } from "./open-device.js";
+import { deviceTunIo, openForwarderDevice } from "./open-device.js";
 import { Forwarder } from "./forwarder.js";
 import { prepareDatapath } from "./setup.js";
 import { openEspPath } from "./esp-path.js";
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
     const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
     report();
-    post({ type: "ready", device: device.name, mtu: device.mtu, restored, snapshot, saved });
+    post({ type: "ready", device: device.name, mtu: device.mtu, tunIo: deviceTunIo(device), restored, snapshot, saved });
     const every = start.reportEveryMs ?? 1000;
     let nextReport = Date.now() + every;
     fwd.run(() => {

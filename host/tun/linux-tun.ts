@@ -5,9 +5,11 @@
  * super-packets instead of one MTU-sized packet at a time.
  *
  * The fd is non-blocking: a batch read is a loop of read(2) until EAGAIN or
- * the batch is full, and wait() is poll(2). Packet bytes move between the
- * kernel and the caller's Uint8Arrays with no copy in between (see
- * libc-tun.ts).
+ * the batch is full, and wait() is poll(2). How the loop runs is `io`
+ * (tun-io-choice.ts): in C with one FFI call per batch, as an io_uring
+ * batch, or one koffi call per packet. Packet bytes move between the kernel
+ * and the caller's Uint8Arrays with no copy in between (see libc-tun.ts and
+ * native-batch-io.ts).
  *
  * Namespaces: the device is created in the network namespace of the calling
  * thread at open time, and the MTU/link-up ioctls go through a socket made in
@@ -21,6 +23,9 @@ import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.j
 import { checkReadBatch, checkWriteBatch, MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, type TunDevice } from "./device.js";
 import { TunClosedError, TunIoError } from "./errors.js";
 import { libcTun } from "./libc-tun.js";
+import { NativeTunIo } from "./native-batch-io.js";
+import { resolveTunIo, type TunIoChoice, type TunIoMode } from "./tun-io-choice.js";
+import { tunNative } from "../sys/tun-native.js";
 import {
   AF_INET,
   IFF_NO_PI,
@@ -94,6 +99,8 @@ export interface OpenTunOptions {
   multiQueue?: boolean;
   /** The TUN clone device; only tests and unusual systems change it. */
   devicePath?: string;
+  /** How packets move (tun-io-choice.ts); default "auto": io_uring, else batched syscalls, else koffi per packet. */
+  io?: TunIoChoice;
 }
 
 /** What the kernel actually agreed to. */
@@ -110,6 +117,7 @@ interface Opened {
   vnetHdr: boolean;
   offloads: TunOffloads;
   notes: string[];
+  io: TunIoMode;
 }
 
 export class LinuxTun implements TunDevice {
@@ -121,6 +129,10 @@ export class LinuxTun implements TunDevice {
   readonly offloads: TunOffloads;
   /** Degradations decided at open, for people: "kernel lacks USO ...". */
   readonly notes: readonly string[];
+  /** How packets move: io_uring, batched syscalls in C, or one koffi call per packet. */
+  readonly io: TunIoMode;
+  /** The native batch path ("uring" or "batch"); undefined with "koffi". */
+  readonly #native: NativeTunIo | undefined;
   #fd: number;
   readonly #hdr: number;
   /** One struct pollfd, reused by every wait(); koffi passes it in place, so revents lands here. */
@@ -145,6 +157,8 @@ export class LinuxTun implements TunDevice {
     this.vnetHdr = opened.vnetHdr;
     this.offloads = Object.freeze({ ...opened.offloads });
     this.notes = Object.freeze([...opened.notes]);
+    this.io = opened.io;
+    this.#native = opened.io === "koffi" ? undefined : new NativeTunIo(tunNative()!, opened.io);
     this.#hdr = opened.vnetHdr ? VIRTIO_NET_HDR_LEN : 0;
     // Segmentation offload lets one read return far more than an MTU.
     this.readCapacity = opened.offloads.tso || opened.offloads.uso ? MAX_GSO_PACKET : opened.mtu;
@@ -158,6 +172,7 @@ export class LinuxTun implements TunDevice {
   read(bufs: Uint8Array[], sizes: number[], offset: number): number {
     const fd = this.#open();
     checkReadBatch(this, bufs, sizes, offset);
+    if (this.#native) return this.#readNative(fd, bufs, sizes, offset);
     const c = libcTun();
     const hdr = this.#hdr;
     let i = 0;
@@ -182,6 +197,7 @@ export class LinuxTun implements TunDevice {
   write(bufs: Uint8Array[], sizes: number[], offset: number): number {
     const fd = this.#open();
     checkWriteBatch(this, bufs, sizes, offset);
+    if (this.#native) return this.#writeNative(fd, bufs, sizes, offset);
     const c = libcTun();
     const hdr = this.#hdr;
     let i = 0;
@@ -199,6 +215,36 @@ export class LinuxTun implements TunDevice {
     }
     return i;
   }
+
+  /** read() with one FFI call for the batch: the same results, errors and sizes as the koffi loop. */
+  #readNative(fd: number, bufs: Uint8Array[], sizes: number[], offset: number): number {
+    const io = this.#native!;
+    const hdr = this.#hdr;
+    const n = io.read(fd, bufs, bufs.length, offset - hdr, sizes);
+    for (let i = 0; i < n; i++) {
+      if (sizes[i]! < hdr) throw new TunIoError(`read packet ${i} from ${this.name}: ${sizes[i]} bytes is shorter than the virtio_net_hdr`, EINVAL, i);
+      sizes[i] = sizes[i]! - hdr;
+    }
+    if (io.errno !== 0) throw new TunIoError(`read packet ${n} of a batch from ${this.name}`, io.errno, n);
+    return n;
+  }
+
+  #writeNative(fd: number, bufs: Uint8Array[], sizes: number[], offset: number): number {
+    const io = this.#native!;
+    const hdr = this.#hdr;
+    let lens = sizes;
+    if (hdr !== 0) {
+      lens = this.#lens;
+      for (let i = 0; i < bufs.length; i++) lens[i] = hdr + sizes[i]!;
+    }
+    const n = io.write(fd, bufs, bufs.length, offset - hdr, lens);
+    // The device pushed back: report what went out, the caller retries the rest.
+    if (io.errno !== 0 && io.errno !== EAGAIN) throw new TunIoError(`write packet ${n} of a batch to ${this.name}`, io.errno, n);
+    return n;
+  }
+
+  /** Packet lengths with the virtio_net_hdr, for the native write (reused). */
+  readonly #lens: number[] = [];
 
   wait(timeoutMs: number): boolean {
     const fd = this.#open();
@@ -229,6 +275,7 @@ export class LinuxTun implements TunDevice {
     if (this.#fd < 0) return;
     const fd = this.#fd;
     this.#fd = -1;
+    this.#native?.close();
     // Closing the last fd of a non-persistent TUN deletes the interface.
     libc().close(fd);
   }
@@ -274,11 +321,14 @@ class SlotViews {
  */
 export function openTun(options: OpenTunOptions = {}): LinuxTun {
   const plan = validate(options);
+  const io = resolveTunIo(options.io);
   const c = libc();
   const fd = c.open(plan.devicePath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) throw openError(plan.devicePath, c.errno());
   try {
-    return new LinuxTun(configure(fd, plan));
+    const opened = configure(fd, plan);
+    if (io.note) opened.notes.push(io.note);
+    return new LinuxTun({ ...opened, io: io.mode });
   } catch (err) {
     // The interface exists only while the fd is open: closing undoes everything.
     c.close(fd);
@@ -401,7 +451,7 @@ function openError(path: string, errno: number): MembraneError {
   }
 }
 
-function configure(fd: number, plan: Plan): Opened {
+function configure(fd: number, plan: Plan): Omit<Opened, "io"> {
   const c = libcTun();
   const notes: string[] = [];
 

@@ -26,6 +26,8 @@ export class MultiQueueTun implements TunDevice {
   readonly mtu: number;
   readonly vnetHdr: boolean;
   readonly readCapacity: number;
+  /** The queues' TUN io mode (tun-io-choice.ts), when they are Linux TUNs. */
+  readonly io: string | undefined;
   /** Queue read first by the next read(). */
   #first = 0;
   /** The read buffers from index k on, per k, for the caller's current buffer array (no slice per call). */
@@ -34,8 +36,6 @@ export class MultiQueueTun implements TunDevice {
   #sizes: number[] = [];
   /** Which queue each read buffer's packet came from; by buffer, so write() finds it. */
   readonly #queueOf = new Map<Uint8Array, number>();
-  readonly #one: Uint8Array[] = [new Uint8Array(0)];
-  readonly #oneSize: number[] = [0];
 
   constructor(readonly queues: readonly TunDevice[], private readonly waiter?: WaitableQueues) {
     if (queues.length === 0) throw new InvalidInputError("a multi-queue TUN needs at least one queue");
@@ -44,6 +44,7 @@ export class MultiQueueTun implements TunDevice {
     this.mtu = q.mtu;
     this.vnetHdr = q.vnetHdr;
     this.readCapacity = q.readCapacity;
+    this.io = "io" in q && typeof q.io === "string" ? q.io : undefined;
   }
 
   read(bufs: Uint8Array[], sizes: number[], offset: number): number {
@@ -83,19 +84,25 @@ export class MultiQueueTun implements TunDevice {
 
   write(bufs: Uint8Array[], sizes: number[], offset: number): number {
     checkWriteBatch(this, bufs, sizes, offset);
-    for (let i = 0; i < bufs.length; i++) {
+    // Consecutive packets of one queue go in one call (one FFI crossing with native TUN I/O):
+    // a batch is read queue by queue, so its packets come in a few runs.
+    let i = 0;
+    while (i < bufs.length) {
       const q = this.#queueOf.get(bufs[i]!) ?? 0;
-      this.#one[0] = bufs[i]!;
-      this.#oneSize[0] = sizes[i]!;
+      let end = i + 1;
+      while (end < bufs.length && (this.#queueOf.get(bufs[end]!) ?? 0) === q) end++;
+      const whole = i === 0 && end === bufs.length;
+      const run = whole ? bufs : bufs.slice(i, end);
       let done: number;
       try {
-        done = this.queues[q]!.write(this.#one, this.#oneSize, offset);
+        done = this.queues[q]!.write(run, whole ? sizes : sizes.slice(i, end), offset);
       } catch (err) {
-        if (err instanceof TunIoError) throw new TunIoError(`${err.message} [queue ${q}]`, err.errno, i, { cause: err });
+        if (err instanceof TunIoError) throw new TunIoError(`${err.message} [queue ${q}]`, err.errno, i + err.done, { cause: err });
         throw err;
       }
       // The queue pushed back (EAGAIN): report what went out, as a single device would.
-      if (done === 0) return i;
+      if (done < run.length) return i + done;
+      i = end;
     }
     return bufs.length;
   }

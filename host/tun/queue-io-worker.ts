@@ -11,6 +11,11 @@
  * outbound ring's `sleeping` flag), so neither side spins nor polls with a
  * timeout to see the other's work.
  *
+ * With native TUN I/O (`io` "uring" or "batch", native-batch-io.ts) a batch
+ * of reads into the free slots is one FFI call (and with io_uring one
+ * syscall), and so is the outbound ring's batch of writes; with "koffi" each
+ * packet is a koffi call of its own.
+ *
  * Lost packets are counted, never blocked on: a full inbound ring (the
  * decider is behind) drops what is read (inbound.drops); a write the kernel
  * refuses is counted in outbound.errors, which the forwarder adds to
@@ -19,6 +24,9 @@
 import { workerData } from "node:worker_threads";
 import { endianness } from "node:os";
 import { libcTun } from "./libc-tun.js";
+import { tunNative } from "../sys/tun-native.js";
+import { NativeTunIo } from "./native-batch-io.js";
+import type { TunIoMode } from "./tun-io-choice.js";
 import { PacketRing } from "./packet-ring.js";
 import { POLLFD_SIZE, POLLIN } from "./tun-abi.js";
 
@@ -35,6 +43,8 @@ export interface QueueIoStart {
   control: SharedArrayBuffer;
   /** Packets read per batch before they are published and the outbound ring is drained. */
   batch: number;
+  /** How this thread moves packets (the queue's LinuxTun.io); default "koffi". */
+  io?: TunIoMode;
 }
 
 const EINTR = 4;
@@ -60,6 +70,13 @@ function run(start: QueueIoStart): void {
   pv.setInt32(POLLFD_SIZE, wakeFd, LE);
   pv.setInt16(POLLFD_SIZE + 4, POLLIN, LE);
   const nap = new Int32Array(new SharedArrayBuffer(4));
+  const lib = start.io === "uring" || start.io === "batch" ? tunNative() : undefined;
+  const native = lib ? new NativeTunIo(lib, start.io as "uring" | "batch") : undefined;
+  // The slots of one native call and their lengths (reused; a slot's view is the ring's own, made once).
+  const inSlots: Uint8Array[] = [];
+  const inLens: number[] = [];
+  const outSlots: Uint8Array[] = [];
+  const outLens: number[] = [];
 
   while (Atomics.load(control, 0) === 0) {
     // Inbound: up to a batch, into the ring's free slots in place; beyond them into scratch, counted as drops.
@@ -67,7 +84,17 @@ function run(start: QueueIoStart): void {
     let filled = 0;
     let dropped = 0;
     let failed = false;
-    for (let i = 0; i < batch; i++) {
+    let tries = batch;
+    if (native && free > 0) {
+      const want = Math.min(batch, free);
+      for (let k = 0; k < want; k++) inSlots[k] = inbound.freeSlot(k);
+      filled = native.read(fd, inSlots, want, 0, inLens);
+      for (let k = 0; k < filled; k++) inbound.setLength(k, inLens[k]!);
+      if (native.errno !== 0) failed = true;
+      // Only a full ring leaves the rest of the batch to the loop below, which reads into scratch and counts drops.
+      tries = failed || filled < want || filled < free ? 0 : batch - filled;
+    }
+    for (let i = 0; i < tries; i++) {
       const into = filled < free ? inbound.freeSlot(filled) : scratch;
       const n = c.read(fd, into, cap);
       if (n < 0) {
@@ -88,7 +115,25 @@ function run(start: QueueIoStart): void {
     // Outbound: everything the decider has left, in order.
     const ready = outbound.available();
     let errors = 0;
-    for (let k = 0; k < ready; k++) {
+    if (native && ready > 0) {
+      for (let k = 0; k < ready; k++) {
+        outSlots[k] = outbound.readySlot(k);
+        outLens[k] = outbound.length(k);
+      }
+      let from = 0;
+      while (from < ready) {
+        const bufs = from === 0 ? outSlots : outSlots.slice(from);
+        const lens = from === 0 ? outLens : outLens.slice(from);
+        const done = native.write(fd, bufs, ready - from, 0, lens);
+        from += done;
+        // A packet the kernel refused (or pushed back) is counted and skipped, as below.
+        if (from < ready) {
+          errors++;
+          from++;
+        }
+      }
+    }
+    for (let k = native ? ready : 0; k < ready; k++) {
       for (;;) {
         if (c.write(fd, outbound.readySlot(k), outbound.length(k)) >= 0) break;
         if (c.errno() !== EINTR) { errors++; break; }
@@ -113,6 +158,7 @@ function run(start: QueueIoStart): void {
     }
     outbound.setSleeping(false);
   }
+  native?.close();
   Atomics.store(control, 1, 1);
   Atomics.notify(control, 1);
 }

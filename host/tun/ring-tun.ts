@@ -65,6 +65,8 @@ export class RingTun implements TunDevice {
   readonly vnetHdr: boolean;
   readonly readCapacity: number;
   readonly offloads: LinuxTun["offloads"];
+  /** How the I/O threads move packets (the queues' TUN io mode, tun-io-choice.ts). */
+  readonly io: LinuxTun["io"];
   readonly #queues: Queue[];
   readonly #hdr: number;
   /** Int32 [sequence, sleeping]: bumped by an I/O thread after it publishes; the decider Atomics.waits on it. */
@@ -93,6 +95,7 @@ export class RingTun implements TunDevice {
     this.vnetHdr = q0.vnetHdr;
     this.readCapacity = q0.readCapacity;
     this.offloads = q0.offloads;
+    this.io = q0.io;
     this.#hdr = q0.vnetHdr ? 10 : 0;
     this.#doorbell = new Int32Array(new SharedArrayBuffer(8));
     this.#touched = new Uint8Array(queues.length);
@@ -110,7 +113,7 @@ export class RingTun implements TunDevice {
         const control = new Int32Array(new SharedArrayBuffer(8));
         const start: QueueIoStart = {
           fd: tun.fd, wakeFd, inbound: inbound.sab, outbound: outbound.sab, doorbell: this.#doorbell.buffer as SharedArrayBuffer,
-          control: control.buffer as SharedArrayBuffer, batch: ioBatch,
+          control: control.buffer as SharedArrayBuffer, batch: ioBatch, io: tun.io,
         };
         const worker = new Worker(file, { workerData: start });
         // The I/O threads live and die with this device, never with the event loop.
