@@ -71,7 +71,7 @@ function main(): void {
   const loadBefore = loadavg().map((l) => l.toFixed(2)).join(" ");
   const lib = espNative();
   if (!lib) {
-    console.log(`skipped: native ESP library unavailable (${espNativeUnavailable})`);
+    console.log(`skipped: native ESP library unavailable (${espNativeUnavailable()})`);
     return;
   }
   const sa = lib.saNew(key.key, key.salt, 16);

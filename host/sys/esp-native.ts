@@ -7,10 +7,7 @@
  * (host/encrypt/esp.ts: the same bytes, slower). MEMBRANE_ESP_NATIVE=0 turns
  * it off on purpose (benchmarks, tests of the fallback).
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { packageRoot } from "../package-root.js";
-import { koffi, type NativeFunction } from "./ffi.js";
+import { OptionalNative } from "./optional-native.js";
 
 export const NATIVE_LIBRARY = "build/native/libesp_gcm.so";
 const ABI_VERSION = 1;
@@ -41,50 +38,41 @@ export interface EspNative {
   recvmmsg(fd: number, buf: Uint8Array, stride: number, skip: number, lengths: Uint32Array, from: Uint32Array, n: number): number;
 }
 
-let cached: EspNative | null | undefined;
+const library = new OptionalNative<EspNative>({
+  library: NATIVE_LIBRARY,
+  envVar: "MEMBRANE_ESP_NATIVE",
+  abiSymbol: "esp_abi_version",
+  abiVersion: ABI_VERSION,
+  buildHint: "npm run build:native; Debian: apt-get install libssl-dev",
+  fallback: "ESP crypto on node:crypto (slower)",
+  bind: (fn) => {
+    const saNew = fn("esp_sa_new", "uintptr_t", ["void *", "int", "void *", "int"]);
+    const saFree = fn("esp_sa_free", "void", ["uintptr_t"]);
+    const seal = fn("esp_seal_batch", "int", ["void *", "void *", "void *", "void *", "uint32_t", "void *", "int", "uint32_t", "uint32_t"]);
+    const open = fn("esp_open_batch", "int", ["void *", "void *", "uint32_t", "void *", "void *", "int"]);
+    const send = fn("esp_sendmmsg", "int", ["int", "void *", "uint32_t", "uint32_t", "void *", "void *", "int"]);
+    const recv = fn("esp_recvmmsg", "int", ["int", "void *", "uint32_t", "uint32_t", "void *", "void *", "int"]);
+    return {
+      saNew: (key, salt, icv) => Number(saNew(key, key.length, salt, icv)),
+      saFree: (sa) => saFree(sa),
+      sealBatch: (sas, spi, seq, buf, stride, lengths, n, sport, dport) => seal(sas, spi, seq, buf, stride, lengths, n, sport, dport) as number,
+      openBatch: (sas, buf, stride, lengths, results, n) => open(sas, buf, stride, lengths, results, n) as number,
+      sendmmsg: (fd, buf, stride, skip, lengths, addrs, n) => send(fd, buf, stride, skip, lengths, addrs, n) as number,
+      recvmmsg: (fd, buf, stride, skip, lengths, from, n) => recv(fd, buf, stride, skip, lengths, from, n) as number,
+    };
+  },
+});
 
 export function nativeLibraryPath(): string {
-  return join(packageRoot(), NATIVE_LIBRARY);
+  return library.path();
 }
-
-/** Why the native library is not used, or undefined when it is (after espNative()). */
-export let espNativeUnavailable: string | undefined;
 
 /** The binding, or undefined (after a one-line notice on stderr) when the library is not there. */
 export function espNative(): EspNative | undefined {
-  if (cached !== undefined) return cached ?? undefined;
-  try {
-    cached = load();
-  } catch (err) {
-    cached = null;
-    espNativeUnavailable = (err as Error).message;
-    if (process.env.MEMBRANE_ESP_NATIVE !== "0") {
-      console.warn(`membrane: ESP crypto on node:crypto (slower): ${espNativeUnavailable}`);
-    }
-  }
-  return cached ?? undefined;
+  return library.get();
 }
 
-function load(): EspNative {
-  if (process.env.MEMBRANE_ESP_NATIVE === "0") throw new Error("MEMBRANE_ESP_NATIVE=0");
-  const path = nativeLibraryPath();
-  if (!existsSync(path)) throw new Error(`${NATIVE_LIBRARY} not built (npm run build:native; Debian: apt-get install libssl-dev)`);
-  const lib = koffi().load(path);
-  const fn = (name: string, ret: string, args: string[]): NativeFunction => lib.func(name, ret, args);
-  const version = fn("esp_abi_version", "int", [])() as number;
-  if (version !== ABI_VERSION) throw new Error(`${NATIVE_LIBRARY} is ABI ${version}, expected ${ABI_VERSION} (npm run build:native)`);
-  const saNew = fn("esp_sa_new", "uintptr_t", ["void *", "int", "void *", "int"]);
-  const saFree = fn("esp_sa_free", "void", ["uintptr_t"]);
-  const seal = fn("esp_seal_batch", "int", ["void *", "void *", "void *", "void *", "uint32_t", "void *", "int", "uint32_t", "uint32_t"]);
-  const open = fn("esp_open_batch", "int", ["void *", "void *", "uint32_t", "void *", "void *", "int"]);
-  const send = fn("esp_sendmmsg", "int", ["int", "void *", "uint32_t", "uint32_t", "void *", "void *", "int"]);
-  const recv = fn("esp_recvmmsg", "int", ["int", "void *", "uint32_t", "uint32_t", "void *", "void *", "int"]);
-  return {
-    saNew: (key, salt, icv) => Number(saNew(key, key.length, salt, icv)),
-    saFree: (sa) => saFree(sa),
-    sealBatch: (sas, spi, seq, buf, stride, lengths, n, sport, dport) => seal(sas, spi, seq, buf, stride, lengths, n, sport, dport) as number,
-    openBatch: (sas, buf, stride, lengths, results, n) => open(sas, buf, stride, lengths, results, n) as number,
-    sendmmsg: (fd, buf, stride, skip, lengths, addrs, n) => send(fd, buf, stride, skip, lengths, addrs, n) as number,
-    recvmmsg: (fd, buf, stride, skip, lengths, from, n) => recv(fd, buf, stride, skip, lengths, from, n) as number,
-  };
+/** Why the native library is not used, or undefined when it is (after espNative()). */
+export function espNativeUnavailable(): string | undefined {
+  return library.unavailable;
 }

@@ -8,10 +8,7 @@
  * (host/tun/linux-tun.ts: the same bytes, slower). MEMBRANE_TUN_NATIVE=0
  * turns it off on purpose (benchmarks, tests of the fallback).
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { packageRoot } from "../package-root.js";
-import { koffi, type NativeFunction } from "./ffi.js";
+import { OptionalNative } from "./optional-native.js";
 
 export const TUN_NATIVE_LIBRARY = "build/native/libtun_io.so";
 const ABI_VERSION = 1;
@@ -32,51 +29,42 @@ export interface TunNative {
   uringWriteBatch(ring: number, fd: number, base: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, err: Int32Array): number;
 }
 
-let cached: TunNative | null | undefined;
+const library = new OptionalNative<TunNative>({
+  library: TUN_NATIVE_LIBRARY,
+  envVar: "MEMBRANE_TUN_NATIVE",
+  abiSymbol: "tun_io_abi_version",
+  abiVersion: ABI_VERSION,
+  buildHint: "npm run build:native; needs a C compiler",
+  fallback: "TUN I/O one packet per FFI call (slower)",
+  bind: (fn) => {
+    // Every array is `void *`: koffi passes the typed array's memory in place, copying nothing either way.
+    const read = fn("tun_read_batch", "int", ["int", "void *", "void *", "void *", "void *", "int", "void *"]);
+    const write = fn("tun_write_batch", "int", ["int", "void *", "void *", "void *", "int", "void *"]);
+    const uringNew = fn("tun_uring_new", "uintptr_t", ["unsigned int", "void *"]);
+    const uringFree = fn("tun_uring_free", "void", ["uintptr_t"]);
+    const uringRead = fn("tun_uring_read_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "void *", "int", "void *"]);
+    const uringWrite = fn("tun_uring_write_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "int", "void *"]);
+    return {
+      readBatch: (fd, base, offs, caps, lens, n, err) => read(fd, base, offs, caps, lens, n, err) as number,
+      writeBatch: (fd, base, offs, lens, n, err) => write(fd, base, offs, lens, n, err) as number,
+      uringNew: (entries, err) => Number(uringNew(entries, err)),
+      uringFree: (ring) => uringFree(ring),
+      uringReadBatch: (ring, fd, base, offs, caps, lens, n, err) => uringRead(ring, fd, base, offs, caps, lens, n, err) as number,
+      uringWriteBatch: (ring, fd, base, offs, lens, n, err) => uringWrite(ring, fd, base, offs, lens, n, err) as number,
+    };
+  },
+});
 
 export function tunNativeLibraryPath(): string {
-  return join(packageRoot(), TUN_NATIVE_LIBRARY);
+  return library.path();
 }
-
-/** Why the native library is not used, or undefined when it is (after tunNative()). */
-export let tunNativeUnavailable: string | undefined;
 
 /** The binding, or undefined (after a one-line notice on stderr) when the library is not there. */
 export function tunNative(): TunNative | undefined {
-  if (cached !== undefined) return cached ?? undefined;
-  try {
-    cached = load();
-  } catch (err) {
-    cached = null;
-    tunNativeUnavailable = (err as Error).message;
-    if (process.env.MEMBRANE_TUN_NATIVE !== "0") {
-      console.warn(`membrane: TUN I/O one packet per FFI call (slower): ${tunNativeUnavailable}`);
-    }
-  }
-  return cached ?? undefined;
+  return library.get();
 }
 
-function load(): TunNative {
-  if (process.env.MEMBRANE_TUN_NATIVE === "0") throw new Error("MEMBRANE_TUN_NATIVE=0");
-  const path = tunNativeLibraryPath();
-  if (!existsSync(path)) throw new Error(`${TUN_NATIVE_LIBRARY} not built (npm run build:native; needs a C compiler)`);
-  const lib = koffi().load(path);
-  const fn = (name: string, ret: string, args: string[]): NativeFunction => lib.func(name, ret, args);
-  const version = fn("tun_io_abi_version", "int", [])() as number;
-  if (version !== ABI_VERSION) throw new Error(`${TUN_NATIVE_LIBRARY} is ABI ${version}, expected ${ABI_VERSION} (npm run build:native)`);
-  // Every array is `void *`: koffi passes the typed array's memory in place, copying nothing either way.
-  const read = fn("tun_read_batch", "int", ["int", "void *", "void *", "void *", "void *", "int", "void *"]);
-  const write = fn("tun_write_batch", "int", ["int", "void *", "void *", "void *", "int", "void *"]);
-  const uringNew = fn("tun_uring_new", "uintptr_t", ["unsigned int", "void *"]);
-  const uringFree = fn("tun_uring_free", "void", ["uintptr_t"]);
-  const uringRead = fn("tun_uring_read_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "void *", "int", "void *"]);
-  const uringWrite = fn("tun_uring_write_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "int", "void *"]);
-  return {
-    readBatch: (fd, base, offs, caps, lens, n, err) => read(fd, base, offs, caps, lens, n, err) as number,
-    writeBatch: (fd, base, offs, lens, n, err) => write(fd, base, offs, lens, n, err) as number,
-    uringNew: (entries, err) => Number(uringNew(entries, err)),
-    uringFree: (ring) => uringFree(ring),
-    uringReadBatch: (ring, fd, base, offs, caps, lens, n, err) => uringRead(ring, fd, base, offs, caps, lens, n, err) as number,
-    uringWriteBatch: (ring, fd, base, offs, lens, n, err) => uringWrite(ring, fd, base, offs, lens, n, err) as number,
-  };
+/** Why the native library is not used, or undefined when it is (after tunNative()). */
+export function tunNativeUnavailable(): string | undefined {
+  return library.unavailable;
 }

@@ -49,8 +49,8 @@ export function resolveTunIo(choice: TunIoChoice = "auto"): { mode: TunIoMode; n
   }
   if (choice === "koffi") return { mode: "koffi" };
   if (!tunNative()) {
-    if (choice !== "auto") throw new NotSupportedError(`TUN io "${choice}" needs the native library: ${tunNativeUnavailable}`);
-    return { mode: "koffi", note: `TUN I/O one packet per FFI call: ${tunNativeUnavailable}` };
+    if (choice !== "auto") throw new NotSupportedError(`TUN io "${choice}" needs the native library: ${tunNativeUnavailable()}`);
+    return { mode: "koffi", note: `TUN I/O one packet per FFI call: ${tunNativeUnavailable()}` };
   }
   if (choice === "batch") return { mode: "batch" };
   const why = uringUnavailable();
