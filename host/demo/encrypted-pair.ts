@@ -156,6 +156,27 @@ export class EncryptedPair {
     return proc;
   }
 
+  /**
+   * Creates the namespaces, gives both nodes `keyLine` and a peer advertising
+   * `peerKeyIndex`, then runs `startNodes`; if any of it fails, everything
+   * made so far is torn down and the error names what cleanup could not undo.
+   */
+  async bringUp(keyLine: string, peerKeyIndex: number, startNodes: () => Promise<unknown>): Promise<void> {
+    try {
+      this.create();
+      await this.waitUp();
+      for (const n of this.nodes) {
+        this.writeKey(n, keyLine);
+        this.writePeers(n, peerKeyIndex);
+      }
+      await startNodes();
+    } catch (err) {
+      const problems = await this.teardown();
+      if (problems.length) (err as Error).message += `; cleanup: ${problems.join("; ")}`;
+      throw err;
+    }
+  }
+
   /** SIGTERM node n's forwarder and waits for it to exit. */
   async stop(n: PairNode): Promise<void> {
     const p = n.process;

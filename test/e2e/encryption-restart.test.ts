@@ -102,22 +102,11 @@ describeIf("encryption keys survive an agent restart (SIGTERM and SIGKILL) withi
     return { outage, status: await fresh(b, next.child.pid!) };
   }
 
-  beforeAll(async () => {
-    try {
-      pair.create();
-      await pair.waitUp();
-      for (const n of pair.nodes) {
-        pair.writeKey(n, line(3, KEY3));
-        pair.writePeers(n, 3);
-      }
+  beforeAll(() =>
+    pair.bringUp(line(3, KEY3), 3, async () => {
       await pair.start(a);
       await startB();
-    } catch (err) {
-      const problems = await pair.teardown();
-      if (problems.length) (err as Error).message += `; cleanup: ${problems.join("; ")}`;
-      throw err;
-    }
-  }, 60_000);
+    }), 60_000);
 
   afterAll(async () => {
     for (const n of pair.nodes) {

@@ -65,22 +65,11 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
   let capture: ReturnType<typeof spawn> | undefined;
   const pcap = join(pair.stateRoot, "underlay.pcap");
 
-  beforeAll(async () => {
-    try {
-      pair.create();
-      await pair.waitUp();
-      for (const n of pair.nodes) {
-        pair.writeKey(n, line(3, KEY3));
-        pair.writePeers(n, 3);
-      }
+  beforeAll(() =>
+    pair.bringUp(line(3, KEY3), 3, async () => {
       await pair.start(n1);
       await pair.start(n2);
-    } catch (err) {
-      const problems = await pair.teardown();
-      if (problems.length) (err as Error).message += `; cleanup: ${problems.join("; ")}`;
-      throw err;
-    }
-  }, 60_000);
+    }), 60_000);
 
   afterAll(async () => {
     if (capture?.pid) {
