@@ -102,12 +102,16 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-type UdpVariant = "forwarder" | "forwarder-1q" | "forwarder-1q-koffi" | "c-loop" | "kernel";
+type UdpVariant = "forwarder" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
 type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "kernel";
 
 // Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
-// Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run.
-const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop"];
+// Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run,
+// and one queue with offloads on (write coalescing) on both sides of a C loop run (O C O: each O is adjacent to it).
+const UDP_ORDER: UdpVariant[] = [
+  "forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop",
+  "forwarder-1q-offloads", "c-loop", "forwarder-1q-offloads",
+];
 // Offloads on next to kernel forwarding (ABBA), then the rest for context.
 const TCP_ORDER: TcpVariant[] = ["offloads-on", "kernel", "kernel", "offloads-on", "offloads-off", "offloads-split"];
 
@@ -116,6 +120,7 @@ const UDP_LABEL: Record<UdpVariant, string> = {
   forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""})`,
   "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
   "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet)`,
+  "forwarder-1q-offloads": `forwarder (batch ${BATCH}, 1 queue, offloads on: USO coalescing on write)`,
   "c-loop": "plain C read/write loop",
   kernel: "kernel forwarding, no TUN",
 };
@@ -136,13 +141,18 @@ export interface UdpRun {
   windowSeconds?: number;
   /** pod1 eth0 tx: what the sender got into the node. */
   offeredPps?: number;
-  /** pod2 eth0 rx: what arrived. */
+  /**
+   * What arrived: datagrams that reached pod2's UDP layer (/proc/net/snmp Udp InDatagrams + InErrors + NoPorts
+   * in pod2's namespace; the sink never reads, so most land in InErrors as receive-buffer drops). Counted there
+   * and not at pod2's eth0 because a USO super-packet crosses the veth as one skb (one rx packet) and is
+   * segmented only at the UDP layer.
+   */
   receivedPps?: number;
   receivedPackets?: number;
   lossPercent?: number;
   /** Bytes per packet at pod2's eth0 (64-byte IP packet + 14-byte Ethernet header = 78). */
   wireBytesPerPacket?: number;
-  /** Packets the mover wrote back into the TUN (the TUN's rx counter). */
+  /** Packets the mover wrote back into the TUN (the TUN's rx counter; with offloads, pod2's datagrams: a super-packet is one rx). */
   forwardedPackets?: number;
   forwardedPps?: number;
   /** Packets the kernel dropped because the mover's TUN queue was full (the TUN's tx_dropped). */
@@ -228,13 +238,19 @@ export type ForwarderResult =
         cpus: number;
         loadAverage: { start: number; end: number };
       };
-      /** pairRatios: forwarder (default queues) / C loop; pairRatios1q: one queue / C loop. */
-      udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[] };
+      /**
+       * pairRatios: forwarder (default queues) / C loop; pairRatios1q: one queue / C loop;
+       * pairRatiosOffloads: one queue with offloads on / the C loop run next to it.
+       */
+      udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[]; pairRatiosOffloads: number[] };
       /** pairRatios: offloads on / kernel forwarding, adjacent in time. */
       tcp: { runs: TcpRun[]; summary: TcpSummary[]; pairRatios: number[] };
       ratios: {
         forwarderVsCLoop?: number;
         forwarder1qVsCLoop?: number;
+        /** One queue with offloads on (USO coalescing on write) / the C loop, and / one queue with offloads off. */
+        offloads1qVsCLoop?: number;
+        offloads1qVs1q?: number;
         forwarderVsKernelPps?: number;
         offloadsOnVsOff?: number;
         offloadsOnVsKernel?: number;
@@ -284,6 +300,20 @@ function linkCounters(ns: string, dev: string): LinkCounters {
   return { at: (t0 + t1) / 2, rxPackets: s.rx.packets!, rxBytes: s.rx.bytes!, txPackets: s.tx.packets!, txDropped: s.tx.dropped! };
 }
 
+/** Datagrams that reached the UDP layer of namespace `ns`: Udp InDatagrams + InErrors + NoPorts (/proc/net/snmp). */
+function udpDatagramsIn(ns: string): number {
+  const lines = ip("netns", "exec", ns, "cat", "/proc/net/snmp").split("\n").filter((l) => l.startsWith("Udp: "));
+  if (lines.length < 2) throw new Error(`no Udp lines in /proc/net/snmp of ${ns}`);
+  const names = lines[0]!.split(/\s+/).slice(1);
+  const values = lines[1]!.split(/\s+/).slice(1).map(Number);
+  const field = (n: string) => {
+    const i = names.indexOf(n);
+    if (i < 0) throw new Error(`/proc/net/snmp of ${ns} has no Udp ${n}`);
+    return values[i]!;
+  };
+  return field("InDatagrams") + field("InErrors") + field("NoPorts");
+}
+
 const CLK_TCK = 100;
 
 /** On-CPU time of one thread, ns (schedstat; else utime + stime in clock ticks). */
@@ -326,6 +356,8 @@ function stealPercent(a: CpuTimes, b: CpuTimes, cpu: string): number | undefined
 }
 
 interface Sample {
+  /** Datagrams that reached pod2's UDP layer (see UdpRun.receivedPps). */
+  pod2Udp: number;
   pod1: LinkCounters;
   pod2: LinkCounters;
   tun?: LinkCounters;
@@ -475,7 +507,7 @@ export class Run {
 
   sample(tun: boolean, thread?: { pid: number | "self"; tid: number }): Sample {
     const { pod1, pod2 } = this.topo;
-    const s: Sample = { cpu: cpuTimes(), pod2: linkCounters(pod2.ns, pod2.ifname), pod1: linkCounters(pod1.ns, pod1.ifname) };
+    const s: Sample = { cpu: cpuTimes(), pod2: linkCounters(pod2.ns, pod2.ifname), pod2Udp: udpDatagramsIn(pod2.ns), pod1: linkCounters(pod1.ns, pod1.ifname) };
     if (tun) s.tun = linkCounters(this.topo.node, this.tun);
     if (thread) {
       s.threadAt = performance.now();
@@ -497,8 +529,8 @@ export class Run {
     let thread: { pid: number | "self"; tid: number } | undefined;
     let candidates: number[] = [];
     try {
-      if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
-        candidates = await this.startForwarder(false, "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
+      if (isForwarder(variant)) {
+        candidates = await this.startForwarder(variant === "forwarder-1q-offloads", "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
         if (candidates.length === 1) {
           thread = { pid: "self", tid: candidates[0]! };
           if (this.pin) this.pinThread(thread.tid, moverCpu);
@@ -517,7 +549,7 @@ export class Run {
       // Warm-up: the JIT, conntrack entries for every flow, the queues filled.
       const cpu0 = candidates.map((t) => threadCpuNs("self", t));
       await sleep(WARMUP_S * 1000);
-      if ((variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") && !thread) {
+      if (isForwarder(variant) && !thread) {
         // More than one new thread: the worker is the one that was busy.
         const busy = candidates.map((t, i) => threadCpuNs("self", t) - cpu0[i]!);
         thread = { pid: "self", tid: candidates[busy.indexOf(Math.max(...busy))]! };
@@ -536,21 +568,22 @@ export class Run {
       const rate = (a: LinkCounters, b: LinkCounters, k: keyof LinkCounters) => ((b[k] - a[k]) * 1000) / (b.at - a.at);
       row.windowSeconds = (s1.pod2.at - s0.pod2.at) / 1000;
       row.offeredPps = rate(s0.pod1, s1.pod1, "txPackets");
-      row.receivedPps = rate(s0.pod2, s1.pod2, "rxPackets");
-      row.receivedPackets = s1.pod2.rxPackets - s0.pod2.rxPackets;
+      row.receivedPackets = s1.pod2Udp - s0.pod2Udp;
+      row.receivedPps = (row.receivedPackets * 1000) / (s1.pod2.at - s0.pod2.at);
       row.lossPercent = (100 * Math.max(0, row.offeredPps - row.receivedPps)) / row.offeredPps;
-      row.wireBytesPerPacket = (s1.pod2.rxBytes - s0.pod2.rxBytes) / row.receivedPackets;
+      row.wireBytesPerPacket = (s1.pod2.rxBytes - s0.pod2.rxBytes) / (s1.pod2.rxPackets - s0.pod2.rxPackets);
       row.stealPercent = stealPercent(s0.cpu, s1.cpu, "cpu");
       row.loadAverage = loadavg()[0]!;
       if (row.pinned) row.moverCpuStealPercent = stealPercent(s0.cpu, s1.cpu, `cpu${MOVER_CPU}`);
       if (s0.tun && s1.tun) {
-        row.forwardedPackets = s1.tun.rxPackets - s0.tun.rxPackets;
-        row.forwardedPps = rate(s0.tun, s1.tun, "rxPackets");
+        // With offloads one TUN rx is a super-packet of many datagrams: count them where they are segmented again.
+        row.forwardedPackets = variant === "forwarder-1q-offloads" ? row.receivedPackets : s1.tun.rxPackets - s0.tun.rxPackets;
+        row.forwardedPps = variant === "forwarder-1q-offloads" ? row.receivedPps : rate(s0.tun, s1.tun, "rxPackets");
         row.tunQueueDropsPps = rate(s0.tun, s1.tun, "txDropped");
         row.threadCpuNs = s1.threadNs! - s0.threadNs!;
         row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
         row.threadNsPerPacket = row.threadCpuNs / row.forwardedPackets;
-        if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
+        if (isForwarder(variant)) {
           row.processCpuNs = (s1.processUs! - s0.processUs!) * 1000;
           row.processNsPerPacket = row.processCpuNs / row.forwardedPackets;
         }
@@ -563,7 +596,10 @@ export class Run {
         if (this.handle) {
           const st = await this.stopForwarder();
           row.stages = st.stages;
-          row.moverTotals = { reads: st.reads, writes: st.writes, packetsIn: st.packetsIn, packetsOut: st.packetsOut, dropped: st.dropped, batches: st.batches };
+          row.moverTotals = {
+            reads: st.reads, writes: st.writes, packetsIn: st.packetsIn, packetsOut: st.packetsOut, dropped: st.dropped, batches: st.batches,
+            ...(st.coalescedWrites !== undefined ? { coalescedWrites: st.coalescedWrites, coalescedPackets: st.coalescedPackets! } : {}),
+          };
         }
         if (loop) {
           await this.terminate(loop);
@@ -660,6 +696,10 @@ export class Run {
 
 // ---------------------------------------------------------------------------
 
+function isForwarder(v: UdpVariant): boolean {
+  return v === "forwarder" || v === "forwarder-1q" || v === "forwarder-1q-koffi" || v === "forwarder-1q-offloads";
+}
+
 function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number }> {
   const seen = new Map<V, number>();
   return order.map((variant) => {
@@ -671,7 +711,7 @@ function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number
 
 function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
   const out: UdpSummary[] = [];
-  for (const variant of ["forwarder", "forwarder-1q", "forwarder-1q-koffi", "c-loop", "kernel"] as const) {
+  for (const variant of ["forwarder", "forwarder-1q", "forwarder-1q-koffi", "forwarder-1q-offloads", "c-loop", "kernel"] as const) {
     const ok = runs.filter((r) => r.variant === variant && !r.error);
     if (!ok.length) continue;
     const sum = (f: (r: UdpRun) => number | undefined) => ok.reduce((s, r) => s + (f(r) ?? 0), 0);
@@ -707,6 +747,17 @@ function pairRatios<T extends { variant: string; run: number; error?: string }>(
     const rb = runs.find((r) => r.variant === b && r.run === ra.run && !r.error);
     if (rb) out.push(value(ra) / value(rb));
   }
+  return out;
+}
+
+/** a/b for each run of a, against the run of b just before it in the order run, else just after it. */
+function adjacentRatios<T extends { variant: string; error?: string }>(runs: T[], a: string, b: string, value: (r: T) => number): number[] {
+  const out: number[] = [];
+  runs.forEach((ra, i) => {
+    if (ra.variant !== a || ra.error) return;
+    const rb = [runs[i - 1], runs[i + 1]].find((r) => r && r.variant === b && !r.error);
+    if (rb) out.push(value(ra) / value(rb));
+  });
   return out;
 }
 
@@ -773,6 +824,8 @@ export async function runForwarder(): Promise<ForwarderResult> {
   const ratios = {
     forwarderVsCLoop: ratio(u("forwarder")?.receivedPps, u("c-loop")?.receivedPps),
     forwarder1qVsCLoop: ratio(u("forwarder-1q")?.receivedPps, u("c-loop")?.receivedPps),
+    offloads1qVsCLoop: ratio(u("forwarder-1q-offloads")?.receivedPps, u("c-loop")?.receivedPps),
+    offloads1qVs1q: ratio(u("forwarder-1q-offloads")?.receivedPps, u("forwarder-1q")?.receivedPps),
     forwarderVsKernelPps: ratio(u("forwarder")?.receivedPps, u("kernel")?.receivedPps),
     offloadsOnVsOff: ratio(t("offloads-on")?.gbitPerSecond, t("offloads-off")?.gbitPerSecond),
     offloadsOnVsKernel: ratio(t("offloads-on")?.gbitPerSecond, t("kernel")?.gbitPerSecond),
@@ -794,6 +847,7 @@ export async function runForwarder(): Promise<ForwarderResult> {
       runs: udp, summary: udpSummary,
       pairRatios: pairRatios(udp, "forwarder", "c-loop", (r) => r.receivedPps!),
       pairRatios1q: pairRatios(udp, "forwarder-1q", "c-loop", (r) => r.receivedPps!),
+      pairRatiosOffloads: adjacentRatios(udp, "forwarder-1q-offloads", "c-loop", (r) => r.receivedPps!),
     },
     tcp: { runs: tcp, summary: tcpSummary, pairRatios: pairRatios(tcp, "offloads-on", "kernel", (r) => r.gbitPerSecond!) },
     ratios,
@@ -912,10 +966,12 @@ function print(r: Measured): void {
 function udpRunNotes(r: Measured): string[] {
   const notes = [
     ...r.udp.runs.filter((row) => row.error).map((row) => `FAILED ${UDP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
-    `offered = pod1 eth0 tx, received = pod2 eth0 rx, per second over the window (after ${r.config.warmupSeconds} s of warm-up). Sender: C,`,
+    `offered = pod1 eth0 tx, received = datagrams reaching pod2's UDP layer (/proc/net/snmp Udp InDatagrams + InErrors + NoPorts:`,
+    `  a USO super-packet crosses pod2's veth as one rx packet and is segmented only there), per second over the window (after ${r.config.warmupSeconds} s of warm-up). Sender: C,`,
     `  sendmmsg of 64 datagrams per call over ${r.config.flows} flows (source ports); pod2 has a bound socket that is never read.`,
     `TUN queue drops/s = the TUN's tx_dropped: packets the kernel discarded because the mover had not read its queue yet (saturation).`,
-    `ns/pkt (thread) = the mover thread's on-CPU time (schedstat) / packets it wrote back to the TUN (the TUN's rx counter), same window;`,
+    `ns/pkt (thread) = the mover thread's on-CPU time (schedstat) / packets it wrote back to the TUN (the TUN's rx counter; with offloads,`,
+    `  where one write is a super-packet, the datagrams received in pod2), same window;`,
     `  it includes the kernel work done inside its write(2)s (the node routing each packet on to pod2's veth, and pod2's receive: softirq`,
     `  work done in its context is charged to it unless the kernel has CONFIG_IRQ_TIME_ACCOUNTING). Both movers are measured alike.`,
     `  ns/pkt (process) = the forwarder process's process.cpuUsage() (every thread: the idle main thread, GC helpers) over the same packets.`,
@@ -973,6 +1029,24 @@ function udpGoalNotes(r: Measured): string[] {
     notes.push(`For context: one queue with native TUN I/O (io auto) / with one koffi call per packet (--no-native-io) = ${num(n1.receivedPps / kf.receivedPps, 2)}x pps`
       + ` (${opt(n1.threadNsPerPacket)} vs ${opt(kf.threadNsPerPacket)} ns/pkt)`
       + (kfRun && cLast ? `; koffi per packet vs the C loop run right after it: ${num(kfRun.receivedPps! / cLast.receivedPps!, 2)}x.` : "."));
+  }
+  const o = r.udp.summary.find((s) => s.variant === "forwarder-1q-offloads");
+  if (o && c) {
+    const totals = r.udp.runs.filter((row) => row.variant === "forwarder-1q-offloads" && !row.error && row.moverTotals);
+    const merged = totals.reduce((n, row) => n + (row.moverTotals!.coalescedPackets ?? 0), 0);
+    const out = totals.reduce((n, row) => n + (row.moverTotals!.packetsOut ?? 0), 0);
+    const writes = totals.reduce((n, row) => n + (row.moverTotals!.writes ?? 0), 0);
+    notes.push(
+      `Offloads on for UDP (one queue, USO coalescing on write): ${num(o.receivedPps)} pps = ${num(o.receivedPps / c.receivedPps, 2)}x the C loop`
+        + ` (pairs adjacent in time: ${r.udp.pairRatiosOffloads.map((p) => `${num(p, 2)}x`).join(", ") || "-"})`
+        + (n1 ? `, ${num(o.receivedPps / n1.receivedPps, 2)}x one queue with offloads off` : "")
+        + `; ${opt(o.threadNsPerPacket)} ns/pkt (thread).`,
+      `  Over its whole runs: ${num(out)} packets out in ${num(writes)} writes (${writes ? num(out / writes, 1) : "-"} per write), ${out ? pct((100 * merged) / out, 0) : "-"} of them in coalesced writes.`,
+      n1
+        ? `  ${o.receivedPps > n1.receivedPps ? "Offloads on beat offloads off for 64-byte UDP in this run" : "Offloads on did NOT beat offloads off for 64-byte UDP in this run"}`
+          + " (the agent's default is unchanged by this bench: it is a measurement, re-run on a quiet machine before changing it)."
+        : "  (one queue with offloads off was not measured: no comparison.)",
+    );
   }
   const f = r.udp.summary.find((s) => s.variant === "forwarder");
   if (f && k) notes.push(`For context: the forwarder passes ${num(f.receivedPps / k.receivedPps, 2)}x of what kernel forwarding passes (with the sender's one CPU doing everything).`);
