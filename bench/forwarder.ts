@@ -142,13 +142,15 @@ export interface UdpRun {
   /** pod1 eth0 tx: what the sender got into the node. */
   offeredPps?: number;
   /**
-   * What arrived: datagrams that reached pod2's UDP layer (/proc/net/snmp Udp InDatagrams + InErrors + NoPorts
-   * in pod2's namespace; the sink never reads, so most land in InErrors as receive-buffer drops). Counted there
+   * What arrived: datagrams that reached pod2's UDP layer with a good checksum (/proc/net/snmp Udp InDatagrams +
+   * RcvbufErrors + NoPorts in pod2's namespace; the sink never reads, so most are receive-buffer drops). Counted there
    * and not at pod2's eth0 because a USO super-packet crosses the veth as one skb (one rx packet) and is
    * segmented only at the UDP layer.
    */
   receivedPps?: number;
   receivedPackets?: number;
+  /** Datagrams pod2's UDP layer rejected for a bad checksum over the window (Udp InCsumErrors): should be 0. */
+  badChecksums?: number;
   lossPercent?: number;
   /** Bytes per packet at pod2's eth0 (64-byte IP packet + 14-byte Ethernet header = 78). */
   wireBytesPerPacket?: number;
@@ -300,8 +302,11 @@ function linkCounters(ns: string, dev: string): LinkCounters {
   return { at: (t0 + t1) / 2, rxPackets: s.rx.packets!, rxBytes: s.rx.bytes!, txPackets: s.tx.packets!, txDropped: s.tx.dropped! };
 }
 
-/** Datagrams that reached the UDP layer of namespace `ns`: Udp InDatagrams + InErrors + NoPorts (/proc/net/snmp). */
-function udpDatagramsIn(ns: string): number {
+/**
+ * Datagrams that reached the UDP layer of namespace `ns` whole: Udp InDatagrams + RcvbufErrors + NoPorts
+ * (/proc/net/snmp); and those that arrived with a bad checksum (InCsumErrors), which do not count.
+ */
+function udpDatagramsIn(ns: string): { good: number; badChecksum: number } {
   const lines = ip("netns", "exec", ns, "cat", "/proc/net/snmp").split("\n").filter((l) => l.startsWith("Udp: "));
   if (lines.length < 2) throw new Error(`no Udp lines in /proc/net/snmp of ${ns}`);
   const names = lines[0]!.split(/\s+/).slice(1);
@@ -311,7 +316,7 @@ function udpDatagramsIn(ns: string): number {
     if (i < 0) throw new Error(`/proc/net/snmp of ${ns} has no Udp ${n}`);
     return values[i]!;
   };
-  return field("InDatagrams") + field("InErrors") + field("NoPorts");
+  return { good: field("InDatagrams") + field("RcvbufErrors") + field("NoPorts"), badChecksum: field("InCsumErrors") };
 }
 
 const CLK_TCK = 100;
@@ -357,7 +362,7 @@ function stealPercent(a: CpuTimes, b: CpuTimes, cpu: string): number | undefined
 
 interface Sample {
   /** Datagrams that reached pod2's UDP layer (see UdpRun.receivedPps). */
-  pod2Udp: number;
+  pod2Udp: { good: number; badChecksum: number };
   pod1: LinkCounters;
   pod2: LinkCounters;
   tun?: LinkCounters;
@@ -568,7 +573,8 @@ export class Run {
       const rate = (a: LinkCounters, b: LinkCounters, k: keyof LinkCounters) => ((b[k] - a[k]) * 1000) / (b.at - a.at);
       row.windowSeconds = (s1.pod2.at - s0.pod2.at) / 1000;
       row.offeredPps = rate(s0.pod1, s1.pod1, "txPackets");
-      row.receivedPackets = s1.pod2Udp - s0.pod2Udp;
+      row.receivedPackets = s1.pod2Udp.good - s0.pod2Udp.good;
+      row.badChecksums = s1.pod2Udp.badChecksum - s0.pod2Udp.badChecksum;
       row.receivedPps = (row.receivedPackets * 1000) / (s1.pod2.at - s0.pod2.at);
       row.lossPercent = (100 * Math.max(0, row.offeredPps - row.receivedPps)) / row.offeredPps;
       row.wireBytesPerPacket = (s1.pod2.rxBytes - s0.pod2.rxBytes) / (s1.pod2.rxPackets - s0.pod2.rxPackets);
@@ -966,7 +972,7 @@ function print(r: Measured): void {
 function udpRunNotes(r: Measured): string[] {
   const notes = [
     ...r.udp.runs.filter((row) => row.error).map((row) => `FAILED ${UDP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
-    `offered = pod1 eth0 tx, received = datagrams reaching pod2's UDP layer (/proc/net/snmp Udp InDatagrams + InErrors + NoPorts:`,
+    `offered = pod1 eth0 tx, received = datagrams reaching pod2's UDP layer (/proc/net/snmp Udp InDatagrams + RcvbufErrors + NoPorts:`,
     `  a USO super-packet crosses pod2's veth as one rx packet and is segmented only there), per second over the window (after ${r.config.warmupSeconds} s of warm-up). Sender: C,`,
     `  sendmmsg of 64 datagrams per call over ${r.config.flows} flows (source ports); pod2 has a bound socket that is never read.`,
     `TUN queue drops/s = the TUN's tx_dropped: packets the kernel discarded because the mover had not read its queue yet (saturation).`,
@@ -978,6 +984,10 @@ function udpRunNotes(r: Measured): string[] {
     `steal = hypervisor steal time over the window (/proc/stat), on the mover's CPU when pinned, else over all CPUs.`,
     `Pinning: ${r.config.pinning}. Kernel forwarding has no mover: the sender's CPU does all the work.`,
   ];
+  const bad = r.udp.runs.filter((row) => (row.badChecksums ?? 0) > 0);
+  notes.push(bad.length
+    ? `CHECKSUM ERRORS at pod2's UDP layer: ${bad.map((row) => `${UDP_LABEL[row.variant]} run ${row.run}: ${num(row.badChecksums!)}`).join("; ")} (not counted as received).`
+    : "No datagram reached pod2's UDP layer with a bad checksum in any window (Udp InCsumErrors).");
   const wire = r.udp.runs.find((row) => row.wireBytesPerPacket !== undefined)?.wireBytesPerPacket;
   if (wire !== undefined) notes.push(`pod2 eth0 bytes/packet: ${num(wire, 1)} (the ${r.config.ipPacketBytes}-byte IP packet + 14 bytes of Ethernet header).`);
   return notes;
