@@ -204,6 +204,11 @@ export interface TcpRun {
   seconds?: number;
   /** The forwarder's worker thread on-CPU time over the test, % of one CPU. */
   forwarderCpuPercent?: number;
+  /**
+   * The forwarder's worker thread's time runnable but waiting for a CPU (schedstat's run delay) over the
+   * test, % of the test: with the on-CPU % it tells "busy" from "ready but not scheduled" (a loaded machine).
+   */
+  forwarderRunDelayPercent?: number;
   /** ... and in ns. */
   forwarderCpuNs?: number;
   stealPercent?: number;
@@ -331,6 +336,15 @@ function threadCpuNs(pid: number | "self", tid: number): number {
     const stat = readFileSync(`${base}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return ((Number(f[11]) + Number(f[12])) * 1e9) / CLK_TCK;
+  }
+}
+
+/** Time a thread spent runnable but waiting for a CPU, ns (schedstat's second field); undefined without schedstats. */
+function threadRunDelayNs(pid: number | "self", tid: number): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[1]);
+  } catch {
+    return undefined;
   }
 }
 
@@ -638,6 +652,7 @@ export class Run {
       let raw = "";
       client.child.stdout!.on("data", (chunk: string) => (raw += chunk));
       const cpu0 = thread !== undefined ? threadCpuNs("self", thread) : 0;
+      const delay0 = thread !== undefined ? threadRunDelayNs("self", thread) : undefined;
       const times0 = cpuTimes();
       const t0 = performance.now();
       const code = await Promise.race([client.exited, timeout((IPERF_S + 15) * 1000).then(() => "timeout" as const)]);
@@ -647,6 +662,8 @@ export class Run {
       if (thread !== undefined) {
         row.forwarderCpuNs = threadCpuNs("self", thread) - cpu0;
         row.forwarderCpuPercent = (100 * row.forwarderCpuNs) / ((t1 - t0) * 1e6);
+        const delay1 = threadRunDelayNs("self", thread);
+        if (delay0 !== undefined && delay1 !== undefined) row.forwarderRunDelayPercent = (100 * (delay1 - delay0)) / ((t1 - t0) * 1e6);
       }
       if (code === "timeout") {
         client.kill();
@@ -925,7 +942,7 @@ function print(r: Measured): void {
     udpGoalNotes(r),
   );
 
-  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "reads", "wire pkts/read", "writes", "pkts/write", "ns/wire pkt", "ns/read", "steal", "load"];
+  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "fwd waiting", "reads", "wire pkts/read", "writes", "pkts/write", "ns/wire pkt", "ns/read", "steal", "load"];
   printTable(
     `Forwarder: iperf3 TCP pod1 -> pod2, one stream, ${r.config.iperfSeconds} s each, in the order run`,
     r.tcp.runs.map((row): Row => {
@@ -935,6 +952,7 @@ function print(r: Measured): void {
         "Gbit/s": num(row.gbitPerSecond!, 2),
         retransmits: opt(row.retransmits),
         "fwd CPU": pct(row.forwarderCpuPercent),
+        "fwd waiting": pct(row.forwarderRunDelayPercent),
         reads: opt(row.stats?.reads),
         "wire pkts/read": row.stats && row.stats.reads ? num(row.stats.wirePacketsIn / row.stats.reads, 1) : "-",
         writes: opt(row.stats?.writes),
@@ -1067,7 +1085,8 @@ function tcpRunNotes(r: Measured): string[] {
   return [
     ...r.tcp.runs.filter((row) => row.error).map((row) => `FAILED ${TCP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
     "Gbit/s = the receiver's rate (iperf3 -J end.sum_received); retransmits = the sender's; steal = over all CPUs during the test.",
-    "fwd CPU = the forwarder's worker thread on-CPU time over the test, % of one CPU. reads/writes/pkts: the forwarder's stats for the",
+    "fwd CPU = the forwarder's worker thread on-CPU time over the test, % of one CPU; fwd waiting = its time runnable but not running",
+    "  (schedstat run delay), % of the test: CPU time it wanted and did not get. reads/writes/pkts: the forwarder's stats for the",
     "  whole run (iperf3's control connection included); wire pkts/read > 1 means TSO super-packets were read (wire packets = the",
     "  segments they stand for), pkts/write > 1 that packets were coalesced before the write (split mode).",
     "ns/wire pkt, ns/read = the worker thread's on-CPU time during the test / wire packets, / reads: CPU cost per packet.",
