@@ -11,7 +11,10 @@
  *    call, FLOWS connected sockets, pinned to CPU 0) blasts at pod2; pod2 has
  *    a socket bound to the port that is never read (datagrams are dropped at
  *    the socket, no ICMP comes back, no receiver competes for the two CPUs).
- *    What arrives is counted from pod2's eth0 rx counters (`ip -s -j link`),
+ *    What arrives is counted at pod2's UDP layer (/proc/net/snmp in pod2's
+ *    namespace: InDatagrams + RcvbufErrors + NoPorts, with a good checksum;
+ *    a USO super-packet crosses pod2's veth as ONE rx packet, so eth0's
+ *    counters would undercount the offloads path),
  *    what was offered from pod1's eth0 tx counters, what the packet mover
  *    wrote back from the TUN's rx counter and what the kernel had to drop
  *    because the mover's queue was full from the TUN's tx_dropped. The same
@@ -21,10 +24,14 @@
  *        default (the CPUs) and with one queue, its worker thread pinned to CPU 1;
  *      - the plain C read/write loop (forwarder-tools.ts, cc -O2): read(2) a
  *        packet from the TUN, write(2) it back; pinned to CPU 1;
+ *      - the forwarder on one queue with offloads on (virtio-net header,
+ *        passthrough): the sender's datagrams arrive partial-checksummed and
+ *        are coalesced into USO super-packets on write; its runs sit on both
+ *        sides of a C loop run (O C O), each ratio against that adjacent run;
  *      - (context) kernel forwarding without a TUN, at the end, after the
  *        policy-routing rules are removed.
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
- *    sampled again. Order F C F1 | F1 C F | K C (F = default queues, F1 = one
+ *    sampled again. Order F C F1 | F1 C F | K C | O C O (F = default queues, F1 = one
  *    queue, both with native TUN I/O as the agent defaults it; K = one queue
  *    with one koffi call per packet, the --no-native-io fallback, for context): every forwarder run is next to a C loop run, so drift on the
  *    machine (a shared VM) weighs on both alike; figures are over all
