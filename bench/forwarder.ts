@@ -11,7 +11,10 @@
  *    call, FLOWS connected sockets, pinned to CPU 0) blasts at pod2; pod2 has
  *    a socket bound to the port that is never read (datagrams are dropped at
  *    the socket, no ICMP comes back, no receiver competes for the two CPUs).
- *    What arrives is counted from pod2's eth0 rx counters (`ip -s -j link`),
+ *    What arrives is counted at pod2's UDP layer (/proc/net/snmp in pod2's
+ *    namespace: InDatagrams + RcvbufErrors + NoPorts, with a good checksum;
+ *    a USO super-packet crosses pod2's veth as ONE rx packet, so eth0's
+ *    counters would undercount the offloads path),
  *    what was offered from pod1's eth0 tx counters, what the packet mover
  *    wrote back from the TUN's rx counter and what the kernel had to drop
  *    because the mover's queue was full from the TUN's tx_dropped. The same
@@ -21,10 +24,14 @@
  *        default (the CPUs) and with one queue, its worker thread pinned to CPU 1;
  *      - the plain C read/write loop (forwarder-tools.ts, cc -O2): read(2) a
  *        packet from the TUN, write(2) it back; pinned to CPU 1;
+ *      - the forwarder on one queue with offloads on (virtio-net header,
+ *        passthrough): the sender's datagrams arrive partial-checksummed and
+ *        are coalesced into USO super-packets on write; its runs sit on both
+ *        sides of a C loop run (O C O), each ratio against that adjacent run;
  *      - (context) kernel forwarding without a TUN, at the end, after the
  *        policy-routing rules are removed.
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
- *    sampled again. Order F C F1 | F1 C F | K C (F = default queues, F1 = one
+ *    sampled again. Order F C F1 | F1 C F | K C | O C O (F = default queues, F1 = one
  *    queue, both with native TUN I/O as the agent defaults it; K = one queue
  *    with one koffi call per packet, the --no-native-io fallback, for context): every forwarder run is next to a C loop run, so drift on the
  *    machine (a shared VM) weighs on both alike; figures are over all
@@ -102,12 +109,16 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-type UdpVariant = "forwarder" | "forwarder-1q" | "forwarder-1q-koffi" | "c-loop" | "kernel";
+type UdpVariant = "forwarder" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
 type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "kernel";
 
 // Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
-// Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run.
-const UDP_ORDER: UdpVariant[] = ["forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop"];
+// Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run,
+// and one queue with offloads on (write coalescing) on both sides of a C loop run (O C O: each O is adjacent to it).
+const UDP_ORDER: UdpVariant[] = [
+  "forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop",
+  "forwarder-1q-offloads", "c-loop", "forwarder-1q-offloads",
+];
 // Offloads on next to kernel forwarding (ABBA), then the rest for context.
 const TCP_ORDER: TcpVariant[] = ["offloads-on", "kernel", "kernel", "offloads-on", "offloads-off", "offloads-split"];
 
@@ -116,6 +127,7 @@ const UDP_LABEL: Record<UdpVariant, string> = {
   forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""})`,
   "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
   "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet)`,
+  "forwarder-1q-offloads": `forwarder (batch ${BATCH}, 1 queue, offloads on: USO coalescing on write)`,
   "c-loop": "plain C read/write loop",
   kernel: "kernel forwarding, no TUN",
 };
@@ -136,13 +148,20 @@ export interface UdpRun {
   windowSeconds?: number;
   /** pod1 eth0 tx: what the sender got into the node. */
   offeredPps?: number;
-  /** pod2 eth0 rx: what arrived. */
+  /**
+   * What arrived: datagrams that reached pod2's UDP layer with a good checksum (/proc/net/snmp Udp InDatagrams +
+   * RcvbufErrors + NoPorts in pod2's namespace; the sink never reads, so most are receive-buffer drops). Counted there
+   * and not at pod2's eth0 because a USO super-packet crosses the veth as one skb (one rx packet) and is
+   * segmented only at the UDP layer.
+   */
   receivedPps?: number;
   receivedPackets?: number;
+  /** Datagrams pod2's UDP layer rejected for a bad checksum over the window (Udp InCsumErrors): should be 0. */
+  badChecksums?: number;
   lossPercent?: number;
   /** Bytes per packet at pod2's eth0 (64-byte IP packet + 14-byte Ethernet header = 78). */
   wireBytesPerPacket?: number;
-  /** Packets the mover wrote back into the TUN (the TUN's rx counter). */
+  /** Packets the mover wrote back into the TUN (the TUN's rx counter; with offloads, pod2's datagrams: a super-packet is one rx). */
   forwardedPackets?: number;
   forwardedPps?: number;
   /** Packets the kernel dropped because the mover's TUN queue was full (the TUN's tx_dropped). */
@@ -192,6 +211,11 @@ export interface TcpRun {
   seconds?: number;
   /** The forwarder's worker thread on-CPU time over the test, % of one CPU. */
   forwarderCpuPercent?: number;
+  /**
+   * The forwarder's worker thread's time runnable but waiting for a CPU (schedstat's run delay) over the
+   * test, % of the test: with the on-CPU % it tells "busy" from "ready but not scheduled" (a loaded machine).
+   */
+  forwarderRunDelayPercent?: number;
   /** ... and in ns. */
   forwarderCpuNs?: number;
   stealPercent?: number;
@@ -228,13 +252,19 @@ export type ForwarderResult =
         cpus: number;
         loadAverage: { start: number; end: number };
       };
-      /** pairRatios: forwarder (default queues) / C loop; pairRatios1q: one queue / C loop. */
-      udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[] };
+      /**
+       * pairRatios: forwarder (default queues) / C loop; pairRatios1q: one queue / C loop;
+       * pairRatiosOffloads: one queue with offloads on / the C loop run next to it.
+       */
+      udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[]; pairRatiosOffloads: number[] };
       /** pairRatios: offloads on / kernel forwarding, adjacent in time. */
       tcp: { runs: TcpRun[]; summary: TcpSummary[]; pairRatios: number[] };
       ratios: {
         forwarderVsCLoop?: number;
         forwarder1qVsCLoop?: number;
+        /** One queue with offloads on (USO coalescing on write) / the C loop, and / one queue with offloads off. */
+        offloads1qVsCLoop?: number;
+        offloads1qVs1q?: number;
         forwarderVsKernelPps?: number;
         offloadsOnVsOff?: number;
         offloadsOnVsKernel?: number;
@@ -284,6 +314,23 @@ function linkCounters(ns: string, dev: string): LinkCounters {
   return { at: (t0 + t1) / 2, rxPackets: s.rx.packets!, rxBytes: s.rx.bytes!, txPackets: s.tx.packets!, txDropped: s.tx.dropped! };
 }
 
+/**
+ * Datagrams that reached the UDP layer of namespace `ns` whole: Udp InDatagrams + RcvbufErrors + NoPorts
+ * (/proc/net/snmp); and those that arrived with a bad checksum (InCsumErrors), which do not count.
+ */
+function udpDatagramsIn(ns: string): { good: number; badChecksum: number } {
+  const lines = ip("netns", "exec", ns, "cat", "/proc/net/snmp").split("\n").filter((l) => l.startsWith("Udp: "));
+  if (lines.length < 2) throw new Error(`no Udp lines in /proc/net/snmp of ${ns}`);
+  const names = lines[0]!.split(/\s+/).slice(1);
+  const values = lines[1]!.split(/\s+/).slice(1).map(Number);
+  const field = (n: string) => {
+    const i = names.indexOf(n);
+    if (i < 0) throw new Error(`/proc/net/snmp of ${ns} has no Udp ${n}`);
+    return values[i]!;
+  };
+  return { good: field("InDatagrams") + field("RcvbufErrors") + field("NoPorts"), badChecksum: field("InCsumErrors") };
+}
+
 const CLK_TCK = 100;
 
 /** On-CPU time of one thread, ns (schedstat; else utime + stime in clock ticks). */
@@ -296,6 +343,15 @@ function threadCpuNs(pid: number | "self", tid: number): number {
     const stat = readFileSync(`${base}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return ((Number(f[11]) + Number(f[12])) * 1e9) / CLK_TCK;
+  }
+}
+
+/** Time a thread spent runnable but waiting for a CPU, ns (schedstat's second field); undefined without schedstats. */
+function threadRunDelayNs(pid: number | "self", tid: number): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[1]);
+  } catch {
+    return undefined;
   }
 }
 
@@ -326,6 +382,8 @@ function stealPercent(a: CpuTimes, b: CpuTimes, cpu: string): number | undefined
 }
 
 interface Sample {
+  /** Datagrams that reached pod2's UDP layer (see UdpRun.receivedPps). */
+  pod2Udp: { good: number; badChecksum: number };
   pod1: LinkCounters;
   pod2: LinkCounters;
   tun?: LinkCounters;
@@ -475,7 +533,7 @@ export class Run {
 
   sample(tun: boolean, thread?: { pid: number | "self"; tid: number }): Sample {
     const { pod1, pod2 } = this.topo;
-    const s: Sample = { cpu: cpuTimes(), pod2: linkCounters(pod2.ns, pod2.ifname), pod1: linkCounters(pod1.ns, pod1.ifname) };
+    const s: Sample = { cpu: cpuTimes(), pod2: linkCounters(pod2.ns, pod2.ifname), pod2Udp: udpDatagramsIn(pod2.ns), pod1: linkCounters(pod1.ns, pod1.ifname) };
     if (tun) s.tun = linkCounters(this.topo.node, this.tun);
     if (thread) {
       s.threadAt = performance.now();
@@ -497,8 +555,8 @@ export class Run {
     let thread: { pid: number | "self"; tid: number } | undefined;
     let candidates: number[] = [];
     try {
-      if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
-        candidates = await this.startForwarder(false, "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
+      if (isForwarder(variant)) {
+        candidates = await this.startForwarder(variant === "forwarder-1q-offloads", "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
         if (candidates.length === 1) {
           thread = { pid: "self", tid: candidates[0]! };
           if (this.pin) this.pinThread(thread.tid, moverCpu);
@@ -517,7 +575,7 @@ export class Run {
       // Warm-up: the JIT, conntrack entries for every flow, the queues filled.
       const cpu0 = candidates.map((t) => threadCpuNs("self", t));
       await sleep(WARMUP_S * 1000);
-      if ((variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") && !thread) {
+      if (isForwarder(variant) && !thread) {
         // More than one new thread: the worker is the one that was busy.
         const busy = candidates.map((t, i) => threadCpuNs("self", t) - cpu0[i]!);
         thread = { pid: "self", tid: candidates[busy.indexOf(Math.max(...busy))]! };
@@ -536,21 +594,23 @@ export class Run {
       const rate = (a: LinkCounters, b: LinkCounters, k: keyof LinkCounters) => ((b[k] - a[k]) * 1000) / (b.at - a.at);
       row.windowSeconds = (s1.pod2.at - s0.pod2.at) / 1000;
       row.offeredPps = rate(s0.pod1, s1.pod1, "txPackets");
-      row.receivedPps = rate(s0.pod2, s1.pod2, "rxPackets");
-      row.receivedPackets = s1.pod2.rxPackets - s0.pod2.rxPackets;
+      row.receivedPackets = s1.pod2Udp.good - s0.pod2Udp.good;
+      row.badChecksums = s1.pod2Udp.badChecksum - s0.pod2Udp.badChecksum;
+      row.receivedPps = (row.receivedPackets * 1000) / (s1.pod2.at - s0.pod2.at);
       row.lossPercent = (100 * Math.max(0, row.offeredPps - row.receivedPps)) / row.offeredPps;
-      row.wireBytesPerPacket = (s1.pod2.rxBytes - s0.pod2.rxBytes) / row.receivedPackets;
+      row.wireBytesPerPacket = (s1.pod2.rxBytes - s0.pod2.rxBytes) / (s1.pod2.rxPackets - s0.pod2.rxPackets);
       row.stealPercent = stealPercent(s0.cpu, s1.cpu, "cpu");
       row.loadAverage = loadavg()[0]!;
       if (row.pinned) row.moverCpuStealPercent = stealPercent(s0.cpu, s1.cpu, `cpu${MOVER_CPU}`);
       if (s0.tun && s1.tun) {
-        row.forwardedPackets = s1.tun.rxPackets - s0.tun.rxPackets;
-        row.forwardedPps = rate(s0.tun, s1.tun, "rxPackets");
+        // With offloads one TUN rx is a super-packet of many datagrams: count them where they are segmented again.
+        row.forwardedPackets = variant === "forwarder-1q-offloads" ? row.receivedPackets : s1.tun.rxPackets - s0.tun.rxPackets;
+        row.forwardedPps = variant === "forwarder-1q-offloads" ? row.receivedPps : rate(s0.tun, s1.tun, "rxPackets");
         row.tunQueueDropsPps = rate(s0.tun, s1.tun, "txDropped");
         row.threadCpuNs = s1.threadNs! - s0.threadNs!;
         row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
         row.threadNsPerPacket = row.threadCpuNs / row.forwardedPackets;
-        if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
+        if (isForwarder(variant)) {
           row.processCpuNs = (s1.processUs! - s0.processUs!) * 1000;
           row.processNsPerPacket = row.processCpuNs / row.forwardedPackets;
         }
@@ -563,7 +623,10 @@ export class Run {
         if (this.handle) {
           const st = await this.stopForwarder();
           row.stages = st.stages;
-          row.moverTotals = { reads: st.reads, writes: st.writes, packetsIn: st.packetsIn, packetsOut: st.packetsOut, dropped: st.dropped, batches: st.batches };
+          row.moverTotals = {
+            reads: st.reads, writes: st.writes, packetsIn: st.packetsIn, packetsOut: st.packetsOut, dropped: st.dropped, batches: st.batches,
+            ...(st.coalescedWrites !== undefined ? { coalescedWrites: st.coalescedWrites, coalescedPackets: st.coalescedPackets! } : {}),
+          };
         }
         if (loop) {
           await this.terminate(loop);
@@ -596,6 +659,7 @@ export class Run {
       let raw = "";
       client.child.stdout!.on("data", (chunk: string) => (raw += chunk));
       const cpu0 = thread !== undefined ? threadCpuNs("self", thread) : 0;
+      const delay0 = thread !== undefined ? threadRunDelayNs("self", thread) : undefined;
       const times0 = cpuTimes();
       const t0 = performance.now();
       const code = await Promise.race([client.exited, timeout((IPERF_S + 15) * 1000).then(() => "timeout" as const)]);
@@ -605,6 +669,8 @@ export class Run {
       if (thread !== undefined) {
         row.forwarderCpuNs = threadCpuNs("self", thread) - cpu0;
         row.forwarderCpuPercent = (100 * row.forwarderCpuNs) / ((t1 - t0) * 1e6);
+        const delay1 = threadRunDelayNs("self", thread);
+        if (delay0 !== undefined && delay1 !== undefined) row.forwarderRunDelayPercent = (100 * (delay1 - delay0)) / ((t1 - t0) * 1e6);
       }
       if (code === "timeout") {
         client.kill();
@@ -660,6 +726,10 @@ export class Run {
 
 // ---------------------------------------------------------------------------
 
+function isForwarder(v: UdpVariant): boolean {
+  return v === "forwarder" || v === "forwarder-1q" || v === "forwarder-1q-koffi" || v === "forwarder-1q-offloads";
+}
+
 function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number }> {
   const seen = new Map<V, number>();
   return order.map((variant) => {
@@ -671,7 +741,7 @@ function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number
 
 function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
   const out: UdpSummary[] = [];
-  for (const variant of ["forwarder", "forwarder-1q", "forwarder-1q-koffi", "c-loop", "kernel"] as const) {
+  for (const variant of ["forwarder", "forwarder-1q", "forwarder-1q-koffi", "forwarder-1q-offloads", "c-loop", "kernel"] as const) {
     const ok = runs.filter((r) => r.variant === variant && !r.error);
     if (!ok.length) continue;
     const sum = (f: (r: UdpRun) => number | undefined) => ok.reduce((s, r) => s + (f(r) ?? 0), 0);
@@ -707,6 +777,17 @@ function pairRatios<T extends { variant: string; run: number; error?: string }>(
     const rb = runs.find((r) => r.variant === b && r.run === ra.run && !r.error);
     if (rb) out.push(value(ra) / value(rb));
   }
+  return out;
+}
+
+/** a/b for each run of a, against the run of b just before it in the order run, else just after it. */
+function adjacentRatios<T extends { variant: string; error?: string }>(runs: T[], a: string, b: string, value: (r: T) => number): number[] {
+  const out: number[] = [];
+  runs.forEach((ra, i) => {
+    if (ra.variant !== a || ra.error) return;
+    const rb = [runs[i - 1], runs[i + 1]].find((r) => r && r.variant === b && !r.error);
+    if (rb) out.push(value(ra) / value(rb));
+  });
   return out;
 }
 
@@ -773,6 +854,8 @@ export async function runForwarder(): Promise<ForwarderResult> {
   const ratios = {
     forwarderVsCLoop: ratio(u("forwarder")?.receivedPps, u("c-loop")?.receivedPps),
     forwarder1qVsCLoop: ratio(u("forwarder-1q")?.receivedPps, u("c-loop")?.receivedPps),
+    offloads1qVsCLoop: ratio(u("forwarder-1q-offloads")?.receivedPps, u("c-loop")?.receivedPps),
+    offloads1qVs1q: ratio(u("forwarder-1q-offloads")?.receivedPps, u("forwarder-1q")?.receivedPps),
     forwarderVsKernelPps: ratio(u("forwarder")?.receivedPps, u("kernel")?.receivedPps),
     offloadsOnVsOff: ratio(t("offloads-on")?.gbitPerSecond, t("offloads-off")?.gbitPerSecond),
     offloadsOnVsKernel: ratio(t("offloads-on")?.gbitPerSecond, t("kernel")?.gbitPerSecond),
@@ -794,6 +877,7 @@ export async function runForwarder(): Promise<ForwarderResult> {
       runs: udp, summary: udpSummary,
       pairRatios: pairRatios(udp, "forwarder", "c-loop", (r) => r.receivedPps!),
       pairRatios1q: pairRatios(udp, "forwarder-1q", "c-loop", (r) => r.receivedPps!),
+      pairRatiosOffloads: adjacentRatios(udp, "forwarder-1q-offloads", "c-loop", (r) => r.receivedPps!),
     },
     tcp: { runs: tcp, summary: tcpSummary, pairRatios: pairRatios(tcp, "offloads-on", "kernel", (r) => r.gbitPerSecond!) },
     ratios,
@@ -865,7 +949,7 @@ function print(r: Measured): void {
     udpGoalNotes(r),
   );
 
-  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "reads", "wire pkts/read", "writes", "pkts/write", "ns/wire pkt", "ns/read", "steal", "load"];
+  const tcpColumns = ["Gbit/s", "retransmits", "fwd CPU", "fwd waiting", "reads", "wire pkts/read", "writes", "pkts/write", "ns/wire pkt", "ns/read", "steal", "load"];
   printTable(
     `Forwarder: iperf3 TCP pod1 -> pod2, one stream, ${r.config.iperfSeconds} s each, in the order run`,
     r.tcp.runs.map((row): Row => {
@@ -875,6 +959,7 @@ function print(r: Measured): void {
         "Gbit/s": num(row.gbitPerSecond!, 2),
         retransmits: opt(row.retransmits),
         "fwd CPU": pct(row.forwarderCpuPercent),
+        "fwd waiting": pct(row.forwarderRunDelayPercent),
         reads: opt(row.stats?.reads),
         "wire pkts/read": row.stats && row.stats.reads ? num(row.stats.wirePacketsIn / row.stats.reads, 1) : "-",
         writes: opt(row.stats?.writes),
@@ -912,16 +997,22 @@ function print(r: Measured): void {
 function udpRunNotes(r: Measured): string[] {
   const notes = [
     ...r.udp.runs.filter((row) => row.error).map((row) => `FAILED ${UDP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
-    `offered = pod1 eth0 tx, received = pod2 eth0 rx, per second over the window (after ${r.config.warmupSeconds} s of warm-up). Sender: C,`,
+    `offered = pod1 eth0 tx, received = datagrams reaching pod2's UDP layer (/proc/net/snmp Udp InDatagrams + RcvbufErrors + NoPorts:`,
+    `  a USO super-packet crosses pod2's veth as one rx packet and is segmented only there), per second over the window (after ${r.config.warmupSeconds} s of warm-up). Sender: C,`,
     `  sendmmsg of 64 datagrams per call over ${r.config.flows} flows (source ports); pod2 has a bound socket that is never read.`,
     `TUN queue drops/s = the TUN's tx_dropped: packets the kernel discarded because the mover had not read its queue yet (saturation).`,
-    `ns/pkt (thread) = the mover thread's on-CPU time (schedstat) / packets it wrote back to the TUN (the TUN's rx counter), same window;`,
+    `ns/pkt (thread) = the mover thread's on-CPU time (schedstat) / packets it wrote back to the TUN (the TUN's rx counter; with offloads,`,
+    `  where one write is a super-packet, the datagrams received in pod2), same window;`,
     `  it includes the kernel work done inside its write(2)s (the node routing each packet on to pod2's veth, and pod2's receive: softirq`,
     `  work done in its context is charged to it unless the kernel has CONFIG_IRQ_TIME_ACCOUNTING). Both movers are measured alike.`,
     `  ns/pkt (process) = the forwarder process's process.cpuUsage() (every thread: the idle main thread, GC helpers) over the same packets.`,
     `steal = hypervisor steal time over the window (/proc/stat), on the mover's CPU when pinned, else over all CPUs.`,
     `Pinning: ${r.config.pinning}. Kernel forwarding has no mover: the sender's CPU does all the work.`,
   ];
+  const bad = r.udp.runs.filter((row) => (row.badChecksums ?? 0) > 0);
+  notes.push(bad.length
+    ? `CHECKSUM ERRORS at pod2's UDP layer: ${bad.map((row) => `${UDP_LABEL[row.variant]} run ${row.run}: ${num(row.badChecksums!)}`).join("; ")} (not counted as received).`
+    : "No datagram reached pod2's UDP layer with a bad checksum in any window (Udp InCsumErrors).");
   const wire = r.udp.runs.find((row) => row.wireBytesPerPacket !== undefined)?.wireBytesPerPacket;
   if (wire !== undefined) notes.push(`pod2 eth0 bytes/packet: ${num(wire, 1)} (the ${r.config.ipPacketBytes}-byte IP packet + 14 bytes of Ethernet header).`);
   return notes;
@@ -974,6 +1065,24 @@ function udpGoalNotes(r: Measured): string[] {
       + ` (${opt(n1.threadNsPerPacket)} vs ${opt(kf.threadNsPerPacket)} ns/pkt)`
       + (kfRun && cLast ? `; koffi per packet vs the C loop run right after it: ${num(kfRun.receivedPps! / cLast.receivedPps!, 2)}x.` : "."));
   }
+  const o = r.udp.summary.find((s) => s.variant === "forwarder-1q-offloads");
+  if (o && c) {
+    const totals = r.udp.runs.filter((row) => row.variant === "forwarder-1q-offloads" && !row.error && row.moverTotals);
+    const merged = totals.reduce((n, row) => n + (row.moverTotals!.coalescedPackets ?? 0), 0);
+    const out = totals.reduce((n, row) => n + (row.moverTotals!.packetsOut ?? 0), 0);
+    const writes = totals.reduce((n, row) => n + (row.moverTotals!.writes ?? 0), 0);
+    notes.push(
+      `Offloads on for UDP (one queue, USO coalescing on write): ${num(o.receivedPps)} pps = ${num(o.receivedPps / c.receivedPps, 2)}x the C loop`
+        + ` (pairs adjacent in time: ${r.udp.pairRatiosOffloads.map((p) => `${num(p, 2)}x`).join(", ") || "-"})`
+        + (n1 ? `, ${num(o.receivedPps / n1.receivedPps, 2)}x one queue with offloads off` : "")
+        + `; ${opt(o.threadNsPerPacket)} ns/pkt (thread).`,
+      `  Over its whole runs: ${num(out)} packets out in ${num(writes)} writes (${writes ? num(out / writes, 1) : "-"} per write), ${out ? pct((100 * merged) / out, 0) : "-"} of them in coalesced writes.`,
+      n1
+        ? `  ${o.receivedPps > n1.receivedPps ? "Offloads on beat offloads off for 64-byte UDP in this run" : "Offloads on did NOT beat offloads off for 64-byte UDP in this run"}`
+          + " (the agent's default is unchanged by this bench: it is a measurement, re-run on a quiet machine before changing it)."
+        : "  (one queue with offloads off was not measured: no comparison.)",
+    );
+  }
   const f = r.udp.summary.find((s) => s.variant === "forwarder");
   if (f && k) notes.push(`For context: the forwarder passes ${num(f.receivedPps / k.receivedPps, 2)}x of what kernel forwarding passes (with the sender's one CPU doing everything).`);
   return notes;
@@ -983,7 +1092,8 @@ function tcpRunNotes(r: Measured): string[] {
   return [
     ...r.tcp.runs.filter((row) => row.error).map((row) => `FAILED ${TCP_LABEL[row.variant]} run ${row.run}: ${row.error}`),
     "Gbit/s = the receiver's rate (iperf3 -J end.sum_received); retransmits = the sender's; steal = over all CPUs during the test.",
-    "fwd CPU = the forwarder's worker thread on-CPU time over the test, % of one CPU. reads/writes/pkts: the forwarder's stats for the",
+    "fwd CPU = the forwarder's worker thread on-CPU time over the test, % of one CPU; fwd waiting = its time runnable but not running",
+    "  (schedstat run delay), % of the test: CPU time it wanted and did not get. reads/writes/pkts: the forwarder's stats for the",
     "  whole run (iperf3's control connection included); wire pkts/read > 1 means TSO super-packets were read (wire packets = the",
     "  segments they stand for), pkts/write > 1 that packets were coalesced before the write (split mode).",
     "ns/wire pkt, ns/read = the worker thread's on-CPU time during the test / wire packets, / reads: CPU cost per packet.",

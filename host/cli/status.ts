@@ -43,6 +43,10 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
     io.out(`agent pid ${s.pid}, datapath ${s.datapath} on ${s.device} (mtu ${s.mtu}), up since ${s.startedAt}, updated ${s.updatedAt}`);
     io.out(`routes: ${s.routes.join(", ") || "none"}; conntrack: ${s.entries} entries (${s.restoredEntries} restored at start)`);
     io.out(`packets: ${s.stats.packetsIn} in, ${s.stats.packetsOut} out, ${drops} dropped in ${s.stats.batches} batches; GC runs ${s.stats.gcRuns}`);
+    if (s.stats.coalescedWrites !== undefined) {
+      // Offload passthrough merging plain packets of a flow into super-packets on write (passthrough-coalescer.ts).
+      io.out(`writes: ${s.stats.writes}, of which ${s.stats.coalescedWrites} coalesced super-packets carrying ${s.stats.coalescedPackets ?? 0} packets`);
+    }
   }
   if (s.flows.length) io.out(flowsTable(s.flows));
   if (s.services?.length) io.out(formatServiceFlows(s.services));

@@ -26,6 +26,11 @@
  *   udp-echo   <addr> <port>                      answer every datagram, until killed; {"peer":{...}} for each new sender
  *   udp-client <addr> <port> <count> [everyMs]    send <count> requests, one at a time, everyMs apart:
  *                                                 {"replies":n,"sent":n,"localPort":n,"from":addr of the answers}
+ *   udp-burst  <addr> <port> <count> [burst]      connected socket: <count> 36-byte datagrams numbered 0.. (4-byte
+ *                                                 big-endian sequence first), <burst> (default 64) sent back to back, then
+ *                                                 a 5 ms pause: {"sent":n,"localPort":n}
+ *   udp-collect <addr> <port> <count>             receive numbered datagrams until <count> or 1.5 s of silence:
+ *                                                 {"received":n,"inOrder":bool,"firstGap":i|null}
  *   ping       <addr> <id> <count> [everyMs]      ICMP/ICMPv6 echo through a ping socket
  *   icmp-watch <addr> 0                           {"peer":{...}} for each new (source, identifier) of the echo requests
  *                                                 to <addr> (a raw socket: the kernel still answers them), until killed
@@ -286,6 +291,53 @@ function udpClient(): void {
   sock.bind(0, () => send());
 }
 
+/** A stream of small numbered datagrams in bursts: what write-side coalescing merges (a connected socket numbers its IPv4 ids one by one). */
+function udpBurst(): void {
+  const count = Number(extra);
+  const burst = Number(extra2 ?? 64);
+  const sock = dgram.createSocket(net.isIPv6(addr) ? "udp6" : "udp4");
+  let sent = 0;
+  const sendBurst = () => {
+    const end = Math.min(count, sent + burst);
+    let pending = end - sent;
+    for (; sent < end; sent++) {
+      const d = Buffer.alloc(36, 0x5a);
+      d.writeUInt32BE(sent, 0);
+      sock.send(d, (err) => {
+        if (err) fail(`udp-burst send: ${err.message}`);
+        if (--pending > 0) return;
+        if (sent < count) setTimeout(sendBurst, 5);
+        else sock.close(() => done({ sent, localPort }));
+      });
+    }
+  };
+  let localPort = 0;
+  sock.on("error", (err) => fail(`udp-burst: ${err.message}`));
+  sock.connect(port, addr, () => {
+    localPort = sock.address().port;
+    sendBurst();
+  });
+}
+
+/** The other end of udp-burst: counts what arrived and whether in the order sent. */
+function udpCollect(): void {
+  const count = Number(extra);
+  const sock = dgram.createSocket({ type: net.isIPv6(addr) ? "udp6" : "udp4", recvBufferSize: 4 << 20 });
+  let received = 0;
+  let firstGap: number | null = null;
+  let idle: NodeJS.Timeout | undefined;
+  const finish = () => sock.close(() => done({ received, inOrder: firstGap === null, firstGap }));
+  sock.on("message", (msg) => {
+    if (msg.length >= 4 && msg.readUInt32BE(0) !== received && firstGap === null) firstGap = received;
+    received += 1;
+    clearTimeout(idle);
+    if (received >= count) finish();
+    else idle = setTimeout(finish, 1500);
+  });
+  sock.on("error", (err) => fail(`udp-collect: ${err.message}`));
+  sock.bind(port, addr, ready);
+}
+
 /**
  * Echo requests through a ping socket (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6), via
  * libc through koffi, so no ping binary is needed. The kernel fills in the
@@ -425,6 +477,8 @@ const modes: Record<string, () => void> = {
   "udp-server": () => udpServer(false),
   "udp-echo": () => udpServer(true),
   "udp-client": udpClient,
+  "udp-burst": udpBurst,
+  "udp-collect": udpCollect,
   ping,
   "icmp-watch": icmpWatch,
 };

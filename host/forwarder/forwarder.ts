@@ -18,6 +18,7 @@ import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
 import { TunIoError } from "../tun/errors.js";
 import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../tun/offload/index.js";
 import { StageTimer, type StageTimes } from "./stage-timer.js";
+import { PassthroughCoalescer, type CoalescingCounts } from "./passthrough-coalescer.js";
 
 export interface ForwarderStats {
   batches: number;
@@ -50,6 +51,13 @@ export interface ForwarderStats {
   writeErrors: number;
   /** With I/O threads: packets read from the device that found the inbound ring full (the decider fell behind). */
   ringDrops?: number;
+  /**
+   * Passthrough on a device with TSO/USO: super-packets written that carry
+   * more than one plain packet of a flow (passthrough-coalescer.ts), and the
+   * packets they carry. Absent when the write side cannot coalesce.
+   */
+  coalescedWrites?: number;
+  coalescedPackets?: number;
   gcRuns: number;
   /** How long the last conntrack GC run took, seconds (absent before the first). */
   lastGcSeconds?: number;
@@ -122,6 +130,8 @@ export class Forwarder {
   private readonly staging: Uint8Array[];
   private readonly stagingSizes: number[];
   private readonly udpCoalescing: boolean;
+  /** Passthrough on a device with TSO or USO: merges plain partial packets of a flow on write. */
+  private readonly writeCoalescer?: PassthroughCoalescer;
   private readonly betweenBatches?: () => void;
   private readonly timer?: StageTimer;
   /** A device whose writes complete later, on other threads (RingTun): its running totals of lost writes and reads. */
@@ -164,7 +174,13 @@ export class Forwarder {
       this.deferred = device as unknown as { deferredWriteErrors(): number; ringDrops(): number };
       this.stats.ringDrops = 0;
     }
-    this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
+    const offloads = "offloads" in device ? (device as { offloads?: { tso?: boolean; uso?: boolean } }).offloads : undefined;
+    this.udpCoalescing = !!offloads?.uso;
+    if (device.vnetHdr && mode === "passthrough" && (offloads?.tso || offloads?.uso)) {
+      this.writeCoalescer = new PassthroughCoalescer({ tcp: !!offloads.tso, udp: !!offloads.uso });
+      this.stats.coalescedWrites = 0;
+      this.stats.coalescedPackets = 0;
+    }
   }
 
   private get passthrough(): boolean {
@@ -356,6 +372,10 @@ export class Forwarder {
       bufs = merged.map((m) => m.bytes);
       sizes = merged.map((m) => m.size);
       offset = VIRTIO_NET_HDR_LEN;
+    } else if (this.writeCoalescer && this.passthrough && this.out.length > 1) {
+      this.writeCoalescer.plan(this.out, this.outSizes, headroom, this.stats as CoalescingCounts);
+      bufs = this.writeCoalescer.bufs;
+      sizes = this.writeCoalescer.sizes;
     }
     let from = 0;
     while (from < bufs.length) {

@@ -171,6 +171,8 @@ export function registerDatapathCollector(registry: Registry, source: DatapathSo
   forwarderCounter("batches_total", "Batches the TUN forwarder decided", (s) => s.batches);
   forwarderCounter("packets_total", "Packets the TUN forwarder read from its device", (s) => s.packetsIn);
   forwarderCounter("device_errors_total", "Writes the TUN device refused or pushed back", (s) => s.writeErrors);
+  forwarderCounter("coalesced_writes_total", "Super-packets the TUN forwarder wrote that carry several packets of a flow (offload passthrough)", (s) => s.coalescedWrites ?? 0);
+  forwarderCounter("coalesced_packets_total", "Packets the TUN forwarder wrote inside coalesced super-packets", (s) => s.coalescedPackets ?? 0);
   new Gauge({
     name: `${METRICS_PREFIX}forwarder_packets_per_batch`,
     help: "Mean packets per batch since the forwarder started",

@@ -18,6 +18,12 @@ export interface FakeTunOptions {
   vnetHdr?: boolean;
   /** Behave as with TSO/USO on: reads may carry super-packets up to MAX_GSO_PACKET, so buffers must hold one. */
   gso?: boolean;
+  /**
+   * Offloads to report as the kernel's (LinuxTun.offloads): what the
+   * forwarder may write back as super-packets. Default: none, so a forwarder
+   * writes packets one by one.
+   */
+  offloads?: { tso?: boolean; uso?: boolean };
 }
 
 /** A packet written to the fake, copied out of the caller's buffer. */
@@ -37,6 +43,7 @@ export class FakeTun implements TunDevice {
   readonly mtu: number;
   readonly vnetHdr: boolean;
   readonly readCapacity: number;
+  readonly offloads: { readonly csum: boolean; readonly tso: boolean; readonly uso: boolean };
   #queue: Queued[] = [];
   #written: WrittenPacket[] = [];
   #closed = false;
@@ -46,6 +53,9 @@ export class FakeTun implements TunDevice {
     this.mtu = options.mtu ?? 1500;
     this.vnetHdr = options.vnetHdr ?? false;
     this.readCapacity = options.gso ? MAX_GSO_PACKET : this.mtu;
+    const { tso = false, uso = false } = options.offloads ?? {};
+    if ((tso || uso) && !(this.vnetHdr && options.gso)) throw new InvalidInputError(`${this.name}: offloads need vnetHdr and gso`);
+    this.offloads = Object.freeze({ csum: tso || uso, tso, uso });
   }
 
   /**

@@ -28,6 +28,8 @@ export class MultiQueueTun implements TunDevice {
   readonly readCapacity: number;
   /** The queues' TUN io mode (tun-io-choice.ts), when they are Linux TUNs. */
   readonly io: string | undefined;
+  /** The queues' offloads (every queue of a device has the same), when they report them: what the forwarder may write as super-packets. */
+  readonly offloads: { readonly tso: boolean; readonly uso: boolean } | undefined;
   /** Queue read first by the next read(). */
   #first = 0;
   /** The read buffers from index k on, per k, for the caller's current buffer array (no slice per call). */
@@ -45,6 +47,7 @@ export class MultiQueueTun implements TunDevice {
     this.vnetHdr = q.vnetHdr;
     this.readCapacity = q.readCapacity;
     this.io = "io" in q && typeof q.io === "string" ? q.io : undefined;
+    this.offloads = "offloads" in q ? (q as { offloads?: { tso: boolean; uso: boolean } }).offloads : undefined;
   }
 
   read(bufs: Uint8Array[], sizes: number[], offset: number): number {
