@@ -30,7 +30,9 @@
  *    machine (a shared VM) weighs on both alike; figures are over all
  *    windows (packets / seconds), and the ratio of each adjacent pair is
  *    shown too. Goals: F and F1 >= 1.0x the C loop; the forwarder (one
- *    queue) thread's CPU per packet minus the C loop's <= 150 ns. CPU cost per packet = the mover
+ *    queue) thread's user-mode CPU per packet (everything outside the kernel:
+ *    JS and FFI glue, the Wasm decision; bench/thread-times.ts) <= 150 ns,
+ *    the C loop's user time beside it. CPU cost per packet = the mover
  *    thread's on-CPU time over the window (/proc/<pid>/task/<tid>/schedstat,
  *    ns) / packets it wrote back to the TUN over the window; for the
  *    forwarder also the whole Node process's (process.cpuUsage(): user +
@@ -73,6 +75,7 @@ import { sweep } from "../host/sys/netns/lab.js";
 import { NetnsProcess } from "../host/sys/netns/process.js";
 import type { StageTimes } from "../host/forwarder/stage-timer.js";
 import { TOOL_SOURCE } from "./forwarder-tools.js";
+import { threadTimes, type ThreadTimes } from "./thread-times.js";
 import type { TunIoChoice } from "../host/tun/tun-io-choice.js";
 import { num, printTable, type Row } from "./report.js";
 
@@ -152,6 +155,12 @@ export interface UdpRun {
   moverCpuPercent?: number;
   /** The mover thread's CPU time / packets it forwarded. */
   threadNsPerPacket?: number;
+  /**
+   * The mover thread's user-mode CPU time over the window (utime, tick-sampled: thread-times.ts), ns, and per packet
+   * forwarded: everything it did outside the kernel (JS glue, the Wasm decision, FFI glue), the syscalls' own work excluded.
+   */
+  threadUserNs?: number;
+  userNsPerPacket?: number;
   /** Forwarder only: the whole process's CPU time (process.cpuUsage) over the window, and per packet forwarded. */
   processCpuNs?: number;
   processNsPerPacket?: number;
@@ -178,6 +187,8 @@ export interface UdpSummary {
   maxPps: number;
   /** Thread (process) CPU over all windows / packets forwarded over all windows. */
   threadNsPerPacket?: number;
+  /** Thread user-mode CPU over all windows / packets forwarded over all windows. */
+  userNsPerPacket?: number;
   processNsPerPacket?: number;
 }
 
@@ -244,8 +255,11 @@ export type ForwarderResult =
         udp: { target: number; ratio?: number; met: boolean | null };
         udp1q: { target: number; ratio?: number; met: boolean | null };
         tcp: { target: number; ratio?: number; met: boolean | null };
-        /** Forwarder (one queue) thread ns/pkt - C loop thread ns/pkt. */
-        beyondSyscallsNs: { target: number; value?: number; met: boolean | null };
+        /**
+         * The forwarder's (one queue) worker thread user-mode CPU ns per packet forwarded: all it spends outside the
+         * read and write syscalls' kernel work (cLoopUserNs: the C loop's, for reference, near 0).
+         */
+        beyondSyscallsNs: { target: number; value?: number; cLoopUserNs?: number; met: boolean | null };
       };
       /** Forwarder starts that failed and were retried (see the module comment). */
       startRetries: string[];
@@ -284,19 +298,9 @@ function linkCounters(ns: string, dev: string): LinkCounters {
   return { at: (t0 + t1) / 2, rxPackets: s.rx.packets!, rxBytes: s.rx.bytes!, txPackets: s.tx.packets!, txDropped: s.tx.dropped! };
 }
 
-const CLK_TCK = 100;
-
 /** On-CPU time of one thread, ns (schedstat; else utime + stime in clock ticks). */
 function threadCpuNs(pid: number | "self", tid: number): number {
-  const base = `/proc/${pid}/task/${tid}`;
-  try {
-    return Number(readFileSync(`${base}/schedstat`, "utf8").split(" ")[0]);
-  } catch {
-    // comm may contain spaces: the fields after ") " are what we need.
-    const stat = readFileSync(`${base}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1e9) / CLK_TCK;
-  }
+  return threadTimes(pid, tid).cpuNs;
 }
 
 function tasks(): number[] {
@@ -330,6 +334,8 @@ interface Sample {
   pod2: LinkCounters;
   tun?: LinkCounters;
   threadNs?: number;
+  /** The mover thread's times, user/system split included (thread-times.ts). */
+  thread?: ThreadTimes;
   threadAt?: number;
   processUs?: number;
   cpu: CpuTimes;
@@ -479,7 +485,8 @@ export class Run {
     if (tun) s.tun = linkCounters(this.topo.node, this.tun);
     if (thread) {
       s.threadAt = performance.now();
-      s.threadNs = threadCpuNs(thread.pid, thread.tid);
+      s.thread = threadTimes(thread.pid, thread.tid);
+      s.threadNs = s.thread.cpuNs;
       const u = process.cpuUsage();
       s.processUs = u.user + u.system;
     }
@@ -550,6 +557,8 @@ export class Run {
         row.threadCpuNs = s1.threadNs! - s0.threadNs!;
         row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
         row.threadNsPerPacket = row.threadCpuNs / row.forwardedPackets;
+        row.threadUserNs = s1.thread!.userNs - s0.thread!.userNs;
+        row.userNsPerPacket = row.threadUserNs / row.forwardedPackets;
         if (variant === "forwarder" || variant === "forwarder-1q" || variant === "forwarder-1q-koffi") {
           row.processCpuNs = (s1.processUs! - s0.processUs!) * 1000;
           row.processNsPerPacket = row.processCpuNs / row.forwardedPackets;
@@ -684,6 +693,7 @@ function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
       minPps: Math.min(...pps),
       maxPps: Math.max(...pps),
       threadNsPerPacket: forwarded ? sum((r) => r.threadCpuNs) / forwarded : undefined,
+      userNsPerPacket: forwarded ? sum((r) => r.threadUserNs) / forwarded : undefined,
       processNsPerPacket: forwarded && variant.startsWith("forwarder") ? sum((r) => r.processCpuNs) / forwarded : undefined,
     });
   }
@@ -802,7 +812,7 @@ export async function runForwarder(): Promise<ForwarderResult> {
       udp: { target: UDP_GOAL, ratio: ratios.forwarderVsCLoop, met: ratios.forwarderVsCLoop === undefined ? null : ratios.forwarderVsCLoop >= UDP_GOAL },
       udp1q: { target: UDP_GOAL, ratio: ratios.forwarder1qVsCLoop, met: ratios.forwarder1qVsCLoop === undefined ? null : ratios.forwarder1qVsCLoop >= UDP_GOAL },
       tcp: { target: TCP_GOAL, ratio: ratios.offloadsOnVsKernel, met: ratios.offloadsOnVsKernel === undefined ? null : ratios.offloadsOnVsKernel >= TCP_GOAL },
-      beyondSyscallsNs: beyondSyscalls(u("forwarder-1q")?.threadNsPerPacket, u("c-loop")?.threadNsPerPacket),
+      beyondSyscallsNs: beyondSyscalls(u("forwarder-1q")?.userNsPerPacket, u("c-loop")?.userNsPerPacket),
     },
     cleanup,
   };
@@ -810,10 +820,14 @@ export async function runForwarder(): Promise<ForwarderResult> {
   return result;
 }
 
-function beyondSyscalls(forwarderNs?: number, cLoopNs?: number): { target: number; value?: number; met: boolean | null } {
-  if (forwarderNs === undefined || cLoopNs === undefined) return { target: BEYOND_SYSCALLS_GOAL_NS, met: null };
-  const value = forwarderNs - cLoopNs;
-  return { target: BEYOND_SYSCALLS_GOAL_NS, value, met: value <= BEYOND_SYSCALLS_GOAL_NS };
+/**
+ * The goal's figure is the forwarder thread's user-mode CPU per packet, not its total minus the C loop's total: the
+ * native TUN I/O path makes one io_uring_enter per batch where the C loop makes two syscalls per packet, so the
+ * difference of totals compares different syscall work and went negative (docs/forwarder.md, "CPU beyond the syscalls").
+ */
+function beyondSyscalls(forwarderUserNs?: number, cLoopUserNs?: number): { target: number; value?: number; cLoopUserNs?: number; met: boolean | null } {
+  if (forwarderUserNs === undefined) return { target: BEYOND_SYSCALLS_GOAL_NS, cLoopUserNs, met: null };
+  return { target: BEYOND_SYSCALLS_GOAL_NS, value: forwarderUserNs, cLoopUserNs, met: forwarderUserNs <= BEYOND_SYSCALLS_GOAL_NS };
 }
 
 // ---------------------------------------------------------------------------
@@ -829,7 +843,7 @@ function failedRow(head: Row, columns: string[]): Row {
 }
 
 function print(r: Measured): void {
-  const udpColumns = ["offered pps", "received pps", "loss", "TUN queue drops/s", "mover CPU", "ns/pkt (thread)", "ns/pkt (process)", "steal", "load"];
+  const udpColumns = ["offered pps", "received pps", "loss", "TUN queue drops/s", "mover CPU", "ns/pkt (thread)", "user ns/pkt", "ns/pkt (process)", "steal", "load"];
   printTable(
     `Forwarder: ${r.config.ipPacketBytes}-byte UDP (IPv4), pod1 -> pod2 through the node: each run, in the order run, ${r.config.windowSeconds} s windows`,
     r.udp.runs.map((row): Row => {
@@ -842,6 +856,7 @@ function print(r: Measured): void {
         "TUN queue drops/s": opt(row.tunQueueDropsPps),
         "mover CPU": pct(row.moverCpuPercent),
         "ns/pkt (thread)": opt(row.threadNsPerPacket),
+        "user ns/pkt": opt(row.userNsPerPacket),
         "ns/pkt (process)": opt(row.processNsPerPacket),
         steal: row.moverCpuStealPercent !== undefined ? `${pct(row.moverCpuStealPercent, 1)} (cpu${MOVER_CPU})` : pct(row.stealPercent, 1),
         load: opt(row.loadAverage, 2),
@@ -859,6 +874,7 @@ function print(r: Measured): void {
       "received pps": num(s.receivedPps),
       "min..max": `${num(s.minPps)}..${num(s.maxPps)}`,
       "ns/pkt (thread)": opt(s.threadNsPerPacket),
+      "user ns/pkt": opt(s.userNsPerPacket),
       "ns/pkt (process)": opt(s.processNsPerPacket),
       "vs C loop": c ? x(s.receivedPps / c.receivedPps) : "-",
     })),
@@ -918,6 +934,8 @@ function udpRunNotes(r: Measured): string[] {
     `ns/pkt (thread) = the mover thread's on-CPU time (schedstat) / packets it wrote back to the TUN (the TUN's rx counter), same window;`,
     `  it includes the kernel work done inside its write(2)s (the node routing each packet on to pod2's veth, and pod2's receive: softirq`,
     `  work done in its context is charged to it unless the kernel has CONFIG_IRQ_TIME_ACCOUNTING). Both movers are measured alike.`,
+    `user ns/pkt = the part of the mover thread's CPU time spent in user mode (/proc/.../stat utime: tick-sampled, scaled to the`,
+    `  exact runtime; bench/thread-times.ts) / the same packets: the forwarder's JS glue, Wasm decision and FFI glue, no syscall work.`,
     `  ns/pkt (process) = the forwarder process's process.cpuUsage() (every thread: the idle main thread, GC helpers) over the same packets.`,
     `steal = hypervisor steal time over the window (/proc/stat), on the mover's CPU when pinned, else over all CPUs.`,
     `Pinning: ${r.config.pinning}. Kernel forwarding has no mover: the sender's CPU does all the work.`,
@@ -963,7 +981,8 @@ function udpGoalNotes(r: Measured): string[] {
     beyond.value === undefined
       ? `GOAL CPU per packet beyond the read and write syscalls <= ${beyond.target} ns: NOT MEASURED.`
       : `GOAL CPU per packet beyond the read and write syscalls <= ${beyond.target} ns: ${beyond.met ? "MET" : "NOT MET"} - ${num(beyond.value)} ns`
-        + ` (forwarder, 1 queue, worker thread ns/pkt - C loop ns/pkt; bench:forwarder-stages breaks it down by stage).`,
+        + ` (forwarder, 1 queue: worker thread user-mode CPU / packets forwarded; the C loop's user time for reference:`
+        + ` ${opt(beyond.cLoopUserNs)} ns/pkt; bench:forwarder-stages breaks it down by stage).`,
   );
   const n1 = r.udp.summary.find((s) => s.variant === "forwarder-1q");
   const kf = r.udp.summary.find((s) => s.variant === "forwarder-1q-koffi");
