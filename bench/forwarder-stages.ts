@@ -5,9 +5,13 @@
  * tool: bench/forwarder.ts), with the plain C read/write loop in the same run
  * as the reference for what the read(2)/write(2) syscalls alone cost.
  *
- * Order F C F T: F = the forwarder without the stage timer, each run
- * adjacent in time to the C loop run; T = the forwarder with the timer, for
- * the stage table. Stage times come from the forwarder's own per-batch
+ * Order F C V F T: F = the forwarder without the stage timer, each run
+ * adjacent in time to the C loop run; V = the same with the per-packet
+ * read()/write() path instead of descriptor I/O (MEMBRANE_FORWARDER_DESCRIPTORS=0:
+ * the JS views, size arrays and verdict loop the descriptor path removed),
+ * for the before/after of that change in one run; T = the forwarder with the
+ * timer, for the stage table. FP_STAGES_BATCH=<n>: packets per batch
+ * (default the suite's 128). Stage times come from the forwarder's own per-batch
  * timer (host/forwarder/stage-timer.ts: one clock read per stage per batch,
  * a syscall each here) over the whole run, warm-up included, divided by the
  * packets it decided; the thread CPU per packet is over the measuring
@@ -57,7 +61,11 @@ async function main(): Promise<void> {
   // FP_STAGES_ONLY=forwarder: one forwarder run, no timer unless FP_STAGES_TIMING=1 (a CPU profile should show the forwarder, not its timer).
   const order: Step[] = process.env.FP_STAGES_ONLY === "forwarder"
     ? [{ variant: "forwarder-1q", timed: process.env.FP_STAGES_TIMING === "1" }]
-    : [{ variant: "forwarder-1q", timed: false }, { variant: "c-loop", timed: false }, { variant: "forwarder-1q", timed: false }, { variant: "forwarder-1q", timed: true }];
+    : [
+      { variant: "forwarder-1q", timed: false }, { variant: "c-loop", timed: false }, { variant: "forwarder-1q", timed: false, views: true },
+      { variant: "forwarder-1q", timed: false }, { variant: "forwarder-1q", timed: true },
+    ];
+  if (process.env.FP_STAGES_BATCH) run.batchSize = Number(process.env.FP_STAGES_BATCH);
   const rows: Row2[] = [];
   try {
     await run.setup();
@@ -65,13 +73,20 @@ async function main(): Promise<void> {
     const sink = run.toolIn(pod2.ns, ["sink", pod2.v4, 9000], "UDP sink");
     await sink.ready();
     const counts = new Map<string, number>();
-    for (const { variant, timed } of order) {
+    for (const { variant, timed, views = false } of order) {
       const n = (counts.get(variant) ?? 0) + 1;
       counts.set(variant, n);
-      process.stdout.write(`  UDP ${variant}${timed ? " (stage timer on)" : ""}, run ${n}...`);
+      process.stdout.write(`  UDP ${variant}${timed ? " (stage timer on)" : ""}${views ? " (read/write path)" : ""}, run ${n}...`);
       run.stageTiming = timed;
-      const r = await run.udp(variant, n);
-      rows.push({ ...r, timed, load: loadavg()[0]! });
+      // The worker takes this process's environment when it starts.
+      if (views) process.env.MEMBRANE_FORWARDER_DESCRIPTORS = "0";
+      let r: UdpRun;
+      try {
+        r = await run.udp(variant, n);
+      } finally {
+        delete process.env.MEMBRANE_FORWARDER_DESCRIPTORS;
+      }
+      rows.push({ ...r, timed, views, load: loadavg()[0]! });
       console.log(r.error ? ` FAILED: ${r.error}` : " done");
     }
   } finally {
@@ -87,8 +102,8 @@ async function main(): Promise<void> {
   splitCheck(ffi);
 }
 
-type Step = { variant: "forwarder-1q" | "c-loop"; timed: boolean };
-type Row2 = UdpRun & { load: number; timed: boolean };
+type Step = { variant: "forwarder-1q" | "c-loop"; timed: boolean; views?: boolean };
+type Row2 = UdpRun & { load: number; timed: boolean; views: boolean };
 
 /**
  * Is the kernel's user/system split (tick-sampled, bench/thread-times.ts)
@@ -154,7 +169,8 @@ int main(void) { struct timespec a, b; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a
 function report(rows: Row2[]): void {
   const fwd = rows.filter((r) => r.variant === "forwarder-1q" && !r.error && r.stages);
   const loop = rows.filter((r) => r.variant === "c-loop" && !r.error);
-  const fwdRuns = rows.filter((r) => r.variant === "forwarder-1q" && !r.error && !r.timed);
+  const fwdRuns = rows.filter((r) => r.variant === "forwarder-1q" && !r.error && !r.timed && !r.views);
+  const viewRuns = rows.filter((r) => r.variant === "forwarder-1q" && !r.error && r.views);
   const stageRows: Row[] = [];
   for (const stage of STAGES) {
     const row: Row = { stage };
@@ -187,7 +203,7 @@ function report(rows: Row2[]): void {
   const user: Row = { stage: "worker user-mode CPU (utime, window)" };
   fwd.forEach((r, i) => (user[`ns/pkt run ${i + 1}`] = r.userNsPerPacket !== undefined ? num(r.userNsPerPacket, 1) : "-"));
   stageRows.push(user);
-  printTable("Forwarder thread CPU time per packet by pipeline stage (64-byte UDP, batch 128, 1 queue, no offloads; whole run; stage timer on)", stageRows, [
+  printTable(`Forwarder thread CPU time per packet by pipeline stage (64-byte UDP, batch ${process.env.FP_STAGES_BATCH ?? 128}, 1 queue, no offloads; whole run; stage timer on)`, stageRows, [
     "CPU time of the worker thread (CLOCK_THREAD_CPUTIME_ID), kernel time in its syscalls included; not wall time.",
     "read / write = the device's batch read / write through the FFI (native TUN I/O: one io_uring_enter each), syscalls included.",
     "admit = declaring the packets to the Wasm batch; decide = the one Wasm call; collect = verdicts back, the write list;",
@@ -198,7 +214,7 @@ function report(rows: Row2[]): void {
   ]);
 
   const runRows: Row[] = rows.map((r) => ({
-    run: `${r.variant} ${r.run}${r.timed ? " (timer on)" : ""}`,
+    run: `${r.variant} ${r.run}${r.timed ? " (timer on)" : ""}${r.views ? " (read/write path)" : ""}`,
     "received pps": r.receivedPps !== undefined ? num(r.receivedPps) : "-",
     "thread ns/pkt": r.threadNsPerPacket !== undefined ? num(r.threadNsPerPacket) : "-",
     "user ns/pkt": r.userNsPerPacket !== undefined ? num(r.userNsPerPacket) : "-",
@@ -229,6 +245,11 @@ function report(rows: Row2[]): void {
       `  utime also holds the ends of syscalls (bench/thread-times.ts): the C loop's user time is that alone, over 2 syscalls/pkt; the forwarder`
         + ` made ${fSys === undefined ? "-" : num(fSys, 3)} syscalls/pkt, so without them about ${estimate === undefined ? "-" : num(estimate)} ns/pkt (an estimate; the verdict uses the raw figure).`,
     );
+  }
+  const vUser = perPacket(viewRuns, (r) => r.threadUserNs);
+  if (vUser !== undefined && fUser !== undefined) {
+    notes.push(`Descriptor I/O (F) against the read()/write() path with its per-packet JS (V), user-mode CPU: ${num(fUser)} vs ${num(vUser)} ns/pkt`
+      + ` (whole thread ${fNs === undefined ? "-" : num(fNs)} vs ${num(perPacket(viewRuns, (r) => r.threadCpuNs) ?? NaN)} ns/pkt).`);
   }
   notes.push("The machine is shared (see load average): figures are noisy and must be re-run on a quiet machine.");
   printTable("Runs (measuring window)", runRows, notes);

@@ -364,6 +364,8 @@ export class Run {
   readonly pin = cpus().length >= 2;
   /** Start forwarders with per-stage timing (bench/forwarder-stages.ts). */
   stageTiming = false;
+  /** Packets per batch of the forwarders it starts (bench/forwarder-stages.ts may change it). */
+  batchSize = BATCH;
   #cleaned?: Promise<string[]>;
   /** The TUN's name (at most 15 bytes). */
   readonly tun: string;
@@ -446,7 +448,7 @@ export class Run {
   async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough", queues = 1, io?: TunIoChoice): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
       const before = new Set(tasks());
-      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io }, batchSize: BATCH, stageTiming: this.stageTiming });
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io }, batchSize: this.batchSize, stageTiming: this.stageTiming });
       this.handle = handle;
       try {
         this.topo.attachTun(handle.ready.device);

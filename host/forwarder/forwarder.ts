@@ -170,7 +170,8 @@ export class Forwarder {
       this.stats.ringDrops = 0;
     }
     this.udpCoalescing = "offloads" in device && !!(device as { offloads?: { uso?: boolean } }).offloads?.uso;
-    if (!device.vnetHdr) {
+    // MEMBRANE_FORWARDER_DESCRIPTORS=0: the read()/write() path on such devices too (bench:forwarder-stages compares the two).
+    if (!device.vnetHdr && process.env.MEMBRANE_FORWARDER_DESCRIPTORS !== "0") {
       this.descIo = device.descriptorIo?.();
       if (this.descIo) this.descBatch = this.batch.descriptorBatch(IP_AUTO);
     }
