@@ -104,7 +104,7 @@ typedef struct tun_uring {
   int32_t *res;
   /* descriptor writes: the record each submission index sends */
   uint32_t *slot;
-  /* reads: how many the last batch got, the first round's size of the next (under load: one round a batch) */
+  /* reads: the first round's size for the next batch (next_want) */
   unsigned want;
 } tun_uring;
 
@@ -225,17 +225,23 @@ static int submit_and_reap(tun_uring *r, unsigned k) {
   return 0;
 }
 
-/* The first round of the next read batch: as many as this one got (at least 8), so a loaded queue is read in one io_uring_enter. */
-static unsigned next_want(int got) { return got < 8 ? 8 : (unsigned)got; }
+/*
+ * The first round of the next read batch: the whole batch when this one
+ * came back full (the reader is behind: the queue holds at least that many,
+ * so it is read in one io_uring_enter instead of five rounds), else 8. Not
+ * "what this one got": a read round bigger than the queue pays an -EAGAIN
+ * read per empty slot, which costs more than the rounds it saves.
+ */
+static unsigned next_want(int got, int n) { return got == n && n > 8 ? (unsigned)n : 8; }
 
 /*
  * Reads carry RWF_NOWAIT: io_uring ignores the fd's O_NONBLOCK and would
  * otherwise park a read of an empty queue until a packet comes (the batch
  * would never return); with it an empty queue is -EAGAIN at once.
  *
- * Reads, in rounds of one io_uring_enter each: the first round submits as
- * many reads as the last batch got (at least 8), each next one twice the
- * last (a read that finds the queue empty costs its SQE and an -EAGAIN),
+ * Reads, in rounds of one io_uring_enter each: the first round submits 8
+ * reads (the whole batch when the last batch came back full: next_want),
+ * each next one twice the last (a read that finds the queue empty costs its SQE and an -EAGAIN),
  * and another round follows only when every read of this one got a packet. A packet that landed after an empty read (it
  * arrived mid-round) is moved down into the empty slot, so the packets are
  * always slots 0..result-1, in the order the kernel gave them.
@@ -271,7 +277,7 @@ int tun_uring_read_batch(tun_uring *r, int fd, uint8_t *base, const uint32_t *of
     if (*err || !full) break;
     want = want * 2 > r->entries ? r->entries : want * 2;
   }
-  r->want = next_want(got);
+  r->want = next_want(got, n);
   return got;
 }
 
@@ -416,7 +422,7 @@ int tun_uring_read_descs(tun_uring *r, int fd, uint8_t *base, uint32_t mem_len, 
     if (*err || !full) break;
     want = want * 2 > r->entries ? r->entries : want * 2;
   }
-  r->want = next_want(got);
+  r->want = next_want(got, n);
   return got;
 }
 
