@@ -37,7 +37,9 @@
  *    machine (a shared VM) weighs on both alike; figures are over all
  *    windows (packets / seconds), and the ratio of each adjacent pair is
  *    shown too. Goals: F and F1 >= 1.0x the C loop; the forwarder (one
- *    queue) thread's CPU per packet minus the C loop's <= 150 ns. CPU cost per packet = the mover
+ *    queue) thread's user-mode CPU per packet (everything outside the kernel:
+ *    JS and FFI glue, the Wasm decision; bench/thread-times.ts) <= 150 ns,
+ *    the C loop's user time beside it. CPU cost per packet = the mover
  *    thread's on-CPU time over the window (/proc/<pid>/task/<tid>/schedstat,
  *    ns) / packets it wrote back to the TUN over the window; for the
  *    forwarder also the whole Node process's (process.cpuUsage(): user +
@@ -80,6 +82,8 @@ import { sweep } from "../host/sys/netns/lab.js";
 import { NetnsProcess } from "../host/sys/netns/process.js";
 import type { StageTimes } from "../host/forwarder/stage-timer.js";
 import { TOOL_SOURCE } from "./forwarder-tools.js";
+import { threadTimes, withoutSyscallExits, type ThreadTimes } from "./thread-times.js";
+import { tunNative } from "../host/sys/tun-native.js";
 import type { TunIoChoice } from "../host/tun/tun-io-choice.js";
 import { num, printTable, type Row } from "./report.js";
 
@@ -171,6 +175,17 @@ export interface UdpRun {
   moverCpuPercent?: number;
   /** The mover thread's CPU time / packets it forwarded. */
   threadNsPerPacket?: number;
+  /**
+   * The mover thread's user-mode CPU time over the window (utime, tick-sampled: thread-times.ts), ns, and per packet
+   * forwarded: everything it did outside the kernel (JS glue, the Wasm decision, FFI glue), the syscalls' own work excluded.
+   */
+  threadUserNs?: number;
+  userNsPerPacket?: number;
+  /**
+   * Syscalls per packet forwarded over the window: the forwarder's native TUN I/O (read, write, io_uring_enter; its
+   * other syscalls are rare under load), the C loop's exactly 2 (one read, one write per packet).
+   */
+  syscallsPerPacket?: number;
   /** Forwarder only: the whole process's CPU time (process.cpuUsage) over the window, and per packet forwarded. */
   processCpuNs?: number;
   processNsPerPacket?: number;
@@ -197,6 +212,10 @@ export interface UdpSummary {
   maxPps: number;
   /** Thread (process) CPU over all windows / packets forwarded over all windows. */
   threadNsPerPacket?: number;
+  /** Thread user-mode CPU over all windows / packets forwarded over all windows. */
+  userNsPerPacket?: number;
+  /** Syscalls over all windows / packets forwarded (UdpRun.syscallsPerPacket). */
+  syscallsPerPacket?: number;
   processNsPerPacket?: number;
 }
 
@@ -274,8 +293,11 @@ export type ForwarderResult =
         udp: { target: number; ratio?: number; met: boolean | null };
         udp1q: { target: number; ratio?: number; met: boolean | null };
         tcp: { target: number; ratio?: number; met: boolean | null };
-        /** Forwarder (one queue) thread ns/pkt - C loop thread ns/pkt. */
-        beyondSyscallsNs: { target: number; value?: number; met: boolean | null };
+        /**
+         * The forwarder's (one queue) worker thread user-mode CPU ns per packet forwarded: all it spends outside the
+         * read and write syscalls' kernel work (cLoopUserNs: the C loop's, for reference, near 0).
+         */
+        beyondSyscallsNs: { target: number; value?: number; cLoopUserNs?: number; syscallsPerPacket?: number; withoutSyscallExitsNs?: number; met: boolean | null };
       };
       /** Forwarder starts that failed and were retried (see the module comment). */
       startRetries: string[];
@@ -331,19 +353,9 @@ function udpDatagramsIn(ns: string): { good: number; badChecksum: number } {
   return { good: field("InDatagrams") + field("RcvbufErrors") + field("NoPorts"), badChecksum: field("InCsumErrors") };
 }
 
-const CLK_TCK = 100;
-
 /** On-CPU time of one thread, ns (schedstat; else utime + stime in clock ticks). */
 function threadCpuNs(pid: number | "self", tid: number): number {
-  const base = `/proc/${pid}/task/${tid}`;
-  try {
-    return Number(readFileSync(`${base}/schedstat`, "utf8").split(" ")[0]);
-  } catch {
-    // comm may contain spaces: the fields after ") " are what we need.
-    const stat = readFileSync(`${base}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1e9) / CLK_TCK;
-  }
+  return threadTimes(pid, tid).cpuNs;
 }
 
 /** Time a thread spent runnable but waiting for a CPU, ns (schedstat's second field); undefined without schedstats. */
@@ -388,8 +400,12 @@ interface Sample {
   pod2: LinkCounters;
   tun?: LinkCounters;
   threadNs?: number;
+  /** The mover thread's times, user/system split included (thread-times.ts). */
+  thread?: ThreadTimes;
   threadAt?: number;
   processUs?: number;
+  /** Syscalls the native TUN library made so far in this process (the forwarder's worker is its only user here). */
+  tunSyscalls?: number;
   cpu: CpuTimes;
 }
 
@@ -406,6 +422,8 @@ export class Run {
   readonly pin = cpus().length >= 2;
   /** Start forwarders with per-stage timing (bench/forwarder-stages.ts). */
   stageTiming = false;
+  /** Packets per batch of the forwarders it starts (bench/forwarder-stages.ts may change it). */
+  batchSize = BATCH;
   #cleaned?: Promise<string[]>;
   /** The TUN's name (at most 15 bytes). */
   readonly tun: string;
@@ -488,7 +506,7 @@ export class Run {
   async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough", queues = 1, io?: TunIoChoice): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
       const before = new Set(tasks());
-      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io }, batchSize: BATCH, stageTiming: this.stageTiming });
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io }, batchSize: this.batchSize, stageTiming: this.stageTiming });
       this.handle = handle;
       try {
         this.topo.attachTun(handle.ready.device);
@@ -537,9 +555,11 @@ export class Run {
     if (tun) s.tun = linkCounters(this.topo.node, this.tun);
     if (thread) {
       s.threadAt = performance.now();
-      s.threadNs = threadCpuNs(thread.pid, thread.tid);
+      s.thread = threadTimes(thread.pid, thread.tid);
+      s.threadNs = s.thread.cpuNs;
       const u = process.cpuUsage();
       s.processUs = u.user + u.system;
+      s.tunSyscalls = tunNative()?.syscalls();
     }
     return s;
   }
@@ -610,6 +630,10 @@ export class Run {
         row.threadCpuNs = s1.threadNs! - s0.threadNs!;
         row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
         row.threadNsPerPacket = row.threadCpuNs / row.forwardedPackets;
+        row.threadUserNs = s1.thread!.userNs - s0.thread!.userNs;
+        row.userNsPerPacket = row.threadUserNs / row.forwardedPackets;
+        if (variant === "c-loop") row.syscallsPerPacket = 2;
+        else if (s0.tunSyscalls !== undefined && s1.tunSyscalls !== undefined) row.syscallsPerPacket = (s1.tunSyscalls - s0.tunSyscalls) / row.forwardedPackets;
         if (isForwarder(variant)) {
           row.processCpuNs = (s1.processUs! - s0.processUs!) * 1000;
           row.processNsPerPacket = row.processCpuNs / row.forwardedPackets;
@@ -754,6 +778,9 @@ function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
       minPps: Math.min(...pps),
       maxPps: Math.max(...pps),
       threadNsPerPacket: forwarded ? sum((r) => r.threadCpuNs) / forwarded : undefined,
+      userNsPerPacket: forwarded ? sum((r) => r.threadUserNs) / forwarded : undefined,
+      syscallsPerPacket: forwarded && ok.every((r) => r.syscallsPerPacket !== undefined)
+        ? sum((r) => r.syscallsPerPacket! * (r.forwardedPackets ?? 0)) / forwarded : undefined,
       processNsPerPacket: forwarded && variant.startsWith("forwarder") ? sum((r) => r.processCpuNs) / forwarded : undefined,
     });
   }
@@ -886,7 +913,7 @@ export async function runForwarder(): Promise<ForwarderResult> {
       udp: { target: UDP_GOAL, ratio: ratios.forwarderVsCLoop, met: ratios.forwarderVsCLoop === undefined ? null : ratios.forwarderVsCLoop >= UDP_GOAL },
       udp1q: { target: UDP_GOAL, ratio: ratios.forwarder1qVsCLoop, met: ratios.forwarder1qVsCLoop === undefined ? null : ratios.forwarder1qVsCLoop >= UDP_GOAL },
       tcp: { target: TCP_GOAL, ratio: ratios.offloadsOnVsKernel, met: ratios.offloadsOnVsKernel === undefined ? null : ratios.offloadsOnVsKernel >= TCP_GOAL },
-      beyondSyscallsNs: beyondSyscalls(u("forwarder-1q")?.threadNsPerPacket, u("c-loop")?.threadNsPerPacket),
+      beyondSyscallsNs: beyondSyscalls(u("forwarder-1q"), u("c-loop")),
     },
     cleanup,
   };
@@ -894,10 +921,17 @@ export async function runForwarder(): Promise<ForwarderResult> {
   return result;
 }
 
-function beyondSyscalls(forwarderNs?: number, cLoopNs?: number): { target: number; value?: number; met: boolean | null } {
-  if (forwarderNs === undefined || cLoopNs === undefined) return { target: BEYOND_SYSCALLS_GOAL_NS, met: null };
-  const value = forwarderNs - cLoopNs;
-  return { target: BEYOND_SYSCALLS_GOAL_NS, value, met: value <= BEYOND_SYSCALLS_GOAL_NS };
+/**
+ * The goal's figure is the forwarder thread's user-mode CPU per packet, not its total minus the C loop's total: the
+ * native TUN I/O path makes one io_uring_enter per batch where the C loop makes two syscalls per packet, so the
+ * difference of totals compares different syscall work and went negative (docs/forwarder.md, "CPU beyond the syscalls").
+ */
+function beyondSyscalls(f?: UdpSummary, c?: UdpSummary): Measured["goals"]["beyondSyscallsNs"] {
+  const value = f?.userNsPerPacket;
+  const cLoopUserNs = c?.userNsPerPacket;
+  const syscallsPerPacket = f?.syscallsPerPacket;
+  const withoutSyscallExitsNs = withoutSyscallExits(value, syscallsPerPacket, cLoopUserNs);
+  return { target: BEYOND_SYSCALLS_GOAL_NS, value, cLoopUserNs, syscallsPerPacket, withoutSyscallExitsNs, met: value === undefined ? null : value <= BEYOND_SYSCALLS_GOAL_NS };
 }
 
 // ---------------------------------------------------------------------------
@@ -913,7 +947,7 @@ function failedRow(head: Row, columns: string[]): Row {
 }
 
 function print(r: Measured): void {
-  const udpColumns = ["offered pps", "received pps", "loss", "TUN queue drops/s", "mover CPU", "ns/pkt (thread)", "ns/pkt (process)", "steal", "load"];
+  const udpColumns = ["offered pps", "received pps", "loss", "TUN queue drops/s", "mover CPU", "ns/pkt (thread)", "user ns/pkt", "ns/pkt (process)", "steal", "load"];
   printTable(
     `Forwarder: ${r.config.ipPacketBytes}-byte UDP (IPv4), pod1 -> pod2 through the node: each run, in the order run, ${r.config.windowSeconds} s windows`,
     r.udp.runs.map((row): Row => {
@@ -926,6 +960,7 @@ function print(r: Measured): void {
         "TUN queue drops/s": opt(row.tunQueueDropsPps),
         "mover CPU": pct(row.moverCpuPercent),
         "ns/pkt (thread)": opt(row.threadNsPerPacket),
+        "user ns/pkt": opt(row.userNsPerPacket),
         "ns/pkt (process)": opt(row.processNsPerPacket),
         steal: row.moverCpuStealPercent !== undefined ? `${pct(row.moverCpuStealPercent, 1)} (cpu${MOVER_CPU})` : pct(row.stealPercent, 1),
         load: opt(row.loadAverage, 2),
@@ -943,6 +978,7 @@ function print(r: Measured): void {
       "received pps": num(s.receivedPps),
       "min..max": `${num(s.minPps)}..${num(s.maxPps)}`,
       "ns/pkt (thread)": opt(s.threadNsPerPacket),
+      "user ns/pkt": opt(s.userNsPerPacket),
       "ns/pkt (process)": opt(s.processNsPerPacket),
       "vs C loop": c ? x(s.receivedPps / c.receivedPps) : "-",
     })),
@@ -1005,6 +1041,8 @@ function udpRunNotes(r: Measured): string[] {
     `  where one write is a super-packet, the datagrams received in pod2), same window;`,
     `  it includes the kernel work done inside its write(2)s (the node routing each packet on to pod2's veth, and pod2's receive: softirq`,
     `  work done in its context is charged to it unless the kernel has CONFIG_IRQ_TIME_ACCOUNTING). Both movers are measured alike.`,
+    `user ns/pkt = the part of the mover thread's CPU time spent in user mode (/proc/.../stat utime: tick-sampled, scaled to the`,
+    `  exact runtime; bench/thread-times.ts) / the same packets: the forwarder's JS glue, Wasm decision and FFI glue, no syscall work.`,
     `  ns/pkt (process) = the forwarder process's process.cpuUsage() (every thread: the idle main thread, GC helpers) over the same packets.`,
     `steal = hypervisor steal time over the window (/proc/stat), on the mover's CPU when pinned, else over all CPUs.`,
     `Pinning: ${r.config.pinning}. Kernel forwarding has no mover: the sender's CPU does all the work.`,
@@ -1054,7 +1092,10 @@ function udpGoalNotes(r: Measured): string[] {
     beyond.value === undefined
       ? `GOAL CPU per packet beyond the read and write syscalls <= ${beyond.target} ns: NOT MEASURED.`
       : `GOAL CPU per packet beyond the read and write syscalls <= ${beyond.target} ns: ${beyond.met ? "MET" : "NOT MET"} - ${num(beyond.value)} ns`
-        + ` (forwarder, 1 queue, worker thread ns/pkt - C loop ns/pkt; bench:forwarder-stages breaks it down by stage).`,
+        + ` (forwarder, 1 queue: worker thread user-mode CPU / packets forwarded; the C loop's user time for reference:`
+        + ` ${opt(beyond.cLoopUserNs)} ns/pkt; bench:forwarder-stages breaks it down by stage).`,
+    `  utime also holds the ends of syscalls (bench/thread-times.ts): the C loop's ${opt(beyond.cLoopUserNs)} ns/pkt over 2 syscalls/pkt; the forwarder`
+      + ` made ${opt(beyond.syscallsPerPacket, 3)} syscalls/pkt, so without them about ${opt(beyond.withoutSyscallExitsNs)} ns/pkt (an estimate; the verdict uses the raw figure).`,
   );
   const n1 = r.udp.summary.find((s) => s.variant === "forwarder-1q");
   const kf = r.udp.summary.find((s) => s.variant === "forwarder-1q-koffi");

@@ -19,6 +19,13 @@
  * read (virtio_net_hdr included when the device has one); for writes lens[i]
  * is what to send.
  *
+ * Descriptor batches (tun_*_descs): the packets are described by struct
+ * pkt_desc records (bpf/include/types/batch.h, the Wasm core's batch) in
+ * the same memory as their buffers, so a forwarder reads into and writes
+ * out of a Wasm batch with no per-packet work in JavaScript: a read fills in
+ * each record (off, len and the batch's link/dir/flags), a write sends the
+ * records whose verdict is VERDICT_PASS from their (possibly moved) off.
+ *
  * Results: the number of packets moved, in order. *err is 0 when a read
  * batch stopped because nothing more was ready (EAGAIN) or n was reached;
  * otherwise the errno that stopped the batch at packet `result` (EAGAIN for a
@@ -35,13 +42,24 @@
 #include <sys/syscall.h>
 #include <linux/io_uring.h>
 #include <linux/fs.h> /* RWF_NOWAIT */
+#include "../bpf/include/types/batch.h" /* struct pkt_desc, enum verdict */
 
-int tun_io_abi_version(void) { return 1; }
+int tun_io_abi_version(void) { return 2; }
+
+/*
+ * Syscalls this library made (read, write, io_uring_enter), every thread of
+ * the process together: the forwarder suites divide the kernel's tick-sampled
+ * user time by it (bench/thread-times.ts says why they need it).
+ */
+static uint64_t syscalls_made;
+#define COUNT_SYSCALL() __atomic_fetch_add(&syscalls_made, 1, __ATOMIC_RELAXED)
+uint64_t tun_io_syscalls(void) { return __atomic_load_n(&syscalls_made, __ATOMIC_RELAXED); }
 
 int tun_read_batch(int fd, uint8_t *base, const uint32_t *offs, const uint32_t *caps, uint32_t *lens, int n, int32_t *err) {
   int i = 0;
   *err = 0;
   while (i < n) {
+    COUNT_SYSCALL();
     ssize_t r = read(fd, base + offs[i], caps[i]);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -57,6 +75,7 @@ int tun_write_batch(int fd, uint8_t *base, const uint32_t *offs, const uint32_t 
   int i = 0;
   *err = 0;
   while (i < n) {
+    COUNT_SYSCALL();
     ssize_t r = write(fd, base + offs[i], lens[i]);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -83,10 +102,15 @@ typedef struct tun_uring {
   size_t sq_map_len, cq_map_len, sqes_len;
   /* read slots that completed, by submission index (compaction of holes) */
   int32_t *res;
+  /* descriptor writes: the record each submission index sends */
+  uint32_t *slot;
+  /* reads: the first round's size for the next batch (next_want) */
+  unsigned want;
 } tun_uring;
 
 static int sys_setup(unsigned entries, struct io_uring_params *p) { return (int)syscall(__NR_io_uring_setup, entries, p); }
 static int sys_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags) {
+  COUNT_SYSCALL();
   return (int)syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, NULL, 0);
 }
 
@@ -97,6 +121,7 @@ void tun_uring_free(tun_uring *r) {
   if (r->sq_map && r->sq_map != MAP_FAILED) munmap(r->sq_map, r->sq_map_len);
   if (r->ring_fd >= 0) close(r->ring_fd);
   free(r->res);
+  free(r->slot);
   free(r);
 }
 
@@ -147,7 +172,8 @@ tun_uring *tun_uring_new(unsigned entries, int32_t *err) {
   r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
   r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
   r->res = calloc(p.sq_entries, sizeof *r->res);
-  if (!r->res) { *err = ENOMEM; tun_uring_free(r); return NULL; }
+  r->slot = calloc(p.sq_entries, sizeof *r->slot);
+  if (!r->res || !r->slot) { *err = ENOMEM; tun_uring_free(r); return NULL; }
   return r;
 }
 
@@ -200,21 +226,30 @@ static int submit_and_reap(tun_uring *r, unsigned k) {
 }
 
 /*
+ * The first round of the next read batch: the whole batch when this one
+ * came back full (the reader is behind: the queue holds at least that many,
+ * so it is read in one io_uring_enter instead of five rounds), else 8. Not
+ * "what this one got": a read round bigger than the queue pays an -EAGAIN
+ * read per empty slot, which costs more than the rounds it saves.
+ */
+static unsigned next_want(int got, int n) { return got == n && n > 8 ? (unsigned)n : 8; }
+
+/*
  * Reads carry RWF_NOWAIT: io_uring ignores the fd's O_NONBLOCK and would
  * otherwise park a read of an empty queue until a packet comes (the batch
  * would never return); with it an empty queue is -EAGAIN at once.
  *
- * Reads, in rounds of one io_uring_enter each: a round submits as many reads
- * as the last round got plus room to grow (a read that finds the queue empty
- * costs its SQE and an -EAGAIN), and another round follows only when every
- * read of this one got a packet. A packet that landed after an empty read (it
+ * Reads, in rounds of one io_uring_enter each: the first round submits 8
+ * reads (the whole batch when the last batch came back full: next_want),
+ * each next one twice the last (a read that finds the queue empty costs its SQE and an -EAGAIN),
+ * and another round follows only when every read of this one got a packet. A packet that landed after an empty read (it
  * arrived mid-round) is moved down into the empty slot, so the packets are
  * always slots 0..result-1, in the order the kernel gave them.
  */
 int tun_uring_read_batch(tun_uring *r, int fd, uint8_t *base, const uint32_t *offs, const uint32_t *caps, uint32_t *lens, int n, int32_t *err) {
   *err = 0;
   int got = 0;
-  unsigned want = 8;
+  unsigned want = r->want ? r->want : 8;
   while (got < n) {
     unsigned k = (unsigned)(n - got);
     if (k > want) k = want;
@@ -242,6 +277,7 @@ int tun_uring_read_batch(tun_uring *r, int fd, uint8_t *base, const uint32_t *of
     if (*err || !full) break;
     want = want * 2 > r->entries ? r->entries : want * 2;
   }
+  r->want = next_want(got, n);
   return got;
 }
 
@@ -270,4 +306,214 @@ int tun_uring_write_batch(tun_uring *r, int fd, uint8_t *base, const uint32_t *o
     }
   }
   return done;
+}
+
+/* ---- descriptor batches ---- */
+
+/*
+ * The arguments every descriptor call shares: `base` is the memory (mem_len
+ * bytes) holding both the records (n of them from byte `descs`) and the
+ * buffers they point at. Nothing outside it is ever touched: a record whose
+ * buffer does not lie inside (a datapath bug, never input) stops the batch
+ * with EFAULT.
+ */
+static int descs_fit(uint32_t mem_len, uint32_t descs, int n) {
+  return n >= 0 && (uint64_t)descs + (uint64_t)n * sizeof(struct pkt_desc) <= mem_len && descs % 4 == 0;
+}
+
+/*
+ * Where record d's read lands: `hdr` bytes (the virtio_net_hdr, 0 without)
+ * before byte `start` of its buffer, with room to the buffer's end; 0 when
+ * that is outside the memory or smaller than `need`.
+ */
+static uint8_t *read_at(uint8_t *base, uint32_t mem_len, const struct pkt_desc *d, uint32_t start, uint32_t hdr, uint32_t need, uint32_t *cap) {
+  *cap = need; /* outside the memory is EFAULT, not a room problem */
+  if (start < hdr || start > d->buf_size || (uint64_t)d->buf + d->buf_size > mem_len) return 0;
+  *cap = d->buf_size - start + hdr;
+  if (*cap < need) return 0;
+  return base + d->buf + start - hdr;
+}
+
+/* Fills in record d for a packet of `got` bytes (header included) read at `start`. */
+static void admit(struct pkt_desc *d, uint32_t start, uint32_t len, uint32_t meta) {
+  d->off = start;
+  d->len = len;
+  d->link = (uint8_t)meta;
+  d->dir = (uint8_t)(meta >> 8);
+  d->flags = (uint8_t)(meta >> 16);
+}
+
+/*
+ * Reads up to n packets into the buffers of records 0..n-1, each at `start`
+ * with its `hdr`-byte virtio_net_hdr just before; fills in each record read
+ * (off = start, len without the header, link/dir/flags from `meta`: link |
+ * dir << 8 | flags << 16). totals[0] = the bytes read (headers excluded).
+ * Returns how many were read; *err as the other reads, plus EFAULT (a record
+ * outside the memory), EINVAL (a buffer with less than `need` bytes of room,
+ * or a read shorter than the header).
+ */
+int tun_read_descs(int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int n, uint32_t start, uint32_t hdr, uint32_t need, uint32_t meta, uint32_t *totals, int32_t *err) {
+  *err = 0;
+  totals[0] = 0;
+  if (!descs_fit(mem_len, descs, n)) { *err = EFAULT; return 0; }
+  struct pkt_desc *d = (struct pkt_desc *)(base + descs);
+  int i = 0;
+  while (i < n) {
+    uint32_t cap;
+    uint8_t *at = read_at(base, mem_len, &d[i], start, hdr, need, &cap);
+    if (!at) { *err = cap < need ? EINVAL : EFAULT; break; }
+    COUNT_SYSCALL();
+    ssize_t r = read(fd, at, cap);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) *err = errno;
+      break;
+    }
+    if ((uint32_t)r < hdr) { *err = EINVAL; break; }
+    admit(&d[i], start, (uint32_t)r - hdr, meta);
+    totals[0] += (uint32_t)r - hdr;
+    i++;
+  }
+  return i;
+}
+
+/* tun_read_descs through the io_uring, in rounds as tun_uring_read_batch. */
+int tun_uring_read_descs(tun_uring *r, int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int n, uint32_t start, uint32_t hdr, uint32_t need, uint32_t meta, uint32_t *totals, int32_t *err) {
+  *err = 0;
+  totals[0] = 0;
+  if (!descs_fit(mem_len, descs, n)) { *err = EFAULT; return 0; }
+  struct pkt_desc *d = (struct pkt_desc *)(base + descs);
+  int got = 0;
+  unsigned want = r->want ? r->want : 8;
+  while (got < n) {
+    unsigned k = (unsigned)(n - got);
+    if (k > want) k = want;
+    if (k > r->entries) k = r->entries;
+    int first = got;
+    for (unsigned j = 0; j < k; j++) {
+      uint32_t cap;
+      uint8_t *at = read_at(base, mem_len, &d[first + j], start, hdr, need, &cap);
+      if (!at) { *err = cap < need ? EINVAL : EFAULT; return got; }
+      prep(r, j, IORING_OP_READ, fd, at, cap, 0, RWF_NOWAIT);
+    }
+    int e = submit_and_reap(r, k);
+    if (e < 0) { *err = -e; return got; }
+    int full = 1;
+    for (unsigned j = 0; j < k; j++) {
+      int32_t res = r->res[j];
+      if (res < 0) {
+        full = 0;
+        if (res != -EAGAIN && res != -EINTR) { *err = -res; break; }
+        continue;
+      }
+      if ((uint32_t)res < hdr) { *err = EINVAL; full = 0; break; }
+      int src = first + (int)j;
+      if (src != got) {
+        /* A packet that landed after an empty read moves down into the empty slot (same-sized buffers: checked by read_at). */
+        uint32_t cap;
+        uint8_t *to = read_at(base, mem_len, &d[got], start, hdr, need, &cap);
+        if (!to || (uint32_t)res > cap) { full = 0; break; }
+        memmove(to, base + d[src].buf + start - hdr, (size_t)res);
+      }
+      admit(&d[got], start, (uint32_t)res - hdr, meta);
+      totals[0] += (uint32_t)res - hdr;
+      got++;
+    }
+    if (*err || !full) break;
+    want = want * 2 > r->entries ? r->entries : want * 2;
+  }
+  r->want = next_want(got, n);
+  return got;
+}
+
+/*
+ * Where record d's packet is to be written from (its virtio_net_hdr `hdr`
+ * bytes before off), or 0 when that is outside the memory.
+ */
+static uint8_t *write_at(uint8_t *base, uint32_t mem_len, const struct pkt_desc *d, uint32_t hdr) {
+  if (d->off < hdr || d->len == 0 || (uint64_t)d->buf + d->off + d->len > mem_len) return 0;
+  return base + d->buf + d->off - hdr;
+}
+
+/* Passing records in [from, n) and their bytes: totals[0], totals[1]. */
+static void count_passing(const struct pkt_desc *d, int from, int n, uint32_t *totals) {
+  uint32_t pass = 0, bytes = 0;
+  for (int i = from; i < n; i++) {
+    if (d[i].verdict != VERDICT_PASS) continue;
+    pass++;
+    bytes += d[i].len;
+  }
+  totals[0] = pass;
+  totals[1] = bytes;
+}
+
+/*
+ * Writes the packets of records from..n-1 whose verdict is VERDICT_PASS,
+ * each from its off (the datapath may have moved it to prepend) with its
+ * `hdr`-byte virtio_net_hdr before. totals[0], totals[1] = the passing
+ * records in [from, n) and their bytes (all of them, written or not);
+ * totals[2] = the packets written. Returns the record index it stopped at:
+ * n when all went, else the passing record whose write failed with *err
+ * (EAGAIN: the device pushed back; EFAULT: a record outside the memory);
+ * records after it are not written.
+ */
+int tun_write_descs(int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int from, int n, uint32_t hdr, uint32_t *totals, int32_t *err) {
+  *err = 0;
+  totals[0] = totals[1] = totals[2] = 0;
+  if (from < 0 || !descs_fit(mem_len, descs, n)) { *err = EFAULT; return from; }
+  const struct pkt_desc *d = (const struct pkt_desc *)(base + descs);
+  count_passing(d, from, n, totals);
+  int i = from;
+  while (i < n) {
+    if (d[i].verdict != VERDICT_PASS) { i++; continue; }
+    uint8_t *at = write_at(base, mem_len, &d[i], hdr);
+    if (!at) { *err = EFAULT; return i; }
+    COUNT_SYSCALL();
+    ssize_t r = write(fd, at, d[i].len + hdr);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      *err = errno;
+      return i;
+    }
+    totals[2]++;
+    i++;
+  }
+  return i;
+}
+
+/* tun_write_descs through the io_uring: one io_uring_enter per ring-full, the writes linked as tun_uring_write_batch. */
+int tun_uring_write_descs(tun_uring *r, int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int from, int n, uint32_t hdr, uint32_t *totals, int32_t *err) {
+  *err = 0;
+  totals[0] = totals[1] = totals[2] = 0;
+  if (from < 0 || !descs_fit(mem_len, descs, n)) { *err = EFAULT; return from; }
+  const struct pkt_desc *d = (const struct pkt_desc *)(base + descs);
+  count_passing(d, from, n, totals);
+  int i = from;
+  while (i < n) {
+    /* The next ring-full of passing records; a record outside the memory ends the batch before it. */
+    unsigned k = 0;
+    int bad = -1;
+    for (; i < n && k < r->entries; i++) {
+      if (d[i].verdict != VERDICT_PASS) continue;
+      if (!write_at(base, mem_len, &d[i], hdr)) { bad = i; break; }
+      r->slot[k++] = (uint32_t)i;
+    }
+    for (unsigned j = 0; j < k; j++) {
+      const struct pkt_desc *w = &d[r->slot[j]];
+      prep(r, j, IORING_OP_WRITE, fd, write_at(base, mem_len, w, hdr), w->len + hdr, j + 1 < k ? IOSQE_IO_LINK : 0, 0);
+    }
+    if (k > 0) {
+      int e = submit_and_reap(r, k);
+      if (e < 0) { *err = -e; return (int)r->slot[0]; }
+      for (unsigned j = 0; j < k; j++) {
+        int32_t res = r->res[j];
+        const struct pkt_desc *w = &d[r->slot[j]];
+        if (res < 0) { *err = -res; return (int)r->slot[j]; }
+        if ((uint32_t)res != w->len + hdr) { *err = EIO; return (int)r->slot[j]; } /* a short write: never from a TUN */
+        totals[2]++;
+      }
+    }
+    if (bad >= 0) { *err = EFAULT; return bad; }
+  }
+  return n;
 }

@@ -9,7 +9,7 @@ import type { PacketBatch } from "../wasm/batch.js";
 import type { PacketMeta } from "../engine.js";
 import { endianness } from "node:os";
 import { InvalidInputError } from "../errors.js";
-import type { TunDevice } from "../tun/device.js";
+import type { DescriptorBatch, DescriptorIo, TunDevice } from "../tun/device.js";
 import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
 import { NatGcSignal } from "../nat/gc-signal.js";
@@ -137,6 +137,11 @@ export class Forwarder {
   /** A device whose writes complete later, on other threads (RingTun): its running totals of lost writes and reads. */
   private readonly deferred?: { deferredWriteErrors(): number; ringDrops(): number };
   private deferredSeen = 0;
+  /** Without offloads, on a device with descriptor I/O (stepDescriptors): the device's, and the batch as it sees it. */
+  private readonly descIo?: DescriptorIo;
+  private readonly descBatch?: DescriptorBatch;
+  /** What a descriptor read or write reports (DescriptorIo); reused. */
+  private readonly ioTotals = new Uint32Array(3);
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
@@ -181,6 +186,11 @@ export class Forwarder {
       this.stats.coalescedWrites = 0;
       this.stats.coalescedPackets = 0;
     }
+    // MEMBRANE_FORWARDER_DESCRIPTORS=0: the read()/write() path on such devices too (bench:forwarder-stages compares the two).
+    if (!device.vnetHdr && process.env.MEMBRANE_FORWARDER_DESCRIPTORS !== "0") {
+      this.descIo = device.descriptorIo?.();
+      if (this.descIo) this.descBatch = this.batch.descriptorBatch(IP_AUTO);
+    }
   }
 
   private get passthrough(): boolean {
@@ -194,7 +204,7 @@ export class Forwarder {
     this.timer?.mark("housekeeping");
     // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
     if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
-    if (!this.device.vnetHdr) return this.stepPlain();
+    if (!this.device.vnetHdr) return this.descIo ? this.stepDescriptors() : this.stepPlain();
     return this.offloadMode === "passthrough" ? this.stepPassthrough() : this.stepSplit();
   }
 
@@ -209,6 +219,82 @@ export class Forwarder {
     this.timer?.mark("admit");
     this.decideAndWrite(n);
     return n;
+  }
+
+  /**
+   * Without offloads, on a device with descriptor I/O (a LinuxTun with native
+   * TUN I/O): the device reads straight into the batch's buffers and fills in
+   * their records, and writes the passing packets straight from the records
+   * the datapath left: one native call each way and one Wasm call, nothing
+   * per packet in JavaScript. The same stats, drops and write-error handling
+   * as stepPlain + decideAndWrite.
+   */
+  private stepDescriptors(): number {
+    const b = this.descBatch!;
+    const totals = this.ioTotals;
+    b.count = this.batch.capacity;
+    const n = this.descIo!.readDescs(b, totals);
+    if (n === 0) return 0;
+    this.timer?.mark("read");
+    this.stats.reads += n;
+    this.stats.wirePacketsIn += n;
+    this.stats.bytesIn += totals[0];
+    this.batch.declare(n);
+    this.timer?.mark("admit");
+    const now = this.clock();
+    this.dp.process(this.batch, now);
+    this.timer?.mark("decide");
+    this.stats.batches++;
+    this.stats.packetsIn += n;
+    if (this.timer) {
+      this.timer.times.batches++;
+      this.timer.mark("collect");
+    }
+    this.writeDescriptors(n);
+    if (this.deferred) this.countDeferred();
+    this.timer?.mark("write");
+    if (now >= this.nextGc || this.natGc.due(now)) this.collect(now);
+    this.timer?.mark("housekeeping");
+    return n;
+  }
+
+  /**
+   * Writes the passing packets of records 0..n-1 (stepDescriptors), counting
+   * as decideAndWrite + writeOut do: what passed in packetsOut/bytesOut, the
+   * rest in dropped; a packet the kernel refuses (EINVAL) is skipped and the
+   * rest written; pushed back (EAGAIN) or a device that is down (EIO) loses
+   * the rest of the batch, counted in writeErrors.
+   */
+  private writeDescriptors(n: number): void {
+    const b = this.descBatch!;
+    const t = this.ioTotals;
+    b.count = n;
+    for (let from = 0; ;) {
+      let failed: TunIoError | undefined;
+      try {
+        this.descIo!.writeDescs(b, from, t);
+      } catch (err) {
+        if (!(err instanceof TunIoError)) throw err;
+        failed = err;
+      }
+      // The first call's totals cover the whole batch (later ones only what follows a refused packet).
+      if (from === 0) {
+        this.stats.packetsOut += t[0];
+        this.stats.bytesOut += t[1];
+        this.stats.dropped += n - t[0];
+      }
+      this.stats.writes += t[2];
+      // Pushed back (EAGAIN, no throw) or a device that is down (EIO): what it did not take is lost, as on a full NIC queue.
+      if (!failed || failed.errnoName === "EIO") {
+        this.stats.writeErrors += t[0] - t[2];
+        return;
+      }
+      // The kernel refused one packet (EINVAL): skip it, write the rest.
+      if (failed.errnoName !== "EINVAL") throw failed;
+      this.stats.writeErrors++;
+      from = failed.done + 1;
+      if (from >= n) return;
+    }
   }
 
   /**

@@ -4,17 +4,20 @@
  * over batches, read at each stage boundary from the thread's CPU-time clock
  * (host/sys/thread-cpu-clock.ts: on a shared machine wall time would charge
  * other tenants' time to whichever stage was preempted). One clock read per
- * stage per *batch* (7 a batch, about 0.3 us each), so at ~120 packets a
- * batch the timer adds ~20 ns a packet, charged to the stages themselves;
+ * stage per *batch* (7 a batch; a syscall each, 0.3-1.3 us depending on the
+ * machine), so at ~120 packets a batch the timer adds ~20-180 ns a packet,
+ * charged to the stages themselves;
  * `clockNs` says what one read costs, so the table can be read net of it.
  * Off unless asked for (ForwarderOptions.stageTiming).
  *
  * Stages (Forwarder.step):
- * - read: the device's read(2) calls through the FFI, until EAGAIN or a full batch;
+ * - read: the device's batch read through the FFI (read(2) until EAGAIN or a
+ *   full batch, or io_uring rounds), filling the descriptors too with descriptor I/O;
  * - admit: declaring the packets to the Wasm batch (descriptors), offload headers;
  * - decide: the one Wasm call that decides the batch;
- * - collect: reading the verdicts back and building the list of packets to write;
- * - write: the device's write(2) calls;
+ * - collect: reading the verdicts back and building the list of packets to write
+ *   (nothing with descriptor I/O: the write reads the verdicts);
+ * - write: the device's batch write;
  * - housekeeping: the betweenBatches hook (commands), the run loop's callback
  *   (reports, snapshots) and conntrack GC.
  */

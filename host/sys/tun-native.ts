@@ -11,7 +11,7 @@
 import { OptionalNative } from "./optional-native.js";
 
 export const TUN_NATIVE_LIBRARY = "build/native/libtun_io.so";
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 
 /**
  * Packet i of a call is at base[offs[i]]; for reads caps[i] is its room and
@@ -27,6 +27,19 @@ export interface TunNative {
   uringFree(ring: number): void;
   uringReadBatch(ring: number, fd: number, base: Uint8Array, offs: Uint32Array, caps: Uint32Array, lens: Uint32Array, n: number, err: Int32Array): number;
   uringWriteBatch(ring: number, fd: number, base: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, err: Int32Array): number;
+  /**
+   * Descriptor batches (struct pkt_desc records at byte `descs` of `base`, whose buffers are in `base` too;
+   * native/tun_io.c): reads fill records 0..result-1 in (off = start, len, link/dir/flags from `meta`), totals[0] = bytes;
+   * `ring` 0 loops read(2) instead of the io_uring.
+   */
+  readDescs(ring: number, fd: number, base: Uint8Array, descs: number, n: number, start: number, hdr: number, need: number, meta: number, totals: Uint32Array, err: Int32Array): number;
+  /**
+   * Writes the passing records of from..n-1; returns the record it stopped at (n: all went); totals = [passing records
+   * in from..n-1, their bytes, packets written]; `ring` 0 loops write(2).
+   */
+  writeDescs(ring: number, fd: number, base: Uint8Array, descs: number, from: number, n: number, hdr: number, totals: Uint32Array, err: Int32Array): number;
+  /** Syscalls the library made so far, all threads (read, write, io_uring_enter). */
+  syscalls(): number;
 }
 
 const library = new OptionalNative<TunNative>({
@@ -44,6 +57,11 @@ const library = new OptionalNative<TunNative>({
     const uringFree = fn("tun_uring_free", "void", ["uintptr_t"]);
     const uringRead = fn("tun_uring_read_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "void *", "int", "void *"]);
     const uringWrite = fn("tun_uring_write_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "int", "void *"]);
+    const readDescs = fn("tun_read_descs", "int", ["int", "void *", "uint32_t", "uint32_t", "int", "uint32_t", "uint32_t", "uint32_t", "uint32_t", "void *", "void *"]);
+    const uringReadDescs = fn("tun_uring_read_descs", "int", ["uintptr_t", "int", "void *", "uint32_t", "uint32_t", "int", "uint32_t", "uint32_t", "uint32_t", "uint32_t", "void *", "void *"]);
+    const writeDescs = fn("tun_write_descs", "int", ["int", "void *", "uint32_t", "uint32_t", "int", "int", "uint32_t", "void *", "void *"]);
+    const uringWriteDescs = fn("tun_uring_write_descs", "int", ["uintptr_t", "int", "void *", "uint32_t", "uint32_t", "int", "int", "uint32_t", "void *", "void *"]);
+    const syscalls = fn("tun_io_syscalls", "uint64_t", []);
     return {
       readBatch: (fd, base, offs, caps, lens, n, err) => read(fd, base, offs, caps, lens, n, err) as number,
       writeBatch: (fd, base, offs, lens, n, err) => write(fd, base, offs, lens, n, err) as number,
@@ -51,6 +69,13 @@ const library = new OptionalNative<TunNative>({
       uringFree: (ring) => uringFree(ring),
       uringReadBatch: (ring, fd, base, offs, caps, lens, n, err) => uringRead(ring, fd, base, offs, caps, lens, n, err) as number,
       uringWriteBatch: (ring, fd, base, offs, lens, n, err) => uringWrite(ring, fd, base, offs, lens, n, err) as number,
+      readDescs: (ring, fd, base, descs, n, start, hdr, need, meta, totals, err) => (ring !== 0
+        ? uringReadDescs(ring, fd, base, base.byteLength, descs, n, start, hdr, need, meta, totals, err)
+        : readDescs(fd, base, base.byteLength, descs, n, start, hdr, need, meta, totals, err)) as number,
+      writeDescs: (ring, fd, base, descs, from, n, hdr, totals, err) => (ring !== 0
+        ? uringWriteDescs(ring, fd, base, base.byteLength, descs, from, n, hdr, totals, err)
+        : writeDescs(fd, base, base.byteLength, descs, from, n, hdr, totals, err)) as number,
+      syscalls: () => Number(syscalls()),
     };
   },
 });

@@ -55,6 +55,50 @@ export interface TunDevice {
   wait(timeoutMs: number): boolean;
   /** Releases the device; idempotent. Later reads, writes and waits throw. */
   close(): void;
+  /**
+   * The device's descriptor-batch I/O, when it has one (a LinuxTun with native
+   * TUN I/O); undefined or absent: use read()/write().
+   */
+  descriptorIo?(): DescriptorIo | undefined;
+}
+
+/**
+ * A batch whose packets are described by struct pkt_desc records
+ * (bpf/include/types/batch.h) in the same memory as their buffers: a Wasm
+ * datapath's batch (host/wasm/batch.ts, PacketBatch.descriptorBatch). A
+ * device with DescriptorIo reads into it and writes out of it in one native
+ * call each, with no per-packet work in JavaScript (no views, no size
+ * arrays, no verdicts read back).
+ */
+export interface DescriptorBatch {
+  /** The whole memory, records and buffers; current at each call (a Wasm memory that grew is a new buffer). */
+  memory: Uint8Array;
+  /** Byte address of record 0 in `memory`. */
+  descs: number;
+  /** Records a read may fill (the capacity), or a write goes through (the packets decided): set before each call. */
+  count: number;
+  /** Where a packet starts in its buffer (a virtio_net_hdr, if any, just before). */
+  headroom: number;
+  /** What a read stamps on every record it fills: link | dir << 8 | flags << 16 (pkt_desc fields). */
+  meta: number;
+}
+
+export interface DescriptorIo {
+  /**
+   * As read(): up to batch.count packets without blocking, each at its
+   * buffer's headroom; records 0..result-1 get off = headroom, len and
+   * `meta`. totals[0] = the bytes read. Returns how many, 0 when none is ready.
+   */
+  readDescs(batch: DescriptorBatch, totals: Uint32Array): number;
+  /**
+   * Writes the packets of records from..batch.count-1 whose verdict is
+   * VERDICT_PASS, each from its record's off and len (the datapath may have
+   * moved it). Returns the record it stopped at: batch.count when all went,
+   * fewer when the device pushed back (EAGAIN) at that record. totals =
+   * [passing records in from..count-1, their bytes, packets written]. Any
+   * other failure throws TunIoError, its `done` the record that failed.
+   */
+  writeDescs(batch: DescriptorBatch, from: number, totals: Uint32Array): number;
 }
 
 function checkOffset(offset: number, vnetHdr: boolean): void {

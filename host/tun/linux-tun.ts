@@ -20,7 +20,7 @@
 import { endianness } from "node:os";
 import { libc } from "../sys/libc.js";
 import { InvalidInputError, MembraneError, NotSupportedError } from "../errors.js";
-import { checkReadBatch, checkWriteBatch, MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, type TunDevice } from "./device.js";
+import { checkReadBatch, checkWriteBatch, MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, type DescriptorBatch, type DescriptorIo, type TunDevice } from "./device.js";
 import { TunClosedError, TunIoError } from "./errors.js";
 import { libcTun } from "./libc-tun.js";
 import { NativeTunIo } from "./native-batch-io.js";
@@ -241,6 +241,35 @@ export class LinuxTun implements TunDevice {
     // The device pushed back: report what went out, the caller retries the rest.
     if (io.errno !== 0 && io.errno !== EAGAIN) throw new TunIoError(`write packet ${n} of a batch to ${this.name}`, io.errno, n);
     return n;
+  }
+
+  /** With native TUN I/O: reads into and writes out of a descriptor batch in one native call each (device.ts). */
+  descriptorIo(): DescriptorIo | undefined {
+    if (!this.#native) return undefined;
+    return (this.#descriptorIo ??= {
+      readDescs: (batch, totals) => this.#readDescs(batch, totals),
+      writeDescs: (batch, from, totals) => this.#writeDescs(batch, from, totals),
+    });
+  }
+
+  #descriptorIo: DescriptorIo | undefined;
+
+  #readDescs(batch: DescriptorBatch, totals: Uint32Array): number {
+    const fd = this.#open();
+    const io = this.#native!;
+    // The room each buffer must have is checked by the C side, per record, against readCapacity (it stops with EINVAL).
+    const n = io.readDescs(fd, batch, this.#hdr, this.#hdr + this.readCapacity, totals);
+    if (io.errno !== 0) throw new TunIoError(`read packet ${n} of a batch from ${this.name}`, io.errno, n);
+    return n;
+  }
+
+  #writeDescs(batch: DescriptorBatch, from: number, totals: Uint32Array): number {
+    const fd = this.#open();
+    const io = this.#native!;
+    const stop = io.writeDescs(fd, batch, from, this.#hdr, totals);
+    // The device pushed back: report where it stopped, the caller decides about the rest.
+    if (io.errno !== 0 && io.errno !== EAGAIN) throw new TunIoError(`write packet ${stop} of a batch to ${this.name}`, io.errno, stop);
+    return stop;
   }
 
   /** Packet lengths with the virtio_net_hdr, for the native write (reused). */

@@ -25,6 +25,7 @@
  * again.
  */
 import type { TunNative } from "../sys/tun-native.js";
+import type { DescriptorBatch } from "./device.js";
 
 export type NativeTunIoMode = "batch" | "uring";
 
@@ -100,6 +101,31 @@ export class NativeTunIo {
       if (r < k) break;
     }
     return done;
+  }
+
+  /**
+   * Reads up to `batch.count` packets into a descriptor batch (device.ts
+   * DescriptorBatch), each `hdr` bytes before batch.headroom, filling in
+   * their records; `need`: the least room a buffer must have from there.
+   * totals[0] = bytes read. Returns how many were read; errno as read().
+   */
+  readDescs(fd: number, batch: DescriptorBatch, hdr: number, need: number, totals: Uint32Array): number {
+    const ring = this.mode === "uring" ? this.#uring() : 0;
+    const n = this.#lib.readDescs(ring, fd, batch.memory, batch.descs, batch.count, batch.headroom, hdr, need, batch.meta, totals, this.#err);
+    this.errno = this.#err[0]!;
+    return n;
+  }
+
+  /**
+   * Writes the passing packets of records from..batch.count-1; returns the
+   * record it stopped at (batch.count: all went, else errno says why).
+   * totals = [passing records in the range, their bytes, packets written].
+   */
+  writeDescs(fd: number, batch: DescriptorBatch, from: number, hdr: number, totals: Uint32Array): number {
+    const ring = this.mode === "uring" ? this.#uring() : 0;
+    const stop = this.#lib.writeDescs(ring, fd, batch.memory, batch.descs, from, batch.count, hdr, totals, this.#err);
+    this.errno = this.#err[0]!;
+    return stop;
   }
 
   /** Frees the io_uring (if one was made); the object must not be used after. */

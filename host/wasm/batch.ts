@@ -8,6 +8,7 @@ import { LinkType, PKT_DESC, PktFlags, decodePktDesc } from "../generated/layout
 import type { RawBatch, WasmCore } from "./core.js";
 import { DIRECTION_CODE, type PacketMeta } from "../engine.js";
 import { describeVerdict, type PacketVerdict } from "../verdict.js";
+import type { DescriptorBatch } from "../tun/device.js";
 
 export type { Direction, LinkKind, PacketMeta } from "../engine.js";
 
@@ -87,6 +88,36 @@ export class PacketBatch {
       v.setUint8(at + PKT_DESC.offsets.link, link);
       v.setUint8(at + PKT_DESC.offsets.dir, dir);
       v.setUint8(at + PKT_DESC.offsets.flags, flags);
+    }
+    this.count = count;
+  }
+
+  /**
+   * This batch as a device sees it when it reads and writes the descriptor
+   * records itself (host/tun/device.ts DescriptorBatch): its reads stamp
+   * `meta` on each record they fill; after a read of n packets, declare(n).
+   * One object per batch, reused; its memory is the instance's current one.
+   */
+  descriptorBatch(meta: PacketMeta = {}): DescriptorBatch {
+    const core = this.core;
+    const link = meta.link === "ethernet" ? LinkType.LINK_ETHERNET : LinkType.LINK_RAW_IP;
+    const flags = meta.checksumPartial ? PktFlags.PKT_F_CSUM_PARTIAL : 0;
+    return {
+      get memory() { return core.bytes(); },
+      descs: this.raw.desc,
+      count: this.raw.capacity,
+      headroom: this.raw.headroom,
+      meta: link | (DIRECTION_CODE[meta.direction ?? "auto"] << 8) | (flags << 16),
+    };
+  }
+
+  /**
+   * Declares packets 0..count-1 present, their records already filled in
+   * (by a device reading a descriptorBatch()): fill() without the writes.
+   */
+  declare(count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > this.raw.capacity) {
+      throw new MembraneError("BATCH_FULL", `declare batch: ${count} packets, capacity ${this.raw.capacity}`);
     }
     this.count = count;
   }

@@ -1,5 +1,5 @@
 // The forwarder loop on the in-memory TUN device: batches in, decisions, batches out.
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { Datapath } from "../../host/datapath.js";
 import { FakeTun } from "../../host/tun/fake-tun.js";
 import { Forwarder } from "../../host/forwarder/forwarder.js";
@@ -158,4 +158,62 @@ test("a device that is down (EIO) loses the batch and the forwarder goes on", as
   fwd.step();
   expect(fwd.stats).toMatchObject({ writes: 1, writeErrors: 2 });
   expect(tun.drainWritten()).toHaveLength(1);
+});
+
+// Descriptor I/O (Forwarder.stepDescriptors: the device reads into and writes
+// out of the Wasm batch's records) must count and forward exactly as the
+// read()/write() path does, also when a write fails part-way: the same
+// packets out, the same stats. FakeTun's descriptorIo fails where a real TUN
+// would (failWrite: EAGAIN pushes back, EINVAL refuses one packet, EIO fails
+// the rest).
+describe("forwarder with descriptor I/O", () => {
+  const packets = () => [
+    out(1, { syn: true }), back(1, { syn: true, ack: true }), out(1, { syn: true }).slice(0, 10), out(1, { ack: true }),
+    packet6({ src: "fd00::1", dst: "fd00::2" }).udp({ sport: 5, dport: 6 }), out(2, { syn: true }),
+  ];
+  const scenarios: Array<[string, ((t: FakeTun) => void) | undefined]> = [
+    ["no failure", undefined],
+    ["the kernel refuses the 2nd packet (EINVAL)", (t) => t.failWrite(1, "EINVAL")],
+    ["the device pushes back at the 3rd packet (EAGAIN)", (t) => t.failWrite(2, "EAGAIN")],
+    ["the device is down (EIO) at the 1st packet", (t) => t.failWrite(0, "EIO")],
+    ["the kernel refuses the last passing packet (EINVAL)", (t) => t.failWrite(4, "EINVAL")],
+  ];
+  for (const [name, arm] of scenarios) {
+    test(`${name}: the same packets out and the same stats as the read()/write() path`, async () => {
+      const runs = await Promise.all([false, true].map(async (descriptorIo) => {
+        const dp = await Datapath.create({ conntrack: { tcpEntries: 1024, otherEntries: 1024 } });
+        const tun = new FakeTun({ mtu: 1500, descriptorIo });
+        const reads = descriptorIo ? vi.spyOn(tun.descriptorIo()!, "readDescs") : undefined;
+        const fwd = new Forwarder(dp, tun, { batchSize: 8, clock: () => 1000 });
+        for (const p of packets()) tun.inject(p);
+        arm?.(tun);
+        expect(fwd.step()).toBe(6);
+        if (reads) expect(reads).toHaveBeenCalledTimes(1);
+        return { written: tun.drainWritten().map((w) => hex(w.packet)), stats: { ...fwd.stats }, drops: dp.counters().drops };
+      }));
+      const [plain, desc] = runs;
+      expect(desc!.written).toEqual(plain!.written);
+      expect(desc!.stats).toEqual(plain!.stats);
+      expect(desc!.drops).toEqual(plain!.drops);
+      // What the scenario should have done, so the comparison is not of two equal mistakes.
+      expect(plain!.stats).toMatchObject({ packetsIn: 6, packetsOut: 5, dropped: 1 });
+      const expected = { "no failure": [5, 0], "the kernel refuses the 2nd packet (EINVAL)": [4, 1], "the device pushes back at the 3rd packet (EAGAIN)": [2, 3],
+        "the device is down (EIO) at the 1st packet": [0, 5], "the kernel refuses the last passing packet (EINVAL)": [4, 1] }[name]!;
+      expect([plain!.stats.writes, plain!.stats.writeErrors]).toEqual(expected);
+      expect(plain!.written).toHaveLength(expected[0]!);
+    });
+  }
+
+  test("its device reads into the batch's records; a grown Wasm memory is followed", async () => {
+    const dp = await Datapath.create({ conntrack: { tcpEntries: 1024, otherEntries: 1024 } });
+    const tun = new FakeTun({ mtu: 1500, descriptorIo: true });
+    const fwd = new Forwarder(dp, tun, { batchSize: 8, clock: () => 1000 });
+    tun.inject(out(1, { syn: true }));
+    fwd.step();
+    dp.createBatch(64, { bufferSize: 65535 }); // grows linear memory
+    tun.inject(out(2, { syn: true }));
+    expect(fwd.step()).toBe(1);
+    expect(tun.drainWritten().map((w) => hex(w.packet))).toEqual([out(1, { syn: true }), out(2, { syn: true })].map(hex));
+    expect(fwd.stats).toMatchObject({ packetsIn: 2, packetsOut: 2, bytesIn: 2 * out(1, { syn: true }).length, bytesOut: 2 * out(1, { syn: true }).length });
+  });
 });
