@@ -24,7 +24,7 @@ export function reportLines(r: SimReport): string[] {
   const at = (q: number) => (up.length ? n2(up[Math.min(up.length - 1, Math.floor(q * up.length))]!) : "-");
   out.push(`counting agents up after (s since the join began): first ${at(0)}, p50 ${at(0.5)}, p99 ${at(0.99)}, last ${up.length ? n2(up.at(-1)!) : "-"}`);
   const l = r.lists;
-  out.push(`lists: pages of ${n0(l.pageSize)} keys at one pinned revision, at most ${l.pagesInFlight || "unlimited"} pages in flight (peak ${l.gate.peakInFlight}, peak queued ${n0(l.gate.peakQueued)}, ${n0(l.gate.turns)} pages); counting agents' pages retried in place ${n0(l.pageRetries)}, lists begun again after compaction ${n0(l.relists)}`);
+  out.push(`lists: pages of ${n0(l.pageSize)} keys at one pinned revision, at most ${l.pagesInFlight || "unlimited"} pages in flight (peak ${l.gate.peakInFlight}, peak queued ${n0(l.gate.peakQueued)}, ${n0(l.gate.turns)} pages); counting agents' pages retried in place ${n0(l.pageRetries)}, lists begun again after compaction ${n0(l.relists)}, lists begun again after the first one for any reason (a watch ended or failed) ${n0(l.watchRelists)}`);
   out.push("");
   out.push(renderTable([
     { header: "FROM", value: (k) => `${k.kind} (${k.agents})` },
@@ -77,6 +77,8 @@ export function reportLines(r: SimReport): string[] {
     { header: "PHASE", value: (p) => p.name },
     { header: "START s", value: (p) => n2(p.startS) },
     { header: "SECONDS", value: (p) => n2(p.seconds) },
+    { header: "CPU s (this process)", value: (p) => n2(p.nodeCpuSeconds) },
+    { header: "CPU s (etcd)", value: (p) => (p.etcdCpuSeconds === null ? "-" : n2(p.etcdCpuSeconds)) },
   ], r.phases));
   return out;
 }

@@ -122,11 +122,12 @@ export interface SimReport {
   wallSeconds: number;
   peakRssBytes: number;
   loadAverage: number[];
-  phases: { name: string; startS: number; seconds: number }[];
+  /** Per phase: wall seconds, and CPU seconds of this process and of the private etcd (null for another store), to see where time went. */
+  phases: { name: string; startS: number; seconds: number; nodeCpuSeconds: number; etcdCpuSeconds: number | null }[];
   write: { records: number; seconds: number; opsPerSecond: number };
   join: { countingSeconds: number; fullSeconds: number; countingUpAtSeconds: number[] };
   /** The queue of list pages, and what paging cost the counting agents. */
-  lists: { pageSize: number; pagesInFlight: number; gate: ListGateStats; pageRetries: number; relists: number };
+  lists: { pageSize: number; pagesInFlight: number; gate: ListGateStats; pageRetries: number; relists: number; watchRelists: number };
   kinds: KindFigures[];
   fullAgentMemory: { heapDeltaBytes: number; perAgentPerPodBytes: number; goalBytes: number; measured: boolean };
   /** Counting agents' node leases that expired under them (keep-alives late) and were granted again. */
@@ -196,6 +197,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
   // A phase that throws is recorded and the run goes on to the next one: the report is always written, naming what failed.
   const phase = async <T>(name: string, body: () => Promise<T>): Promise<T | undefined> => {
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const etcdCpu0 = target.cpuSeconds();
     log(`sim: ${name} ...`);
     let outcome = "done";
     try {
@@ -207,8 +210,12 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       log(`sim: ${name} failed: ${error}`);
       return undefined;
     } finally {
-      phases.push({ name, startS: (t0 - started) / 1000, seconds: (performance.now() - t0) / 1000 });
-      log(`sim: ${name} ${outcome} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      const cpu = process.cpuUsage(cpu0);
+      const nodeCpuSeconds = (cpu.user + cpu.system) / 1e6;
+      const etcdCpu1 = target.cpuSeconds();
+      const etcdCpuSeconds = etcdCpu0 === undefined || etcdCpu1 === undefined ? null : etcdCpu1 - etcdCpu0;
+      phases.push({ name, startS: (t0 - started) / 1000, seconds: (performance.now() - t0) / 1000, nodeCpuSeconds, etcdCpuSeconds });
+      log(`sim: ${name} ${outcome} in ${((performance.now() - t0) / 1000).toFixed(1)} s (CPU: this process ${nodeCpuSeconds.toFixed(1)} s, etcd ${etcdCpuSeconds === null ? "-" : etcdCpuSeconds.toFixed(1)} s)`);
     }
   };
 
@@ -540,7 +547,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       join: { countingSeconds, fullSeconds, countingUpAtSeconds: countingUpAt },
       lists: {
         pageSize: o.listPageSize, pagesInFlight: o.listPagesInFlight, gate: { ...gate.stats },
-        pageRetries: counting.reduce((x, ag) => x + ag.counters.pageRetries, 0), relists: counting.reduce((x, ag) => x + ag.counters.relists, 0),
+        pageRetries: counting.reduce((x, ag) => x + ag.counters.pageRetries, 0), relists: counting.reduce((x, ag) => x + ag.counters.relists, 0), watchRelists: counting.reduce((x, ag) => x + ag.counters.watchRelists, 0),
       },
       kinds,
       fullAgentMemory: { heapDeltaBytes: heapDelta, perAgentPerPodBytes: heapDelta / o.fullAgents / o.pods, goalBytes: 2048, measured: gc !== undefined },
