@@ -30,6 +30,7 @@ interface SimCliOptions {
   restartVariants?: string;
   resyncAgents?: string;
   callTimeoutMs?: string;
+  operatorAttempts?: string;
   out?: string;
   json: boolean;
   quiet: boolean;
@@ -70,6 +71,7 @@ export function registerSim(program: Command): void {
     .addOption(new Option("--restart-variants <list>", `synchronized restarts to run: comma-separated ${RESTART_VARIANTS.join(",")}, or none`).default(DEFAULT_SIM.restartVariants.join(",")))
     .addOption(new Option("--resync-agents <n>", "counting agents in the resync-interval phase (0: all)").default(String(DEFAULT_SIM.resyncAgents)))
     .addOption(new Option("--call-timeout-ms <ms>", "per-call deadline of the etcd clients (one list page is one call)").default(String(DEFAULT_SIM.callTimeoutMs)))
+    .addOption(new Option("--operator-attempts <n>", "attempts per operator write (backoff with jitter between them) before it is counted as failed and the phase goes on").default(String(DEFAULT_SIM.operatorAttempts)))
     .addOption(new Option("--out <dir>", "also write sim-report.txt, sim-report.json and the SVG plots here"))
     .addOption(new Option("--quiet", "no progress lines on stderr").default(false));
   jsonOption(cmd, "the report as one JSON object instead of tables");
@@ -106,6 +108,7 @@ export function registerSim(program: Command): void {
       restartVariants: parseRestartVariants(o.restartVariants ?? DEFAULT_SIM.restartVariants.join(",")),
       resyncAgents: int("resync-agents", o.resyncAgents, 0, 1_000_000),
       callTimeoutMs: int("call-timeout-ms", o.callTimeoutMs, 100, 3_600_000),
+      operatorAttempts: int("operator-attempts", o.operatorAttempts, 1, 100),
       kvstore,
       log: o.quiet ? () => {} : (line) => io.err(line),
     };
@@ -114,6 +117,8 @@ export function registerSim(program: Command): void {
       if (o.out) writeReportFiles(report, o.out);
       if (o.json) io.out(reportJson(report));
       else for (const line of reportLines(report)) io.out(line);
+      // the report is written either way; a phase that failed makes the run fail (a failed operator write is a counted figure)
+      if (report.failures.phases.length > 0) process.exitCode = 1;
     } finally {
       cleanup();
     }

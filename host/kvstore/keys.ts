@@ -85,7 +85,8 @@ export function parseStateKey(key: string): StateKey {
   if (version !== CURRENT_VERSION[kind]) {
     throw new UnsupportedVersionError(key, kind, version);
   }
-  return { kind, version, path: parts.slice(4).map((p) => decodeURIComponent(p)) };
+  // most segments have nothing escaped: skip decodeURIComponent for them (every listed record's key comes through here)
+  return { kind, version, path: parts.slice(4).map((p) => (p.includes("%") ? decodeURIComponent(p) : p)) };
 }
 
 export class UnsupportedVersionError extends MembraneError {

@@ -71,6 +71,14 @@ export class ConvergenceTracker {
     else this.byKey.set(key, list);
   }
 
+  /** Forgets a probe whose pod was never written (its operator write failed): no agent can converge on it. */
+  drop(p: Probe): void {
+    const i = this.probes.indexOf(p);
+    if (i >= 0) this.probes.splice(i, 1);
+    this.unindex(p.ipKey, p);
+    if (p.identityKey) this.unindex(p.identityKey, p);
+  }
+
   /** Probes some agent has not converged on yet. */
   pending(): Probe[] {
     return this.probes.filter((p) => p.done < this.agents);

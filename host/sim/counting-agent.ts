@@ -7,6 +7,7 @@
  * what lets thousands of them share one process. Its figures are reported as
  * "counting agents", never mixed with the full agents'.
  */
+import { setMaxListeners } from "node:events";
 import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
 import { backoffDuration, clusterSizeDependantInterval, type BackoffOptions } from "../kvstore/backoff.js";
 import { PeriodicTimer } from "../kvstore/periodic.js";
@@ -33,8 +34,10 @@ export interface CountingCounters {
   leasesLost: number;
   /** List pages that failed (a deadline, the store away) and were asked for again in place. */
   pageRetries: number;
-  /** Lists begun again from the first page (only after CompactedError). */
+  /** Lists begun again from the first page after CompactedError. */
   relists: number;
+  /** Lists begun again after the first one of a start, for any reason (the watch after it ended or failed, a compaction): the agent lists and watches anew, as the reflector does. */
+  watchRelists: number;
 }
 
 export interface CountingAgentOptions {
@@ -56,7 +59,7 @@ export interface CountingAgentOptions {
 }
 
 export class CountingAgent {
-  readonly counters: CountingCounters = { events: 0, listed: 0, decodeErrors: 0, bootstraps: 0, bootstrapFailures: 0, resyncs: 0, leasesLost: 0, pageRetries: 0, relists: 0 };
+  readonly counters: CountingCounters = { events: 0, listed: 0, decodeErrors: 0, bootstraps: 0, bootstrapFailures: 0, resyncs: 0, leasesLost: 0, pageRetries: 0, relists: 0, watchRelists: 0 };
   /** Node records this agent knows of (its idea of the cluster size, for interval scaling). */
   knownNodes = 0;
   /** Keys currently present per prefix (counts only, from list + events). */
@@ -78,6 +81,8 @@ export class CountingAgent {
 
   async start(policy: BootstrapPolicy): Promise<void> {
     this.abort = new AbortController();
+    // six prefixes' pages wait in the list gate on this one signal at once (plus backoff sleeps): more than Node's default 10 listeners, none leaked
+    setMaxListeners(64, this.abort.signal);
     const { store, apiserver } = this.options;
     const name = this.name;
     this.counters.bootstraps++;
@@ -135,6 +140,7 @@ export class CountingAgent {
       let failures = 0;
       let firstDone = false;
       while (!this.abort.signal.aborted) {
+        if (firstDone) this.counters.watchRelists++;
         try {
           // page by page, decoded as they arrive: nothing of the list is kept, and a failed page is asked for again in place
           let n = 0;

@@ -24,7 +24,7 @@ export function reportLines(r: SimReport): string[] {
   const at = (q: number) => (up.length ? n2(up[Math.min(up.length - 1, Math.floor(q * up.length))]!) : "-");
   out.push(`counting agents up after (s since the join began): first ${at(0)}, p50 ${at(0.5)}, p99 ${at(0.99)}, last ${up.length ? n2(up.at(-1)!) : "-"}`);
   const l = r.lists;
-  out.push(`lists: pages of ${n0(l.pageSize)} keys at one pinned revision, at most ${l.pagesInFlight || "unlimited"} pages in flight (peak ${l.gate.peakInFlight}, peak queued ${n0(l.gate.peakQueued)}, ${n0(l.gate.turns)} pages); counting agents' pages retried in place ${n0(l.pageRetries)}, lists begun again after compaction ${n0(l.relists)}`);
+  out.push(`lists: pages of ${n0(l.pageSize)} keys at one pinned revision, at most ${l.pagesInFlight || "unlimited"} pages in flight (peak ${l.gate.peakInFlight}, peak queued ${n0(l.gate.peakQueued)}, ${n0(l.gate.turns)} pages); counting agents' pages retried in place ${n0(l.pageRetries)}, lists begun again after compaction ${n0(l.relists)}, lists begun again after the first one for any reason (a watch ended or failed) ${n0(l.watchRelists)}`);
   out.push("");
   out.push(renderTable([
     { header: "FROM", value: (k) => `${k.kind} (${k.agents})` },
@@ -38,7 +38,7 @@ export function reportLines(r: SimReport): string[] {
   ], r.kinds));
   const m = r.fullAgentMemory;
   out.push(`full agents' memory: heap grew ${mib(m.heapDeltaBytes)} for ${o.fullAgents} full agents = ${n0(m.perAgentPerPodBytes)} bytes per agent per cluster pod (goal <= ${m.goalBytes}; Cilium 1.5 ~10.5 KiB)${m.measured ? "" : " (no full GC available: upper bound)"}${m.measured && m.perAgentPerPodBytes > m.goalBytes ? " NOT MET" : ""}`);
-  out.push(`churn: ${r.churn.created} pods created (${r.churn.newIdentities} with a new identity), ${r.churn.deleted} deleted; until every agent had a new pod: p50 ${n0(r.churn.untilEveryAgentP50Ms)} ms, p99 ${n0(r.churn.untilEveryAgentP99Ms)} ms`);
+  out.push(`churn: ${r.churn.created} pods created (${r.churn.newIdentities} with a new identity), ${r.churn.deleted} deleted${r.churn.writesFailed ? `, ${r.churn.writesFailed} not created (operator write failed)` : ""}; until every agent had a new pod: p50 ${n0(r.churn.untilEveryAgentP50Ms)} ms, p99 ${n0(r.churn.untilEveryAgentP99Ms)} ms`);
   out.push(`counting agents' node leases lost (keep-alives late; granted again and the node re-registered): ${r.leasesLost}`);
   out.push(`node burst: ${r.nodeBurst.nodes} nodes joined at once, every agent knew them after ${n0(r.nodeBurst.untilEveryAgentMs)} ms`);
   out.push("");
@@ -71,11 +71,30 @@ export function reportLines(r: SimReport): string[] {
     { header: "MATCHES STORE", value: (c) => (c.ok ? "yes" : "NO") },
   ], r.counts));
   out.push("");
+  out.push(...failureLines(r));
+  out.push("");
   out.push(renderTable([
     { header: "PHASE", value: (p) => p.name },
     { header: "START s", value: (p) => n2(p.startS) },
     { header: "SECONDS", value: (p) => n2(p.seconds) },
+    { header: "CPU s (this process)", value: (p) => n2(p.nodeCpuSeconds) },
+    { header: "CPU s (etcd)", value: (p) => (p.etcdCpuSeconds === null ? "-" : n2(p.etcdCpuSeconds)) },
   ], r.phases));
+  return out;
+}
+
+/** Failed operator writes and failed phases, each named; "none" when the run had none (never left out). */
+export function failureLines(r: SimReport): string[] {
+  const f = r.failures;
+  const out = [`failures: ${f.operatorWrites.length} operator write(s) failed after every retry (${f.operatorRetries} retries in all, ${r.options.operatorAttempts} attempts each); ${f.phases.length} phase(s) failed`];
+  if (f.operatorWrites.length) {
+    out.push(renderTable([
+      { header: "FAILED OPERATOR WRITE (phase)", value: (x) => x.phase },
+      { header: "OPERATION", value: (x) => x.operation },
+      { header: "ERROR", value: (x) => x.error },
+    ], f.operatorWrites));
+  }
+  for (const p of f.phases) out.push(`FAILED PHASE ${p.phase}: ${p.error}`);
   return out;
 }
 

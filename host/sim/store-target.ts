@@ -12,6 +12,7 @@ import { openKvStore, parseKvStoreSpec } from "../kvstore/open.js";
 import type { KvStore } from "../kvstore/store.js";
 import { EtcdProcess } from "../sys/etcd-process.js";
 import { processMemory, type ProcessMemory } from "../sys/process-memory.js";
+import { processCpuSeconds } from "../sys/process-cpu.js";
 
 export interface SimStore {
   backend: "etcd" | "embedded";
@@ -19,6 +20,8 @@ export interface SimStore {
   open(): Promise<KvStore>;
   /** The private etcd's memory (undefined for others). */
   memory(): ProcessMemory | undefined;
+  /** CPU seconds the private etcd has used so far (undefined for others). */
+  cpuSeconds(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -48,14 +51,15 @@ export async function startSimStore(spec: string, etcdBinary?: string, callTimeo
       location: `private etcd ${etcd.endpoint} (pid ${etcd.pid})`,
       open: () => openKvStore(etcd.spec, { etcd: { dialTimeoutMs: callTimeoutMs } }),
       memory: () => (etcd.pid === undefined ? undefined : processMemory(etcd.pid)),
+      cpuSeconds: () => (etcd.pid === undefined ? undefined : processCpuSeconds(etcd.pid)),
       stop: () => (forget(), etcd.stop()),
     };
   }
   const parsed = parseKvStoreSpec(spec, "--kvstore");
   if (parsed.backend === "etcd") {
-    return { backend: "etcd", location: parsed.endpoints.join(","), open: () => openKvStore(parsed, { etcd: { dialTimeoutMs: callTimeoutMs } }), memory: () => undefined, stop: async () => {} };
+    return { backend: "etcd", location: parsed.endpoints.join(","), open: () => openKvStore(parsed, { etcd: { dialTimeoutMs: callTimeoutMs } }), memory: () => undefined, cpuSeconds: () => undefined, stop: async () => {} };
   }
-  return { backend: "embedded", location: parsed.path, open: () => openKvStore(parsed), memory: () => undefined, stop: async () => {} };
+  return { backend: "embedded", location: parsed.path, open: () => openKvStore(parsed), memory: () => undefined, cpuSeconds: () => undefined, stop: async () => {} };
 }
 
 /** A fresh embedded store in a temp dir (tests, and `--kvstore embedded` without a path). */

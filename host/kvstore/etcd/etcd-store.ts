@@ -17,8 +17,10 @@
  * Lock/Election.
  */
 import { readFileSync } from "node:fs";
-import { Etcd3, type IOptions, type IKeyValue, type ICompare, type IRequestOp, type IResponseOp, type IWatchResponse } from "etcd3";
+import { castGrpcError, Etcd3, type IOptions, type IKeyValue, type ICompare, type IRequestOp, type IResponseOp, type IWatchResponse } from "etcd3";
 import { InvalidInputError } from "../../errors.js";
+import { decodeRangeResponse, type DecodedRange } from "./range-response.js";
+import type { Client as GrpcClient, Metadata } from "@grpc/grpc-js";
 import {
   CompactedError,
   KvStoreError,
@@ -196,6 +198,11 @@ function mapError(err: unknown, what: string, where: string): Error {
   return new KvStoreError("KVSTORE_UNAVAILABLE", `etcd ${where}: ${what}: ${message}`, { cause: err });
 }
 
+/** The part of etcd3's connection pool that rangeDecoded() uses. */
+interface RangeConnections {
+  withConnection<R>(service: "KV", fn: (args: { client: GrpcClient; metadata: Metadata }) => Promise<R> | R): Promise<R>;
+}
+
 class EtcdKvStore extends TxnDerivedWrites implements KvStore {
   readonly backend = "etcd" as const;
   private readonly watches = new Set<EtcdWatch>();
@@ -239,9 +246,9 @@ class EtcdKvStore extends TxnDerivedWrites implements KvStore {
     const range = rangeOf(prefix);
     // the smallest key after `startAfter`: the key itself followed by a zero byte
     const key = options.startAfter === undefined ? range.key : Buffer.concat([Buffer.from(options.startAfter), Buffer.from([0])]);
-    let res;
+    let res: DecodedRange;
     try {
-      res = await this.call("list", () => this.client.kv.range({ key, range_end: range.range_end, limit: options.limit ?? 0, revision: options.revision ?? 0 }));
+      res = await this.call("list", () => this.rangeDecoded({ key, range_end: range.range_end, limit: options.limit ?? 0, revision: options.revision ?? 0 }));
     } catch (err) {
       const msg = (err as Error).message;
       if (options.revision !== undefined && /required revision has been compacted/.test(msg)) {
@@ -254,7 +261,30 @@ class EtcdKvStore extends TxnDerivedWrites implements KvStore {
       }
       throw err;
     }
-    return { kvs: res.kvs.map(toKeyValue), revision: options.revision ?? Number(res.header.revision), more: Boolean(res.more) };
+    return { kvs: res.kvs, revision: options.revision ?? res.revision, more: res.more };
+  }
+
+  /**
+   * A Range call on the library's own connection (its pool, auth metadata
+   * and deadline), with the reply read by range-response.ts instead of the
+   * library's protobufjs objects: a list's records arrive as strings and
+   * numbers without a Buffer and a Long per field.
+   */
+  private rangeDecoded(request: { key: Buffer; range_end: Buffer; limit: number; revision: number }): Promise<DecodedRange> {
+    const pool = (this.client.kv as unknown as { client: RangeConnections }).client;
+    return pool.withConnection("KV", ({ client, metadata }) => {
+      const range = (client as unknown as { Range?: { path?: string; requestSerialize?: (v: unknown) => Buffer } }).Range;
+      if (!range?.path || !range.requestSerialize) {
+        // a library whose client no longer carries its method definition: its own decoding, converted
+        return this.client.kv.range(request).then((r) => ({ revision: Number(r.header.revision), kvs: r.kvs.map(toKeyValue), more: Boolean(r.more), count: Number(r.count) }));
+      }
+      return new Promise<DecodedRange>((resolve, reject) => {
+        client.makeUnaryRequest(range.path!, range.requestSerialize!, decodeRangeResponse, request, metadata, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+          if (err) reject(castGrpcError(err));
+          else resolve(res!);
+        });
+      });
+    });
   }
 
   async revision(): Promise<Revision> {
