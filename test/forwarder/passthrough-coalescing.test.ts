@@ -5,10 +5,11 @@
 // by one would have put on the wire - with NAT rewrites too.
 import { describe, expect, test } from "vitest";
 import { Datapath } from "../../host/datapath.js";
-import { FakeTun, type WrittenPacket } from "../../host/tun/fake-tun.js";
+import { FakeTun } from "../../host/tun/fake-tun.js";
 import { Forwarder } from "../../host/forwarder/forwarder.js";
 import { packet4 } from "../../host/packet/build.js";
-import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../../host/tun/offload/index.js";
+import { coalesce, readVirtioNetHdr } from "../../host/tun/offload/index.js";
+import { wireSegments } from "../support/kernel-gso.js";
 import { encodeVirtioNetHdr } from "../../host/tun/virtio-net-hdr.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
 import { asKernelSuperPacket, expectSamePackets, tcpRun, udpRun } from "../tun/offload/fixtures.js";
@@ -44,20 +45,6 @@ function superPacket(segments: Uint8Array[]): Input {
   return { packet: sup.bytes.slice(10), hdr: sup.bytes.slice(0, 10) };
 }
 
-/** What the kernel puts on the wire for one write: its GSO segments, or the packet with its checksum finished. */
-function wireOf(w: WrittenPacket): Uint8Array[] {
-  const hdr = readVirtioNetHdr(w.vnetHdr!, 0);
-  if (hdr.gsoType === 0) {
-    const p = w.packet.slice();
-    if (hdr.flags & 1) completePartialChecksum(p, hdr.csumStart, hdr.csumOffset);
-    return [p];
-  }
-  const bufs = Array.from({ length: 64 }, () => new Uint8Array(2000));
-  const sizes: number[] = [];
-  const n = split(w.packet, hdr, bufs, sizes, 0);
-  return bufs.slice(0, n).map((b, i) => b.slice(0, sizes[i]));
-}
-
 /**
  * Runs `inputs` through a forwarder on a device with (coalescing) or without
  * (one write per packet) TSO/USO, in batches of `batchSize`.
@@ -70,7 +57,7 @@ async function forward(inputs: Input[], offloads: { tso?: boolean; uso?: boolean
   for (const p of inputs) tun.inject(p.packet, p.hdr);
   while (fwd.step() > 0);
   const written = tun.drainWritten();
-  return { written, wire: written.flatMap(wireOf), stats: fwd.stats };
+  return { written, wire: written.flatMap(wireSegments), stats: fwd.stats };
 }
 
 describe("coalescing on write in offload passthrough", () => {

@@ -8,7 +8,8 @@ import { Forwarder } from "../../host/forwarder/forwarder.js";
 import { packet4, packet6 } from "../../host/packet/build.js";
 import { PKT_DESC } from "../../host/generated/layout.js";
 import type { PacketBatch } from "../../host/wasm/batch.js";
-import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../../host/tun/offload/index.js";
+import { coalesce } from "../../host/tun/offload/index.js";
+import { wireSegments } from "../support/kernel-gso.js";
 import { encodeVirtioNetHdr } from "../../host/tun/virtio-net-hdr.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
 import { asKernelSuperPacket, tcpRun, udpRun } from "../tun/offload/fixtures.js";
@@ -40,20 +41,6 @@ async function setup(batchSize = 16) {
   return { dp, tun, fwd: new Forwarder(dp, tun, { batchSize, clock: () => 1000 }) };
 }
 
-/** Segments of the super-packet the kernel would make of what was written: split() is the kernel's GSO. */
-function segmentsOf(w: { packet: Uint8Array; vnetHdr?: Uint8Array }): Uint8Array[] {
-  const hdr = readVirtioNetHdr(w.vnetHdr!, 0);
-  if (hdr.gsoType === 0) {
-    const p = w.packet.slice();
-    if (hdr.flags & 1) completePartialChecksum(p, hdr.csumStart, hdr.csumOffset);
-    return [p];
-  }
-  const bufs = Array.from({ length: 64 }, () => new Uint8Array(2000));
-  const sizes: number[] = [];
-  const n = split(w.packet, hdr, bufs, sizes, 0);
-  return bufs.slice(0, n).map((b, i) => b.slice(0, sizes[i]));
-}
-
 describe("offload passthrough (the default with a virtio-net header)", () => {
   test("a 64 KiB TSO super-packet is one packet to the datapath and leaves byte for byte with its header", async () => {
     const segments = tcpRun({ family: 4, lengths: [...new Array(44).fill(1448), 1000] });
@@ -67,7 +54,7 @@ describe("offload passthrough (the default with a virtio-net header)", () => {
     expect(hex(written[0].vnetHdr!)).toBe(hex(sup.hdr));
     expect(hex(written[0].packet)).toBe(hex(sup.packet));
     // What the kernel then segments is exactly what the sender meant, checksums complete.
-    const out = segmentsOf(written[0]);
+    const out = wireSegments(written[0]);
     expect(out.map(hex)).toEqual(segments.map(hex));
     for (const p of out) expect(verifyChecksums(p, 0).ok).toBe(true);
     // Conntrack sees the super-packet once, with all its bytes (as a tc program sees a GSO skb).
@@ -90,7 +77,7 @@ describe("offload passthrough (the default with a virtio-net header)", () => {
     const written = tun.drainWritten();
     const expected = inputs.filter((p) => p.packet !== runt);
     expect(written.map((w) => [hex(w.vnetHdr!), hex(w.packet)])).toEqual(expected.map((p) => [hex(p.hdr), hex(p.packet)]));
-    for (const w of written) for (const seg of segmentsOf(w)) expect(verifyChecksums(seg, 0).ok).toBe(true);
+    for (const w of written) for (const seg of wireSegments(w)) expect(verifyChecksums(seg, 0).ok).toBe(true);
     expect(fwd.stats).toMatchObject({ packetsIn: 6, wirePacketsIn: 4 + 1 + 4 + 1 + 1 + 1, packetsOut: 5, dropped: 1, offloadUnwritable: 0 });
     expect(dp.counters().drops.map((d) => d.reason)).toEqual(["DROP_INVALID"]);
     expect([...dp.conntrack()].map((r) => [r.table, Number(r.entry.txPackets)]).sort()).toEqual(

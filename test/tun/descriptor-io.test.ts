@@ -22,15 +22,11 @@ import type { DescriptorBatch, DescriptorIo } from "../../host/tun/device.js";
 import type { TunIoMode } from "../../host/tun/tun-io-choice.js";
 import { packet4 } from "../../host/packet/build.js";
 import { decodePktDesc, encodePktDesc, PKT_DESC } from "../../host/generated/layout.js";
-import { describeIf, missingTun, scratchNetns } from "./env.js";
-import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
-import { existsSync, writeFileSync } from "node:fs";
-import { tunNativeLibraryPath } from "../../host/sys/tun-native.js";
+import { closeTunPairs, describeIf, missingNativeTun, missingTun, openTunPairs } from "./env.js";
+import { ip, withNetns } from "../../host/sys/netns/index.js";
 
 const MODES: TunIoMode[] = ["batch", "uring"];
-const missing = missingTun()
-  ?? (process.env.MEMBRANE_TUN_NATIVE === "0" ? "MEMBRANE_TUN_NATIVE=0: the native TUN library is off in this run" : undefined)
-  ?? (existsSync(tunNativeLibraryPath()) ? undefined : `${tunNativeLibraryPath()} not built (npm run build:native)`);
+const missing = missingTun() ?? missingNativeTun();
 
 const HEADROOM = 64;
 const META = 0 | (255 << 8) | (1 << 16); // LINK_RAW_IP, DIR_AUTO, PKT_F_CSUM_PARTIAL: a stamp to find again
@@ -61,24 +57,10 @@ describeIf("descriptor-batch TUN I/O (real TUNs, native modes)", missing, () => 
   const pairs = new Map<TunIoMode, { a: LinuxTun; b: LinuxTun; aIo: DescriptorIo; bIo: DescriptorIo }>();
 
   beforeAll(() => {
-    scratchNetns(ns);
-    withNetns(ns, () => writeFileSync("/proc/sys/net/ipv4/ip_forward", "1"));
-    MODES.forEach((mode, m) => {
-      const a = withNetns(ns, () => openTun({ name: `tda${m}`, mtu: 1500, io: mode }));
-      const b = withNetns(ns, () => openTun({ name: `tdb${m}`, mtu: 1500, io: mode }));
-      ip("-n", ns, "link", "set", b.name, "txqueuelen", "2000");
-      pairs.set(mode, { a, b, aIo: a.descriptorIo()!, bIo: b.descriptorIo()! });
-    });
+    for (const [mode, { a, b }] of openTunPairs(ns, "td", MODES)) pairs.set(mode, { a, b, aIo: a.descriptorIo()!, bIo: b.descriptorIo()! });
   });
 
-  afterAll(() => {
-    for (const { a, b } of pairs.values()) {
-      a.close();
-      b.close();
-    }
-    if (netnsExists(ns)) ip("netns", "del", ns);
-    expect(netnsExists(ns)).toBe(false);
-  });
+  afterAll(() => closeTunPairs(ns, pairs.values()));
 
   function routeVia(mode: TunIoMode): void {
     ip("-n", ns, "route", "replace", "10.253.1.0/24", "dev", pairs.get(mode)!.b.name);

@@ -3,7 +3,10 @@
 // CI=true the suite fails instead, because there a missing install step is a bug.
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { ip, withNetns } from "../../host/sys/netns/index.js";
+import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
+import { openTun, type LinuxTun } from "../../host/tun/linux-tun.js";
+import type { TunIoMode } from "../../host/tun/tun-io-choice.js";
+import { tunNativeLibraryPath } from "../../host/sys/tun-native.js";
 
 export function hasCommand(cmd: string, args = ["--version"]): boolean {
   try {
@@ -46,4 +49,38 @@ export function scratchNetns(ns: string): void {
     writeFileSync("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
   });
   ip("-n", ns, "link", "set", "lo", "up");
+}
+
+/** Why the native TUN library (native/tun_io.c) cannot be used in this run, or undefined. */
+export function missingNativeTun(): string | undefined {
+  if (process.env.MEMBRANE_TUN_NATIVE === "0") return "MEMBRANE_TUN_NATIVE=0: the native TUN library is off in this run";
+  return existsSync(tunNativeLibraryPath()) ? undefined : `${tunNativeLibraryPath()} not built (npm run build:native)`;
+}
+
+/**
+ * Scratch namespace `ns` with forwarding on and, for each I/O mode, a pair of
+ * TUNs `<prefix>a<m>` (written into) and `<prefix>b<m>` (what the kernel routes
+ * out, read back; its queue holds a whole test batch).
+ */
+export function openTunPairs(ns: string, prefix: string, modes: readonly TunIoMode[]): Map<TunIoMode, { a: LinuxTun; b: LinuxTun }> {
+  scratchNetns(ns);
+  withNetns(ns, () => writeFileSync("/proc/sys/net/ipv4/ip_forward", "1"));
+  const pairs = new Map<TunIoMode, { a: LinuxTun; b: LinuxTun }>();
+  modes.forEach((mode, m) => {
+    const a = withNetns(ns, () => openTun({ name: `${prefix}a${m}`, mtu: 1500, io: mode }));
+    const b = withNetns(ns, () => openTun({ name: `${prefix}b${m}`, mtu: 1500, io: mode }));
+    ip("-n", ns, "link", "set", b.name, "txqueuelen", "2000");
+    pairs.set(mode, { a, b });
+  });
+  return pairs;
+}
+
+/** Closes every pair's TUNs and removes `ns`; the namespace must be gone afterwards. */
+export function closeTunPairs(ns: string, pairs: Iterable<{ a: LinuxTun; b: LinuxTun }>): void {
+  for (const { a, b } of pairs) {
+    a.close();
+    b.close();
+  }
+  if (netnsExists(ns)) ip("netns", "del", ns);
+  if (netnsExists(ns)) throw new Error(`network namespace ${ns} is still there after ip netns del`);
 }

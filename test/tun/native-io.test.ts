@@ -11,20 +11,16 @@
 // an io_uring round holds, and a packet the kernel refuses in the middle of a
 // batch (the batch stops there; later packets are not sent, in every mode).
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { openTun, type LinuxTun } from "../../host/tun/linux-tun.js";
+import type { LinuxTun } from "../../host/tun/linux-tun.js";
 import { TunIoError } from "../../host/tun/errors.js";
 import { resolveTunIo, type TunIoMode } from "../../host/tun/tun-io-choice.js";
 import { packet4 } from "../../host/packet/build.js";
 import { verifyChecksums } from "../../host/packet/checksum.js";
-import { describeIf, missingTun, scratchNetns } from "./env.js";
-import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
-import { existsSync, writeFileSync } from "node:fs";
-import { tunNativeLibraryPath } from "../../host/sys/tun-native.js";
+import { closeTunPairs, describeIf, missingNativeTun, missingTun, openTunPairs } from "./env.js";
+import { ip } from "../../host/sys/netns/index.js";
 
 const MODES: TunIoMode[] = ["koffi", "batch", "uring"];
-const missing = missingTun()
-  ?? (process.env.MEMBRANE_TUN_NATIVE === "0" ? "MEMBRANE_TUN_NATIVE=0: the native TUN library is off in this run" : undefined)
-  ?? (existsSync(tunNativeLibraryPath()) ? undefined : `${tunNativeLibraryPath()} not built (npm run build:native)`);
+const missing = missingTun() ?? missingNativeTun();
 
 /** Packet i: UDP from 10.252.0.2 (behind A) to 10.252.1.2 (behind B), a size that varies with i. */
 function crafted(i: number): Uint8Array {
@@ -52,24 +48,10 @@ describeIf("TUN I/O modes move the same bytes (real TUNs)", missing, () => {
   const pairs = new Map<TunIoMode, { a: LinuxTun; b: LinuxTun }>();
 
   beforeAll(() => {
-    scratchNetns(ns);
-    withNetns(ns, () => writeFileSync("/proc/sys/net/ipv4/ip_forward", "1"));
-    MODES.forEach((mode, m) => {
-      const a = withNetns(ns, () => openTun({ name: `tioa${m}`, mtu: 1500, io: mode }));
-      const b = withNetns(ns, () => openTun({ name: `tiob${m}`, mtu: 1500, io: mode }));
-      ip("-n", ns, "link", "set", b.name, "txqueuelen", "2000");
-      pairs.set(mode, { a, b });
-    });
+    for (const [mode, pair] of openTunPairs(ns, "tio", MODES)) pairs.set(mode, pair);
   });
 
-  afterAll(() => {
-    for (const { a, b } of pairs.values()) {
-      a.close();
-      b.close();
-    }
-    if (netnsExists(ns)) ip("netns", "del", ns);
-    expect(netnsExists(ns)).toBe(false);
-  });
+  afterAll(() => closeTunPairs(ns, pairs.values()));
 
   /** Routes 10.252.1.0/24 out of `mode`'s B (only one pair at a time: the route moves). */
   function routeVia(mode: TunIoMode): void {
