@@ -3,7 +3,7 @@
 // CI=true the suite fails instead, because there a missing install step is a bug.
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { ip, netnsExists, withNetns } from "../../host/sys/netns/index.js";
+import { ip, netnsExists, netnsList, withNetns } from "../../host/sys/netns/index.js";
 import { openTun, type LinuxTun } from "../../host/tun/linux-tun.js";
 import type { TunIoMode } from "../../host/tun/tun-io-choice.js";
 import { tunNativeLibraryPath } from "../../host/sys/tun-native.js";
@@ -43,6 +43,7 @@ export { describeIf } from "../support/describe-if.js";
  * writeFileSync opens on this thread.
  */
 export function scratchNetns(ns: string): void {
+  removeOrphanedNamespaces(ns);
   ip("netns", "add", ns);
   withNetns(ns, () => {
     writeFileSync("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
@@ -83,4 +84,33 @@ export function closeTunPairs(ns: string, pairs: Iterable<{ a: LinuxTun; b: Linu
   }
   if (netnsExists(ns)) ip("netns", "del", ns);
   if (netnsExists(ns)) throw new Error(`network namespace ${ns} is still there after ip netns del`);
+}
+
+/**
+ * Scratch namespaces are named "<stem><pid>" after the test process that made
+ * them, and its afterAll removes them; a vitest worker that is killed never
+ * runs afterAll. Before making `ns`, this removes the namespaces of the same
+ * stem whose process is gone, and a leftover of `ns` itself (an earlier
+ * process that had our pid). A namespace whose process still runs belongs
+ * to a test running now (another checkout's suite) and is left alone.
+ */
+export function removeOrphanedNamespaces(ns: string): void {
+  const m = /^(.*?)(\d+)$/.exec(ns);
+  if (!m) return;
+  const stem = m[1]!;
+  for (const other of netnsList()) {
+    if (!other.startsWith(stem)) continue;
+    const pidText = other.slice(stem.length);
+    if (!/^\d+$/.test(pidText)) continue;
+    if (other === ns || !processAlive(Number(pidText))) ip("netns", "del", other);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
