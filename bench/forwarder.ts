@@ -33,7 +33,8 @@
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
  *    sampled again. Order F C F1 | F1 C F | K C | O C O (F = default queues, F1 = one
  *    queue, both with native TUN I/O as the agent defaults it; K = one queue
- *    with one koffi call per packet, the --no-native-io fallback, for context): every forwarder run is next to a C loop run, so drift on the
+ *    with one koffi call per packet, the --no-native-io fallback, for context), then O2 F C O2 (O2 = offloads on
+ *    with the default queue count, for the agent's --offloads default; each O2 against the F next to it): every forwarder run is next to a C loop run, so drift on the
  *    machine (a shared VM) weighs on both alike; figures are over all
  *    windows (packets / seconds), and the ratio of each adjacent pair is
  *    shown too. Goals: F and F1 >= 1.0x the C loop; the forwarder (one
@@ -51,7 +52,8 @@
  *    passthrough) next to the node forwarding between the veths itself (the
  *    policy-routing rules removed for those runs), twice each in ABBA order
  *    (goal: offloads on >= 0.8x kernel forwarding), then offloads off and
- *    split mode for context. Nothing pinned:
+ *    split mode for context, then offloads on and off with the agent's
+ *    default queue count in ABBA order (for the agent's --offloads default). Nothing pinned:
  *    iperf3's client and server and the forwarder share the two CPUs as the
  *    scheduler sees fit.
  *
