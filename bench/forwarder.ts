@@ -33,7 +33,8 @@
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
  *    sampled again. Order F C F1 | F1 C F | K C | O C O (F = default queues, F1 = one
  *    queue, both with native TUN I/O as the agent defaults it; K = one queue
- *    with one koffi call per packet, the --no-native-io fallback, for context): every forwarder run is next to a C loop run, so drift on the
+ *    with one koffi call per packet, the --no-native-io fallback, for context), then O2 F C O2 (O2 = offloads on
+ *    with the default queue count, for the agent's --offloads default; each O2 against the F next to it): every forwarder run is next to a C loop run, so drift on the
  *    machine (a shared VM) weighs on both alike; figures are over all
  *    windows (packets / seconds), and the ratio of each adjacent pair is
  *    shown too. Goals: F and F1 >= 1.0x the C loop; the forwarder (one
@@ -51,7 +52,8 @@
  *    passthrough) next to the node forwarding between the veths itself (the
  *    policy-routing rules removed for those runs), twice each in ABBA order
  *    (goal: offloads on >= 0.8x kernel forwarding), then offloads off and
- *    split mode for context. Nothing pinned:
+ *    split mode for context, then offloads on and off with the agent's
+ *    default queue count in ABBA order (for the agent's --offloads default). Nothing pinned:
  *    iperf3's client and server and the forwarder share the two CPUs as the
  *    scheduler sees fit.
  *
@@ -113,8 +115,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-type UdpVariant = "forwarder" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
-type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "kernel";
+type UdpVariant = "forwarder" | "forwarder-offloads" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
+type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "offloads-on-default-queues" | "offloads-off-default-queues" | "kernel";
 
 // Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
 // Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run,
@@ -122,13 +124,20 @@ type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "kernel";
 const UDP_ORDER: UdpVariant[] = [
   "forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop",
   "forwarder-1q-offloads", "c-loop", "forwarder-1q-offloads",
+  // For the agent's --offloads default: offloads on with the default queue count, next to offloads off (the default) and a C loop run.
+  "forwarder-offloads", "forwarder", "c-loop", "forwarder-offloads",
 ];
 // Offloads on next to kernel forwarding (ABBA), then the rest for context.
-const TCP_ORDER: TcpVariant[] = ["offloads-on", "kernel", "kernel", "offloads-on", "offloads-off", "offloads-split"];
+const TCP_ORDER: TcpVariant[] = [
+  "offloads-on", "kernel", "kernel", "offloads-on", "offloads-off", "offloads-split",
+  // For the agent's --offloads default: both settings with the agent's default queue count, adjacent (ABBA).
+  "offloads-on-default-queues", "offloads-off-default-queues", "offloads-off-default-queues", "offloads-on-default-queues",
+];
 
 const UDP_LABEL: Record<UdpVariant, string> = {
   // Several queues without offloads: an I/O thread per queue, one deciding thread (host/tun/ring-tun.ts).
   forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""})`,
+  "forwarder-offloads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, offloads on: USO coalescing on write)`,
   "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
   "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet)`,
   "forwarder-1q-offloads": `forwarder (batch ${BATCH}, 1 queue, offloads on: USO coalescing on write)`,
@@ -139,6 +148,8 @@ const TCP_LABEL: Record<TcpVariant, string> = {
   "offloads-on": "forwarder, offloads on",
   "offloads-split": "forwarder, offloads on, split mode",
   "offloads-off": "forwarder, offloads off",
+  "offloads-on-default-queues": `forwarder, offloads on, ${DEFAULT_QUEUES} queues`,
+  "offloads-off-default-queues": `forwarder, offloads off, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""}`,
   kernel: "kernel forwarding, no TUN",
 };
 
@@ -278,6 +289,11 @@ export type ForwarderResult =
       udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[]; pairRatiosOffloads: number[] };
       /** pairRatios: offloads on / kernel forwarding, adjacent in time. */
       tcp: { runs: TcpRun[]; summary: TcpSummary[]; pairRatios: number[] };
+      /**
+       * For the agent's --offloads default, with its default queue count: offloads on / off, each
+       * on-run against the off-run adjacent to it (UDP: received pps; TCP: Gbit/s).
+       */
+      defaultQueuesOffloadsOnVsOff: { queues: number; udpPairs: number[]; tcpPairs: number[] };
       ratios: {
         forwarderVsCLoop?: number;
         forwarder1qVsCLoop?: number;
@@ -420,8 +436,8 @@ export class Run {
   readonly startRetries: string[] = [];
   /** Pin the sender and the packet mover to CPUs of their own (needs two CPUs). */
   readonly pin = cpus().length >= 2;
-  /** Start forwarders with per-stage timing (bench/forwarder-stages.ts). */
-  stageTiming = false;
+  /** Start forwarders with per-stage timing (bench/forwarder-stages.ts; FORWARDER_BENCH_STAGES=1 for this suite's runs, in their stats). */
+  stageTiming = process.env.FORWARDER_BENCH_STAGES === "1";
   /** Packets per batch of the forwarders it starts (bench/forwarder-stages.ts may change it). */
   batchSize = BATCH;
   #cleaned?: Promise<string[]>;
@@ -576,7 +592,9 @@ export class Run {
     let candidates: number[] = [];
     try {
       if (isForwarder(variant)) {
-        candidates = await this.startForwarder(variant === "forwarder-1q-offloads", "passthrough", variant === "forwarder" ? DEFAULT_QUEUES : 1, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
+        const offloads = variant === "forwarder-1q-offloads" || variant === "forwarder-offloads";
+        const queues = variant === "forwarder" || variant === "forwarder-offloads" ? DEFAULT_QUEUES : 1;
+        candidates = await this.startForwarder(offloads, "passthrough", queues, variant === "forwarder-1q-koffi" ? "koffi" : undefined);
         if (candidates.length === 1) {
           thread = { pid: "self", tid: candidates[0]! };
           if (this.pin) this.pinThread(thread.tid, moverCpu);
@@ -624,8 +642,9 @@ export class Run {
       if (row.pinned) row.moverCpuStealPercent = stealPercent(s0.cpu, s1.cpu, `cpu${MOVER_CPU}`);
       if (s0.tun && s1.tun) {
         // With offloads one TUN rx is a super-packet of many datagrams: count them where they are segmented again.
-        row.forwardedPackets = variant === "forwarder-1q-offloads" ? row.receivedPackets : s1.tun.rxPackets - s0.tun.rxPackets;
-        row.forwardedPps = variant === "forwarder-1q-offloads" ? row.receivedPps : rate(s0.tun, s1.tun, "rxPackets");
+        const superPackets = variant === "forwarder-1q-offloads" || variant === "forwarder-offloads";
+        row.forwardedPackets = superPackets ? row.receivedPackets : s1.tun.rxPackets - s0.tun.rxPackets;
+        row.forwardedPps = superPackets ? row.receivedPps : rate(s0.tun, s1.tun, "rxPackets");
         row.tunQueueDropsPps = rate(s0.tun, s1.tun, "txDropped");
         row.threadCpuNs = s1.threadNs! - s0.threadNs!;
         row.moverCpuPercent = (100 * row.threadCpuNs) / ((s1.threadAt! - s0.threadAt!) * 1e6);
@@ -674,7 +693,9 @@ export class Run {
     let thread: number | undefined;
     try {
       if (variant !== "kernel") {
-        const candidates = await this.startForwarder(variant !== "offloads-off", variant === "offloads-split" ? "split" : "passthrough");
+        const defaultQueues = variant === "offloads-on-default-queues" || variant === "offloads-off-default-queues";
+        const offloads = variant !== "offloads-off" && variant !== "offloads-off-default-queues";
+        const candidates = await this.startForwarder(offloads, variant === "offloads-split" ? "split" : "passthrough", defaultQueues ? DEFAULT_QUEUES : 1);
         if (candidates.length === 1) thread = candidates[0];
       }
       const server = this.topo.lab.spawn(pod2.ns, ["iperf3", "-s", "-1", "-B", pod2.v4, "-p", String(IPERF_PORT), "--forceflush"], { label: "iperf3 server" });
@@ -751,7 +772,7 @@ export class Run {
 // ---------------------------------------------------------------------------
 
 function isForwarder(v: UdpVariant): boolean {
-  return v === "forwarder" || v === "forwarder-1q" || v === "forwarder-1q-koffi" || v === "forwarder-1q-offloads";
+  return v === "forwarder" || v === "forwarder-offloads" || v === "forwarder-1q" || v === "forwarder-1q-koffi" || v === "forwarder-1q-offloads";
 }
 
 function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number }> {
@@ -765,7 +786,7 @@ function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number
 
 function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
   const out: UdpSummary[] = [];
-  for (const variant of ["forwarder", "forwarder-1q", "forwarder-1q-koffi", "forwarder-1q-offloads", "c-loop", "kernel"] as const) {
+  for (const variant of ["forwarder", "forwarder-offloads", "forwarder-1q", "forwarder-1q-koffi", "forwarder-1q-offloads", "c-loop", "kernel"] as const) {
     const ok = runs.filter((r) => r.variant === variant && !r.error);
     if (!ok.length) continue;
     const sum = (f: (r: UdpRun) => number | undefined) => ok.reduce((s, r) => s + (f(r) ?? 0), 0);
@@ -789,7 +810,7 @@ function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
 
 function summarizeTcp(runs: TcpRun[]): TcpSummary[] {
   const out: TcpSummary[] = [];
-  for (const variant of ["offloads-on", "offloads-off", "offloads-split", "kernel"] as const) {
+  for (const variant of ["offloads-on", "offloads-off", "offloads-split", "offloads-on-default-queues", "offloads-off-default-queues", "kernel"] as const) {
     const g = runs.filter((r) => r.variant === variant && !r.error).map((r) => r.gbitPerSecond!);
     if (!g.length) continue;
     out.push({ variant, runs: g.length, gbitPerSecond: g.reduce((a, b) => a + b, 0) / g.length, min: Math.min(...g), max: Math.max(...g) });
@@ -907,6 +928,11 @@ export async function runForwarder(): Promise<ForwarderResult> {
       pairRatiosOffloads: adjacentRatios(udp, "forwarder-1q-offloads", "c-loop", (r) => r.receivedPps!),
     },
     tcp: { runs: tcp, summary: tcpSummary, pairRatios: pairRatios(tcp, "offloads-on", "kernel", (r) => r.gbitPerSecond!) },
+    defaultQueuesOffloadsOnVsOff: {
+      queues: DEFAULT_QUEUES,
+      udpPairs: adjacentRatios(udp, "forwarder-offloads", "forwarder", (r) => r.receivedPps!),
+      tcpPairs: adjacentRatios(tcp, "offloads-on-default-queues", "offloads-off-default-queues", (r) => r.gbitPerSecond!),
+    },
     ratios,
     startRetries: run.startRetries,
     goals: {
@@ -1166,6 +1192,12 @@ function tcpGoalNotes(r: Measured): string[] {
     notes.push(`GOAL offloads on >= ${num(TCP_GOAL, 1)}x kernel forwarding: NOT MEASURED (runs failed; see above).`);
   }
   if (on && off) notes.push(`For context: offloads on / off = ${num(on.gbitPerSecond / off.gbitPerSecond, 2)}x (not a goal: it rewards a slow "off" path).`);
+  const d = r.defaultQueuesOffloadsOnVsOff;
+  if (d) {
+    const pairs = (p: number[]) => p.map((x) => `${num(x, 2)}x`).join(", ") || "not measured";
+    notes.push(`For the agent's --offloads default (${d.queues} queues, as the agent opens them): offloads on / off, each against the adjacent run:`
+      + ` UDP 64-byte pps ${pairs(d.udpPairs)}; TCP Gbit/s ${pairs(d.tcpPairs)} (a measurement for that decision, not a goal).`);
+  }
   notes.push(`1-min load average ${num(r.config.loadAverage.start, 2)} when the suite started, ${num(r.config.loadAverage.end, 2)} when it ended, on ${r.config.cpus} CPUs;`
     + " the machine may be shared: re-run on a quiet machine before trusting a verdict.");
   return notes;

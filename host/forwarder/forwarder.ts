@@ -59,6 +59,8 @@ export interface ForwarderStats {
   coalescedWrites?: number;
   coalescedPackets?: number;
   gcRuns: number;
+  /** Times the run loop found nothing to read and slept in the device's wait (poll): one wake-up each. */
+  waits?: number;
   /** How long the last conntrack GC run took, seconds (absent before the first). */
   lastGcSeconds?: number;
   /** Time per pipeline stage, with ForwarderOptions.stageTiming only (stage-timer.ts). */
@@ -108,7 +110,7 @@ const HOST_LE = endianness() === "LE";
 export class Forwarder {
   readonly stats: ForwarderStats = {
     batches: 0, reads: 0, writes: 0, packetsIn: 0, bytesIn: 0, wirePacketsIn: 0, packetsOut: 0, bytesOut: 0,
-    dropped: 0, offloadUnwritable: 0, writeErrors: 0, gcRuns: 0,
+    dropped: 0, offloadUnwritable: 0, writeErrors: 0, gcRuns: 0, waits: 0,
   };
   readonly offloadMode: OffloadMode;
   private readonly batch: PacketBatch;
@@ -514,6 +516,7 @@ export class Forwarder {
       if (this.step() === 0) {
         if (this.deferred) this.countDeferred();
         if (this.clock() >= this.nextGc) this.collect(this.clock());
+        this.stats.waits!++;
         this.device.wait(pollMs);
       }
     }
