@@ -88,6 +88,19 @@ export function lookupLive(t: Table, key: usize, flags: i32, now: u32): u32 {
   return load<u32>(slotAddr(t, idx) + CT_ENTRY_LIFETIME) >= now ? idx : 0;
 }
 
+/**
+ * lookupLive, without the probe when `flags` is TUPLE_F_IN and the table holds
+ * no IN-flagged tuple (tables.ts counts them): it could only miss. The key's
+ * flags are set all the same, as the probe would leave them.
+ */
+function lookupLiveTagged(t: Table, key: usize, flags: i32, now: u32): u32 {
+  if (flags == TUPLE_F_IN && t.tagged == 0) {
+    setFlags(key, flags);
+    return 0;
+  }
+  return lookupLive(t, key, flags, now);
+}
+
 /** Whether the packet, a SYN on closing entry `e`, starts a new connection on a reused 5-tuple. */
 function startsOver(e: usize): bool {
   return pProto == PROTO_TCP && (pTcpFlags & TCP_SYN) != 0
@@ -269,9 +282,9 @@ export function ctLookup(dirIn: i32, now: u32): i32 {
     // Without an endpoint view: a packet answering an egress-created entry is ingress.
     idx = lookupLive(t, keyRev, TUPLE_F_OUT, now);
     dir = idx != 0 ? CT_INGRESS : CT_EGRESS;
-    if (idx == 0) idx = lookupLive(t, keyRev, TUPLE_F_IN, now);
+    if (idx == 0) idx = lookupLiveTagged(t, keyRev, TUPLE_F_IN, now);
   } else {
-    idx = lookupLive(t, keyRev, flagFor(dir) ^ 1, now);
+    idx = lookupLiveTagged(t, keyRev, flagFor(dir) ^ 1, now);
   }
   if (idx != 0 && startsOver(slotAddr(t, idx))) {
     // A SYN answering a closed connection opens a new one the other way round.

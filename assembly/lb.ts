@@ -160,6 +160,8 @@ function rewritePort(field: usize, port: u16): void {
 export function lbForward(now: u32): i32 {
   translated = false;
   if (!lbReady || pIcmpError || (pProto != PROTO_TCP && pProto != PROTO_UDP)) return 0;
+  // No service of the family: the frontend lookup below could only miss.
+  if (lbTable(pFamily == 4 ? LB_TABLE_SERVICES4 : LB_TABLE_SERVICES6).count == 0) return 0;
   const master = serviceSlot(0);
   if (master == 0) return 0;
   const count = <u32>load<u16>(master + LB_SERVICE_COUNT);

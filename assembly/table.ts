@@ -32,6 +32,12 @@ import { regionAlloc } from "./region";
   nextFresh: u32 = 1;     // slots from here on were never used: no free list to build at init
   hand: u32 = 1;          // the CLOCK hand: next slot considered for replacement
   seed: u64 = 0;
+  // Optional count of the stored keys whose byte at tagOff equals tagValue
+  // (tableCountTag), so a caller can skip a probe for such a key when none
+  // is stored: conntrack counts its IN-flagged tuples. tagOff < 0: not counted.
+  tagOff: i32 = -1;
+  tagValue: u32 = 0;
+  tagged: u32 = 0;
 }
 
 function nextPow2(n: u32): u32 {
@@ -65,7 +71,26 @@ export function tableCreate(capacity: u32, keySize: u32, valueSize: u32, seed: u
   t.nextFresh = 1;
   t.hand = 1;
   t.seed = seed;
+  t.tagOff = -1;
+  t.tagValue = 0;
+  t.tagged = 0;
   return t;
+}
+
+/**
+ * Starts counting, in t.tagged, the stored keys whose byte at `off` is
+ * `value` (before the first insert: the count starts at 0). Kept by
+ * tableInsert, tableRemove and tableFlush, the only writers of keys.
+ */
+export function tableCountTag(t: Table, off: i32, value: u32): void {
+  t.tagOff = off;
+  t.tagValue = value;
+  t.tagged = 0;
+}
+
+// @ts-ignore: decorator
+@inline function isTagged(t: Table, key: usize): bool {
+  return t.tagOff >= 0 && <u32>load<u8>(key + <usize>t.tagOff) == t.tagValue;
 }
 
 /** Bytes of linear memory the table occupies (slots + buckets). */
@@ -161,6 +186,7 @@ export function tableInsert(t: Table, key: usize): u32 {
   store<u32>(bucket, idx);
   store<u32>(metaOf(t, idx), META_USED);
   t.count++;
+  if (isTagged(t, key)) t.tagged++;
   return idx;
 }
 
@@ -178,6 +204,7 @@ export function tableRemove(t: Table, idx: u32): void {
   store<u32>(metaOf(t, idx), 0);
   t.freeHead = idx;
   t.count--;
+  if (isTagged(t, keyAddr(t, idx))) t.tagged--;
 }
 
 /** Whether slot `idx` (1..highWater) holds an entry. */
@@ -199,4 +226,5 @@ export function tableFlush(t: Table): void {
   t.freeHead = 0;
   t.nextFresh = 1;
   t.hand = 1;
+  t.tagged = 0;
 }

@@ -1,9 +1,9 @@
 // The datapath's tables, created once at init. Table ids: the four conntrack
 // tables (enum ct_table) followed by the two fragment tables.
-import { Table, tableCreate } from "./table";
+import { Table, tableCountTag, tableCreate } from "./table";
 import { regionAlloc } from "./region";
 import {
-  CT_ENTRY_SIZE, CT_STATS_SIZE, TABLE_FRAG4, TABLE_FRAG6, CT_TUPLE4_SIZE, CT_TUPLE6_SIZE, FRAG_ENTRY_SIZE, FRAG_KEY4_SIZE, FRAG_KEY6_SIZE,
+  CT_ENTRY_SIZE, CT_STATS_SIZE, CT_TUPLE4_FLAGS, CT_TUPLE6_FLAGS, TUPLE_F_IN, TABLE_FRAG4, TABLE_FRAG6, CT_TUPLE4_SIZE, CT_TUPLE6_SIZE, FRAG_ENTRY_SIZE, FRAG_KEY4_SIZE, FRAG_KEY6_SIZE,
 } from "./generated/layout";
 import { cfgCtMaxAny, cfgCtMaxTcp, cfgFragMax, cfgHashSeed } from "./config";
 
@@ -32,17 +32,20 @@ export function createTables(): bool {
   const seed = (<u64>cfgHashSeed << 32) | <u64>cfgHashSeed ^ 0x5851F42D;
   // Literal arrays would allocate through the runtime, whose heap would collide
   // with the region allocator: keep init free of `new` too.
-  return addTable(0, cfgCtMaxTcp, CT_TUPLE4_SIZE, CT_ENTRY_SIZE, seed)
-    && addTable(1, cfgCtMaxAny, CT_TUPLE4_SIZE, CT_ENTRY_SIZE, seed)
-    && addTable(2, cfgCtMaxTcp, CT_TUPLE6_SIZE, CT_ENTRY_SIZE, seed)
-    && addTable(3, cfgCtMaxAny, CT_TUPLE6_SIZE, CT_ENTRY_SIZE, seed)
-    && addTable(TABLE_FRAG4, cfgFragMax, FRAG_KEY4_SIZE, FRAG_ENTRY_SIZE, seed)
-    && addTable(TABLE_FRAG6, cfgFragMax, FRAG_KEY6_SIZE, FRAG_ENTRY_SIZE, seed);
+  // Conntrack tables count their IN-flagged tuples: a forwarder deciding with DIR_AUTO
+  // creates only OUT ones, and the reverse-IN probe of each packet can then be skipped.
+  return addTable(0, cfgCtMaxTcp, CT_TUPLE4_SIZE, CT_ENTRY_SIZE, seed, CT_TUPLE4_FLAGS)
+    && addTable(1, cfgCtMaxAny, CT_TUPLE4_SIZE, CT_ENTRY_SIZE, seed, CT_TUPLE4_FLAGS)
+    && addTable(2, cfgCtMaxTcp, CT_TUPLE6_SIZE, CT_ENTRY_SIZE, seed, CT_TUPLE6_FLAGS)
+    && addTable(3, cfgCtMaxAny, CT_TUPLE6_SIZE, CT_ENTRY_SIZE, seed, CT_TUPLE6_FLAGS)
+    && addTable(TABLE_FRAG4, cfgFragMax, FRAG_KEY4_SIZE, FRAG_ENTRY_SIZE, seed, -1)
+    && addTable(TABLE_FRAG6, cfgFragMax, FRAG_KEY6_SIZE, FRAG_ENTRY_SIZE, seed, -1);
 }
 
-function addTable(id: i32, capacity: u32, keySize: i32, valueSize: i32, seed: u64): bool {
+function addTable(id: i32, capacity: u32, keySize: i32, valueSize: i32, seed: u64, inFlagOff: i32): bool {
   const t = tableCreate(capacity, <u32>keySize, <u32>valueSize, seed + <u64>id);
   if (t === null) return false;
+  if (inFlagOff >= 0) tableCountTag(t, inFlagOff, <u32>TUPLE_F_IN);
   store<usize>(tableList + (<usize>id << 2), changetype<usize>(t));
   return true;
 }
