@@ -230,7 +230,12 @@ describeIf("encrypted pod traffic between two forwarders", missing(), () => {
 
   it("refuses a bad key file with its line and field and keeps the keys in use", async () => {
     writeFileSync(n1.keyFile, "16 rfc4106(gcm(aes)) 0x" + KEY3 + " 128\n");
-    const s = await waitFor("the refusal in status", () => status(n1)?.keyFileError, { timeoutMs: 10_000 });
+    // writeFileSync truncates before it writes, so the once-a-second reload may first catch an empty file
+    // ("no key"); the file's stamp changes again when the write completes and the next reload names the bad field.
+    const s = await waitFor("the refusal in status", () => {
+      const e = status(n1)?.keyFileError;
+      return e && /keys:1: SPI: must be 1..15/.test(e) ? e : undefined;
+    }, { timeoutMs: 10_000, detail: () => `keyFileError now ${JSON.stringify(status(n1)?.keyFileError)}` });
     expect(s).toMatch(/keys:1: SPI: must be 1..15/);
     expect(status(n1)!.currentKey).toBe(5);
     expect(JSON.stringify(status(n1))).not.toContain(KEY3.slice(0, 16));
