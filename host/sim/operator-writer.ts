@@ -8,8 +8,15 @@
  * goes on and the report names every failed write. A loaded machine makes an
  * etcd call miss its deadline now and then; that is a finding to report, not
  * a reason to lose a 40-minute run and its report.
+ *
+ * Each write is also bounded as a whole (`deadlineMs`: attempts, backoff and
+ * rate-limiter waits together): the discipline's attempts are finite, but a
+ * call without a deadline of its own (or a limiter queue) could still hold a
+ * phase for ever. A write past the bound counts as failed ("may still land":
+ * the call is not cancelled).
  */
 import type { KvStore, TxnOp } from "../kvstore/store.js";
+import { bounded } from "./bounded.js";
 
 export interface OperatorWriteFailure {
   /** The simulation phase that wrote. */
@@ -31,8 +38,11 @@ export interface OperatorWriteCounts {
 export class OperatorWriter {
   readonly counts: OperatorWriteCounts = { succeeded: 0, retries: 0, failures: [] };
 
-  /** `operatorStore` gives the operator's disciplined store (made after this writer, whose noteRetry is its onRetry). */
-  constructor(private readonly operatorStore: () => KvStore) {}
+  /**
+   * `operatorStore` gives the operator's disciplined store (made after this
+   * writer, whose noteRetry is its onRetry); `deadlineMs` bounds each write.
+   */
+  constructor(private readonly operatorStore: () => KvStore, private readonly deadlineMs = Infinity) {}
 
   /** Counts one retry of the discipline (its onRetry hook). */
   noteRetry(): void {
@@ -41,12 +51,17 @@ export class OperatorWriter {
 
   /** One transaction; false (and recorded) when it failed after every attempt. */
   async txn(phase: string, ops: TxnOp[], store: KvStore = this.operatorStore()): Promise<boolean> {
-    return this.attempt(phase, describeTxn(ops), () => store.txn({ compare: [], success: ops }));
+    return (await this.txnRevision(phase, ops, store)) !== undefined;
+  }
+
+  /** One transaction; the store revision it was written at, or undefined (and recorded) when it failed. */
+  async txnRevision(phase: string, ops: TxnOp[], store: KvStore = this.operatorStore()): Promise<number | undefined> {
+    return (await this.attempt(phase, describeTxn(ops), () => store.txn({ compare: [], success: ops })))?.revision;
   }
 
   /** One put; false (and recorded) when it failed after every attempt. */
   async put(phase: string, key: string, value: string, store: KvStore = this.operatorStore()): Promise<boolean> {
-    return this.attempt(phase, `put ${key}`, () => store.put(key, value));
+    return (await this.attempt(phase, `put ${key}`, () => store.put(key, value))) !== undefined;
   }
 
   /** Writes `batches` with up to `inFlight` transactions at a time; returns the operations of the batches that failed. */
@@ -62,14 +77,18 @@ export class OperatorWriter {
     return failed;
   }
 
-  private async attempt(phase: string, operation: string, write: () => Promise<unknown>): Promise<boolean> {
+  private async attempt<T>(phase: string, operation: string, write: () => Promise<T>): Promise<T | undefined> {
+    const call = write();
     try {
-      await write();
+      const result = Number.isFinite(this.deadlineMs)
+        ? await bounded(`operator ${operation} (it may still land: the call is not cancelled)`, this.deadlineMs, call)
+        : await call;
       this.counts.succeeded++;
-      return true;
+      return result;
     } catch (err) {
+      call.catch(() => {}); // a write given up on may still fail later: nobody waits for it any more
       this.counts.failures.push({ phase, operation, error: err instanceof Error ? err.message : String(err) });
-      return false;
+      return undefined;
     }
   }
 }
