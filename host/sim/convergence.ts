@@ -6,6 +6,11 @@
  * (pod, agent), so p50/p99 are over every agent's view, and split by agent
  * kind (full agents see the ipcache entry at their datapath sink, counting
  * agents when the event is decoded).
+ *
+ * A (pod, agent) pair that never converged within the bound is not left out
+ * of the percentiles (that would report the fast ones only): it counts as
+ * slower than the bound (censoredPercentile), and the count of such pairs is
+ * reported beside them.
  */
 export const IP_SEEN = 1;
 export const IDENTITY_SEEN = 2;
@@ -19,6 +24,10 @@ export interface Probe {
   /** ms per agent; NaN until converged. */
   readonly latency: Float64Array;
   done: number;
+  /** Store revision of the write that created the pod (its txn's), once it succeeded: an agent whose watch passed it should have the pod. */
+  writeRevision?: number;
+  /** Store revision of the churn write that deleted the pod again, if one did. */
+  deleteRevision?: number;
 }
 
 export class ConvergenceTracker {
@@ -108,4 +117,21 @@ export class ConvergenceTracker {
 export function percentile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/**
+ * The q-quantile of `sorted` (measured ms) together with `missing` samples
+ * that never arrived within `boundMs`, each counted as slower than the bound.
+ * A number when the quantile is a measured value known to be right: at or
+ * under the bound, or anywhere when nothing is missing. `beyond` when it lies
+ * past the bound with samples missing (their order among the late measured
+ * ones is unknown, so only "> boundMs" is known). `none` without samples.
+ */
+export function censoredPercentile(sorted: readonly number[], missing: number, q: number, boundMs: number): number | "beyond" | "none" {
+  const n = sorted.length + missing;
+  if (n === 0) return "none";
+  const i = Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1));
+  if (i >= sorted.length) return "beyond";
+  const v = sorted[i]!;
+  return missing > 0 && v > boundMs ? "beyond" : v;
 }

@@ -64,6 +64,13 @@ export class CountingAgent {
   knownNodes = 0;
   /** Keys currently present per prefix (counts only, from list + events). */
   readonly present = new Map<string, number>(AGENT_PREFIXES.map((p) => [p, 0]));
+  /**
+   * Per prefix, the store revision its view reflects (the list's, then each
+   * watch event's) and that of its latest list: what tells a lost event
+   * (view past a write it never got) from a backlog (lag-diagnosis.ts).
+   */
+  private readonly revisions = new Map<string, number>();
+  private readonly listRevisions = new Map<string, number>();
   private lease?: Lease;
   private abort = new AbortController();
   private watches: Watch[] = [];
@@ -160,6 +167,8 @@ export class CountingAgent {
             }
           }
           const list = { revision };
+          this.revisions.set(prefix, revision);
+          this.listRevisions.set(prefix, revision);
           this.counters.listed += n;
           this.present.set(prefix, n);
           if (prefix === AGENT_PREFIXES[0]) this.knownNodes = n;
@@ -175,6 +184,7 @@ export class CountingAgent {
               this.decode(prefix, ev.kv);
               this.options.onKey(this.options.index, ev.kv.key);
             }
+            this.revisions.set(prefix, ev.revision);
           }
           failures = 0;
         } catch (err) {
@@ -192,6 +202,27 @@ export class CountingAgent {
     })();
     this.loops.push(loop);
     return first;
+  }
+
+  // ---- AgentRevisionView (lag-diagnosis.ts)
+
+  get index(): number {
+    return this.options.index;
+  }
+
+  readonly kind = "counting agent";
+
+  revisionOf(prefix: string): number {
+    return this.revisions.get(prefix) ?? 0;
+  }
+
+  listedAt(prefix: string): number | undefined {
+    return this.listRevisions.get(prefix) ?? 0;
+  }
+
+  /** It keeps no mirror: a key is either counted when it arrives or not at all. */
+  received(): boolean {
+    return false;
   }
 
   private decode(prefix: string, kv: KeyValue): void {

@@ -61,6 +61,34 @@ export class FullAgent {
     return this.options.mode === "full" ? "full agent, full regeneration" : "full agent";
   }
 
+  // ---- AgentRevisionView (lag-diagnosis.ts)
+
+  get index(): number {
+    return this.options.index;
+  }
+
+  get name(): string {
+    return this.core.node;
+  }
+
+  private reflectorOf(prefix: string) {
+    return [this.core.nodes, this.core.identityMasters, this.core.ipcache, this.core.services, this.core.policies, this.core.pods].find((r) => r.prefix === prefix);
+  }
+
+  revisionOf(prefix: string): number {
+    return this.reflectorOf(prefix)?.syncedRevision ?? 0;
+  }
+
+  /** The reflector does not say when it last listed. */
+  listedAt(): number | undefined {
+    return undefined;
+  }
+
+  /** In the agent's reflector (ipcache or identity masters) but not yet seen at the sink or in its identity view. */
+  received(key: string): boolean {
+    return this.core.ipcache.records.has(key) || this.core.identityMasters.records.has(key);
+  }
+
   async start(): Promise<void> {
     await this.core.start();
     await this.core.settled();
