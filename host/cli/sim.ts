@@ -31,6 +31,8 @@ interface SimCliOptions {
   resyncAgents?: string;
   callTimeoutMs?: string;
   operatorAttempts?: string;
+  convergeTimeoutMs?: string;
+  joinTimeoutMs?: string;
   out?: string;
   json: boolean;
   quiet: boolean;
@@ -72,6 +74,8 @@ export function registerSim(program: Command): void {
     .addOption(new Option("--resync-agents <n>", "counting agents in the resync-interval phase (0: all)").default(String(DEFAULT_SIM.resyncAgents)))
     .addOption(new Option("--call-timeout-ms <ms>", "per-call deadline of the etcd clients (one list page is one call)").default(String(DEFAULT_SIM.callTimeoutMs)))
     .addOption(new Option("--operator-attempts <n>", "attempts per operator write (backoff with jitter between them) before it is counted as failed and the phase goes on").default(String(DEFAULT_SIM.operatorAttempts)))
+    .addOption(new Option("--converge-timeout-ms <ms>", "bound of every wait for agents to converge (and of each operator write); past it the phase is reported INCOMPLETE, naming the agents behind, and the run goes on").default(String(DEFAULT_SIM.convergeTimeoutMs)))
+    .addOption(new Option("--join-timeout-ms <ms>", "bound of a join (every counting agent up, every full agent started); past it the phase is reported INCOMPLETE").default(String(DEFAULT_SIM.joinTimeoutMs)))
     .addOption(new Option("--out <dir>", "also write sim-report.txt, sim-report.json and the SVG plots here"))
     .addOption(new Option("--quiet", "no progress lines on stderr").default(false));
   jsonOption(cmd, "the report as one JSON object instead of tables");
@@ -109,6 +113,8 @@ export function registerSim(program: Command): void {
       resyncAgents: int("resync-agents", o.resyncAgents, 0, 1_000_000),
       callTimeoutMs: int("call-timeout-ms", o.callTimeoutMs, 100, 3_600_000),
       operatorAttempts: int("operator-attempts", o.operatorAttempts, 1, 100),
+      convergeTimeoutMs: int("converge-timeout-ms", o.convergeTimeoutMs, 100, 86_400_000),
+      joinTimeoutMs: int("join-timeout-ms", o.joinTimeoutMs, 100, 86_400_000),
       kvstore,
       log: o.quiet ? () => {} : (line) => io.err(line),
     };
@@ -117,8 +123,8 @@ export function registerSim(program: Command): void {
       if (o.out) writeReportFiles(report, o.out);
       if (o.json) io.out(reportJson(report));
       else for (const line of reportLines(report)) io.out(line);
-      // the report is written either way; a phase that failed makes the run fail (a failed operator write is a counted figure)
-      if (report.failures.phases.length > 0) process.exitCode = 1;
+      // the report is written either way; a phase that failed or is incomplete makes the run fail (a failed operator write is a counted figure)
+      if (report.failures.phases.length > 0 || report.failures.incomplete.length > 0) process.exitCode = 1;
     } finally {
       cleanup();
     }

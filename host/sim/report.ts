@@ -1,16 +1,22 @@
 /**
  * The simulation's report for people: text tables (each figure labelled with
  * the kind of agent it comes from) and SVG plots written by host/format/svg-chart.ts.
+ * A figure of a phase that did not complete is never printed as measured: it
+ * reads "> bound" (a percentile among pairs that never converged) or
+ * "INCOMPLETE", and the incomplete phases are listed with the agents behind.
  */
 import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { groupedBarChart, lineChart } from "../format/svg-chart.js";
 import { renderTable } from "../format/table.js";
 import { STANDIN_BUCKET_MS } from "./apiserver-standin.js";
+import { describeLag, type LagDiagnosis } from "./lag-diagnosis.js";
 import type { SimReport } from "./simulation.js";
 
-const n0 = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "-");
-const n2 = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "-");
+const n0 = (v: number | null) => (v !== null && Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "-");
+const n2 = (v: number | null) => (v !== null && Number.isFinite(v) ? v.toFixed(2) : "-");
+/** A censored percentile: the measured ms, "> bound" when it lies among pairs that never converged, "-" when there is none. */
+const pct = (v: number | null, beyond: boolean, boundMs: number) => (beyond ? `> ${n0(boundMs)}` : n0(v));
 const mib = (v: number | null) => (v === null || !Number.isFinite(v) ? "-" : `${(v / 2 ** 20).toFixed(0)} MiB`);
 
 export function reportLines(r: SimReport): string[] {
@@ -28,8 +34,8 @@ export function reportLines(r: SimReport): string[] {
   out.push("");
   out.push(renderTable([
     { header: "FROM", value: (k) => `${k.kind} (${k.agents})` },
-    { header: "CONVERGE p50 ms", value: (k) => n0(k.convergenceP50Ms) },
-    { header: "p99 ms", value: (k) => n0(k.convergenceP99Ms) },
+    { header: "CONVERGE p50 ms", value: (k) => pct(k.convergenceP50Ms, k.convergenceBeyond.p50, k.convergenceBoundMs) },
+    { header: "p99 ms", value: (k) => pct(k.convergenceP99Ms, k.convergenceBeyond.p99, k.convergenceBoundMs) },
     { header: "NOT CONVERGED", value: (k) => k.notConverged },
     { header: "EVENTS/AGENT", value: (k) => n0(k.eventsPerAgent) },
     { header: "BYTES/AGENT", value: (k) => n0(k.bytesPerAgent) },
@@ -38,9 +44,11 @@ export function reportLines(r: SimReport): string[] {
   ], r.kinds));
   const m = r.fullAgentMemory;
   out.push(`full agents' memory: heap grew ${mib(m.heapDeltaBytes)} for ${o.fullAgents} full agents = ${n0(m.perAgentPerPodBytes)} bytes per agent per cluster pod (goal <= ${m.goalBytes}; Cilium 1.5 ~10.5 KiB)${m.measured ? "" : " (no full GC available: upper bound)"}${m.measured && m.perAgentPerPodBytes > m.goalBytes ? " NOT MET" : ""}`);
-  out.push(`churn: ${r.churn.created} pods created (${r.churn.newIdentities} with a new identity), ${r.churn.deleted} deleted${r.churn.writesFailed ? `, ${r.churn.writesFailed} not created (operator write failed)` : ""}; until every agent had a new pod: p50 ${n0(r.churn.untilEveryAgentP50Ms)} ms, p99 ${n0(r.churn.untilEveryAgentP99Ms)} ms`);
+  const c = r.churn;
+  out.push(`churn: ${c.created} pods created (${c.newIdentities} with a new identity), ${c.deleted} deleted${c.writesFailed ? `, ${c.writesFailed} not created (operator write failed)` : ""}; until every agent had a new pod: p50 ${pct(c.untilEveryAgentP50Ms, c.untilEveryAgentBeyond.p50, c.boundMs)} ms, p99 ${pct(c.untilEveryAgentP99Ms, c.untilEveryAgentBeyond.p99, c.boundMs)} ms${c.complete ? "" : ` — INCOMPLETE: ${c.podsNotEverywhere} pod(s) never reached every agent within ${n0(c.boundMs)} ms (counted as slower than that)`}`);
+  if (c.diagnosis) out.push(...diagnosisLines(c.diagnosis));
   out.push(`counting agents' node leases lost (keep-alives late; granted again and the node re-registered): ${r.leasesLost}`);
-  out.push(`node burst: ${r.nodeBurst.nodes} nodes joined at once, every agent knew them after ${n0(r.nodeBurst.untilEveryAgentMs)} ms`);
+  out.push(`node burst: ${r.nodeBurst.nodes} nodes joined at once, ${r.nodeBurst.untilEveryAgentMs === null ? "INCOMPLETE: not every agent knew them (see below)" : `every agent knew them after ${n0(r.nodeBurst.untilEveryAgentMs)} ms`}`);
   out.push("");
   out.push(renderTable([
     { header: "MECHANISM", value: (x) => x.mechanism },
@@ -75,6 +83,7 @@ export function reportLines(r: SimReport): string[] {
   out.push("");
   out.push(renderTable([
     { header: "PHASE", value: (p) => p.name },
+    { header: "OUTCOME", value: (p) => (p.outcome === "done" ? "done" : p.outcome.toUpperCase()) },
     { header: "START s", value: (p) => n2(p.startS) },
     { header: "SECONDS", value: (p) => n2(p.seconds) },
     { header: "CPU s (this process)", value: (p) => n2(p.nodeCpuSeconds) },
@@ -83,10 +92,19 @@ export function reportLines(r: SimReport): string[] {
   return out;
 }
 
-/** Failed operator writes and failed phases, each named; "none" when the run had none (never left out). */
+/** Who was behind when the churn's bound ran out, lost events first and loudest. */
+export function diagnosisLines(d: LagDiagnosis): string[] {
+  const out = [`churn at the bound: ${d.agentsBehind} agent(s) behind, ${d.pairsMissing} (pod, agent) pair(s) missing: ${d.lostEvents} LOST (watch past the pod's write revision, pod never delivered), ${d.pairsMissing - d.lostEvents} behind or not yet applied (slowness / backlog)`];
+  if (d.lostEvents > 0) out.push(`LOST EVENTS: ${d.lostEvents} churned pod event(s) never reached agents whose watch had passed them — a bug, not slowness`);
+  for (const a of d.agents) out.push(`  ${a.verdicts.lost > 0 ? "LOST  " : "behind"} ${a.agent} (${a.kind}): ${describeLag(a)}`);
+  if (d.agentsBehind > d.agents.length) out.push(`  ... and ${d.agentsBehind - d.agents.length} more agent(s) behind`);
+  return out;
+}
+
+/** Failed operator writes, failed and incomplete phases, each named; "none" when the run had none (never left out). */
 export function failureLines(r: SimReport): string[] {
   const f = r.failures;
-  const out = [`failures: ${f.operatorWrites.length} operator write(s) failed after every retry (${f.operatorRetries} retries in all, ${r.options.operatorAttempts} attempts each); ${f.phases.length} phase(s) failed`];
+  const out = [`failures: ${f.operatorWrites.length} operator write(s) failed after every retry (${f.operatorRetries} retries in all, ${r.options.operatorAttempts} attempts each); ${f.phases.length} phase(s) failed; ${f.incomplete.length} phase(s) incomplete (a bounded wait ran out)`];
   if (f.operatorWrites.length) {
     out.push(renderTable([
       { header: "FAILED OPERATOR WRITE (phase)", value: (x) => x.phase },
@@ -95,6 +113,10 @@ export function failureLines(r: SimReport): string[] {
     ], f.operatorWrites));
   }
   for (const p of f.phases) out.push(`FAILED PHASE ${p.phase}: ${p.error}`);
+  for (const p of f.incomplete) {
+    out.push(`INCOMPLETE PHASE ${p.phase}: ${p.wait} did not happen within ${n0(p.boundMs)} ms; ${p.agentsBehind} agent(s) behind${p.agentsBehind > p.behind.length ? ` (first ${p.behind.length} named)` : ""}`);
+    for (const b of p.behind) out.push(`  behind: ${b.agent} (${b.kind}): ${b.lacks}`);
+  }
   return out;
 }
 
@@ -118,7 +140,8 @@ export function writePlots(r: SimReport, dir: string): string[] {
       { label: "events/agent", values: r.kinds.map((k) => k.eventsPerAgent) },
       { label: "bytes/agent", values: r.kinds.map((k) => k.bytesPerAgent) },
       { label: "kv ops/agent", values: r.kinds.map((k) => k.kvOpsPerAgent) },
-      { label: "p99 converge ms", values: r.kinds.map((k) => k.convergenceP99Ms) },
+      // a p99 beyond the bound is no bar height: the group is left out then (the text report says "> bound")
+      ...(r.kinds.every((k) => k.convergenceP99Ms !== null) ? [{ label: "p99 converge ms", values: r.kinds.map((k) => k.convergenceP99Ms!) }] : []),
     ] })],
   ];
   for (const [name, svg] of files) writeFileSync(join(dir, name), svg);

@@ -10,6 +10,12 @@
  *   restart from scratch) -> slim vs full objects.
  * Every figure says which kind of agent it comes from; nothing is
  * extrapolated.
+ *
+ * Every wait is bounded (bounded.ts): by --converge-timeout-ms for what
+ * agents must converge on, by --join-timeout-ms for agents starting. A wait
+ * that runs out marks its phase INCOMPLETE in the report (naming the agents
+ * behind and what they lack), the phase's figure is not reported as
+ * measured, and the run goes on to the next phase.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -26,7 +32,9 @@ import { DEFAULT_NODE_LEASE_TTL_SECONDS } from "../cluster/agent-core.js";
 import { processMemory } from "../sys/process-memory.js";
 import { ApiserverStandin } from "./apiserver-standin.js";
 import type { BootstrapPolicy } from "./bootstrap.js";
-import { ConvergenceTracker, percentile } from "./convergence.js";
+import { BoundExceededError, LAGGING_LISTED, bounded, boundedEach, Deadline, until, type Lagging } from "./bounded.js";
+import { censoredPercentile, ConvergenceTracker, type Probe } from "./convergence.js";
+import { diagnoseLag, lagging, type AgentRevisionView, type LagDiagnosis } from "./lag-diagnosis.js";
 import { AGENT_PREFIXES, CountingAgent } from "./counting-agent.js";
 import { FullAgent } from "./full-agent.js";
 import { fullPodObject, parseAllocations } from "./full-pod.js";
@@ -57,7 +65,10 @@ export interface SimOptions extends ClusterSize {
   fixedRetryMs: number;
   resyncBaseMs: number;
   resyncWindowMs: number;
+  /** Bound of every wait for agents to converge (and of each operator write, and of stopping things). */
   convergeTimeoutMs: number;
+  /** Bound of a join: every counting agent up, or every full agent started (lists the whole cluster). */
+  joinTimeoutMs: number;
   leaseTtlSeconds: number;
   /** Keys per list page (every agent lists by pages at a pinned revision). */
   listPageSize: number;
@@ -77,6 +88,12 @@ export interface SimOptions extends ClusterSize {
    * and see the run go on and report them.
    */
   wrapOperatorStore?: (store: KvStore) => KvStore;
+  /**
+   * Fault injection for tests: wraps one agent's connection (under its
+   * discipline), so a test can make a chosen agent lose or stall events and
+   * see the phase marked incomplete with that agent named.
+   */
+  wrapAgentStore?: (agent: { kind: "counting" | "full"; index: number; node: number }, store: KvStore) => KvStore;
   etcdBinary?: string;
   log: (line: string) => void;
 }
@@ -87,7 +104,7 @@ export type RestartVariant = (typeof RESTART_VARIANTS)[number];
 export const DEFAULT_SIM: Omit<SimOptions, "log"> = {
   nodes: 50, pods: 1000, services: 200, labelSets: 100, kvstore: "etcd", agents: 0, fullAgents: 20, agentsPerClient: 50,
   operatorQps: 200, churnSeconds: 5, podRate: 10, joinNodes: 10, apiserverQps: 50, backoffMinMs: 200, backoffMaxMs: 10_000,
-  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, leaseTtlSeconds: DEFAULT_NODE_LEASE_TTL_SECONDS,
+  fixedRetryMs: 200, resyncBaseMs: 1000, resyncWindowMs: 4000, convergeTimeoutMs: 120_000, joinTimeoutMs: 600_000, leaseTtlSeconds: DEFAULT_NODE_LEASE_TTL_SECONDS,
   listPageSize: DEFAULT_LIST_PAGE_SIZE, listPagesInFlight: 16, restartVariants: [...RESTART_VARIANTS], resyncAgents: 0, callTimeoutMs: DEFAULT_CALL_TIMEOUT_MS,
   operatorAttempts: 8,
 };
@@ -95,8 +112,17 @@ export const DEFAULT_SIM: Omit<SimOptions, "log"> = {
 export interface KindFigures {
   kind: string;
   agents: number;
-  convergenceP50Ms: number;
-  convergenceP99Ms: number;
+  /**
+   * Over every (churned pod, agent) pair, the ones that never converged
+   * counted as slower than convergenceBoundMs: null when the percentile is
+   * not a measured value (it lies beyond the bound: convergenceBeyond says
+   * so; or there was no probe).
+   */
+  convergenceP50Ms: number | null;
+  convergenceP99Ms: number | null;
+  convergenceBeyond: { p50: boolean; p99: boolean };
+  convergenceBoundMs: number;
+  /** (pod, agent) pairs that did not converge. */
   notConverged: number;
   eventsPerAgent: number;
   bytesPerAgent: number;
@@ -122,8 +148,12 @@ export interface SimReport {
   wallSeconds: number;
   peakRssBytes: number;
   loadAverage: number[];
-  /** Per phase: wall seconds, and CPU seconds of this process and of the private etcd (null for another store), to see where time went. */
-  phases: { name: string; startS: number; seconds: number; nodeCpuSeconds: number; etcdCpuSeconds: number | null }[];
+  /**
+   * Per phase: how it ended (done; incomplete: a bounded wait ran out, see
+   * failures.incomplete; failed: it threw), wall seconds, and CPU seconds of
+   * this process and of the private etcd (null for another store).
+   */
+  phases: { name: string; outcome: PhaseOutcome; startS: number; seconds: number; nodeCpuSeconds: number; etcdCpuSeconds: number | null }[];
   write: { records: number; seconds: number; opsPerSecond: number };
   join: { countingSeconds: number; fullSeconds: number; countingUpAtSeconds: number[] };
   /** The queue of list pages, and what paging cost the counting agents. */
@@ -132,9 +162,23 @@ export interface SimReport {
   fullAgentMemory: { heapDeltaBytes: number; perAgentPerPodBytes: number; goalBytes: number; measured: boolean };
   /** Counting agents' node leases that expired under them (keep-alives late) and were granted again. */
   leasesLost: number;
-  /** writesFailed: churned pods whose transaction failed after every retry (not created, not probes). */
-  churn: { created: number; deleted: number; newIdentities: number; writesFailed: number; untilEveryAgentP50Ms: number; untilEveryAgentP99Ms: number };
-  nodeBurst: { nodes: number; untilEveryAgentMs: number };
+  /**
+   * writesFailed: churned pods whose transaction failed after every retry
+   * (not created, not probes). complete: every agent had every churned pod
+   * within the bound. untilEveryAgent p50/p99: per pod, until the last agent
+   * had it, pods some agent never had counted as beyond the bound (null and
+   * untilEveryAgentBeyond when the percentile lies there). diagnosis: at the
+   * bound, who was behind and whether by a lost event or a backlog
+   * (lag-diagnosis.ts; agents capped at LAGGING_LISTED), null when every
+   * agent converged.
+   */
+  churn: {
+    created: number; deleted: number; newIdentities: number; writesFailed: number; complete: boolean;
+    untilEveryAgentP50Ms: number | null; untilEveryAgentP99Ms: number | null; untilEveryAgentBeyond: { p50: boolean; p99: boolean };
+    podsNotEverywhere: number; boundMs: number; diagnosis: LagDiagnosis | null;
+  };
+  /** untilEveryAgentMs: null when the phase did not complete (not every agent knew the nodes within the bound). */
+  nodeBurst: { nodes: number; untilEveryAgentMs: number | null };
   counts: { agent: string; kind: string; nodes: number; ipcache: number; identities: number; services: number; policies: number; ok: boolean }[];
   mechanisms: { mechanism: string; measure: string; on: number; off: number; onLabel: string; offLabel: string; note: string }[];
   restarts: RestartFigures[];
@@ -143,9 +187,20 @@ export interface SimReport {
    * after every retry (the phase went on without them), and phases that threw
    * (the run went on to the next phase; that phase's figures are missing or partial).
    */
-  failures: { operatorWrites: OperatorWriteFailure[]; operatorRetries: number; phases: { phase: string; error: string }[] };
+  failures: { operatorWrites: OperatorWriteFailure[]; operatorRetries: number; phases: { phase: string; error: string }[]; incomplete: IncompletePhase[] };
   kvstoreOpsPerSecond: number[];
   convergenceCdf: { kind: string; ms: number[] }[];
+}
+
+export type PhaseOutcome = "done" | "incomplete" | "failed";
+
+/** A phase whose bounded wait ran out: what it waited for, the bound, and the agents behind (the first LAGGING_LISTED; agentsBehind counts all). */
+export interface IncompletePhase {
+  phase: string;
+  wait: string;
+  boundMs: number;
+  agentsBehind: number;
+  behind: Lagging[];
 }
 
 /** Full GC when available (node --expose-gc, or the flag set at run time). */
@@ -158,15 +213,6 @@ function gcNow(): (() => void) | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function until(what: string, timeoutMs: number, check: () => boolean): Promise<number> {
-  const t0 = performance.now();
-  while (!check()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`sim: ${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return performance.now() - t0;
 }
 
 function txnBatches(puts: readonly Put[], deletes: readonly string[] = []): TxnOp[][] {
@@ -194,17 +240,32 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
   const timeline = new OpsTimeline(started);
   const phases: SimReport["phases"] = [];
   const phaseFailures: SimReport["failures"]["phases"] = [];
+  const incomplete: IncompletePhase[] = [];
+  const noteIncomplete = (name: string, e: BoundExceededError) => {
+    incomplete.push({ phase: name, wait: e.what, boundMs: e.boundMs, agentsBehind: e.behind.length, behind: e.behind.slice(0, LAGGING_LISTED) });
+    log(`sim: ${name} INCOMPLETE: ${e.what} did not happen within ${e.boundMs} ms; ${e.behind.length} agent(s) behind`);
+    for (const b of e.behind.slice(0, LAGGING_LISTED)) log(`sim:   behind: ${b.agent} (${b.kind}): ${b.lacks}`);
+    if (e.behind.length > LAGGING_LISTED) log(`sim:   ... and ${e.behind.length - LAGGING_LISTED} more agent(s) behind`);
+  };
   // A phase that throws is recorded and the run goes on to the next one: the report is always written, naming what failed.
-  const phase = async <T>(name: string, body: () => Promise<T>): Promise<T | undefined> => {
+  // A bounded wait that ran out (thrown, or told through `incomplete` by a phase that still cleans up) makes it incomplete:
+  // its result is dropped (undefined), so no figure of it is reported as measured.
+  const phase = async <T>(name: string, body: (ctl: { incomplete: (e: BoundExceededError) => void }) => Promise<T>): Promise<T | undefined> => {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const etcdCpu0 = target.cpuSeconds();
     log(`sim: ${name} ...`);
-    let outcome = "done";
+    let outcome: PhaseOutcome = "done";
+    const ctl = { incomplete: (e: BoundExceededError) => ((outcome = "incomplete"), noteIncomplete(name, e)) };
     try {
-      return await body();
+      const result = await body(ctl);
+      return outcome === "done" ? result : undefined;
     } catch (err) {
-      outcome = "FAILED";
+      if (err instanceof BoundExceededError) {
+        ctl.incomplete(err);
+        return undefined;
+      }
+      outcome = "failed";
       const error = err instanceof Error ? err.message : String(err);
       phaseFailures.push({ phase: name, error });
       log(`sim: ${name} failed: ${error}`);
@@ -214,8 +275,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const nodeCpuSeconds = (cpu.user + cpu.system) / 1e6;
       const etcdCpu1 = target.cpuSeconds();
       const etcdCpuSeconds = etcdCpu0 === undefined || etcdCpu1 === undefined ? null : etcdCpu1 - etcdCpu0;
-      phases.push({ name, startS: (t0 - started) / 1000, seconds: (performance.now() - t0) / 1000, nodeCpuSeconds, etcdCpuSeconds });
-      log(`sim: ${name} ${outcome} in ${((performance.now() - t0) / 1000).toFixed(1)} s (CPU: this process ${nodeCpuSeconds.toFixed(1)} s, etcd ${etcdCpuSeconds === null ? "-" : etcdCpuSeconds.toFixed(1)} s)`);
+      phases.push({ name, outcome, startS: (t0 - started) / 1000, seconds: (performance.now() - t0) / 1000, nodeCpuSeconds, etcdCpuSeconds });
+      log(`sim: ${name} ${outcome === "done" ? outcome : outcome.toUpperCase()} in ${((performance.now() - t0) / 1000).toFixed(1)} s (CPU: this process ${nodeCpuSeconds.toFixed(1)} s, etcd ${etcdCpuSeconds === null ? "-" : etcdCpuSeconds.toFixed(1)} s)`);
     }
   };
 
@@ -231,14 +292,14 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     const countingCount = agentCount - o.fullAgents;
     const clientCount = Math.ceil(agentCount / o.agentsPerClient) + 1;
     // One connection per group of agents (the etcd3 client multiplexes every watch of its agents over it); the last is the operator's.
-    for (let i = 0; i < clientCount; i++) clients.push(target.backend === "embedded" && i > 0 ? clients[0]! : await target.open());
+    for (let i = 0; i < clientCount; i++) clients.push(target.backend === "embedded" && i > 0 ? clients[0]! : await bounded(`kvstore client ${i} connected`, o.convergeTimeoutMs, target.open()));
     const clientFor = (agent: number) => clients[Math.floor(agent / o.agentsPerClient)]!;
     const backoff: BackoffOptions = { minMs: o.backoffMinMs, maxMs: o.backoffMaxMs };
     const operatorMeter = new MeteredKvStore(clients.at(-1)!, timeline);
     const operatorConnection = o.wrapOperatorStore ? o.wrapOperatorStore(operatorMeter) : operatorMeter;
     const operatorBurst = Math.max(1, Math.round(o.operatorQps / 10));
     // the operator retries a write the store did not answer with backoff and jitter; one that still fails is counted by `writer`
-    const writer = new OperatorWriter(() => operator);
+    const writer = new OperatorWriter(() => operator, o.convergeTimeoutMs);
     const operatorDiscipline = { backoff: { ...backoff }, maxAttempts: o.operatorAttempts, onRetry: () => writer.noteRetry() };
     const operator = new DisciplinedKvStore(operatorConnection, { ...operatorDiscipline, rateLimit: limited(o.operatorQps, operatorBurst) });
     const operatorUnlimited = new DisciplinedKvStore(operatorConnection, { ...operatorDiscipline, rateLimit: UNLIMITED });
@@ -266,7 +327,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     for (let i = 0; i < countingCount; i++) {
       const meter = new MeteredKvStore(clientFor(i), timeline, undefined);
       countingMeters.push(meter);
-      const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
+      const wrapped = o.wrapAgentStore?.({ kind: "counting", index: i, node: o.fullAgents + i }, meter) ?? meter;
+      const store = new DisciplinedKvStore(wrapped, { rateLimit: limited(20, 20), backoff: { ...backoff } });
       counting.push(new CountingAgent({ index: i, node: o.fullAgents + i, store, apiserver: standin.url, leaseTtlSeconds: o.leaseTtlSeconds, backoff, onKey, pageSize: o.listPageSize, gate }));
     }
     const startCounting = async (policy: BootstrapPolicy) => {
@@ -277,7 +339,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         log(`sim:   ${((performance.now() - started) / 1000).toFixed(0)} s: agents by bootstrap step: ${[...by].map(([k, v]) => `${k}: ${v}`).join(", ")}; list pages in flight ${gate.running}, queued ${gate.queued}, page retries ${counting.reduce((x, a) => x + a.counters.pageRetries, 0)}; rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, etcd ${((target.memory()?.rssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`);
       }, 10_000);
       try {
-        await Promise.all(counting.map((a) => a.start(policy)));
+        // bounded: an agent that cannot bootstrap (retrying in place for ever) is named, not waited for
+        await boundedEach("every counting agent up", o.joinTimeoutMs, counting, (a) => a.start(policy), (a) => ({ agent: a.name, kind: a.kind, lacks: `still at bootstrap step "${a.step}"` }));
       } finally {
         clearInterval(progress);
       }
@@ -299,11 +362,17 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       for (let f = 0; f < o.fullAgents; f++) {
         const meter = new MeteredKvStore(clientFor(countingCount + f), timeline);
         fullMeters.push(meter);
-        const store = new DisciplinedKvStore(meter, { rateLimit: limited(20, 20), backoff: { ...backoff } });
+        const wrapped = o.wrapAgentStore?.({ kind: "full", index: countingCount + f, node: f }, meter) ?? meter;
+        const store = new DisciplinedKvStore(wrapped, { rateLimit: limited(20, 20), backoff: { ...backoff } });
         full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, listPageSize: o.listPageSize, listGate: gate, log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
       }
-      // a few at a time: each lists the whole cluster
-      for (let f = 0; f < full.length; f += 4) await Promise.all(full.slice(f, f + 4).map((a) => a.start()));
+      // a few at a time: each lists the whole cluster; all of them within one bound
+      const deadline = new Deadline("every full agent started (listed the cluster, applied it)", o.joinTimeoutMs);
+      const up = new Set<FullAgent>();
+      const notUp = () => full.filter((a) => !up.has(a)).map((a): Lagging => ({ agent: a.name, kind: a.kind, lacks: "not started (listing or applying the cluster)" }));
+      for (let f = 0; f < full.length; f += 4) {
+        await deadline.race(Promise.all(full.slice(f, f + 4).map(async (a) => (await a.start(), up.add(a)))), notUp);
+      }
       return (performance.now() - t0) / 1000;
     }) ?? NaN;
     gc?.();
@@ -315,8 +384,12 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     let deleted = 0;
     let newIdentities = 0;
     let churnWritesFailed = 0;
-    await phase("pod churn", async () => {
+    let churnDiagnosis: LagDiagnosis | null = null;
+    const revisionViews = (): AgentRevisionView[] => [...counting, ...full];
+    const churnOutcome = () => phases.find((p) => p.name === "pod churn")?.outcome;
+    await phase("pod churn", async (ctl) => {
       const live: SimPod[] = [];
+      const probeOf = new Map<SimPod, Probe>();
       // pods whose deletion was in a transaction that failed: still in the store, deleted at the end
       const undeleted: SimPod[] = [];
       const interval = 1000 / o.podRate;
@@ -329,13 +402,20 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         const pod: SimPod = { name: `churn-${k}`, node, ip: `10.${64 + (node >> 8)}.${node & 255}.${CHURN_SLOT_BASE + 2 + (Math.floor(k / o.nodes) % 50)}`, labelSet };
         const ipKey = podKeys(pod)[1]!;
         const probe = tracker!.start(ipKey, identityOf(labelSet), fresh ? identityPut(labelSet).key : undefined);
+        probeOf.set(pod, probe);
         const batch = [...(fresh ? [identityPut(labelSet)] : []), ...podPuts(pod)];
         const old = live.length >= o.podRate * 2 ? live.shift() : undefined;
         live.push(pod);
         created++;
         if (old) deleted++;
-        writes.push(writer.txn("pod churn", txnBatches(batch, old ? podKeys(old) : [])[0]!).then((ok) => {
-          if (ok) return;
+        writes.push(writer.txnRevision("pod churn", txnBatches(batch, old ? podKeys(old) : [])[0]!).then((revision) => {
+          if (revision !== undefined) {
+            // the revisions an agent's watch must pass to have seen this pod (and the old one go): how a lost event is told from a backlog
+            probe.writeRevision = revision;
+            const gone = old && probeOf.get(old);
+            if (gone) gone.deleteRevision = revision;
+            return;
+          }
           // not written: no agent can see this pod, so it is no convergence probe (the failure is in the report)
           churnWritesFailed++;
           tracker!.drop(probe);
@@ -345,7 +425,21 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         await new Promise((r) => setTimeout(r, interval));
       }
       await Promise.all(writes);
-      await until("every agent has every churned pod", o.convergeTimeoutMs, () => tracker!.pending().length === 0).catch((err) => log((err as Error).message));
+      // the writes are bounded by the writer (each within the convergence bound, all of them in flight together)
+      const diagnose = () => {
+        churnDiagnosis = diagnoseLag(tracker!.pending(), revisionViews());
+        return lagging(churnDiagnosis);
+      };
+      await until("every agent has every churned pod", o.convergeTimeoutMs, () => tracker!.pending().length === 0, diagnose).catch((err) => {
+        if (!(err instanceof BoundExceededError)) throw err;
+        // incomplete, but the churned pods are still deleted below so later phases start from the steady cluster
+        ctl.incomplete(err);
+        const d = churnDiagnosis!;
+        log(`sim:   churn at the bound: ${d.agentsBehind} agent(s) miss ${d.pairsMissing} (pod, agent) pair(s); ${d.lostEvents} LOST (the agent's watch passed the write's revision), the rest behind (watch before the write) or not applied yet`);
+        for (const a of d.agents.filter((x) => x.verdicts.lost > 0).slice(0, LAGGING_LISTED)) {
+          log(`sim:   LOST EVENT: ${a.agent} (${a.kind}) never got ${a.verdicts.lost} churned pod(s) its watch had passed: ${a.examples.filter((x) => x.verdict === "lost").map((x) => `${x.key} written at revision ${x.writeRevision}, agent at ${x.agentRevision}`).join("; ")}`);
+        }
+      });
       const remaining = [...live, ...undeleted];
       const failed = new Set((await writer.writeAll("pod churn", txnBatches([], remaining.flatMap(podKeys)))).map((op) => ("key" in op ? op.key : "")));
       deleted += remaining.filter((p) => !podKeys(p).some((k) => failed.has(k))).length;
@@ -378,9 +472,13 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       // agents can only learn of the nodes that were written
       nodesNow -= failed.length;
       const want = nodesNow;
-      await until("every agent knows the new nodes", o.convergeTimeoutMs, () => counting.every((a) => a.knownNodes >= want) && full.every((a) => a.core.nodes.records.size >= want));
+      const behind = () => [
+        ...counting.filter((a) => a.knownNodes < want).map((a): Lagging => ({ agent: a.name, kind: a.kind, lacks: `knows ${a.knownNodes} of ${want} nodes` })),
+        ...full.filter((a) => a.core.nodes.records.size < want).map((a): Lagging => ({ agent: a.name, kind: a.kind, lacks: `knows ${a.core.nodes.records.size} of ${want} nodes` })),
+      ];
+      await until("every agent knows the new nodes", o.convergeTimeoutMs, () => counting.every((a) => a.knownNodes >= want) && full.every((a) => a.core.nodes.records.size >= want), behind);
       return performance.now() - t0;
-    }) ?? NaN;
+    }) ?? null;
 
     // ---- 3d. a policy that selects at most 10 endpoints of node 0: incremental (full agent 0) vs full regeneration (full agent 1)
     await phase("a policy selecting <= 10 endpoints of a node", async () => {
@@ -406,8 +504,10 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         log("sim:   the policy was not written (operator write failed; named in the report): no selective-regeneration figure");
         return;
       }
-      await until("the policy reached the full agents", o.convergeTimeoutMs, () => full.every((x) => x.core.policies.records.size >= 1));
-      for (const x of full) await x.core.settled();
+      await until("the policy reached the full agents", o.convergeTimeoutMs, () => full.every((x) => x.core.policies.records.size >= 1), () =>
+        full.filter((x) => x.core.policies.records.size < 1).map((x) => ({ agent: x.name, kind: x.kind, lacks: `no policy record (its policies view at revision ${x.revisionOf(keys.policies())})` })));
+      // settled() waits for every round an agent has queued: bounded, the agents still applying are named (this wait once hung a run for 98 minutes)
+      await boundedEach("the full agents applied the policy (settled)", o.convergeTimeoutMs, full, (x) => x.core.settled(), (x) => ({ agent: x.name, kind: x.kind, lacks: `rounds not settled (${x.core.counters.regenerations - before[full.indexOf(x)]!} regenerations so far)` }));
       const d = full.map((x, i) => x.core.counters.regenerations - before[i]!);
       const locals = full[1]!.core.localEndpoints().length;
       mechanisms.push({ mechanism: "selective regeneration", measure: `endpoint regenerations for a rule selecting ${selected} endpoints of node 0`, on: d[0]!, off: d[1]!, onLabel: "incremental", offLabel: "full", note: `full agent 0 (incremental, ${selected} selected) vs full agent 1 (full regeneration, ${locals} local endpoints)` });
@@ -422,7 +522,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         const r0 = resyncing.reduce((s, a) => s + a.counters.resyncs, 0);
         for (const a of resyncing) a.startResync(o.resyncBaseMs, scaled);
         await new Promise((r) => setTimeout(r, windowMs));
-        await Promise.all(resyncing.map((a) => a.stopResync()));
+        // stopping waits for a resync put in flight (its attempts and backoff): bounded
+        await boundedEach("the resync timers stopped", o.convergeTimeoutMs, resyncing, (a) => a.stopResync(), (a) => ({ agent: a.name, kind: a.kind, lacks: "its resync put has not finished" }));
         return (resyncing.reduce((s, a) => s + a.counters.resyncs, 0) - r0) / (windowMs / 1000);
       };
       const fixed = await measure(false);
@@ -434,7 +535,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     // ---- 3f. synchronized restart of every counting agent, three ways
     const restarts: RestartFigures[] = [];
     const restartAll = async (variant: string, policy: BootstrapPolicy) => {
-      await Promise.all(counting.map((a) => a.stop()));
+      await boundedEach("every counting agent stopped", o.convergeTimeoutMs, counting, (a) => a.stop(), (a) => ({ agent: a.name, kind: a.kind, lacks: "its watches and list loops have not ended" }));
       const fails0 = counting.reduce((s, a) => s + a.counters.bootstrapFailures, 0);
       standin.resetTimeline();
       const t0 = performance.now();
@@ -476,30 +577,37 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         { which: "slim" as const, w: clients[0]!.watch(PODS_PREFIX) },
         { which: "full" as const, w: clients[0]!.watch(FULL_PREFIX) },
       ];
-      await Promise.all(watchers.map((x) => x.w.ready));
-      const loops = watchers.map(async ({ which, w }) => {
-        for await (const ev of w as AsyncIterable<WatchEvent>) {
-          if (ev.type !== "put") continue;
-          seen[which].n++;
-          seen[which].bytes += eventBytes(ev);
-          seen[which].allocs += parseAllocations(ev.kv.value);
-        }
-      });
+      let loops: Promise<void>[] = [];
       const pods: SimPod[] = Array.from({ length: events }, (_, k) => ({ name: `slim-${k}`, node: k % o.nodes, ip: `10.${64 + ((k % o.nodes) >> 8)}.${(k % o.nodes) & 255}.${CHURN_SLOT_BASE + 53}`, labelSet: k % o.labelSets }));
       const slimPhase = "slim records vs full objects";
       let slimWritten = 0;
       let fullWritten = 0;
-      for (const [k, pod] of pods.entries()) {
-        const [manifest, ipcache] = podPuts(pod);
-        if (await writer.txn(slimPhase, [manifest!, ipcache!].map((p): TxnOp => ({ type: "put", key: p.key, value: p.value })))) slimWritten++;
-        const { namespace } = labelsOf(pod.labelSet);
-        if (await writer.put(slimPhase, `${FULL_PREFIX}${namespace}/${pod.name}`, JSON.stringify(fullPodObject(pod, k)))) fullWritten++;
+      try {
+        await bounded("the slim-vs-full watchers started", o.convergeTimeoutMs, Promise.all(watchers.map((x) => x.w.ready)));
+        loops = watchers.map(async ({ which, w }) => {
+          for await (const ev of w as AsyncIterable<WatchEvent>) {
+            if (ev.type !== "put") continue;
+            seen[which].n++;
+            seen[which].bytes += eventBytes(ev);
+            seen[which].allocs += parseAllocations(ev.kv.value);
+          }
+        });
+        // 40 writes one after another: one bound for all of them
+        const deadline = new Deadline("the slim and full pod changes written", o.convergeTimeoutMs);
+        for (const [k, pod] of pods.entries()) {
+          deadline.check();
+          const [manifest, ipcache] = podPuts(pod);
+          if (await deadline.race(writer.txn(slimPhase, [manifest!, ipcache!].map((p): TxnOp => ({ type: "put", key: p.key, value: p.value }))))) slimWritten++;
+          const { namespace } = labelsOf(pod.labelSet);
+          if (await deadline.race(writer.put(slimPhase, `${FULL_PREFIX}${namespace}/${pod.name}`, JSON.stringify(fullPodObject(pod, k))))) fullWritten++;
+        }
+        await until("the watchers got the pod changes", o.convergeTimeoutMs, () => seen.full.n >= fullWritten && seen.slim.n >= 2 * slimWritten);
+      } finally {
+        // whatever happened above: the watchers closed and the pods removed, so the steady-cluster check that follows can hold
+        await bounded("the slim-vs-full watchers closed", o.convergeTimeoutMs, Promise.all(watchers.map((x) => x.w.close()).concat(loops)));
+        await writer.writeAll(slimPhase, txnBatches([], [...pods.flatMap((p) => podKeys(p).slice(0, 2)), ...pods.map((p) => `${FULL_PREFIX}${labelsOf(p.labelSet).namespace}/${p.name}`)]));
       }
-      await until("the watchers got the pod changes", 30_000, () => seen.full.n >= fullWritten && seen.slim.n >= 2 * slimWritten);
-      for (const x of watchers) await x.w.close();
-      await Promise.all(loops);
       if (slimWritten === 0 || fullWritten === 0) throw new Error(`no pod change written (${slimWritten} slim, ${fullWritten} full): no slim-vs-full figure`);
-      await writer.writeAll(slimPhase, txnBatches([], [...pods.flatMap((p) => podKeys(p).slice(0, 2)), ...pods.map((p) => `${FULL_PREFIX}${labelsOf(p.labelSet).namespace}/${p.name}`)]));
       const slimPer = (v: number) => v / slimWritten;
       const fullPer = (v: number) => v / fullWritten;
       mechanisms.push({ mechanism: "slim records", measure: "bytes delivered per pod change", on: slimPer(seen.slim.bytes), off: fullPer(seen.full.bytes), onLabel: "ipcache + reduced manifest", offLabel: "full Pod object", note: `${(fullPer(seen.full.bytes) / slimPer(seen.slim.bytes)).toFixed(1)}x fewer bytes (goal >= 10x); allocations per change ${slimPer(seen.slim.allocs).toFixed(0)} vs ${fullPer(seen.full.allocs).toFixed(0)}${slimWritten < events || fullWritten < events ? ` (${slimWritten} slim and ${fullWritten} full of ${events} changes written)` : ""}` });
@@ -507,19 +615,32 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
 
     // ---- every agent back at the steady cluster (the last deletes delivered) before counting
     const ipcacheKey = AGENT_PREFIXES[2]!;
-    await until("every agent holds the steady cluster", o.convergeTimeoutMs, () =>
-      counting.every((ag) => ag.present.get(ipcacheKey) === o.pods && ag.knownNodes === nodesNow) &&
-      full.every((f) => f.core.ipcache.records.size === o.pods && f.core.nodes.records.size === nodesNow),
-    ).catch((err) => log((err as Error).message));
+    await phase("every agent back at the steady cluster", async () => {
+      const holds = (ipcache: number, nodes: number) => ipcache === o.pods && nodes === nodesNow;
+      const lacks = (ipcache: number, nodes: number) => `holds ${ipcache} of ${o.pods} ipcache entries, ${nodes} of ${nodesNow} nodes`;
+      await until("every agent holds the steady cluster", o.convergeTimeoutMs, () =>
+        counting.every((ag) => holds(ag.present.get(ipcacheKey)!, ag.knownNodes)) && full.every((f) => holds(f.core.ipcache.records.size, f.core.nodes.records.size)), () => [
+        ...counting.filter((ag) => !holds(ag.present.get(ipcacheKey)!, ag.knownNodes)).map((ag): Lagging => ({ agent: ag.name, kind: ag.kind, lacks: lacks(ag.present.get(ipcacheKey)!, ag.knownNodes) })),
+        ...full.filter((f) => !holds(f.core.ipcache.records.size, f.core.nodes.records.size)).map((f): Lagging => ({ agent: f.name, kind: f.kind, lacks: lacks(f.core.ipcache.records.size, f.core.nodes.records.size) })),
+      ]);
+    });
 
     // ---- figures
+    // Convergence percentiles count the pairs that never converged as slower than the bound the churn waited:
+    // a percentile among them is "beyond the bound", not a number. A churn phase that failed (threw) waited no bound: no figure.
+    const censored = (sorted: readonly number[], missing: number, q: number) => {
+      const v = churnOutcome() === "failed" ? "none" : censoredPercentile(sorted, missing, q, o.convergeTimeoutMs);
+      return { ms: typeof v === "number" ? v : null, beyond: v === "beyond" };
+    };
     const kindFigures = (kind: string, from: number, to: number, meters: MeteredKvStore[]): KindFigures => {
       const lat = churnTracker.latencies(from, to);
       const n = Math.max(1, to - from);
       const sum = (f: (m: MeteredKvStore) => number) => meters.reduce((s, m) => s + f(m), 0);
       const records = sum((m) => m.counts.events + m.counts.listed);
+      const [p50, p99] = [censored(lat.ms, lat.missing, 0.5), censored(lat.ms, lat.missing, 0.99)];
       return {
-        kind, agents: to - from, convergenceP50Ms: percentile(lat.ms, 0.5), convergenceP99Ms: percentile(lat.ms, 0.99), notConverged: lat.missing,
+        kind, agents: to - from, convergenceP50Ms: p50.ms, convergenceP99Ms: p99.ms, convergenceBeyond: { p50: p50.beyond, p99: p99.beyond },
+        convergenceBoundMs: o.convergeTimeoutMs, notConverged: lat.missing,
         eventsPerAgent: sum((m) => m.counts.events) / n, bytesPerAgent: sum((m) => m.counts.bytes) / n,
         bytesPerEvent: records ? sum((m) => m.counts.bytes) / records : 0, kvOpsPerAgent: sum((m) => m.counts.ops) / n,
       };
@@ -534,7 +655,10 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const p = (i: number) => ag.present.get(AGENT_PREFIXES[i]!)!;
       counts.push({ agent: ag.name, kind: "counting agent", nodes: p(0), ipcache: p(2), identities: p(1), services: p(3), policies: p(4), ok: p(0) === nodesNow && p(2) === o.pods && p(3) === o.services && p(4) === 1 });
     }
-    const every = churnTracker.untilEveryAgent().filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
+    const untilEvery = churnTracker.untilEveryAgent();
+    const every = untilEvery.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
+    const podsNotEverywhere = untilEvery.length - every.length;
+    const [every50, every99] = [censored(every, podsNotEverywhere, 0.5), censored(every, podsNotEverywhere, 0.99)];
     const etcdMem = target.memory();
     const report: SimReport = {
       options: { ...o, agents: agentCount, log: undefined } as unknown as SimReport["options"],
@@ -552,12 +676,16 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       kinds,
       fullAgentMemory: { heapDeltaBytes: heapDelta, perAgentPerPodBytes: heapDelta / o.fullAgents / o.pods, goalBytes: 2048, measured: gc !== undefined },
       leasesLost: counting.reduce((sum, ag) => sum + ag.counters.leasesLost, 0),
-      churn: { created, deleted, newIdentities, writesFailed: churnWritesFailed, untilEveryAgentP50Ms: percentile(every, 0.5), untilEveryAgentP99Ms: percentile(every, 0.99) },
+      churn: {
+        created, deleted, newIdentities, writesFailed: churnWritesFailed, complete: churnOutcome() === "done",
+        untilEveryAgentP50Ms: every50.ms, untilEveryAgentP99Ms: every99.ms, untilEveryAgentBeyond: { p50: every50.beyond, p99: every99.beyond },
+        podsNotEverywhere, boundMs: o.convergeTimeoutMs, diagnosis: capDiagnosis(churnDiagnosis),
+      },
       nodeBurst: { nodes: o.joinNodes, untilEveryAgentMs: joinMs },
       counts,
       mechanisms,
       restarts,
-      failures: { operatorWrites: writer.counts.failures, operatorRetries: writer.counts.retries, phases: phaseFailures },
+      failures: { operatorWrites: writer.counts.failures, operatorRetries: writer.counts.retries, phases: phaseFailures, incomplete },
       kvstoreOpsPerSecond: timeline.perSecond,
       convergenceCdf: [
         { kind: "counting agents", ms: churnTracker.latencies(0, countingCount).ms },
@@ -566,10 +694,17 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
     };
     return report;
   } finally {
-    await Promise.all(full.map((a) => a.stop().catch(() => {})));
-    await Promise.all(counting.map((a) => a.stop().catch(() => {})));
-    for (const c of new Set(clients)) await c.close().catch(() => {});
-    await standin.stop();
+    // teardown is bounded too (an agent stuck in a round must not hold the report back); what did not stop is logged
+    const settle = (what: string, p: Promise<unknown>) => bounded(what, o.convergeTimeoutMs, p).catch((err) => log(`sim: teardown: ${(err as Error).message}`));
+    await settle("the full agents stopped", Promise.all(full.map((a) => a.stop().catch(() => {}))));
+    await settle("the counting agents stopped", Promise.all(counting.map((a) => a.stop().catch(() => {}))));
+    await settle("the kvstore clients closed", Promise.all([...new Set(clients)].map((c) => c.close().catch(() => {}))));
+    await settle("the apiserver stand-in stopped", standin.stop());
     await target.stop();
   }
+}
+
+/** The diagnosis as the report keeps it: the first LAGGING_LISTED agents (the counts cover all). */
+function capDiagnosis(d: LagDiagnosis | null): LagDiagnosis | null {
+  return d && { ...d, agents: d.agents.slice(0, LAGGING_LISTED) };
 }

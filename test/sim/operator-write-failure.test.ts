@@ -49,6 +49,7 @@ function checkReport(r: SimReport, attempts: number): void {
   expect(r.failures.operatorWrites[0]!.error).toMatch(/after 3 attempts.*DEADLINE_EXCEEDED/);
   expect(r.failures.operatorRetries).toBeGreaterThanOrEqual(SMALL.operatorAttempts - 1);
   expect(r.failures.phases).toEqual([]);
+  expect(r.failures.incomplete).toEqual([]);
   expect(r.churn.writesFailed).toBe(1);
   // the pod that was never written is no convergence probe; every other one converged everywhere
   for (const k of r.kinds) expect(k.notConverged, k.kind).toBe(0);

@@ -21,6 +21,11 @@ function checkReport(r: SimReport): void {
   }
   expect(r.churn.created).toBeGreaterThan(5);
   expect(r.churn.newIdentities).toBeGreaterThan(0);
+  // no bounded wait ran out: every phase done, every churn figure measured
+  expect(r.failures.incomplete).toEqual([]);
+  expect(r.phases.every((p) => p.outcome === "done"), r.phases.map((p) => `${p.name}: ${p.outcome}`).join("; ")).toBe(true);
+  expect(r.churn).toMatchObject({ complete: true, podsNotEverywhere: 0, diagnosis: null });
+  expect(r.churn.untilEveryAgentP99Ms).toBeGreaterThan(0);
   // what agents hold matches what was written
   for (const c of r.counts) expect(c, c.agent).toMatchObject({ ok: true, ipcache: SMALL.pods, services: SMALL.services, nodes: SMALL.nodes + SMALL.joinNodes, policies: 1 });
   const m = Object.fromEntries(r.mechanisms.map((x) => [x.mechanism, x]));
