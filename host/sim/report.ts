@@ -43,7 +43,8 @@ export function reportLines(r: SimReport): string[] {
     { header: "KV OPS/AGENT", value: (k) => n0(k.kvOpsPerAgent) },
   ], r.kinds));
   const m = r.fullAgentMemory;
-  out.push(`full agents' memory: heap grew ${mib(m.heapDeltaBytes)} for ${o.fullAgents} full agents = ${n0(m.perAgentPerPodBytes)} bytes per agent per cluster pod (goal <= ${m.goalBytes}; Cilium 1.5 ~10.5 KiB)${m.measured ? "" : " (no full GC available: upper bound)"}${m.measured && m.perAgentPerPodBytes > m.goalBytes ? " NOT MET" : ""}`);
+  if (!Number.isFinite(m.heapDeltaBytes)) out.push(`full agents' memory: not measured (the full agents' join did not complete)`);
+  else out.push(`full agents' memory: heap grew ${mib(m.heapDeltaBytes)} for ${o.fullAgents} full agents = ${n0(m.perAgentPerPodBytes)} bytes per agent per cluster pod (goal <= ${m.goalBytes}; Cilium 1.5 ~10.5 KiB)${m.measured ? "" : " (no full GC available: upper bound)"}${m.measured && m.perAgentPerPodBytes > m.goalBytes ? " NOT MET" : ""}`);
   const c = r.churn;
   out.push(`churn: ${c.created} pods created (${c.newIdentities} with a new identity), ${c.deleted} deleted${c.writesFailed ? `, ${c.writesFailed} not created (operator write failed)` : ""}; until every agent had a new pod: p50 ${pct(c.untilEveryAgentP50Ms, c.untilEveryAgentBeyond.p50, c.boundMs)} ms, p99 ${pct(c.untilEveryAgentP99Ms, c.untilEveryAgentBeyond.p99, c.boundMs)} ms${c.complete ? "" : ` — INCOMPLETE: ${c.podsNotEverywhere} pod(s) never reached every agent within ${n0(c.boundMs)} ms (counted as slower than that)`}`);
   if (c.diagnosis) out.push(...diagnosisLines(c.diagnosis));

@@ -159,6 +159,7 @@ export interface SimReport {
   /** The queue of list pages, and what paging cost the counting agents. */
   lists: { pageSize: number; pagesInFlight: number; gate: ListGateStats; pageRetries: number; relists: number; watchRelists: number };
   kinds: KindFigures[];
+  /** heapDeltaBytes and perAgentPerPodBytes: NaN (JSON null) when the full agents' join did not complete. */
   fullAgentMemory: { heapDeltaBytes: number; perAgentPerPodBytes: number; goalBytes: number; measured: boolean };
   /** Counting agents' node leases that expired under them (keep-alives late) and were granted again. */
   leasesLost: number;
@@ -376,7 +377,9 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       return (performance.now() - t0) / 1000;
     }) ?? NaN;
     gc?.();
-    const heapDelta = process.memoryUsage().heapUsed - heapBefore;
+    // a join that did not complete (or failed) holds less than the full agents' state: no per-pod memory figure then
+    const fullJoined = phases.at(-1)?.outcome === "done";
+    const heapDelta = fullJoined ? process.memoryUsage().heapUsed - heapBefore : NaN;
 
     // ---- 3a. pod churn, every new pod a convergence probe
     tracker = new ConvergenceTracker(total);
