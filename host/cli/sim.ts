@@ -4,7 +4,8 @@
  * cost and each Cilium 1.5 scale mechanism on and off (host/sim/).
  */
 import { Command, Option } from "commander";
-import { example, integerArg, jsonOption, outputOf } from "./command.js";
+import { example, integerArg, jsonOption, outputOf, setExitCode } from "./command.js";
+import { EXIT_FAILURE } from "../format/output.js";
 import { InvalidInputError } from "../errors.js";
 import { DEFAULT_SIM, RESTART_VARIANTS, runSimulation, type RestartVariant, type SimOptions } from "../sim/simulation.js";
 import { reportJson, reportLines, writeReportFiles } from "../sim/report.js";
@@ -123,8 +124,9 @@ export function registerSim(program: Command): void {
       if (o.out) writeReportFiles(report, o.out);
       if (o.json) io.out(reportJson(report));
       else for (const line of reportLines(report)) io.out(line);
-      // the report is written either way; a phase that failed or is incomplete makes the run fail (a failed operator write is a counted figure)
-      if (report.failures.phases.length > 0 || report.failures.incomplete.length > 0) process.exitCode = 1;
+      // the report is written either way; a phase that failed or is incomplete makes the run fail (a failed operator write is a counted figure).
+      // Through the program's exit code: main.ts sets process.exitCode from it after the action, so setting process.exitCode here was lost.
+      if (report.failures.phases.length > 0 || report.failures.incomplete.length > 0) setExitCode(self, EXIT_FAILURE);
     } finally {
       cleanup();
     }

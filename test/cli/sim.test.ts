@@ -29,3 +29,19 @@ it("a tiny cluster on the embedded store prints the report as JSON", async () =>
   expect(report.kinds.map((k: { kind: string; notConverged: number }) => [k.kind, k.notConverged])).toEqual([["counting agents", 0], ["full agents", 0]]);
   expect(report.counts.every((c: { ok: boolean }) => c.ok)).toBe(true);
 }, 120_000);
+
+it("a join past --join-timeout-ms: the report names the phase INCOMPLETE and the agents behind, later phases run, exit 1", async () => {
+  // the apiserver stand-in at 1 request/s: 4 counting agents need 8 GETs to bootstrap, seconds, not the 300 ms allowed
+  const r = await sim(["--kvstore", "embedded", "--nodes", "6", "--pods", "60", "--services", "10", "--label-sets", "6", "--full-agents", "2", "--churn-seconds", "1", "--join-nodes", "2", "--apiserver-qps", "1", "--join-timeout-ms", "300", "--restart-variants", "none", "--json"]);
+  expect(r.code).toBe(1);
+  const report = JSON.parse(r.out);
+  const join = report.phases.find((p: { name: string }) => p.name === "4 counting agents join");
+  expect(join.outcome).toBe("incomplete");
+  expect(report.join.countingSeconds).toBeNull();
+  expect(report.failures.incomplete[0]).toMatchObject({ phase: "4 counting agents join", wait: "every counting agent up", boundMs: 300 });
+  expect(report.failures.incomplete[0].agentsBehind).toBeGreaterThan(0);
+  expect(report.failures.incomplete[0].behind[0].lacks).toMatch(/^still at bootstrap step "/);
+  // the run went on to the end
+  expect(report.phases.at(-1)).toMatchObject({ name: "every agent back at the steady cluster" });
+  expect(report.mechanisms.map((m: { mechanism: string }) => m.mechanism)).toContain("slim records");
+}, 120_000);
