@@ -57,6 +57,8 @@ export interface LagDiagnosis {
   /** (pod, agent) pairs missing, and of those the ones lost. */
   pairsMissing: number;
   lostEvents: number;
+  /** The missing pairs by verdict, over every agent. */
+  totals: Record<Verdict, number>;
   /** Every agent behind, the ones with lost events first. */
   agents: AgentLag[];
 }
@@ -85,6 +87,7 @@ export function diagnoseLag(probes: readonly Probe[], views: readonly AgentRevis
   const agents: AgentLag[] = [];
   let pairsMissing = 0;
   let lostEvents = 0;
+  const totals: Record<Verdict, number> = { lost: 0, behind: 0, unapplied: 0, "deleted before seen": 0 };
   for (const view of views) {
     const verdicts: Record<Verdict, number> = { lost: 0, behind: 0, unapplied: 0, "deleted before seen": 0 };
     const pairs: MissingPair[] = [];
@@ -103,10 +106,11 @@ export function diagnoseLag(probes: readonly Probe[], views: readonly AgentRevis
     if (missingPods === 0) continue;
     pairsMissing += missingPods;
     lostEvents += verdicts.lost;
+    for (const v of VERDICTS) totals[v] += verdicts[v];
     agents.push({ agent: view.name, kind: view.kind, missingPods, verdicts, examples: pairs });
   }
   agents.sort((a, b) => b.verdicts.lost - a.verdicts.lost || b.missingPods - a.missingPods);
-  return { agentsBehind: agents.length, pairsMissing, lostEvents, agents };
+  return { agentsBehind: agents.length, pairsMissing, lostEvents, totals, agents };
 }
 
 /** One agent's lag in words, capped: "missing 12 pods: LOST 1, behind 11; e.g. <key> (write rev 812, agent at 930: lost)". */
@@ -118,4 +122,10 @@ export function describeLag(a: AgentLag): string {
 
 export function lagging(d: LagDiagnosis): Lagging[] {
   return d.agents.map((a) => ({ agent: a.agent, kind: a.kind, lacks: describeLag(a) }));
+}
+
+/** The missing pairs by verdict, each said in words. */
+export function verdictSummary(d: LagDiagnosis): string {
+  const n = d.totals;
+  return `${n.lost} LOST (watch past the pod's write revision, pod never delivered); ${n.behind} behind (watch before the write: slowness, backlog), ${n.unapplied} received but not applied yet (backlog in the agent), ${n["deleted before seen"]} deleted before the agent listed (never to be seen: no fault)`;
 }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { groupedBarChart, lineChart } from "../format/svg-chart.js";
 import { renderTable } from "../format/table.js";
 import { STANDIN_BUCKET_MS } from "./apiserver-standin.js";
-import { describeLag, type LagDiagnosis } from "./lag-diagnosis.js";
+import { describeLag, verdictSummary, type LagDiagnosis } from "./lag-diagnosis.js";
 import type { SimReport } from "./simulation.js";
 
 const n0 = (v: number | null) => (v !== null && Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "-");
@@ -25,7 +25,9 @@ export function reportLines(r: SimReport): string[] {
   out.push(`membrane sim: ${n0(o.nodes)} nodes, ${n0(o.pods)} pods, ${n0(o.services)} services, ${n0(o.labelSets)} label sets; kvstore ${r.kvstore.location}`);
   out.push(`agents: ${o.fullAgents} full (ClusterAgentCore, null sink) + ${n0(o.agents - o.fullAgents)} counting${o.agents < o.nodes ? ` on ${n0(o.agents)} of the ${n0(o.nodes)} nodes (the others have records and pods, no agent)` : ""}; ${r.kvstore.clients} kvstore client connection(s) (${r.kvstore.agentsPerClient} agents per client, +1 for the operator)`);
   out.push(`wall ${n2(r.wallSeconds)} s, peak RSS ${mib(r.peakRssBytes)} (this process), etcd peak RSS ${mib(r.kvstore.etcdPeakRssBytes)}, load average ${r.loadAverage.map((x) => x.toFixed(2)).join(" ")}`);
-  out.push(`operator wrote ${n0(r.write.records)} records in ${n2(r.write.seconds)} s (${n0(r.write.opsPerSecond)} txns/s of <= 128 ops); counting agents joined in ${n2(r.join.countingSeconds)} s, full agents in ${n2(r.join.fullSeconds)} s`);
+  // a join past its bound has no time: say so rather than a bare "-"
+  const joined = (s: number, suffix: string) => (Number.isFinite(s) ? `${n2(s)} s` : `- (${r.phases.find((p) => p.name.endsWith(suffix))?.outcome.toUpperCase() ?? "NOT RUN"})`);
+  out.push(`operator wrote ${n0(r.write.records)} records in ${n2(r.write.seconds)} s (${n0(r.write.opsPerSecond)} txns/s of <= 128 ops); counting agents joined in ${joined(r.join.countingSeconds, " counting agents join")}, full agents in ${joined(r.join.fullSeconds, " full agents join")}`);
   const up = r.join.countingUpAtSeconds;
   const at = (q: number) => (up.length ? n2(up[Math.min(up.length - 1, Math.floor(q * up.length))]!) : "-");
   out.push(`counting agents up after (s since the join began): first ${at(0)}, p50 ${at(0.5)}, p99 ${at(0.99)}, last ${up.length ? n2(up.at(-1)!) : "-"}`);
@@ -95,7 +97,7 @@ export function reportLines(r: SimReport): string[] {
 
 /** Who was behind when the churn's bound ran out, lost events first and loudest. */
 export function diagnosisLines(d: LagDiagnosis): string[] {
-  const out = [`churn at the bound: ${d.agentsBehind} agent(s) behind, ${d.pairsMissing} (pod, agent) pair(s) missing: ${d.lostEvents} LOST (watch past the pod's write revision, pod never delivered), ${d.pairsMissing - d.lostEvents} behind or not yet applied (slowness / backlog)`];
+  const out = [`churn at the bound: ${d.agentsBehind} agent(s) behind, ${d.pairsMissing} (pod, agent) pair(s) missing: ${verdictSummary(d)}`];
   if (d.lostEvents > 0) out.push(`LOST EVENTS: ${d.lostEvents} churned pod event(s) never reached agents whose watch had passed them — a bug, not slowness`);
   for (const a of d.agents) out.push(`  ${a.verdicts.lost > 0 ? "LOST  " : "behind"} ${a.agent} (${a.kind}): ${describeLag(a)}`);
   if (d.agentsBehind > d.agents.length) out.push(`  ... and ${d.agentsBehind - d.agents.length} more agent(s) behind`);

@@ -34,7 +34,7 @@ import { ApiserverStandin } from "./apiserver-standin.js";
 import type { BootstrapPolicy } from "./bootstrap.js";
 import { BoundExceededError, LAGGING_LISTED, bounded, boundedEach, Deadline, until, type Lagging } from "./bounded.js";
 import { censoredPercentile, ConvergenceTracker, type Probe } from "./convergence.js";
-import { diagnoseLag, lagging, type AgentRevisionView, type LagDiagnosis } from "./lag-diagnosis.js";
+import { diagnoseLag, lagging, verdictSummary, type AgentRevisionView, type LagDiagnosis } from "./lag-diagnosis.js";
 import { AGENT_PREFIXES, CountingAgent } from "./counting-agent.js";
 import { FullAgent } from "./full-agent.js";
 import { fullPodObject, parseAllocations } from "./full-pod.js";
@@ -438,7 +438,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         // incomplete, but the churned pods are still deleted below so later phases start from the steady cluster
         ctl.incomplete(err);
         const d = churnDiagnosis!;
-        log(`sim:   churn at the bound: ${d.agentsBehind} agent(s) miss ${d.pairsMissing} (pod, agent) pair(s); ${d.lostEvents} LOST (the agent's watch passed the write's revision), the rest behind (watch before the write) or not applied yet`);
+        log(`sim:   churn at the bound: ${d.agentsBehind} agent(s) miss ${d.pairsMissing} (pod, agent) pair(s): ${verdictSummary(d)}`);
         for (const a of d.agents.filter((x) => x.verdicts.lost > 0).slice(0, LAGGING_LISTED)) {
           log(`sim:   LOST EVENT: ${a.agent} (${a.kind}) never got ${a.verdicts.lost} churned pod(s) its watch had passed: ${a.examples.filter((x) => x.verdict === "lost").map((x) => `${x.key} written at revision ${x.writeRevision}, agent at ${x.agentRevision}`).join("; ")}`);
         }

@@ -128,6 +128,8 @@ function checkReport(r: SimReport): void {
   // lost vs slow: exactly the one dropped event is lost, with its write revision behind the agent's view; the stalled agent is behind on every pod
   const d = r.churn.diagnosis!;
   expect(d.lostEvents).toBe(1);
+  expect(d.totals.lost).toBe(1);
+  expect(d.totals.behind).toBeGreaterThanOrEqual(r.churn.created);
   const lost = d.agents.find((a) => a.agent === losing)!;
   expect(lost.verdicts).toMatchObject({ lost: 1, behind: 0 });
   expect(lost.examples[0]!.agentRevision).toBeGreaterThan(lost.examples[0]!.writeRevision);
@@ -157,6 +159,7 @@ function checkReport(r: SimReport): void {
   expect(text).toMatch(/3 phase\(s\) incomplete/);
   expect(text).toContain(`INCOMPLETE PHASE pod churn: every agent has every churned pod did not happen within 4,000 ms`);
   expect(text).toMatch(new RegExp(`LOST\\s+${losing} \\(counting agent\\)`));
+  expect(text).toMatch(/churn at the bound: \d+ agent\(s\) behind, \d+ \(pod, agent\) pair\(s\) missing: 1 LOST/);
   expect(text).toContain(`> 4,000`);
   expect(text).toMatch(/until every agent had a new pod: p50 > 4,000 ms, p99 > 4,000 ms — INCOMPLETE/);
   const json = JSON.parse(reportJson(r));
