@@ -20,6 +20,19 @@
  * wake them at once; writes of other processes are found by polling the
  * revision (a single read, cheap on a memory map).
  *
+ * One more lock of our own, `<path>/write.lock` (flock, so a SIGKILLed holder
+ * frees it), around every open, commit and close of the environment:
+ * - LMDB's environment open sets the shared "last committed transaction" from
+ *   the meta page it read earlier, without the writer mutex (lmdb-js 3.5's
+ *   mdb.c, mdb_env_open2: `me_txns->mti_txnid = meta.mm_txnid`). An open
+ *   racing a commit can set it back by one; the next writer then begins from
+ *   the older snapshot and overwrites the acknowledged commit, revision and all.
+ * - Two processes opening and closing the store at once, with no third one
+ *   holding it open, fail within a few opens with "No transaction to renew".
+ * docs/kvstore.md has the reproductions. A process stopped (SIGSTOP) inside a
+ * section stalls the others' commits, as one stopped inside LMDB's own writer
+ * mutex always did; a killed one frees the lock.
+ *
  * Leases expire by wall-clock time (one machine, one clock): any process
  * that notices an expired lease deletes its keys and the lease in one
  * transaction that re-checks the expiry inside, so it happens exactly once.
@@ -28,6 +41,7 @@ import { open, type Database, type RootDatabase } from "lmdb";
 import { chmodSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensurePrivateDir } from "../../sys/atomic-file.js";
+import { openSectionLock, type SectionLock } from "../../sys/file-lock.js";
 import { InvalidInputError, wrap } from "../../errors.js";
 import {
   CompactedError,
@@ -87,21 +101,30 @@ export async function openEmbeddedKvStore(path: string, options: EmbeddedOptions
   const keep = options.keepRevisions ?? DEFAULTS.keepRevisions;
   if (!Number.isInteger(keep) || keep < 1) throw new InvalidInputError(`embedded kvstore keepRevisions: must be a whole number >= 1, got ${keep}`);
   ensurePrivateDir(path, "kvstore directory");
-  let root: RootDatabase;
+  const writeLock = openSectionLock(join(path, "write.lock"), `embedded kvstore ${path}`);
   try {
-    root = open({
-      path: join(path, "db"),
-      // commit without holding the writer lock during fsync; we still wait for the flush before acknowledging
-      overlappingSync: true,
-      mapSize: options.mapSize ?? DEFAULTS.mapSize,
-      maxDbs: 8,
+    // the open and the named databases' creation (a write) both under the lock: see the header
+    return writeLock.exclusive(() => {
+      let root: RootDatabase;
+      try {
+        root = open({
+          path: join(path, "db"),
+          // commit without holding the writer lock during fsync; we still wait for the flush before acknowledging
+          overlappingSync: true,
+          mapSize: options.mapSize ?? DEFAULTS.mapSize,
+          maxDbs: 8,
+        });
+      } catch (err) {
+        throw wrap(`open embedded kvstore ${path}`, err);
+      }
+      // LMDB creates its files with the umask's modes; the store holds policy and addresses
+      restrictModes(join(path, "db"));
+      return new EmbeddedKvStore(path, root, writeLock, { ...DEFAULTS, ...options, keepRevisions: keep });
     });
   } catch (err) {
-    throw wrap(`open embedded kvstore ${path}`, err);
+    writeLock.close();
+    throw err;
   }
-  // LMDB creates its files with the umask's modes; the store holds policy and addresses
-  restrictModes(join(path, "db"));
-  return new EmbeddedKvStore(path, root, { ...DEFAULTS, ...options, keepRevisions: keep });
 }
 
 function restrictModes(dbDir: string): void {
@@ -145,6 +168,8 @@ class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
   constructor(
     path: string,
     private readonly root: RootDatabase,
+    /** Held around every commit, so no process opens the store mid-commit (see the header). */
+    private readonly writeLock: SectionLock,
     private readonly opts: Required<EmbeddedOptions>,
   ) {
     super();
@@ -194,15 +219,17 @@ class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
     if (batch.length === 0) return;
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     try {
-      this.root.transactionSync(() => {
-        for (const item of batch) {
-          try {
-            outcomes.push({ ok: true, value: item.fn() });
-          } catch (err) {
-            outcomes.push({ ok: false, err });
+      this.writeLock.exclusive(() =>
+        this.root.transactionSync(() => {
+          for (const item of batch) {
+            try {
+              outcomes.push({ ok: true, value: item.fn() });
+            } catch (err) {
+              outcomes.push({ ok: false, err });
+            }
           }
-        }
-      });
+        }),
+      );
       // committed = visible to every process (other processes' watchers see it now too): wake ours
       this.pollSoon();
       await this.root.flushed;
@@ -592,7 +619,9 @@ class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
     this.updatePollTimer();
     if (this.maintenanceTimer) clearTimeout(this.maintenanceTimer);
     await this.root.flushed;
-    await this.root.close();
+    // closing races other processes' opens as opening races commits (see the header)
+    await this.writeLock.exclusiveAsync(() => this.root.close());
+    this.writeLock.close();
   }
 }
 
