@@ -365,7 +365,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         fullMeters.push(meter);
         const wrapped = o.wrapAgentStore?.({ kind: "full", index: countingCount + f, node: f }, meter) ?? meter;
         const store = new DisciplinedKvStore(wrapped, { rateLimit: limited(20, 20), backoff: { ...backoff } });
-        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, listPageSize: o.listPageSize, listGate: gate, log: (l) => (/failed|not applied|cannot/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
+        full.push(new FullAgent({ index: countingCount + f, node: f, store, tracker: () => tracker, backoff, mode: f === 1 ? "full" : "incremental", leaseTtlSeconds: o.leaseTtlSeconds, listPageSize: o.listPageSize, listGate: gate, log: (l) => (/failed|not applied|cannot|retrying/.test(l) ? log(`${nodePut(f).key}: ${l}`) : undefined) }));
       }
       // a few at a time: each lists the whole cluster; all of them within one bound
       const deadline = new Deadline("every full agent started (listed the cluster, applied it)", o.joinTimeoutMs);
