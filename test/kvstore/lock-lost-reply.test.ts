@@ -13,23 +13,26 @@ import { acquireLock } from "../../host/kvstore/lock.js";
 import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
 import { KvStoreError, type KvStore, type Lease } from "../../host/kvstore/store.js";
 
-/** The store, except that the first create commits and then fails as `error` says, as if its reply were lost. */
-function losingFirstCreateReply(inner: KvStore, error: () => Error): KvStore & { lost: number } {
-  let lost = 0;
+/** `inner` with its create replaced. */
+function withCreate(inner: KvStore, create: KvStore["create"]): KvStore {
   return new Proxy(inner, {
     get(target, prop) {
-      if (prop === "lost") return lost;
-      if (prop === "create") {
-        return async (...args: Parameters<KvStore["create"]>) => {
-          const r = await target.create(...args);
-          if (lost++ === 0) throw error();
-          return r;
-        };
-      }
+      if (prop === "create") return create;
       const v = Reflect.get(target, prop) as unknown;
       return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
-  }) as KvStore & { lost: number };
+  });
+}
+
+/** The store, except that the first create commits and then fails as `error` says, as if its reply were lost. */
+function losingFirstCreateReply(inner: KvStore, error: () => Error): { store: KvStore; creates: () => number } {
+  let creates = 0;
+  const store = withCreate(inner, async (...args) => {
+    const r = await inner.create(...args);
+    if (creates++ === 0) throw error();
+    return r;
+  });
+  return { store, creates: () => creates };
 }
 
 describe("lock whose create reply was lost", () => {
@@ -49,9 +52,9 @@ describe("lock whose create reply was lost", () => {
 
   it("the disciplined client's retry finds its own committed create: the lock is held, fenced by that create", async () => {
     const flaky = losingFirstCreateReply(store, () => new KvStoreError("KVSTORE_UNAVAILABLE", "deadline exceeded (test: reply lost)"));
-    const client = new DisciplinedKvStore(flaky, { backoff: { minMs: 5, maxMs: 20 } });
+    const client = new DisciplinedKvStore(flaky.store, { backoff: { minMs: 5, maxMs: 20 } });
     const lock = await acquireLock(client, "locks/retried", lease, { timeoutMs: 2000 });
-    expect(flaky.lost).toBe(2); // the lost reply, then the retry's create (it failed its condition)
+    expect(flaky.creates()).toBe(2); // the lost reply, then the retry's create (it failed its condition)
     const kv = await store.get("locks/retried");
     expect(kv?.createRevision).toBe(lock.guard().value);
     expect(await lock.isHeld()).toBe(true);
@@ -63,7 +66,7 @@ describe("lock whose create reply was lost", () => {
 
   it("a create given up removes the key it may have committed, so the next attempt takes the lock at once", async () => {
     const flaky = losingFirstCreateReply(store, () => new Error("connection reset (test: reply lost, not retried)"));
-    await expect(acquireLock(flaky, "locks/given-up", lease, { timeoutMs: 2000 })).rejects.toThrow(/connection reset/);
+    await expect(acquireLock(flaky.store, "locks/given-up", lease, { timeoutMs: 2000 })).rejects.toThrow(/connection reset/);
     expect(await store.get("locks/given-up")).toBeUndefined();
     const lock = await acquireLock(store, "locks/given-up", lease, { timeoutMs: 200 });
     expect(await lock.isHeld()).toBe(true);
@@ -72,13 +75,7 @@ describe("lock whose create reply was lost", () => {
 
   it("never deletes another holder's key when its own create fails", async () => {
     const holder = await acquireLock(store, "locks/other", lease);
-    const failing = new Proxy(store, {
-      get(target, prop) {
-        if (prop === "create") return async () => Promise.reject(new Error("refused before reaching the store"));
-        const v = Reflect.get(target, prop) as unknown;
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    const failing = withCreate(store, () => Promise.reject(new Error("refused before reaching the store")));
     await expect(acquireLock(failing, "locks/other", lease, { timeoutMs: 200 })).rejects.toThrow(/refused/);
     expect(await holder.isHeld()).toBe(true);
     await holder.release();
