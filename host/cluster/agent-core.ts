@@ -230,7 +230,12 @@ export class ClusterAgentCore {
         timedStep("grant the node lease", async () => {
           this.lease = await store.grantLease(this.options.leaseTtlSeconds ?? DEFAULT_NODE_LEASE_TTL_SECONDS);
           this.lease.onLost((err) => this.leaseLost(err));
-          this.clusterAllocator = new ClusterIdentityAllocator(store, { node: this.options.node, lease: this.lease });
+          this.clusterAllocator = new ClusterIdentityAllocator(store, {
+            node: this.options.node,
+            lease: this.lease,
+            // the masters reflector's mirror, once synced: a new identity then costs no list of every master
+            knownMasters: () => (this.identityMasters.hasSynced ? [...this.identityMasters.records.values()].map((m) => ({ id: m.id, labels: m.labels.id })) : undefined),
+          });
           this.kvAllocator = new KvstoreIdentityAllocator(this.clusterAllocator, (err) => this.log(`identity release: ${(err as Error).message}`));
         }),
         timedStep("register the node", () => this.register()),

@@ -24,6 +24,7 @@ import { LabelSet } from "../identity/labels.js";
 import { Backoff } from "./backoff.js";
 import { systemClock, type Clock, type Random } from "./clock.js";
 import { keys } from "./keys.js";
+import { listPages } from "./paged-list.js";
 import { decodeRecord } from "./records/codec.js";
 import type { IdentityMasterRecord, IdentityValueRecord } from "./records/identity.js";
 import type { KvStore, Lease } from "./store.js";
@@ -44,7 +45,30 @@ export interface ClusterIdentityOptions {
   random?: Random;
   /** Lock wait limit per attempt (default 30 s). */
   lockTimeoutMs?: number;
+  /**
+   * The identity masters this node already mirrors from its watch (id and
+   * label set id), or undefined while that mirror has not synced. With it, a
+   * new allocation reads no list of every master: the free ID is picked from
+   * what the watch has delivered, as Cilium 1.5's allocator picks from its
+   * watched cache. Create-only still decides a race for an ID the watch had
+   * not delivered yet (a retry). Without it, the masters are listed in pages.
+   */
+  knownMasters?: () => Iterable<KnownMaster> | undefined;
 }
+
+export interface KnownMaster {
+  id: number;
+  /** The label set's id (LabelSet.id). */
+  labels: string;
+}
+
+/**
+ * Keys per page when masters are listed: 65,280 masters at most, about 100
+ * bytes each; a page of 500 is a small reply even for an etcd busy serving
+ * 1,000 watchers, where one list of 2,000 masters missed its 5 s deadline
+ * again and again (docs/scale.md).
+ */
+export const IDENTITY_MASTER_PAGE_SIZE = 500;
 
 export interface ClusterAllocation {
   id: number;
@@ -186,14 +210,13 @@ export class ClusterIdentityAllocator {
         // name them (every user released it and the operator has not collected
         // it yet): reuse it, as Cilium's master cache does, or the label set
         // would get a second ID. Masters for these labels are only created
-        // under this lock, so the listing below sees every one of them.
-        this.kvOperations++;
-        const masters = await this.store.list(keys.identityMasters());
+        // under this lock, so a listing sees every one of them; the watched
+        // mirror can miss one created moments ago by a node that has already
+        // released it, and the label set then gets a second ID, as in Cilium
+        // (the operator collects the unused one).
         const used = new Set<number>();
         const mine: number[] = [];
-        for (const kv of masters.kvs) {
-          const master = readMaster(kv.key, kv.value);
-          if (master === undefined) continue;
+        for (const master of await this.masters()) {
           used.add(master.id);
           if (master.labels === labels.id) mine.push(master.id);
         }
@@ -223,6 +246,21 @@ export class ClusterIdentityAllocator {
     } finally {
       await lock.release().catch(() => undefined); // expires with its lease otherwise
     }
+  }
+
+  /** Every master: from the watched mirror when there is one, else listed in pages, each page its own call and deadline. */
+  private async masters(): Promise<Iterable<KnownMaster>> {
+    const known = this.options.knownMasters?.();
+    if (known !== undefined) return known;
+    const out: KnownMaster[] = [];
+    for await (const page of listPages(this.store, keys.identityMasters(), { pageSize: IDENTITY_MASTER_PAGE_SIZE, maxAttempts: 3, clock: this.clock })) {
+      this.kvOperations++;
+      for (const kv of page.kvs) {
+        const master = readMaster(kv.key, kv.value);
+        if (master !== undefined) out.push(master);
+      }
+    }
+    return out;
   }
 
   /**

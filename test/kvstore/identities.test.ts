@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabelSet } from "../../host/identity/labels.js";
 import { DisciplinedKvStore } from "../../host/kvstore/disciplined-store.js";
-import { ClusterIdentityAllocator } from "../../host/kvstore/identities.js";
+import { ClusterIdentityAllocator, IDENTITY_MASTER_PAGE_SIZE } from "../../host/kvstore/identities.js";
 import { collectIdentities, listClusterIdentities } from "../../host/kvstore/identity-gc.js";
 import { keys } from "../../host/kvstore/keys.js";
 import { KvstoreIdentityAllocator } from "../../host/kvstore/kvstore-identity-allocator.js";
@@ -22,7 +22,7 @@ import { openKvStore } from "../../host/kvstore/open.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import { decodeRecord } from "../../host/kvstore/records/codec.js";
 import type { IdentityValueRecord } from "../../host/kvstore/records/identity.js";
-import type { KvStore, Lease } from "../../host/kvstore/store.js";
+import { KvStoreError, type KvStore, type Lease, type ListOptions } from "../../host/kvstore/store.js";
 import { describeIf } from "../support/describe-if.js";
 import { etcdMissing, TestEtcd } from "../support/etcd.js";
 import { REPO_ROOT, tsNodeArgs } from "../support/ts-child.js";
@@ -296,6 +296,90 @@ for (const backend of backends) {
       await adapter.settled();
       expect(await store.get(valueKey)).toBeUndefined();
       expect(adapter.release(cidr.identity.id)?.id).toBe(cidr.identity.id);
+      await lease.revoke();
+    });
+
+    /** `store` seen through a recorder of every list of the masters prefix (its options), failing the lists `failList` picks once each. */
+    function recordingMasterLists(failList: (call: number) => boolean = () => false): { store: KvStore; lists: (ListOptions | undefined)[] } {
+      const lists: (ListOptions | undefined)[] = [];
+      const recorded = new Proxy(store, {
+        get(target, prop, receiver) {
+          if (prop !== "list") {
+            const v = Reflect.get(target, prop, receiver);
+            return typeof v === "function" ? v.bind(target) : v;
+          }
+          return (prefix: string, options?: ListOptions) => {
+            if (prefix === keys.identityMasters()) {
+              lists.push(options);
+              if (failList(lists.length)) return Promise.reject(new KvStoreError("KVSTORE_UNAVAILABLE", "test: page lost"));
+            }
+            return target.list(prefix, options);
+          };
+        },
+      });
+      return { store: recorded, lists };
+    }
+
+    /** The lowest `n` consecutive IDs no master holds (earlier tests left masters at random IDs). */
+    async function freeRun(n: number): Promise<number> {
+      const used = await listClusterIdentities(store);
+      for (let base = 256; ; base++) if (Array.from({ length: n }, (_, i) => base + i).every((id) => !used.has(id))) return base;
+    }
+
+    it("with the watched masters, a new identity lists no master; an ID the watch has not delivered yet is a lost race, retried", async () => {
+      const base = await freeRun(3);
+      const lease = await store.grantLease(60);
+      // `base` exists in the store, but this node's mirror has not seen it yet
+      expect(await store.create(keys.identityMaster(base), JSON.stringify({ labels: labelSet(40).toStrings() }))).toMatchObject({ succeeded: true });
+      const reused = labelSet(41); // a master nobody references any more, which the mirror has seen
+      expect(await store.create(keys.identityMaster(base + 2), JSON.stringify({ labels: reused.toStrings() }))).toMatchObject({ succeeded: true });
+      const { store: recorded, lists } = recordingMasterLists();
+      let draws = 0;
+      const allocator = new ClusterIdentityAllocator(new DisciplinedKvStore(recorded, { rateLimit: UNLIMITED }), {
+        node: "mirror-node",
+        lease,
+        minId: base,
+        maxId: base + 1,
+        random: () => (draws++ === 0 ? 0 : 0.99), // first pick `base` (taken), then base + 1
+        knownMasters: () => [{ id: base + 2, labels: reused.id }],
+      });
+      expect(await allocator.allocate(labelSet(42))).toMatchObject({ id: base + 1, created: true });
+      expect(await allocator.allocate(reused)).toMatchObject({ id: base + 2, created: false });
+      expect(lists).toEqual([]);
+      expect((await listClusterIdentities(store)).get(base + 1)).toBe(labelSet(42).id);
+      await allocator.release(labelSet(42));
+      await allocator.release(reused);
+      for (const id of [base, base + 1, base + 2]) await store.delete(keys.identityMaster(id));
+      await lease.revoke();
+    });
+
+    it("without a mirror, the masters are listed in pages of 500, a lost page retried in place", async () => {
+      // 1,201 IDs from `base`, every one held by a master but `free`: 1,200+ masters, and the allocator must read them all to find it
+      const base = 50_000;
+      const used = await listClusterIdentities(store);
+      const candidates = Array.from({ length: 1_201 }, (_, i) => base + i).filter((id) => !used.has(id));
+      const free = candidates.at(-1)!;
+      const bulk = candidates.slice(0, -1);
+      for (let i = 0; i < bulk.length; i += 100) {
+        await store.txn({
+          compare: [],
+          success: bulk.slice(i, i + 100).map((id) => ({ type: "put" as const, key: keys.identityMaster(id), value: JSON.stringify({ labels: [`k8s:bulk=b${id}`] }) })),
+        });
+      }
+      const lease = await store.grantLease(60);
+      const { store: recorded, lists } = recordingMasterLists((call) => call === 2);
+      const allocator = new ClusterIdentityAllocator(new DisciplinedKvStore(recorded, { rateLimit: UNLIMITED }), { node: "paged-node", lease, minId: base, maxId: base + 1_200 });
+      const labels = labelSet(43);
+      expect(await allocator.allocate(labels)).toMatchObject({ id: free, created: true });
+      expect(lists.length).toBeGreaterThanOrEqual(4); // 3+ pages, one of them lost once
+      expect(lists.every((o) => o?.limit === IDENTITY_MASTER_PAGE_SIZE)).toBe(true);
+      expect(lists[0]!.startAfter).toBeUndefined();
+      expect(lists[1]!.startAfter).toBeDefined();
+      expect(lists[2]!.startAfter).toBe(lists[1]!.startAfter); // the lost page again, from the same key
+      expect(lists[3]!.startAfter! > lists[2]!.startAfter!).toBe(true);
+      expect(new Set(lists.slice(1).map((o) => o?.revision)).size).toBe(1); // every later page at the first page's revision
+      await allocator.release(labels);
+      for (const id of [...bulk, free]) await store.delete(keys.identityMaster(id));
       await lease.revoke();
     });
 
