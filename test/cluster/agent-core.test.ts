@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterAgentCore } from "../../host/cluster/agent-core.js";
 import { keys } from "../../host/kvstore/keys.js";
-import type { KvStore } from "../../host/kvstore/store.js";
+import type { KvStore, ListOptions } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
 import { put, RecordingSink } from "./support.js";
 import { tempEmbeddedStore, type TempStore } from "../support/kvstores.js";
@@ -22,6 +22,8 @@ describe("agent core on the embedded store", () => {
   let core: ClusterAgentCore;
   const sink = new RecordingSink();
   const lines: string[] = [];
+  /** Every prefix the agent lists, in order. */
+  const listed: string[] = [];
 
   /** Waits until the core has applied the store's revision after `write`. */
   async function sync(write: Promise<unknown>): Promise<void> {
@@ -45,8 +47,14 @@ describe("agent core on the embedded store", () => {
     await put.service(store, "shop", "web", "10.96.0.10", 80, [["10.1.0.5", 8080], ["10.2.0.6", 8080]]);
     await put.service(store, "shop", "db", "10.96.0.11", 5432, [["10.1.0.8", 5432]]);
     await put.policy(store, "shop", "web", "web", "front", 8080);
+    const recording = new Proxy(store, {
+      get: (target, prop) =>
+        prop === "list"
+          ? (prefix: string, options?: ListOptions) => (listed.push(prefix), target.list(prefix, options))
+          : typeof Reflect.get(target, prop) === "function" ? Reflect.get(target, prop).bind(target) : Reflect.get(target, prop),
+    });
     core = new ClusterAgentCore({
-      store, node: "node-a", addresses: [{ type: "InternalIP", ip: "10.0.0.1" }], ipv4AllocCidr: "10.1.0.0/24",
+      store: recording, node: "node-a", addresses: [{ type: "InternalIP", ip: "10.0.0.1" }], ipv4AllocCidr: "10.1.0.0/24",
       sink, log: (l) => lines.push(l), backoff: { minMs: 50, maxMs: 500 },
     });
     await core.start();
@@ -121,7 +129,10 @@ describe("agent core on the embedded store", () => {
   });
 
   it("a label change moves a local pod to another identity and flips the verdict it gets", async () => {
+    const lists = listed.length;
     await sync(put.pod(store, "shop", "db-1", "node-a", "10.1.0.8", { app: "cache" }));
+    // the new identity's ID was picked from the watched masters, not from a list of every master
+    expect(listed.slice(lists)).toEqual([keys.identityValues(podIdentityLabels({ namespace: "shop", labels: { app: "cache" } }).id)]);
     const ep = core.localEndpoints().find((e) => e.pod === "shop/db-1")!;
     expect(ep.labels).toContain("k8s:app=cache");
     expect(sink.endpoints.get(ep.id)!.enforceIngress).toBe(false); // the db policy no longer selects it
