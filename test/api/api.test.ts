@@ -1,13 +1,13 @@
 // The agent API: a unix socket only its owner can open, JSON in and out,
 // clear errors for bad requests, and "no agent" when nothing listens.
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startApiServer, type ApiServer } from "../../host/api/server.js";
 import { callAgent } from "../../host/api/client.js";
 import { InvalidInputError } from "../../host/errors.js";
 import { createMetrics } from "../../host/metrics/registry.js";
+import { testTempDir } from "../support/temp-dir.js";
 
 describe("agent API", () => {
   let server: ApiServer | undefined;
@@ -17,7 +17,7 @@ describe("agent API", () => {
   });
 
   it("serves routes as JSON on a 0600 unix socket and times each call", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "mbr-api-"));
+    const dir = testTempDir("mbr-api-");
     const socket = join(dir, "agent.sock");
     const metrics = createMetrics();
     server = await startApiServer(
@@ -44,7 +44,7 @@ describe("agent API", () => {
   });
 
   it("replaces a stale socket but never another kind of file", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "mbr-api-"));
+    const dir = testTempDir("mbr-api-");
     const socket = join(dir, "agent.sock");
     const first = await startApiServer(socket, {});
     // A killed agent leaves its socket file behind; closing the server here does not unlink it in every case, so emulate both.
@@ -57,7 +57,7 @@ describe("agent API", () => {
   });
 
   it("says no agent is running when nothing listens", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "mbr-api-"));
+    const dir = testTempDir("mbr-api-");
     await expect(callAgent(join(dir, "none.sock"), "GET", "/v1/status")).rejects.toThrow(/no agent is running/);
   });
 });

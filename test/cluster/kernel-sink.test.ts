@@ -6,6 +6,7 @@
  * without one get map records only (the namespace tests attach programs).
  */
 import { rmSync } from "node:fs";
+import { dirname } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { resolveOptions } from "../../host/config.js";
 import { KernelSink } from "../../host/cluster/kernel-sink.js";
@@ -31,7 +32,7 @@ describeIf("the kernel datapath as the cluster agent's sink", templateUnavailabl
   afterAll(() => {
     kernel?.stop({ keepPrograms: false });
     rmSync(PIN_DIR, { recursive: true, force: true });
-    rmSync(templatesDir, { recursive: true, force: true });
+    rmSync(dirname(templatesDir), { recursive: true, force: true });
   });
 
   it("puts the core's services and policy into the pinned maps, and takes them out again", async () => {

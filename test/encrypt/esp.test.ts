@@ -3,8 +3,7 @@
 // and replayed packets are named drops; and tshark, given the key, decrypts
 // what membrane sealed (an independent decoder agrees with the codec).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseKeyFile, describeKey } from "../../host/encrypt/key-file.js";
@@ -14,6 +13,7 @@ import { packet4, packet6 } from "../../host/packet/index.js";
 import { writeCapture } from "../../host/pcap/write.js";
 import { LinkType } from "../../host/pcap/link-type.js";
 import { describeIf } from "../support/describe-if.js";
+import { testTempDir } from "../support/temp-dir.js";
 
 const KEY_HEX = "0123456789abcdef0123456789abcdef" + "cafebabe";
 const KEY_LINE = `3 rfc4106(gcm(aes)) 0x${KEY_HEX} 128`;
@@ -110,7 +110,7 @@ describeIf("an independent decoder", tsharkMissing, () => {
     const inner = packet4({ src: "10.1.0.5", dst: "10.2.0.7" }).udp({ sport: 40000, dport: 9999, payload });
     const sealed = seal({ key, spi: 3, seq: 1, inner });
     const outer = packet4({ src: "192.0.2.1", dst: "192.0.2.2" }).udp({ sport: 4500, dport: 4500, payload: sealed.subarray(8) });
-    const dir = mkdtempSync(join(tmpdir(), "mbr-esp-"));
+    const dir = testTempDir("mbr-esp-");
     const file = join(dir, "esp.pcap");
     writeFileSync(file, writeCapture(LinkType.Raw, [{ timestampNs: 1_000_000_000n, data: outer }]));
     const sa = `"IPv4","192.0.2.1","192.0.2.2","0x00000003","AES-GCM with 16 octet ICV [RFC4106]","0x${KEY_HEX}","NULL",""`;

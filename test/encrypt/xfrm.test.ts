@@ -4,14 +4,14 @@
 // read back, and a kernel without ESP is reported as NotSupported with the
 // kernel's own extended-ack message.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { XFRM_LAYOUT, encodePolicy, encodePolicyId, encodeSa, encodeSaId, type PolicySpec, type SaSpec } from "../../host/encrypt/xfrm-codec.js";
 import { INPUT_MARK, Xfrm, outputMark, probeKernelEsp } from "../../host/encrypt/xfrm.js";
 import { withNetns } from "../../host/sys/netns/enter.js";
 import { describeIf } from "../support/describe-if.js";
+import { testTempDir } from "../support/temp-dir.js";
 
 const KEY = Buffer.from("0123456789abcdef0123456789abcdefcafebabe", "hex");
 const NS = `mbr-xfrm-${process.pid}`;
@@ -41,7 +41,7 @@ describeIf("XFRM codec against the kernel and iproute2", missing(), () => {
   });
 
   it("struct layouts match linux/xfrm.h", () => {
-    const dir = mkdtempSync(join(tmpdir(), "mbr-xfrm-layout-"));
+    const dir = testTempDir("mbr-xfrm-layout-");
     writeFileSync(
       join(dir, "l.c"),
       `#include <stdio.h>\n#include <linux/xfrm.h>\nint main(void){printf("%zu %zu %zu %zu %zu %zu", sizeof(struct xfrm_selector), sizeof(struct xfrm_usersa_info), sizeof(struct xfrm_usersa_id), sizeof(struct xfrm_userpolicy_info), sizeof(struct xfrm_userpolicy_id), sizeof(struct xfrm_user_tmpl));return 0;}\n`,

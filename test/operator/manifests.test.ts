@@ -1,10 +1,10 @@
 // Manifests: Kubernetes objects reduced to what membrane uses; a bad document
 // refuses the whole file (or directory), naming file, document, object and field.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseManifestText, readManifests } from "../../host/operator/manifests/index.js";
+import { testTempDir } from "../support/temp-dir.js";
 
 const CLUSTER = `
 apiVersion: v1
@@ -110,7 +110,7 @@ describe("manifests", () => {
   }
 
   it("a directory is read in name order, and an object defined twice is refused", () => {
-    const dir = mkdtempSync(join(tmpdir(), "mbr-manifests-"));
+    const dir = testTempDir("mbr-manifests-");
     writeFileSync(join(dir, "b.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: { name: p2 }\nspec: { nodeName: n }\n");
     writeFileSync(join(dir, "a.json"), JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { name: "p1" }, spec: { nodeName: "n" } }));
     writeFileSync(join(dir, "notes.txt"), "not a manifest");
