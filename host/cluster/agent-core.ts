@@ -63,7 +63,8 @@ import {
 import { ipcacheOnlyChange, isEmptyChange, type DatapathSink } from "./datapath-sink.js";
 import { ClusterIdentityView } from "./identity-view.js";
 import { KvstoreHealth } from "./kvstore-health.js";
-import { computeRoutes, diffRoutes, type Route } from "./routes.js";
+import { RouteTable } from "./route-table.js";
+import type { Route } from "./routes.js";
 import { ServiceTable } from "./services.js";
 
 /**
@@ -162,7 +163,7 @@ export class ClusterAgentCore {
   private lastEventAt = 0;
 
   private readonly serviceTable = new ServiceTable();
-  private routes: Route[] = [];
+  private readonly routes: RouteTable;
   /** ipcache key -> the remote entry applied. */
   private readonly remoteIpcache = new Map<string, { cidr: string; identity: number }>();
   private readonly local = new Map<string, LocalEndpoint>();
@@ -177,6 +178,7 @@ export class ClusterAgentCore {
     this.cluster = options.cluster ?? DEFAULT_CLUSTER;
     this.log = options.log ?? (() => {});
     this.previousIds = options.previousEndpointIds ?? new Map();
+    this.routes = new RouteTable(options.node, { encryptInto: options.encryptInto });
     this.reservedIds = new Set(this.previousIds.values());
     this.backoff = { minMs: 1000, maxMs: 30_000, ...options.backoff, nodes: options.backoff?.nodes ?? (() => this.nodes.records.size) };
     this.identities = new ClusterIdentityView(new LazyAllocator(() => this.kvAllocator));
@@ -378,7 +380,7 @@ export class ClusterAgentCore {
     await this.applyIpcache(ipKeys);
     await this.applyServices(this.take("services"));
     const nodeKeys = this.take("nodes");
-    if (nodeKeys.length || ipKeys.length) await this.applyRoutes();
+    if (nodeKeys.length || ipKeys.length) await this.applyRoutes(nodeKeys.length > 0, ipKeys);
   }
 
   private async applyChange(change: EngineChange, what: string): Promise<void> {
@@ -549,13 +551,15 @@ export class ClusterAgentCore {
     }
   }
 
-  private async applyRoutes(): Promise<void> {
-    const next = computeRoutes(this.options.node, this.nodes.records.values(), this.ipcache.records.values(), { encryptInto: this.options.encryptInto });
-    const d = diffRoutes(this.routes, next);
+  /** Routes after node records changed (every route again) or only ipcache entries did (those entries' routes). */
+  private async applyRoutes(nodesChanged: boolean, ipKeys: string[]): Promise<void> {
+    if (nodesChanged) this.routes.rebuild(this.nodes.records.values(), this.ipcache.records.entries());
+    else for (const key of ipKeys) this.routes.updateIpcache(key, this.ipcache.get(key));
+    const d = this.routes.pending();
     if (!d.add.length && !d.remove.length) return;
     try {
       await this.options.sink.applyRoutes(d.add, d.remove);
-      this.routes = next;
+      this.routes.commit();
       this.counters.datapathChanges++;
     } catch (err) {
       this.log(`routes: ${(err as Error).message}`);
@@ -569,7 +573,7 @@ export class ClusterAgentCore {
   }
 
   routeTable(): Route[] {
-    return this.routes;
+    return this.routes.list();
   }
 
   /** The datapath's ipcache: local endpoints and CIDR identities (engine) plus remote pods. */
@@ -618,7 +622,7 @@ export class ClusterAgentCore {
         identities: this.identities.list().length,
         services: this.serviceTable.size,
         policies: this.policies.records.size,
-        routes: this.routes.length,
+        routes: this.routes.size,
       },
       regenerations: this.counters.regenerations,
       regenerationFailures: this.counters.regenerationFailures,

@@ -41,13 +41,25 @@ function nodeAddress(node: NodeRecord, fam: 4 | 6): string | undefined {
   return (internal.find((a) => a.type === "InternalIP") ?? internal[0])?.ip;
 }
 
-/** The route set for node `self`, from the other nodes' records and the ipcache. */
-export function computeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, ipcache: Iterable<IpcacheRecord>, opts: RouteOptions = {}): Route[] {
+/**
+ * What the other nodes' records decide: the route to each remote node's pod
+ * CIDRs, and the index an ipcache entry's own route is judged against.
+ */
+export interface NodeRoutes {
+  readonly self: string;
+  /** Pod CIDR -> the route via its node. */
+  readonly routes: ReadonlyMap<string, Route>;
+  /** Each remote node's own pod CIDRs: an ipcache entry is checked against its owner's only (a scan over every
+   * node's CIDRs per entry was nodes x pods string compares a round: minutes at 5,500 nodes and 100,000 pods). */
+  readonly cidrsByNode: ReadonlyMap<string, Prefix[]>;
+  /** Node address -> node name. */
+  readonly byAddress: ReadonlyMap<string, string>;
+}
+
+export function nodeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, opts: RouteOptions = {}): NodeRoutes {
   const nodes = [...nodeRecords];
   const sealed = new Set(opts.encryptInto === undefined ? [] : peersFromNodes(self, nodes).map((p) => p.name));
-  const out = new Map<string, Route>();
-  // each node's own pod CIDRs, by node: an ipcache entry is checked against its owner's only (a scan over
-  // every node's CIDRs per entry was nodes x pods string compares a round: minutes at 5,500 nodes and 100,000 pods)
+  const routes = new Map<string, Route>();
   const cidrsByNode = new Map<string, Prefix[]>();
   const byAddress = new Map<string, string>();
   for (const n of nodes) {
@@ -57,34 +69,49 @@ export function computeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, i
       if (cidr === undefined) continue;
       const via = nodeAddress(n, fam);
       if (via === undefined) continue;
-      out.set(cidr, sealed.has(n.name) ? { prefix: cidr, via, node: n.name, device: opts.encryptInto } : { prefix: cidr, via, node: n.name });
+      routes.set(cidr, sealed.has(n.name) ? { prefix: cidr, via, node: n.name, device: opts.encryptInto } : { prefix: cidr, via, node: n.name });
       const own = cidrsByNode.get(n.name);
       const prefix = parsePrefix(cidr, `node ${n.name}`);
       if (own) own.push(prefix);
       else cidrsByNode.set(n.name, [prefix]);
     }
   }
-  for (const e of ipcache) {
-    if (e.hostIp === undefined) continue;
-    const owner = byAddress.get(e.hostIp);
-    if (owner === self) continue;
-    const p = parsePrefix(e.prefix, "ipcache");
-    if (owner !== undefined && cidrsByNode.get(owner)?.some((c) => prefixContains(c, p))) continue;
-    if (!out.has(e.prefix)) out.set(e.prefix, { prefix: e.prefix, via: e.hostIp, node: owner ?? e.hostIp });
+  return { self, routes, cidrsByNode, byAddress };
+}
+
+/**
+ * The host route an ipcache entry needs: a remote pod outside its node's pod
+ * CIDRs, or on a host no node record names. Undefined when it needs none; a
+ * node's pod CIDR route of the same prefix wins over it (the caller's check).
+ */
+export function hostRoute(nodes: NodeRoutes, e: IpcacheRecord): Route | undefined {
+  if (e.hostIp === undefined) return undefined;
+  const owner = nodes.byAddress.get(e.hostIp);
+  if (owner === nodes.self) return undefined;
+  if (owner !== undefined) {
+    const own = nodes.cidrsByNode.get(owner);
+    if (own !== undefined) {
+      const p = parsePrefix(e.prefix, "ipcache");
+      if (own.some((c) => prefixContains(c, p))) return undefined;
+    }
   }
-  return [...out.values()].sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+  return { prefix: e.prefix, via: e.hostIp, node: owner ?? e.hostIp };
+}
+
+export const byPrefix = (a: Route, b: Route): number => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0);
+
+/** The route set for node `self`, from the other nodes' records and the ipcache. */
+export function computeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, ipcache: Iterable<IpcacheRecord>, opts: RouteOptions = {}): Route[] {
+  const nodes = nodeRoutes(self, nodeRecords, opts);
+  const out = new Map(nodes.routes);
+  for (const e of ipcache) {
+    const route = hostRoute(nodes, e);
+    if (route !== undefined && !out.has(route.prefix)) out.set(route.prefix, route);
+  }
+  return [...out.values()].sort(byPrefix);
 }
 
 export interface RouteDiff {
   add: Route[];
   remove: Route[];
-}
-
-/** Routes to replace (new, or a different next hop or device) and to remove. */
-export function diffRoutes(before: readonly Route[], after: readonly Route[]): RouteDiff {
-  const b = new Map(before.map((r) => [r.prefix, r]));
-  const a = new Map(after.map((r) => [r.prefix, r]));
-  const add = after.filter((r) => b.get(r.prefix)?.via !== r.via || b.get(r.prefix)?.device !== r.device);
-  const remove = before.filter((r) => !a.has(r.prefix));
-  return { add, remove };
 }
