@@ -13,7 +13,7 @@
  * such a route; anything else would come back out of the TUN unsealed and
  * loop.
  */
-import { parsePrefix, prefixContains, type Prefix } from "../packet/cidr.js";
+import { ipv4TextWithin, parsePrefix, prefixContains, type Prefix } from "../packet/cidr.js";
 import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
 import type { NodeRecord } from "../kvstore/records/node.js";
 import { peersFromNodes } from "./encryption-peers.js";
@@ -90,10 +90,7 @@ export function hostRoute(nodes: NodeRoutes, e: IpcacheRecord): Route | undefine
   if (owner === nodes.self) return undefined;
   if (owner !== undefined) {
     const own = nodes.cidrsByNode.get(owner);
-    if (own !== undefined) {
-      const p = parsePrefix(e.prefix, "ipcache");
-      if (own.some((c) => prefixContains(c, p))) return undefined;
-    }
+    if (own !== undefined && own.some((c) => ipv4TextWithin(c, e.prefix) ?? prefixContains(c, parsePrefix(e.prefix, "ipcache")))) return undefined;
   }
   return { prefix: e.prefix, via: e.hostIp, node: owner ?? e.hostIp };
 }

@@ -95,6 +95,54 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/**
+ * Whether the IPv4 prefix written `text` ("10.1.2.3/32") lies within
+ * `outer`, read without allocating: the ipcache's 100,000 entries are
+ * checked against their nodes' CIDRs whenever a node record changes.
+ * Undefined unless `text` is an IPv4 prefix the strict reader (readCidr)
+ * accepts; the caller then parses it, and gets its error.
+ */
+export function ipv4TextWithin(outer: Prefix, text: string): boolean | undefined {
+  let addr = 0;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  let i = 0;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (++digits > 3 || (digits === 2 && value === 0)) return undefined; // a leading zero: the strict reader says why
+      value = value * 10 + (c - 48);
+    } else if (c === 46 || c === 47) {
+      if (digits === 0 || value > 255) return undefined;
+      addr = addr * 256 + value;
+      value = 0;
+      digits = 0;
+      part++;
+      if (c === 47) break;
+      if (part > 3) return undefined;
+    } else {
+      return undefined;
+    }
+  }
+  if (part !== 4 || i === text.length) return undefined;
+  let length = 0;
+  let lengthDigits = 0;
+  for (i++; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57 || ++lengthDigits > 2) return undefined;
+    length = length * 10 + (c - 48);
+  }
+  if (lengthDigits === 0 || length > 32) return undefined;
+  if (length < 32 && addr % 2 ** (32 - length) !== 0) return undefined; // host bits set: the strict reader refuses it
+  if (outer.family !== 4) return false;
+  if (outer.length > length) return false;
+  const b = outer.bytes;
+  const net = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+  const shift = 32 - outer.length;
+  return shift === 32 || Math.floor(addr / 2 ** shift) === Math.floor(net / 2 ** shift);
+}
+
 /** Whether `inner` lies within `outer` (a prefix contains itself). */
 export function prefixContains(outer: Prefix, inner: Prefix): boolean {
   return outer.family === inner.family && outer.length <= inner.length && equalBytes(mask(inner.bytes, outer.length), outer.bytes);
