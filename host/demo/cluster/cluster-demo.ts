@@ -156,6 +156,13 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     await race(Promise.all([...Object.values(servers).flat(), ...extServers].map((s) => s.ready(8_000))));
     const converged = performance.now();
     await race(waitForState(procs, [n1, n2], (s, node) => s.counts.services === 2 && s.counts.policies === 1 && s.counts.endpoints === (node.name === "n1" ? 3 : 1) && s.counts.ipcache >= 8 && s.counts.routes >= 2, 30_000));
+    if (opts.encrypt) {
+      // The routes into the TUN are in; the ESP path learns its peers from the peers file the agent writes once a
+      // second and reads it once a second. Until then a packet routed to the other node's pods has no peer to be
+      // sealed for, goes back into the TUN and loops until its TTL runs out (a connect then fails EHOSTUNREACH).
+      const peers = await race(encryptionSeen(procs, [n1, n2], (s) => s.peers.length > 0, 10_000));
+      if (!peers.ok) throw new Error(`the ESP paths did not learn their peer within 10 s (peers: ${peers.statuses.map((s) => s?.peers.length ?? "no status").join(", ")})`);
+    }
     say(`control plane converged in ${((performance.now() - converged) / 1000).toFixed(2)} s after the servers were up`);
 
     const probe = (from: PodName, to: string, port: number, ms = 3_000) => tcpOnce(topo!, from, to, port, ms);
