@@ -398,6 +398,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const interval = 1000 / o.podRate;
       const end = performance.now() + o.churnSeconds * 1000;
       const writes: Promise<unknown>[] = [];
+      const landed = new Map<SimPod, Promise<unknown>>();
       for (let k = 0; performance.now() < end; k++) {
         const node = k % o.nodes;
         const fresh = k % 5 === 4; // one in five is a new deployment: a label set the cluster has not seen
@@ -411,7 +412,11 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         live.push(pod);
         created++;
         if (old) deleted++;
-        writes.push(writer.txnRevision("pod churn", txnBatches(batch, old ? podKeys(old) : [])[0]!).then((revision) => {
+        // The txn that deletes `old` waits until `old`'s own create has landed: writes are in flight together and a
+        // retried create could otherwise land after its delete and stay in the store for good.
+        const oldLanded = old ? landed.get(old) : undefined;
+        if (old) landed.delete(old);
+        const write = (oldLanded ?? Promise.resolve()).then(() => writer.txnRevision("pod churn", txnBatches(batch, old ? podKeys(old) : [])[0]!)).then((revision) => {
           if (revision !== undefined) {
             // the revisions an agent's watch must pass to have seen this pod (and the old one go): how a lost event is told from a backlog
             probe.writeRevision = revision;
@@ -424,7 +429,9 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
           tracker!.drop(probe);
           created--;
           if (old) (deleted--, undeleted.push(old));
-        }));
+        });
+        landed.set(pod, write);
+        writes.push(write);
         await new Promise((r) => setTimeout(r, interval));
       }
       await Promise.all(writes);
