@@ -42,7 +42,8 @@ async function expectedTables(store: KvStore, core: ClusterAgentCore) {
   for (const e of core.localEndpoints()) ipcache[`${e.ipv4}/32`] = e.identity;
   const routes: Record<string, string> = {};
   for (const n of await records<NodeRecord>(store, keys.nodes())) if (n.name !== "node-a") routes[n.ipv4AllocCidr!] = n.addresses[0]!.ip;
-  const policies = (await records<PolicyRecord>(store, keys.policies())).map((p) => p.name).sort();
+  // the documents, not just their names: a policy changed under the same name must count as a difference
+  const policies = (await records<PolicyRecord>(store, keys.policies())).map((p) => canon(p.document)).sort();
   const pods = localPods.map((p) => (p.kind === "Pod" ? `${p.namespace}/${p.name}` : "")).sort();
   return { services, ipcache, routes, policies, pods };
 }
@@ -57,7 +58,7 @@ function actualTables(sink: RecordingSink, core: ClusterAgentCore) {
     services: Object.fromEntries([...sink.services].map(([k, s]) => [k, s.backends.map((b) => `${b.addr}:${b.port}`).sort().join(",")])),
     ipcache: Object.fromEntries(sink.ipcache),
     routes: Object.fromEntries(sink.routes),
-    policies: core.engine.listPolicies().map((p) => p.name).sort(),
+    policies: core.engine.listPolicies().map((p) => canon(p.source)).sort(),
     pods: core.localEndpoints().filter((e) => sink.endpoints.has(e.id)).map((e) => e.pod).sort(),
   };
 }
