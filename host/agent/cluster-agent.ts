@@ -33,7 +33,7 @@ import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
 import { monitorApiRoutes } from "../monitor/api-route.js";
 import { captureApiRoutes } from "../capture/api-route.js";
 import type { EspPathOptions } from "../forwarder/esp-path.js";
-import { keyIndexOf, prepareClusterEncryption, startEncryptionSync } from "./cluster-encryption.js";
+import { clusterPeersFile, keyIndexOf, prepareClusterEncryption, startEncryptionSync } from "./cluster-encryption.js";
 
 export interface ClusterAgentRunOptions {
   /** Opened by the caller (the CLI validates the --kvstore options first). Closed when the agent stops. */
@@ -108,11 +108,11 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
       ipv6AllocCidr: opts.ipv6AllocCidr,
       encryptionKey: opts.encrypt ? keyIndexOf(opts.encrypt) : opts.encryptionKey,
       encryptInto: opts.encrypt ? fwd.ready.device : undefined,
-      sink: new ForwarderSink(fwd, new IpRouteSink(opts.routeDevice)),
+      sink: new ForwarderSink(fwd, new IpRouteSink(opts.routeDevice), opts.encrypt ? { peersSeedFile: clusterPeersFile(opts.stateDir) } : {}),
       metrics: opts.metrics,
       log: (line) => io.err(`${stamp()} membrane agent: ${line}`),
     });
-    sync = opts.encrypt ? startEncryptionSync(core, opts.node, opts.stateDir, keyIndexOf(opts.encrypt), (line) => io.err(`${stamp()} membrane agent: ${line}`)) : undefined;
+    sync = opts.encrypt ? startEncryptionSync(core, opts.stateDir, keyIndexOf(opts.encrypt), (line) => io.err(`${stamp()} membrane agent: ${line}`)) : undefined;
     if (observed) observed.tables = () => core!.status().counts;
     api = await startApiServer(agentSocketPath(opts.stateDir), { ...clusterApiRoutes(core), ...monitorApiRoutes(monitor.hub), ...captureApiRoutes(monitor) }, opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };

@@ -1,29 +1,20 @@
 /**
  * The cluster agent's half of a rolling key update. The forwarder's ESP
- * path (a worker thread) owns the keys and reads its peers from a file in
- * the state dir; this loop, once a second:
- *
- * - writes that peers file from the node records (peersFromNodes), so a
- *   peer's newly advertised key index reaches the sender's key choice;
- * - reads the forwarder's encryption status and, when its current key
- *   differs from what this node advertises, advertises it in the node
- *   record. The forwarder installs a new key for every peer before it
- *   reports it as current, so a node never advertises a key it cannot
- *   decrypt (REFERENCE.md's order).
+ * path (a worker thread) owns the keys; the agent core hands it the peers,
+ * and with them the key index each peer advertises (agent-core.ts
+ * applyPeers), in the round that sees a node record change. This loop, once
+ * a second, reads the forwarder's encryption status and, when its current
+ * key differs from what this node advertises, advertises it in the node
+ * record. The forwarder installs a new key for every peer before it reports
+ * it as current, so a node never advertises a key it cannot decrypt
+ * (REFERENCE.md's order).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../sys/atomic-file.js";
-import { peersFromNodes } from "../cluster/encryption-peers.js";
-import type { NodeRecord } from "../kvstore/records/node.js";
 import { ESP_STATUS_FILE } from "../forwarder/esp-state-file.js";
-
-export const CLUSTER_PEERS_FILE = "encrypt-peers.json";
 
 export interface EncryptionSyncOptions {
   stateDir: string;
-  self: string;
-  nodes: () => Iterable<NodeRecord>;
   /** Puts the node record again with this key index. */
   advertise: (keyIndex: number) => Promise<void>;
   advertised: number;
@@ -31,17 +22,12 @@ export interface EncryptionSyncOptions {
 }
 
 export class EncryptionSync {
-  private lastPeers = "";
   private advertised: number;
   private busy = false;
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly opts: EncryptionSyncOptions) {
     this.advertised = opts.advertised;
-  }
-
-  get peersFile(): string {
-    return join(this.opts.stateDir, CLUSTER_PEERS_FILE);
   }
 
   start(everyMs = 1000): void {
@@ -52,16 +38,11 @@ export class EncryptionSync {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** One round: the peers file, then the advertisement. */
+  /** One round: the advertisement, when the forwarder's key moved. */
   async tick(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
     try {
-      const peers = JSON.stringify({ peers: peersFromNodes(this.opts.self, this.opts.nodes()) });
-      if (peers !== this.lastPeers) {
-        writeFileAtomic(this.peersFile, peers);
-        this.lastPeers = peers;
-      }
       const current = this.forwarderKey();
       if (current !== undefined && current !== this.advertised) {
         await this.opts.advertise(current);

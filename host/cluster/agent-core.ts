@@ -64,6 +64,7 @@ import { ipcacheOnlyChange, isEmptyChange, type DatapathSink } from "./datapath-
 import { ClusterIdentityView } from "./identity-view.js";
 import { KvstoreHealth } from "./kvstore-health.js";
 import { RouteTable } from "./route-table.js";
+import { peersFromNodes } from "./encryption-peers.js";
 import type { Route } from "./routes.js";
 import { ServiceTable } from "./services.js";
 
@@ -173,6 +174,8 @@ export class ClusterAgentCore {
   private readonly reservedIds: ReadonlySet<number>;
   private readonly policyNames = new Map<string, string>();
   private bootstrapSeconds?: number;
+  /** The ESP peers the sink last took (JSON), when encrypting: sent again only when the node records change them. */
+  private appliedPeers = "";
 
   constructor(private readonly options: ClusterAgentOptions) {
     this.cluster = options.cluster ?? DEFAULT_CLUSTER;
@@ -555,6 +558,8 @@ export class ClusterAgentCore {
   private async applyRoutes(nodesChanged: boolean, ipKeys: string[]): Promise<void> {
     if (nodesChanged) this.routes.rebuild(this.nodes.records.values(), this.ipcache.records.entries());
     else for (const key of ipKeys) this.routes.updateIpcache(key, this.ipcache.get(key));
+    // The ESP path learns a node before any route sends its pods' packets into the TUN (a packet with no peer would loop).
+    if (!(await this.applyPeers(nodesChanged))) return;
     const d = this.routes.pending();
     if (!d.add.length && !d.remove.length) return;
     try {
@@ -563,6 +568,29 @@ export class ClusterAgentCore {
       this.counters.datapathChanges++;
     } catch (err) {
       this.log(`routes: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Encrypting: the peers the node records give, to the sink, when they
+   * changed. False when the sink refused them: the routes wait too (their
+   * pending set stays, so the next round sends both again).
+   */
+  private async applyPeers(nodesChanged: boolean): Promise<boolean> {
+    if (this.options.encryptInto === undefined || !this.options.sink.applyPeers) return true;
+    if (!nodesChanged && this.appliedPeers !== "") return true;
+    const peers = peersFromNodes(this.options.node, this.nodes.records.values());
+    const text = JSON.stringify(peers);
+    if (text === this.appliedPeers) return true;
+    try {
+      await this.options.sink.applyPeers(peers);
+      this.appliedPeers = text;
+      this.counters.datapathChanges++;
+      return true;
+    } catch (err) {
+      this.appliedPeers = "";
+      this.log(`encryption peers: ${(err as Error).message}; the routes into ${this.options.encryptInto} wait for them`);
+      return false;
     }
   }
 

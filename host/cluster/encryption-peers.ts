@@ -5,13 +5,9 @@
  * sender's key choice follows during a rolling update. Pure.
  */
 import type { NodeRecord } from "../kvstore/records/node.js";
+import type { PeerSpec } from "../encrypt/peers-file.js";
 
-export interface PeerEntry {
-  name: string;
-  address: string;
-  cidrs: string[];
-  keyIndex: number;
-}
+export type PeerEntry = PeerSpec;
 
 export function peersFromNodes(self: string, nodes: Iterable<NodeRecord>): PeerEntry[] {
   const out: PeerEntry[] = [];

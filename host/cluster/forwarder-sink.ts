@@ -12,14 +12,24 @@ import type { EngineChange } from "../policy/engine.js";
 import type { DatapathSink } from "./datapath-sink.js";
 import type { Route } from "./routes.js";
 import { ip } from "../sys/netns/iproute2.js";
+import { writeFileAtomic } from "../sys/atomic-file.js";
+import type { PeerEntry } from "./encryption-peers.js";
 
 export interface RouteSink {
   replace(routes: Route[]): Promise<void>;
   remove(routes: Route[]): Promise<void>;
 }
 
+export interface ForwarderSinkOptions {
+  /**
+   * Where the peers the forwarder took are kept (esp-path.ts `peersSeedFile`):
+   * a restarted forwarder starts with them, before the agent's first round.
+   */
+  peersSeedFile?: string;
+}
+
 export class ForwarderSink implements DatapathSink {
-  constructor(private readonly forwarder: ForwarderController, private readonly routes?: RouteSink) {}
+  constructor(private readonly forwarder: ForwarderController, private readonly routes?: RouteSink, private readonly opts: ForwarderSinkOptions = {}) {}
 
   async applyServices(upsert: ServiceSpec[], remove: ServiceFrontend[]): Promise<void> {
     const r = await this.forwarder.apply({ kind: "services", upsert, delete: remove });
@@ -29,6 +39,12 @@ export class ForwarderSink implements DatapathSink {
   async applyPolicy(change: EngineChange): Promise<void> {
     const r = await this.forwarder.apply({ kind: "policy", change });
     if (!r.ok) throw new MembraneError(r.code, `forwarder refused the policy change: ${r.message}`);
+  }
+
+  async applyPeers(peers: PeerEntry[]): Promise<void> {
+    const r = await this.forwarder.apply({ kind: "peers", peers });
+    if (!r.ok) throw new MembraneError(r.code, `forwarder refused the ESP peers: ${r.message}`);
+    if (this.opts.peersSeedFile) writeFileAtomic(this.opts.peersSeedFile, JSON.stringify({ peers }));
   }
 
   async applyRoutes(replace: Route[], remove: Route[]): Promise<void> {

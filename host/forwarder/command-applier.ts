@@ -7,7 +7,9 @@
  * this between batches only.
  */
 import type { Datapath } from "../datapath.js";
-import { MembraneError, InvalidInputError } from "../errors.js";
+import { MembraneError, InvalidInputError, NotSupportedError } from "../errors.js";
+import { parsePeerList } from "../encrypt/peers-file.js";
+import type { Peer } from "../encrypt/tunnel.js";
 import type { ServiceFrontend, ServiceManager, ServiceSpec } from "../lb/manager.js";
 import type { ResolvedNat } from "../nat/config.js";
 import { resolveLiveNat } from "../nat/live-change.js";
@@ -25,6 +27,7 @@ const COMMAND_KEYS: Record<CommandKind, string[]> = {
   "conntrack-gc": ["kind"],
   monitor: ["kind", "settings"],
   capture: ["kind", "settings"],
+  peers: ["kind", "peers"],
 };
 
 interface Applied {
@@ -46,6 +49,8 @@ export interface CommandApplierOptions {
   clock: () => number;
   /** Batches decided so far (Forwarder.stats.batches): stamps each result. */
   batches: () => number;
+  /** The ESP path's peer set (EspDevice.setPeers), when the forwarder encrypts. */
+  setPeers?: (peers: Peer[]) => void;
 }
 
 export class CommandApplier {
@@ -86,6 +91,7 @@ export class CommandApplier {
       }
       case "monitor": return applyMonitor(this.dp, command.settings);
       case "capture": return applyCapture(this.dp, command.settings);
+      case "peers": return this.changePeers(command.peers);
       case "conntrack-gc": {
         const results = this.dp.gc(this.opts.clock());
         const deleted = results.reduce((n, r) => n + r.deleted, 0);
@@ -142,6 +148,13 @@ export class CommandApplier {
     if (!isObject(change)) throw new InvalidInputError(`policy.change: expected an engine change { policy, endpoints, ipcache }, got ${JSON.stringify(change)}`);
     const { written, deleted } = this.at("policy.change", () => this.policy.applyChange(change));
     return { summary: `policy: ${written} records written, ${deleted} removed` };
+  }
+
+  private changePeers(input: unknown): Applied {
+    if (!this.opts.setPeers) throw new NotSupportedError("peers: this forwarder does not encrypt (started without an ESP path)");
+    const peers = parsePeerList(input, "peers.peers");
+    this.opts.setPeers(peers);
+    return { summary: `ESP peers: ${peers.length}` };
   }
 
   /** Runs `fn`, prefixing an input error with where in the command it happened. */

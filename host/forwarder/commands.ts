@@ -11,6 +11,7 @@ import type { NatOptions } from "../nat/config.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { MonitorSettings } from "../monitor/settings.js";
 import type { CaptureSettings } from "../capture/settings.js";
+import type { PeerSpec } from "../encrypt/peers-file.js";
 
 export type ForwarderCommand =
   /** Services created or changed (upsert) and removed (delete), as one change: deletes go first. */
@@ -30,10 +31,17 @@ export type ForwarderCommand =
   /** Monitor events on with these settings (checked by the worker), or off (no settings): host/monitor. */
   | { kind: "monitor"; settings?: MonitorSettings }
   /** Packet capture on with these settings (checked by the worker), or off: host/capture. */
-  | { kind: "capture"; settings?: CaptureSettings };
+  | { kind: "capture"; settings?: CaptureSettings }
+  /**
+   * The ESP path's peers, whole (replacing the set; SA state of peers kept by
+   * name). The cluster agent sends them in the round that installs routes
+   * into the TUN, before those routes, so no packet reaches the ESP path for
+   * a node it does not know yet. Refused when the forwarder does not encrypt.
+   */
+  | { kind: "peers"; peers: PeerSpec[] };
 
 export type CommandKind = ForwarderCommand["kind"];
-export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc", "monitor", "capture"];
+export const COMMAND_KINDS: readonly CommandKind[] = ["services", "nat", "policy", "conntrack-flush", "conntrack-gc", "monitor", "capture", "peers"];
 
 export interface CommandApplied {
   ok: true;

@@ -54,8 +54,16 @@ import { ESP_STATUS_FILE, loadEspState, saveEspState } from "./esp-state-file.js
 
 export interface EspPathOptions {
   keyFile: string;
-  /** Static peers (host/encrypt/peers-file.ts); without it, peers come from setPeers(). */
+  /** Static peers (host/encrypt/peers-file.ts), re-read when the file changes; without it, peers come from setPeers(). */
   peersFile?: string;
+  /**
+   * Peers to start with, read once at start: the cluster agent's last applied
+   * set (forwarder-sink.ts), so a restarted forwarder knows its peers before
+   * the agent's first round. After that peers come only from setPeers (the
+   * "peers" command): re-reading a file written a moment ago could take an
+   * older set back. A missing or unreadable seed starts with no peers (status says why).
+   */
+  peersSeedFile?: string;
   /** The underlay IPv4 address to receive ESP-in-UDP on. */
   listen: string;
   port?: number;
@@ -139,6 +147,7 @@ export class EspDevice implements TunDevice {
     this.trySaveHeldKeys();
     this.tunnel = new EspTunnel(this.keyring, loadEspState(opts.stateDir));
     if (opts.peersFile) this.reloadPeers(true);
+    else if (opts.peersSeedFile) this.seedPeers(opts.peersSeedFile);
     this.readCapacity = tun.readCapacity;
     const batch = { capacity: opts.batchSize ?? 128, maxInner: tun.readCapacity, sourcePort: this.port, ...(opts.native === false ? { native: false } : {}) };
     this.rx = new EspBatch(this.tunnel, batch);
@@ -155,6 +164,7 @@ export class EspDevice implements TunDevice {
   /** Peers from the control plane (node records), when there is no peers file. */
   setPeers(peers: Peer[]): void {
     this.tunnel.setPeers(peers);
+    this.peersFileError = undefined; // whatever the last file said, these are the peers now
     for (const p of peers) if (!this.addresses.has(p.address)) this.addresses.set(p.address, sockaddrIn(p.address, this.port));
     // A peer's SAs restored from the last run carry a new reservation: on disk before anything is sent under it.
     this.saveIfDirty();
@@ -282,6 +292,15 @@ export class EspDevice implements TunDevice {
       this.keyFileError = (err as Error).message;
     }
     this.keyStamp = stamp;
+  }
+
+  private seedPeers(file: string): void {
+    try {
+      this.setPeers(parsePeersFile(readFileSync(file, "utf8"), file));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // a first start: the agent's first round brings them
+      this.peersFileError = `seed not used: ${(err as Error).message}`;
+    }
   }
 
   private reloadPeers(first: boolean): void {

@@ -73,14 +73,15 @@ async function main(): Promise<void> {
     : undefined;
   const saved = snapshots?.write();
   // Encryption seals packet by packet on one queue (esp-path.ts); without it, the queues asked for.
-  const device = start.encrypt ? openEspPath(openForwarderDevice({ ...start.device, queues: 1 }), start.encrypt) : openForwarderDevice(start.device);
+  const esp = start.encrypt ? openEspPath(openForwarderDevice({ ...start.device, queues: 1 }), start.encrypt) : undefined;
+  const device = esp ?? openForwarderDevice(start.device);
   try {
     // Before the Forwarder takes its views of Wasm memory: creating the monitor ring grows memory.
     dp.monitor().listener = (events) => post({ type: "monitor", events });
     dp.capture().listener = (packets, missed) => post({ type: "capture", packets, missed });
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, stageTiming: start.stageTiming, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
-    const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches }));
+    const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches, ...(esp ? { setPeers: (p) => esp.setPeers(p) } : {}) }));
     const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
     report();

@@ -4,6 +4,7 @@ import type { EndpointRecord, PolicyEntry } from "../../host/policy/types.js";
 import type { ServiceFrontend, ServiceSpec } from "../../host/lb/manager.js";
 import type { DatapathSink } from "../../host/cluster/datapath-sink.js";
 import type { Route } from "../../host/cluster/routes.js";
+import type { PeerEntry } from "../../host/cluster/encryption-peers.js";
 import { keys } from "../../host/kvstore/keys.js";
 import { encodeRecord } from "../../host/kvstore/records/codec.js";
 import { masterValue } from "../../host/kvstore/identities.js";
@@ -21,9 +22,15 @@ export class RecordingSink implements DatapathSink {
   readonly policyChanges: EngineChange[] = [];
   readonly serviceChanges: { upsert: ServiceSpec[]; remove: ServiceFrontend[] }[] = [];
   readonly routeChanges: { replace: Route[]; remove: Route[] }[] = [];
+  /** The ESP peers, each set as it came (only an encrypting agent core sends them). */
+  readonly peerChanges: PeerEntry[][] = [];
+  /** "peers" and "routes" in the order they were applied. */
+  readonly order: string[] = [];
+  /** Set: applyPeers refuses with this message (a forwarder that cannot take them). */
+  refusePeers?: string;
 
   get calls(): number {
-    return this.policyChanges.length + this.serviceChanges.length + this.routeChanges.length;
+    return this.policyChanges.length + this.serviceChanges.length + this.routeChanges.length + this.peerChanges.length;
   }
 
   async applyServices(upsert: ServiceSpec[], remove: ServiceFrontend[]): Promise<void> {
@@ -49,7 +56,14 @@ export class RecordingSink implements DatapathSink {
     for (const r of change.ipcache.upsert) this.ipcache.set(r.cidr, r.identity);
   }
 
+  async applyPeers(peers: PeerEntry[]): Promise<void> {
+    if (this.refusePeers) throw new Error(this.refusePeers);
+    this.peerChanges.push(peers);
+    this.order.push("peers");
+  }
+
   async applyRoutes(replace: Route[], remove: Route[]): Promise<void> {
+    this.order.push("routes");
     this.routeChanges.push({ replace, remove });
     for (const r of remove) this.routes.delete(r.prefix);
     for (const r of replace) this.routes.set(r.prefix, r.via);
