@@ -10,7 +10,7 @@
 import type { ServiceFrontend, ServiceSpec } from "../lb/manager.js";
 import type { EngineChange } from "../policy/engine.js";
 import type { Route } from "./routes.js";
-import type { PeerEntry } from "./encryption-peers.js";
+import type { PeerSpec } from "../encrypt/peers-file.js";
 
 export interface DatapathSink {
   /** Services created or changed, and removed, as one change (deletes first). */
@@ -23,7 +23,7 @@ export interface DatapathSink {
    * The ESP path's peers, whole, when the node encrypts (ClusterAgentOptions.encryptInto):
    * called before the routes into the TUN that need them. A sink without an ESP path has none.
    */
-  applyPeers?(peers: PeerEntry[]): Promise<void>;
+  applyPeers?(peers: PeerSpec[]): Promise<void>;
 }
 
 /** An EngineChange that only changes ipcache entries (remote pods, which no local endpoint's regeneration produces). */

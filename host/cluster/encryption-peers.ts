@@ -7,10 +7,8 @@
 import type { NodeRecord } from "../kvstore/records/node.js";
 import type { PeerSpec } from "../encrypt/peers-file.js";
 
-export type PeerEntry = PeerSpec;
-
-export function peersFromNodes(self: string, nodes: Iterable<NodeRecord>): PeerEntry[] {
-  const out: PeerEntry[] = [];
+export function peersFromNodes(self: string, nodes: Iterable<NodeRecord>): PeerSpec[] {
+  const out: PeerSpec[] = [];
   for (const n of nodes) {
     if (n.name === self) continue;
     const v4 = n.addresses.filter((a) => !a.ip.includes(":"));

@@ -13,7 +13,7 @@ import type { DatapathSink } from "./datapath-sink.js";
 import type { Route } from "./routes.js";
 import { ip } from "../sys/netns/iproute2.js";
 import { writeFileAtomic } from "../sys/atomic-file.js";
-import type { PeerEntry } from "./encryption-peers.js";
+import type { PeerSpec } from "../encrypt/peers-file.js";
 
 export interface RouteSink {
   replace(routes: Route[]): Promise<void>;
@@ -41,7 +41,7 @@ export class ForwarderSink implements DatapathSink {
     if (!r.ok) throw new MembraneError(r.code, `forwarder refused the policy change: ${r.message}`);
   }
 
-  async applyPeers(peers: PeerEntry[]): Promise<void> {
+  async applyPeers(peers: PeerSpec[]): Promise<void> {
     const r = await this.forwarder.apply({ kind: "peers", peers });
     if (!r.ok) throw new MembraneError(r.code, `forwarder refused the ESP peers: ${r.message}`);
     if (this.opts.peersSeedFile) writeFileAtomic(this.opts.peersSeedFile, JSON.stringify({ peers }));

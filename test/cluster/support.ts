@@ -4,7 +4,7 @@ import type { EndpointRecord, PolicyEntry } from "../../host/policy/types.js";
 import type { ServiceFrontend, ServiceSpec } from "../../host/lb/manager.js";
 import type { DatapathSink } from "../../host/cluster/datapath-sink.js";
 import type { Route } from "../../host/cluster/routes.js";
-import type { PeerEntry } from "../../host/cluster/encryption-peers.js";
+import type { PeerSpec } from "../../host/encrypt/peers-file.js";
 import { keys } from "../../host/kvstore/keys.js";
 import { encodeRecord } from "../../host/kvstore/records/codec.js";
 import { masterValue } from "../../host/kvstore/identities.js";
@@ -23,7 +23,7 @@ export class RecordingSink implements DatapathSink {
   readonly serviceChanges: { upsert: ServiceSpec[]; remove: ServiceFrontend[] }[] = [];
   readonly routeChanges: { replace: Route[]; remove: Route[] }[] = [];
   /** The ESP peers, each set as it came (only an encrypting agent core sends them). */
-  readonly peerChanges: PeerEntry[][] = [];
+  readonly peerChanges: PeerSpec[][] = [];
   /** "peers" and "routes" in the order they were applied. */
   readonly order: string[] = [];
   /** Set: applyPeers refuses with this message (a forwarder that cannot take them). */
@@ -56,7 +56,7 @@ export class RecordingSink implements DatapathSink {
     for (const r of change.ipcache.upsert) this.ipcache.set(r.cidr, r.identity);
   }
 
-  async applyPeers(peers: PeerEntry[]): Promise<void> {
+  async applyPeers(peers: PeerSpec[]): Promise<void> {
     if (this.refusePeers) throw new Error(this.refusePeers);
     this.peerChanges.push(peers);
     this.order.push("peers");
