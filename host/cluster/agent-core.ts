@@ -53,6 +53,7 @@ import {
   decodeIdentityMaster,
   decodeIpcache,
   decodeNode,
+  sameNodeRecord,
   decodePolicy,
   decodeService,
   identityIdOfKey,
@@ -186,19 +187,23 @@ export class ClusterAgentCore {
     this.backoff = { minMs: 1000, maxMs: 30_000, ...options.backoff, nodes: options.backoff?.nodes ?? (() => this.nodes.records.size) };
     this.identities = new ClusterIdentityView(new LazyAllocator(() => this.kvAllocator));
     this.engine = new PolicyEngine({ allocator: this.identities, mode: options.mode });
-    const reflect = <T>(kind: Kind, prefix: string, decode: (kv: KeyValue) => T) =>
+    // `sameRecord`: a put that leaves the decoded record as it was is an event, not a change (no round).
+    const reflect = <T>(kind: Kind, prefix: string, decode: (kv: KeyValue) => T, sameRecord?: (a: T, b: T) => boolean) =>
       new Reflector<T>(options.store, prefix, {
         decode,
         backoffMs: (failures) => backoffDuration(failures, this.backoff),
         pageSize: options.listPageSize,
         gate: options.listGate,
         handlers: {
-          upsert: (key) => this.mark(kind, key),
+          upsert: (key, value, prev) => (prev !== undefined && sameRecord?.(prev, value) ? this.noteEvent() : this.mark(kind, key)),
           delete: (key) => this.mark(kind, key),
           problem: (message) => this.log(`kvstore ${kind}: ${message}`),
         },
       });
-    this.nodes = reflect("nodes", keys.nodes(this.cluster), decodeNode);
+    // A node record put again unchanged (its agent re-registered under a new lease, a periodic resync) would
+    // otherwise rebuild every route: with thousands of nodes re-registering at once (a mass restart) that was
+    // most of a 5,000-agent simulation's CPU (docs/scale.md).
+    this.nodes = reflect("nodes", keys.nodes(this.cluster), decodeNode, sameNodeRecord);
     this.identityMasters = reflect("identities", keys.identityMasters(), decodeIdentityMaster);
     this.ipcache = reflect("ipcache", keys.ipcacheAll(), decodeIpcache);
     this.services = reflect("services", keys.services(), decodeService);
@@ -351,9 +356,13 @@ export class ClusterAgentCore {
 
   // ------------------------------------------------------------ events -> rounds
 
-  private mark(kind: Kind, key: string): void {
+  private noteEvent(): void {
     this.counters.events++;
     this.lastEventAt = Date.now();
+  }
+
+  private mark(kind: Kind, key: string): void {
+    this.noteEvent();
     if (this.dirtySince === 0) this.dirtySince = performance.now();
     this.dirty[kind].add(key);
     if (this.scheduled) return;

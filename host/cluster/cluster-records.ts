@@ -9,6 +9,7 @@ import { LabelSet } from "../identity/labels.js";
 import { keys } from "../kvstore/keys.js";
 import { decodeRecord, type RecordTypes } from "../kvstore/records/codec.js";
 import type { KeyValue } from "../kvstore/store.js";
+import type { NodeRecord } from "../kvstore/records/node.js";
 import { decodeManifest, MANIFEST_ROOT } from "../operator/manifest-store.js";
 import type { PodManifest } from "../operator/manifests/kinds.js";
 import { parseDocument, type PolicyDocument } from "../policy/document.js";
@@ -23,6 +24,8 @@ function typed<T extends keyof RecordTypes>(kv: KeyValue, type: T): RecordTypes[
 }
 
 export const decodeNode = (kv: KeyValue) => typed(kv, "node");
+/** Two decoded node records say the same thing (readNode builds every record with one field order, so equal JSON is equal records). */
+export const sameNodeRecord = (a: NodeRecord, b: NodeRecord): boolean => JSON.stringify(a) === JSON.stringify(b);
 export const decodeIpcache = (kv: KeyValue) => typed(kv, "ipcache");
 export const decodeService = (kv: KeyValue) => typed(kv, "service");
 

@@ -135,7 +135,7 @@ export interface WatchEvent {
   readonly type: "put" | "delete";
   /** After a put: the new state. After a delete: key and modRevision (= the delete's revision); value "", createRevision 0, version 0, no lease (as etcd sends it). */
   readonly kv: KeyValue;
-  /** The state before the change, when the backend had it (always on embedded; on etcd when still in history). */
+  /** The state before the change: only when the watch asked for it (`WatchOptions.prevKv`) and the backend had it (always on embedded; on etcd when still in history). */
   readonly prevKv?: KeyValue;
   /** The revision of the write that caused the event (= kv.modRevision). */
   readonly revision: Revision;
@@ -148,6 +148,15 @@ export interface WatchOptions {
    * A revision older than the compacted one fails with CompactedError.
    */
   readonly fromRevision?: Revision;
+  /**
+   * Also deliver each event's previous state (`WatchEvent.prevKv`). Off by
+   * default: etcd answers it with one read at the previous revision for
+   * every event but a create that it sends to every watcher, so with 5,000 agents one write
+   * costs etcd 5,000 reads (docs/scale.md, "prev_kv"). Agents do not need
+   * it: a put is a create when `kv.createRevision === kv.modRevision`, and a
+   * delete names its key. Cilium's watches do not ask for it either.
+   */
+  readonly prevKv?: boolean;
 }
 
 /**

@@ -177,7 +177,8 @@ export class CountingAgent {
           this.watches.push(watch);
           for await (const ev of watch) {
             this.counters.events++;
-            const delta = ev.type === "delete" ? -1 : ev.prevKv ? 0 : 1;
+            // a put creates the key when it is the key's first revision (no prevKv needed: asking etcd for it costs a read per event per watcher)
+            const delta = ev.type === "delete" ? -1 : ev.kv.createRevision === ev.kv.modRevision ? 1 : 0;
             this.present.set(prefix, this.present.get(prefix)! + delta);
             if (prefix === AGENT_PREFIXES[0]) this.knownNodes += delta;
             if (ev.type === "put") {

@@ -151,6 +151,20 @@ describe("agent core on the embedded store", () => {
     expect(sink.routes.get("10.2.0.0/24")).toBe("10.0.0.2");
   });
 
+  it("a node record put again unchanged (a re-registration, a resync) is an event but no round; a changed one moves its route", async () => {
+    const before = { ...core.counters };
+    const routeChanges = sink.routeChanges.length;
+    await sync(put.node(store, "node-b", "10.0.0.2", "10.2.0.0/24"));
+    expect(core.counters.events).toBe(before.events + 1);
+    expect(core.counters.rounds).toBe(before.rounds);
+    expect(sink.routeChanges.length).toBe(routeChanges);
+    await sync(put.node(store, "node-b", "10.0.0.3", "10.2.0.0/24"));
+    expect(core.counters.rounds).toBeGreaterThan(before.rounds);
+    expect(sink.routes.get("10.2.0.0/24")).toBe("10.0.0.3");
+    await sync(put.node(store, "node-b", "10.0.0.2", "10.2.0.0/24"));
+    expect(sink.routes.get("10.2.0.0/24")).toBe("10.0.0.2");
+  });
+
   it("a record that does not decode is skipped with its key named, the rest keeps flowing", async () => {
     await sync(store.put(keys.service("default", "shop", "broken"), JSON.stringify({ cluster: "default", namespace: "shop", name: "broken", frontends: [{ ip: "nope", port: 1 }] })));
     expect(lines.some((l) => l.includes("shop/broken") && l.includes("frontends[0].ip"))).toBe(true);

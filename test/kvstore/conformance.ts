@@ -135,7 +135,7 @@ export function kvStoreConformance(target: ConformanceTarget, getStore: () => Kv
       for (let i = 0; i < 5; i++) await s.put(`${p}many/${i}`, String(i));
       await s.put(`${p}keep`, "k");
       const before = await s.revision();
-      const w = s.watch(`${p}many/`, { fromRevision: before + 1 });
+      const w = s.watch(`${p}many/`, { fromRevision: before + 1, prevKv: true });
       const dp = await s.deletePrefix(`${p}many/`);
       expect(dp.deleted).toBe(5);
       expect(dp.revision).toBe(before + 1);
@@ -241,7 +241,7 @@ export function kvStoreConformance(target: ConformanceTarget, getStore: () => Kv
       const p = unique("watch");
       await s.put(`${p}pre`, "existing");
       const l = await s.list(p);
-      const w = s.watch(p, { fromRevision: l.revision + 1 });
+      const w = s.watch(p, { fromRevision: l.revision + 1, prevKv: true });
       const writer = await target.open();
       try {
         const revs: number[] = [];
@@ -264,6 +264,30 @@ export function kvStoreConformance(target: ConformanceTarget, getStore: () => Kv
       } finally {
         await w.close();
         await writer.close();
+      }
+    });
+
+    it("without prevKv a watch sends no previous state, and a create is told by createRevision === modRevision", async () => {
+      const s = getStore();
+      const p = unique("noprev");
+      const before = await s.revision();
+      const w = s.watch(p, { fromRevision: before + 1 });
+      try {
+        const created = await s.put(`${p}a`, "1");
+        const changed = await s.put(`${p}a`, "2");
+        const deleted = (await s.delete(`${p}a`)).revision;
+        const recreated = await s.put(`${p}a`, "3");
+        const evs = await take(w, 4);
+        expect(evs.map((e) => [e.type, e.kv.value, e.prevKv])).toEqual([
+          ["put", "1", undefined],
+          ["put", "2", undefined],
+          ["delete", "", undefined],
+          ["put", "3", undefined],
+        ]);
+        expect(evs.map((e) => e.type === "put" && e.kv.createRevision === e.kv.modRevision)).toEqual([true, false, false, true]);
+        expect(evs.map((e) => e.revision)).toEqual([created, changed, deleted, recreated]);
+      } finally {
+        await w.close();
       }
     });
 

@@ -200,7 +200,7 @@ describe("embedded store under process faults", () => {
   /** All events since revision 1: the log is gap-free (every revision has events) and ends at the current revision. */
   async function fullHistory(s: KvStore): Promise<WatchEvent[]> {
     const rev = await s.revision();
-    const c = new Collector(s.watch("", { fromRevision: 1 }));
+    const c = new Collector(s.watch("", { fromRevision: 1, prevKv: true }));
     await c.until(rev, "full history");
     await c.watch.close();
     const evs = c.events;

@@ -140,15 +140,17 @@ function toKeyValue(key: string, s: StoredKv): KeyValue {
   return { key, value: s.v, createRevision: s.c, modRevision: s.m, version: s.ver, lease: s.l };
 }
 
-function toEvent(rev: number, e: StoredEvent): WatchEvent {
+function toEvent(rev: number, e: StoredEvent, withPrevKv: boolean): WatchEvent {
   const kv = toKeyValue(e.k, e.kv);
-  return { type: e.d ? "delete" : "put", kv, prevKv: e.p ? toKeyValue(e.k, e.p) : undefined, revision: rev };
+  // the log holds the previous state anyway; it is still only handed out when asked for, as etcd does
+  return { type: e.d ? "delete" : "put", kv, prevKv: withPrevKv && e.p ? toKeyValue(e.k, e.p) : undefined, revision: rev };
 }
 
 interface EmbeddedWatcher {
   stream: WatchStream;
   prefix: string;
   next: number; // next revision to deliver
+  prevKv: boolean;
 }
 
 class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
@@ -552,6 +554,7 @@ class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
     const watcher: EmbeddedWatcher = {
       prefix,
       next: from,
+      prevKv: options.prevKv === true,
       stream: new WatchStream(prefix, from, () => {
         this.watchers.delete(watcher);
         this.updatePollTimer();
@@ -599,7 +602,7 @@ class EmbeddedKvStore extends TxnDerivedWrites implements KvStore {
         continue;
       }
       for (const { key, value } of this.log.getRange({ start: w.next, end: rev + 1 })) {
-        for (const e of value) if (e.k.startsWith(w.prefix)) w.stream.push(toEvent(key, e));
+        for (const e of value) if (e.k.startsWith(w.prefix)) w.stream.push(toEvent(key, e, w.prevKv));
       }
       w.next = rev + 1;
     }

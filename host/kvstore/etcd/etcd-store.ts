@@ -396,7 +396,7 @@ class EtcdKvStore extends TxnDerivedWrites implements KvStore {
    * compacted), which costs one round trip and no data.
    */
   async compactedRevision(): Promise<Revision> {
-    const probe = new EtcdWatch(this, this.client, "\0membrane-compaction-probe", 1);
+    const probe = new EtcdWatch(this, this.client, "\0membrane-compaction-probe", 1, false);
     try {
       await probe.stream.ready; // created, or failed
       const err = probe.stream.error;
@@ -417,7 +417,7 @@ class EtcdKvStore extends TxnDerivedWrites implements KvStore {
     checkPrefix(prefix);
     if (this.closed) throw new KvStoreError("KVSTORE_CLOSED", `etcd ${this.location}: watch after close`);
     const from = options.fromRevision === undefined ? 0 : checkRevision(options.fromRevision, "watch fromRevision");
-    const w = new EtcdWatch(this, this.client, prefix, from);
+    const w = new EtcdWatch(this, this.client, prefix, from, options.prevKv === true);
     this.watches.add(w);
     return w.stream;
   }
@@ -453,6 +453,8 @@ class EtcdWatch {
     private readonly client: Etcd3,
     private readonly prefix: string,
     from: number,
+    /** Ask etcd for each event's previous state (prev_kv): one server-side read per event, only when the caller wants it. */
+    private readonly prevKv: boolean,
   ) {
     this.next = from;
     this.stream = new WatchStream(prefix, from === 0 ? 1 : from, () => this.stop());
@@ -551,7 +553,7 @@ class EtcdWatch {
           key: range.key,
           range_end: range.range_end,
           start_revision: this.next,
-          prev_kv: true,
+          prev_kv: this.prevKv,
           progress_notify: true,
         },
       });
