@@ -392,7 +392,7 @@ export class ClusterAgentCore {
     await this.applyIpcache(ipKeys);
     await this.applyServices(this.take("services"));
     const nodeKeys = this.take("nodes");
-    if (nodeKeys.length || ipKeys.length) await this.applyRoutes(nodeKeys.length > 0, ipKeys);
+    if (nodeKeys.length || ipKeys.length) await this.applyRoutes(nodeKeys, ipKeys);
   }
 
   private async applyChange(change: EngineChange, what: string): Promise<void> {
@@ -563,10 +563,11 @@ export class ClusterAgentCore {
     }
   }
 
-  /** Routes after node records changed (every route again) or only ipcache entries did (those entries' routes). */
-  private async applyRoutes(nodesChanged: boolean, ipKeys: string[]): Promise<void> {
-    if (nodesChanged) this.routes.rebuild(this.nodes.records.values(), this.ipcache.records.entries());
-    else for (const key of ipKeys) this.routes.updateIpcache(key, this.ipcache.get(key));
+  /** Routes after node records or ipcache entries changed: the changed nodes' routes, and the entries on their addresses or changed. */
+  private async applyRoutes(nodeKeys: string[], ipKeys: string[]): Promise<void> {
+    const nodesChanged = nodeKeys.length > 0;
+    if (nodesChanged) this.routes.updateNodes(nodeKeys.map((key) => [key, this.nodes.get(key)]), this.ipcache.records.entries());
+    for (const key of ipKeys) this.routes.updateIpcache(key, this.ipcache.get(key));
     // The ESP path learns a node before any route sends its pods' packets into the TUN (a packet with no peer would loop).
     if (!(await this.applyPeers(nodesChanged))) return;
     const d = this.routes.pending();

@@ -7,9 +7,10 @@
  * round that touches one ipcache entry. With 20 full agents in one simulator
  * process this was over half of its CPU during pod churn, with the garbage
  * it made most of the rest, and it starved every other agent's watch
- * (docs/scale.md). Here a change of any node record rebuilds the table (node
- * records decide every entry's route and change rarely); an ipcache change
- * re-decides its own entry only.
+ * (docs/scale.md). Here an ipcache change re-decides its own entry only,
+ * and a node record change its node's pod CIDR routes and the entries on
+ * its addresses (rebuilding everything on a node change was most of the
+ * simulator's CPU when 500 nodes joined a 5,500-node cluster at once).
  *
  * Two maps: `desired` (what the records say) and `applied` (what the sink
  * acknowledged). `pending()` compares them only for the prefixes touched
@@ -18,10 +19,10 @@
  */
 import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
 import type { NodeRecord } from "../kvstore/records/node.js";
-import { byPrefix, hostRoute, nodeRoutes, type NodeRoutes, type Route, type RouteDiff, type RouteOptions } from "./routes.js";
+import { byPrefix, hostRoute, NodeRouteIndex, type Route, type RouteDiff, type RouteOptions } from "./routes.js";
 
 export class RouteTable {
-  private nodes: NodeRoutes;
+  private readonly nodes: NodeRouteIndex;
   private readonly desired = new Map<string, Route>();
   private readonly applied = new Map<string, Route>();
   /** Prefixes whose desired route may differ from the applied one. */
@@ -35,23 +36,28 @@ export class RouteTable {
   /** ipcache key -> the prefix it claims. */
   private readonly claimOf = new Map<string, string>();
 
-  constructor(private readonly self: string, private readonly options: RouteOptions = {}) {
-    this.nodes = nodeRoutes(self, [], options);
+  constructor(self: string, options: RouteOptions = {}) {
+    this.nodes = new NodeRouteIndex(self, options);
   }
 
-  /** Every route again from the node records and the ipcache (keyed as the ipcache reflector keys them). */
-  rebuild(nodeRecords: Iterable<NodeRecord>, ipcache: Iterable<[key: string, record: IpcacheRecord]>): void {
-    this.nodes = nodeRoutes(this.self, nodeRecords, this.options);
-    for (const prefix of this.desired.keys()) this.touched.add(prefix);
-    this.desired.clear();
-    this.claims.clear();
-    this.claimOf.clear();
-    for (const [prefix, route] of this.nodes.routes) this.desired.set(prefix, route);
-    for (const [key, record] of ipcache) this.claim(key, record);
-    for (const prefix of this.desired.keys()) this.touched.add(prefix);
+  /**
+   * Node records changed (`changed`: store key -> the record now, undefined
+   * when deleted). `ipcache` is every ipcache entry as it is now (keyed as
+   * the ipcache reflector keys them); only those on an address of a changed
+   * node are decided again, as nothing else about them changed.
+   */
+  updateNodes(changed: Iterable<[key: string, record: NodeRecord | undefined]>, ipcache: Iterable<[key: string, record: IpcacheRecord]>): void {
+    const addresses = new Set<string>();
+    for (const [key, record] of changed) {
+      const moved = this.nodes.set(key, record);
+      for (const ip of moved.addresses) addresses.add(ip);
+      for (const cidr of moved.cidrs) this.settle(cidr);
+    }
+    if (addresses.size === 0) return;
+    for (const [key, record] of ipcache) if (record.hostIp !== undefined && addresses.has(record.hostIp)) this.updateIpcache(key, record);
   }
 
-  /** One ipcache entry changed (`record`) or went away (undefined); node records unchanged since the last rebuild. */
+  /** One ipcache entry changed (`record`) or went away (undefined). */
   updateIpcache(key: string, record: IpcacheRecord | undefined): void {
     this.withdraw(key);
     if (record !== undefined) this.claim(key, record);

@@ -56,27 +56,101 @@ export interface NodeRoutes {
   readonly byAddress: ReadonlyMap<string, string>;
 }
 
-export function nodeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, opts: RouteOptions = {}): NodeRoutes {
-  const nodes = [...nodeRecords];
-  const sealed = new Set(opts.encryptInto === undefined ? [] : peersFromNodes(self, nodes).map((p) => p.name));
-  const routes = new Map<string, Route>();
-  const cidrsByNode = new Map<string, Prefix[]>();
-  const byAddress = new Map<string, string>();
-  for (const n of nodes) {
-    for (const a of n.addresses) byAddress.set(a.ip, n.name);
-    if (n.name === self) continue;
-    for (const [cidr, fam] of [[n.ipv4AllocCidr, 4], [n.ipv6AllocCidr, 6]] as const) {
-      if (cidr === undefined) continue;
-      const via = nodeAddress(n, fam);
-      if (via === undefined) continue;
-      routes.set(cidr, sealed.has(n.name) ? { prefix: cidr, via, node: n.name, device: opts.encryptInto } : { prefix: cidr, via, node: n.name });
-      const own = cidrsByNode.get(n.name);
-      const prefix = parsePrefix(cidr, `node ${n.name}`);
-      if (own) own.push(prefix);
-      else cidrsByNode.set(n.name, [prefix]);
+/**
+ * NodeRoutes kept up to date one node record at a time (`set`), so that a
+ * node joining, leaving or moving costs that node's routes and the ipcache
+ * entries on its addresses, not every route again: a burst of 500 nodes
+ * joining a 5,500-node cluster rebuilt 5,500 routes and re-judged every
+ * ipcache entry once per round on every agent (docs/scale.md).
+ *
+ * A pod CIDR or an address two nodes claim (a misconfigured cluster) is
+ * answered by the node that claimed it first and still does.
+ */
+export class NodeRouteIndex implements NodeRoutes {
+  readonly routes = new Map<string, Route>();
+  readonly cidrsByNode = new Map<string, Prefix[]>();
+  readonly byAddress = new Map<string, string>();
+  /** Node records by their store key (a deleted key's record is still needed to withdraw its claims). */
+  private readonly records = new Map<string, NodeRecord>();
+  /** Pod CIDR -> (node name -> its route there), in claim order. */
+  private readonly cidrClaims = new Map<string, Map<string, Route>>();
+  /** Address -> the names of the nodes that have it, in claim order. */
+  private readonly addressClaims = new Map<string, Set<string>>();
+
+  constructor(readonly self: string, private readonly opts: RouteOptions = {}) {}
+
+  /**
+   * Node record `key` is now `record` (undefined: deleted). Answers the
+   * addresses and pod CIDRs whose answer may have changed: ipcache entries on
+   * those addresses and routes of those prefixes need deciding again.
+   */
+  set(key: string, record: NodeRecord | undefined): { addresses: Set<string>; cidrs: Set<string> } {
+    const addresses = new Set<string>();
+    const cidrs = new Set<string>();
+    const old = this.records.get(key);
+    if (old !== undefined) {
+      for (const a of old.addresses) {
+        addresses.add(a.ip);
+        this.addressClaims.get(a.ip)?.delete(old.name);
+      }
+      for (const cidr of [old.ipv4AllocCidr, old.ipv6AllocCidr]) {
+        if (cidr === undefined) continue;
+        cidrs.add(cidr);
+        this.cidrClaims.get(cidr)?.delete(old.name);
+      }
+      this.cidrsByNode.delete(old.name);
+      this.records.delete(key);
     }
+    if (record !== undefined) {
+      this.records.set(key, record);
+      for (const a of record.addresses) {
+        addresses.add(a.ip);
+        const claims = this.addressClaims.get(a.ip) ?? new Set<string>();
+        claims.add(record.name);
+        this.addressClaims.set(a.ip, claims);
+      }
+      if (record.name !== this.self) {
+        // ESP peers are judged one node at a time (peersFromNodes keeps a node with an IPv4 address and a pod CIDR)
+        const sealed = this.opts.encryptInto !== undefined && peersFromNodes(this.self, [record]).length > 0;
+        for (const [cidr, fam] of [[record.ipv4AllocCidr, 4], [record.ipv6AllocCidr, 6]] as const) {
+          if (cidr === undefined) continue;
+          const via = nodeAddress(record, fam);
+          if (via === undefined) continue;
+          cidrs.add(cidr);
+          const claims = this.cidrClaims.get(cidr) ?? new Map<string, Route>();
+          claims.set(record.name, sealed ? { prefix: cidr, via, node: record.name, device: this.opts.encryptInto } : { prefix: cidr, via, node: record.name });
+          this.cidrClaims.set(cidr, claims);
+          const prefix = parsePrefix(cidr, `node ${record.name}`);
+          const own = this.cidrsByNode.get(record.name);
+          if (own) own.push(prefix);
+          else this.cidrsByNode.set(record.name, [prefix]);
+        }
+      }
+    }
+    for (const ip of addresses) {
+      const first = firstOf(this.addressClaims.get(ip)?.values());
+      if (first === undefined) {
+        this.byAddress.delete(ip);
+        this.addressClaims.delete(ip);
+      } else this.byAddress.set(ip, first);
+    }
+    for (const cidr of cidrs) {
+      const first = firstOf(this.cidrClaims.get(cidr)?.values());
+      if (first === undefined) {
+        this.routes.delete(cidr);
+        this.cidrClaims.delete(cidr);
+      } else this.routes.set(cidr, first);
+    }
+    return { addresses, cidrs };
   }
-  return { self, routes, cidrsByNode, byAddress };
+}
+
+const firstOf = <T>(it: IterableIterator<T> | undefined): T | undefined => it?.next().value;
+
+export function nodeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, opts: RouteOptions = {}): NodeRoutes {
+  const index = new NodeRouteIndex(self, opts);
+  for (const n of nodeRecords) index.set(n.name, n);
+  return index;
 }
 
 /**

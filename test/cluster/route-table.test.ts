@@ -47,14 +47,17 @@ describe("the incremental route table", () => {
       const sink = new Map<string, string>();
       let checked = 0;
       for (let step = 0; step < 400; step++) {
-        let nodesChanged = false;
+        const nodeKeys: string[] = [];
         const ipKeys: string[] = [];
         if (r() < 0.2) {
-          const i = Math.floor(r() * NODES);
-          if (r() < 0.2) nodes.delete(`n${i}`);
-          else nodes.set(`n${i}`, randomNode(i, r));
-          nodesChanged = true;
-        } else {
+          for (let k = 1 + Math.floor(r() * 2); k > 0; k--) {
+            const i = Math.floor(r() * NODES);
+            if (r() < 0.2) nodes.delete(`n${i}`);
+            else nodes.set(`n${i}`, randomNode(i, r));
+            nodeKeys.push(`n${i}`);
+          }
+        }
+        if (nodeKeys.length === 0 || r() < 0.3) {
           for (let k = 1 + Math.floor(r() * 3); k > 0; k--) {
             const key = `k${Math.floor(r() * KEYS)}`;
             if (r() < 0.25) ipcache.delete(key);
@@ -63,8 +66,8 @@ describe("the incremental route table", () => {
           }
         }
         // as the agent's round does
-        if (nodesChanged) table.rebuild(nodes.values(), ipcache.entries());
-        else for (const key of ipKeys) table.updateIpcache(key, ipcache.get(key));
+        if (nodeKeys.length > 0) table.updateNodes(nodeKeys.map((key) => [key, nodes.get(key)]), ipcache.entries());
+        for (const key of ipKeys) table.updateIpcache(key, ipcache.get(key));
         const diff = table.pending();
         if (r() < 0.2) continue; // the sink failed: nothing committed, the next round must still bring it level
         for (const x of diff.remove) sink.delete(x.prefix);
@@ -88,7 +91,7 @@ describe("the incremental route table", () => {
     for (let j = 0; j < 10_000; j++) ipcache.set(`k${j}`, { prefix: `10.1.${j >> 8}.${j & 255}/32`, identity: 1000, encryptionKey: 0, hostIp: "192.0.2.2" });
     ipcache.set("stray", { prefix: "10.9.0.1/32", identity: 1000, encryptionKey: 0, hostIp: "192.0.2.2" });
     const table = new RouteTable("n0");
-    table.rebuild(nodes, ipcache.entries());
+    table.updateNodes(nodes.map((n) => [n.name, n]), ipcache.entries());
     const first = table.pending();
     expect(first.add.map((x) => x.prefix)).toEqual(["10.1.0.0/16", "10.9.0.1/32"]); // pods inside n1's CIDR need no route of their own
     table.commit();
@@ -98,5 +101,45 @@ describe("the incremental route table", () => {
     table.commit();
     table.updateIpcache("k7", undefined);
     expect(table.pending()).toEqual({ add: [], remove: [{ prefix: "10.2.0.7/32", via: "192.0.2.2", node: "n1" }] });
+  });
+
+  it("a node joining re-decides only its own routes and the entries on its address", () => {
+    const node = (i: number): NodeRecord => ({ name: `n${i}`, cluster: "default", encryptionKey: 0, addresses: [{ type: "InternalIP", ip: `192.0.2.${i + 1}` }], ipv4AllocCidr: `10.${i}.0.0/24` });
+    const ipcache = new Map<string, IpcacheRecord>();
+    // pods of n1 inside its CIDR, and one pod of the node that has not joined yet (192.0.2.3: n2's address)
+    for (let j = 0; j < 1000; j++) ipcache.set(`k${j}`, { prefix: `10.1.0.${j & 255}/32`, identity: 1000, encryptionKey: 0, hostIp: "192.0.2.2" });
+    ipcache.set("early", { prefix: "10.2.0.5/32", identity: 1000, encryptionKey: 0, hostIp: "192.0.2.3" });
+    const table = new RouteTable("n0");
+    // as an agent's first round: every listed ipcache entry and node record is a change
+    for (const [key, record] of ipcache) table.updateIpcache(key, record);
+    table.updateNodes([["n0", node(0)], ["n1", node(1)]], ipcache.entries());
+    // no node has 192.0.2.3 yet: the early pod gets a host route via that address
+    expect(table.pending().add).toEqual([
+      { prefix: "10.1.0.0/24", via: "192.0.2.2", node: "n1" },
+      { prefix: "10.2.0.5/32", via: "192.0.2.3", node: "192.0.2.3" },
+    ]);
+    table.commit();
+    // n2 joins: its CIDR route comes, and the early pod, now inside n2's CIDR, needs no host route
+    table.updateNodes([["n2", node(2)]], ipcache.entries());
+    expect(table.pending()).toEqual({ add: [{ prefix: "10.2.0.0/24", via: "192.0.2.3", node: "n2" }], remove: [{ prefix: "10.2.0.5/32", via: "192.0.2.3", node: "192.0.2.3" }] });
+    table.commit();
+    // n1 leaves: its CIDR route goes, and each of its pods needs a host route via its (now unnamed) address
+    table.updateNodes([["n1", undefined]], ipcache.entries());
+    const d = table.pending();
+    expect(d.remove).toEqual([{ prefix: "10.1.0.0/24", via: "192.0.2.2", node: "n1" }]);
+    expect(d.add).toHaveLength(256);
+    expect(d.add[0]).toEqual({ prefix: "10.1.0.0/32", via: "192.0.2.2", node: "192.0.2.2" });
+  });
+
+  it("a pod CIDR two nodes claim routes to the first claimant while it claims it, then to the other", () => {
+    const a: NodeRecord = { name: "a", cluster: "default", encryptionKey: 0, addresses: [{ type: "InternalIP", ip: "192.0.2.1" }], ipv4AllocCidr: "10.5.0.0/24" };
+    const b: NodeRecord = { name: "b", cluster: "default", encryptionKey: 0, addresses: [{ type: "InternalIP", ip: "192.0.2.2" }], ipv4AllocCidr: "10.5.0.0/24" };
+    const table = new RouteTable("self");
+    table.updateNodes([["a", a], ["b", b]], []);
+    expect(table.pending().add).toEqual([{ prefix: "10.5.0.0/24", via: "192.0.2.1", node: "a" }]);
+    expect(computeRoutes("self", [a, b], [])).toEqual([{ prefix: "10.5.0.0/24", via: "192.0.2.1", node: "a" }]);
+    table.commit();
+    table.updateNodes([["a", undefined]], []);
+    expect(table.pending()).toEqual({ add: [{ prefix: "10.5.0.0/24", via: "192.0.2.2", node: "b" }], remove: [] });
   });
 });
