@@ -127,25 +127,20 @@ export class NodeRouteIndex implements NodeRoutes {
         }
       }
     }
-    for (const ip of addresses) {
-      const first = firstOf(this.addressClaims.get(ip)?.values());
-      if (first === undefined) {
-        this.byAddress.delete(ip);
-        this.addressClaims.delete(ip);
-      } else this.byAddress.set(ip, first);
-    }
-    for (const cidr of cidrs) {
-      const first = firstOf(this.cidrClaims.get(cidr)?.values());
-      if (first === undefined) {
-        this.routes.delete(cidr);
-        this.cidrClaims.delete(cidr);
-      } else this.routes.set(cidr, first);
-    }
+    for (const ip of addresses) answerFirstClaim(this.addressClaims, this.byAddress, ip);
+    for (const cidr of cidrs) answerFirstClaim(this.cidrClaims, this.routes, cidr);
     return { addresses, cidrs };
   }
 }
 
-const firstOf = <T>(it: IterableIterator<T> | undefined): T | undefined => it?.next().value;
+/** `answers` for `key` becomes its first claimant still there; with none left, both forget the key. */
+function answerFirstClaim<T>(claims: Map<string, { values(): IterableIterator<T> }>, answers: Map<string, T>, key: string): void {
+  const first: T | undefined = claims.get(key)?.values().next().value;
+  if (first === undefined) {
+    answers.delete(key);
+    claims.delete(key);
+  } else answers.set(key, first);
+}
 
 export function nodeRoutes(self: string, nodeRecords: Iterable<NodeRecord>, opts: RouteOptions = {}): NodeRoutes {
   const index = new NodeRouteIndex(self, opts);
