@@ -28,7 +28,7 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--mtu <n>", "device MTU, 576..65535 (default 1500)"),
   new Option("--offloads", "TSO/USO and checksum offload on the device (virtio-net header)").default(false),
   new Option("--queues <n>", "TUN queues, 1..256 (IFF_MULTI_QUEUE; one conntrack view over all; default: the number of CPUs)"),
-  new Option("--tun-io <mode>", "how packets cross between the TUN and the forwarder: auto (io_uring batches, else read/write batches in C, else one FFI call per packet), uring, batch, koffi").choices(["auto", "uring", "batch", "koffi"]).default("auto"),
+  new Option("--tun-io <mode>", "how packets cross between the TUN and the forwarder: auto (adaptive when io_uring works, else batch, else koffi), adaptive (uring or batch, whichever costs less CPU per packet, measured under the traffic), uring (io_uring batches), batch (read/write looped in C), koffi (one FFI call per packet)").choices(["auto", "adaptive", "uring", "batch", "koffi"]).default("auto"),
   new Option("--no-native-io", "move TUN packets with one koffi FFI call per packet (the fallback), as --tun-io koffi"),
   new Option("--no-io-workers", "with several queues, do every queue's read/write on the deciding thread instead of an I/O thread per queue"),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),

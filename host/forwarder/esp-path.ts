@@ -37,6 +37,7 @@
  * split before sealing, and a sealed packet is never one the kernel could
  * segment.
  */
+import type { TunIoTuning } from "../tun/io-mode-tuner.js";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { TunDevice } from "../tun/device.js";
@@ -221,6 +222,11 @@ export class EspDevice implements TunDevice {
 
   wait(timeoutMs: number): boolean {
     return this.socket.waitWith(this.tun.fd, Math.min(timeoutMs, 1000));
+  }
+
+  /** The TUN's I/O mode tuner (ESP traffic moves through the same TUN on this thread). */
+  ioTuning(): TunIoTuning[] {
+    return this.tun.ioTuning?.() ?? [];
   }
 
   close(): void {

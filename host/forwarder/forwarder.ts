@@ -4,6 +4,7 @@
  * the ones that pass back to the device. The kernel routes pod and service
  * traffic into the device; what comes back out is routed onwards by the kernel.
  */
+import type { TunIoTuning } from "../tun/io-mode-tuner.js";
 import type { Datapath } from "../datapath.js";
 import type { PacketBatch } from "../wasm/batch.js";
 import type { PacketMeta } from "../engine.js";
@@ -65,6 +66,11 @@ export interface ForwarderStats {
   lastGcSeconds?: number;
   /** Time per pipeline stage, with ForwarderOptions.stageTiming only (stage-timer.ts). */
   stages?: StageTimes;
+  /**
+   * With adaptive TUN I/O (`--tun-io auto`): per thread that moves packets, the mode it uses and what it measured
+   * (io-mode-tuner.ts). Filled in by the worker's reports (TunDevice.ioTuning), not by the forwarder itself.
+   */
+  tunIo?: TunIoTuning[];
 }
 
 /**

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { Datapath } from "../datapath.js";
 import { deviceTunIo, openForwarderDevice } from "./open-device.js";
-import { Forwarder } from "./forwarder.js";
+import { Forwarder, type ForwarderStats } from "./forwarder.js";
 import { prepareDatapath } from "./setup.js";
 import { openEspPath } from "./esp-path.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
@@ -82,7 +82,11 @@ async function main(): Promise<void> {
     // Commands are applied between batches (Forwarder's betweenBatches hook), on the forwarder's clock.
     const fwd = new Forwarder(dp, device, { batchSize: start.batchSize, stageTiming: start.stageTiming, offloadMode: start.device.offloadMode, betweenBatches: () => inbox.drain() });
     const inbox = new CommandInbox(start.commands, new CommandApplier(dp, { clock: monotonicSeconds, batches: () => fwd.stats.batches, ...(esp ? { setPeers: (p) => esp.setPeers(p) } : {}) }));
-    const report = () => post({ type: "report", stats: { ...fwd.stats }, counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
+    const stats = (): ForwarderStats => {
+      const tunIo = device.ioTuning?.();
+      return tunIo?.length ? { ...fwd.stats, tunIo } : { ...fwd.stats };
+    };
+    const report = () => post({ type: "report", stats: stats(), counters: dp.counters(), ...topFlows(dp), ...natMappings(dp) });
     // The first report (restored flows, zero traffic) before "ready": the agent's status file has content from the start.
     report();
     post({ type: "ready", device: device.name, mtu: device.mtu, tunIo: deviceTunIo(device), restored, snapshot, saved });
@@ -109,7 +113,7 @@ async function main(): Promise<void> {
     // Close before saying so: the controller terminates the thread on "stopped",
     // and a device still open then would outlive the forwarder.
     device.close();
-    post({ type: "stopped", stats: { ...fwd.stats }, snapshotEntries: final?.entries ?? 0, saved: final });
+    post({ type: "stopped", stats: stats(), snapshotEntries: final?.entries ?? 0, saved: final });
   } finally {
     device.close();
   }

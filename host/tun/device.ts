@@ -15,6 +15,7 @@
  * Its multi-byte fields are in host byte order (the kernel's legacy virtio
  * layout, since we never set TUNSETVNETLE/BE).
  */
+import type { TunIoTuning } from "./io-mode-tuner.js";
 import { InvalidInputError } from "../errors.js";
 
 /** sizeof(struct virtio_net_hdr) (linux/virtio_net.h), the header exchanged with vnetHdr. */
@@ -60,6 +61,12 @@ export interface TunDevice {
    * TUN I/O); undefined or absent: use read()/write().
    */
   descriptorIo?(): DescriptorIo | undefined;
+  /**
+   * With adaptive native I/O (`--tun-io auto`): what the tuner of each thread
+   * that moves this device's packets has measured (io-mode-tuner.ts); empty
+   * or absent otherwise.
+   */
+  ioTuning?(): TunIoTuning[];
 }
 
 /**

@@ -7,7 +7,8 @@
  * The fd is non-blocking: a batch read is a loop of read(2) until EAGAIN or
  * the batch is full, and wait() is poll(2). How the loop runs is `io`
  * (tun-io-choice.ts): in C with one FFI call per batch, as an io_uring
- * batch, or one koffi call per packet. Packet bytes move between the kernel
+ * batch, whichever of those two costs less (adaptive), or one koffi call per
+ * packet. Packet bytes move between the kernel
  * and the caller's Uint8Arrays with no copy in between (see libc-tun.ts and
  * native-batch-io.ts).
  *
@@ -24,6 +25,7 @@ import { checkReadBatch, checkWriteBatch, MAX_GSO_PACKET, VIRTIO_NET_HDR_LEN, ty
 import { TunClosedError, TunIoError } from "./errors.js";
 import { libcTun } from "./libc-tun.js";
 import { NativeTunIo } from "./native-batch-io.js";
+import type { TunIoTuning } from "./io-mode-tuner.js";
 import { resolveTunIo, type TunIoChoice, type TunIoMode } from "./tun-io-choice.js";
 import { tunNative } from "../sys/tun-native.js";
 import {
@@ -99,7 +101,7 @@ export interface OpenTunOptions {
   multiQueue?: boolean;
   /** The TUN clone device; only tests and unusual systems change it. */
   devicePath?: string;
-  /** How packets move (tun-io-choice.ts); default "auto": io_uring, else batched syscalls, else koffi per packet. */
+  /** How packets move (tun-io-choice.ts); default "auto": io_uring or batched syscalls by measurement, else batched syscalls, else koffi per packet. */
   io?: TunIoChoice;
 }
 
@@ -129,9 +131,9 @@ export class LinuxTun implements TunDevice {
   readonly offloads: TunOffloads;
   /** Degradations decided at open, for people: "kernel lacks USO ...". */
   readonly notes: readonly string[];
-  /** How packets move: io_uring, batched syscalls in C, or one koffi call per packet. */
+  /** How packets move: io_uring, batched syscalls in C, the cheaper of those two (adaptive), or one koffi call per packet. */
   readonly io: TunIoMode;
-  /** The native batch path ("uring" or "batch"); undefined with "koffi". */
+  /** The native batch path; undefined with "koffi". */
   readonly #native: NativeTunIo | undefined;
   #fd: number;
   readonly #hdr: number;
@@ -253,6 +255,11 @@ export class LinuxTun implements TunDevice {
   }
 
   #descriptorIo: DescriptorIo | undefined;
+
+  ioTuning(): TunIoTuning[] {
+    const t = this.#native?.tuning();
+    return t ? [t] : [];
+  }
 
   #readDescs(batch: DescriptorBatch, totals: Uint32Array): number {
     const fd = this.#open();

@@ -12,6 +12,7 @@
  * A buffer the caller passes to write that was not one of the read's buffers
  * (a datapath that moved the packet) goes out on queue 0.
  */
+import type { TunIoTuning } from "./io-mode-tuner.js";
 import { InvalidInputError } from "../errors.js";
 import { checkReadBatch, checkWriteBatch, type TunDevice } from "./device.js";
 import { TunIoError } from "./errors.js";
@@ -115,6 +116,11 @@ export class MultiQueueTun implements TunDevice {
     // Devices that cannot be polled together (the in-memory one): any ready now, else the first for the timeout.
     for (const q of this.queues) if (q.wait(0)) return true;
     return this.queues[0]!.wait(timeoutMs) || this.queues.some((q) => q.wait(0));
+  }
+
+  /** The queues are read and written on this one thread, so they share its tuner: each one once. */
+  ioTuning(): TunIoTuning[] {
+    return [...new Set(this.queues.flatMap((q) => q.ioTuning?.() ?? []))];
   }
 
   close(): void {

@@ -4,10 +4,12 @@
  * cost that dominated the forwarder's per-packet CPU beyond the syscalls
  * (docs/forwarder.md, "Cost per packet").
  *
- * Two modes:
+ * Modes:
  * - "batch": read(2)/write(2) per packet, looped in C;
  * - "uring": the batch submitted to an io_uring with one io_uring_enter(2)
- *   per round (reads) or per batch (writes): one syscall per batch.
+ *   per round (reads) or per batch (writes): one syscall per batch;
+ * - "adaptive": whichever of the two costs this thread less CPU per packet,
+ *   measured under the traffic by the thread's IoModeTuner (io-mode-tuner.ts).
  *
  * The C side takes one base pointer and a byte offset per packet, so koffi
  * marshals one pointer per call, not one per packet. That needs the
@@ -26,8 +28,9 @@
  */
 import type { TunNative } from "../sys/tun-native.js";
 import type { DescriptorBatch } from "./device.js";
+import { threadIoTuner, type IoModeTuner, type NativeIoMode, type TunIoTuning } from "./io-mode-tuner.js";
 
-export type NativeTunIoMode = "batch" | "uring";
+export type NativeTunIoMode = NativeIoMode | "adaptive";
 
 /** io_uring slots per ring: the forwarder's batch (128) and an I/O thread's (64) fit in one round. */
 const URING_ENTRIES = 256;
@@ -43,8 +46,23 @@ export class NativeTunIo {
   #wholeOf: ArrayBufferLike | undefined;
   #whole: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
 
-  constructor(lib: TunNative, readonly mode: NativeTunIoMode) {
+  readonly #fixed: NativeIoMode | undefined;
+  /** "adaptive": the tuner of the thread that does the I/O, taken at its first call (a device may be opened on another thread). */
+  #tuner: IoModeTuner | undefined;
+
+  constructor(lib: TunNative, mode: NativeTunIoMode) {
     this.#lib = lib;
+    if (mode !== "adaptive") this.#fixed = mode;
+  }
+
+  /** The mode the next call uses. */
+  get mode(): NativeIoMode {
+    return this.#fixed ?? (this.#tuner ??= threadIoTuner()).mode;
+  }
+
+  /** What the adaptive mode has measured (undefined for a fixed mode, or before the first call). */
+  tuning(): TunIoTuning | undefined {
+    return this.#tuner?.tuning;
   }
 
   /**
@@ -74,6 +92,7 @@ export class NativeTunIo {
       }
       if (r < k) break;
     }
+    this.#tuner?.observe(got);
     return got;
   }
 
@@ -113,6 +132,7 @@ export class NativeTunIo {
     const ring = this.mode === "uring" ? this.#uring() : 0;
     const n = this.#lib.readDescs(ring, fd, batch.memory, batch.descs, batch.count, batch.headroom, hdr, need, batch.meta, totals, this.#err);
     this.errno = this.#err[0]!;
+    this.#tuner?.observe(n);
     return n;
   }
 

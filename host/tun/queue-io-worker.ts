@@ -27,6 +27,7 @@ import { libcTun } from "./libc-tun.js";
 import { tunNative } from "../sys/tun-native.js";
 import { NativeTunIo } from "./native-batch-io.js";
 import type { TunIoMode } from "./tun-io-choice.js";
+import { publishTuning } from "./io-mode-tuner.js";
 import { PacketRing } from "./packet-ring.js";
 import { POLLFD_SIZE, POLLIN } from "./tun-abi.js";
 
@@ -45,6 +46,8 @@ export interface QueueIoStart {
   batch: number;
   /** How this thread moves packets (the queue's LinuxTun.io); default "koffi". */
   io?: TunIoMode;
+  /** TUNING_FIELDS Float64s: this thread's tuner, with io "adaptive" (io-mode-tuner.ts publishTuning). */
+  tuning?: SharedArrayBuffer;
 }
 
 const EINTR = 4;
@@ -70,8 +73,9 @@ function run(start: QueueIoStart): void {
   pv.setInt32(POLLFD_SIZE, wakeFd, LE);
   pv.setInt16(POLLFD_SIZE + 4, POLLIN, LE);
   const nap = new Int32Array(new SharedArrayBuffer(4));
-  const lib = start.io === "uring" || start.io === "batch" ? tunNative() : undefined;
-  const native = lib ? new NativeTunIo(lib, start.io as "uring" | "batch") : undefined;
+  const lib = start.io === "uring" || start.io === "batch" || start.io === "adaptive" ? tunNative() : undefined;
+  const native = lib ? new NativeTunIo(lib, start.io as "uring" | "batch" | "adaptive") : undefined;
+  const tuning = start.tuning ? new Float64Array(start.tuning) : undefined;
   // The slots of one native call and their lengths (reused; a slot's view is the ring's own, made once).
   const inSlots: Uint8Array[] = [];
   const inLens: number[] = [];
@@ -89,6 +93,9 @@ function run(start: QueueIoStart): void {
       const want = Math.min(batch, free);
       for (let k = 0; k < want; k++) inSlots[k] = inbound.freeSlot(k);
       filled = native.read(fd, inSlots, want, 0, inLens);
+      // Before the packets are published: a decider that has them can read what the tuner found.
+      const tuned = tuning && native.tuning();
+      if (tuned) publishTuning(tuned, tuning!);
       for (let k = 0; k < filled; k++) inbound.setLength(k, inLens[k]!);
       if (native.errno !== 0) failed = true;
       // Only a full ring leaves the rest of the batch to the loop below, which reads into scratch and counts drops.

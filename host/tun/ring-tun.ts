@@ -26,6 +26,7 @@
  * deferredWriteErrors() (an outbound ring was full, or write(2) refused a
  * packet), which the forwarder adds to stats.writeErrors.
  */
+import { readTuning, TUNING_FIELDS, type TunIoTuning } from "./io-mode-tuner.js";
 import { Worker } from "node:worker_threads";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
@@ -56,6 +57,8 @@ interface Queue {
   outbound: PacketRing;
   wakeFd: number;
   control: Int32Array;
+  /** What the thread's I/O mode tuner found (io-mode-tuner.ts publishTuning). */
+  tuning: Float64Array;
   worker: Worker;
 }
 
@@ -111,14 +114,15 @@ export class RingTun implements TunDevice {
         const wakeFd = c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (wakeFd < 0) throw new TunIoError(`eventfd for ${this.name}`, c.errno());
         const control = new Int32Array(new SharedArrayBuffer(8));
+        const tuning = new Float64Array(new SharedArrayBuffer(TUNING_FIELDS * 8));
         const start: QueueIoStart = {
           fd: tun.fd, wakeFd, inbound: inbound.sab, outbound: outbound.sab, doorbell: this.#doorbell.buffer as SharedArrayBuffer,
-          control: control.buffer as SharedArrayBuffer, batch: ioBatch, io: tun.io,
+          control: control.buffer as SharedArrayBuffer, batch: ioBatch, io: tun.io, tuning: tuning.buffer as SharedArrayBuffer,
         };
         const worker = new Worker(file, { workerData: start });
         // The I/O threads live and die with this device, never with the event loop.
         worker.unref();
-        this.#queues.push({ tun, inbound, outbound, wakeFd, control, worker });
+        this.#queues.push({ tun, inbound, outbound, wakeFd, control, tuning, worker });
       }
     } catch (err) {
       this.close();
@@ -210,6 +214,11 @@ export class RingTun implements TunDevice {
   /** Packets read from each queue so far (which queue the kernel put them on). */
   queueReads(): number[] {
     return [...this.#perQueue];
+  }
+
+  /** Each I/O thread's I/O mode tuner, as it last published it (adaptive io only). */
+  ioTuning(): TunIoTuning[] {
+    return this.#queues.flatMap((q) => readTuning(q.tuning) ?? []);
   }
 
   /** Packets lost because an inbound ring was full (the decider fell behind its I/O threads). */

@@ -8,17 +8,21 @@
  *   batch, one syscall per packet);
  * - "koffi": one koffi call of read(2)/write(2) per packet, the fallback
  *   when the native library is not built;
- * - "auto" (the default): the fastest the machine allows, in that order.
+ * - "adaptive": uring or batch, whichever costs the thread less CPU per
+ *   packet under the traffic it moves, measured again every few seconds
+ *   (io-mode-tuner.ts says why no fixed choice is right);
+ * - "auto" (the default): adaptive when the machine gives io_uring, else
+ *   batch, else koffi.
  *
  * Every mode moves the same bytes (test/tun/native-io.test.ts).
  */
 import { NotSupportedError, InvalidInputError } from "../errors.js";
 import { tunNative, tunNativeUnavailable } from "../sys/tun-native.js";
 
-export type TunIoMode = "uring" | "batch" | "koffi";
+export type TunIoMode = "uring" | "batch" | "adaptive" | "koffi";
 export type TunIoChoice = "auto" | TunIoMode;
 
-export const TUN_IO_CHOICES: readonly TunIoChoice[] = ["auto", "uring", "batch", "koffi"];
+export const TUN_IO_CHOICES: readonly TunIoChoice[] = ["auto", "adaptive", "uring", "batch", "koffi"];
 
 let uringProbe: string | null | undefined;
 
@@ -54,7 +58,7 @@ export function resolveTunIo(choice: TunIoChoice = "auto"): { mode: TunIoMode; n
   }
   if (choice === "batch") return { mode: "batch" };
   const why = uringUnavailable();
-  if (why === undefined) return { mode: "uring" };
-  if (choice === "uring") throw new NotSupportedError(`TUN io "uring": ${why}`);
+  if (why === undefined) return { mode: choice === "uring" ? "uring" : "adaptive" };
+  if (choice === "uring" || choice === "adaptive") throw new NotSupportedError(`TUN io "uring": ${why}`);
   return { mode: "batch", note: `TUN I/O batched read(2)/write(2), not io_uring: ${why}` };
 }

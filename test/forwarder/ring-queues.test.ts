@@ -92,6 +92,9 @@ describeIf("the forwarder on two TUN queues with an I/O thread each", missingTun
     expect(dev.queueReads().every((n) => n > 0)).toBe(true);
     expect(fwd.stats).toMatchObject({ packetsIn: FLOWS, packetsOut: FLOWS, dropped: 0, writeErrors: 0, ringDrops: 0 });
     expect([...dp.conntrack("any4")]).toHaveLength(FLOWS);
+    // Opened with io "auto": each I/O thread tunes its own mode and the decider's thread can read what it found.
+    expect(dev.io).toBe("adaptive");
+    expect(dev.ioTuning().map((t) => ["uring", "batch"].includes(t.mode))).toEqual([true, true]);
   });
 
   test("a flow whose two directions arrive on different queues is decided against one conntrack entry", async () => {

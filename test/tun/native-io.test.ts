@@ -1,6 +1,7 @@
 // The TUN I/O modes (host/tun/tun-io-choice.ts) move exactly the same bytes:
 // "koffi" (one FFI call per packet), "batch" (read/write looped in C, one FFI
-// call per batch) and "uring" (a batch per io_uring_enter). For each mode, in
+// call per batch), "uring" (a batch per io_uring_enter) and "adaptive" (one of
+// the two, chosen by measurement; io-mode-tuner.test.ts). For each mode, in
 // a scratch namespace with forwarding on, a batch of crafted IPv4 packets
 // (sizes 21..1400, distinct payloads) is written into TUN A with that mode;
 // the kernel routes each out of TUN B, where it is read back with the same
@@ -19,7 +20,7 @@ import { verifyChecksums } from "../../host/packet/checksum.js";
 import { closeTunPairs, describeIf, missingNativeTun, missingTun, openTunPairs } from "./env.js";
 import { ip } from "../../host/sys/netns/index.js";
 
-const MODES: TunIoMode[] = ["koffi", "batch", "uring"];
+const MODES: TunIoMode[] = ["koffi", "batch", "uring", "adaptive"];
 const missing = missingTun() ?? missingNativeTun();
 
 /** Packet i: UDP from 10.252.0.2 (behind A) to 10.252.1.2 (behind B), a size that varies with i. */
@@ -89,7 +90,7 @@ describeIf("TUN I/O modes move the same bytes (real TUNs)", missing, () => {
   }
 
   it("every mode was opened as asked (the machine gives io_uring and the native library)", () => {
-    expect(resolveTunIo("auto").mode).toBe("uring");
+    expect(resolveTunIo("auto").mode).toBe("adaptive");
     for (const [mode, { a, b }] of pairs) {
       expect(a.io).toBe(mode);
       expect(b.io).toBe(mode);
@@ -120,6 +121,7 @@ describeIf("TUN I/O modes move the same bytes (real TUNs)", missing, () => {
       }
       expect(seen.get("batch")).toEqual(seen.get("koffi"));
       expect(seen.get("uring")).toEqual(seen.get("koffi"));
+      expect(seen.get("adaptive")).toEqual(seen.get("koffi"));
     });
   }
 
