@@ -173,6 +173,19 @@ export function registerDatapathCollector(registry: Registry, source: DatapathSo
   forwarderCounter("device_errors_total", "Writes the TUN device refused or pushed back", (s) => s.writeErrors);
   forwarderCounter("coalesced_writes_total", "Super-packets the TUN forwarder wrote that carry several packets of a flow (offload passthrough)", (s) => s.coalescedWrites ?? 0);
   forwarderCounter("coalesced_packets_total", "Packets the TUN forwarder wrote inside coalesced super-packets", (s) => s.coalescedPackets ?? 0);
+  forwarderCounter("tun_io_switches_total", "Times adaptive TUN I/O changed a thread's mode (io_uring <-> read/write) after measuring both", (s) => (s.tunIo ?? []).reduce((n, t) => n + t.switches, 0));
+  new Gauge({
+    name: `${METRICS_PREFIX}forwarder_tun_io_threads`,
+    help: "Threads moving TUN packets with adaptive I/O, by the mode each uses now (uring or batch)",
+    labelNames: [...nodeLabel, "mode"],
+    registers,
+    collect() {
+      this.reset();
+      const threads = read()?.forwarder?.tunIo;
+      if (!threads?.length) return;
+      for (const mode of ["uring", "batch"] as const) this.set(withNode({ mode }), threads.filter((t) => t.mode === mode).length);
+    },
+  });
   new Gauge({
     name: `${METRICS_PREFIX}forwarder_packets_per_batch`,
     help: "Mean packets per batch since the forwarder started",

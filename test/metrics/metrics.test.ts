@@ -77,7 +77,8 @@ describeIf("the exposition passes promtool", promtoolMissing, () => {
     const dp = await Datapath.create({ conntrack: { tcpEntries: 1024, otherEntries: 1024 } });
     try {
       const metrics = createMetrics();
-      registerDatapathCollector(metrics.registry, () => ({ counters: dp.counters(), natMappings: 0, services: 2, policies: 1, identities: 7, lastGcSeconds: 0.001, forwarder: { batches: 2, reads: 2, writes: 2, packetsIn: 7, bytesIn: 500, wirePacketsIn: 7, packetsOut: 5, bytesOut: 400, dropped: 2, offloadUnwritable: 0, writeErrors: 0, gcRuns: 0, coalescedWrites: 3, coalescedPackets: 40 } }));
+      registerDatapathCollector(metrics.registry, () => ({ counters: dp.counters(), natMappings: 0, services: 2, policies: 1, identities: 7, lastGcSeconds: 0.001, forwarder: { batches: 2, reads: 2, writes: 2, packetsIn: 7, bytesIn: 500, wirePacketsIn: 7, packetsOut: 5, bytesOut: 400, dropped: 2, offloadUnwritable: 0, writeErrors: 0, gcRuns: 0, coalescedWrites: 3, coalescedPackets: 40,
+        tunIo: [{ mode: "batch", decisions: 4, switches: 1, nsPerPacket: { uring: 4200, batch: 3800 } }, { mode: "uring", decisions: 3, switches: 2, nsPerPacket: {} }] } }));
       drive(dp);
       metrics.kvstoreOperations.observe({ action: "put", kind: "ipcache", outcome: "success", scope: "node" }, 0.002);
       metrics.kvstoreEventsQueue.observe({ action: "create", scope: "ipcache" }, 0.0001);
@@ -93,6 +94,10 @@ describeIf("the exposition passes promtool", promtoolMissing, () => {
       // GSO on write: the forwarder's coalescing counters are exported.
       expect(text).toMatch(/forwarder_coalesced_writes_total\S* 3\n/);
       expect(text).toMatch(/forwarder_coalesced_packets_total\S* 40\n/);
+      // Adaptive TUN I/O: threads by mode, switches summed over threads.
+      expect(sample(text, "membrane_forwarder_tun_io_threads", { mode: "batch" })).toBe(1);
+      expect(sample(text, "membrane_forwarder_tun_io_threads", { mode: "uring" })).toBe(1);
+      expect(text).toMatch(/forwarder_tun_io_switches_total\S* 3\n/);
       // promtool's silence means something only if it reads what we think: a bad name is reported.
       const broken = spawnSync("promtool", ["check", "metrics"], { input: "# TYPE bad_counter counter\nbad_counter 1\n", encoding: "utf8" });
       expect(`${broken.stdout}${broken.stderr}`).toContain("_total");
