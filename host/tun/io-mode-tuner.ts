@@ -46,7 +46,7 @@ export interface TunIoTuning {
 }
 
 export interface IoModeTunerOptions {
-  /** The mode to start with (default "uring": the better one on most days measured). */
+  /** The mode to start with (default "uring", what `auto` meant before it measured; the first exploration corrects it). */
   initial?: NativeIoMode;
   windowPackets?: number;
   windowMaxMs?: number;
