@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   const ffi = ffiCallNs();
   console.log(`\n  One FFI call (koffi) of a syscall that does nothing (getppid(2)), in this thread: ${num(ffi.koffi, 0)} ns;`
     + ` the same syscall from C: ${ffi.c === undefined ? "-" : `${num(ffi.c, 0)} ns`} (load average ${num(loadavg()[0]!, 2)}).`);
-  console.log("  With native TUN I/O the forwarder makes one such call per batch for reads and one for writes (io_uring: one syscall each).");
+  console.log("  With native TUN I/O the forwarder makes one such call per batch for reads and one for writes (io_uring: one syscall each; batch mode: one read(2) or write(2) per packet inside it).");
   splitCheck(ffi);
 }
 
@@ -205,7 +205,7 @@ function report(rows: Row2[]): void {
   stageRows.push(user);
   printTable(`Forwarder thread CPU time per packet by pipeline stage (64-byte UDP, batch ${process.env.FP_STAGES_BATCH ?? 128}, 1 queue, no offloads; whole run; stage timer on)`, stageRows, [
     "CPU time of the worker thread (CLOCK_THREAD_CPUTIME_ID), kernel time in its syscalls included; not wall time.",
-    "read / write = the device's batch read / write through the FFI (native TUN I/O: one io_uring_enter each), syscalls included.",
+    "read / write = the device's batch read / write through the FFI (native TUN I/O: one io_uring_enter each, or read(2)/write(2) per packet looped in C, as the adaptive mode chose), syscalls included.",
     "admit = declaring the packets to the Wasm batch; decide = the one Wasm call; collect = verdicts back, the write list;",
     "housekeeping = commands between batches, the run loop's callback (reports, snapshots), conntrack GC.",
     "Each stage also carries about one clock read a batch (a syscall here): the timer's row. The utime row is this timed run's",
@@ -238,12 +238,14 @@ function report(rows: Row2[]): void {
     "  forwarded, over the window: for the forwarder its JS glue, Wasm decision and FFI glue; for the C loop nearly nothing.",
   ];
   if (fUser !== undefined) {
+    // As bench/forwarder.ts judges it: less what the forwarder's own syscalls leave in user time, at the C loop's rate.
+    const judged = estimate ?? fUser;
     notes.push(
-      `GOAL CPU per packet beyond the read and write syscalls <= ${BEYOND_SYSCALLS_GOAL_NS} ns: ${fUser <= BEYOND_SYSCALLS_GOAL_NS ? "MET" : "NOT MET"}`
-        + ` - forwarder (no timer) worker user-mode CPU ${num(fUser)} ns/pkt; the C loop's user-mode CPU ${cUser === undefined ? "-" : num(cUser)} ns/pkt for reference`
-        + ` (whole thread: forwarder ${fNs === undefined ? "-" : num(fNs)}, C loop ${cNs === undefined ? "-" : num(cNs)} ns/pkt; runs adjacent in time: F C F).`,
+      `GOAL CPU per packet beyond the read and write syscalls <= ${BEYOND_SYSCALLS_GOAL_NS} ns: ${judged <= BEYOND_SYSCALLS_GOAL_NS ? "MET" : "NOT MET"} - ${num(judged)} ns/pkt`
+        + ` (forwarder, no timer: worker user-mode CPU ${num(fUser)} ns/pkt raw, less what its syscalls leave in user time; the C loop's user-mode CPU ${cUser === undefined ? "-" : num(cUser)} ns/pkt`
+        + `; whole thread: forwarder ${fNs === undefined ? "-" : num(fNs)}, C loop ${cNs === undefined ? "-" : num(cNs)} ns/pkt; runs adjacent in time: F C F).`,
       `  utime also holds the ends of syscalls (bench/thread-times.ts): the C loop's user time is that alone, over 2 syscalls/pkt; the forwarder`
-        + ` made ${fSys === undefined ? "-" : num(fSys, 3)} syscalls/pkt, so without them about ${estimate === undefined ? "-" : num(estimate)} ns/pkt (an estimate; the verdict uses the raw figure).`,
+        + ` made ${fSys === undefined ? "-" : num(fSys, 3)} syscalls/pkt, so without them ${estimate === undefined ? "-" : num(estimate)} ns/pkt, the figure judged.`,
     );
   }
   const vUser = perPacket(viewRuns, (r) => r.threadUserNs);
