@@ -15,6 +15,7 @@ import { isDeepStrictEqual } from "node:util";
 import { packageRoot } from "../host/package-root.js";
 import { machineFacts, printMachineFacts } from "./machine.js";
 import { runForwarder } from "./forwarder.js";
+import { InvalidInputError } from "../host/errors.js";
 
 async function main(): Promise<void> {
   const machine = machineFacts();
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  // A bad setting (FORWARDER_BENCH_*_ORDER) is said in one line; anything else with its stack.
+  console.error(e instanceof InvalidInputError ? `forwarder bench: ${e.message}` : e instanceof Error ? (e.stack ?? e.message) : e);
   process.exitCode = 1;
 });

@@ -89,6 +89,7 @@ import { tunNative } from "../host/sys/tun-native.js";
 import type { TunIoChoice } from "../host/tun/tun-io-choice.js";
 import type { TunIoTuning } from "../host/tun/io-mode-tuner.js";
 import { num, printTable, type Row } from "./report.js";
+import { InvalidInputError } from "../host/errors.js";
 
 // FORWARDER_BENCH_PREFIX: name the run's namespaces and links apart from another run on the same machine.
 const PREFIX = process.env.FORWARDER_BENCH_PREFIX ?? "mbr-bfwd";
@@ -851,6 +852,11 @@ export async function runForwarder(): Promise<ForwarderResult> {
   }
   const started = performance.now();
   const load0 = loadavg()[0]!;
+  // FORWARDER_BENCH_UDP_ORDER / FORWARDER_BENCH_TCP_ORDER (comma-separated variants) replace the run orders;
+  // FORWARDER_BENCH_IO (a --tun-io choice) sets the TUN I/O mode of every forwarder run but "koffi per packet".
+  // Checked before anything is set up.
+  const udpOrder = orderFromEnv("FORWARDER_BENCH_UDP_ORDER", UDP_LABEL, UDP_ORDER);
+  const tcpOrder = orderFromEnv("FORWARDER_BENCH_TCP_ORDER", TCP_LABEL, TCP_ORDER);
   const run = new Run();
   // Ctrl-C mid-run: remove what was made before going.
   const onSignal = (sig: NodeJS.Signals) => {
@@ -870,17 +876,15 @@ export async function runForwarder(): Promise<ForwarderResult> {
     const sink = run.toolIn(pod2.ns, ["sink", pod2.v4, UDP_PORT], "UDP sink");
     await sink.ready();
 
-    // FORWARDER_BENCH=udp or =tcp runs only that half (while working on one of them); FORWARDER_BENCH_UDP_ORDER /
-    // FORWARDER_BENCH_TCP_ORDER (comma-separated variants) replace the run order; FORWARDER_BENCH_IO (a --tun-io
-    // choice) sets the forwarder's TUN I/O mode (default auto) for every forwarder run except "koffi per packet".
+    // FORWARDER_BENCH=udp or =tcp runs only that half (while working on one of them).
     const only = process.env.FORWARDER_BENCH;
-    for (const { variant, run: n } of only === "tcp" ? [] : numbered(process.env.FORWARDER_BENCH_UDP_ORDER ? (process.env.FORWARDER_BENCH_UDP_ORDER.split(",") as UdpVariant[]) : UDP_ORDER)) {
+    for (const { variant, run: n } of only === "tcp" ? [] : numbered(udpOrder)) {
       progress(`UDP ${UDP_LABEL[variant]}, run ${n}`);
       const r = await run.udp(variant, n);
       udp.push(r);
       done(r);
     }
-    for (const { variant, run: n } of only === "udp" ? [] : numbered(process.env.FORWARDER_BENCH_TCP_ORDER ? (process.env.FORWARDER_BENCH_TCP_ORDER.split(",") as TcpVariant[]) : TCP_ORDER)) {
+    for (const { variant, run: n } of only === "udp" ? [] : numbered(tcpOrder)) {
       run.kernelForwarding(variant === "kernel");
       progress(`TCP ${TCP_LABEL[variant]}, run ${n}`);
       const r = await run.tcp(variant, n);
@@ -920,7 +924,7 @@ export async function runForwarder(): Promise<ForwarderResult> {
     seconds: (performance.now() - started) / 1000,
     config: {
       ipPacketBytes: IP_BYTES, flows: FLOWS, batchSize: BATCH, warmupSeconds: WARMUP_S, windowSeconds: WINDOW_S, iperfSeconds: IPERF_S,
-      udpOrder: UDP_ORDER, tcpOrder: TCP_ORDER,
+      udpOrder, tcpOrder,
       pinning: run.pin
         ? `UDP: sender on CPU ${SENDER_CPU}, packet mover (forwarder worker thread / C loop) on CPU ${MOVER_CPU}; TCP: none`
         : "none (one CPU)",
@@ -951,6 +955,16 @@ export async function runForwarder(): Promise<ForwarderResult> {
   };
   print(result);
   return result;
+}
+
+/** A run order from a comma-separated environment variable (variants named as in `labels`), else `fallback`. */
+function orderFromEnv<V extends string>(name: string, labels: Record<V, string>, fallback: V[]): V[] {
+  const value = process.env[name];
+  if (!value) return fallback;
+  const order = value.split(",").map((v) => v.trim());
+  const unknown = order.filter((v) => !(v in labels));
+  if (unknown.length) throw new InvalidInputError(`${name}: unknown variant(s) ${unknown.join(", ")}; one of ${Object.keys(labels).join(", ")}`);
+  return order as V[];
 }
 
 /**

@@ -59,6 +59,6 @@ export function resolveTunIo(choice: TunIoChoice = "auto"): { mode: TunIoMode; n
   if (choice === "batch") return { mode: "batch" };
   const why = uringUnavailable();
   if (why === undefined) return { mode: choice === "uring" ? "uring" : "adaptive" };
-  if (choice === "uring" || choice === "adaptive") throw new NotSupportedError(`TUN io "uring": ${why}`);
+  if (choice === "uring" || choice === "adaptive") throw new NotSupportedError(`TUN io "${choice}": ${why}`);
   return { mode: "batch", note: `TUN I/O batched read(2)/write(2), not io_uring: ${why}` };
 }
