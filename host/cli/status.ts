@@ -1,4 +1,5 @@
 /** `membrane status`: what the running agent reports about itself. */
+import type { TunIoTuning } from "../tun/io-mode-tuner.js";
 import { Command } from "commander";
 import { readStatus, reportAgeMs, staleAfterMs, DEFAULT_STATE_DIR } from "../agent/status-file.js";
 import { stateDirHeld } from "../agent/state-dir.js";
@@ -47,12 +48,20 @@ export function status(opts: { stateDir?: string; json: boolean }, io: Output): 
       // Offload passthrough merging plain packets of a flow into super-packets on write (passthrough-coalescer.ts).
       io.out(`writes: ${s.stats.writes}, of which ${s.stats.coalescedWrites} coalesced super-packets carrying ${s.stats.coalescedPackets ?? 0} packets`);
     }
+    if (s.stats.tunIo?.length) io.out(`tun io adaptive: ${s.stats.tunIo.map(tunIoThread).join("; ")}`);
   }
   if (s.flows.length) io.out(flowsTable(s.flows));
   if (s.services?.length) io.out(formatServiceFlows(s.services));
   for (const line of natLines({ nat: s.nat ?? [], natMappings: s.natMappings ?? 0 }, STATUS_NAT_ROWS)) io.out(line);
 }
 
+
+/** One thread's adaptive TUN I/O (io-mode-tuner.ts): "batch (2 decisions, 1 switch; uring 4,200, batch 3,800 ns/pkt)". */
+function tunIoThread(t: TunIoTuning): string {
+  const ns = (["uring", "batch"] as const).filter((m) => t.nsPerPacket[m] !== undefined).map((m) => `${m} ${Math.round(t.nsPerPacket[m]!).toLocaleString("en-US")}`);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : word.endsWith("h") ? "es" : "s"}`;
+  return `${t.mode} (${plural(t.decisions, "decision")}, ${plural(t.switches, "switch")}${ns.length ? `; ${ns.join(", ")} ns/pkt` : ""})`;
+}
 
 /** `membrane status [--state-dir D] [--json]` */
 export function registerStatus(program: Command): void {

@@ -60,7 +60,8 @@ describe("membrane status", () => {
     afterAll(() => lock.release());
     writeStatus(dir, {
       pid: process.pid, datapath: "tun", device: "mbr9", mtu: 1400, routes: ["10.9.0.0/16"], startedAt: "t0", updatedAt: "t1",
-      restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0, wirePacketsIn: 10, offloadUnwritable: 0, coalescedWrites: 2, coalescedPackets: 7 },
+      restoredEntries: 2, entries: 3, stats: { batches: 4, reads: 10, writes: 9, packetsIn: 10, bytesIn: 1000, packetsOut: 9, bytesOut: 900, dropped: 1, writeErrors: 0, gcRuns: 0, wirePacketsIn: 10, offloadUnwritable: 0, coalescedWrites: 2, coalescedPackets: 7,
+        tunIo: [{ mode: "batch", decisions: 2, switches: 1, nsPerPacket: { uring: 4200.4, batch: 3800 } }, { mode: "uring", decisions: 0, switches: 0, nsPerPacket: {} }] },
       counters: { forwarded: { egress: { packets: 9, bytes: 900 }, ingress: { packets: 0, bytes: 0 } }, drops: [{ reason: "DROP_INVALID", code: 134, text: "", direction: "egress", packets: 1, bytes: 100 }], tables: {} as never },
       flows: [{ table: "tcp4", flow: "10.9.0.1:1 -> 10.9.0.2:80", proto: "TCP", txPackets: 5, rxPackets: 4, state: "seen-non-syn", expiresIn: 21599 }],
       nat: [{ table: "nat4", proto: "UDP", flow: "10.9.0.1:5000 -> 192.0.2.7:53", source: "198.51.100.1:5000" }],
@@ -74,6 +75,8 @@ describe("membrane status", () => {
     expect(r.out).toContain("packets: 10 in, 9 out, 1 dropped in 4 batches");
     // GSO on write (offload passthrough): the super-packets and what they carried.
     expect(r.out).toContain("writes: 9, of which 2 coalesced super-packets carrying 7 packets");
+    // Adaptive TUN I/O: each thread's mode and what it measured.
+    expect(r.out).toContain("tun io adaptive: batch (2 decisions, 1 switch; uring 4,200, batch 3,800 ns/pkt); uring (0 decisions, 0 switches)");
     expect(r.out).toMatch(/tcp4\s+TCP\s+10\.9\.0\.1:1 -> 10\.9\.0\.2:80\s+5\s+4\s+seen-non-syn\s+21599s/);
     expect(JSON.parse((await cli("status", "--state-dir", dir, "--json")).out).device).toBe("mbr9");
   });
