@@ -21,6 +21,7 @@
  * routing removed, status file removed, lock released), the second is
  * reported and ignored, the third forces an exit and says what is lost.
  */
+import { exitNow } from "../sys/exit-now.js";
 import type { TunIoChoice } from "../tun/tun-io-choice.js";
 import { rmSync } from "node:fs";
 import { ForwarderHandle } from "../forwarder/controller.js";
@@ -150,7 +151,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       // The device and its routes go with the process; the kernel drops the lock.
       installed?.remove();
       rmSync(statusPath(dir), { force: true });
-      process.exit(code);
+      exitNow(code);
     },
   }, opts.signals);
 

@@ -23,6 +23,7 @@
  * --datapath-options sets table sizes, LB and NAT (masquerading in bpf_host,
  * so NAT needs --external-device).
  */
+import { exitNow } from "../sys/exit-now.js";
 import { InvalidInputError, NotSupportedError } from "../errors.js";
 import { agentSocketPath } from "../api/socket-path.js";
 import type { Output } from "../format/output.js";
@@ -121,7 +122,7 @@ export async function runClusterKernelAgent(opts: ClusterKernelAgentRunOptions, 
     reportGc(run);
   };
 
-  const signals = new ShutdownSignals(io, { lost: () => "nothing (the programs and pinned maps stay)", force: (_s, code) => process.exit(code) }, opts.signals);
+  const signals = new ShutdownSignals(io, { lost: () => "nothing (the programs and pinned maps stay)", force: (_s, code) => exitNow(code) }, opts.signals);
   let kernel: KernelAgentDatapath | undefined;
   let joined: Promise<void> | undefined;
   try {

@@ -19,6 +19,7 @@
  * replaces each program in place (tc replace at the same handle and
  * priority). --detach-on-stop removes the programs instead.
  */
+import { exitNow } from "../sys/exit-now.js";
 import { unwatchFile, watchFile } from "node:fs";
 import { NotSupportedError } from "../errors.js";
 import type { Output } from "../format/output.js";
@@ -99,7 +100,7 @@ export async function runKernelAgent(opts: KernelAgentRunOptions, io: Output): P
     reportGc(run);
   };
 
-  const signals = new ShutdownSignals(io, { lost: () => "nothing (the programs and pinned maps stay)", force: (_s, code) => process.exit(code) }, opts.signals);
+  const signals = new ShutdownSignals(io, { lost: () => "nothing (the programs and pinned maps stay)", force: (_s, code) => exitNow(code) }, opts.signals);
   let agent: KernelAgentDatapath | undefined;
   try {
     placeEndpoints(state);
