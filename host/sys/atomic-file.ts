@@ -42,7 +42,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-  let fd: number;
+  let fd: number | undefined;
   try {
     fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   } catch (err) {
@@ -52,13 +52,20 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     let off = 0;
     while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
     fsyncSync(fd);
-    closeSync(fd);
+    // Forget the number before closing: a descriptor must be closed exactly once. Closing it
+    // again after a failed rename would close whatever another thread opened under the same
+    // number in between (it once closed the agent API's socket: listen failed with EBADF).
+    const closing = fd;
+    fd = undefined;
+    closeSync(closing);
     renameSync(tmp, path);
   } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* the write failed on a broken descriptor: nothing more to release */
+      }
     }
     try {
       unlinkSync(tmp);
