@@ -2,7 +2,7 @@
  * Where a counting agent's join goes (issue 16): the full-size cluster is
  * written once to a private etcd, then
  *   1. decode only: every prefix listed once into memory, then every record
- *      decoded with the real decoders (records codec, manifest decoder), timed
+ *      decoded with the real decoder (records codec), timed
  *      alone: the per-record decode cost;
  *   2. N counting agents join at once, exactly as in `membrane sim` (paged
  *      lists behind the list gate, each agent its own watch state): wall
@@ -13,17 +13,15 @@
  *   npm run build:host && node dist/bench/scale-join.js [--agents 8] [--page-size 5000] [--pages-in-flight 16] [--nodes 5000 --pods 100000 --services 20000 --label-sets 2000]
  */
 import { ApiserverStandin } from "../host/sim/apiserver-standin.js";
-import { AGENT_PREFIXES, CountingAgent } from "../host/sim/counting-agent.js";
+import { agentPrefixes, CountingAgent } from "../host/sim/counting-agent.js";
 import { ListGate } from "../host/sim/list-gate.js";
-import { identityPut, nodePut, podPuts, servicePut, steadyPod, type ClusterSize, type Put } from "../host/sim/model.js";
+import { identityPut, nodeName, nodePut, podPuts, servicePut, steadyPod, type ClusterSize, type Put } from "../host/sim/model.js";
 import { OperatorWriter } from "../host/sim/operator-writer.js";
 import { startSimStore } from "../host/sim/store-target.js";
 import { DisciplinedKvStore } from "../host/kvstore/disciplined-store.js";
 import { UNLIMITED, limited } from "../host/kvstore/rate-limit.js";
 import { pagedList } from "../host/kvstore/paged-list.js";
 import { decodeRecord } from "../host/kvstore/records/codec.js";
-import { decodeManifest } from "../host/operator/manifest-store.js";
-import { PODS_PREFIX } from "../host/cluster/cluster-records.js";
 import type { KeyValue, TxnOp } from "../host/kvstore/store.js";
 import { loadavg } from "node:os";
 
@@ -64,7 +62,7 @@ try {
   const l0 = performance.now();
   const c0 = cpuNow();
   const e0 = target.cpuSeconds() ?? NaN;
-  for (const prefix of AGENT_PREFIXES) lists.push({ prefix, kvs: (await pagedList(clients[0]!, prefix, { pageSize })).kvs });
+  for (const prefix of agentPrefixes(nodeName(0))) lists.push({ prefix, kvs: (await pagedList(clients[0]!, prefix, { pageSize })).kvs });
   const listMs = performance.now() - l0;
   const listCpu = cpuNow() - c0;
   const listEtcd = (target.cpuSeconds() ?? NaN) - e0;
@@ -74,12 +72,12 @@ try {
   console.log(`  fetch alone (one client, no decode): ${(listMs / 1000).toFixed(2)} s wall; CPU this process ${listCpu.toFixed(2)} s (${((listCpu / records) * 1e6).toFixed(2)} us/record), etcd ${listEtcd.toFixed(2)} s (${((listEtcd / records) * 1e6).toFixed(2)} us/record)`);
   for (const l of lists) {
     const t0 = performance.now();
-    for (let rep = 0; rep < 3; rep++) for (const kv of l.kvs) (l.prefix === PODS_PREFIX ? decodeManifest(kv.key, kv.value) : decodeRecord(kv.key, kv.value));
+    for (let rep = 0; rep < 3; rep++) for (const kv of l.kvs) decodeRecord(kv.key, kv.value);
     const us = ((performance.now() - t0) * 1000) / (3 * Math.max(1, l.kvs.length));
     console.log(`  decode ${l.prefix}: ${l.kvs.length} records, ${us.toFixed(2)} us/record`);
   }
   const d0 = performance.now();
-  for (const l of lists) for (const kv of l.kvs) (l.prefix === PODS_PREFIX ? decodeManifest(kv.key, kv.value) : decodeRecord(kv.key, kv.value));
+  for (const l of lists) for (const kv of l.kvs) decodeRecord(kv.key, kv.value);
   const decodeUs = ((performance.now() - d0) * 1000) / records;
   console.log(`  decode all: ${decodeUs.toFixed(2)} us/record (${((decodeUs * records) / 1e6).toFixed(2)} s per agent)`);
   lists.length = 0;

@@ -2,7 +2,7 @@
  * The agent's cluster loop, without a datapath: it registers its node under
  * a lease, follows the prefixes it needs (list, then watch) and turns what
  * they say into datapath changes handed to a DatapathSink:
- * - its local pods (pod manifests whose nodeName is this node) get cluster
+ * - its local pods (the pod records the operator writes under this node) get cluster
  *   identities (allocated on the kvstore, under the node's lease) and become
  *   policy-engine endpoints; the operator then writes their endpoint and
  *   ipcache records (host/operator/convert.ts: agents allocate, the operator
@@ -34,7 +34,7 @@ import type { BackoffOptions } from "../kvstore/backoff.js";
 import { backoffDuration } from "../kvstore/backoff.js";
 import { DisciplinedKvStore } from "../kvstore/disciplined-store.js";
 import { ClusterIdentityAllocator } from "../kvstore/identities.js";
-import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
+import { DEFAULT_CLUSTER, keys, parseStateKey } from "../kvstore/keys.js";
 import { KvstoreIdentityAllocator } from "../kvstore/kvstore-identity-allocator.js";
 import { Reflector } from "../kvstore/reflector.js";
 import type { PageGate } from "../kvstore/paged-list.js";
@@ -44,7 +44,7 @@ import type { ServiceRecord } from "../kvstore/records/service.js";
 import { retryInPlace, runSteps } from "../kvstore/retry-in-place.js";
 import type { KeyValue, KvStore, Lease } from "../kvstore/store.js";
 import type { Metrics } from "../metrics/registry.js";
-import type { PodManifest } from "../operator/manifests/kinds.js";
+import type { PodRecord } from "../kvstore/records/pod.js";
 import { podIdentityLabels } from "../operator/pod-identity.js";
 import { PolicyEngine, type EngineChange, type RegenerationMode } from "../policy/engine.js";
 import { MAX_ENDPOINT_ID } from "../policy/endpoint.js";
@@ -57,8 +57,7 @@ import {
   decodePolicy,
   decodeService,
   identityIdOfKey,
-  podDecoder,
-  PODS_PREFIX,
+  localPodDecoder,
   type PolicyItem,
 } from "./cluster-records.js";
 import { ipcacheOnlyChange, isEmptyChange, type DatapathSink } from "./datapath-sink.js";
@@ -153,7 +152,7 @@ export class ClusterAgentCore {
   readonly ipcache: Reflector<IpcacheRecord>;
   readonly services: Reflector<ServiceRecord>;
   readonly policies: Reflector<PolicyItem>;
-  readonly pods: Reflector<PodManifest | null>;
+  readonly pods: Reflector<PodRecord>;
   private readonly reflectors: Reflector<unknown>[];
 
   private readonly dirty: Record<Kind, Set<string>> = {
@@ -208,7 +207,7 @@ export class ClusterAgentCore {
     this.ipcache = reflect("ipcache", keys.ipcacheAll(), decodeIpcache);
     this.services = reflect("services", keys.services(), decodeService);
     this.policies = reflect("policies", keys.policies(), decodePolicy);
-    this.pods = reflect("pods", PODS_PREFIX, podDecoder(options.node));
+    this.pods = reflect("pods", keys.nodePods(this.cluster, options.node), localPodDecoder(options.node));
     this.reflectors = [this.nodes, this.identityMasters, this.ipcache, this.services, this.policies, this.pods] as Reflector<unknown>[];
   }
 
@@ -470,7 +469,7 @@ export class ClusterAgentCore {
 
   private async applyPods(dirty: string[]): Promise<void> {
     for (const key of dirty) {
-      const pod = this.pods.get(key) ?? undefined;
+      const pod = this.pods.get(key);
       const cur = this.local.get(key);
       const ipv4 = pod?.ips.find((i) => !i.includes(":"));
       const ipv6 = pod?.ips.find((i) => i.includes(":"));
@@ -627,7 +626,7 @@ export class ClusterAgentCore {
     for (const [key, ep] of this.local) {
       const rec = this.engine.endpoint(ep.id)?.record;
       out.push({
-        pod: key.slice(PODS_PREFIX.length).split("/").map(decodeURIComponent).join("/"),
+        pod: parseStateKey(key).path.slice(2).join("/"), // <cluster>/<node>/<namespace>/<name>
         id: ep.id, identity: rec?.identity ?? 0, ipv4: ep.ipv4, ipv6: ep.ipv6, labels: ep.labels.toStrings(),
         enforceIngress: rec?.enforceIngress ?? false, enforceEgress: rec?.enforceEgress ?? false,
       });

@@ -10,11 +10,11 @@ import { keys } from "../kvstore/keys.js";
 import { decodeRecord, type RecordTypes } from "../kvstore/records/codec.js";
 import type { KeyValue } from "../kvstore/store.js";
 import type { NodeRecord } from "../kvstore/records/node.js";
-import { decodeManifest, MANIFEST_ROOT } from "../operator/manifest-store.js";
-import type { PodManifest } from "../operator/manifests/kinds.js";
+import { MANIFEST_ROOT } from "../operator/manifest-store.js";
+import type { PodRecord } from "../kvstore/records/pod.js";
 import { parseDocument, type PolicyDocument } from "../policy/document.js";
 
-/** Pod manifests (the desired pods, as `membrane apply` stored them): the agent picks the ones on its node. */
+/** Pod manifests (the desired pods, as `membrane apply` stored them): what the operator reads; agents follow their node's pod records instead. */
 export const PODS_PREFIX = `${MANIFEST_ROOT}pods/`;
 
 function typed<T extends keyof RecordTypes>(kv: KeyValue, type: T): RecordTypes[T] {
@@ -52,14 +52,14 @@ export function decodePolicy(kv: KeyValue): PolicyItem {
 }
 
 /**
- * A pod manifest, kept only when it runs on `node` (null otherwise: the
- * reflector then holds a null per remote pod, not the pod, which is what an
- * agent with no local pods costs per pod of the cluster).
+ * A pod record under this node's prefix (the operator writes one per pod
+ * under the node it runs on); one naming another node is refused, naming
+ * the key, so a misplaced record never becomes a local endpoint.
  */
-export function podDecoder(node: string): (kv: KeyValue) => PodManifest | null {
+export function localPodDecoder(node: string): (kv: KeyValue) => PodRecord {
   return (kv) => {
-    const m = decodeManifest(kv.key, kv.value);
-    if (m.kind !== "Pod") throw new InvalidInputError(`kvstore key ${kv.key}: holds a ${m.kind}, expected a Pod`);
-    return m.nodeName === node ? m : null;
+    const pod = typed(kv, "pod");
+    if (pod.node !== node) throw new InvalidInputError(`kvstore key ${kv.key}: node: the pod runs on ${pod.node}, not on ${node}`);
+    return pod;
   };
 }

@@ -12,7 +12,7 @@
 import { InvalidInputError, MembraneError } from "../errors.js";
 
 export const STATE_ROOT = "membrane/state";
-export const RECORD_KINDS = ["nodes", "identities", "ipcache", "services", "endpoints", "policies"] as const;
+export const RECORD_KINDS = ["nodes", "identities", "ipcache", "services", "endpoints", "policies", "pods"] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 /** The version this membrane reads and writes, per kind. */
 export const CURRENT_VERSION: Record<RecordKind, string> = {
@@ -22,6 +22,7 @@ export const CURRENT_VERSION: Record<RecordKind, string> = {
   services: "v1",
   endpoints: "v1",
   policies: "v1",
+  pods: "v1",
 };
 
 /** Default cluster name in keys (Cilium's "default"). */
@@ -59,6 +60,12 @@ export const keys = {
   policy: (namespace: string | undefined, name: string) =>
     `${kindPrefix("policies")}${segment(namespace ?? CLUSTER_WIDE, "namespace")}/${segment(name, "name")}`,
   policies: () => kindPrefix("policies"),
+  /** A pod, under the node it runs on: what that node's agent follows. */
+  pod: (cluster: string, node: string, namespace: string, name: string) =>
+    `${kindPrefix("pods")}${segment(cluster, "cluster")}/${segment(node, "node name")}/${segment(namespace, "namespace")}/${segment(name, "name")}`,
+  /** One node's pods (the trailing "/" keeps node "a" from matching node "ab"). */
+  nodePods: (cluster: string, node: string) => `${kindPrefix("pods")}${segment(cluster, "cluster")}/${segment(node, "node name")}/`,
+  pods: () => kindPrefix("pods"),
 };
 
 export interface StateKey {

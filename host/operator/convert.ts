@@ -10,6 +10,8 @@
  *   allocator (node key `identities/v1/value/<labels>/<node>` under the
  *   node's lease, labels from podIdentityLabels); the operator allocates
  *   nothing and only collects identities no node uses;
+ * - the operator writes each pod under its node (`pods/v1/<cluster>/<node>/`:
+ *   all its node's agent follows of the cluster's pods) as soon as it is applied;
  * - the operator writes endpoint and ipcache records for a pod once its
  *   node is up (a node record exists) and that node holds the pod's
  *   identity; service and policy records; and a node's record from its Node
@@ -19,6 +21,7 @@ import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
 import type { EndpointRecord } from "../kvstore/records/endpoint.js";
 import type { IpcacheRecord } from "../kvstore/records/ipcache.js";
 import type { NodeAddress, NodeRecord } from "../kvstore/records/node.js";
+import type { PodRecord } from "../kvstore/records/pod.js";
 import type { PolicyRecord } from "../kvstore/records/policy.js";
 import type { ServicePort as RecordPort, ServiceRecord } from "../kvstore/records/service.js";
 import type { EndpointsManifest, NodeManifest, PodManifest, PolicyManifest, ServiceManifest } from "./manifests/kinds.js";
@@ -45,6 +48,18 @@ export function nodeRecord(node: NodeManifest, cluster = DEFAULT_CLUSTER): { key
 export function hostIpFor(node: NodeRecord, podIp: string): string | undefined {
   const want = family(podIp);
   return (node.addresses.find((a) => family(a.ip) === want) ?? node.addresses[0])?.ip;
+}
+
+/**
+ * The pod for its own node's agent, written whatever state its node and
+ * identity are in: it is what that agent reads to create the endpoint and
+ * allocate the identity the other records wait for.
+ */
+export function localPodRecord(pod: PodManifest, cluster = DEFAULT_CLUSTER): { key: string; record: PodRecord } {
+  return {
+    key: keys.pod(cluster, pod.nodeName, pod.namespace, pod.name),
+    record: { namespace: pod.namespace, name: pod.name, node: pod.nodeName, labels: pod.labels, ips: pod.ips },
+  };
 }
 
 /** A pod's endpoint record and one ipcache record per address (/32 or /128). */

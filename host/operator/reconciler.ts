@@ -19,7 +19,7 @@ import type { IdentityValueRecord } from "../kvstore/records/identity.js";
 import type { NodeRecord } from "../kvstore/records/node.js";
 import type { KeyValue, KvStore, Lock, TxnOp, WatchEvent } from "../kvstore/store.js";
 import { MAX_TXN_OPS } from "./apply.js";
-import { nodeRecord, podRecords, policyRecord, serviceRecord, type DesiredRecords } from "./convert.js";
+import { localPodRecord, nodeRecord, podRecords, policyRecord, serviceRecord, type DesiredRecords } from "./convert.js";
 import { decodeManifest, manifestKey, MANIFEST_ROOT } from "./manifest-store.js";
 import type { EndpointsManifest, Manifest, PodManifest, ServiceManifest } from "./manifests/kinds.js";
 import { podIdentityLabels } from "./pod-identity.js";
@@ -51,7 +51,7 @@ export interface ReconcilerStats {
 
 /** Prefixes of the records the operator writes (node records only when no agent holds them). */
 export function ownedPrefixes(cluster: string): string[] {
-  return [keys.endpoints(), keys.ipcacheAll(), keys.services(), keys.policies(), keys.nodes(cluster)];
+  return [keys.endpoints(), keys.ipcacheAll(), keys.services(), keys.policies(), keys.pods(), keys.nodes(cluster)];
 }
 
 const sourceOfManifest = (m: Manifest, key: string): string[] => {
@@ -226,11 +226,14 @@ export class Reconciler {
     if (kind === "pod") {
       const pod = this.manifests.get(id) as PodManifest | undefined;
       if (!pod) return out;
+      const local = localPodRecord(pod, this.cluster);
+      out.set(local.key, local.record);
       const node = this.nodes.get(pod.nodeName)?.record;
       const identity = this.identities.get(`${this.podLabels.get(id)}\n${pod.nodeName}`);
-      // Until its node is up and its agent allocated the identity there, a pod has no records.
+      // Until its node is up and its agent allocated the identity there, a pod has only its record for that agent.
       if (!node || identity === undefined) return out;
-      return podRecords(pod, identity, node, this.cluster);
+      for (const [key, record] of podRecords(pod, identity, node, this.cluster)) out.set(key, record);
+      return out;
     }
     if (kind === "svc") {
       const [namespace, name] = id.split("/") as [string, string];

@@ -13,16 +13,19 @@ import { backoffDuration, clusterSizeDependantInterval, type BackoffOptions } fr
 import { PeriodicTimer } from "../kvstore/periodic.js";
 import { decodeRecord } from "../kvstore/records/codec.js";
 import { CompactedError, type KeyValue, type KvStore, type Lease, type Watch } from "../kvstore/store.js";
-import { PODS_PREFIX } from "../cluster/cluster-records.js";
-import { decodeManifest } from "../operator/manifest-store.js";
 import { apiserverGet } from "./apiserver-standin.js";
 import { bootstrapSteps, type BootstrapPolicy } from "./bootstrap.js";
 import { retryInPlace } from "../kvstore/retry-in-place.js";
 import { listPages, type PageGate } from "../kvstore/paged-list.js";
 import { nodeName, nodePut } from "./model.js";
 
-/** The prefixes an agent follows (host/cluster/agent-core.ts), in the same order. */
-export const AGENT_PREFIXES = [keys.nodes(DEFAULT_CLUSTER), keys.identityMasters(), keys.ipcacheAll(), keys.services(), keys.policies(), PODS_PREFIX];
+/** The cluster-wide prefixes every agent follows (host/cluster/agent-core.ts), in the same order. */
+export const CLUSTER_PREFIXES = [keys.nodes(DEFAULT_CLUSTER), keys.identityMasters(), keys.ipcacheAll(), keys.services(), keys.policies()];
+
+/** Everything one agent follows: the cluster-wide prefixes and its own node's pods. */
+export function agentPrefixes(node: string): string[] {
+  return [...CLUSTER_PREFIXES, keys.nodePods(DEFAULT_CLUSTER, node)];
+}
 
 export interface CountingCounters {
   events: number;
@@ -63,7 +66,7 @@ export class CountingAgent {
   /** Node records this agent knows of (its idea of the cluster size, for interval scaling). */
   knownNodes = 0;
   /** Keys currently present per prefix (counts only, from list + events). */
-  readonly present = new Map<string, number>(AGENT_PREFIXES.map((p) => [p, 0]));
+  readonly present: Map<string, number>;
   /**
    * Per prefix, the store revision its view reflects (the list's, then each
    * watch event's) and that of its latest list: what tells a lost event
@@ -80,7 +83,12 @@ export class CountingAgent {
   /** The bootstrap step running now ("up" once bootstrapped), for progress lines. */
   step = "stopped";
 
-  constructor(readonly options: CountingAgentOptions) {}
+  private readonly prefixes: string[];
+
+  constructor(readonly options: CountingAgentOptions) {
+    this.prefixes = agentPrefixes(nodeName(options.node));
+    this.present = new Map(this.prefixes.map((p) => [p, 0]));
+  }
 
   get name(): string {
     return nodeName(this.options.node);
@@ -104,7 +112,7 @@ export class CountingAgent {
         named("list and watch cluster state", async () => {
           ready.length = 0;
           await this.stopWatches();
-          for (const prefix of AGENT_PREFIXES) ready.push(this.follow(prefix));
+          for (const prefix of this.prefixes) ready.push(this.follow(prefix));
           await Promise.all(ready);
         }),
       ],
@@ -161,7 +169,7 @@ export class CountingAgent {
           })) {
             revision = page.revision;
             for (const kv of page.kvs) {
-              this.decode(prefix, kv);
+              this.decode(kv);
               this.options.onKey(this.options.index, kv.key);
               n++;
             }
@@ -171,7 +179,7 @@ export class CountingAgent {
           this.listRevisions.set(prefix, revision);
           this.counters.listed += n;
           this.present.set(prefix, n);
-          if (prefix === AGENT_PREFIXES[0]) this.knownNodes = n;
+          if (prefix === CLUSTER_PREFIXES[0]) this.knownNodes = n;
           if (!firstDone) ((firstDone = true), listed());
           const watch = this.options.store.watch(prefix, { fromRevision: list.revision + 1 });
           this.watches.push(watch);
@@ -180,9 +188,9 @@ export class CountingAgent {
             // a put creates the key when it is the key's first revision (no prevKv needed: asking etcd for it costs a read per event per watcher)
             const delta = ev.type === "delete" ? -1 : ev.kv.createRevision === ev.kv.modRevision ? 1 : 0;
             this.present.set(prefix, this.present.get(prefix)! + delta);
-            if (prefix === AGENT_PREFIXES[0]) this.knownNodes += delta;
+            if (prefix === CLUSTER_PREFIXES[0]) this.knownNodes += delta;
             if (ev.type === "put") {
-              this.decode(prefix, ev.kv);
+              this.decode(ev.kv);
               this.options.onKey(this.options.index, ev.kv.key);
             }
             this.revisions.set(prefix, ev.revision);
@@ -226,10 +234,9 @@ export class CountingAgent {
     return false;
   }
 
-  private decode(prefix: string, kv: KeyValue): void {
+  private decode(kv: KeyValue): void {
     try {
-      if (prefix === PODS_PREFIX) decodeManifest(kv.key, kv.value);
-      else decodeRecord(kv.key, kv.value);
+      decodeRecord(kv.key, kv.value);
     } catch {
       this.counters.decodeErrors++;
     }

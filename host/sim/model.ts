@@ -14,7 +14,7 @@ import { InvalidInputError } from "../errors.js";
 import { DEFAULT_CLUSTER, keys } from "../kvstore/keys.js";
 import { encodeRecord } from "../kvstore/records/codec.js";
 import type { PodManifest } from "../operator/manifests/kinds.js";
-import { encodeManifest, manifestKey } from "../operator/manifest-store.js";
+import { localPodRecord } from "../operator/convert.js";
 import { podIdentityLabels } from "../operator/pod-identity.js";
 import { masterValue } from "../kvstore/identities.js";
 
@@ -101,13 +101,16 @@ export function podManifest(pod: SimPod): PodManifest {
   return { kind: "Pod", namespace, name: pod.name, nodeName: nodeName(pod.node), ips: [pod.ip], labels } as PodManifest;
 }
 
-/** What the operator writes for a running pod: the reduced manifest agents read for their local pods, the ipcache and endpoint records. */
+/**
+ * What the operator writes for a running pod: the pod record under its node (what that node's agent
+ * reads for its local pods), then the ipcache and endpoint records every agent follows.
+ */
 export function podPuts(pod: SimPod): Put[] {
-  const m = podManifest(pod);
+  const local = localPodRecord(podManifest(pod));
   const identity = identityOf(pod.labelSet);
   const { namespace } = labelsOf(pod.labelSet);
   return [
-    { key: manifestKey(m), value: encodeManifest(m) },
+    { key: local.key, value: encodeRecord("pod", local.record) },
     { key: keys.ipcache(`${pod.ip}/32`), value: encodeRecord("ipcache", { prefix: `${pod.ip}/32`, identity, hostIp: nodeIp(pod.node), encryptionKey: 0, namespace, podName: pod.name }) },
     { key: keys.endpoint(DEFAULT_CLUSTER, namespace, pod.name), value: encodeRecord("endpoint", { cluster: DEFAULT_CLUSTER, namespace, name: pod.name, node: nodeName(pod.node), ipv4: pod.ip, identity }) },
   ];

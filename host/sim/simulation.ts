@@ -27,7 +27,6 @@ import { openKvStore } from "../kvstore/open.js";
 import { limited, UNLIMITED } from "../kvstore/rate-limit.js";
 import { encodeRecord } from "../kvstore/records/codec.js";
 import type { KvStore, TxnOp, WatchEvent } from "../kvstore/store.js";
-import { PODS_PREFIX } from "../cluster/cluster-records.js";
 import { DEFAULT_NODE_LEASE_TTL_SECONDS } from "../cluster/agent-core.js";
 import { processMemory } from "../sys/process-memory.js";
 import { ApiserverStandin } from "./apiserver-standin.js";
@@ -35,7 +34,7 @@ import type { BootstrapPolicy } from "./bootstrap.js";
 import { BoundExceededError, LAGGING_LISTED, bounded, boundedEach, Deadline, until, type Lagging } from "./bounded.js";
 import { censoredPercentile, ConvergenceTracker, type Probe } from "./convergence.js";
 import { diagnoseLag, lagging, verdictSummary, type AgentRevisionView, type LagDiagnosis } from "./lag-diagnosis.js";
-import { AGENT_PREFIXES, CountingAgent } from "./counting-agent.js";
+import { CLUSTER_PREFIXES, CountingAgent } from "./counting-agent.js";
 import { FullAgent } from "./full-agent.js";
 import { fullPodObject, parseAllocations } from "./full-pod.js";
 import { MeteredKvStore, OpsTimeline, eventBytes } from "./metered-store.js";
@@ -477,7 +476,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       // Timed from the last write's acknowledgement, not from the list below: the list's answer is decoded by this
       // same process, queued behind the agents' events, so it arrives only when most of the backlog is gone.
       const d0 = performance.now();
-      const servicesPrefix = AGENT_PREFIXES[3]!;
+      const servicesPrefix = CLUSTER_PREFIXES[3]!;
       const listed = await bounded("the services written", o.convergeTimeoutMs, pagedList(clients.at(-1)!, servicesPrefix, { pageSize: o.listPageSize }));
       const last = Math.max(0, ...listed.kvs.map((kv) => kv.modRevision));
       await until("every agent has the services writes", o.convergeTimeoutMs, () => revisionViews().every((v) => v.revisionOf(servicesPrefix) >= last), () =>
@@ -493,7 +492,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const failed = await writer.writeAll(`${o.joinNodes} nodes join in one burst`, txnBatches(Array.from({ length: o.joinNodes }, (_, j) => nodePut(o.nodes + j))));
       // agents can only learn of the nodes that were written, and a write counted as failed may still have landed
       // (its deadline ran out after etcd applied it): what every agent must know is what the store holds
-      nodesNow = await bounded("node keys counted in the store", o.convergeTimeoutMs, pagedList(clients.at(-1)!, AGENT_PREFIXES[0]!, { pageSize: o.listPageSize }))
+      nodesNow = await bounded("node keys counted in the store", o.convergeTimeoutMs, pagedList(clients.at(-1)!, CLUSTER_PREFIXES[0]!, { pageSize: o.listPageSize }))
         .then((l) => l.kvs.length)
         .catch((err) => (log(`sim:   could not count the node keys in the store (${(err as Error).message}); counting ${failed.length} failed write(s) as not landed`), nodesNow - failed.length));
       if (failed.length > 0) log(`sim:   ${failed.length} node write(s) counted as failed; the store holds ${nodesNow} of the ${o.nodes + o.joinNodes} nodes`);
@@ -558,7 +557,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const drained = async (): Promise<number> => {
         const written = await Promise.all(resyncing.map((a) => clients.at(-1)!.get(nodePut(a.options.node).key)));
         const last = Math.max(0, ...written.map((kv) => kv?.modRevision ?? 0));
-        const nodesPrefix = AGENT_PREFIXES[0]!;
+        const nodesPrefix = CLUSTER_PREFIXES[0]!;
         return until("every agent has the resync writes", o.convergeTimeoutMs, () => revisionViews().every((v) => v.revisionOf(nodesPrefix) >= last), () =>
           revisionViews().filter((v) => v.revisionOf(nodesPrefix) < last).map((v): Lagging => ({ agent: v.name, kind: v.kind, lacks: `its nodes view at revision ${v.revisionOf(nodesPrefix)}, the last resync write at ${last}` })));
       };
@@ -612,7 +611,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       const seen = { slim: { n: 0, bytes: 0, allocs: 0 }, full: { n: 0, bytes: 0, allocs: 0 } };
       const watchers = [
         { which: "slim" as const, w: clients[0]!.watch(keys.ipcacheAll()) },
-        { which: "slim" as const, w: clients[0]!.watch(PODS_PREFIX) },
+        { which: "slim" as const, w: clients[0]!.watch(keys.pods()) },
         { which: "full" as const, w: clients[0]!.watch(FULL_PREFIX) },
       ];
       let loops: Promise<void>[] = [];
@@ -634,8 +633,8 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
         const deadline = new Deadline("the slim and full pod changes written", o.convergeTimeoutMs);
         for (const [k, pod] of pods.entries()) {
           deadline.check();
-          const [manifest, ipcache] = podPuts(pod);
-          if (await deadline.race(writer.txn(slimPhase, [manifest!, ipcache!].map((p): TxnOp => ({ type: "put", key: p.key, value: p.value }))))) slimWritten++;
+          const [podRecord, ipcache] = podPuts(pod);
+          if (await deadline.race(writer.txn(slimPhase, [podRecord!, ipcache!].map((p): TxnOp => ({ type: "put", key: p.key, value: p.value }))))) slimWritten++;
           const { namespace } = labelsOf(pod.labelSet);
           if (await deadline.race(writer.put(slimPhase, `${FULL_PREFIX}${namespace}/${pod.name}`, JSON.stringify(fullPodObject(pod, k))))) fullWritten++;
         }
@@ -648,11 +647,11 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       if (slimWritten === 0 || fullWritten === 0) throw new Error(`no pod change written (${slimWritten} slim, ${fullWritten} full): no slim-vs-full figure`);
       const slimPer = (v: number) => v / slimWritten;
       const fullPer = (v: number) => v / fullWritten;
-      mechanisms.push({ mechanism: "slim records", measure: "bytes delivered per pod change", on: slimPer(seen.slim.bytes), off: fullPer(seen.full.bytes), onLabel: "ipcache + reduced manifest", offLabel: "full Pod object", note: `${(fullPer(seen.full.bytes) / slimPer(seen.slim.bytes)).toFixed(1)}x fewer bytes (goal >= 10x); allocations per change ${slimPer(seen.slim.allocs).toFixed(0)} vs ${fullPer(seen.full.allocs).toFixed(0)}${slimWritten < events || fullWritten < events ? ` (${slimWritten} slim and ${fullWritten} full of ${events} changes written)` : ""}` });
+      mechanisms.push({ mechanism: "slim records", measure: "bytes delivered per pod change", on: slimPer(seen.slim.bytes), off: fullPer(seen.full.bytes), onLabel: "ipcache + pod record", offLabel: "full Pod object", note: `${(fullPer(seen.full.bytes) / slimPer(seen.slim.bytes)).toFixed(1)}x fewer bytes (goal >= 10x); allocations per change ${slimPer(seen.slim.allocs).toFixed(0)} vs ${fullPer(seen.full.allocs).toFixed(0)}${slimWritten < events || fullWritten < events ? ` (${slimWritten} slim and ${fullWritten} full of ${events} changes written)` : ""}` });
     });
 
     // ---- every agent back at the steady cluster (the last deletes delivered) before counting
-    const ipcacheKey = AGENT_PREFIXES[2]!;
+    const ipcacheKey = CLUSTER_PREFIXES[2]!;
     await phase("every agent back at the steady cluster", async () => {
       const holds = (ipcache: number, nodes: number) => ipcache === o.pods && nodes === nodesNow;
       const lacks = (ipcache: number, nodes: number) => `holds ${ipcache} of ${o.pods} ipcache entries, ${nodes} of ${nodesNow} nodes`;
@@ -690,7 +689,7 @@ export async function runSimulation(options: SimOptions): Promise<SimReport> {
       counts.push({ agent: f.core.node, kind: f.kind, nodes: s.nodes, ipcache: s.ipcache, identities: s.identities, services: s.services, policies: s.policies, ok: s.nodes === nodesNow && s.ipcache === o.pods && s.services === o.services && s.policies === 1 });
     }
     for (const ag of counting.slice(0, 3)) {
-      const p = (i: number) => ag.present.get(AGENT_PREFIXES[i]!)!;
+      const p = (i: number) => ag.present.get(CLUSTER_PREFIXES[i]!)!;
       counts.push({ agent: ag.name, kind: "counting agent", nodes: p(0), ipcache: p(2), identities: p(1), services: p(3), policies: p(4), ok: p(0) === nodesNow && p(2) === o.pods && p(3) === o.services && p(4) === 1 });
     }
     const untilEvery = churnTracker.untilEveryAgent();

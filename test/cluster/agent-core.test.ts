@@ -83,6 +83,10 @@ describe("agent core on the embedded store", () => {
       expect(sink.endpoints.get(ep.id)).toMatchObject({ id: ep.id, identity: ep.identity, ipv4: ep.ipv4 });
     }
     expect(sink.endpoints.size).toBe(2);
+    // it follows its own node's pods only: node-b's pod never reached it, not even as a record it skips
+    expect(listed).toContain(keys.nodePods("default", "node-a"));
+    expect(listed.some((p) => keys.pod("default", "node-b", "shop", "web-2").startsWith(p))).toBe(false);
+    expect([...core.pods.records.keys()].sort()).toEqual([keys.pod("default", "node-a", "shop", "db-1"), keys.pod("default", "node-a", "shop", "web-1")]);
   });
 
   it("turns records into services, ipcache entries, routes and policy entries", () => {
@@ -142,7 +146,7 @@ describe("agent core on the embedded store", () => {
 
   it("a removed pod loses its endpoint; a removed remote pod its ipcache entry and host route", async () => {
     const id = idOf("shop/db-1");
-    await sync(put.deletePod(store, "shop", "db-1"));
+    await sync(put.deletePod(store, "shop", "db-1", "node-a"));
     expect(sink.endpoints.has(id)).toBe(false);
     expect(sink.ipcache.has("10.1.0.8/32")).toBe(false);
     await sync(store.delete(keys.ipcache("10.9.0.1/32")));
@@ -169,6 +173,12 @@ describe("agent core on the embedded store", () => {
     await sync(store.put(keys.service("default", "shop", "broken"), JSON.stringify({ cluster: "default", namespace: "shop", name: "broken", frontends: [{ ip: "nope", port: 1 }] })));
     expect(lines.some((l) => l.includes("shop/broken") && l.includes("frontends[0].ip"))).toBe(true);
     expect([...sink.services.keys()]).toEqual(["10.96.0.10|80|tcp"]);
+    // a pod record under this node's prefix that names another node is refused, naming key and field
+    const misplaced = keys.pod("default", "node-a", "shop", "elsewhere");
+    await sync(store.put(misplaced, JSON.stringify({ namespace: "shop", name: "elsewhere", node: "node-b", labels: { app: "web" }, ips: ["10.1.0.66"] })));
+    expect(lines.some((l) => l.includes(misplaced) && l.includes("node: the pod runs on node-b, not on node-a"))).toBe(true);
+    expect(core.localEndpoints().map((e) => e.pod)).not.toContain("shop/elsewhere");
+    await sync(store.delete(misplaced));
   });
 
   it("status counts what the agent holds", () => {

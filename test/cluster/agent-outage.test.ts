@@ -12,10 +12,9 @@ import type { IpcacheRecord } from "../../host/kvstore/records/ipcache.js";
 import type { NodeRecord } from "../../host/kvstore/records/node.js";
 import type { ServiceRecord } from "../../host/kvstore/records/service.js";
 import type { PolicyRecord } from "../../host/kvstore/records/policy.js";
+import type { PodRecord } from "../../host/kvstore/records/pod.js";
 import { openKvStore } from "../../host/kvstore/open.js";
 import type { KvStore } from "../../host/kvstore/store.js";
-import { decodeManifest } from "../../host/operator/manifest-store.js";
-import { PODS_PREFIX } from "../../host/cluster/cluster-records.js";
 import { describeIf } from "../support/describe-if.js";
 import { TestEtcd, etcdMissing } from "../support/etcd.js";
 import { put, RecordingSink } from "./support.js";
@@ -36,7 +35,7 @@ async function expectedTables(store: KvStore, core: ClusterAgentCore) {
       services[`${f.ip}|${f.port}|${f.protocol.toLowerCase()}`] = s.backends.map((b) => `${b.ip}:${b.port}`).sort().join(",");
     }
   }
-  const localPods = (await store.list(PODS_PREFIX)).kvs.map((kv) => decodeManifest(kv.key, kv.value)).filter((p) => p.kind === "Pod" && p.nodeName === "node-a");
+  const localPods = await records<PodRecord>(store, keys.nodePods("default", "node-a"));
   const ipcache: Record<string, number> = {};
   for (const r of await records<IpcacheRecord>(store, keys.ipcacheAll())) ipcache[r.prefix] = r.identity;
   for (const e of core.localEndpoints()) ipcache[`${e.ipv4}/32`] = e.identity;
@@ -44,7 +43,7 @@ async function expectedTables(store: KvStore, core: ClusterAgentCore) {
   for (const n of await records<NodeRecord>(store, keys.nodes())) if (n.name !== "node-a") routes[n.ipv4AllocCidr!] = n.addresses[0]!.ip;
   // the documents, not just their names: a policy changed under the same name must count as a difference
   const policies = (await records<PolicyRecord>(store, keys.policies())).map((p) => canon(p.document)).sort();
-  const pods = localPods.map((p) => (p.kind === "Pod" ? `${p.namespace}/${p.name}` : "")).sort();
+  const pods = localPods.map((p) => `${p.namespace}/${p.name}`).sort();
   return { services, ipcache, routes, policies, pods };
 }
 

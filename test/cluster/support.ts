@@ -9,7 +9,7 @@ import { keys } from "../../host/kvstore/keys.js";
 import { encodeRecord } from "../../host/kvstore/records/codec.js";
 import { masterValue } from "../../host/kvstore/identities.js";
 import type { KvStore } from "../../host/kvstore/store.js";
-import { encodeManifest, manifestKey } from "../../host/operator/manifest-store.js";
+import { localPodRecord } from "../../host/operator/convert.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
 
 /** A datapath that only remembers: its tables after every change, and each change as it came. */
@@ -85,12 +85,12 @@ function putNetworkPolicy(s: KvStore, namespace: string, name: string, spec: Rec
 export const put = {
   node: (s: KvStore, name: string, ip: string, cidr: string) =>
     s.put(keys.node("default", name), encodeRecord("node", { name, cluster: "default", addresses: [{ type: "InternalIP", ip }], ipv4AllocCidr: cidr, encryptionKey: 0 })),
+  /** A pod record under its node, as the operator writes it from the pod's manifest. */
   pod: (s: KvStore, namespace: string, name: string, nodeName: string, ip: string, labels: Record<string, string>) => {
-    const m = { kind: "Pod" as const, namespace, name, nodeName, ips: [ip], labels };
-    return s.put(manifestKey(m), encodeManifest(m));
+    const local = localPodRecord({ kind: "Pod", namespace, name, nodeName, ips: [ip], labels });
+    return s.put(local.key, encodeRecord("pod", local.record));
   },
-  deletePod: (s: KvStore, namespace: string, name: string) =>
-    s.delete(manifestKey({ kind: "Pod", namespace, name, nodeName: "", ips: [], labels: {} })),
+  deletePod: (s: KvStore, namespace: string, name: string, nodeName: string) => s.delete(keys.pod("default", nodeName, namespace, name)),
   /** Another node's pod: its identity master and its ipcache entry. */
   remotePod: async (s: KvStore, namespace: string, name: string, id: number, ip: string, hostIp: string, labels: Record<string, string>) => {
     await s.put(keys.identityMaster(id), masterValue(podIdentityLabels({ namespace, labels })));

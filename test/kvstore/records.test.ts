@@ -27,6 +27,10 @@ describe("key layout", () => {
     expect(keys.identityMaster(300)).toBe("membrane/state/identities/v1/id/300");
     expect(keys.ipcache("10.1.0.5/32")).toBe("membrane/state/ipcache/v1/default/10.1.0.5/32");
     expect(keys.policy(undefined, "deny-all")).toBe("membrane/state/policies/v1/_cluster/deny-all");
+    expect(keys.pod("default", "node-1", "prod", "web-0")).toBe("membrane/state/pods/v1/default/node-1/prod/web-0");
+    // one node's pods: node "node-1" must not cover node "node-10"'s keys
+    expect(keys.pod("default", "node-10", "prod", "web-0").startsWith(keys.nodePods("default", "node-1"))).toBe(false);
+    expect(keys.pod("default", "node-1", "prod", "web-0").startsWith(keys.nodePods("default", "node-1"))).toBe(true);
   });
 
   it("encodes label sets so one set's prefix never covers another's keys", () => {
@@ -67,6 +71,8 @@ describe("records", () => {
       }],
       [keys.endpoint("default", "prod", "web-0"), "endpoint", { cluster: "default", namespace: "prod", name: "web-0", node: "node-1", ipv4: "10.1.0.5", identity: 300 }],
       [keys.policy("prod", "web"), "policy", { name: "prod/web", document: policyDoc }],
+      [keys.pod("default", "node-1", "prod", "web-0"), "pod", { namespace: "prod", name: "web-0", node: "node-1", labels: { app: "web", canary: "" }, ips: ["10.1.0.5", "fd00::5"] }],
+      [keys.pod("default", "node-1", "prod", "pending"), "pod", { namespace: "prod", name: "pending", node: "node-1", labels: {}, ips: [] }],
     ];
     for (const [key, type, input] of cases) {
       const value = encodeRecord(type, input, key);
@@ -98,6 +104,13 @@ describe("records", () => {
     const badPolicy = { name: "prod/web", document: { ...policyDoc, spec: { endpointSelector: { matchLabels: { app: "web" } }, ingress: [{ toPorts: [{ ports: [{ port: "99999" }] }] }] } } };
     expect(() => decodeRecord(keys.policy("prod", "web"), JSON.stringify(badPolicy))).toThrow(/ingress\[0\]\.toPorts\[0\]\.ports\[0\]\.port/);
     expect(() => decodeRecord(keys.policy("prod", "web"), JSON.stringify({ name: "prod/other", document: policyDoc }))).toThrow(/but the document is prod\/web/);
+    const podKey = keys.pod("default", "node-1", "prod", "web-0");
+    const pod = { namespace: "prod", name: "web-0", node: "node-1", labels: { app: "web" }, ips: ["10.1.0.5"] };
+    expect(() => decodeRecord(podKey, JSON.stringify({ ...pod, ips: ["10.1.0.5", "10.1.0.6"] }))).toThrow(`${podKey}.ips: at most one address per family`);
+    expect(() => decodeRecord(podKey, JSON.stringify({ ...pod, ips: ["10.1.0.300"] }))).toThrow(`${podKey}.ips[0]`);
+    expect(() => decodeRecord(podKey, JSON.stringify({ ...pod, labels: { app: 7 } }))).toThrow(`${podKey}.labels.app: expected a string`);
+    expect(() => decodeRecord(podKey, JSON.stringify({ ...pod, node: "" }))).toThrow(`${podKey}.node: expected a non-empty string`);
+    expect(() => decodeRecord(podKey, JSON.stringify({ ...pod, spec: {} }))).toThrow(`${podKey}.spec: unknown field`);
   });
 });
 

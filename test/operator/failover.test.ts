@@ -87,7 +87,7 @@ for (const backend of backends()) {
       const second = new OperatorProcess("op-2", spec);
       procs.push(second);
       await waitFor("op-2 waiting", async () => (second.saw(/op-2: .*waiting for the leader lock/) ? true : undefined));
-      await waitFor("records from op-1", async () => ((await records(store)).size === 10 ? true : undefined));
+      await waitFor("records from op-1 (3 pods under their nodes among them)", async () => ((await records(store)).size === 13 ? true : undefined));
       const identitiesBefore = await listClusterIdentities(store);
       const recordsBefore = await records(store);
       expect(second.saw(/leading/)).toBe(false);
@@ -116,10 +116,10 @@ for (const backend of backends()) {
       for (const [id, labels] of identitiesBefore) expect(identitiesAfter.get(id), `identity ${id}`).toBe(labels);
       expect([...identitiesAfter.values()].filter((l) => l.includes("app=web-next"))).toHaveLength(1);
       expect(new Set(identitiesAfter.values()).size).toBe(identitiesAfter.size);
-      // Records other than web-1's are as op-1 left them (op-2 rewrote nothing unchanged).
+      // Records other than web-1's (its pod record holds the new label) are as op-1 left them (op-2 rewrote nothing unchanged).
       const recordsAfter = await records(store);
       for (const [key, before] of recordsBefore) {
-        if (key === keys.endpoint("default", "shop", "web-1") || key === keys.ipcache("10.1.0.5/32")) continue;
+        if (key === keys.endpoint("default", "shop", "web-1") || key === keys.ipcache("10.1.0.5/32") || key === keys.pod("default", "node-a", "shop", "web-1")) continue;
         expect(recordsAfter.get(key)?.modRevision, key).toBe(before.modRevision);
       }
       await second.kill("SIGTERM");

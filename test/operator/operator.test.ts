@@ -70,7 +70,7 @@ for (const backend of backends()) {
       }
     });
 
-    it("apply -> operator: node, endpoint, ipcache, service and policy records", async () => {
+    it("apply -> operator: node, pod, endpoint, ipcache, service and policy records", async () => {
       const applied = await cli(["apply", "-f", files.dir, "--kvstore", spec]);
       expect(applied.error).toBeUndefined();
       expect(applied.out.sort()).toEqual([
@@ -82,7 +82,11 @@ for (const backend of backends()) {
       idFront = await agentA.allocate("shop", { app: "front" });
       expect(idFront).not.toBe(idWeb);
 
-      await waitFor("all records", async () => ((await records(store)).size === 10 ? true : undefined));
+      await waitFor("all records", async () => ((await records(store)).size === 13 ? true : undefined));
+      // each pod under its node: all of the cluster's pods that node's agent follows
+      expect(await get(keys.pod("default", "node-a", "shop", "web-1"))).toEqual({ namespace: "shop", name: "web-1", node: "node-a", labels: { app: "web" }, ips: ["10.1.0.5"] });
+      expect(await get(keys.pod("default", "node-b", "shop", "web-2"))).toMatchObject({ node: "node-b", ips: ["10.2.0.6"] });
+      expect((await store.list(keys.nodePods("default", "node-a"))).kvs.map((kv) => kv.key).sort()).toEqual([keys.pod("default", "node-a", "shop", "front-1"), keys.pod("default", "node-a", "shop", "web-1")]);
       expect(await get(keys.node("default", "node-a"))).toEqual({
         name: "node-a", cluster: "default", addresses: [{ type: "InternalIP", ip: "10.0.0.1" }], ipv4AllocCidr: "10.1.0.0/24", encryptionKey: 0,
       });
@@ -103,6 +107,7 @@ for (const backend of backends()) {
     });
 
     it("an annotation-only change writes nothing; a label change writes the pod's records and only those", async () => {
+      const podKey = keys.pod("default", "node-a", "shop", "web-1");
       const rev0 = await store.revision();
       const same = await cli(["apply", "-f", files.write("pods.yaml", pods("web", "v2")), "--kvstore", spec]);
       expect(same.out.sort()).toEqual(["Pod shop/front-1 unchanged", "Pod shop/web-1 unchanged", "Pod shop/web-2 unchanged"]);
@@ -116,7 +121,8 @@ for (const backend of backends()) {
       await waitFor("web-1's endpoint record", async () => ((await get(keys.endpoint("default", "shop", "web-1")))?.identity === idV2 ? true : undefined));
       const after = await records(store);
       const rewritten = [...after].filter(([k, v]) => before.get(k)?.modRevision !== v.modRevision).map(([k]) => k).sort();
-      expect(rewritten).toEqual([keys.endpoint("default", "shop", "web-1"), keys.ipcache("10.1.0.5/32")].sort());
+      expect(rewritten).toEqual([keys.endpoint("default", "shop", "web-1"), keys.ipcache("10.1.0.5/32"), podKey].sort());
+      expect((await get(podKey))?.labels).toEqual({ app: "web-v2" });
     });
 
     it("status-only changes (a not-ready endpoint, a node label) store the manifest but write no record", async () => {
@@ -133,7 +139,8 @@ for (const backend of backends()) {
       await waitFor("web-1's endpoint record back", async () => ((await get(keys.endpoint("default", "shop", "web-1")))?.identity === idWeb ? true : undefined));
       const after = await records(store);
       const rewritten = [...after].filter(([k, v]) => before.get(k)?.modRevision !== v.modRevision).map(([k]) => k).sort();
-      expect(rewritten).toEqual([keys.endpoint("default", "shop", "web-1"), keys.ipcache("10.1.0.5/32")].sort());
+      // the pods file's label change back is the only thing written: web-1's pod record with its records
+      expect(rewritten).toEqual([keys.endpoint("default", "shop", "web-1"), keys.ipcache("10.1.0.5/32"), keys.pod("default", "node-a", "shop", "web-1")].sort());
     });
 
     it("a file with one invalid document is refused whole: the store's revision does not move", async () => {
@@ -170,13 +177,15 @@ status: { podIP: 10.1.0.300 }
         (await store.get(keys.endpoint("default", "shop", "web-2"))) === undefined && (await store.get(keys.ipcache("10.2.0.6/32"))) === undefined ? true : undefined,
       );
       expect(await get(keys.endpoint("default", "shop", "web-1"))).toMatchObject({ identity: idWeb });
+      // the pod still exists: its record under node-b stays for that node's next agent
+      expect(await get(keys.pod("default", "node-b", "shop", "web-2"))).toMatchObject({ name: "web-2" });
       expect(log.some((l) => /node node-b: its lease ended/.test(l))).toBe(true);
     });
 
     it("identities no node uses are collected; those in use stay", async () => {
       const del = await cli(["delete", "-f", files.write("pods.yaml", pods()), "--kvstore", spec]);
       expect(del.out).toHaveLength(3);
-      await waitFor("pod records gone", async () => ((await store.list(keys.endpoints())).kvs.length === 0 ? true : undefined));
+      await waitFor("pod records gone", async () => ((await store.list(keys.endpoints())).kvs.length === 0 && (await store.list(keys.pods())).kvs.length === 0 ? true : undefined));
       await agentA.release("shop", { app: "front" });
       await agentA.release("shop", { app: "web-v2" });
       await waitFor("front's identity collected", async () => ((await listClusterIdentities(store)).has(idFront) ? undefined : true));

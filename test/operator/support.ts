@@ -17,6 +17,7 @@ import { keys } from "../../host/kvstore/keys.js";
 import { UNLIMITED } from "../../host/kvstore/rate-limit.js";
 import type { KvStore, Lease } from "../../host/kvstore/store.js";
 import { podIdentityLabels } from "../../host/operator/pod-identity.js";
+import { ownedPrefixes } from "../../host/operator/reconciler.js";
 import { openKvStore } from "../../host/kvstore/open.js";
 import { backends as kvBackends, type Backend } from "../support/kvstores.js";
 
@@ -191,7 +192,7 @@ export async function operatorCluster(backend: Backend): Promise<OperatorCluster
 /** Every key under the record prefixes the operator writes, with value and mod revision. */
 export async function records(store: KvStore): Promise<Map<string, { value: unknown; modRevision: number }>> {
   const out = new Map<string, { value: unknown; modRevision: number }>();
-  for (const prefix of [keys.endpoints(), keys.ipcacheAll(), keys.services(), keys.policies(), keys.nodes()]) {
+  for (const prefix of ownedPrefixes("default")) {
     for (const kv of (await store.list(prefix)).kvs) out.set(kv.key, { value: JSON.parse(kv.value), modRevision: kv.modRevision });
   }
   return out;

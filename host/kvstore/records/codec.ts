@@ -12,9 +12,10 @@ import { readIdentityMaster, readIdentityValue, type IdentityMasterRecord, type 
 import { readIpcache, type IpcacheRecord } from "./ipcache.js";
 import { readNode, type NodeRecord } from "./node.js";
 import { readPolicy, type PolicyRecord } from "./policy.js";
+import { readPod, type PodRecord } from "./pod.js";
 import { readService, type ServiceRecord } from "./service.js";
 
-export type RecordType = "node" | "identity-master" | "identity-value" | "ipcache" | "service" | "endpoint" | "policy";
+export type RecordType = "node" | "identity-master" | "identity-value" | "ipcache" | "service" | "endpoint" | "policy" | "pod";
 
 export interface RecordTypes {
   node: NodeRecord;
@@ -24,6 +25,7 @@ export interface RecordTypes {
   service: ServiceRecord;
   endpoint: EndpointRecord;
   policy: PolicyRecord;
+  pod: PodRecord;
 }
 
 export type AnyRecord = RecordTypes[RecordType];
@@ -36,6 +38,7 @@ const READERS: { [T in RecordType]: (v: unknown, path: string, mode: Mode) => Re
   service: readService,
   endpoint: readEndpoint,
   policy: readPolicy,
+  pod: readPod,
 };
 
 const KIND_TYPE: Record<Exclude<RecordKind, "identities">, RecordType> = {
@@ -44,6 +47,7 @@ const KIND_TYPE: Record<Exclude<RecordKind, "identities">, RecordType> = {
   services: "service",
   endpoints: "endpoint",
   policies: "policy",
+  pods: "pod",
 };
 
 /** What a state key holds; identities' lock keys hold no record. */
