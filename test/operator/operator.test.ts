@@ -198,6 +198,8 @@ status: { podIP: 10.1.0.300 }
     it("a restarted operator rewrites nothing unchanged and deletes records derived from nothing", async () => {
       await cli(["apply", "-f", files.write("pods.yaml", pods()), "--kvstore", spec]);
       await waitFor("web-1 back", async () => ((await get(keys.endpoint("default", "shop", "web-1")))?.identity === idWeb ? true : undefined));
+      // and every pod's record under its node: the operator may write them in more than one step
+      await waitFor("the three pod records back", async () => ((await store.list(keys.pods())).kvs.length === 3 ? true : undefined));
       await stopOperator();
       const before = await records(store);
       const orphan = keys.endpoint("default", "shop", "gone");
