@@ -226,13 +226,19 @@ export async function runClusterDemo(io: Output, opts: ClusterDemoOptions = {}):
     let t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-added.yaml")));
     let ms = await race(timeUntil(procs, [n1, n2], "/v1/services", (s: Array<{ backends: Array<{ addr: string }> }>) => FAMILIES.every((f) => s.some((x) => x.backends.some((b) => b.addr === addressOf(topo!, "bec", f)))), t0));
+    // The service's backends come from the EndpointSlices, the pod's endpoint on n2 from its pod record: the operator
+    // writes them in separate steps, so under load the VIP can pick backend-c before n2 has its endpoint (a connection
+    // then fails). The change is seen once backend-c is also in every node's ipcache (n2's own endpoint, n1's copy).
+    const inIpcache = ms === undefined ? undefined : await race(timeUntil(procs, [n1, n2], "/v1/ipcache", (s: Array<{ cidr: string }>) => FAMILIES.every((f) => s.some((e) => e.cidr.split("/")[0] === addressOf(topo!, "bec", f))), t0));
+    ms = inIpcache === undefined ? undefined : Math.max(ms!, inIpcache);
     const added: string[] = [];
     for (const f of FAMILIES) {
-      const a = await race(answeredBy(topo, servers, "fe", ["bec"], 16, f));
+      // Each connection picks backend-c with odds 1/3 (Maglev over a new source port): 32 tries miss it with odds 2e-6.
+      const a = await race(answeredBy(topo, servers, "fe", ["bec"], 32, f));
       added.push(`IPv${f} ${answeredText(a.by)}${a.hit ? "" : " (backend-c never answered)"}`);
       if (!a.hit) ms = undefined;
     }
-    await change({ change: "backend-c (n2) added to the service", effect: `in every node's LB table; frontend's connections to the VIP then answered by ${added.join("; ")}`, ms, how: "apply -> every agent's /v1/services lists it, and it answers over both families" });
+    await change({ change: "backend-c (n2) added to the service", effect: `in every node's LB table; frontend's connections to the VIP then answered by ${added.join("; ")}`, ms, how: "apply -> every agent's /v1/services and /v1/ipcache list it, and it answers over both families" });
 
     t0 = performance.now();
     await race(procs.apply(join(packageRoot(), "examples/cluster/changes/backend-removed.yaml")));
