@@ -31,9 +31,10 @@
  *      - (context) kernel forwarding without a TUN, at the end, after the
  *        policy-routing rules are removed.
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
- *    sampled again. Order F C F1 | F1 C F | K C | O C O (F = default queues, F1 = one
+ *    sampled again. Order F C F1 | F1 C F | K C I | O C O (F = default queues, F1 = one
  *    queue, both with native TUN I/O as the agent defaults it; K = one queue
- *    with one koffi call per packet, the --no-native-io fallback, for context), then O2 F C O2 (O2 = offloads on
+ *    with one koffi call per packet, the --no-native-io fallback, for context;
+ *    I = the default queues with an I/O thread each, --io-workers, for context), then O2 F C O2 (O2 = offloads on
  *    with the default queue count, for the agent's --offloads default; each O2 against the F next to it): every forwarder run is next to a C loop run, so drift on the
  *    machine (a shared VM) weighs on both alike; figures are over all
  *    windows (packets / seconds), and the ratio of each adjacent pair is
@@ -75,6 +76,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ForwarderHandle } from "../host/forwarder/controller.js";
+import { useIoWorkers } from "../host/forwarder/open-device.js";
 import type { ForwarderStats, OffloadMode } from "../host/forwarder/forwarder.js";
 import type { DatapathOptions } from "../host/config.js";
 import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology } from "../host/demo/topology.js";
@@ -109,6 +111,8 @@ const TCP_GOAL = 0.8;
 const BEYOND_SYSCALLS_GOAL_NS = 150;
 /** TUN queues as the agent defaults them (host/cli/agent.ts --queues). */
 const DEFAULT_QUEUES = Math.min(256, availableParallelism());
+/** Who moves the default queues' packets without offloads, as the agent decides (host/forwarder/open-device.ts). */
+const DEFAULT_MOVERS = useIoWorkers({ queues: DEFAULT_QUEUES }) ? "io-threads" : DEFAULT_QUEUES > 1 ? "one thread" : undefined;
 /** CPUs when pinning: the sender's and the packet mover's. */
 const SENDER_CPU = 0;
 const MOVER_CPU = 1;
@@ -117,7 +121,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-type UdpVariant = "forwarder" | "forwarder-offloads" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
+type UdpVariant = "forwarder" | "forwarder-io-threads" | "forwarder-offloads" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
 type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "offloads-on-default-queues" | "offloads-off-default-queues" | "kernel";
 
 // Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
@@ -125,6 +129,8 @@ type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "offloads-
 // and one queue with offloads on (write coalescing) on both sides of a C loop run (O C O: each O is adjacent to it).
 const UDP_ORDER: UdpVariant[] = [
   "forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop",
+  // The default queues with an I/O thread each (what the agent picks with more CPUs than queues), after that C loop run.
+  "forwarder-io-threads",
   "forwarder-1q-offloads", "c-loop", "forwarder-1q-offloads",
   // For the agent's --offloads default: offloads on with the default queue count, next to offloads off (the default) and a C loop run.
   "forwarder-offloads", "forwarder", "c-loop", "forwarder-offloads",
@@ -138,8 +144,10 @@ const TCP_ORDER: TcpVariant[] = [
 
 const UDP_LABEL: Record<UdpVariant, string> = {
   // Several queues without offloads: an I/O thread per queue, one deciding thread (host/tun/ring-tun.ts).
-  forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""})`,
+  forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_MOVERS ? `, ${DEFAULT_MOVERS}` : ""})`,
   "forwarder-offloads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, offloads on: USO coalescing on write)`,
+  // The same queues with an I/O thread each feeding one deciding thread (--io-workers: host/tun/ring-tun.ts), for context.
+  "forwarder-io-threads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, io-threads)`,
   "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
   "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet)`,
   "forwarder-1q-offloads": `forwarder (batch ${BATCH}, 1 queue, offloads on: USO coalescing on write)`,
@@ -151,7 +159,7 @@ const TCP_LABEL: Record<TcpVariant, string> = {
   "offloads-split": "forwarder, offloads on, split mode",
   "offloads-off": "forwarder, offloads off",
   "offloads-on-default-queues": `forwarder, offloads on, ${DEFAULT_QUEUES} queues`,
-  "offloads-off-default-queues": `forwarder, offloads off, ${DEFAULT_QUEUES} queues${DEFAULT_QUEUES > 1 ? ", io-threads" : ""}`,
+  "offloads-off-default-queues": `forwarder, offloads off, ${DEFAULT_QUEUES} queues${DEFAULT_MOVERS ? `, ${DEFAULT_MOVERS}` : ""}`,
   kernel: "kernel forwarding, no TUN",
 };
 
@@ -523,10 +531,10 @@ export class Run {
    * (the race in the module comment); returns the worker thread's candidates
    * (new threads of this process).
    */
-  async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough", queues = 1, io?: TunIoChoice): Promise<number[]> {
+  async startForwarder(offloads: boolean, offloadMode: OffloadMode = "passthrough", queues = 1, io?: TunIoChoice, ioWorkers?: boolean): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
       const before = new Set(tasks());
-      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io }, batchSize: this.batchSize, stageTiming: this.stageTiming });
+      const handle = await ForwarderHandle.start({ options: OPTIONS, device: { name: this.tun, offloads, offloadMode, queues, io, ioWorkers }, batchSize: this.batchSize, stageTiming: this.stageTiming });
       this.handle = handle;
       try {
         this.topo.attachTun(handle.ready.device);
@@ -597,8 +605,8 @@ export class Run {
     try {
       if (isForwarder(variant)) {
         const offloads = variant === "forwarder-1q-offloads" || variant === "forwarder-offloads";
-        const queues = variant === "forwarder" || variant === "forwarder-offloads" ? DEFAULT_QUEUES : 1;
-        candidates = await this.startForwarder(offloads, "passthrough", queues, variant === "forwarder-1q-koffi" ? "koffi" : (process.env.FORWARDER_BENCH_IO as TunIoChoice | undefined));
+        const queues = variant === "forwarder" || variant === "forwarder-offloads" || variant === "forwarder-io-threads" ? DEFAULT_QUEUES : 1;
+        candidates = await this.startForwarder(offloads, "passthrough", queues, variant === "forwarder-1q-koffi" ? "koffi" : (process.env.FORWARDER_BENCH_IO as TunIoChoice | undefined), variant === "forwarder-io-threads" ? true : undefined);
         if (candidates.length === 1) {
           thread = { pid: "self", tid: candidates[0]! };
           if (this.pin) this.pinThread(thread.tid, moverCpu);
@@ -777,7 +785,7 @@ export class Run {
 // ---------------------------------------------------------------------------
 
 function isForwarder(v: UdpVariant): boolean {
-  return v === "forwarder" || v === "forwarder-offloads" || v === "forwarder-1q" || v === "forwarder-1q-koffi" || v === "forwarder-1q-offloads";
+  return v === "forwarder" || v === "forwarder-io-threads" || v === "forwarder-offloads" || v === "forwarder-1q" || v === "forwarder-1q-koffi" || v === "forwarder-1q-offloads";
 }
 
 function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number }> {
@@ -791,7 +799,7 @@ function numbered<V extends string>(order: V[]): Array<{ variant: V; run: number
 
 function summarizeUdp(runs: UdpRun[]): UdpSummary[] {
   const out: UdpSummary[] = [];
-  for (const variant of ["forwarder", "forwarder-offloads", "forwarder-1q", "forwarder-1q-koffi", "forwarder-1q-offloads", "c-loop", "kernel"] as const) {
+  for (const variant of ["forwarder", "forwarder-io-threads", "forwarder-offloads", "forwarder-1q", "forwarder-1q-koffi", "forwarder-1q-offloads", "c-loop", "kernel"] as const) {
     const ok = runs.filter((r) => r.variant === variant && !r.error);
     if (!ok.length) continue;
     const sum = (f: (r: UdpRun) => number | undefined) => ok.reduce((s, r) => s + (f(r) ?? 0), 0);
@@ -1156,6 +1164,15 @@ function udpGoalNotes(r: Measured): string[] {
     `  utime also holds the ends of syscalls (bench/thread-times.ts): the C loop's ${opt(beyond.cLoopUserNs)} ns/pkt over 2 syscalls/pkt; the forwarder`
       + ` made ${opt(beyond.syscallsPerPacket, 3)} syscalls/pkt, so without them ${opt(beyond.withoutSyscallExitsNs)} ns/pkt, the figure judged (${opt(beyond.value)} ns raw).`,
   );
+  const io = r.udp.summary.find((s) => s.variant === "forwarder-io-threads");
+  const fDefault = r.udp.summary.find((s) => s.variant === "forwarder");
+  if (io && DEFAULT_MOVERS !== "io-threads") {
+    const nextToC = adjacentRatios(r.udp.runs, "forwarder-io-threads", "c-loop", (row) => row.receivedPps!);
+    notes.push(`For context: ${UDP_LABEL["forwarder-io-threads"]} ${num(io.receivedPps)} pps`
+      + (nextToC.length ? `, ${nextToC.map((x) => `${num(x, 2)}x`).join(", ")} the adjacent C loop run` : "")
+      + (fDefault ? `; the default (${DEFAULT_MOVERS ?? "1 queue"}) ${num(fDefault.receivedPps)} pps` : "")
+      + ` (the agent uses I/O threads only with more CPUs than queues: host/forwarder/open-device.ts).`);
+  }
   const n1 = r.udp.summary.find((s) => s.variant === "forwarder-1q");
   const kf = r.udp.summary.find((s) => s.variant === "forwarder-1q-koffi");
   const kfRun = r.udp.runs.find((row) => row.variant === "forwarder-1q-koffi" && !row.error);

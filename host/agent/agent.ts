@@ -58,7 +58,7 @@ export interface AgentOptions {
   offloads?: boolean;
   /** TUN queues (WorkerStart.device.queues). */
   queues?: number;
-  /** false: no I/O thread per queue (WorkerStart.device.ioWorkers). */
+  /** An I/O thread per queue or not (WorkerStart.device.ioWorkers); default: only with more CPUs than queues. */
   ioWorkers?: boolean;
   /** How TUN packets cross into JavaScript (WorkerStart.device.io); default "auto". */
   tunIo?: TunIoChoice;

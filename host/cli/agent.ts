@@ -30,7 +30,8 @@ const AGENT_OPTIONS: Option[] = [
   new Option("--queues <n>", "TUN queues, 1..256 (IFF_MULTI_QUEUE; one conntrack view over all; default: the number of CPUs)"),
   new Option("--tun-io <mode>", "how packets cross between the TUN and the forwarder: auto (adaptive when io_uring works, else batch, else koffi), adaptive (uring or batch, whichever costs less CPU per packet, measured under the traffic), uring (io_uring batches), batch (read/write looped in C), koffi (one FFI call per packet)").choices(["auto", "adaptive", "uring", "batch", "koffi"]).default("auto"),
   new Option("--no-native-io", "move TUN packets with one koffi FFI call per packet (the fallback), as --tun-io koffi"),
-  new Option("--no-io-workers", "with several queues, do every queue's read/write on the deciding thread instead of an I/O thread per queue"),
+  new Option("--io-workers", "with several queues (no offloads), an I/O thread per queue does the read/write and one thread decides (default: only when there are more CPUs than queues)"),
+  new Option("--no-io-workers", "with several queues, do every queue's read/write on the deciding thread"),
   new Option("--route <cidr>", "route this prefix into the device (repeatable)").argParser(collect),
   new Option("--route-table <n>", "put those routes in table n instead of main (policy routing)"),
   new Option("--route-rule <sel>", 'ip rule selector sending traffic to --route-table, e.g. "iif lxc-pod1 pref 100" (repeatable; added at start, removed at stop)').argParser(collect),
@@ -51,6 +52,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   if (datapath !== "tun") throw new InvalidInputError(`agent: --datapath must be "tun" or "bpf" (got ${datapath === undefined ? "nothing" : `"${datapath}"`})`);
   const mtu = integerArg("mtu", str(flags, "mtu"), 576, 65535);
   const queues = integerArg("queues", str(flags, "queues"), 1, 256) ?? Math.min(256, availableParallelism());
+  if (flags.ioWorkers === true && flags.offloads === true) throw new InvalidInputError("agent: --io-workers and --offloads: with offloads every queue is moved by the deciding thread (a ring slot would have to hold a 64 KiB super-packet); drop one of them");
   const secondsText = str(flags, "seconds");
   const seconds = secondsText === undefined ? undefined : Number(secondsText);
   if (seconds !== undefined && !(seconds > 0)) throw new InvalidInputError(`--seconds: expected a positive number, got "${secondsText}"`);
@@ -61,7 +63,7 @@ function agentOptions(flags: AgentFlags): AgentOptions {
   const config = str(flags, "config");
   const state = config ? loadAgentConfig(config) : undefined;
   return {
-    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues, ioWorkers: flags.ioWorkers !== false,
+    ...state, device: str(flags, "device"), mtu, offloads: flags.offloads === true, queues, ioWorkers: flags.ioWorkers as boolean | undefined,
     tunIo: flags.nativeIo === false ? "koffi" : (str(flags, "tunIo") as TunIoChoice | undefined),
     routes: (flags.route as string[] | undefined) ?? [], stateDir: str(flags, "stateDir")!, seconds,
     routeTable: routeTable === undefined ? undefined : parseRouteTable(routeTable), routeRules,

@@ -5,15 +5,33 @@
  * MultiQueueTun; either way every queue's packets are decided against one datapath
  * and one conntrack view (docs/forwarder.md, "More than one queue").
  */
+import { availableParallelism } from "node:os";
 import type { TunDevice } from "../tun/device.js";
 import { linuxQueueWaiter, openTun, openTunQueues, type OpenTunOptions } from "../tun/linux-tun.js";
 import { MultiQueueTun } from "../tun/multi-queue.js";
 import { RingTun } from "../tun/ring-tun.js";
 import type { WorkerStart } from "./protocol.js";
 
-/** The TUN I/O mode a device opened here uses (LinuxTun, RingTun, MultiQueueTun all say), for the ready message. */
+/** The TUN I/O mode a device opened here uses (LinuxTun, RingTun, MultiQueueTun all say) and who moves several queues, for the ready message. */
 export function deviceTunIo(device: TunDevice): string | undefined {
-  return "io" in device && typeof device.io === "string" ? device.io : undefined;
+  const io = "io" in device && typeof device.io === "string" ? device.io : undefined;
+  const movers = device instanceof RingTun ? `${device.queueReads().length} queues, an I/O thread each` : device instanceof MultiQueueTun ? `${device.queues.length} queues, one thread` : undefined;
+  return [io, movers].filter((x) => x !== undefined).join("; ") || undefined;
+}
+
+/**
+ * Whether several queues without offloads get an I/O thread each (RingTun) or
+ * are all read and written by the deciding worker (MultiQueueTun). The threads
+ * pay only when each has a CPU of its own: queues + 1 busy threads on fewer CPUs
+ * take CPU from one another and from whatever sends the traffic, and the ring
+ * hand-off costs more than the syscalls it moves. On this project's 2-CPU machine,
+ * 2 queues: one thread 0.96x the C loop, I/O threads 0.71x, side by side
+ * (docs/forwarder.md, "More than one queue"). An explicit choice always wins.
+ */
+export function useIoWorkers(device: WorkerStart["device"], cpus = availableParallelism()): boolean {
+  const queues = device.queues ?? 1;
+  if (queues === 1 || (device.offloads ?? false)) return false;
+  return device.ioWorkers ?? cpus > queues;
 }
 
 export function openForwarderDevice(device: WorkerStart["device"]): TunDevice {
@@ -25,8 +43,7 @@ export function openForwarderDevice(device: WorkerStart["device"]): TunDevice {
   };
   const queues = device.queues ?? 1;
   if (queues === 1) return openTun(options);
-  // The default for several queues without offloads: the syscalls on a thread per queue (ring-tun.ts).
   // With offloads a slot would hold a 64 KiB super-packet and the copies would cost more than the syscalls save.
-  if (!offloads && device.ioWorkers !== false) return new RingTun(openTunQueues(options, queues));
+  if (useIoWorkers(device)) return new RingTun(openTunQueues(options, queues));
   return new MultiQueueTun(openTunQueues(options, queues), linuxQueueWaiter);
 }

@@ -28,9 +28,11 @@ export interface WorkerStart {
     /** TUN queues (IFF_MULTI_QUEUE), all decided by this worker's one datapath; default 1 (open-device.ts). */
     queues?: number;
     /**
-     * With more than one queue and no offloads, an I/O thread per queue does
-     * the read(2)/write(2) and this worker only decides (host/tun/ring-tun.ts);
-     * default true. false: this worker does every queue's syscalls itself.
+     * With more than one queue and no offloads: true, an I/O thread per queue
+     * does the read(2)/write(2) and this worker only decides (host/tun/ring-tun.ts);
+     * false, this worker does every queue's syscalls itself (host/tun/multi-queue.ts).
+     * Default: I/O threads only when the machine has a CPU for each of them and
+     * one more for this worker (open-device.ts, useIoWorkers).
      */
     ioWorkers?: boolean;
     /**

@@ -35,6 +35,7 @@ describe("membrane agent", () => {
     [["agent", "--datapath", "tun", "--snapshot-interval", "0"], '--snapshot-interval: expected seconds from 0.1 to 86400, got "0"'],
     [["agent", "--datapath", "tun", "--route-table", "main"], '--route-table: expected a table number 1..4294967295, got "main"'],
     [["agent", "--datapath", "tun", "--route-table", "100", "--route-rule", "iif lo goto 5"], '"goto" is not a rule selector'],
+    [["agent", "--datapath", "tun", "--queues", "2", "--offloads", "--io-workers"], "--io-workers and --offloads"],
   ])("%j is refused before anything is set up", async (argv, message) => {
     const r = await cli(...argv);
     expect(r.code).not.toBe(0);
