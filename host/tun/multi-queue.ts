@@ -14,7 +14,8 @@
  */
 import type { TunIoTuning } from "./io-mode-tuner.js";
 import { InvalidInputError } from "../errors.js";
-import { checkReadBatch, checkWriteBatch, type TunDevice } from "./device.js";
+import { checkReadBatch, checkWriteBatch, type DescriptorIo, type TunDevice } from "./device.js";
+import { MultiQueueDescriptorIo } from "./multi-queue-descriptors.js";
 import { TunIoError } from "./errors.js";
 
 /** A queue that can be waited on together with its siblings (LinuxTun: poll(2) over all fds). */
@@ -110,6 +111,17 @@ export class MultiQueueTun implements TunDevice {
     }
     return bufs.length;
   }
+
+  /** Descriptor-batch I/O over every queue (multi-queue-descriptors.ts), when each queue has it. */
+  descriptorIo(): DescriptorIo | undefined {
+    if (this.#descriptorIo === undefined) {
+      const each = this.queues.map((q) => q.descriptorIo?.());
+      this.#descriptorIo = each.every((d) => d !== undefined) ? new MultiQueueDescriptorIo(each as DescriptorIo[]) : null;
+    }
+    return this.#descriptorIo ?? undefined;
+  }
+
+  #descriptorIo: DescriptorIo | null | undefined;
 
   wait(timeoutMs: number): boolean {
     if (this.waiter) return this.waiter.waitAny(this.queues, timeoutMs);
