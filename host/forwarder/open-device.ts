@@ -26,7 +26,7 @@ export function deviceTunIo(device: TunDevice): string | undefined {
  * take CPU from one another and from whatever sends the traffic, and the ring
  * hand-off costs more than the syscalls it moves. On this project's 2-CPU machine,
  * 2 queues: one thread 0.96x the C loop, I/O threads 0.71x, side by side
- * (docs/forwarder.md, "More than one queue"). An explicit choice always wins.
+ * (docs/forwarder.md, "Who moves the queues"). An explicit choice always wins.
  */
 export function useIoWorkers(device: WorkerStart["device"], cpus = availableParallelism()): boolean {
   const queues = device.queues ?? 1;
