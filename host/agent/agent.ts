@@ -42,6 +42,7 @@ import { ShutdownSignals, untilStopRequested, type SignalSource } from "./signal
 import { AgentRouting, type RouteRule } from "./routing.js";
 import { AgentMetrics } from "./agent-metrics.js";
 import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
+import { offloadsText } from "./offloads-text.js";
 import { startMonitorApi } from "./monitor-api.js";
 import type { Metrics } from "../metrics/registry.js";
 
@@ -56,6 +57,8 @@ export interface AgentOptions {
   device?: string;
   mtu?: number;
   offloads?: boolean;
+  /** Why offloads are on or off, for the start line (host/cli/agent.ts offloadsFromFlags). */
+  offloadsWhy?: string;
   /** TUN queues (WorkerStart.device.queues). */
   queues?: number;
   /** An I/O thread per queue or not (WorkerStart.device.ioWorkers); default: only with more CPUs than queues. */
@@ -255,7 +258,7 @@ export async function runAgent(opts: AgentOptions, io: Output): Promise<void> {
       const policy = endpoints ? `, policy for ${endpoints} endpoints` : "";
       const from = snap && !snap.skipped ? ` (snapshot #${snap.sequence} of pid ${snap.pid}, run ${snap.runId}, written ${ago(snap.writtenAt)})` : "";
       observed?.started();
-      io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}${fwd.ready.tunIo ? `, tun io ${fwd.ready.tunIo}` : ""}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
+      io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}, ${offloadsText(opts.offloads, opts.offloadsWhy)}${fwd.ready.tunIo ? `, tun io ${fwd.ready.tunIo}` : ""}), ${installed.describe()}${services}${policy}, ${restoredEntries} conntrack entries restored${from}; conntrack saved every ${everyMs / 1000} s; status in ${statusPath(dir)}`);
 
       await untilStopRequested(signals, opts.seconds);
     }

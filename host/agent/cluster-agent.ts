@@ -30,6 +30,7 @@ import { clusterApiRoutes } from "../cluster/api-routes.js";
 import { ForwarderSink, IpRouteSink } from "../cluster/forwarder-sink.js";
 import { AgentMetrics } from "./agent-metrics.js";
 import { AgentMonitor, endpointLookup } from "./agent-monitor.js";
+import { offloadsText } from "./offloads-text.js";
 import { monitorApiRoutes } from "../monitor/api-route.js";
 import { captureApiRoutes } from "../capture/api-route.js";
 import type { EspPathOptions } from "../forwarder/esp-path.js";
@@ -47,6 +48,8 @@ export interface ClusterAgentRunOptions {
   device?: string;
   mtu?: number;
   offloads?: boolean;
+  /** Why offloads are on or off, for the start line (host/cli/agent.ts offloadsFromFlags). */
+  offloadsWhy?: string;
   /** Prefixes routed into the TUN device (the node's pod CIDRs are added). */
   routes: string[];
   /** The link toward the other nodes (routes to their pod CIDRs use it); default: what the kernel picks for the next hop. */
@@ -116,7 +119,7 @@ export async function runClusterAgent(opts: ClusterAgentRunOptions, io: Output):
     if (observed) observed.tables = () => core!.status().counts;
     api = await startApiServer(agentSocketPath(opts.stateDir), { ...clusterApiRoutes(core), ...monitorApiRoutes(monitor.hub), ...captureApiRoutes(monitor) }, opts.metrics);
     latest = { pid: process.pid, datapath: "tun", device: fwd.ready.device, mtu: fwd.ready.mtu, routes: tunRoutes, startedAt: started, restoredEntries: Object.values(fwd.ready.restored).reduce((s, n) => s + n, 0) };
-    io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
+    io.out(`membrane agent: forwarding on ${fwd.ready.device} (mtu ${fwd.ready.mtu}, ${offloadsText(opts.offloads, opts.offloadsWhy)}); joining cluster through ${opts.store.backend} ${opts.store.location} as node ${opts.node}; API on ${api.socketPath}`);
   } catch (err) {
     await stopAll();
     await fwd.stop();

@@ -90,7 +90,7 @@ export function clusterAgentFlags(flags: Flags): { node: string; addresses: Node
  */
 export async function runClusterAgentFromFlags(
   flags: Flags,
-  common: { device?: string; mtu?: number; offloads?: boolean; routes: string[]; stateDir: string; seconds?: number; snapshotInterval?: number; encrypt?: EspPathOptions; metrics?: Metrics },
+  common: { device?: string; mtu?: number; offloads?: boolean; offloadsWhy?: string; routes: string[]; stateDir: string; seconds?: number; snapshotInterval?: number; encrypt?: EspPathOptions; metrics?: Metrics },
   io: Output,
 ): Promise<void> {
   const cluster = clusterAgentFlags(flags);

@@ -24,6 +24,8 @@ describeIf("the agent's routing (issue 19, failure 15)", agentUnavailable(), () 
       const agent = lab.agent(ARGS);
       const line = await agent.forwarding();
       expect(line).toContain(`routes ${FLOW_PREFIX} in table ${TABLE}, rules "${RULE}" -> table ${TABLE}`);
+      // Nothing here needs them off, so the device has offloads (host/cli/agent.ts offloadsFromFlags).
+      expect(line).toContain("(mtu 1500, offloads on (default)");
       expect(tableRoutes()).toContain(`${FLOW_PREFIX} dev mbrt0`);
       expect(rules()).toEqual(["100:\tfrom 10.76.0.0/24 lookup 100"]);
       // Only the rule routes the flows' prefix: the main table has no route for it.

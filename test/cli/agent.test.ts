@@ -7,6 +7,7 @@ import { cli } from "../support/run-cli.js";
 import { writeStatus } from "../../host/agent/status-file.js";
 import { lockStateDir } from "../../host/agent/state-dir.js";
 import { parseCidr } from "../../host/agent/agent.js";
+import { offloadsFromFlags } from "../../host/cli/agent.js";
 
 const dir = mkdtempSync(join(tmpdir(), "membrane-agent-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,6 +41,17 @@ describe("membrane agent", () => {
     const r = await cli(...argv);
     expect(r.code).not.toBe(0);
     expect(r.err).toContain(message);
+  });
+
+  test("offloads are on unless encryption or I/O threads need them off; an explicit choice wins", () => {
+    expect(offloadsFromFlags({})).toEqual({ on: true, why: "default" });
+    expect(offloadsFromFlags({ offloads: false })).toEqual({ on: false, why: "--no-offloads" });
+    expect(offloadsFromFlags({ encryptKeys: "k" })).toEqual({ on: false, why: "--encrypt-keys seals packets one by one" });
+    expect(offloadsFromFlags({ ioWorkers: true })).toEqual({ on: false, why: "--io-workers: a ring slot holds one packet" });
+    expect(offloadsFromFlags({ ioWorkers: false })).toEqual({ on: true, why: "default" });
+    // Explicitly on with encryption is refused later, by encryptFromFlags (test/cli/encrypt.test.ts).
+    expect(offloadsFromFlags({ offloads: true, encryptKeys: "k" })).toEqual({ on: true, why: "--offloads" });
+    expect(() => offloadsFromFlags({ offloads: true, ioWorkers: true })).toThrow(/--io-workers and --offloads/);
   });
 
   test("routes of both families are accepted", () => {
