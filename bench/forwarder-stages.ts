@@ -41,7 +41,7 @@ import { join } from "node:path";
 import { libcLibrary } from "../host/sys/libc.js";
 import { threadCpuClock } from "../host/sys/thread-cpu-clock.js";
 import { threadTimes, timesSince, withoutSyscallExits } from "./thread-times.js";
-import { Run, unavailable, type UdpRun } from "./forwarder.js";
+import { Run, UDP_LABEL, unavailable, type UdpRun, type UdpVariant } from "./forwarder.js";
 import { STAGES } from "../host/forwarder/stage-timer.js";
 import { num, printTable, type Row } from "./report.js";
 
@@ -58,9 +58,13 @@ async function main(): Promise<void> {
   const onSignal = () => void run.cleanup().finally(() => process.exit(130));
   process.once("SIGINT", onSignal);
   // One queue: the stages of one worker on one fd, against the C loop on one fd.
-  // FP_STAGES_ONLY=forwarder: one forwarder run, no timer unless FP_STAGES_TIMING=1 (a CPU profile should show the forwarder, not its timer).
-  const order: Step[] = process.env.FP_STAGES_ONLY === "forwarder"
+  // FP_STAGES_ONLY=forwarder: one forwarder run, no timer unless FP_STAGES_TIMING=1 (a CPU profile should show the forwarder, not its timer);
+  // FP_STAGES_ONLY=<a forwarder suite UDP variant>, e.g. forwarder-1q-offloads: one run of that one, for its profile.
+  const only = process.env.FP_STAGES_ONLY;
+  const order: Step[] = only === "forwarder"
     ? [{ variant: "forwarder-1q", timed: process.env.FP_STAGES_TIMING === "1" }]
+    : only && only in UDP_LABEL
+    ? [{ variant: only as UdpVariant, timed: process.env.FP_STAGES_TIMING === "1" }]
     : [
       { variant: "forwarder-1q", timed: false }, { variant: "c-loop", timed: false }, { variant: "forwarder-1q", timed: false, views: true },
       { variant: "forwarder-1q", timed: false }, { variant: "forwarder-1q", timed: true },
@@ -102,7 +106,7 @@ async function main(): Promise<void> {
   splitCheck(ffi);
 }
 
-type Step = { variant: "forwarder-1q" | "c-loop"; timed: boolean; views?: boolean };
+type Step = { variant: UdpVariant; timed: boolean; views?: boolean };
 type Row2 = UdpRun & { load: number; timed: boolean; views: boolean };
 
 /**

@@ -121,7 +121,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** For racing against something that normally wins first: the timer does not keep the process alive after the suite. */
 const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-type UdpVariant = "forwarder" | "forwarder-io-threads" | "forwarder-offloads" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
+export type UdpVariant = "forwarder" | "forwarder-io-threads" | "forwarder-offloads" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
 type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "offloads-on-default-queues" | "offloads-off-default-queues" | "kernel";
 
 // Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
@@ -142,7 +142,7 @@ const TCP_ORDER: TcpVariant[] = [
   "offloads-on-default-queues", "offloads-off-default-queues", "offloads-off-default-queues", "offloads-on-default-queues",
 ];
 
-const UDP_LABEL: Record<UdpVariant, string> = {
+export const UDP_LABEL: Record<UdpVariant, string> = {
   // Several queues without offloads: an I/O thread per queue, one deciding thread (host/tun/ring-tun.ts).
   forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_MOVERS ? `, ${DEFAULT_MOVERS}` : ""})`,
   "forwarder-offloads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, offloads on: USO coalescing on write)`,

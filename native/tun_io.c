@@ -44,16 +44,12 @@
 #include <linux/fs.h> /* RWF_NOWAIT */
 #include "../bpf/include/types/batch.h" /* struct pkt_desc, enum verdict */
 
-int tun_io_abi_version(void) { return 2; }
+#include "tun_io.h"
 
-/*
- * Syscalls this library made (read, write, io_uring_enter), every thread of
- * the process together: the forwarder suites divide the kernel's tick-sampled
- * user time by it (bench/thread-times.ts says why they need it).
- */
-static uint64_t syscalls_made;
-#define COUNT_SYSCALL() __atomic_fetch_add(&syscalls_made, 1, __ATOMIC_RELAXED)
-uint64_t tun_io_syscalls(void) { return __atomic_load_n(&syscalls_made, __ATOMIC_RELAXED); }
+int tun_io_abi_version(void) { return 3; }
+
+uint64_t tun_io_syscalls_made;
+uint64_t tun_io_syscalls(void) { return __atomic_load_n(&tun_io_syscalls_made, __ATOMIC_RELAXED); }
 
 int tun_read_batch(int fd, uint8_t *base, const uint32_t *offs, const uint32_t *caps, uint32_t *lens, int n, int32_t *err) {
   int i = 0;
@@ -334,27 +330,49 @@ static uint8_t *read_at(uint8_t *base, uint32_t mem_len, const struct pkt_desc *
   return base + d->buf + start - hdr;
 }
 
-/* Fills in record d for a packet of `got` bytes (header included) read at `start`. */
-static void admit(struct pkt_desc *d, uint32_t start, uint32_t len, uint32_t meta) {
+#define VNET_HDR_LEN 10
+#define VNET_F_NEEDS_CSUM 1
+
+/*
+ * Fills in record d for a packet of `len` bytes read at `start`, its `hdr`-byte
+ * header at `h`; returns the wire packets it stands for. With a virtio_net_hdr:
+ * NEEDS_CSUM marks it PKT_F_CSUM_PARTIAL (rewrites keep the partial sum), a
+ * super-packet counts its segments, and *info gets the length with the top bit
+ * set when the header carries a GSO type or a partial checksum (what
+ * tun_write_gso_descs needs to know once the datapath has moved the packet).
+ */
+static uint32_t admit(struct pkt_desc *d, uint32_t start, uint32_t len, uint32_t meta, uint32_t hdr, const uint8_t *h, uint32_t *info) {
   d->off = start;
   d->len = len;
   d->link = (uint8_t)meta;
   d->dir = (uint8_t)(meta >> 8);
   d->flags = (uint8_t)(meta >> 16);
+  uint32_t wire = 1, offloaded = 0;
+  if (hdr == VNET_HDR_LEN) {
+    uint16_t hdr_len, gso_size;
+    memcpy(&hdr_len, h + 2, 2);
+    memcpy(&gso_size, h + 4, 2);
+    if (h[0] & VNET_F_NEEDS_CSUM) d->flags |= PKT_F_CSUM_PARTIAL;
+    offloaded = h[0] & VNET_F_NEEDS_CSUM || h[1] != 0;
+    if (h[1] != 0 && gso_size > 0 && len > hdr_len) wire = (len - hdr_len + gso_size - 1) / gso_size;
+  }
+  if (info) *info = len | offloaded << 31;
+  return wire;
 }
 
 /*
  * Reads up to n packets into the buffers of records 0..n-1, each at `start`
  * with its `hdr`-byte virtio_net_hdr just before; fills in each record read
  * (off = start, len without the header, link/dir/flags from `meta`: link |
- * dir << 8 | flags << 16). totals[0] = the bytes read (headers excluded).
- * Returns how many were read; *err as the other reads, plus EFAULT (a record
+ * dir << 8 | flags << 16). totals[0] = the bytes read (headers excluded),
+ * totals[1] = the wire packets they stand for (a super-packet its segments);
+ * info, if not NULL, gets admit()'s word per record. Returns how many were read; *err as the other reads, plus EFAULT (a record
  * outside the memory), EINVAL (a buffer with less than `need` bytes of room,
  * or a read shorter than the header).
  */
-int tun_read_descs(int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int n, uint32_t start, uint32_t hdr, uint32_t need, uint32_t meta, uint32_t *totals, int32_t *err) {
+int tun_read_descs(int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int n, uint32_t start, uint32_t hdr, uint32_t need, uint32_t meta, uint32_t *info, uint32_t *totals, int32_t *err) {
   *err = 0;
-  totals[0] = 0;
+  totals[0] = totals[1] = 0;
   if (!descs_fit(mem_len, descs, n)) { *err = EFAULT; return 0; }
   struct pkt_desc *d = (struct pkt_desc *)(base + descs);
   int i = 0;
@@ -370,7 +388,7 @@ int tun_read_descs(int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int 
       break;
     }
     if ((uint32_t)r < hdr) { *err = EINVAL; break; }
-    admit(&d[i], start, (uint32_t)r - hdr, meta);
+    totals[1] += admit(&d[i], start, (uint32_t)r - hdr, meta, hdr, at, info ? &info[i] : 0);
     totals[0] += (uint32_t)r - hdr;
     i++;
   }
@@ -378,9 +396,9 @@ int tun_read_descs(int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int 
 }
 
 /* tun_read_descs through the io_uring, in rounds as tun_uring_read_batch. */
-int tun_uring_read_descs(tun_uring *r, int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int n, uint32_t start, uint32_t hdr, uint32_t need, uint32_t meta, uint32_t *totals, int32_t *err) {
+int tun_uring_read_descs(tun_uring *r, int fd, uint8_t *base, uint32_t mem_len, uint32_t descs, int n, uint32_t start, uint32_t hdr, uint32_t need, uint32_t meta, uint32_t *info, uint32_t *totals, int32_t *err) {
   *err = 0;
-  totals[0] = 0;
+  totals[0] = totals[1] = 0;
   if (!descs_fit(mem_len, descs, n)) { *err = EFAULT; return 0; }
   struct pkt_desc *d = (struct pkt_desc *)(base + descs);
   int got = 0;
@@ -415,7 +433,7 @@ int tun_uring_read_descs(tun_uring *r, int fd, uint8_t *base, uint32_t mem_len, 
         if (!to || (uint32_t)res > cap) { full = 0; break; }
         memmove(to, base + d[src].buf + start - hdr, (size_t)res);
       }
-      admit(&d[got], start, (uint32_t)res - hdr, meta);
+      totals[1] += admit(&d[got], start, (uint32_t)res - hdr, meta, hdr, base + d[got].buf + start - hdr, info ? &info[got] : 0);
       totals[0] += (uint32_t)res - hdr;
       got++;
     }

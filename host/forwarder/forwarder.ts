@@ -145,11 +145,11 @@ export class Forwarder {
   /** A device whose writes complete later, on other threads (RingTun): its running totals of lost writes and reads. */
   private readonly deferred?: { deferredWriteErrors(): number; ringDrops(): number };
   private deferredSeen = 0;
-  /** Without offloads, on a device with descriptor I/O (stepDescriptors): the device's, and the batch as it sees it. */
+  /** On a device with descriptor I/O, without offloads or in passthrough (stepDescriptors): the device's, and the batch as it sees it. */
   private readonly descIo?: DescriptorIo;
   private readonly descBatch?: DescriptorBatch;
-  /** What a descriptor read or write reports (DescriptorIo); reused. */
-  private readonly ioTotals = new Uint32Array(3);
+  /** What a descriptor read or write reports (DescriptorIo: 8 entries for a virtio_net_hdr device's write); reused. */
+  private readonly ioTotals = new Uint32Array(8);
 
   constructor(private readonly dp: Datapath, private readonly device: TunDevice, opts: ForwarderOptions = {}) {
     const size = opts.batchSize ?? 128;
@@ -195,9 +195,16 @@ export class Forwarder {
       this.stats.coalescedPackets = 0;
     }
     // MEMBRANE_FORWARDER_DESCRIPTORS=0: the read()/write() path on such devices too (bench:forwarder-stages compares the two).
-    if (!device.vnetHdr && process.env.MEMBRANE_FORWARDER_DESCRIPTORS !== "0") {
+    // Split mode takes super-packets apart in JavaScript, so it keeps that path.
+    if ((!device.vnetHdr || mode === "passthrough") && process.env.MEMBRANE_FORWARDER_DESCRIPTORS !== "0") {
       this.descIo = device.descriptorIo?.();
-      if (this.descIo) this.descBatch = this.batch.descriptorBatch(IP_AUTO);
+      if (this.descIo) {
+        this.descBatch = this.batch.descriptorBatch(IP_AUTO);
+        if (device.vnetHdr) {
+          this.descBatch.readInfo = new Uint32Array(size);
+          this.descBatch.gso = (offloads?.tso ? 1 : 0) | (offloads?.uso ? 2 : 0);
+        }
+      }
     }
   }
 
@@ -212,7 +219,8 @@ export class Forwarder {
     this.timer?.mark("housekeeping");
     // Growing Wasm memory (a table dump, a new batch) detaches every view: take them again.
     if (this.views[0].byteLength === 0) this.views = this.batch.bufferViews();
-    if (!this.device.vnetHdr) return this.descIo ? this.stepDescriptors() : this.stepPlain();
+    if (this.descIo) return this.stepDescriptors();
+    if (!this.device.vnetHdr) return this.stepPlain();
     return this.offloadMode === "passthrough" ? this.stepPassthrough() : this.stepSplit();
   }
 
@@ -230,12 +238,15 @@ export class Forwarder {
   }
 
   /**
-   * Without offloads, on a device with descriptor I/O (a LinuxTun with native
-   * TUN I/O): the device reads straight into the batch's buffers and fills in
-   * their records, and writes the passing packets straight from the records
-   * the datapath left: one native call each way and one Wasm call, nothing
-   * per packet in JavaScript. The same stats, drops and write-error handling
-   * as stepPlain + decideAndWrite.
+   * On a device with descriptor I/O (a LinuxTun with native TUN I/O, or
+   * several queues of one), without offloads or in offload passthrough: the
+   * device reads straight into the batch's buffers and fills in their records
+   * (with offloads also their partial-checksum flag, and the wire packets),
+   * and writes the passing packets straight from the records the datapath
+   * left (with offloads merging runs of a flow into super-packets in C:
+   * native/tun_gso_write.c): one native call each way and one Wasm call,
+   * nothing per packet in JavaScript. The same stats, drops and write-error
+   * handling as stepPlain/stepPassthrough + decideAndWrite.
    */
   private stepDescriptors(): number {
     const b = this.descBatch!;
@@ -245,7 +256,7 @@ export class Forwarder {
     if (n === 0) return 0;
     this.timer?.mark("read");
     this.stats.reads += n;
-    this.stats.wirePacketsIn += n;
+    this.stats.wirePacketsIn += this.device.vnetHdr ? totals[1] : n;
     this.stats.bytesIn += totals[0];
     this.batch.declare(n);
     this.timer?.mark("admit");
@@ -274,6 +285,7 @@ export class Forwarder {
    * the rest of the batch, counted in writeErrors.
    */
   private writeDescriptors(n: number): void {
+    if (this.device.vnetHdr) return this.writeGsoDescriptors(n);
     const b = this.descBatch!;
     const t = this.ioTotals;
     b.count = n;
@@ -303,6 +315,36 @@ export class Forwarder {
       from = failed.done + 1;
       if (from >= n) return;
     }
+  }
+
+  /**
+   * writeDescriptors on a virtio_net_hdr device (offload passthrough): one
+   * call, the C side merging runs of a flow into super-packets and skipping a
+   * write the kernel refuses (EINVAL). Counted as decideAndWrite + writeOut
+   * count the same path in JavaScript: a moved packet whose header cannot
+   * follow it is dropped (offloadUnwritable); writes are the writes made
+   * (a super-packet is one); what a push-back (EAGAIN), a device that is down
+   * (EIO) or a refusal lost is in writeErrors, counted in packets.
+   */
+  private writeGsoDescriptors(n: number): void {
+    const b = this.descBatch!;
+    const t = this.ioTotals;
+    b.count = n;
+    try {
+      this.descIo!.writeDescs(b, 0, t);
+    } catch (err) {
+      // A device that is down (just created, being moved to another namespace) loses this batch, as a NIC would.
+      if (!(err instanceof TunIoError) || err.errnoName !== "EIO") throw err;
+    }
+    const [passing, bytes, written, writes, coalescedWrites, coalescedPackets, unwritable] = t;
+    this.stats.packetsOut += passing - unwritable;
+    this.stats.bytesOut += bytes;
+    this.stats.dropped += n - passing + unwritable;
+    this.stats.offloadUnwritable += unwritable;
+    this.stats.writes += writes;
+    this.stats.coalescedWrites = (this.stats.coalescedWrites ?? 0) + coalescedWrites;
+    this.stats.coalescedPackets = (this.stats.coalescedPackets ?? 0) + coalescedPackets;
+    this.stats.writeErrors += passing - unwritable - written;
   }
 
   /**

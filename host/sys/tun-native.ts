@@ -11,7 +11,7 @@
 import { OptionalNative } from "./optional-native.js";
 
 export const TUN_NATIVE_LIBRARY = "build/native/libtun_io.so";
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /**
  * Packet i of a call is at base[offs[i]]; for reads caps[i] is its room and
@@ -30,15 +30,26 @@ export interface TunNative {
   /**
    * Descriptor batches (struct pkt_desc records at byte `descs` of `base`, whose buffers are in `base` too;
    * native/tun_io.c): reads fill records 0..result-1 in (off = start, len, link/dir/flags from `meta`), totals[0] = bytes;
-   * `ring` 0 loops read(2) instead of the io_uring.
+   * totals[1] = the wire packets read (a super-packet its segments); `info` (or null) gets, per record, the length read
+   * with the top bit set when its virtio_net_hdr carries a GSO type or a partial checksum (and NEEDS_CSUM sets the
+   * record's PKT_F_CSUM_PARTIAL); `ring` 0 loops read(2) instead of the io_uring.
    */
-  readDescs(ring: number, fd: number, base: Uint8Array, descs: number, n: number, start: number, hdr: number, need: number, meta: number, totals: Uint32Array, err: Int32Array): number;
+  readDescs(ring: number, fd: number, base: Uint8Array, descs: number, n: number, start: number, hdr: number, need: number, meta: number, info: Uint32Array | null, totals: Uint32Array, err: Int32Array): number;
   /**
    * Writes the passing records of from..n-1; returns the record it stopped at (n: all went); totals = [passing records
    * in from..n-1, their bytes, packets written]; `ring` 0 loops write(2).
    */
   writeDescs(ring: number, fd: number, base: Uint8Array, descs: number, from: number, n: number, hdr: number, totals: Uint32Array, err: Int32Array): number;
-  /** Syscalls the library made so far, all threads (read, write, io_uring_enter). */
+  /**
+   * Offload passthrough's write (native/tun_gso_write.c): the passing records of from..n-1, read with a virtio_net_hdr at
+   * `start` (`info` as readDescs left it), runs of one flow merged into TSO (gso & 1) / USO (gso & 2) super-packets and
+   * sent with writev(2); totals (8) = [passing, their bytes, packets written, writes, coalesced writes, packets in them,
+   * unwritable, refused]. Returns the record it stopped at (n: all went).
+   */
+  writeGsoDescs(fd: number, base: Uint8Array, descs: number, from: number, n: number, start: number, gso: number, info: Uint32Array, totals: Uint32Array, err: Int32Array): number;
+  /** writeGsoDescs into `out` instead of a TUN (tests): the writes end to end, unitLens[k] = write k's bytes. */
+  gsoPlanDescs(base: Uint8Array, descs: number, from: number, n: number, start: number, gso: number, info: Uint32Array, out: Uint8Array, unitLens: Uint32Array, totals: Uint32Array, err: Int32Array): number;
+  /** Syscalls the library made so far, all threads (read, write, writev, io_uring_enter). */
   syscalls(): number;
 }
 
@@ -57,8 +68,10 @@ const library = new OptionalNative<TunNative>({
     const uringFree = fn("tun_uring_free", "void", ["uintptr_t"]);
     const uringRead = fn("tun_uring_read_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "void *", "int", "void *"]);
     const uringWrite = fn("tun_uring_write_batch", "int", ["uintptr_t", "int", "void *", "void *", "void *", "int", "void *"]);
-    const readDescs = fn("tun_read_descs", "int", ["int", "void *", "uint32_t", "uint32_t", "int", "uint32_t", "uint32_t", "uint32_t", "uint32_t", "void *", "void *"]);
-    const uringReadDescs = fn("tun_uring_read_descs", "int", ["uintptr_t", "int", "void *", "uint32_t", "uint32_t", "int", "uint32_t", "uint32_t", "uint32_t", "uint32_t", "void *", "void *"]);
+    const readDescs = fn("tun_read_descs", "int", ["int", "void *", "uint32_t", "uint32_t", "int", "uint32_t", "uint32_t", "uint32_t", "uint32_t", "void *", "void *", "void *"]);
+    const uringReadDescs = fn("tun_uring_read_descs", "int", ["uintptr_t", "int", "void *", "uint32_t", "uint32_t", "int", "uint32_t", "uint32_t", "uint32_t", "uint32_t", "void *", "void *", "void *"]);
+    const writeGsoDescs = fn("tun_write_gso_descs", "int", ["int", "void *", "uint32_t", "uint32_t", "int", "int", "uint32_t", "uint32_t", "void *", "void *", "void *"]);
+    const gsoPlanDescs = fn("tun_gso_plan_descs", "int", ["void *", "uint32_t", "uint32_t", "int", "int", "uint32_t", "uint32_t", "void *", "void *", "uint32_t", "void *", "void *", "void *"]);
     const writeDescs = fn("tun_write_descs", "int", ["int", "void *", "uint32_t", "uint32_t", "int", "int", "uint32_t", "void *", "void *"]);
     const uringWriteDescs = fn("tun_uring_write_descs", "int", ["uintptr_t", "int", "void *", "uint32_t", "uint32_t", "int", "int", "uint32_t", "void *", "void *"]);
     const syscalls = fn("tun_io_syscalls", "uint64_t", []);
@@ -69,12 +82,15 @@ const library = new OptionalNative<TunNative>({
       uringFree: (ring) => uringFree(ring),
       uringReadBatch: (ring, fd, base, offs, caps, lens, n, err) => uringRead(ring, fd, base, offs, caps, lens, n, err) as number,
       uringWriteBatch: (ring, fd, base, offs, lens, n, err) => uringWrite(ring, fd, base, offs, lens, n, err) as number,
-      readDescs: (ring, fd, base, descs, n, start, hdr, need, meta, totals, err) => (ring !== 0
-        ? uringReadDescs(ring, fd, base, base.byteLength, descs, n, start, hdr, need, meta, totals, err)
-        : readDescs(fd, base, base.byteLength, descs, n, start, hdr, need, meta, totals, err)) as number,
+      readDescs: (ring, fd, base, descs, n, start, hdr, need, meta, info, totals, err) => (ring !== 0
+        ? uringReadDescs(ring, fd, base, base.byteLength, descs, n, start, hdr, need, meta, info, totals, err)
+        : readDescs(fd, base, base.byteLength, descs, n, start, hdr, need, meta, info, totals, err)) as number,
       writeDescs: (ring, fd, base, descs, from, n, hdr, totals, err) => (ring !== 0
         ? uringWriteDescs(ring, fd, base, base.byteLength, descs, from, n, hdr, totals, err)
         : writeDescs(fd, base, base.byteLength, descs, from, n, hdr, totals, err)) as number,
+      writeGsoDescs: (fd, base, descs, from, n, start, gso, info, totals, err) => writeGsoDescs(fd, base, base.byteLength, descs, from, n, start, gso, info, totals, err) as number,
+      gsoPlanDescs: (base, descs, from, n, start, gso, info, out, unitLens, totals, err) =>
+        gsoPlanDescs(base, base.byteLength, descs, from, n, start, gso, info, out, out.byteLength, unitLens, totals, err) as number,
       syscalls: () => Number(syscalls()),
     };
   },

@@ -1,6 +1,7 @@
 /**
  * `npm run build:native`: compiles the optional native libraries koffi loads:
- * - native/tun_io.c (batched TUN read/write, io_uring) into
+ * - native/tun_io.c (batched TUN read/write, io_uring) and
+ *   native/tun_gso_write.c (offload passthrough's coalescing write) into
  *   build/native/libtun_io.so (host/sys/tun-native.ts); needs only a C
  *   compiler and the kernel headers;
  * - native/esp_gcm.c (batch ESP seal/open over libcrypto, sendmmsg/recvmmsg)
@@ -20,8 +21,8 @@ import { TUN_NATIVE_LIBRARY, tunNativeLibraryPath } from "../sys/tun-native.js";
 
 
 /** cc flags: a position-independent shared object (linked against `libs`, e.g. "-lcrypto"). */
-export function ccArgs(source: string, output: string, libs: string[] = ["-lcrypto"]): string[] {
-  return ["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", output, source, ...libs];
+export function ccArgs(sources: string | string[], output: string, libs: string[] = ["-lcrypto"]): string[] {
+  return ["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", output, ...[sources].flat(), ...libs];
 }
 
 function compiler(): string | undefined {
@@ -46,8 +47,8 @@ function main(): void {
   if (!existsSync("/usr/include/linux/io_uring.h")) {
     fail("build:native: kernel headers missing (linux/io_uring.h), TUN I/O will make one FFI call per packet (Debian: apt-get install linux-libc-dev)");
   } else {
-    const t = spawnSync(cc, ccArgs(join(root, "native/tun_io.c"), tunNativeLibraryPath(), []), { stdio: "inherit" });
-    if (t.status !== 0) fail(`build:native: ${cc} failed on native/tun_io.c (exit ${t.status}), TUN I/O will make one FFI call per packet`);
+    const t = spawnSync(cc, ccArgs([join(root, "native/tun_io.c"), join(root, "native/tun_gso_write.c")], tunNativeLibraryPath(), []), { stdio: "inherit" });
+    if (t.status !== 0) fail(`build:native: ${cc} failed on native/tun_io.c or native/tun_gso_write.c (exit ${t.status}), TUN I/O will make one FFI call per packet`);
     else console.log(`build:native: ${TUN_NATIVE_LIBRARY}`);
   }
   if (!existsSync("/usr/include/openssl/evp.h")) {

@@ -88,13 +88,24 @@ export interface DescriptorBatch {
   headroom: number;
   /** What a read stamps on every record it fills: link | dir << 8 | flags << 16 (pkt_desc fields). */
   meta: number;
+  /**
+   * With a virtio_net_hdr device (offload passthrough): one word per record that a read fills in (the length read,
+   * top bit set when the header carries a GSO type or a partial checksum) and the write needs, to tell a packet the
+   * datapath moved and whether its header can follow it.
+   */
+  readInfo?: Uint32Array;
+  /** With a virtio_net_hdr device: which flows a write may merge into super-packets (1: TCP, device has TSO; 2: UDP, USO). */
+  gso?: number;
 }
 
 export interface DescriptorIo {
   /**
    * As read(): up to batch.count packets without blocking, each at its
    * buffer's headroom; records 0..result-1 get off = headroom, len and
-   * `meta`. totals[0] = the bytes read. Returns how many, 0 when none is ready.
+   * `meta`. totals[0] = the bytes read; on a virtio_net_hdr device totals[1] =
+   * the wire packets (a super-packet its segments), records with a partial
+   * checksum get PKT_F_CSUM_PARTIAL and batch.readInfo is filled in. Returns
+   * how many, 0 when none is ready.
    */
   readDescs(batch: DescriptorBatch, totals: Uint32Array): number;
   /**
@@ -104,6 +115,11 @@ export interface DescriptorIo {
    * fewer when the device pushed back (EAGAIN) at that record. totals =
    * [passing records in from..count-1, their bytes, packets written]. Any
    * other failure throws TunIoError, its `done` the record that failed.
+   * On a virtio_net_hdr device (offload passthrough: native/tun_gso_write.c)
+   * runs of one flow go out as super-packets (batch.gso) and totals has 8
+   * entries: then also writes made, coalesced writes, the packets in them,
+   * records not writable (moved, header could not follow: dropped) and
+   * packets the kernel refused (EINVAL: skipped, the rest written).
    */
   writeDescs(batch: DescriptorBatch, from: number, totals: Uint32Array): number;
 }

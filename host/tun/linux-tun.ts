@@ -265,6 +265,7 @@ export class LinuxTun implements TunDevice {
     const fd = this.#open();
     const io = this.#native!;
     // The room each buffer must have is checked by the C side, per record, against readCapacity (it stops with EINVAL).
+    if (batch.readInfo && batch.readInfo.length < batch.count) throw new InvalidInputError(`${this.name}: readInfo has ${batch.readInfo.length} words for ${batch.count} records`);
     const n = io.readDescs(fd, batch, this.#hdr, this.#hdr + this.readCapacity, totals);
     if (io.errno !== 0) throw new TunIoError(`read packet ${n} of a batch from ${this.name}`, io.errno, n);
     return n;
@@ -273,7 +274,13 @@ export class LinuxTun implements TunDevice {
   #writeDescs(batch: DescriptorBatch, from: number, totals: Uint32Array): number {
     const fd = this.#open();
     const io = this.#native!;
-    const stop = io.writeDescs(fd, batch, from, this.#hdr, totals);
+    let stop: number;
+    if (this.vnetHdr) {
+      if (!batch.readInfo || batch.readInfo.length < batch.count) throw new InvalidInputError(`${this.name}: a descriptor write with a virtio_net_hdr needs the batch's readInfo (one word per record, filled by the read)`);
+      stop = io.writeGsoDescs(fd, batch, from, batch.readInfo, totals);
+    } else {
+      stop = io.writeDescs(fd, batch, from, this.#hdr, totals);
+    }
     // The device pushed back: report where it stopped, the caller decides about the rest.
     if (io.errno !== 0 && io.errno !== EAGAIN) throw new TunIoError(`write packet ${stop} of a batch to ${this.name}`, io.errno, stop);
     return stop;

@@ -26,7 +26,8 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
   #runQueue: number[] = [];
   /** The window on the caller's batch that one queue's call sees (reused). */
   readonly #window: DescriptorBatch = { memory: new Uint8Array(0), descs: 0, count: 0, headroom: 0, meta: 0 };
-  readonly #totals = new Uint32Array(3);
+  /** One queue's call's totals (8: a virtio_net_hdr device's write reports that many). */
+  readonly #totals = new Uint32Array(8);
 
   constructor(private readonly queues: readonly DescriptorIo[]) {}
 
@@ -35,6 +36,7 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
     this.#runStart.length = this.#runEnd.length = this.#runQueue.length = 0;
     let got = 0;
     let bytes = 0;
+    let wire = 0;
     for (let k = 0; k < n && got < batch.count; k++) {
       const q = (this.#first + k) % n;
       const w = this.#windowOf(batch, got, batch.count - got);
@@ -51,11 +53,13 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
         this.#runEnd.push(got + r);
         this.#runQueue.push(q);
         bytes += this.#totals[0]!;
+        wire += this.#totals[1]!;
         got += r;
       }
     }
     this.#first = (this.#first + 1) % n;
     totals[0] = bytes;
+    totals[1] = wire;
     return got;
   }
 
@@ -63,6 +67,11 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
     let passing = 0;
     let bytes = 0;
     let written = 0;
+    // A virtio_net_hdr device's further totals (writes, coalesced writes and packets, unwritable, refused), summed over the runs.
+    const more = this.#more.fill(0);
+    const addMore = () => {
+      for (let k = 3; k < totals.length && k < 8; k++) more[k] += this.#totals[k]!;
+    };
     const runs = this.#runsFrom(from, batch.count);
     for (let i = 0; i < runs.length; i += 3) {
       const start = runs[i]!;
@@ -75,12 +84,14 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
       } catch (err) {
         if (!(err instanceof TunIoError)) throw err;
         // The totals still cover the whole range, as a single device's do: this run's, then the untried runs' passing records.
+        addMore();
         this.#setTotals(totals, passing + this.#totals[0]!, bytes + this.#totals[1]!, written + this.#totals[2]!, batch, runs, i + 3);
         throw new TunIoError(`${err.message} [queue ${q}]`, err.errno, start + err.done, { cause: err });
       }
       passing += this.#totals[0]!;
       bytes += this.#totals[1]!;
       written += this.#totals[2]!;
+      addMore();
       if (stop < end - start) {
         // The queue pushed back (EAGAIN): report where, with the untried runs' passing records counted as a single device would.
         this.#setTotals(totals, passing, bytes, written, batch, runs, i + 3);
@@ -114,6 +125,8 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
     w.count = count;
     w.headroom = batch.headroom;
     w.meta = batch.meta;
+    w.readInfo = batch.readInfo?.subarray(record);
+    w.gso = batch.gso;
     return w;
   }
 
@@ -134,5 +147,8 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
     totals[0] = passing;
     totals[1] = bytes;
     totals[2] = written;
+    for (let k = 3; k < totals.length && k < 8; k++) totals[k] = this.#more[k]!;
   }
+
+  readonly #more = new Uint32Array(8);
 }

@@ -130,7 +130,7 @@ export class NativeTunIo {
    */
   readDescs(fd: number, batch: DescriptorBatch, hdr: number, need: number, totals: Uint32Array): number {
     const ring = this.mode === "uring" ? this.#uring() : 0;
-    const n = this.#lib.readDescs(ring, fd, batch.memory, batch.descs, batch.count, batch.headroom, hdr, need, batch.meta, totals, this.#err);
+    const n = this.#lib.readDescs(ring, fd, batch.memory, batch.descs, batch.count, batch.headroom, hdr, need, batch.meta, batch.readInfo ?? null, totals, this.#err);
     this.errno = this.#err[0]!;
     this.#tuner?.observe(n);
     return n;
@@ -144,6 +144,16 @@ export class NativeTunIo {
   writeDescs(fd: number, batch: DescriptorBatch, from: number, hdr: number, totals: Uint32Array): number {
     const ring = this.mode === "uring" ? this.#uring() : 0;
     const stop = this.#lib.writeDescs(ring, fd, batch.memory, batch.descs, from, batch.count, hdr, totals, this.#err);
+    this.errno = this.#err[0]!;
+    return stop;
+  }
+
+  /**
+   * Offload passthrough's write of records from..batch.count-1 (DescriptorIo.writeDescs on a virtio_net_hdr device):
+   * writev(2) per super-packet or packet in either mode, so the io_uring is not used for it. totals: 8 entries.
+   */
+  writeGsoDescs(fd: number, batch: DescriptorBatch, from: number, info: Uint32Array, totals: Uint32Array): number {
+    const stop = this.#lib.writeGsoDescs(fd, batch.memory, batch.descs, from, batch.count, batch.headroom, batch.gso ?? 0, info, totals, this.#err);
     this.errno = this.#err[0]!;
     return stop;
   }
