@@ -20,28 +20,30 @@
  *    because the mover's queue was full from the TUN's tx_dropped. The same
  *    sender, sink, topology and counting drive:
  *      - the forwarder (ForwarderHandle: Node worker thread, Wasm datapath,
- *        batch 128, no offloads) with as many TUN queues as the agent's
- *        default (the CPUs) and with one queue, its worker thread pinned to CPU 1;
+ *        batch 128) as the agent opens its device by default: as many TUN
+ *        queues as CPUs, offloads on (virtio-net header, passthrough: the
+ *        sender's datagrams arrive partial-checksummed and runs of a flow
+ *        leave as USO super-packets), and the same on one queue; its worker
+ *        thread pinned to CPU 1;
+ *      - the same two without offloads (--no-offloads, what --encrypt-keys
+ *        runs): one packet per read and per write;
  *      - the plain C read/write loop (forwarder-tools.ts, cc -O2): read(2) a
  *        packet from the TUN, write(2) it back; pinned to CPU 1;
- *      - the forwarder on one queue with offloads on (virtio-net header,
- *        passthrough): the sender's datagrams arrive partial-checksummed and
- *        are coalesced into USO super-packets on write; its runs sit on both
- *        sides of a C loop run (O C O), each ratio against that adjacent run;
- *      - (context) kernel forwarding without a TUN, at the end, after the
+ *      - (context) one queue with one koffi call per packet (--no-native-io),
+ *        the default queues with an I/O thread each (--io-workers), and
+ *        kernel forwarding without a TUN, at the end, after the
  *        policy-routing rules are removed.
  *    Each run sends for WARMUP_S, then counters are sampled, WINDOW_S later
- *    sampled again. Order F C F1 | F1 C F | K C I | O C O (F = default queues, F1 = one
- *    queue, both with native TUN I/O as the agent defaults it; K = one queue
- *    with one koffi call per packet, the --no-native-io fallback, for context;
- *    I = the default queues with an I/O thread each, --io-workers, for context), then O2 F C O2 (O2 = offloads on
- *    with the default queue count, for the agent's --offloads default; each O2 against the F next to it): every forwarder run is next to a C loop run, so drift on the
- *    machine (a shared VM) weighs on both alike; figures are over all
- *    windows (packets / seconds), and the ratio of each adjacent pair is
- *    shown too. Goals: F and F1 >= 1.0x the C loop; the forwarder (one
- *    queue) thread's user-mode CPU per packet (everything outside the kernel:
- *    JS and FFI glue, the Wasm decision; bench/thread-times.ts) <= 150 ns,
- *    the C loop's user time beside it. CPU cost per packet = the mover
+ *    sampled again. Order (UDP_ORDER) O C O1 O1 C O | F C F1 F1 C F | K C I:
+ *    every forwarder run is next to a C loop run, so drift on the machine (a
+ *    shared VM) weighs on both alike; figures are over all windows (packets /
+ *    seconds), and the ratio of each run to the C loop run adjacent to it is
+ *    shown too. Goals: the agent's default device (O) and one queue (O1)
+ *    >= 1.0x the C loop, reported also without offloads (F, F1); the
+ *    forwarder's (one queue, no offloads: the same two syscalls per packet as
+ *    the C loop) thread's user-mode CPU per packet (everything outside the
+ *    kernel: JS and FFI glue, the Wasm decision; bench/thread-times.ts)
+ *    <= 150 ns, the C loop's user time beside it. CPU cost per packet = the mover
  *    thread's on-CPU time over the window (/proc/<pid>/task/<tid>/schedstat,
  *    ns) / packets it wrote back to the TUN over the window; for the
  *    forwarder also the whole Node process's (process.cpuUsage(): user +
@@ -77,6 +79,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ForwarderHandle } from "../host/forwarder/controller.js";
 import { useIoWorkers } from "../host/forwarder/open-device.js";
+import { offloadsFromFlags } from "../host/cli/agent.js";
 import type { ForwarderStats, OffloadMode } from "../host/forwarder/forwarder.js";
 import type { DatapathOptions } from "../host/config.js";
 import { FORWARD_RULE_PREF, FORWARD_TABLE, ForwarderTopology } from "../host/demo/topology.js";
@@ -113,6 +116,11 @@ const BEYOND_SYSCALLS_GOAL_NS = 150;
 const DEFAULT_QUEUES = Math.min(256, availableParallelism());
 /** Who moves the default queues' packets without offloads, as the agent decides (host/forwarder/open-device.ts). */
 const DEFAULT_MOVERS = useIoWorkers({ queues: DEFAULT_QUEUES }) ? "io-threads" : DEFAULT_QUEUES > 1 ? "one thread" : undefined;
+/** Whether the agent opens its TUN with offloads when nothing asks otherwise (host/cli/agent.ts offloadsFromFlags). */
+const DEFAULT_OFFLOADS = offloadsFromFlags({}).on;
+/** The runs the UDP goals judge: the agent's default device (its queues and offloads), and one queue with the same offloads. */
+const GOAL_UDP = DEFAULT_OFFLOADS ? "forwarder-offloads" : "forwarder";
+const GOAL_UDP_1Q = DEFAULT_OFFLOADS ? "forwarder-1q-offloads" : "forwarder-1q";
 /** CPUs when pinning: the sender's and the packet mover's. */
 const SENDER_CPU = 0;
 const MOVER_CPU = 1;
@@ -124,16 +132,16 @@ const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref
 export type UdpVariant = "forwarder" | "forwarder-io-threads" | "forwarder-offloads" | "forwarder-1q" | "forwarder-1q-koffi" | "forwarder-1q-offloads" | "c-loop" | "kernel";
 type TcpVariant = "offloads-on" | "offloads-off" | "offloads-split" | "offloads-on-default-queues" | "offloads-off-default-queues" | "kernel";
 
-// Each forwarder run is next to a C loop run (pairs by run number: F1 C1, F1q1 C1, F1q2 C2, F2 C2).
-// Then, for context, one queue with the per-packet koffi path (--no-native-io) next to a C loop run,
-// and one queue with offloads on (write coalescing) on both sides of a C loop run (O C O: each O is adjacent to it).
+// Every forwarder run is next to a C loop run; each ratio is against the C loop run adjacent to it (before, else after).
+// First the agent's default, offloads on (default queues O, one queue O1: O C O1 O1 C O), then the same without
+// offloads (--no-offloads: F C F1 F1 C F; O's second run is also next to F's first, for the --offloads default), then
+// for context one queue with the per-packet koffi path (--no-native-io) and the default queues with an I/O thread each.
 const UDP_ORDER: UdpVariant[] = [
-  "forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder", "forwarder-1q-koffi", "c-loop",
+  "forwarder-offloads", "c-loop", "forwarder-1q-offloads", "forwarder-1q-offloads", "c-loop", "forwarder-offloads",
+  "forwarder", "c-loop", "forwarder-1q", "forwarder-1q", "c-loop", "forwarder",
+  "forwarder-1q-koffi", "c-loop",
   // The default queues with an I/O thread each (what the agent picks with more CPUs than queues), after that C loop run.
   "forwarder-io-threads",
-  "forwarder-1q-offloads", "c-loop", "forwarder-1q-offloads",
-  // For the agent's --offloads default: offloads on with the default queue count, next to offloads off (the default) and a C loop run.
-  "forwarder-offloads", "forwarder", "c-loop", "forwarder-offloads",
 ];
 // Offloads on next to kernel forwarding (ABBA), then the rest for context.
 const TCP_ORDER: TcpVariant[] = [
@@ -143,13 +151,13 @@ const TCP_ORDER: TcpVariant[] = [
 ];
 
 export const UDP_LABEL: Record<UdpVariant, string> = {
-  // Several queues without offloads: an I/O thread per queue, one deciding thread (host/tun/ring-tun.ts).
-  forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_MOVERS ? `, ${DEFAULT_MOVERS}` : ""})`,
+  // Several queues without offloads (--no-offloads): moved as the agent decides (host/forwarder/open-device.ts).
+  forwarder: `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues${DEFAULT_MOVERS ? `, ${DEFAULT_MOVERS}` : ""}, offloads off)`,
   "forwarder-offloads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, offloads on: USO coalescing on write)`,
   // The same queues with an I/O thread each feeding one deciding thread (--io-workers: host/tun/ring-tun.ts), for context.
-  "forwarder-io-threads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, io-threads)`,
-  "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue)`,
-  "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet)`,
+  "forwarder-io-threads": `forwarder (batch ${BATCH}, ${DEFAULT_QUEUES} queues, io-threads, offloads off)`,
+  "forwarder-1q": `forwarder (batch ${BATCH}, 1 queue, offloads off)`,
+  "forwarder-1q-koffi": `forwarder (batch ${BATCH}, 1 queue, koffi per packet, offloads off)`,
   "forwarder-1q-offloads": `forwarder (batch ${BATCH}, 1 queue, offloads on: USO coalescing on write)`,
   "c-loop": "plain C read/write loop",
   kernel: "kernel forwarding, no TUN",
@@ -295,10 +303,13 @@ export type ForwarderResult =
         loadAverage: { start: number; end: number };
       };
       /**
-       * pairRatios: forwarder (default queues) / C loop; pairRatios1q: one queue / C loop;
-       * pairRatiosOffloads: one queue with offloads on / the C loop run next to it.
+       * Each run / the C loop run next to it: pairRatios: the agent's default device (GOAL_UDP); pairRatios1q: one queue,
+       * same offloads (GOAL_UDP_1Q); the same two without offloads, and one queue with offloads on.
        */
-      udp: { runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[]; pairRatiosOffloads: number[] };
+      udp: {
+        runs: UdpRun[]; summary: UdpSummary[]; pairRatios: number[]; pairRatios1q: number[];
+        pairRatiosNoOffloads: number[]; pairRatios1qNoOffloads: number[]; pairRatiosOffloads: number[];
+      };
       /** pairRatios: offloads on / kernel forwarding, adjacent in time. */
       tcp: { runs: TcpRun[]; summary: TcpSummary[]; pairRatios: number[] };
       /**
@@ -307,6 +318,10 @@ export type ForwarderResult =
        */
       defaultQueuesOffloadsOnVsOff: { queues: number; udpPairs: number[]; tcpPairs: number[] };
       ratios: {
+        /** The agent's default device (queues and offloads) / the C loop, and one queue with the same offloads. */
+        defaultVsCLoop?: number;
+        default1qVsCLoop?: number;
+        /** Without offloads (--no-offloads): the default queues and one queue / the C loop. */
         forwarderVsCLoop?: number;
         forwarder1qVsCLoop?: number;
         /** One queue with offloads on (USO coalescing on write) / the C loop, and / one queue with offloads off. */
@@ -318,8 +333,12 @@ export type ForwarderResult =
         offloadsOffVsKernel?: number;
       };
       goals: {
-        udp: { target: number; ratio?: number; met: boolean | null };
-        udp1q: { target: number; ratio?: number; met: boolean | null };
+        /** The agent's default device (its queues and offloads: GOAL_UDP) and one queue with those offloads. */
+        udp: { variant: string; target: number; ratio?: number; met: boolean | null };
+        udp1q: { variant: string; target: number; ratio?: number; met: boolean | null };
+        /** The same goal without offloads (--no-offloads, which --encrypt-keys implies). */
+        udpNoOffloads: { target: number; ratio?: number; met: boolean | null };
+        udp1qNoOffloads: { target: number; ratio?: number; met: boolean | null };
         tcp: { target: number; ratio?: number; met: boolean | null };
         /**
          * The forwarder's (one queue) worker thread user-mode CPU ns per packet forwarded: all it spends outside the
@@ -918,6 +937,8 @@ export async function runForwarder(): Promise<ForwarderResult> {
   const t = (v: TcpVariant) => tcpSummary.find((r) => r.variant === v);
   const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
   const ratios = {
+    defaultVsCLoop: ratio(u(GOAL_UDP)?.receivedPps, u("c-loop")?.receivedPps),
+    default1qVsCLoop: ratio(u(GOAL_UDP_1Q)?.receivedPps, u("c-loop")?.receivedPps),
     forwarderVsCLoop: ratio(u("forwarder")?.receivedPps, u("c-loop")?.receivedPps),
     forwarder1qVsCLoop: ratio(u("forwarder-1q")?.receivedPps, u("c-loop")?.receivedPps),
     offloads1qVsCLoop: ratio(u("forwarder-1q-offloads")?.receivedPps, u("c-loop")?.receivedPps),
@@ -941,8 +962,10 @@ export async function runForwarder(): Promise<ForwarderResult> {
     },
     udp: {
       runs: udp, summary: udpSummary,
-      pairRatios: pairRatios(udp, "forwarder", "c-loop", (r) => r.receivedPps!),
-      pairRatios1q: pairRatios(udp, "forwarder-1q", "c-loop", (r) => r.receivedPps!),
+      pairRatios: adjacentRatios(udp, GOAL_UDP, "c-loop", (r) => r.receivedPps!),
+      pairRatios1q: adjacentRatios(udp, GOAL_UDP_1Q, "c-loop", (r) => r.receivedPps!),
+      pairRatiosNoOffloads: adjacentRatios(udp, "forwarder", "c-loop", (r) => r.receivedPps!),
+      pairRatios1qNoOffloads: adjacentRatios(udp, "forwarder-1q", "c-loop", (r) => r.receivedPps!),
       pairRatiosOffloads: adjacentRatios(udp, "forwarder-1q-offloads", "c-loop", (r) => r.receivedPps!),
     },
     tcp: { runs: tcp, summary: tcpSummary, pairRatios: pairRatios(tcp, "offloads-on", "kernel", (r) => r.gbitPerSecond!) },
@@ -954,8 +977,10 @@ export async function runForwarder(): Promise<ForwarderResult> {
     ratios,
     startRetries: run.startRetries,
     goals: {
-      udp: { target: UDP_GOAL, ratio: ratios.forwarderVsCLoop, met: ratios.forwarderVsCLoop === undefined ? null : ratios.forwarderVsCLoop >= UDP_GOAL },
-      udp1q: { target: UDP_GOAL, ratio: ratios.forwarder1qVsCLoop, met: ratios.forwarder1qVsCLoop === undefined ? null : ratios.forwarder1qVsCLoop >= UDP_GOAL },
+      udp: { variant: GOAL_UDP, ...udpGoal(ratios.defaultVsCLoop) },
+      udp1q: { variant: GOAL_UDP_1Q, ...udpGoal(ratios.default1qVsCLoop) },
+      udpNoOffloads: udpGoal(ratios.forwarderVsCLoop),
+      udp1qNoOffloads: udpGoal(ratios.forwarder1qVsCLoop),
       tcp: { target: TCP_GOAL, ratio: ratios.offloadsOnVsKernel, met: ratios.offloadsOnVsKernel === undefined ? null : ratios.offloadsOnVsKernel >= TCP_GOAL },
       beyondSyscallsNs: beyondSyscalls(u("forwarder-1q"), u("c-loop")),
     },
@@ -963,6 +988,10 @@ export async function runForwarder(): Promise<ForwarderResult> {
   };
   print(result);
   return result;
+}
+
+function udpGoal(ratio: number | undefined): { target: number; ratio?: number; met: boolean | null } {
+  return { target: UDP_GOAL, ratio, met: ratio === undefined ? null : ratio >= UDP_GOAL };
 }
 
 /** A run order from a comma-separated environment variable (variants named as in `labels`), else `fallback`. */
@@ -1139,9 +1168,9 @@ function udpGoalNotes(r: Measured): string[] {
         : `The C loop was saturated in every window (it lost >= ${num(minLoss, 1)}% of the offered load, at its TUN queue): its figure is its capacity.`,
     );
   }
-  const goal = (variant: "forwarder" | "forwarder-1q", pairs: number[]) => {
+  const goal = (variant: UdpVariant, pairs: number[], which: string) => {
     const f = r.udp.summary.find((s) => s.variant === variant);
-    const what = `GOAL ${UDP_LABEL[variant]} >= ${num(UDP_GOAL, 1)}x the plain C read/write loop`;
+    const what = `GOAL (${which}) ${UDP_LABEL[variant]} >= ${num(UDP_GOAL, 1)}x the plain C read/write loop`;
     if (!f || !c) return [`${what}: NOT MEASURED (runs failed; see above).`];
     const ratio = f.receivedPps / c.receivedPps;
     const met = ratio >= UDP_GOAL;
@@ -1153,7 +1182,16 @@ function udpGoalNotes(r: Measured): string[] {
       `  CPU per packet: ${opt(f.threadNsPerPacket)} ns (worker thread), ${opt(f.processNsPerPacket)} ns (whole process); C loop ${opt(c.threadNsPerPacket)} ns.`,
     ];
   };
-  notes.push(...goal("forwarder", r.udp.pairRatios), ...goal("forwarder-1q", r.udp.pairRatios1q));
+  notes.push(
+    ...goal(GOAL_UDP, r.udp.pairRatios, "the agent's default device"),
+    ...goal(GOAL_UDP_1Q, r.udp.pairRatios1q, "one queue"),
+  );
+  if (DEFAULT_OFFLOADS) {
+    notes.push(
+      ...goal("forwarder", r.udp.pairRatiosNoOffloads, "without offloads: --no-offloads, as --encrypt-keys runs"),
+      ...goal("forwarder-1q", r.udp.pairRatios1qNoOffloads, "without offloads, one queue"),
+    );
+  }
   const beyond = r.goals.beyondSyscallsNs;
   notes.push(
     beyond.value === undefined
@@ -1170,7 +1208,7 @@ function udpGoalNotes(r: Measured): string[] {
     const nextToC = adjacentRatios(r.udp.runs, "forwarder-io-threads", "c-loop", (row) => row.receivedPps!);
     notes.push(`For context: ${UDP_LABEL["forwarder-io-threads"]} ${num(io.receivedPps)} pps`
       + (nextToC.length ? `, ${nextToC.map((x) => `${num(x, 2)}x`).join(", ")} the adjacent C loop run` : "")
-      + (fDefault ? `; the default (${DEFAULT_MOVERS ?? "1 queue"}) ${num(fDefault.receivedPps)} pps` : "")
+      + (fDefault ? `; without I/O threads (${DEFAULT_MOVERS ?? "1 queue"}) ${num(fDefault.receivedPps)} pps` : "")
       + ` (the agent uses I/O threads only with more CPUs than queues: host/forwarder/open-device.ts).`);
   }
   const n1 = r.udp.summary.find((s) => s.variant === "forwarder-1q");
@@ -1196,12 +1234,25 @@ function udpGoalNotes(r: Measured): string[] {
       `  Over its whole runs: ${num(out)} packets out in ${num(writes)} writes (${writes ? num(out / writes, 1) : "-"} per write), ${out ? pct((100 * merged) / out, 0) : "-"} of them in coalesced writes.`,
       n1
         ? `  ${o.receivedPps > n1.receivedPps ? "Offloads on beat offloads off for 64-byte UDP in this run" : "Offloads on did NOT beat offloads off for 64-byte UDP in this run"}`
-          + " (the agent's default is unchanged by this bench: it is a measurement, re-run on a quiet machine before changing it)."
+          + ` (the agent's default: offloads ${DEFAULT_OFFLOADS ? "on" : "off"}, host/cli/agent.ts offloadsFromFlags).`
         : "  (one queue with offloads off was not measured: no comparison.)",
     );
   }
+  const d = r.udp.summary.find((s) => s.variant === GOAL_UDP);
+  const dRuns = r.udp.runs.filter((row) => row.variant === GOAL_UDP && !row.error);
+  if (d && DEFAULT_OFFLOADS && dRuns.length) {
+    const maxLoss = Math.max(...dRuns.map((row) => row.lossPercent!));
+    notes.push(
+      `On the agent's default device (offloads on) the worker's user-mode CPU was ${opt(d.userNsPerPacket)} ns per packet at ${opt(d.syscallsPerPacket, 3)} syscalls/pkt`
+        + ` (for context; the goal above is judged where each packet crosses the same two syscalls as in the C loop).`
+        + (maxLoss < 1
+          ? ` It lost at most ${num(maxLoss, 2)}% of what was offered: it kept up with the sender, so its capacity is above its figure,`
+            + " and its batches were short, which spreads each batch's fixed cost over few packets."
+          : ""),
+    );
+  }
   const f = r.udp.summary.find((s) => s.variant === "forwarder");
-  if (f && k) notes.push(`For context: the forwarder passes ${num(f.receivedPps / k.receivedPps, 2)}x of what kernel forwarding passes (with the sender's one CPU doing everything).`);
+  if (f && k) notes.push(`For context: the forwarder without offloads passes ${num(f.receivedPps / k.receivedPps, 2)}x of what kernel forwarding passes (with the sender's one CPU doing everything).`);
   return notes;
 }
 
