@@ -333,6 +333,30 @@ static uint8_t *read_at(uint8_t *base, uint32_t mem_len, const struct pkt_desc *
 #define VNET_HDR_LEN 10
 #define VNET_F_NEEDS_CSUM 1
 
+#define VNET_GSO_TCPV4 1
+#define VNET_GSO_TCPV6 4
+#define VNET_GSO_ECN 0x80
+
+/*
+ * The wire packets a packet read with virtio_net_hdr h stands for: a
+ * super-packet its segments, else 1. The repeated headers come from
+ * csum_start and the L4 header, not from hdr_len, which the kernel fills with
+ * the skb's linear length (host/tun/virtio-net-hdr.ts segmentsOf, the same).
+ */
+static uint32_t segments_of(const uint8_t *h, const uint8_t *p, uint32_t len) {
+  uint16_t hdr_len, gso_size, csum_start;
+  memcpy(&hdr_len, h + 2, 2);
+  memcpy(&gso_size, h + 4, 2);
+  memcpy(&csum_start, h + 6, 2);
+  unsigned type = h[1] & ~VNET_GSO_ECN & 0xff;
+  if (type == 0 || gso_size == 0) return 1;
+  uint32_t headers;
+  if (!(h[0] & VNET_F_NEEDS_CSUM) || csum_start >= len) headers = hdr_len;
+  else if (type == VNET_GSO_TCPV4 || type == VNET_GSO_TCPV6) headers = csum_start + 12u < len ? csum_start + (p[csum_start + 12] >> 4) * 4u : len;
+  else headers = csum_start + 8u;
+  return len > headers ? (len - headers + gso_size - 1) / gso_size : 1;
+}
+
 /*
  * Fills in record d for a packet of `len` bytes read at `start`, its `hdr`-byte
  * header at `h`; returns the wire packets it stands for. With a virtio_net_hdr:
@@ -349,12 +373,9 @@ static uint32_t admit(struct pkt_desc *d, uint32_t start, uint32_t len, uint32_t
   d->flags = (uint8_t)(meta >> 16);
   uint32_t wire = 1, offloaded = 0;
   if (hdr == VNET_HDR_LEN) {
-    uint16_t hdr_len, gso_size;
-    memcpy(&hdr_len, h + 2, 2);
-    memcpy(&gso_size, h + 4, 2);
     if (h[0] & VNET_F_NEEDS_CSUM) d->flags |= PKT_F_CSUM_PARTIAL;
     offloaded = h[0] & VNET_F_NEEDS_CSUM || h[1] != 0;
-    if (h[1] != 0 && gso_size > 0 && len > hdr_len) wire = (len - hdr_len + gso_size - 1) / gso_size;
+    wire = segments_of(h, h + VNET_HDR_LEN, len);
   }
   if (info) *info = len | offloaded << 31;
   return wire;

@@ -8,13 +8,12 @@ import type { TunIoTuning } from "../tun/io-mode-tuner.js";
 import type { Datapath } from "../datapath.js";
 import type { PacketBatch } from "../wasm/batch.js";
 import type { PacketMeta } from "../engine.js";
-import { endianness } from "node:os";
 import { InvalidInputError } from "../errors.js";
 import type { DescriptorBatch, DescriptorIo, TunDevice } from "../tun/device.js";
 import { monotonicSeconds } from "./clock.js";
 import { GcSchedule } from "../conntrack/gc-schedule.js";
 import { NatGcSignal } from "../nat/gc-signal.js";
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/virtio-net-hdr.js";
+import { segmentsOf, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE } from "../tun/virtio-net-hdr.js";
 import { VIRTIO_NET_HDR_LEN } from "../tun/device.js";
 import { TunIoError } from "../tun/errors.js";
 import { coalesce, completePartialChecksum, readVirtioNetHdr, split } from "../tun/offload/index.js";
@@ -109,9 +108,6 @@ export interface ForwarderOptions {
 const IP_AUTO: PacketMeta = { link: "ip", direction: "auto" };
 const HDR_FLAGS = 0;
 const HDR_GSO_TYPE = 1;
-const HDR_HDR_LEN = 2;
-const HDR_GSO_SIZE = 4;
-const HOST_LE = endianness() === "LE";
 
 export class Forwarder {
   readonly stats: ForwarderStats = {
@@ -371,19 +367,12 @@ export class Forwarder {
         wire++;
         continue;
       }
-      const hdrLen = this.hdr16(buf, at + HDR_HDR_LEN);
-      const gsoSize = this.hdr16(buf, at + HDR_GSO_SIZE);
-      wire += gsoSize > 0 && this.sizes[i] > hdrLen ? Math.ceil((this.sizes[i] - hdrLen) / gsoSize) : 1;
+      wire += segmentsOf(buf, at, headroom, this.sizes[i]);
     }
     this.stats.wirePacketsIn += wire;
     this.timer?.mark("admit");
     this.decideAndWrite(n);
     return n;
-  }
-
-  /** A virtio_net_hdr u16 (host byte order: the legacy layout a TUN speaks). */
-  private hdr16(buf: Uint8Array, at: number): number {
-    return HOST_LE ? buf[at] | (buf[at + 1] << 8) : (buf[at] << 8) | buf[at + 1];
   }
 
   /**

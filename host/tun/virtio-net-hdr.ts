@@ -35,6 +35,30 @@ export interface VirtioNetHdr {
   csumOffset: number;
 }
 
+/**
+ * The wire packets a packet read with this header stands for: a super-packet
+ * (a GSO type) its segments, else 1. The headers each segment repeats are
+ * worked out from csum_start and the L4 header, not taken from hdr_len: the
+ * kernel fills hdr_len with the skb's linear length (virtio_net_hdr_from_skb:
+ * skb_headlen), which is the whole packet when the skb was built linear, e.g.
+ * by another TUN's write. native/tun_io.c admit() counts the same way.
+ */
+export function segmentsOf(buf: Uint8Array, hdrAt: number, pktAt: number, len: number): number {
+  const gsoType = buf[hdrAt + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+  const gsoSize = u16(buf, hdrAt + 4);
+  if (gsoType === VIRTIO_NET_HDR_GSO_NONE || gsoSize === 0) return 1;
+  const csumStart = u16(buf, hdrAt + 6);
+  let headers: number;
+  if (!(buf[hdrAt]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) || csumStart >= len) headers = u16(buf, hdrAt + 2);
+  else if (gsoType === VIRTIO_NET_HDR_GSO_TCPV4 || gsoType === VIRTIO_NET_HDR_GSO_TCPV6) headers = csumStart + 12 < len ? csumStart + (buf[pktAt + csumStart + 12]! >> 4) * 4 : len;
+  else headers = csumStart + 8;
+  return len > headers ? Math.ceil((len - headers) / gsoSize) : 1;
+}
+
+function u16(buf: Uint8Array, at: number): number {
+  return LITTLE_ENDIAN ? buf[at]! | (buf[at + 1]! << 8) : (buf[at]! << 8) | buf[at + 1]!;
+}
+
 /** Reads the header at buf[at .. at+10), e.g. at = offset - VIRTIO_NET_HDR_LEN. */
 export function decodeVirtioNetHdr(buf: Uint8Array, at: number): VirtioNetHdr {
   if (at < 0 || at + VIRTIO_NET_HDR_LEN > buf.length) throw new RangeError(`virtio_net_hdr at ${at} overruns a ${buf.length}-byte buffer`);

@@ -21,6 +21,7 @@ import {
   ZERO_VIRTIO_NET_HDR,
   type VirtioNetHdr,
 } from "../../../host/tun/offload/virtio-net-hdr.js";
+import { encodeVirtioNetHdr, segmentsOf } from "../../../host/tun/virtio-net-hdr.js";
 import { expectOffloadError } from "./fixtures.js";
 
 const TSO: VirtioNetHdr = {
@@ -119,5 +120,36 @@ describe("virtio_net_hdr", () => {
     it("with the OffloadError class", () => {
       expect(() => validateVirtioNetHdr({ ...TSO, gsoSize: 0 })).toThrow(OffloadError);
     });
+  });
+});
+
+describe("segmentsOf: the wire packets a packet read with its header stands for", () => {
+  /** A header and packet in one buffer, as a read leaves them (header at 0, packet at 10). */
+  const read = (hdr: Parameters<typeof encodeVirtioNetHdr>[2], pkt: Uint8Array) => {
+    const buf = new Uint8Array(VIRTIO_NET_HDR_LEN + pkt.length);
+    encodeVirtioNetHdr(buf, 0, hdr);
+    buf.set(pkt, VIRTIO_NET_HDR_LEN);
+    return segmentsOf(buf, 0, VIRTIO_NET_HDR_LEN, pkt.length);
+  };
+  // IPv4 + TCP with 12 bytes of options (data offset 8: 32 bytes) and 2,500 bytes of payload; IPv4 + UDP with 100.
+  const tcp = new Uint8Array(20 + 32 + 2500);
+  tcp[20 + 12] = 8 << 4;
+  const udp = new Uint8Array(20 + 8 + 100);
+
+  it("counts from csum_start and the L4 header, whatever hdr_len says (the kernel puts the skb's linear length there)", () => {
+    for (const hdrLen of [52, tcp.length, 0]) {
+      expect(read({ flags: 1, gsoType: VIRTIO_NET_HDR_GSO_TCPV4, hdrLen, gsoSize: 1000, csumStart: 20, csumOffset: 16 }, tcp)).toBe(3);
+      expect(read({ flags: 1, gsoType: VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN, hdrLen, gsoSize: 1250, csumStart: 20, csumOffset: 16 }, tcp)).toBe(2);
+    }
+    expect(read({ flags: 1, gsoType: VIRTIO_NET_HDR_GSO_UDP_L4, hdrLen: udp.length, gsoSize: 36, csumStart: 20, csumOffset: 6 }, udp)).toBe(3);
+  });
+
+  it("a plain packet, or a GSO header without a segment size, is one", () => {
+    expect(read({ flags: 1, csumStart: 20, csumOffset: 6 }, udp)).toBe(1);
+    expect(read({ gsoType: VIRTIO_NET_HDR_GSO_UDP_L4, gsoSize: 0 }, udp)).toBe(1);
+  });
+
+  it("without a partial checksum to say where L4 starts, hdr_len is all there is", () => {
+    expect(read({ gsoType: VIRTIO_NET_HDR_GSO_TCPV4, hdrLen: 52, gsoSize: 1000 }, tcp)).toBe(3);
   });
 });
