@@ -10,13 +10,23 @@ import type { TunDevice } from "../tun/device.js";
 import { linuxQueueWaiter, openTun, openTunQueues, type OpenTunOptions } from "../tun/linux-tun.js";
 import { MultiQueueTun } from "../tun/multi-queue.js";
 import { RingTun } from "../tun/ring-tun.js";
+import { steerQueues, type QueueSteering } from "../tun/queue-steering.js";
 import type { WorkerStart } from "./protocol.js";
 
-/** The TUN I/O mode a device opened here uses (LinuxTun, RingTun, MultiQueueTun all say) and who moves several queues, for the ready message. */
+/** How the queues of each several-queue device opened here are steered (queue-steering.ts). */
+const steeringOf = new WeakMap<TunDevice, QueueSteering>();
+
+/**
+ * The TUN I/O mode a device opened here uses (LinuxTun, RingTun, MultiQueueTun
+ * all say), who moves several queues and who steers packets onto them, for the
+ * ready message.
+ */
 export function deviceTunIo(device: TunDevice): string | undefined {
   const io = "io" in device && typeof device.io === "string" ? device.io : undefined;
   const movers = device instanceof RingTun ? `${device.queueReads().length} queues, an I/O thread each` : device instanceof MultiQueueTun ? `${device.queues.length} queues, one thread` : undefined;
-  return [io, movers].filter((x) => x !== undefined).join("; ") || undefined;
+  const s = steeringOf.get(device);
+  const steering = s && (s.by === "bpf" ? "steered by bpf/tun_steering.c" : `steered by the kernel's flow table (${s.why})`);
+  return [io, movers, steering].filter((x) => x !== undefined).join("; ") || undefined;
 }
 
 /**
@@ -43,7 +53,10 @@ export function openForwarderDevice(device: WorkerStart["device"]): TunDevice {
   };
   const queues = device.queues ?? 1;
   if (queues === 1) return openTun(options);
+  const opened = openTunQueues(options, queues);
+  const steering = steerQueues(opened);
   // With offloads a slot would hold a 64 KiB super-packet and the copies would cost more than the syscalls save.
-  if (useIoWorkers(device)) return new RingTun(openTunQueues(options, queues));
-  return new MultiQueueTun(openTunQueues(options, queues), linuxQueueWaiter);
+  const tun = useIoWorkers(device) ? new RingTun(opened) : new MultiQueueTun(opened, linuxQueueWaiter);
+  steeringOf.set(tun, steering);
+  return tun;
 }

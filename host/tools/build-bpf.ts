@@ -9,7 +9,7 @@ import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../package-root.js";
 
-export const BPF_PROGRAMS = ["bpf_lxc", "bpf_host", "bpf_test"] as const;
+export const BPF_PROGRAMS = ["bpf_lxc", "bpf_host", "bpf_test", "tun_steering"] as const;
 
 export function bpfObjectPath(name: (typeof BPF_PROGRAMS)[number]): string {
   return join(packageRoot(), "build/bpf", `${name}.o`);

@@ -28,6 +28,8 @@ export const TUNSETIFF = IOW("T", 202, 4);
 export const TUNGETFEATURES = IOR("T", 207, 4);
 export const TUNSETOFFLOAD = IOW("T", 208, 4);
 export const TUNSETVNETHDRSZ = IOW("T", 216, 4);
+/** Sets (or, with -1, clears) the program that picks a multi-queue TUN's queue for each packet it transmits. */
+export const TUNSETSTEERINGEBPF = IOR("T", 224, 4);
 
 /** Interface ioctls on any socket (linux/sockios.h). */
 export const SIOCGIFFLAGS = 0x8913;

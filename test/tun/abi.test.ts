@@ -32,6 +32,7 @@ describeIf("TUN kernel ABI mirrored by host/tun", missingCc(), () => {
     "TUNGETFEATURES",
     "TUNSETOFFLOAD",
     "TUNSETVNETHDRSZ",
+    "TUNSETSTEERINGEBPF",
     "SIOCGIFFLAGS",
     "SIOCSIFFLAGS",
     "SIOCGIFMTU",
