@@ -272,6 +272,7 @@ static int unwritable(const struct pkt_desc *d, uint32_t start, uint32_t info) {
 static int gso_write(struct sink *s, uint8_t *base, uint32_t mem_len, uint32_t descs, int from, int n, uint32_t start, uint32_t gso, const uint32_t *info, uint32_t *totals, int32_t *err) {
   *err = 0;
   memset(totals, 0, 8 * sizeof(uint32_t));
+  if (!info) { *err = EINVAL; return from; }
   if (from < 0 || n < from || (uint64_t)descs + (uint64_t)n * sizeof(struct pkt_desc) > mem_len || descs % 4 != 0) { *err = EFAULT; return from; }
   struct pkt_desc *d = (struct pkt_desc *)(base + descs);
   int tcp = gso & 1, udp = (gso >> 1) & 1;

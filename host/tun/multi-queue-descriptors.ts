@@ -28,6 +28,8 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
   readonly #window: DescriptorBatch = { memory: new Uint8Array(0), descs: 0, count: 0, headroom: 0, meta: 0 };
   /** One queue's call's totals (8: a virtio_net_hdr device's write reports that many). */
   readonly #totals = new Uint32Array(8);
+  /** A virtio_net_hdr device's write totals past the first three (writes, coalesced writes and packets, unwritable, refused), summed over a write's runs. */
+  readonly #more = new Uint32Array(8);
 
   constructor(private readonly queues: readonly DescriptorIo[]) {}
 
@@ -67,10 +69,9 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
     let passing = 0;
     let bytes = 0;
     let written = 0;
-    // A virtio_net_hdr device's further totals (writes, coalesced writes and packets, unwritable, refused), summed over the runs.
-    const more = this.#more.fill(0);
+    this.#more.fill(0);
     const addMore = () => {
-      for (let k = 3; k < totals.length && k < 8; k++) more[k] += this.#totals[k]!;
+      for (let k = 3; k < 8; k++) this.#more[k] += this.#totals[k]!;
     };
     const runs = this.#runsFrom(from, batch.count);
     for (let i = 0; i < runs.length; i += 3) {
@@ -149,6 +150,4 @@ export class MultiQueueDescriptorIo implements DescriptorIo {
     totals[2] = written;
     for (let k = 3; k < totals.length && k < 8; k++) totals[k] = this.#more[k]!;
   }
-
-  readonly #more = new Uint32Array(8);
 }
