@@ -6,13 +6,15 @@
 // every write must be the same bytes, virtio_net_hdr first, in the same order.
 // The C side runs its test entry point (tun_gso_plan_descs), which is the
 // write path with the writev(2) replaced by an append to a buffer.
-import { describe, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { tunNative } from "../../host/sys/tun-native.js";
 import { PassthroughCoalescer } from "../../host/forwarder/passthrough-coalescer.js";
 import { PKT_DESC, Verdict } from "../../host/generated/layout.js";
 import { encodeVirtioNetHdr } from "../../host/tun/virtio-net-hdr.js";
 import { VIRTIO_NET_HDR_LEN } from "../../host/tun/device.js";
 import { seededRandom } from "../support/seeded-random.js";
+import { describeIf } from "../support/describe-if.js";
+import { missingNativeTun } from "./env.js";
 import { asKernelSuperPacket, tcpRun, udpRun } from "./offload/fixtures.js";
 
 const lib = tunNative();
@@ -133,7 +135,7 @@ function randomBatch(random: () => number, size: number): Item[] {
   });
 }
 
-describe.skipIf(!lib)("offload passthrough's write in C (native/tun_gso_write.c)", () => {
+describeIf("offload passthrough's write in C (native/tun_gso_write.c)", missingNativeTun(), () => {
   test("64 UDP datagrams of one flow: one USO write; without USO, 64 writes with their headers as read", () => {
     const items = udpRun({ family: 4, lengths: new Array(64).fill(36) }).map((p) => ({ packet: asKernelSuperPacket(p), partial: true, pass: true, moved: false }));
     const on = viaC(items, { tcp: true, udp: true });
