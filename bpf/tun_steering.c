@@ -1,5 +1,5 @@
 /* Queue steering for the forwarder's multi-queue TUN (TUNSETSTEERINGEBPF;
- * host/tun/queue-steering.ts attaches it). The kernel sends each packet the
+ * host/kernel/tun-steering.ts attaches it). The kernel sends each packet the
  * TUN transmits to queue (return value % queues).
  *
  * Why not the kernel's own steering: without a program a multi-queue TUN

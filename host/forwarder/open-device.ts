@@ -10,10 +10,10 @@ import type { TunDevice } from "../tun/device.js";
 import { linuxQueueWaiter, openTun, openTunQueues, type OpenTunOptions } from "../tun/linux-tun.js";
 import { MultiQueueTun } from "../tun/multi-queue.js";
 import { RingTun } from "../tun/ring-tun.js";
-import { steerQueues, type QueueSteering } from "../tun/queue-steering.js";
+import { steerQueues, type QueueSteering } from "../kernel/tun-steering.js";
 import type { WorkerStart } from "./protocol.js";
 
-/** How the queues of each several-queue device opened here are steered (queue-steering.ts). */
+/** How the queues of each several-queue device opened here are steered (kernel/tun-steering.ts). */
 const steeringOf = new WeakMap<TunDevice, QueueSteering>();
 
 /**

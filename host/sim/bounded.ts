@@ -100,8 +100,22 @@ export class Deadline {
     if (this.remainingMs() <= 0) throw new BoundExceededError(this.what, this.boundMs, behind?.() ?? []);
   }
 
-  /** `p`, or BoundExceededError (naming the whole bound) once what is left of it has run out. */
+  /**
+   * `p`, or BoundExceededError (naming the whole bound) once what is left of it
+   * has run out. A timer can fire before the clock reaches the end (Node
+   * schedules from the event loop's cached time, whole milliseconds), so an
+   * early one waits out the rest: after the error, check() throws too.
+   */
   race<T>(p: Promise<T>, behind?: () => Lagging[]): Promise<T> {
-    return raceTimer(p, this.remainingMs(), () => new BoundExceededError(this.what, this.boundMs, behind?.() ?? []));
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      const wait = () => {
+        const left = this.remainingMs();
+        if (left <= 0) reject(new BoundExceededError(this.what, this.boundMs, behind?.() ?? []));
+        else timer = setTimeout(wait, Math.ceil(left));
+      };
+      wait();
+    });
+    return Promise.race([p, expired]).finally(() => clearTimeout(timer));
   }
 }

@@ -386,8 +386,8 @@ export function openTun(options: OpenTunOptions = {}): LinuxTun {
  * queue by flow: the queue a packet of that flow was last *written* on (its
  * flow table, keyed by the symmetric flow hash, entries age out after a few
  * seconds, at most 4096 flows), else the symmetric flow hash spread over the
- * queues; unless a steering program is attached (queue-steering.ts, which
- * the forwarder does). The device goes when the last queue is closed.
+ * queues; unless a steering program is attached (kernel/tun-steering.ts,
+ * which the forwarder does). The device goes when the last queue is closed.
  */
 export function openTunQueues(options: OpenTunOptions, queues: number): LinuxTun[] {
   if (!Number.isInteger(queues) || queues < 1 || queues > 256) {

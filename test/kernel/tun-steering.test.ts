@@ -1,4 +1,4 @@
-// bpf/tun_steering.c, the multi-queue TUN's queue picker (host/tun/queue-steering.ts):
+// bpf/tun_steering.c, the multi-queue TUN's queue picker (host/kernel/tun-steering.ts):
 // - run by BPF_PROG_TEST_RUN: a flow and its reply get the same value, for TCP
 //   and UDP over IPv4 and IPv6; flows spread over two queues; fragments and
 //   other protocols are steered by their addresses alone; a packet too short
@@ -13,11 +13,11 @@ import type { BpfProgram } from "../../host/bpf/program.js";
 import { bpfObjectPath } from "../../host/tools/build-bpf.js";
 import { packet4, packet6 } from "../../host/packet/build.js";
 import { openTunQueues, type LinuxTun } from "../../host/tun/linux-tun.js";
-import { steerQueues } from "../../host/tun/queue-steering.js";
+import { steerQueues } from "../../host/kernel/tun-steering.js";
 import { ip, withNetns } from "../../host/sys/netns/index.js";
-import { UdpSocket } from "./udp-socket.js";
+import { UdpSocket } from "../tun/udp-socket.js";
 import { describeIf } from "../support/describe-if.js";
-import { missingTun, scratchNetns } from "./env.js";
+import { missingTun, scratchNetns } from "../tun/env.js";
 
 const object = bpfObjectPath("tun_steering");
 const missing = process.getuid?.() !== 0 ? "needs root (bpf(2), TUN)" : !existsSync(object) ? `${object} not built (npm run build:bpf; needs clang)` : missingTun();

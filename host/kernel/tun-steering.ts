@@ -9,7 +9,8 @@
  * it (TUNSETSTEERINGEBPF): a symmetric hash of addresses and ports, flows
  * spread over the queues, both directions of a flow on one queue, no table.
  *
- * The program is optional: without its object (no clang at build time) or
+ * It lives in host/kernel/ because it loads a BPF object (the house rule:
+ * only kernel/ does). The program is optional: without its object (no clang at build time) or
  * when the kernel refuses it, the device keeps the kernel's steering and the
  * answer says why. MEMBRANE_TUN_STEERING=kernel keeps the kernel's on purpose
  * (benchmarks compare the two).
@@ -18,9 +19,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { BpfObject } from "../bpf/object.js";
 import { bpfObjectPath } from "../tools/build-bpf.js";
 import { errnoName } from "../sys/errno.js";
-import { libcTun } from "./libc-tun.js";
-import type { LinuxTun } from "./linux-tun.js";
-import { TUNSETSTEERINGEBPF } from "./tun-abi.js";
+import { libcTun } from "../tun/libc-tun.js";
+import type { LinuxTun } from "../tun/linux-tun.js";
+import { TUNSETSTEERINGEBPF } from "../tun/tun-abi.js";
 
 export interface QueueSteering {
   /** "bpf": bpf/tun_steering.c picks the queue; "kernel": the kernel's flow table does. */
