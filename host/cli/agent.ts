@@ -99,7 +99,7 @@ export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("forward traffic routed into a TUN device through the Wasm datapath (root); reports to `membrane status`");
   for (const o of [...AGENT_OPTIONS, ...ENCRYPT_AGENT_OPTIONS]) cmd.addOption(o);
-  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --offloads --queues 2",
+  example(cmd, "sudo membrane agent --datapath tun --config state.json --route 10.200.0.0/16", "sudo membrane agent --datapath tun --device mbr1 --mtu 9000 --queues 2 --no-offloads",
     "sudo membrane agent --datapath bpf --config state.json --endpoint-device 41=lxc41 --external-device eth0",
     "sudo membrane agent --datapath bpf --kvstore etcd --node n1 --node-ip 192.0.2.1 --endpoint-device default/web=lxcweb --external-device eth0");
   addClusterAgentOptions(cmd);
